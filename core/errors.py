@@ -1,0 +1,52 @@
+"""The one error tree of edgepilot.
+
+    EdgepilotError
+     ├── ConfigError          a setting, file or flag is wrong
+     ├── PerceptionError      a screen could not be read (bad dump, bad image)
+     ├── DeviceError          a device is missing, disconnected or refused an action
+     │    └── ActionError     an action does not fit the current observation
+     ├── ModelError           a model failed to load or answered nonsense
+     ├── PolicyError          a policy file is invalid
+     ├── TaskError            a task template is invalid or cannot be set up
+     └── SimError             the virtual phone was asked something it cannot do
+
+Every message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class EdgepilotError(Exception):
+    """Base of every error edgepilot raises on purpose."""
+
+
+class ConfigError(EdgepilotError):
+    """A setting, a file or a command-line flag is wrong."""
+
+
+class PerceptionError(EdgepilotError):
+    """A screen could not be read: malformed dump, unreadable image."""
+
+
+class DeviceError(EdgepilotError):
+    """A device is missing, went away, or failed to carry out an action."""
+
+
+class ActionError(DeviceError):
+    """An action does not fit the current observation (bad index, no focus)."""
+
+
+class ModelError(EdgepilotError):
+    """A model failed to load, or its answer could not be used."""
+
+
+class PolicyError(EdgepilotError):
+    """A policy file is invalid."""
+
+
+class TaskError(EdgepilotError):
+    """A task template is invalid, or a task could not be set up or checked."""
+
+
+class SimError(EdgepilotError):
+    """The virtual phone was asked for something it cannot do."""

@@ -1,0 +1,1 @@
+"""edgepilot.distill (placeholder package; built in a later change)."""

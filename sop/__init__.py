@@ -1,0 +1,1 @@
+"""edgepilot.sop (placeholder package; built in a later change)."""

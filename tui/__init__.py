@@ -1,0 +1,1 @@
+"""edgepilot.tui (placeholder package; built in a later change)."""
