@@ -100,8 +100,31 @@ class UINode(_Frozen):
         )
 
 
+def _interactive(n: UINode) -> bool:
+    return n.clickable or n.long_clickable or n.checkable or n.editable or n.scrollable
+
+
+def _text_owners(nodes: tuple[UINode, ...]) -> dict[int, int]:
+    """Plain text nodes mapped to the clickable container (without text of its own) that holds them."""
+    owners: dict[int, int] = {}
+    for i, n in enumerate(nodes):
+        if _interactive(n) or not (n.text.strip() or n.content_desc.strip()):
+            continue
+        p = n.parent
+        while p is not None and 0 <= p < len(nodes):
+            anc = nodes[p]
+            if anc.clickable or anc.long_clickable or anc.checkable:
+                if not anc.text.strip() and not anc.editable:
+                    owners[i] = p
+                break
+            if anc.scrollable:
+                break
+            p = anc.parent
+    return owners
+
+
 def _quote(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
+    text = " · ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return '"' + text.replace('"', "'") + '"'
@@ -127,10 +150,28 @@ class Observation(_Frozen):
 
     @cached_property
     def elements(self) -> tuple[UINode, ...]:
+        """The nodes a model is shown, with plain text folded into its clickable container.
+
+        A list row is usually a clickable layout holding two TextViews; shown
+        as three elements it wastes a small model's attention, so the row
+        takes its children's lines as its text (one per line) and they are
+        not listed on their own.
+        """
         screen = Bounds(left=0, top=0, right=self.screen_width, bottom=self.screen_height)
-        return tuple(
-            n for n in self.nodes if n.is_element and n.bounds.intersect(screen).area > 0
-        )
+        owner = _text_owners(self.nodes)
+        texts: dict[int, list[str]] = {}
+        for i, o in owner.items():
+            texts.setdefault(o, []).append(self.nodes[i].text or self.nodes[i].content_desc)
+        out = []
+        for i, n in enumerate(self.nodes):
+            if i in owner or not n.is_element and i not in texts:
+                continue
+            if n.bounds.intersect(screen).area == 0:
+                continue
+            if i in texts:
+                n = n.model_copy(update={"text": "\n".join(t for t in texts[i] if t.strip())})
+            out.append(n)
+        return tuple(out)
 
     def element(self, index: int) -> UINode:
         """The element numbered ``index`` in :meth:`to_text`.

@@ -1,0 +1,335 @@
+"""Android over adb: any serial, a real phone or the virtual phone alike.
+
+Observation is ``uiautomator dump`` plus ``screencap -p``; actions are ``input``
+commands. Text: printable ASCII goes through ``input text``; anything else
+needs the ADB Keyboard IME (package ``com.android.adbkeyboard``, set as the
+active keyboard with ``adb shell ime set com.android.adbkeyboard/.AdbIME``),
+which receives the text base64-encoded through ``am broadcast -a ADB_INPUT_B64``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+import time
+from typing import Protocol
+
+from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Target, Type, Wait
+from edgepilot.controllers.base import ActResult, DeviceInfo
+from edgepilot.errors import ActionError, DeviceError, PerceptionError
+from edgepilot.perception.android_tree import parse_uiautomator_xml
+from edgepilot.perception.types import Bounds, Observation
+
+DUMP_PATH = "/sdcard/window_dump.xml"
+ADB_KEYBOARD = "com.android.adbkeyboard"
+
+KEYCODES = {
+    "home": 3, "back": 4, "volume_up": 24, "volume_down": 25, "power": 26, "tab": 61, "space": 62,
+    "enter": 66, "delete": 67, "menu": 82, "search": 84, "escape": 111, "app_switch": 187,
+}
+KEYCODE_MOVE_END = 123
+
+# Launcher labels of common apps, mapped to the packages that provide them on
+# stock Android, Pixel phones and the virtual phone (first installed one wins).
+APP_PACKAGES: dict[str, tuple[str, ...]] = {
+    "settings": ("com.android.settings",),
+    "contacts": ("com.google.android.contacts", "com.android.contacts"),
+    "messages": ("com.google.android.apps.messaging", "com.android.messaging", "com.android.mms"),
+    "phone": ("com.google.android.dialer", "com.android.dialer"),
+    "clock": ("com.google.android.deskclock", "com.android.deskclock"),
+    "notes": ("com.google.android.keep",),
+    "keep": ("com.google.android.keep",),
+    "browser": ("com.android.chrome", "com.android.browser"),
+    "chrome": ("com.android.chrome",),
+    "bank": ("com.example.bank",),
+    "camera": ("com.google.android.GoogleCamera", "com.android.camera2", "com.android.camera"),
+    "calendar": ("com.google.android.calendar", "com.android.calendar"),
+    "gmail": ("com.google.android.gm",),
+    "maps": ("com.google.android.apps.maps",),
+    "photos": ("com.google.android.apps.photos",),
+    "files": ("com.google.android.apps.nbu.files", "com.android.documentsui"),
+    "play store": ("com.android.vending",),
+}
+
+
+class ShellTransport(Protocol):
+    """How commands reach a device's shell (adbutils over a socket, or in-process)."""
+
+    serial: str
+
+    def shell(self, command: str, timeout: float = 20.0) -> str: ...
+
+    def exec_out(self, command: str, timeout: float = 20.0) -> bytes: ...
+
+
+class AdbutilsTransport:
+    """A device behind an adb server, through the adbutils client.
+
+    Raises:
+        DeviceError: (from every call) the server or the device cannot be reached.
+    """
+
+    def __init__(self, serial: str | None = None, host: str = "127.0.0.1", port: int = 5037) -> None:
+        import adbutils
+
+        self._adbutils = adbutils
+        self.address = f"{host}:{port}"
+        try:
+            client = adbutils.AdbClient(host=host, port=port, socket_timeout=20)
+            devices = [d.serial for d in client.device_list()]
+        except (adbutils.AdbError, OSError) as exc:
+            raise DeviceError(
+                f"no adb server at {self.address} ({exc}); start one with `adb start-server`, "
+                "or run a virtual phone with `edgepilot sim serve`"
+            ) from exc
+        if serial is None:
+            if len(devices) != 1:
+                raise DeviceError(
+                    f"{len(devices)} devices at {self.address} ({', '.join(devices) or 'none'}); "
+                    "name one with --device SERIAL"
+                )
+            serial = devices[0]
+        elif serial not in devices:
+            raise DeviceError(f"device {serial!r} not found at {self.address}; `edgepilot devices` lists what is there")
+        self.serial = serial
+        self._device = client.device(serial)
+
+    def _call(self, fn, command: str):
+        try:
+            return fn()
+        except (self._adbutils.AdbError, OSError, EOFError) as exc:
+            raise DeviceError(
+                f"device {self.serial} at {self.address} stopped answering during `{command[:60]}` ({exc}); "
+                "check the cable or the emulator and run again"
+            ) from exc
+
+    def shell(self, command: str, timeout: float = 20.0) -> str:
+        return self._call(lambda: self._device.shell(command, timeout=timeout), command)
+
+    def exec_out(self, command: str, timeout: float = 20.0) -> bytes:
+        def run() -> bytes:
+            conn = self._device.open_transport(timeout=timeout)
+            try:
+                conn.send_command("exec:" + command)
+                conn.check_okay()
+                return conn.read_until_close(encoding=None)
+            finally:
+                conn.close()
+
+        return self._call(run, command)
+
+
+class AndroidDevice:
+    """An Android device driven over a :class:`ShellTransport`.
+
+    Args:
+        transport: where shell commands go; :meth:`connect` makes an adbutils one.
+        screenshot: capture a screenshot with every observation.
+    """
+
+    def __init__(self, transport: ShellTransport, *, screenshot: bool = True) -> None:
+        self.transport = transport
+        self.screenshot = screenshot
+        self._info: DeviceInfo | None = None
+        self._packages: list[str] | None = None
+        self._last: Observation | None = None
+
+    @classmethod
+    def connect(cls, serial: str | None = None, host: str = "127.0.0.1", port: int = 5037,
+                **kwargs: object) -> AndroidDevice:
+        """Connect to ``serial`` (or the only device) behind the adb server at ``host:port``."""
+        return cls(AdbutilsTransport(serial, host, port), **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ Device
+
+    @property
+    def info(self) -> DeviceInfo:
+        if self._info is None:
+            size = self.transport.shell("wm size")
+            m = re.findall(r"(\d+)x(\d+)", size)
+            if not m:
+                raise DeviceError(f"cannot read the screen size of {self.transport.serial} (`wm size` said {size!r})")
+            w, h = map(int, m[-1])
+            model = self.transport.shell("getprop ro.product.model").strip()
+            sdk = self.transport.shell("getprop ro.build.version.sdk").strip()
+            self._info = DeviceInfo(kind="android", serial=self.transport.serial, model=model,
+                                    screen_width=w, screen_height=h, sdk=int(sdk) if sdk.isdigit() else None)
+        return self._info
+
+    def observe(self) -> Observation:
+        info = self.info
+        xml = self.transport.shell(f"uiautomator dump {DUMP_PATH} >/dev/null && cat {DUMP_PATH}")
+        tree = parse_uiautomator_xml(xml)
+        png = self.transport.exec_out("screencap -p") if self.screenshot else None
+        if png is not None and not png.startswith(b"\x89PNG"):
+            raise PerceptionError(f"screencap on {info.serial} returned no PNG ({png[:40]!r}); is the screen on?")
+        obs = Observation(
+            nodes=tree.nodes, package=tree.package, screen_width=info.screen_width,
+            screen_height=info.screen_height, screenshot_png=png, secure=_is_black(png),
+            keyboard_shown=False, timestamp=time.time(),
+        )
+        self._last = obs
+        return obs
+
+    def act(self, action: Action) -> ActResult:
+        start = time.perf_counter()
+        message = self._dispatch(action)
+        return ActResult(ok=True, message=message, duration_ms=(time.perf_counter() - start) * 1000,
+                         finished=isinstance(action, Finish))
+
+    def close(self) -> None:
+        self._last = None
+
+    # ------------------------------------------------------------ actions
+
+    def _dispatch(self, action: Action) -> str:
+        match action:
+            case Tap(target=target):
+                x, y = self._point(target)
+                self.transport.shell(f"input tap {x} {y}")
+                return f"tapped {x},{y}"
+            case LongPress(target=target, duration_ms=ms):
+                x, y = self._point(target)
+                self.transport.shell(f"input swipe {x} {y} {x} {y} {ms}")
+                return f"long-pressed {x},{y}"
+            case Swipe():
+                (x1, y1), (x2, y2) = self._swipe_points(action)
+                self.transport.shell(f"input swipe {x1} {y1} {x2} {y2} 300")
+                return f"swiped {action.direction}"
+            case Type(text=text, target=target, clear=clear):
+                return self._type(text, target, clear)
+            case Key(key=key):
+                self.transport.shell(f"input keyevent {KEYCODES[key]}")
+                return f"pressed {key}"
+            case OpenApp(app=app):
+                package = self._resolve_app(app)
+                out = self.transport.shell(f"monkey -p {package} -c android.intent.category.LAUNCHER 1")
+                if "No activities found" in out or "aborted" in out:
+                    raise ActionError(f"{package} has no launcher activity; it cannot be opened with open_app")
+                return f"opened {package}"
+            case Wait(seconds=seconds):
+                time.sleep(seconds)
+                return f"waited {seconds:g}s"
+            case Finish(status=status):
+                return f"finished ({status})"
+        raise ActionError(f"unsupported action for an Android device: {action!r}")
+
+    def _observation(self) -> Observation:
+        if self._last is None:
+            raise ActionError("an element index needs an observation first; call observe()")
+        return self._last
+
+    def _point(self, target: Target) -> tuple[int, int]:
+        if isinstance(target, Point):
+            info = self.info
+            if target.x >= info.screen_width or target.y >= info.screen_height:
+                raise ActionError(f"point {target.x},{target.y} is off the {info.screen_width}x{info.screen_height} screen")
+            return target.x, target.y
+        obs = self._observation()
+        try:
+            return obs.element(target).bounds.center
+        except IndexError as exc:
+            raise ActionError(str(exc)) from exc
+
+    def _bounds(self, target: Target | None) -> Bounds:
+        info = self.info
+        if target is None:
+            return Bounds(left=0, top=0, right=info.screen_width, bottom=info.screen_height)
+        if isinstance(target, Point):
+            return Bounds(left=target.x, top=target.y, right=target.x + 1, bottom=target.y + 1)
+        obs = self._observation()
+        try:
+            return obs.element(target).bounds
+        except IndexError as exc:
+            raise ActionError(str(exc)) from exc
+
+    def _swipe_points(self, action: Swipe) -> tuple[tuple[int, int], tuple[int, int]]:
+        info = self.info
+        b = self._bounds(action.target)
+        cx, cy = b.center
+        if action.target is None:  # across the middle, clear of the status and navigation bars
+            vertical = action.direction in ("up", "down")
+            span = info.screen_height if vertical else info.screen_width
+            half = int(span * action.distance / 2)
+            mid = span // 2
+            a, z = mid + half, mid - half
+            if action.direction in ("down", "right"):
+                a, z = z, a
+            return ((cx, a), (cx, z)) if vertical else ((a, cy), (z, cy))
+        vertical = action.direction in ("up", "down")
+        extent = max(b.height if vertical else b.width, (info.screen_height if vertical else info.screen_width) // 2)
+        length = int(extent * action.distance)
+        dx, dy = {"up": (0, -length), "down": (0, length), "left": (-length, 0), "right": (length, 0)}[action.direction]
+        x2 = min(max(cx + dx, 0), info.screen_width - 1)
+        y2 = min(max(cy + dy, 0), info.screen_height - 1)
+        return (cx, cy), (x2, y2)
+
+    def _type(self, text: str, target: Target | None, clear: bool) -> str:
+        if target is not None:
+            x, y = self._point(target)
+            self.transport.shell(f"input tap {x} {y}")
+        if clear:
+            self._clear(target)
+        if not text:
+            return "cleared" if clear else "typed nothing"
+        if _ascii_typable(text):
+            self.transport.shell("input text " + shlex.quote(text.replace(" ", "%s")))
+        else:
+            if ADB_KEYBOARD not in self._installed_packages():
+                raise ActionError(
+                    f"cannot type non-ASCII text {text[:20]!r}: `input text` handles ASCII only. Install the "
+                    "ADB Keyboard (package com.android.adbkeyboard) and enable it with "
+                    "`adb shell ime set com.android.adbkeyboard/.AdbIME`"
+                )
+            encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            self.transport.shell(f"am broadcast -a ADB_INPUT_B64 --es msg {encoded}")
+        return f"typed {len(text)} characters"
+
+    def _clear(self, target: Target | None) -> None:
+        length = 0
+        if self._last is not None:
+            if isinstance(target, int) and target < len(self._last.elements):
+                length = len(self._last.elements[target].text)
+            elif self._last.focused_element is not None:
+                length = len(self._last.elements[self._last.focused_element].text)
+        length = max(length, 1) + 2
+        self.transport.shell(f"input keyevent {KEYCODE_MOVE_END} " + " ".join(["67"] * length))
+
+    def _installed_packages(self) -> list[str]:
+        if self._packages is None:
+            out = self.transport.shell("pm list packages")
+            self._packages = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("package:")]
+        return self._packages
+
+    def _resolve_app(self, app: str) -> str:
+        installed = self._installed_packages()
+        name = app.strip()
+        if name in installed:
+            return name
+        for package in APP_PACKAGES.get(name.casefold(), ()):
+            if package in installed:
+                return package
+        key = re.sub(r"[^a-z0-9]", "", name.casefold())
+        guesses = [p for p in installed if key and p.rsplit(".", 1)[-1].replace("_", "") == key]
+        if guesses:
+            return guesses[0]
+        raise ActionError(f"no app called {app!r} on {self.transport.serial}; open_app takes a launcher label "
+                          f"({', '.join(sorted(APP_PACKAGES))}) or an installed package name")
+
+
+def _ascii_typable(text: str) -> bool:
+    return all(32 <= ord(ch) < 127 for ch in text) and "%s" not in text
+
+
+def _is_black(png: bytes | None) -> bool:
+    """Whether a screenshot is entirely black (Android's capture of a FLAG_SECURE window)."""
+    if not png:
+        return False
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        small = img.convert("L").reduce(16)
+        return small.getextrema()[1] == 0

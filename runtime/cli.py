@@ -1,0 +1,255 @@
+"""The ``edgepilot`` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+from edgepilot import __version__
+from edgepilot.errors import EdgepilotError
+
+
+class _Group(click.Group):
+    """Turns edgepilot's own errors into one clear line and exit code 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgepilotError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+def _emit(report: dict[str, Any], as_json: bool, text: str) -> None:
+    click.echo(json.dumps(report, indent=2) if as_json else text)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgepilot")
+def main() -> None:
+    """edgepilot: an on-device GUI agent runtime.
+
+    Small local models operate Android phones (over adb) and desktops. A
+    virtual phone is built in, so everything runs on a machine with no phone.
+
+    \b
+    Start here:
+      edgepilot demo                         watch an agent complete a task on the virtual phone
+      edgepilot devices                      list the phones edgepilot can reach
+      edgepilot sim serve                    run a virtual phone that any adb client can drive
+      edgepilot bench --agent oracle         measure task success on held-out tasks
+      edgepilot tasks list                   list the task templates
+    """
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--template", "template_id", default="messages_send_new", show_default=True,
+              help="Task template to run (`edgepilot tasks list`).")
+@click.option("--seed", default=0, show_default=True, help="Which instance of the template.")
+@click.option("--agent", default="oracle", show_default=True, help="Agent that acts.")
+def demo(template_id: str, seed: int, agent: str) -> None:
+    """Run one task on the virtual phone over adb and show every step."""
+    from edgepilot.runtime.bench import agent_factory
+    from edgepilot.runtime.devices import open_device
+    from edgepilot.runtime.episode import run_episode
+    from edgepilot.sim.tasks.suite import load_templates
+
+    templates = load_templates()
+    if template_id not in templates:
+        raise click.BadParameter(f"no template {template_id!r}; see `edgepilot tasks list`", param_hint="--template")
+    instance = templates[template_id].instance(seed)
+    with open_device("virtual") as opened:
+        click.echo(f"device: {opened.description}")
+        click.echo(f"task:   {instance.goal}")
+        click.echo(f"agent:  {agent}\n")
+
+        def show(step) -> None:
+            click.echo(f"step {step.index + 1:2d}  {step.action:60}  {step.message:28} "
+                       f"({step.perceive_ms + step.decide_ms + step.act_ms:.0f} ms)")
+
+        result = run_episode(opened.device, opened.phone, instance, agent_factory(agent, opened.phone), on_step=show)
+    verdict = click.style("SUCCESS", fg="green") if result.success else click.style("FAILED", fg="red")
+    click.echo(f"\n{verdict}: {len(result.steps)} steps in {result.seconds:.2f} s"
+               + (f"; answer: {result.answer}" if result.answer else ""))
+    if not result.success:
+        click.echo("failed checks: " + ", ".join(result.failed_checks) + (f"\nerror: {result.error}" if result.error else ""))
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- bench
+
+
+@main.command()
+@click.option("--suite", type=click.Choice(["tasks", "observe"]), default="tasks", show_default=True,
+              help="tasks: success rate on a split; observe: latency of one observation.")
+@click.option("--agent", default="oracle", show_default=True, help="Agent to measure.")
+@click.option("--split", type=click.Choice(["train", "test-instances", "test"]), default="test", show_default=True,
+              help="Which tasks: held-out templates (test), held-out instances of train templates, or train.")
+@click.option("--per-template", default=3, show_default=True, help="Instances of each template.")
+@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
+@click.option("--device", default="virtual", show_default=True, help="Device spec (see `edgepilot devices`).")
+@click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
+@click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
+def bench(suite: str, agent: str, split: str, per_template: int, templates: tuple[str, ...], device: str,
+          max_steps: int | None, repeats: int, as_json: bool) -> None:
+    """Measure success rates and speed; print a table, or JSON with --json."""
+    from edgepilot.runtime import bench as b
+
+    if suite == "observe":
+        report = b.run_observe(n=repeats, device=device)
+        _emit(report, as_json, b.format_observe(report))
+        return
+
+    def progress(result, done: int, total: int) -> None:
+        if not as_json:
+            mark = "ok " if result.success else "FAIL"
+            click.echo(f"[{done:3d}/{total}] {mark} {result.instance:36} {len(result.steps):2d} steps "
+                       f"{result.seconds:6.2f} s", err=True)
+
+    report = b.run_tasks(agent=agent, split=split, per_template=per_template, templates=templates, device=device,
+                         max_steps=max_steps, progress=progress)
+    _emit(report, as_json, b.format_tasks(report))
+
+
+# ---------------------------------------------------------------- devices
+
+
+@main.command()
+@click.option("--adb-port", default=5037, show_default=True, help="Port of the adb server to ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def devices(adb_port: int, as_json: bool) -> None:
+    """List the devices edgepilot can reach: running virtual phones and adb devices."""
+    from edgepilot.runtime.devices import list_devices
+
+    rows = list_devices(adb_port)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no devices. Plug in a phone with USB debugging on, or run `edgepilot sim serve`.\n"
+                   "The built-in virtual phone is always available as --device virtual.")
+        return
+    for r in rows:
+        click.echo(f"{r['serial']:24} {r['state']:10} {r['kind']:14} {r['address']}")
+
+
+# ---------------------------------------------------------------- sim
+
+
+@main.group()
+def sim() -> None:
+    """The virtual phone."""
+
+
+@sim.command("serve")
+@click.option("--port", default=5038, show_default=True, help="Loopback port for its adb endpoint (0: any free one).")
+@click.option("--serial", default="virtual-1", show_default=True, help="Serial the phone reports.")
+@click.option("--template", "template_id", default=None, help="Set up this task template first.")
+@click.option("--seed", default=0, show_default=True, help="Instance of --template.")
+def sim_serve(port: int, serial: str, template_id: str | None, seed: int) -> None:
+    """Run a virtual phone in the foreground; adb clients reach it on 127.0.0.1:PORT.
+
+    \b
+    Then, in another terminal:
+      ANDROID_ADB_SERVER_PORT=5038 adb devices
+      ANDROID_ADB_SERVER_PORT=5038 adb shell input tap 540 1200
+      ANDROID_ADB_SERVER_PORT=5038 adb exec-out screencap -p > screen.png
+    or python: adbutils.AdbClient(port=5038).device("virtual-1")
+    """
+    import os
+
+    from edgepilot.runtime.devices import sims_dir
+    from edgepilot.sim.adb.server import AdbServer
+    from edgepilot.sim.phone import VirtualPhone
+
+    phone = VirtualPhone(serial=serial)
+    if template_id:
+        from edgepilot.sim.tasks.model import apply_setup
+        from edgepilot.sim.tasks.suite import load_templates
+
+        templates = load_templates()
+        if template_id not in templates:
+            raise click.BadParameter(f"no template {template_id!r}", param_hint="--template")
+        instance = templates[template_id].instance(seed)
+        apply_setup(phone, instance)
+        click.echo(f"task set up: {instance.goal}")
+    try:
+        server = AdbServer(phone, port=port).start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({exc}); pick another --port") from exc
+    entry = sims_dir() / f"{serial}.json"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(json.dumps({"serial": serial, "port": server.port, "pid": os.getpid()}))
+    click.echo(f"virtual phone {serial} listening on 127.0.0.1:{server.port} (Ctrl-C to stop)")
+    click.echo(f"  ANDROID_ADB_SERVER_PORT={server.port} adb devices")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        entry.unlink(missing_ok=True)
+
+
+@sim.command("state")
+@click.option("--template", "template_id", default=None, help="Show the state after this template's set-up.")
+@click.option("--seed", default=0, show_default=True)
+def sim_state(template_id: str | None, seed: int) -> None:
+    """Print the virtual phone's state (the JSON that task checks read)."""
+    from edgepilot.sim.phone import VirtualPhone
+
+    phone = VirtualPhone()
+    if template_id:
+        from edgepilot.sim.tasks.model import apply_setup
+        from edgepilot.sim.tasks.suite import load_templates
+
+        apply_setup(phone, load_templates()[template_id].instance(seed))
+    click.echo(json.dumps(phone.snapshot(), indent=2))
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@main.group()
+def tasks() -> None:
+    """The task suite (format: docs/tasks.md)."""
+
+
+@tasks.command("list")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True)
+def tasks_list(split: str) -> None:
+    """List task templates with their split, apps and sensitive steps."""
+    from edgepilot.sim.tasks.suite import load_templates
+
+    for t in load_templates().values():
+        if split in ("all", t.split):
+            sens = ",".join(t.sensitive) or "-"
+            click.echo(f"{t.id:32} {t.split:6} {t.steps:3d} steps  {','.join(t.apps):24} sensitive: {sens}")
+
+
+@tasks.command("show")
+@click.argument("template_id")
+@click.option("--seeds", default=3, show_default=True, help="How many instances to show.")
+def tasks_show(template_id: str, seeds: int) -> None:
+    """Show a template's instances (goal and parameters)."""
+    from edgepilot.sim.tasks.suite import load_templates
+
+    templates = load_templates()
+    if template_id not in templates:
+        raise click.BadParameter(f"no template {template_id!r}", param_hint="TEMPLATE_ID")
+    for seed in range(seeds):
+        inst = templates[template_id].instance(seed)
+        click.echo(f"#{seed}: {inst.goal}   {inst.params}")
+
+
+if __name__ == "__main__":
+    main()
