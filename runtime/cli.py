@@ -251,5 +251,32 @@ def tasks_show(template_id: str, seeds: int) -> None:
         click.echo(f"#{seed}: {inst.goal}   {inst.params}")
 
 
+@tasks.command("check")
+@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
+@click.option("--seeds", default=3, show_default=True, help="Instances per template and split.")
+@click.option("--adb", "over_adb", is_flag=True, help="Go through the adb endpoint instead of in-process.")
+def tasks_check(templates: tuple[str, ...], seeds: int, over_adb: bool) -> None:
+    """Run the oracle on every split's instances; any failure is a bug in a task or the phone."""
+    from edgepilot.runtime.bench import agent_factory
+    from edgepilot.runtime.devices import open_device
+    from edgepilot.runtime.episode import run_episode
+    from edgepilot.sim.tasks.suite import SPLITS, instances
+
+    failures = total = 0
+    with open_device("virtual" if over_adb else "virtual-local") as opened:
+        factory = agent_factory("oracle", opened.phone)
+        for split in SPLITS:
+            for instance in instances(split, seeds, only=templates):  # type: ignore[arg-type]
+                result = run_episode(opened.device, opened.phone, instance, factory)
+                total += 1
+                if not result.success:
+                    failures += 1
+                    click.echo(f"FAIL {instance.id} ({split}): {instance.goal}\n     "
+                               f"{result.error or 'failed: ' + ', '.join(result.failed_checks)}")
+    click.echo(f"{total - failures}/{total} oracle episodes succeeded")
+    if failures:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

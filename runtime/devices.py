@@ -52,13 +52,21 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
 
     Args:
         spec: ``virtual`` (a fresh in-process virtual phone behind its own adb
-            endpoint), a serial at the adb server on ``adb_port``, the serial of
+            endpoint), ``virtual-local`` (the same phone without adb, for speed), a serial at the adb server on ``adb_port``, the serial of
             a running ``edgepilot sim serve`` phone, or ``SERIAL@HOST:PORT``.
 
     Raises:
         DeviceError: the device cannot be reached.
         ConfigError: the spec is malformed.
     """
+    if spec == "virtual-local":
+        from edgepilot.sim.local import LocalTransport
+        from edgepilot.sim.phone import VirtualPhone
+
+        phone = VirtualPhone(serial="virtual-1")
+        yield OpenDevice(AndroidDevice(LocalTransport(phone), screenshot=screenshot), phone,
+                         f"virtual phone {phone.serial} (in-process, no adb)")
+        return
     if spec == "virtual":
         from edgepilot.sim.adb.server import AdbServer
         from edgepilot.sim.phone import VirtualPhone

@@ -15,7 +15,7 @@ from edgepilot.errors import TaskError
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.sim.tasks.model import Check, TaskInstance
 
-MAX_SCROLLS = 8
+MAX_SCROLLS = 5
 SELECTOR_KEYS = {"text", "text_contains", "desc", "id", "class", "nth", "scroll"}
 
 
@@ -93,8 +93,8 @@ class Oracle:
     def _where(self) -> str:
         return f"{self.instance.template.id} step {self.pos + 1}"
 
-    def _target(self, arg: dict[str, Any], obs: Observation) -> int | None:
-        selector = {k: v for k, v in arg.items() if k in SELECTOR_KEYS}
+    def _target(self, arg: dict[str, Any], obs: Observation, *, typing: bool = False) -> int | None:
+        selector = {k: v for k, v in arg.items() if k in SELECTOR_KEYS and not (typing and k == "text")}
         if not selector:
             raise TaskError(f"{self._where()}: the step has no selector (text/desc/id/class)")
         hits = select(obs, selector)
@@ -115,7 +115,7 @@ class Oracle:
             target = self._target(arg, obs) if set(arg) & (SELECTOR_KEYS - {"nth", "scroll"}) else None
             return Swipe(direction=arg.get("direction", "up"), target=target)
         if kind in ("tap", "long_press", "type"):
-            index = self._target(arg, obs)
+            index = self._target(arg, obs, typing=kind == "type")
             if index is None:
                 return None
             if kind == "tap":

@@ -2,9 +2,10 @@
 
 Splits:
 
-- ``train``: instances of train templates with seeds ``0..n-1``;
-- ``test-instances``: other instances of train templates (seeds from
-  :data:`HELD_OUT_SEED_BASE`), never equal in goal to a train instance;
+- ``train``: instances of train templates whose goal sentence is not held out;
+- ``test-instances``: instances of train templates whose goal sentence is held
+  out (one goal in :data:`HELD_OUT_BUCKETS`, by a stable hash of the sentence),
+  so no held-out goal is ever a train goal;
 - ``test``: instances of test templates (kinds of task never seen in training).
 
 Nothing from ``test`` or ``test-instances`` is used for training, SOPs or
@@ -13,6 +14,7 @@ prompt examples.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -23,8 +25,8 @@ from edgepilot.errors import TaskError
 from edgepilot.sim.tasks.model import TaskInstance, TaskTemplate
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
-HELD_OUT_SEED_BASE = 100_000
-TRAIN_POOL = 200  # train instances that held-out ones must differ from
+HELD_OUT_BUCKETS = 5  # one goal in five of a train template is held out
+MAX_SEED_SCAN = 5_000
 
 Split = Literal["train", "test-instances", "test"]
 SPLITS: tuple[str, ...] = ("train", "test-instances", "test")
@@ -43,9 +45,12 @@ def _load_file(path: Path) -> list[TaskTemplate]:
     for i, entry in enumerate(raw):
         try:
             templates.append(TaskTemplate.model_validate({**entry, "source": str(path)}))
-        except (ValidationError, TypeError) as exc:
+        except ValidationError as exc:
             name = entry.get("id", f"#{i}") if isinstance(entry, dict) else f"#{i}"
-            raise TaskError(f"{path}: template {name}: {exc}") from exc
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'template'}: {e['msg']}" for e in exc.errors())
+            raise TaskError(f"{path}: template {name}: {problems}") from exc
+        except TypeError as exc:
+            raise TaskError(f"{path}: entry #{i} is not a mapping of template fields") from exc
     return templates
 
 
@@ -85,26 +90,29 @@ def instances(split: Split, per_template: int = 3, *, templates: dict[str, TaskT
     for template in templates.values():
         if wanted and template.id not in wanted:
             continue
-        if split == "test" and template.split != "test":
-            continue
-        if split != "test" and template.split != "train":
-            continue
-        if split == "test-instances":
-            out.extend(_held_out(template, per_template))
-        else:
-            out.extend(template.instance(seed) for seed in range(per_template))
+        if split == "test":
+            if template.split == "test":
+                out.extend(template.instance(seed) for seed in range(per_template))
+        elif template.split == "train":
+            out.extend(_pick(template, per_template, held_out=split == "test-instances"))
     return out
 
 
-def _held_out(template: TaskTemplate, n: int) -> list[TaskInstance]:
-    train_goals = {template.instance(seed).goal for seed in range(TRAIN_POOL)}
+def is_held_out(goal: str) -> bool:
+    """Whether a train template's goal sentence belongs to ``test-instances``."""
+    digest = hashlib.sha256(goal.strip().casefold().encode("utf-8")).digest()
+    return digest[0] % HELD_OUT_BUCKETS == 0
+
+
+def _pick(template: TaskTemplate, n: int, *, held_out: bool) -> list[TaskInstance]:
+    """The first ``n`` instances (by seed) on one side of the held-out line, distinct in goal."""
     out: list[TaskInstance] = []
-    seed = HELD_OUT_SEED_BASE
-    while len(out) < n and seed < HELD_OUT_SEED_BASE + 10_000:
+    goals: set[str] = set()
+    for seed in range(MAX_SEED_SCAN):
+        if len(out) == n:
+            break
         inst = template.instance(seed)
-        if inst.goal not in train_goals:
+        if is_held_out(inst.goal) == held_out and inst.goal not in goals:
+            goals.add(inst.goal)
             out.append(inst)
-        seed += 1
-    if len(out) < n:  # a template with few distinct goals: held-out seeds still differ in set-up
-        out.extend(template.instance(HELD_OUT_SEED_BASE + 10_000 + i) for i in range(n - len(out)))
     return out
