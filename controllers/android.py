@@ -93,7 +93,7 @@ class AdbutilsTransport:
         elif serial not in devices:
             raise DeviceError(f"device {serial!r} not found at {self.address}; `edgepilot devices` lists what is there")
         self.serial = serial
-        self._device = client.device(serial)
+        self._client = client
 
     def _call(self, fn, command: str):
         try:
@@ -104,20 +104,25 @@ class AdbutilsTransport:
                 "check the cable or the emulator and run again"
             ) from exc
 
+    def _run(self, service: str, timeout: float) -> bytes:
+        # One connection per command, straight to the device: adbutils' own
+        # shell() first asks the server's version on a second connection.
+        conn = self._client.make_connection(timeout=timeout)
+        try:
+            conn.send_command(f"host:transport:{self.serial}")
+            conn.check_okay()
+            conn.send_command(service)
+            conn.check_okay()
+            return conn.read_until_close(encoding=None)
+        finally:
+            conn.close()
+
     def shell(self, command: str, timeout: float = 20.0) -> str:
-        return self._call(lambda: self._device.shell(command, timeout=timeout), command)
+        out = self._call(lambda: self._run("shell:" + command, timeout), command)
+        return out.decode("utf-8", errors="replace")
 
     def exec_out(self, command: str, timeout: float = 20.0) -> bytes:
-        def run() -> bytes:
-            conn = self._device.open_transport(timeout=timeout)
-            try:
-                conn.send_command("exec:" + command)
-                conn.check_okay()
-                return conn.read_until_close(encoding=None)
-            finally:
-                conn.close()
-
-        return self._call(run, command)
+        return self._call(lambda: self._run("exec:" + command, timeout), command)
 
 
 class AndroidDevice:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import threading
 import time
 from dataclasses import dataclass
@@ -293,9 +292,7 @@ class VirtualPhone:
         with self.lock:
             if "png" not in self._cache:
                 img = ui.draw(self.windows(), keyboard=self.keyboard_shown, black=self.secure)
-                buf = io.BytesIO()
-                img.save(buf, format="PNG", compress_level=1)
-                self._cache["png"] = buf.getvalue()
+                self._cache["png"] = ui.encode_png(img)
             return self._cache["png"]
 
     def _status_bar(self) -> View:
