@@ -360,10 +360,16 @@ class VirtualPhone:
     def _scroll_body(self, app: App, views: list[View], top: int, bottom: int) -> View:
         offset = app.scroll.get(app.route, 0)
         content = 0
+        focused: tuple[int, int] | None = None
         for v in views:
-            content += ui.layout(v, 0, 0, WIDTH)
+            content += ui.layout(v, 0, content, WIDTH)
+            for f in v.walk():
+                if self.focus is not None and f.editable and f.rid == self.focus:
+                    focused = (f.bounds[1], f.bounds[3])
         viewport = max(1, bottom - top)
         max_offset = max(0, content - viewport)
+        if focused is not None:  # adjustResize: keep the focused field above the keyboard
+            offset = min(max(offset, focused[1] - viewport), focused[0])
         offset = min(max(0, offset), max_offset)
         app.scroll[app.route] = offset
         y = top - offset

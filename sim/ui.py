@@ -317,7 +317,7 @@ def draw_view(d: ImageDraw.ImageDraw, v: View) -> None:
         glyph = v.hint or "?"
         f = font(60)
         w = f.getlength(glyph)
-        d.text((cx - w / 2, cy - 36), glyph, font=f, fill=(255, 255, 255) if v.package else FG)
+        d.text((cx - w / 2, cy - 36), glyph, font=f, fill=FG)
         return
     elif style == "fab":
         d.ellipse([l, t, r, b], fill=ACCENT)
@@ -340,7 +340,7 @@ def _draw_text(d: ImageDraw.ImageDraw, v: View) -> None:
     value = v.text
     color = FG
     if v.password and value:
-        value = "•" * len(value)
+        value = "*" * len(value)  # the bundled font has no bullet glyph
     if v.editable and not value:
         value, color = v.hint, MUTED
     if not value:

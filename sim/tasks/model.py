@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgepilot.errors import TaskError
 from edgepilot.sim.tasks.paths import MISSING, append_path, get_path, remove_path, set_path
@@ -35,6 +35,11 @@ class Check(_Strict):
     digits_equal: str | None = None
     exists: bool | None = None
     count: int | None = None
+
+    @field_validator("contains", "matches", "digits_equal", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_subject_one_test(self) -> Check:

@@ -1,0 +1,22 @@
+"""Shared fixtures: a virtual phone behind its real adb endpoint."""
+
+import pytest
+
+from edgepilot.controllers.android import AndroidDevice
+from edgepilot.sim.adb.server import AdbServer
+from edgepilot.sim.phone import VirtualPhone
+
+
+@pytest.fixture
+def phone():
+    return VirtualPhone(serial="virtual-test")
+
+
+@pytest.fixture
+def served(phone):
+    """The phone, its adb server, and an AndroidDevice talking to it through adbutils."""
+    server = AdbServer(phone, port=0).start()
+    try:
+        yield phone, server, AndroidDevice.connect(phone.serial, port=server.port)
+    finally:
+        server.stop()
