@@ -10,8 +10,10 @@ which receives the text base64-encoded through ``am broadcast -a ADB_INPUT_B64``
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import shlex
+import socket
 import time
 from typing import Protocol
 
@@ -75,6 +77,12 @@ class AdbutilsTransport:
 
         self._adbutils = adbutils
         self.address = f"{host}:{port}"
+        self._host, self._port = host, port
+        if not adb_server_listening(host, port):
+            raise DeviceError(
+                f"no adb server at {self.address}; start one with `adb start-server`, "
+                "or run a virtual phone with `edgepilot sim serve`"
+            )
         try:
             client = adbutils.AdbClient(host=host, port=port, socket_timeout=20)
             devices = [d.serial for d in client.device_list()]
@@ -107,7 +115,8 @@ class AdbutilsTransport:
     def _run(self, service: str, timeout: float) -> bytes:
         # One connection per command, straight to the device: adbutils' own
         # shell() first asks the server's version on a second connection.
-        conn = self._client.make_connection(timeout=timeout)
+        conn = _connection(self._adbutils, self._host, self._port)
+        conn.conn.settimeout(timeout)
         try:
             conn.send_command(f"host:transport:{self.serial}")
             conn.check_okay()
@@ -124,6 +133,30 @@ class AdbutilsTransport:
 
     def exec_out(self, command: str, timeout: float = 20.0) -> bytes:
         return self._call(lambda: self._run("exec:" + command, timeout), command)
+
+
+def adb_server_listening(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at the adb server address."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@functools.cache
+def _no_spawn_connection_class(adbutils):
+    class NoSpawnConnection(adbutils.AdbConnection):
+        """An adbutils connection that never runs `adb start-server` when the connect fails."""
+
+        def _safe_connect(self):
+            return self._create_socket()
+
+    return NoSpawnConnection
+
+
+def _connection(adbutils, host: str, port: int):
+    return _no_spawn_connection_class(adbutils)(host, port)
 
 
 class AndroidDevice:

@@ -49,6 +49,9 @@ def run_tasks(*, agent: str = "oracle", split: str = "test", per_template: int =
         ConfigError: unknown agent.
         DeviceError: the device cannot be reached.
     """
+    if not device.startswith("virtual"):
+        raise ConfigError(f"task benchmarks set tasks up on the virtual phone, not on {device!r}; "
+                          "use --device virtual (or virtual-local)")
     todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
     results: list[EpisodeResult] = []
     started = time.time()

@@ -71,8 +71,8 @@ def demo(template_id: str, seed: int, agent: str) -> None:
         click.echo(f"agent:  {agent}\n")
 
         def show(step) -> None:
-            click.echo(f"step {step.index + 1:2d}  {step.action:60}  {step.message:28} "
-                       f"({step.perceive_ms + step.decide_ms + step.act_ms:.0f} ms)")
+            ms = step.perceive_ms + step.decide_ms + step.act_ms
+            click.echo(f"step {step.index + 1:2d}  {step.action}\n         -> {step.message} ({ms:.0f} ms)")
 
         result = run_episode(opened.device, opened.phone, instance, agent_factory(agent, opened.phone), on_step=show)
     verdict = click.style("SUCCESS", fg="green") if result.success else click.style("FAILED", fg="red")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgepilot.controllers.android import AndroidDevice
+from edgepilot.controllers.android import AndroidDevice, adb_server_listening
 from edgepilot.errors import ConfigError
 
 
@@ -110,6 +110,8 @@ def list_devices(adb_port: int = 5037) -> list[dict[str, str]]:
         import adbutils
     except ImportError:
         return rows
+    if not adb_server_listening("127.0.0.1", adb_port):
+        return rows  # no adb server; do not start one as a side effect
     try:
         client = adbutils.AdbClient(host="127.0.0.1", port=adb_port, socket_timeout=3)
         for info in client.list():

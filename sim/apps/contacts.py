@@ -77,7 +77,7 @@ class Contacts(App):
     state: ContactsState
 
     def page(self, route: Route) -> Page:
-        if route.name != "main" and self.find(route.get("id")) is None and route.name != "add":
+        if route.name in ("contact", "edit", "delete", "call") and self.find(route.get("id")) is None:
             return Page(title="Contacts", body=[ui.text("This contact no longer exists.", muted=True)],
                         activity=VIEW_ACTIVITY)
         return getattr(self, f"_page_{route.name}")(route)
