@@ -321,6 +321,11 @@ def draw_view(d: ImageDraw.ImageDraw, v: View) -> None:
         return
     elif style == "fab":
         d.ellipse([l, t, r, b], fill=ACCENT)
+        if v.hint and not v.text:
+            f = font(80)
+            w = f.getlength(v.hint)
+            d.text(((l + r - w) / 2, (t + b) / 2 - 48), v.hint, font=f, fill=(255, 255, 255))
+            return
     elif style == "tile":
         d.rounded_rectangle([l + 16, t + 16, r - 16, b - 16], radius=36,
                             fill=ACCENT if v.checked else (220, 222, 230))

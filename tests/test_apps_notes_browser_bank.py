@@ -8,29 +8,18 @@ template of these apps the same way.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-import edgepilot.sim.apps as apps_pkg
-from edgepilot.actions import Finish, Key, OpenApp, Swipe, Tap, Type, Wait
 from edgepilot.perception import Observation
 from edgepilot.perception.android_tree import parse_uiautomator_xml
 from edgepilot.sim.apps.bank import Bank, parse_amount
 from edgepilot.sim.apps.browser import Browser, normalize
 from edgepilot.sim.apps.notes import Notes
 from edgepilot.sim.phone import VirtualPhone
-from edgepilot.sim.tasks.model import apply_setup
-from edgepilot.sim.tasks.oracle import Oracle, select
-from edgepilot.sim.tasks.suite import BUILTIN_DIR, _load_file
+from edgepilot.sim.tasks.oracle import select
 
-for _cls in (Notes, Browser, Bank):
-    if _cls not in apps_pkg.APP_CLASSES:
-        apps_pkg.APP_CLASSES.append(_cls)
-
-KEYS = {"back": 4, "home": 3, "enter": 66, "delete": 67, "tab": 61, "space": 62, "escape": 111}
-TEMPLATE_FILES = ("notes.yaml", "browser.yaml", "bank.yaml")
 
 
 # ---------------------------------------------------------------- driving helpers
@@ -262,56 +251,3 @@ def test_states_round_trip(phone):
         data = app.snapshot()
         app.load(data)
         assert app.snapshot() == data
-
-
-# ---------------------------------------------------------------- task templates through the oracle
-
-
-def _execute(phone: VirtualPhone, obs: Observation, action) -> None:
-    if isinstance(action, Tap):
-        phone.tap(*obs.elements[action.target].bounds.center)
-    elif isinstance(action, Type):
-        if action.target is not None:
-            phone.tap(*obs.elements[action.target].bounds.center)
-        if action.clear:
-            for _ in range(len(obs.elements[action.target].text) if action.target is not None else 0):
-                phone.keyevent(67)
-        phone.input_text(action.text)
-    elif isinstance(action, Key):
-        phone.keyevent(KEYS[action.key])
-    elif isinstance(action, OpenApp):
-        app = next(a for a in phone.apps.values() if action.app in (a.label, a.package))
-        phone.start_app(app.package)
-    elif isinstance(action, Swipe):
-        y1, y2 = (1800, 700) if action.direction == "up" else (700, 1800)
-        phone.swipe(540, y1, 540, y2)
-    elif not isinstance(action, Wait):
-        raise AssertionError(f"unexpected action {action}")
-
-
-def _templates():
-    found = []
-    for name in TEMPLATE_FILES:
-        found += _load_file(Path(BUILTIN_DIR) / name)
-    return found
-
-
-@pytest.mark.parametrize("template", _templates(), ids=lambda t: t.id)
-def test_template_oracle_solves_and_setup_matters(template):
-    phone = VirtualPhone()
-    for seed in range(3):
-        instance = template.instance(seed)
-        apply_setup(phone, instance)
-        ok, failed = instance.evaluate(phone.snapshot(), None)
-        assert not ok, f"{instance.id} already holds before acting"
-        oracle = Oracle(instance, phone.snapshot)
-        answer = None
-        for _ in range(40):
-            obs = observe(phone)
-            action = oracle.next_action(obs)
-            if isinstance(action, Finish):
-                answer = action.answer
-                break
-            _execute(phone, obs, action)
-        ok, failed = instance.evaluate(phone.snapshot(), answer)
-        assert ok, f"{instance.id} ({instance.goal}): failed {failed}"

@@ -103,3 +103,26 @@ def test_setup_applies_and_validates_state():
     typo = template.model_copy(update={"setup": [{"set": {"path": "settings.wfi", "value": False}}]})
     with pytest.raises(TaskError, match="wfi"):
         apply_setup(phone, typo.instance(0))
+
+
+def test_no_task_holds_before_the_agent_acts(templates):
+    phone = VirtualPhone()
+    for template in templates.values():
+        for seed in range(3):
+            instance = template.instance(seed)
+            apply_setup(phone, instance)
+            done, _ = instance.evaluate(phone.snapshot(), None)
+            assert not done, f"{instance.id} already holds right after set-up"
+
+
+def test_oracle_solves_every_template_in_about_the_declared_steps(templates):
+    from edgepilot.runtime.bench import agent_factory
+    from edgepilot.runtime.devices import open_device
+    from edgepilot.runtime.episode import run_episode
+
+    with open_device("virtual-local", screenshot=False) as opened:
+        factory = agent_factory("oracle", opened.phone)
+        for template in templates.values():
+            result = run_episode(opened.device, opened.phone, template.instance(0), factory)
+            assert result.success, (template.id, result.error, result.failed_checks)
+            assert template.steps - 2 <= len(result.steps) <= template.steps + 3, (template.id, len(result.steps))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgepilot.sim import ui
-from edgepilot.sim.apps.base import App, AppState, Route
+from edgepilot.sim.apps.base import App, Route
 from edgepilot.sim.ui import Page, View
 
 COLUMNS = 4
