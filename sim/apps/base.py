@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edgepilot.errors import TaskError
+from edgepilot.errors import SimError, TaskError
 from edgepilot.sim.ui import Page
 
 if TYPE_CHECKING:
@@ -120,7 +120,11 @@ class App:
         self.scroll.clear()
 
     def page(self, route: Route) -> Page:
-        raise NotImplementedError
+        """The page for a route: by default the method ``_page_<route name>``."""
+        build = getattr(self, f"_page_{route.name}", None)
+        if build is None:
+            raise SimError(f"app {self.key!r} has no screen {route.name!r}")
+        return build(route)
 
     def toast(self, message: str) -> None:
         self.phone.toast(message)

@@ -96,9 +96,6 @@ class Messages(App):
     State = MessagesState
     state: MessagesState
 
-    def page(self, route: Route) -> Page:
-        return getattr(self, f"_page_{route.name}")(route)
-
     # ------------------------------------------------------------ queries
 
     def thread(self, contact: str) -> Thread | None:

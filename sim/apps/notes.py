@@ -76,9 +76,6 @@ class Notes(App):
     State = NotesState
     state: NotesState
 
-    def page(self, route: Route) -> Page:
-        return getattr(self, f"_page_{route.name}")(route)
-
     # ------------------------------------------------------------ pages
 
     def _page_main(self, route: Route) -> Page:

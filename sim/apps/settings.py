@@ -54,9 +54,6 @@ class Settings(App):
     State = SettingsState
     state: SettingsState
 
-    def page(self, route: Route) -> Page:
-        return getattr(self, f"_page_{route.name}")(route)
-
     # ------------------------------------------------------------ pages
 
     def _page_main(self, route: Route) -> Page:
