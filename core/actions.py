@@ -144,8 +144,23 @@ def parse_action(data: str | bytes | dict) -> Action:
 
 
 def action_json_schema() -> dict:
-    """The JSON schema of :data:`Action`, from which decoding grammars are built."""
-    return _ADAPTER.json_schema()
+    """The JSON schema of :data:`Action`, from which decoding grammars are built.
+
+    Unlike pydantic's own schema, ``type`` is required in every branch (it has
+    a default in Python, but a model must always say which action it means,
+    or ``{}`` would be a valid ``finish``), and the branches are a plain
+    ``anyOf`` without the OpenAPI ``discriminator`` keyword, which grammar
+    converters do not know.
+    """
+    schema = _ADAPTER.json_schema()
+    schema.pop("discriminator", None)
+    schema["anyOf"] = schema.pop("oneOf")
+    for definition in schema["$defs"].values():
+        props = definition.get("properties", {})
+        if "type" in props and "const" in props["type"]:
+            props["type"].pop("default", None)
+            definition["required"] = ["type", *[r for r in definition.get("required", []) if r != "type"]]
+    return schema
 
 
 def action_to_json(action: Action) -> str:

