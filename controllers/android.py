@@ -265,11 +265,7 @@ class AndroidDevice:
             if target.x >= info.screen_width or target.y >= info.screen_height:
                 raise ActionError(f"point {target.x},{target.y} is off the {info.screen_width}x{info.screen_height} screen")
             return target.x, target.y
-        obs = self._observation()
-        try:
-            return obs.element(target).bounds.center
-        except IndexError as exc:
-            raise ActionError(str(exc)) from exc
+        return self._element_bounds(target).center
 
     def _bounds(self, target: Target | None) -> Bounds:
         info = self.info
@@ -277,9 +273,11 @@ class AndroidDevice:
             return Bounds(left=0, top=0, right=info.screen_width, bottom=info.screen_height)
         if isinstance(target, Point):
             return Bounds(left=target.x, top=target.y, right=target.x + 1, bottom=target.y + 1)
-        obs = self._observation()
+        return self._element_bounds(target)
+
+    def _element_bounds(self, index: int) -> Bounds:
         try:
-            return obs.element(target).bounds
+            return self._observation().element(index).bounds
         except IndexError as exc:
             raise ActionError(str(exc)) from exc
 

@@ -86,8 +86,7 @@ def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
         "edgepilot": __version__,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
-        **{k: v for k, v in meta.items() if k != "started"},
-        "started": meta.get("started"),
+        **meta,
         "episodes": len(results),
         "success_rate": sum(r.success for r in results) / len(results) if results else 0.0,
         "mean_steps": statistics.mean(len(r.steps) for r in results) if results else 0.0,
@@ -128,7 +127,10 @@ def run_observe(*, n: int = 30, device: str = "virtual", screenshot: bool = True
         dev.observe()
         for i in range(n):
             if opened.phone is not None:  # change the screen so nothing is cached
-                opened.phone.go_home() if i % 2 else opened.phone.start_app("com.android.settings")
+                if i % 2:
+                    opened.phone.go_home()
+                else:
+                    opened.phone.start_app("com.android.settings")
                 opened.phone.changed()
             else:
                 dev.act(Swipe(direction="up" if i % 2 else "down"))

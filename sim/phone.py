@@ -198,9 +198,7 @@ class VirtualPhone:
         """Type with the soft keyboard: into the focused field, else nowhere."""
         with self.lock:
             self.events.append(f"text {text!r}")
-            fld = self._focused_view()
-            if fld is not None and fld.on_text is not None:
-                fld.on_text(self._field_value(fld) + text)
+            self._type_into_focus(text)
             self.changed()
 
     def keyevent(self, code: int) -> None:
@@ -225,7 +223,7 @@ class VirtualPhone:
         elif code in (KEY_DEL, KEY_FORWARD_DEL):
             fld = self._focused_view()
             if fld is not None and fld.on_text is not None and code == KEY_DEL:
-                fld.on_text(self._field_value(fld)[:-1])
+                fld.on_text(fld.text[:-1])
         elif code == KEY_ENTER:
             fld = self._focused_view()
             if fld is not None and fld.on_submit is not None:
@@ -233,9 +231,7 @@ class VirtualPhone:
         elif code == KEY_TAB:
             self._focus_next()
         elif code == KEY_SPACE:
-            fld = self._focused_view()
-            if fld is not None and fld.on_text is not None:
-                fld.on_text(self._field_value(fld) + " ")
+            self._type_into_focus(" ")
 
     def broadcast(self, action: str, extras: dict[str, str]) -> str:
         """``am broadcast``: the ADB Keyboard's text input, when installed."""
@@ -247,9 +243,7 @@ class VirtualPhone:
                         msg = base64.b64decode(msg).decode("utf-8")
                     except (ValueError, UnicodeDecodeError):
                         return "Broadcast completed: result=0"
-                fld = self._focused_view()
-                if fld is not None and fld.on_text is not None:
-                    fld.on_text(self._field_value(fld) + msg)
+                if self._type_into_focus(msg):
                     self.changed()
                 return "Broadcast completed: result=-1"
             return "Broadcast completed: result=0"
@@ -389,7 +383,6 @@ class VirtualPhone:
     def _scroll(self, delta: int) -> None:
         app = self.current
         app.scroll[app.route] = app.scroll.get(app.route, 0) + delta
-        self._cache.clear()
 
     def _toast_view(self, bottom: int) -> View | None:
         if self._toast is None:
@@ -475,8 +468,13 @@ class VirtualPhone:
                 return v
         return None
 
-    def _field_value(self, v: View) -> str:
-        return v.text
+    def _type_into_focus(self, text: str) -> bool:
+        """Append to the focused field, as the soft keyboard does; False when nothing has focus."""
+        fld = self._focused_view()
+        if fld is None or fld.on_text is None:
+            return False
+        fld.on_text(fld.text + text)
+        return True
 
     def _focus_next(self) -> None:
         fields = self._field_views()
