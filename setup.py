@@ -12,7 +12,7 @@ from setuptools import setup
 ROOT = Path(__file__).parent
 SUBPACKAGES = ["runtime", "perception", "controllers", "sim", "sop", "distill", "tui"]
 DATA = [f"{folder}{ext}" for folder in ("", "*/", "*/*/")
-        for ext in ("*.yaml", "*.yml", "*.md", "*.json", "*.html", "*.j2", "*.ttf", "*.gguf")]
+        for ext in ("*.yaml", "*.yml", "*.md", "*.txt", "*.json", "*.html", "*.j2", "*.ttf", "*.gguf")]
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:

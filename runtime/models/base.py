@@ -14,6 +14,8 @@ class Message(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[bytes, ...] = ()
+    """PNG screenshots that go with ``content`` (only for backends that see images)."""
 
 
 class Completion(BaseModel):

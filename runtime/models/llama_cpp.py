@@ -68,19 +68,27 @@ class LlamaCppBackend:
         """
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
             try:
-                self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+                # properties keep the schema's order (the converter sorts by position); `type` goes
+                # first so that a model says which action it means before its arguments
+                gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=["type"])
+                self._grammars[key] = self._llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
             except (ValueError, RuntimeError, KeyError, TypeError) as exc:
                 raise ModelError(f"cannot build a grammar from the schema ({exc}); simplify the schema") from exc
         return self._grammars[key]
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
                  temperature: float = 0.0) -> Completion:
+        if any(m.images for m in messages):
+            raise ModelError(f"{self.name} is a text model and cannot read screenshots; "
+                             "use a vision model behind an OpenAI-compatible server (--model URL)")
         grammar = self.grammar(schema) if schema is not None else None
         start = time.perf_counter()
         try:
             out = self.llm.create_chat_completion(
-                messages=[m.model_dump() for m in messages], grammar=grammar, max_tokens=max_tokens,
+                messages=[{"role": m.role, "content": m.content} for m in messages], grammar=grammar, max_tokens=max_tokens,
                 temperature=temperature, top_k=1 if temperature == 0 else 40,
             )
         except (ValueError, RuntimeError) as exc:

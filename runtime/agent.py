@@ -1,0 +1,232 @@
+"""Agents: what picks the next action for a screen and judges what it did.
+
+- :class:`RoleAgent`: planner → decider, then reflector after the action
+  (Mobile-Agent-v2), every answer grammar-constrained; the main agent.
+- :class:`ReactAgent`: the baseline, one free-text ReAct prompt per step with
+  the same model and no grammar; answers that do not parse are failed steps.
+- :class:`FnAgent`: wraps anything with ``next_action(obs)`` (the oracle).
+
+The loop (:mod:`edgepilot.runtime.loop`) calls ``decide`` on a screen, acts,
+observes again and calls ``reflect`` with the screens before and after; a
+refusal by the policy or a stuck loop reaches the agent through ``note``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from edgepilot.actions import Action, Finish, Key, OpenApp, Point, Swipe, Tap, LongPress, Type, Wait, action_to_json
+from edgepilot.controllers.base import ActResult
+from edgepilot.errors import ActionError
+from edgepilot.perception.diff import screen_diff
+from edgepilot.perception.types import Observation
+from edgepilot.runtime.models.base import ModelBackend
+from edgepilot.runtime.roles import DECIDER, PLANNER, REACT, REFLECTOR, Plan, RoleCall, Verdict, parse_react, render
+
+HISTORY = 5  # recent actions shown to the model
+
+
+@dataclass
+class Decision:
+    """What an agent wants to do on a screen, and the model calls it took."""
+
+    action: Action | None
+    thought: str = ""
+    plan: dict[str, str] | None = None
+    calls: list[RoleCall] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Reflection:
+    """How an action turned out: ``kind`` is worked / wrong_screen / no_change / changed / failed."""
+
+    kind: str
+    note: str = ""
+    by: str = "check"
+    calls: list[RoleCall] = field(default_factory=list)
+
+
+class StepAgent(Protocol):
+    name: str
+
+    def decide(self, obs: Observation) -> Decision: ...
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection: ...
+
+    def note(self, text: str) -> None: ...
+
+
+def describe_action(action: Action, obs: Observation | None = None) -> str:
+    """A short human form of an action, naming the element it aims at: ``tap [3] "Settings"``."""
+    def target(t: Any) -> str:
+        if isinstance(t, Point):
+            return f"({t.x},{t.y})"
+        if t is None:
+            return ""
+        label = ""
+        if obs is not None and 0 <= t < len(obs.elements):
+            label = " ".join(obs.elements[t].label.split())[:40]
+        return f"[{t}]" + (f' "{label}"' if label else "")
+
+    if isinstance(action, (Tap, LongPress)):
+        return f"{action.type} {target(action.target)}"
+    if isinstance(action, Type):
+        into = f" into {target(action.target)}" if action.target is not None else ""
+        return f'type "{action.text[:60]}"{into}'
+    if isinstance(action, Swipe):
+        return f"swipe {action.direction}" + (f" on {target(action.target)}" if action.target is not None else "")
+    if isinstance(action, Key):
+        return f"press {action.key}"
+    if isinstance(action, OpenApp):
+        return f"open {action.app}"
+    if isinstance(action, Wait):
+        return f"wait {action.seconds:g} s"
+    if isinstance(action, Finish):
+        return f"finish ({action.status})" + (f': "{action.answer[:60]}"' if action.answer else "")
+    return action_to_json(action)
+
+
+class AgentBase:
+    """History of recent actions, notes from the loop, and the cheap part of reflection."""
+
+    name = "agent"
+
+    def __init__(self, goal: str) -> None:
+        self.goal = goal
+        self.history: list[str] = []
+        self.notes: list[str] = []
+        self._last_obs: Observation | None = None
+
+    def history_text(self) -> str:
+        if not self.history:
+            return "(none yet)"
+        first = len(self.history) - len(self.history[-HISTORY:]) + 1
+        return "\n".join(f"{first + i}. {h}" for i, h in enumerate(self.history[-HISTORY:]))
+
+    def notes_text(self) -> str:
+        return "".join(f"Warning: {n}\n" for n in self.notes[-2:])
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def remember(self, action: Action, obs: Observation, outcome: str) -> None:
+        self.history.append(f"{describe_action(action, obs)} -> {outcome}")
+
+    def cheap_reflection(self, before: Observation, action: Action, result: ActResult,
+                         after: Observation) -> Reflection | None:
+        """A verdict without a model call, when one is obvious."""
+        if not result.ok:
+            return Reflection("failed", result.message[:200])
+        diff = screen_diff(before, after)
+        if diff.same:
+            return Reflection("no_change", "the screen did not change")
+        if isinstance(action, Wait):
+            return Reflection("changed", "the screen changed while waiting")
+        return None
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
+        verdict = self.cheap_reflection(before, action, result, after) or Reflection("changed", "the screen changed")
+        self.remember(action, before, verdict.kind)
+        return verdict
+
+
+class FnAgent(AgentBase):
+    """An agent from a function of the screen (the oracle); it never calls a model."""
+
+    def __init__(self, name: str, next_action: Callable[[Observation], Action], goal: str = "") -> None:
+        super().__init__(goal)
+        self.name = name
+        self._next = next_action
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(self._next(obs))
+
+
+class RoleAgent(AgentBase):
+    """Planner, decider and reflector sharing one model.
+
+    Args:
+        goal: the task in the user's words.
+        backend: the model every role runs on.
+        reflect_with_model: ask the reflector when the cheap checks cannot tell.
+    """
+
+    name = "model"
+
+    def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True) -> None:
+        super().__init__(goal)
+        self.backend = backend
+        self.reflect_with_model = reflect_with_model
+        self.plan = Plan(progress="nothing yet", subgoal="", memory="")
+        self.memory: list[str] = []
+        self._context: tuple[Observation, str] | None = None
+        self._last_decider: RoleCall | None = None
+
+    def context(self, obs: Observation) -> str:
+        """The shared start of every role's user message for this screen (identical text → cached prefix)."""
+        if self._context is None or self._context[0] is not obs:
+            self._context = (obs, render("context", goal=self.goal, screen=obs.to_text()))
+        return self._context[1]
+
+    def memory_text(self) -> str:
+        return "; ".join(self.memory[-3:]) or "(nothing)"
+
+    def decide(self, obs: Observation) -> Decision:
+        context = self.context(obs)
+        calls = []
+        if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
+            plan, plan_call = PLANNER.call(self.backend, context, progress=self.plan.progress,
+                                           memory=self.memory_text(), history=self.history_text(),
+                                           notes=self.notes_text())
+            calls.append(plan_call)
+            if plan is not None:
+                self.plan = plan
+                if plan.memory.strip() and plan.memory.strip() not in self.memory:
+                    self.memory.append(plan.memory.strip())
+        action, decide_call = DECIDER.call(self.backend, context, progress=self.plan.progress,
+                                           subgoal=self.plan.subgoal or self.goal,
+                                           memory=self.memory_text(), history=self.history_text(),
+                                           notes=self.notes_text())
+        self._last_decider = decide_call
+        if action is None:
+            self.history.append("(an answer that was not a valid action)")
+        return Decision(action, thought=self.plan.subgoal, plan=self.plan.model_dump(),
+                        calls=[*calls, decide_call], error=decide_call.error)
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
+        verdict = self.cheap_reflection(before, action, result, after)
+        if verdict is None and not self.reflect_with_model:
+            verdict = Reflection("changed", "the screen changed")
+        if verdict is None:
+            answer, call = REFLECTOR.call(self.backend, self.context(before), after=self._last_decider,
+                                          action=describe_action(action, before), result=result.message[:200],
+                                          diff=screen_diff(before, after).summary(limit=4))
+            if isinstance(answer, Verdict):
+                verdict = Reflection(answer.outcome, answer.note, "model", [call])
+            else:
+                verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
+        self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
+        return verdict
+
+
+class ReactAgent(AgentBase):
+    """The baseline: one free-text ReAct prompt per step, same model, no grammar."""
+
+    name = "baseline"
+
+    def __init__(self, goal: str, backend: ModelBackend) -> None:
+        super().__init__(goal)
+        self.backend = backend
+
+    def decide(self, obs: Observation) -> Decision:
+        context = render("context", goal=self.goal, screen=obs.to_text())
+        text, call = REACT.call(self.backend, context, history=self.history_text(), notes=self.notes_text())
+        try:
+            thought, action = parse_react(text)
+        except ActionError as exc:
+            call.error = str(exc)
+            self.history.append("(an answer that was not a valid action)")
+            return Decision(None, calls=[call], error=str(exc))
+        return Decision(action, thought=thought, calls=[call])

@@ -1,0 +1,217 @@
+"""The agent loop: observe → plan → decide → (policy gate) → act → observe → reflect.
+
+One function, :func:`run_agent`, drives any :class:`StepAgent` on any
+:class:`Device` within a step budget. It writes the trajectory step by step,
+stops a stuck agent (the same failing action three times → re-plan; again →
+stop with the reason), and passes every action through ``gate`` just before
+acting: the seam where the policy engine sits. Device and model failures end
+the run with status ``error`` and a reason; they never lose the steps already
+written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edgepilot.actions import Action, Finish, action_to_json
+from edgepilot.controllers.base import ActResult, Device
+from edgepilot.errors import ActionError, DeviceError, EdgepilotError, ModelError, PerceptionError
+from edgepilot.perception.types import Observation
+from edgepilot.runtime.agent import Decision, Reflection, StepAgent, describe_action
+from edgepilot.runtime.roles import RoleCall
+from edgepilot.runtime.trajectory import TrajectoryWriter
+
+STUCK_REPEATS = 3
+FAILING = {"no_change", "failed", "wrong_screen", "refused", "invalid"}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The policy's answer for one action: go ahead, or not and why."""
+
+    allowed: bool
+    reason: str = ""
+
+
+Gate = Callable[[Action, Observation], GateDecision]
+
+
+def allow_all(action: Action, obs: Observation) -> GateDecision:
+    return GateDecision(True)
+
+
+@dataclass
+class StepReport:
+    """One step: what was seen, decided, done, and where the time went."""
+
+    index: int
+    obs: Observation
+    decision: Decision
+    gate: GateDecision | None = None
+    result: ActResult | None = None
+    outcome: Reflection | None = None
+    ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def action(self) -> Action | None:
+        return self.decision.action
+
+    @property
+    def calls(self) -> list[RoleCall]:
+        return self.decision.calls + (self.outcome.calls if self.outcome else [])
+
+    @property
+    def model_ms(self) -> float:
+        return sum(c.ms for c in self.calls)
+
+    def role_ms(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.calls:
+            out[c.role] = out.get(c.role, 0.0) + c.ms
+        return out
+
+    def summary(self) -> str:
+        return describe_action(self.action, self.obs) if self.action is not None else "(no valid action)"
+
+    def to_json(self) -> dict[str, Any]:
+        action = self.action
+        bounds = None
+        target = getattr(action, "target", None)
+        if isinstance(target, int) and 0 <= target < len(self.obs.elements):
+            b = self.obs.elements[target].bounds
+            bounds = [b.left, b.top, b.right, b.bottom]
+        return {
+            "index": self.index, "app": self.obs.package, "screen": self.obs.to_text(),
+            "plan": self.decision.plan, "thought": self.decision.thought,
+            "action": action.model_dump(mode="json") if action is not None else None,
+            "target_bounds": bounds,
+            "gate": {"allowed": self.gate.allowed, "reason": self.gate.reason} if self.gate else None,
+            "result": {"ok": self.result.ok, "message": self.result.message} if self.result else None,
+            "outcome": ({"kind": self.outcome.kind, "note": self.outcome.note, "by": self.outcome.by}
+                        if self.outcome else None),
+            "calls": [c.to_json() for c in self.calls],
+            "ms": {k: round(v, 1) for k, v in self.ms.items()},
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    goal: str
+    agent: str
+    status: str = "budget"
+    reason: str = ""
+    answer: str | None = None
+    steps: list[StepReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
+                "seconds": round(self.seconds, 3)}
+
+
+class _StuckDetector:
+    """The same failing action ``STUCK_REPEATS`` times in a row."""
+
+    def __init__(self) -> None:
+        self.recent: list[tuple[str, str]] = []
+        self.replanned = False
+
+    def add(self, action: Action | None, kind: str) -> bool:
+        key = action_to_json(action) if action is not None else "invalid"
+        self.recent = (self.recent + [(key, kind)])[-STUCK_REPEATS:]
+        return (len(self.recent) == STUCK_REPEATS and len({k for k, _ in self.recent}) == 1
+                and all(kind in FAILING for _, kind in self.recent))
+
+
+def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 20, gate: Gate = allow_all,
+              writer: TrajectoryWriter | None = None,
+              on_step: Callable[[StepReport], None] | None = None) -> RunResult:
+    """Let ``agent`` work on ``device`` until it finishes, gets stuck, fails, or spends ``max_steps``.
+
+    Never raises edgepilot errors: they end the run with status ``error``.
+    Ctrl-C ends it with status ``interrupted``; either way the trajectory's
+    result.json is written.
+    """
+    result = RunResult(goal=goal, agent=agent.name, reason=f"step budget of {max_steps} spent")
+    stuck = _StuckDetector()
+    start = time.perf_counter()
+    obs: Observation | None = None
+    try:
+        t0 = time.perf_counter()
+        obs = device.observe()
+        perceive_ms = (time.perf_counter() - t0) * 1000
+        for index in range(max_steps):
+            step = StepReport(index, obs, Decision(None))
+            step_start = time.perf_counter()
+            step.ms["perceive"] = perceive_ms
+            step.decision = agent.decide(obs)
+            action = step.action
+            after = obs
+            if action is None:
+                step.error = step.decision.error or "no valid action"
+                step.outcome = Reflection("invalid", step.error[:200])
+            else:
+                step.gate = gate(action, obs)
+                if not step.gate.allowed:
+                    step.outcome = Reflection("refused", step.gate.reason)
+                    agent.note(f"the action {describe_action(action, obs)} was refused: {step.gate.reason}")
+                else:
+                    t_act = time.perf_counter()
+                    try:
+                        step.result = device.act(action)
+                    except ActionError as exc:  # a bad index or app name: the model's mistake, not the device's
+                        step.result = ActResult(ok=False, message=str(exc))
+                    step.ms["act"] = (time.perf_counter() - t_act) * 1000
+                    if isinstance(action, Finish):
+                        step.outcome = Reflection("finished", action.answer or "")
+                    else:
+                        t_obs = time.perf_counter()
+                        after = device.observe()
+                        perceive_ms = (time.perf_counter() - t_obs) * 1000
+                        t_ref = time.perf_counter()
+                        step.outcome = agent.reflect(obs, action, step.result, after)
+                        step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
+            step.ms.update(step.role_ms())
+            step.ms["total"] = (time.perf_counter() - step_start) * 1000 + step.ms["perceive"]
+            if writer is not None:
+                writer.write_step(step.to_json(), obs.screenshot_png)
+            result.steps.append(step)
+            if on_step is not None:
+                on_step(step)
+            obs = after
+            if isinstance(action, Finish) and step.gate and step.gate.allowed:
+                result.status = "finished" if action.status == "success" else "gave_up"
+                result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
+                result.answer = action.answer
+                break
+            if stuck.add(action, step.outcome.kind if step.outcome else "invalid"):
+                what = step.summary()
+                if stuck.replanned:
+                    result.status = "stuck"
+                    result.reason = f"{what} failed {STUCK_REPEATS} times in a row, again after a re-plan"
+                    break
+                stuck.replanned = True
+                stuck.recent.clear()
+                agent.note(f"{what} failed {STUCK_REPEATS} times in a row; do something different")
+    except KeyboardInterrupt:
+        result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
+    except (DeviceError, PerceptionError) as exc:
+        result.status, result.reason = "error", f"device: {exc}"
+    except ModelError as exc:
+        result.status, result.reason = "error", f"model: {exc}"
+    except EdgepilotError as exc:
+        result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - start
+    if writer is not None:
+        writer.finish(result.to_json(), obs.screenshot_png if obs is not None else None)
+    return result

@@ -1,0 +1,215 @@
+"""The three roles of the agent (Mobile-Agent-v2): planner, decider, reflector.
+
+A role is a prompt file plus a pydantic output schema, run through a
+:class:`ModelBackend`. The backend constrains the answer with a grammar built
+from the schema, so a constrained answer always parses unless it was cut off
+by ``max_tokens``; every string field is bounded so that it cannot be.
+
+Prompts are data files (``runtime/prompts/*.txt``, or a folder of overrides
+in ``$EDGEPILOT_PROMPTS``) with ``$name`` placeholders, rendered strictly: a
+placeholder without a value, or a value without a placeholder, is an error.
+Every role's user message starts with the same context (task, then screen)
+after the same system prompt, so llama.cpp reuses the cached prefix across
+the roles of one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgepilot.actions import Action, action_json_schema, parse_action
+from edgepilot.errors import ActionError, ConfigError
+from edgepilot.runtime.models.base import Message, ModelBackend
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def _prompt_folder() -> Path | None:
+    folder = os.environ.get("EDGEPILOT_PROMPTS")
+    return Path(folder) if folder else None
+
+
+@lru_cache(maxsize=64)
+def _load(name: str, folder: Path | None) -> str:
+    if folder is not None and (folder / f"{name}.txt").is_file():
+        return (folder / f"{name}.txt").read_text(encoding="utf-8")
+    try:
+        return (resources.files("edgepilot.runtime") / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no prompt file {name}.txt in edgepilot's prompts; reinstall edgepilot") from exc
+
+
+def render(name: str, **values: Any) -> str:
+    """Fill the prompt file ``name`` with ``values``, strictly.
+
+    Raises:
+        ConfigError: a placeholder has no value, a value has no placeholder,
+            or the file has a malformed ``$`` (write ``$$`` for a dollar sign).
+    """
+    template = string.Template(_load(name, _prompt_folder()))
+    if not template.is_valid():
+        raise ConfigError(f"prompt {name}.txt has a malformed placeholder; write $$ for a literal dollar sign")
+    wanted = set(template.get_identifiers())
+    missing, unused = wanted - values.keys(), values.keys() - wanted
+    if missing or unused:
+        raise ConfigError(f"prompt {name}.txt: placeholders without values {sorted(missing)}, "
+                          f"values without placeholders {sorted(unused)}; "
+                          f"its placeholders must be exactly {sorted(values)}")
+    return template.substitute({k: str(v) for k, v in values.items()})
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Plan(_Output):
+    """The planner's answer: where the task stands, what to do next, what to keep in mind."""
+
+    progress: str = Field(default="", max_length=120)
+    subgoal: str = Field(default="", max_length=100)
+    memory: str = Field(default="", max_length=80)
+
+
+class Verdict(_Output):
+    """The reflector's answer about the last action."""
+
+    outcome: Literal["worked", "wrong_screen", "no_change"]
+    note: str = Field(default="", max_length=80)
+
+
+def _schema(model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema()
+    schema["required"] = list(schema["properties"])  # a model must say every field, in order
+    for prop in schema["properties"].values():
+        prop.pop("default", None)
+        prop.pop("title", None)
+    schema.pop("title", None)
+    return schema
+
+
+# ---------------------------------------------------------------- calls
+
+
+@dataclass
+class RoleCall:
+    """One model call of one role: the full prompt, the raw answer, its cost."""
+
+    role: str
+    messages: list[dict[str, str]]
+    output: str = ""
+    ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    constrained: bool = False
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"role": self.role, "messages": self.messages, "output": self.output, "ms": round(self.ms, 1),
+                "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "constrained": self.constrained,
+                "error": self.error}
+
+
+@dataclass
+class Role:
+    """A prompt file and the schema of its answer.
+
+    ``output`` is a pydantic model, or ``"action"`` for the :data:`Action`
+    union, or ``None`` for free text (the baseline).
+    """
+
+    name: str
+    prompt: str
+    output: type[BaseModel] | Literal["action"] | None
+    max_tokens: int
+    schema: dict | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.output == "action":
+            self.schema = action_json_schema()
+        elif self.output is not None:
+            self.schema = _schema(self.output)
+
+    def messages(self, context: str, values: dict[str, Any], after: RoleCall | None = None) -> list[Message]:
+        if after is not None:  # a follow-up turn to an earlier call: its whole prompt is the cached prefix
+            return [*(Message(role=m["role"], content=m["content"]) for m in after.messages),  # type: ignore[arg-type]
+                    Message(role="assistant", content=after.output.strip()),
+                    Message(role="user", content=render(self.prompt, **values).lstrip("\n"))]
+        return [Message(role="system", content=render("system")),
+                Message(role="user", content=context + render(self.prompt, **values))]
+
+    def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
+             **values: Any) -> tuple[Any, RoleCall]:
+        """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
+
+        With ``after``, the question is a follow-up turn to that earlier call
+        (the reflector follows the decider), so the whole earlier prompt is
+        reused from llama.cpp's cache instead of evaluated again.
+
+        Raises:
+            ModelError: the backend failed (not: the answer did not parse).
+            ConfigError: the prompt file does not fit ``values``.
+        """
+        messages = self.messages(context, values, after)
+        record = RoleCall(self.name, [{"role": m.role, "content": m.content} for m in messages])
+        start = time.perf_counter()
+        completion = backend.complete(messages, schema=self.schema, max_tokens=self.max_tokens)
+        record.ms = completion.ms or (time.perf_counter() - start) * 1000
+        record.output, record.tokens_in, record.tokens_out = completion.text, completion.tokens_in, completion.tokens_out
+        record.constrained = completion.constrained
+        return self.parse(completion.text, record), record
+
+    def parse(self, text: str, record: RoleCall) -> Any:
+        if self.output is None:
+            return text
+        try:
+            if self.output == "action":
+                return parse_action(text)
+            return self.output.model_validate_json(text)
+        except (ActionError, ValidationError, json.JSONDecodeError) as exc:
+            record.error = f"answer does not parse: {str(exc).splitlines()[0][:200]}"
+            return None
+
+
+PLANNER = Role("planner", "planner", Plan, max_tokens=160)
+DECIDER = Role("decider", "decider", "action", max_tokens=120)
+REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=64)
+REACT = Role("react", "react", None, max_tokens=120)
+
+
+def parse_react(text: str) -> tuple[str, Action]:
+    """Split a ReAct answer ``Thought: ... Action: {json}`` into its thought and action.
+
+    Raises:
+        ActionError: no ``Action:`` with a JSON object that is a valid action.
+    """
+    lower = text.lower()
+    at = lower.rfind("action:")
+    if at < 0:
+        raise ActionError(f"no 'Action:' in the answer: {text[:120]!r}")
+    thought_at = lower.find("thought:")
+    thought = text[thought_at + 8:at].strip() if 0 <= thought_at < at else ""
+    rest = text[at + 7:]
+    brace = rest.find("{")
+    if brace < 0:
+        raise ActionError(f"no JSON object after 'Action:': {rest[:120]!r}")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(rest[brace:])
+    except json.JSONDecodeError as exc:
+        raise ActionError(f"the action is not JSON ({exc.msg}): {rest[brace:brace + 120]!r}") from exc
+    if not isinstance(data, dict):
+        raise ActionError(f"the action is not a JSON object: {rest[brace:brace + 120]!r}")
+    return thought, parse_action(data)

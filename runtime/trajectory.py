@@ -1,0 +1,156 @@
+"""Trajectories on disk: a folder per run, written as the run goes.
+
+    <dir>/meta.json      what ran: goal, agent, model, device, step budget, start time
+    <dir>/steps.jsonl    one JSON object per step, appended and flushed after each step
+    <dir>/step-000.png   the screenshot the step's decision was made on (when there was one)
+    <dir>/result.json    how the run ended (written last; missing if the process died)
+
+The format is plain JSON and PNG so that a trajectory is readable without
+edgepilot; the fields of a step are listed in docs/trajectories.md. A crash
+loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgepilot.errors import ConfigError
+
+FORMAT = 1
+
+
+def trajectories_dir() -> Path:
+    """Default home of trajectories: ``$EDGEPILOT_HOME/trajectories`` or the user data dir."""
+    from platformdirs import user_data_dir
+
+    home = os.environ.get("EDGEPILOT_HOME")
+    return (Path(home) if home else Path(user_data_dir("edgepilot"))) / "trajectories"
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "run"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class TrajectoryWriter:
+    """Writes one run's trajectory folder step by step.
+
+    Args:
+        folder: the folder to write (created; must not already hold a trajectory).
+        meta: what ran (goal, agent, model, device...), stored in meta.json.
+
+    Raises:
+        ConfigError: the folder cannot be created, or already holds a trajectory.
+    """
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the trajectory folder {self.folder}: {exc}") from exc
+        if (self.folder / "steps.jsonl").exists():
+            raise ConfigError(f"{self.folder} already holds a trajectory; pick another folder")
+        _write_json(self.folder / "meta.json", {"format": FORMAT, "started": datetime.now(timezone.utc).isoformat(),
+                                                **meta})
+        self._steps = open(self.folder / "steps.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.count = 0
+
+    @classmethod
+    def new(cls, goal: str, meta: dict[str, Any], root: Path | None = None) -> TrajectoryWriter:
+        """A fresh folder under ``root`` (default :func:`trajectories_dir`) named after the time and the goal."""
+        root = Path(root) if root else trajectories_dir()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = root / f"{stamp}-{_slug(goal)}"
+        folder, n = base, 1
+        while folder.exists():
+            n += 1
+            folder = base.with_name(f"{base.name}-{n}")
+        return cls(folder, {"goal": goal, **meta})
+
+    def write_step(self, step: dict[str, Any], screenshot_png: bytes | None = None) -> None:
+        """Append one step (and its screenshot) and flush both to disk."""
+        if screenshot_png:
+            name = f"step-{step['index']:03d}.png"
+            (self.folder / name).write_bytes(screenshot_png)
+            step = {**step, "screenshot": name}
+        self._steps.write(json.dumps(step, ensure_ascii=False) + "\n")
+        self._steps.flush()
+        os.fsync(self._steps.fileno())
+        self.count += 1
+
+    def finish(self, result: dict[str, Any], final_png: bytes | None = None) -> None:
+        """Write result.json (and the last screen) and close the folder."""
+        if final_png:
+            (self.folder / "final.png").write_bytes(final_png)
+            result = {**result, "final_screenshot": "final.png"}
+        _write_json(self.folder / "result.json", {"finished_at": datetime.now(timezone.utc).isoformat(), **result})
+        self.close()
+
+    def amend_result(self, extra: dict[str, Any]) -> None:
+        """Add fields to result.json after the run (a benchmark's verdict)."""
+        path = self.folder / "result.json"
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        _write_json(path, {**data, **extra})
+
+    def close(self) -> None:
+        if not self._steps.closed:
+            self._steps.close()
+
+
+@dataclass
+class Trajectory:
+    """A trajectory read back from its folder."""
+
+    folder: Path
+    meta: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_trajectory(folder: str | Path) -> Trajectory:
+    """Read a trajectory folder; a torn last line (the process died mid-write) is reported, not fatal.
+
+    Raises:
+        ConfigError: the folder is not a trajectory.
+    """
+    folder = Path(folder)
+    steps_file = folder / "steps.jsonl"
+    if not steps_file.is_file():
+        raise ConfigError(f"{folder} is not a trajectory (no steps.jsonl); runs are written under {trajectories_dir()}")
+    warnings: list[str] = []
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        meta = {}
+        warnings.append(f"meta.json unreadable ({exc})")
+    steps = []
+    for n, line in enumerate(steps_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            steps.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.append(f"steps.jsonl line {n} is torn or not JSON; skipped")
+    result = None
+    if (folder / "result.json").is_file():
+        try:
+            result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            warnings.append("result.json is not JSON")
+    else:
+        warnings.append("no result.json: the run was interrupted")
+    return Trajectory(folder, meta, steps, result, warnings)
