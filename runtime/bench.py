@@ -6,32 +6,49 @@ print it as a table.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from edgepilot import __version__
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.devices import open_device
+from edgepilot.runtime.agent import FnAgent, ReactAgent, RoleAgent
+from edgepilot.runtime.config import Config, load_config
 from edgepilot.runtime.episode import AgentFactory, EpisodeResult, run_episode
+from edgepilot.runtime.loop import StepReport
+from edgepilot.runtime.models.base import ModelBackend
+from edgepilot.runtime.models.registry import open_model
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import instances
 
 
-def agent_factory(name: str, phone: Any) -> AgentFactory:
-    """The agent to benchmark, by name.
+def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None) -> AgentFactory:
+    """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
 
     Raises:
-        ConfigError: unknown agent, or one that needs a virtual phone without one.
+        ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
     """
     if name == "oracle":
         if phone is None:
             raise ConfigError("the oracle reads the virtual phone's state; use --device virtual")
-        return lambda instance: Oracle(instance, phone.snapshot)
-    raise ConfigError(f"unknown agent {name!r}; available: oracle")
+        return lambda instance: FnAgent("oracle", Oracle(instance, phone.snapshot).next_action, instance.goal)
+    if name in ("model", "baseline"):
+        if backend is None:
+            raise ConfigError(f"the {name} agent needs a model")
+        if name == "model":
+            return lambda instance: RoleAgent(instance.goal, backend)
+        return lambda instance: ReactAgent(instance.goal, backend)
+    raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
+
+
+AGENTS = ("oracle", "model", "baseline")
 
 
 def _median(values: Iterable[float]) -> float:
@@ -39,32 +56,85 @@ def _median(values: Iterable[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def run_tasks(*, agent: str = "oracle", split: str = "test", per_template: int = 3, templates: Iterable[str] = (),
-              device: str = "virtual", max_steps: int | None = None,
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux and macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
+              per_template: int = 3, templates: Iterable[str] = (), device: str = "virtual",
+              max_steps: int | None = None, save_to: Path | None = None, config: Config | None = None,
               progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
-    """Run an agent on every instance of a split and summarise.
+    """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
     Raises:
         TaskError: unknown split or templates.
-        ConfigError: unknown agent.
+        ConfigError: unknown agent or model.
+        ModelError: the model cannot be loaded.
         DeviceError: the device cannot be reached.
     """
     if not device.startswith("virtual"):
         raise ConfigError(f"task benchmarks set tasks up on the virtual phone, not on {device!r}; "
                           "use --device virtual (or virtual-local)")
+    if agent not in AGENTS:
+        raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
+    agents = [agent] + (["baseline"] if baseline and agent != "baseline" else [])
     todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
-    results: list[EpisodeResult] = []
+    backend, load_ms, model_name = None, 0.0, None
+    if any(a != "oracle" for a in agents):
+        config = config or load_config()
+        start = time.perf_counter()
+        backend = open_model(model, config)
+        load_ms = (time.perf_counter() - start) * 1000
+        model_name = backend.name
+    reports: dict[str, dict[str, Any]] = {}
     started = time.time()
     with open_device(device) as opened:
         if opened.phone is None:
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
-        factory = agent_factory(agent, opened.phone)
-        for i, instance in enumerate(todo):
-            result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps)
-            results.append(result)
-            if progress is not None:
-                progress(result, i + 1, len(todo))
-    return summarise(results, agent=agent, split=split, per_template=per_template, started=started)
+        for name in agents:
+            factory = agent_factory(name, opened.phone, backend)
+            results: list[EpisodeResult] = []
+            for i, instance in enumerate(todo):
+                result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
+                                     save_to=save_to, meta={"model": model_name})
+                results.append(result)
+                if progress is not None:
+                    progress(result, i + 1, len(todo))
+            reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
+    report = reports[agents[0]]
+    report.update(model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+    if len(agents) > 1:
+        report["baseline"] = reports["baseline"]
+    return report
+
+
+def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
+    """Medians of where a step's time went, tokens per role, and the share spent outside the model."""
+    roles = sorted({c.role for s in steps for c in s.calls})
+    total = sum(s.ms.get("total", 0.0) for s in steps)
+    model = sum(s.model_ms for s in steps)
+    per_role = {}
+    for role in roles:
+        calls = [c for s in steps for c in s.calls if c.role == role]
+        per_role[role] = {"calls": len(calls), "median_ms": round(_median(c.ms for c in calls), 1),
+                          "median_tokens_in": _median(c.tokens_in for c in calls),
+                          "median_tokens_out": _median(c.tokens_out for c in calls),
+                          "parse_failures": sum(c.error is not None for c in calls)}
+    return {
+        "median_ms": {
+            "step": round(_median(s.ms.get("total", 0.0) for s in steps), 1),
+            "perceive": round(_median(s.ms.get("perceive", 0.0) for s in steps), 1),
+            "model": round(_median(s.model_ms for s in steps), 1),
+            "act": round(_median(s.ms["act"] for s in steps if "act" in s.ms), 1),
+        },
+        "roles": per_role,
+        "outside_model_share": round((total - model) / total, 4) if total else 0.0,
+        "valid_action_rate": round(sum(s.action is not None for s in steps) / len(steps), 4) if steps else 0.0,
+    }
 
 
 def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
@@ -81,39 +151,60 @@ def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
             "mean_steps": statistics.mean(len(r.steps) for r in rs),
             "seconds_per_step": sum(r.seconds for r in rs) / max(1, len(t_steps)),
         }
+    statuses: dict[str, int] = defaultdict(int)
+    for r in results:
+        statuses[r.status] += 1
     return {
         "benchmark": "tasks",
         "edgepilot": __version__,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
         **meta,
         "episodes": len(results),
         "success_rate": sum(r.success for r in results) / len(results) if results else 0.0,
         "mean_steps": statistics.mean(len(r.steps) for r in results) if results else 0.0,
         "seconds_per_step": sum(r.seconds for r in results) / max(1, len(steps)),
-        "median_ms": {
-            "perceive": _median(s.perceive_ms for s in steps),
-            "decide": _median(s.decide_ms for s in steps),
-            "act": _median(s.act_ms for s in steps),
-        },
+        "first_step_ms": round(results[0].steps[0].ms.get("total", 0.0), 1) if results and results[0].steps else None,
+        "statuses": dict(statuses),
+        **_step_figures(steps),
         "templates": templates,
         "results": [r.to_json() for r in results],
     }
 
 
-def format_tasks(report: dict[str, Any]) -> str:
-    """The task benchmark as a plain-text table."""
-    lines = [f"agent={report['agent']} split={report['split']} episodes={report['episodes']}", "",
+def _format_one(report: dict[str, Any]) -> list[str]:
+    lines = [f"agent={report['agent']} model={report.get('model') or '-'} split={report['split']} "
+             f"episodes={report['episodes']}", "",
              f"{'template':32} {'success':>8} {'steps':>6} {'s/step':>7}"]
     for tid, t in report["templates"].items():
         lines.append(f"{tid:32} {t['success_rate']:>7.0%} {t['mean_steps']:>6.1f} {t['seconds_per_step']:>7.3f}")
     m = report["median_ms"]
     lines += ["", f"{'total':32} {report['success_rate']:>7.0%} {report['mean_steps']:>6.1f} "
                   f"{report['seconds_per_step']:>7.3f}",
-              f"median per step: perceive {m['perceive']:.1f} ms, decide {m['decide']:.1f} ms, act {m['act']:.1f} ms"]
+              f"ended: " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
+              f"median per step: {m['step']:.0f} ms = perceive {m['perceive']:.1f} ms, model {m['model']:.0f} ms, "
+              f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
+              f"valid actions {report['valid_action_rate']:.0%}"]
+    for role, r in report["roles"].items():
+        lines.append(f"  {role:10} {r['calls']:4d} calls, median {r['median_ms']:7.0f} ms, tokens in "
+                     f"{r['median_tokens_in']:.0f} / out {r['median_tokens_out']:.0f}, "
+                     f"unparseable {r['parse_failures']}")
+    if report.get("first_step_ms") is not None:
+        lines.append(f"first step {report['first_step_ms']:.0f} ms (grammar compilation included)")
+    return lines
+
+
+def format_tasks(report: dict[str, Any]) -> str:
+    """The task benchmark as a plain-text table (and the baseline's, when it ran)."""
+    lines = _format_one(report)
+    if report.get("model"):
+        lines.append(f"model load {report['model_load_ms']:.0f} ms, peak memory {report['peak_rss_mb']:.0f} MiB")
+    if "baseline" in report:
+        lines += ["", "--- baseline: plain ReAct, same model, no grammar ---"] + _format_one(report["baseline"])
     failures = [r for r in report["results"] if not r["success"]]
     for r in failures[:20]:
-        lines.append(f"FAILED {r['instance']}: {r['error'] or ', '.join(r['failed_checks'])}")
+        why = r["reason"] if r["status"] not in ("finished",) else "wrong end state: " + ", ".join(r["failed_checks"])
+        lines.append(f"FAILED {r['instance']}: {r['status']}: {why}"[:200])
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import click
 
 from edgepilot import __version__
 from edgepilot.errors import EdgepilotError
+from pathlib import Path
 
 
 class _Group(click.Group):
@@ -28,6 +29,27 @@ def _emit(report: dict[str, Any], as_json: bool, text: str) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else text)
 
 
+def _show_step(step) -> None:
+    """Stream one step of a run: thought, action, outcome, time."""
+    from edgepilot.runtime.agent import describe_action
+
+    action = describe_action(step.action, step.obs) if step.action is not None else click.style(
+        "(no valid action)", fg="red")
+    click.echo(f"step {step.index + 1:2d}  {action}")
+    if step.decision.thought:
+        click.echo(f"         thought: {step.decision.thought}")
+    if step.gate is not None and not step.gate.allowed:
+        click.echo(click.style(f"         refused: {step.gate.reason}", fg="yellow"))
+    if step.result is not None and step.result.message:
+        click.echo(f"         phone:   {step.result.message[:120]}")
+    if step.outcome is not None:
+        color = {"worked": "green", "finished": "green", "changed": None}.get(step.outcome.kind, "yellow")
+        note = f": {step.outcome.note}" if step.outcome.note else ""
+        click.echo("         outcome: " + click.style(step.outcome.kind, fg=color) + note[:120])
+    roles = ", ".join(f"{r} {ms / 1000:.1f} s" for r, ms in step.role_ms().items())
+    click.echo(f"         time:    {step.ms.get('total', 0) / 1000:.1f} s" + (f" ({roles})" if roles else ""))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgepilot")
 def main() -> None:
@@ -38,10 +60,13 @@ def main() -> None:
 
     \b
     Start here:
-      edgepilot demo                         watch an agent complete a task on the virtual phone
+      edgepilot run "turn on airplane mode"  the bundled model operates the virtual phone
+      edgepilot demo                         watch the expert complete a suite task over adb
+      edgepilot replay DIR / report DIR      look at a saved run (text / HTML)
+      edgepilot models                       list the models edgepilot can use
       edgepilot devices                      list the phones edgepilot can reach
       edgepilot sim serve                    run a virtual phone that any adb client can drive
-      edgepilot bench --agent oracle         measure task success on held-out tasks
+      edgepilot bench --agent model --baseline   task success and speed on held-out tasks
       edgepilot tasks list                   list the task templates
     """
 
@@ -53,10 +78,13 @@ def main() -> None:
 @click.option("--template", "template_id", default="messages_send_new", show_default=True,
               help="Task template to run (`edgepilot tasks list`).")
 @click.option("--seed", default=0, show_default=True, help="Which instance of the template.")
-@click.option("--agent", default="oracle", show_default=True, help="Agent that acts.")
-def demo(template_id: str, seed: int, agent: str) -> None:
-    """Run one task on the virtual phone over adb and show every step."""
+@click.option("--agent", type=click.Choice(["oracle", "model", "baseline"]), default="oracle", show_default=True,
+              help="oracle: the task suite's expert (reads the phone's state); model: the three-role agent.")
+@click.option("--model", default=None, help="Model for --agent model (see `edgepilot models`).")
+def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
+    """Run one task of the suite on the virtual phone over adb, show every step, and check the result."""
     from edgepilot.runtime.bench import agent_factory
+    from edgepilot.runtime.config import load_config
     from edgepilot.runtime.devices import open_device
     from edgepilot.runtime.episode import run_episode
     from edgepilot.sim.tasks.suite import load_templates
@@ -70,11 +98,13 @@ def demo(template_id: str, seed: int, agent: str) -> None:
         click.echo(f"task:   {instance.goal}")
         click.echo(f"agent:  {agent}\n")
 
-        def show(step) -> None:
-            ms = step.perceive_ms + step.decide_ms + step.act_ms
-            click.echo(f"step {step.index + 1:2d}  {step.action}\n         -> {step.message} ({ms:.0f} ms)")
+        backend = None
+        if agent != "oracle":
+            from edgepilot.runtime.models.registry import open_model
 
-        result = run_episode(opened.device, opened.phone, instance, agent_factory(agent, opened.phone), on_step=show)
+            backend = open_model(model, load_config())
+        result = run_episode(opened.device, opened.phone, instance, agent_factory(agent, opened.phone, backend),
+                             on_step=_show_step)
     verdict = click.style("SUCCESS", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\n{verdict}: {len(result.steps)} steps in {result.seconds:.2f} s"
                + (f"; answer: {result.answer}" if result.answer else ""))
@@ -89,7 +119,13 @@ def demo(template_id: str, seed: int, agent: str) -> None:
 @main.command()
 @click.option("--suite", type=click.Choice(["tasks", "observe"]), default="tasks", show_default=True,
               help="tasks: success rate on a split; observe: latency of one observation.")
-@click.option("--agent", default="oracle", show_default=True, help="Agent to measure.")
+@click.option("--agent", type=click.Choice(["oracle", "model", "baseline"]), default="oracle", show_default=True,
+              help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct.")
+@click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
+@click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
+                                             "the bundled smollm2-135m; see `edgepilot models`).")
+@click.option("--save", "save_to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write every episode's trajectory under this folder.")
 @click.option("--split", type=click.Choice(["train", "test-instances", "test"]), default="test", show_default=True,
               help="Which tasks: held-out templates (test), held-out instances of train templates, or train.")
 @click.option("--per-template", default=3, show_default=True, help="Instances of each template.")
@@ -98,8 +134,9 @@ def demo(template_id: str, seed: int, agent: str) -> None:
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agent: str, split: str, per_template: int, templates: tuple[str, ...], device: str,
-          max_steps: int | None, repeats: int, as_json: bool) -> None:
+def bench(suite: str, agent: str, baseline: bool, model: str | None, save_to: Path | None, split: str,
+          per_template: int, templates: tuple[str, ...], device: str, max_steps: int | None, repeats: int,
+          as_json: bool) -> None:
     """Measure success rates and speed; print a table, or JSON with --json."""
     from edgepilot.runtime import bench as b
 
@@ -110,13 +147,113 @@ def bench(suite: str, agent: str, split: str, per_template: int, templates: tupl
 
     def progress(result, done: int, total: int) -> None:
         if not as_json:
-            mark = "ok " if result.success else "FAIL"
-            click.echo(f"[{done:3d}/{total}] {mark} {result.instance:36} {len(result.steps):2d} steps "
-                       f"{result.seconds:6.2f} s", err=True)
+            mark = "ok  " if result.success else "FAIL"
+            click.echo(f"[{done:3d}/{total}] {result.agent:8} {mark} {result.instance:36} {len(result.steps):2d} steps "
+                       f"{result.seconds:7.2f} s  {result.status}", err=True)
 
-    report = b.run_tasks(agent=agent, split=split, per_template=per_template, templates=templates, device=device,
-                         max_steps=max_steps, progress=progress)
+    report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
+                         templates=templates, device=device, max_steps=max_steps, save_to=save_to, progress=progress)
     _emit(report, as_json, b.format_tasks(report))
+
+
+# ---------------------------------------------------------------- run, replay, report, models
+
+
+@main.command()
+@click.argument("task")
+@click.option("--device", default="virtual", show_default=True,
+              help="virtual (a fresh built-in virtual phone), an adb serial, or SERIAL@HOST:PORT.")
+@click.option("--model", default=None, help="Built-in name, name from config.toml, .gguf path, or server URL "
+                                             "(default: config, else the bundled smollm2-135m).")
+@click.option("--max-steps", type=click.IntRange(1, 500), default=None, help="Step budget (default: config, 20).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Trajectory folder (default: a new folder under the user data dir).")
+@click.option("--baseline", is_flag=True, help="Use the plain ReAct baseline instead of the three roles.")
+def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool) -> None:
+    """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
+
+    \b
+    Example:
+      edgepilot run "turn on airplane mode"
+      edgepilot run "send hello to Alice" --device emulator-5554 --model ~/models/qwen.gguf
+    """
+    import time
+
+    from edgepilot.runtime.agent import ReactAgent, RoleAgent
+    from edgepilot.runtime.config import load_config
+    from edgepilot.runtime.devices import open_device
+    from edgepilot.runtime.loop import run_agent
+    from edgepilot.runtime.models.registry import open_model
+    from edgepilot.runtime.trajectory import TrajectoryWriter
+
+    if not task.strip():
+        raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
+    config = load_config()
+    budget = max_steps or config.max_steps
+    start = time.perf_counter()
+    backend = open_model(model, config)
+    click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
+    with open_device(device) as opened:
+        info = opened.device.info
+        agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend)
+        meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
+                "screen": [info.screen_width, info.screen_height], "max_steps": budget, "edgepilot": __version__}
+        writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
+                  else TrajectoryWriter.new(task, meta, root=config.trajectories))
+        click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {writer.folder}\n")
+        result = run_agent(opened.device, agent, task, max_steps=budget, writer=writer, on_step=_show_step)
+    color = "green" if result.status == "finished" else "red"
+    click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {result.reason}; {len(result.steps)} steps "
+               f"in {result.seconds:.1f} s" + (f"; answer: {result.answer}" if result.answer else ""))
+    click.echo(f"trajectory: {writer.folder}  (edgepilot replay / edgepilot report)")
+    if result.status == "interrupted":
+        sys.exit(130)
+    if result.status == "error":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Also show each screen and every model prompt and answer.")
+def replay(folder: Path, verbose: bool) -> None:
+    """Print a saved trajectory step by step."""
+    from edgepilot.runtime.report import format_replay
+    from edgepilot.runtime.trajectory import read_trajectory
+
+    click.echo(format_replay(read_trajectory(folder), verbose=verbose))
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: FOLDER/report.html).")
+def report(folder: Path, out: Path | None) -> None:
+    """Write a self-contained HTML page of a trajectory, with annotated screenshots."""
+    from edgepilot.runtime.report import write_report
+    from edgepilot.runtime.trajectory import read_trajectory
+
+    click.echo(write_report(read_trajectory(folder), out))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """List built-in models and the ones set in config.toml ([models] name = "path or URL")."""
+    from edgepilot.runtime.config import config_path, load_config
+    from edgepilot.runtime.models.registry import list_models
+
+    rows = list_models(load_config())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        state = "ready" if r["available"] else "missing"
+        click.echo(f"{mark} {r['name']:16} {r['kind']:8} {state:8} {r['location']}")
+        if r["note"]:
+            click.echo(f"  {'':16} {r['note']}")
+    click.echo(f"\n* default. Add your own in {config_path()} under [models]; "
+               "any .gguf path or http(s) server URL also works as --model.")
 
 
 # ---------------------------------------------------------------- devices

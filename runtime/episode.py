@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable
 
-from edgepilot.actions import Action, Finish, action_to_json
 from edgepilot.controllers.base import Device
-from edgepilot.errors import EdgepilotError
-from edgepilot.perception.types import Observation
+from edgepilot.errors import TaskError
+from edgepilot.runtime.agent import StepAgent
+from edgepilot.runtime.loop import Gate, StepReport, allow_all, run_agent
+from edgepilot.runtime.trajectory import TrajectoryWriter
 from edgepilot.sim.tasks.model import TaskInstance, apply_setup
 
-
-class TaskAgent(Protocol):
-    """Anything that picks the next action for a screen (the oracle, the model agent...)."""
-
-    name: str
-
-    def next_action(self, obs: Observation) -> Action: ...
-
-
-AgentFactory = Callable[[TaskInstance], TaskAgent]
-
-
-@dataclass
-class StepRecord:
-    """One step of an episode, with where its time went."""
-
-    index: int
-    action: str
-    ok: bool
-    message: str
-    perceive_ms: float
-    decide_ms: float
-    act_ms: float
+AgentFactory = Callable[[TaskInstance], StepAgent]
 
 
 @dataclass
@@ -48,61 +27,77 @@ class EpisodeResult:
     agent: str
     success: bool
     failed_checks: list[str]
-    finished: bool
+    status: str
+    reason: str
     answer: str | None
-    steps: list[StepRecord] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
-    error: str | None = None
+    trajectory: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def error(self) -> str | None:
+        return self.reason if self.status == "error" else None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "instance": self.instance, "template": self.template, "split": self.split, "goal": self.goal,
             "agent": self.agent, "success": self.success, "failed_checks": self.failed_checks,
-            "finished": self.finished, "answer": self.answer, "steps": len(self.steps),
-            "seconds": round(self.seconds, 3), "error": self.error,
-            "step_ms": [
-                {"perceive": round(s.perceive_ms, 2), "decide": round(s.decide_ms, 2), "act": round(s.act_ms, 2)}
-                for s in self.steps
-            ],
+            "status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
+            "seconds": round(self.seconds, 3), "trajectory": self.trajectory,
+            "step_stats": [step_stats(s) for s in self.steps],
         }
 
 
-def run_episode(device: Device, phone: Any, instance: TaskInstance, agent_factory: AgentFactory,
-                *, max_steps: int | None = None, on_step: Callable[[StepRecord], None] | None = None) -> EpisodeResult:
-    """Set the task up on ``phone``, let the agent act on ``device`` until it finishes, then check.
+def step_stats(step: StepReport) -> dict[str, Any]:
+    """Where one step's time went: perception, each role's model time and tokens, actuation."""
+    return {
+        "ms": {k: round(v, 1) for k, v in step.ms.items()},
+        "model_ms": round(step.model_ms, 1),
+        "tokens_in": sum(c.tokens_in for c in step.calls),
+        "tokens_out": sum(c.tokens_out for c in step.calls),
+        "roles": {c.role: {"ms": round(c.ms, 1), "tokens_in": c.tokens_in, "tokens_out": c.tokens_out}
+                  for c in step.calls},
+        "outcome": step.outcome.kind if step.outcome else None,
+        "valid": step.action is not None,
+    }
+
+
+def run_episode(device: Device, phone: Any, instance: TaskInstance, agent_factory: AgentFactory, *,
+                max_steps: int | None = None, gate: Gate = allow_all, save_to: Path | None = None,
+                meta: dict[str, Any] | None = None,
+                on_step: Callable[[StepReport], None] | None = None) -> EpisodeResult:
+    """Set the task up on ``phone``, let the agent act on ``device`` until it stops, then check the phone.
 
     Errors of the agent or the device end the episode as a failure with the
-    error recorded; they never escape, so that a benchmark goes on.
+    reason recorded; they never escape, so that a benchmark goes on. With
+    ``save_to``, the episode's trajectory is written under that folder.
+
+    Raises:
+        TaskError: the task cannot be set up.
     """
     apply_setup(phone, instance)
     agent = agent_factory(instance)
     budget = max_steps or max(10, instance.template.steps * 2 + 5)
-    result = EpisodeResult(instance=instance.id, template=instance.template.id, split=instance.template.split,
-                           goal=instance.goal, agent=agent.name, success=False, failed_checks=[],
-                           finished=False, answer=None)
-    start = time.perf_counter()
+    writer = None
+    if save_to is not None:
+        info = device.info
+        writer = TrajectoryWriter.new(instance.goal, {
+            "agent": agent.name, "task": instance.id, "template": instance.template.id, "device": info.serial,
+            "screen": [info.screen_width, info.screen_height], "max_steps": budget, **(meta or {})}, root=save_to)
+    run = run_agent(device, agent, instance.goal, max_steps=budget, gate=gate, writer=writer, on_step=on_step)
     try:
-        for index in range(budget):
-            t0 = time.perf_counter()
-            obs = device.observe()
-            t1 = time.perf_counter()
-            action = agent.next_action(obs)
-            t2 = time.perf_counter()
-            outcome = device.act(action)
-            t3 = time.perf_counter()
-            record = StepRecord(index, action_to_json(action), outcome.ok, outcome.message,
-                                (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-            result.steps.append(record)
-            if on_step is not None:
-                on_step(record)
-            if isinstance(action, Finish):
-                result.finished = True
-                result.answer = action.answer
-                break
-    except EdgepilotError as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-    result.seconds = time.perf_counter() - start
-    result.success, result.failed_checks = instance.evaluate(phone.snapshot(), result.answer)
-    if result.error:
-        result.success = False
-    return result
+        success, failed = instance.evaluate(phone.snapshot(), run.answer)
+    except TaskError as exc:
+        success, failed = False, [f"check failed: {exc}"]
+    if run.status == "error":
+        success = False
+    if writer is not None:
+        writer.amend_result({"success": success, "failed_checks": failed})
+    return EpisodeResult(instance=instance.id, template=instance.template.id, split=instance.template.split,
+                         goal=instance.goal, agent=agent.name, success=success, failed_checks=failed,
+                         status=run.status, reason=run.reason, answer=run.answer, steps=run.steps,
+                         seconds=run.seconds, trajectory=str(writer.folder) if writer else None)

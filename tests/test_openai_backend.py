@@ -222,6 +222,14 @@ def test_400_is_not_retried(server, backend, sleeps):
     assert len(server.posts()) == 1 and sleeps == []
 
 
+def test_a_5xx_about_response_format_points_to_schema_format(server, backend, sleeps):
+    # what llama-cpp-python's server answers to {"type": "json_schema", ...}
+    server.answer("/v1/chat/completions", (500, {"error": {"message": "('body', 'response_format', 'type'): "
+                                                           "Input should be 'text' or 'json_object'"}}))
+    with pytest.raises(ModelError, match=r"HTTP 500.*schema_format='json_object'"):
+        backend.complete(USER, schema={"type": "object"})
+
+
 def test_401_says_to_check_the_key(server, backend):
     server.answer("/v1/chat/completions", (401, "no key"))
     with pytest.raises(ModelError, match="EDGEPILOT_API_KEY"):
@@ -296,11 +304,12 @@ def test_llama_cpp_python_server_answers_a_constrained_completion(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path / "server.log"  # a file, not a pipe: llama.cpp's chatter would fill a pipe and stall the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(builtin_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(min(8, os.cpu_count() or 2))],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(builtin_path()), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--n_threads", str(min(8, os.cpu_count() or 2))],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -321,6 +330,12 @@ def test_llama_cpp_python_server_answers_a_constrained_completion(tmp_path):
         with OpenAICompatBackend(f"http://127.0.0.1:{port}", schema_format="json_object", timeout=60) as b:
             out = b.complete(messages, schema=schema, max_tokens=40)
             assert b.model and b.model != "default"  # discovered from /v1/models
+        # the OpenAI form of the schema: refused by llama-cpp-python's server, with an error that says what to do
+        with OpenAICompatBackend(f"http://127.0.0.1:{port}/v1", retries=0, timeout=60) as b:
+            try:
+                json.loads(b.complete(messages, schema=schema, max_tokens=40).text)  # a later version may take it
+            except ModelError as exc:
+                assert "schema_format='json_object'" in str(exc)
         value = json.loads(out.text)
         assert value["answer"] in ("yes", "no") and isinstance(value["count"], int)
         assert out.constrained and out.tokens_in > 10 and 0 < out.tokens_out <= 40

@@ -18,6 +18,10 @@ from edgepilot.errors import ModelError
 from edgepilot.runtime.models.base import Completion, Message
 
 
+# chat formats for GGUF files without a chat template (Gemma 3 270M base), by architecture
+_FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
+
+
 class LlamaCppBackend:
     """A GGUF model run by llama.cpp in this process.
 
@@ -58,6 +62,9 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
         self.load_ms = (time.perf_counter() - start) * 1000
+        if self.llm.chat_format == "llama-2":  # llama-cpp-python's fallback when the GGUF has no chat template
+            arch = str(self.llm.metadata.get("general.architecture", ""))
+            self.llm.chat_format = _FALLBACK_FORMATS.get(arch.rstrip("0123456789"), "chatml")
         self._grammars: dict[str, object] = {}
 
     def grammar(self, schema: dict):

@@ -12,7 +12,7 @@ A URL with a path is used as given, so a server behind a prefix works too.
 A schema is sent the OpenAI way, ``response_format={"type": "json_schema",
 "json_schema": {"name": "answer", "schema": ..., "strict": true}}``, which
 llama.cpp's ``llama-server``, vLLM and Ollama enforce. llama-cpp-python's own
-server (``python -m llama_cpp.server``) rejects that form with HTTP 422 and
+server (``python -m llama_cpp.server``) rejects that form (with HTTP 500) and
 wants ``{"type": "json_object", "schema": ...}`` instead: pass
 ``schema_format="json_object"`` for it (``llama-server`` accepts both). A
 server that rejects the schema is a ``ModelError``, never a silent fall-back
@@ -166,8 +166,11 @@ class OpenAICompatBackend:
                            "running and listening there? Start it, or check the URL given to --model")
                 continue
             if response.status_code == 429 or response.status_code >= 500:
+                # llama-cpp-python's server answers 500, not 4xx, to a response_format it does not know
+                about_schema = bool(payload and "response_format" in payload and "response_format" in response.text)
                 problem = (f"HTTP {response.status_code}: {_excerpt(response.text)!r}; "
-                           "the server is overloaded or failing: check its log")
+                           + (self._advice(response.status_code, payload) if about_schema
+                              else "the server is overloaded or failing: check its log"))
                 continue
             if response.status_code >= 400:
                 raise ModelError(f"{method} {url} was refused: HTTP {response.status_code}: "

@@ -1,0 +1,80 @@
+"""User configuration: one TOML file, every key checked.
+
+The file is ``$EDGEPILOT_CONFIG`` or ``config.toml`` in the platform's user
+config directory (``~/.config/edgepilot/`` on Linux). A missing file means
+the defaults; an unknown key or a wrong type is an error that names the key,
+the file, and the closest known key.
+
+    model = "smollm2-135m"          # default model: a built-in name, a name below, a GGUF path or a URL
+    threads = 4                     # CPU threads for llama.cpp (default: all cores, at most 8)
+    gpu_layers = -1                 # layers to offload to the GPU (-1: all; needs a CUDA build)
+    max_steps = 20                  # step budget of `edgepilot run`
+    server_schema_format = "json_object"   # for servers that refuse OpenAI's json_schema (llama-cpp-python's)
+
+    [models]                        # your own models, by name
+    qwen = "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    server = "http://127.0.0.1:8080/v1"
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgepilot.errors import ConfigError
+
+
+class Config(BaseModel):
+    """Everything a user can set in config.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smollm2-135m"
+    models: dict[str, str] = Field(default_factory=dict)
+    threads: int | None = Field(default=None, ge=1, le=256)
+    gpu_layers: int = Field(default=0, ge=-1)
+    context: int = Field(default=4096, ge=512, le=131072)
+    max_steps: int = Field(default=20, ge=1, le=500)
+    trajectories: Path | None = None
+    server_schema_format: Literal["json_schema", "json_object"] = "json_schema"
+
+
+def config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(os.environ.get("EDGEPILOT_CONFIG") or Path(user_config_dir("edgepilot")) / "config.toml")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the config file (defaults when there is none).
+
+    Raises:
+        ConfigError: the file is not TOML, has an unknown key, or a value of the wrong type.
+    """
+    path = Path(path) if path else config_path()
+    if not path.is_file():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(err["loc"][0]), list(Config.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(Config.model_fields)})"
+                problems.append(f"unknown key {key!r}{hint}")
+            else:
+                problems.append(f"{key}: {err['msg']}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from exc
