@@ -133,12 +133,18 @@ def read_trajectory(folder: str | Path) -> Trajectory:
         raise ConfigError(f"{folder} is not a trajectory (no steps.jsonl); runs are written under {trajectories_dir()}")
     warnings: list[str] = []
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8", errors="replace"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
         meta = {}
         warnings.append(f"meta.json unreadable ({exc})")
     steps = []
-    for n, line in enumerate(steps_file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = steps_file.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {steps_file}: {exc}") from exc
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -148,9 +154,9 @@ def read_trajectory(folder: str | Path) -> Trajectory:
     result = None
     if (folder / "result.json").is_file():
         try:
-            result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            warnings.append("result.json is not JSON")
+            result = json.loads((folder / "result.json").read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"result.json unreadable ({exc})")
     else:
         warnings.append("no result.json: the run was interrupted")
     return Trajectory(folder, meta, steps, result, warnings)

@@ -1,0 +1,214 @@
+"""The agent loop, its roles and its trajectory, driven by a scripted model on the real virtual phone over adb.
+
+A scripted backend is right here: these tests are about the loop (order of
+roles, stuck detection, the policy gate, what is written when), not about
+whether a model is any good. tests/test_agent_model.py runs the real model.
+"""
+
+import json
+
+import pytest
+
+from edgepilot.actions import Tap
+from edgepilot.errors import ConfigError
+from edgepilot.runtime.agent import ReactAgent, RoleAgent
+from edgepilot.runtime.loop import GateDecision, run_agent
+from edgepilot.runtime.models.base import Completion
+from edgepilot.runtime.roles import PLANNER, REFLECTOR, parse_react, render
+from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
+
+
+class ScriptedBackend:
+    """Answers each role from its own queue; records every prompt it was sent."""
+
+    name = "scripted"
+
+    def __init__(self, **answers: list[str]) -> None:
+        self.answers = {role: list(a) for role, a in answers.items()}
+        self.prompts: list[tuple[str, list]] = []
+
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+        last = messages[-1].content
+        role = next(r for r in ("planner", "decider", "reflector") if f"You are the {r}" in last) \
+            if "You are the" in last else "react"
+        self.prompts.append((role, messages))
+        queue = self.answers.get(role) or ['{"progress": "", "subgoal": "", "memory": ""}']
+        text = queue.pop(0) if len(queue) > 1 else queue[0]
+        return Completion(text=text, tokens_in=len(last) // 4, tokens_out=len(text) // 4, ms=1.0,
+                          constrained=schema is not None)
+
+
+def _plan(subgoal: str, memory: str = "") -> str:
+    return json.dumps({"progress": "working", "subgoal": subgoal, "memory": memory})
+
+
+def _writer(tmp_path, goal="turn on airplane mode"):
+    return TrajectoryWriter(tmp_path / "run", {"goal": goal, "agent": "model", "screen": [1080, 2400]})
+
+
+def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
+    phone, _, device = served
+    settings = device.observe().find(text="Settings")[0]
+    backend = ScriptedBackend(
+        planner=[_plan("open Network & internet"), _plan("open Airplane mode"), _plan("switch it on"), _plan("done"),
+                 _plan("done")],
+        decider=[json.dumps({"type": "tap", "target": settings}), '{"type": "tap", "target": 3}',
+                 "AIRPLANE", "TOGGLE", '{"type": "finish", "status": "success"}'],
+        reflector=['{"outcome": "worked", "note": "ok"}'],
+    )
+    # the decider's answers for the airplane page depend on the indices there: fill them in as we go
+    agent = RoleAgent("turn on airplane mode", backend)
+    original = backend.complete
+
+    def complete(messages, **kw):
+        out = original(messages, **kw)
+        if out.text in ("AIRPLANE", "TOGGLE"):
+            obs = device.observe()
+            if out.text == "AIRPLANE":
+                index = next(i for i, n in enumerate(obs.elements) if n.text.startswith("Airplane mode"))
+            else:
+                index = obs.find(checkable=True)[0]
+            out = out.model_copy(update={"text": json.dumps({"type": "tap", "target": index})})
+        return out
+
+    backend.complete = complete
+    result = run_agent(device, agent, agent.goal, max_steps=10, writer=_writer(tmp_path))
+    assert result.status == "finished", result.reason
+    assert phone.snapshot()["settings"]["airplane_mode"] is True
+
+    roles = [r for r, _ in backend.prompts]
+    assert roles[:2] == ["decider", "reflector"]  # no planner before the first action
+    assert roles[2:5] == ["planner", "decider", "reflector"]
+    # every role starts with the same system prompt and the same task + screen: the cached prefix
+    decider_msgs, reflector_msgs = backend.prompts[0][1], backend.prompts[1][1]
+    assert reflector_msgs[: len(decider_msgs)] == decider_msgs
+    assert [m.role for m in reflector_msgs] == ["system", "user", "assistant", "user"]
+    planner_msgs = backend.prompts[2][1]
+    assert planner_msgs[0] == decider_msgs[0]
+    assert planner_msgs[1].content.startswith("Task: turn on airplane mode\n\nScreen:\nApp: com.android.settings")
+
+    traj = read_trajectory(tmp_path / "run")
+    assert traj.result["status"] == "finished" and not traj.warnings
+    assert len(traj.steps) == len(result.steps) == 5
+    first = traj.steps[0]
+    assert first["action"] == {"type": "tap", "target": settings}
+    assert first["target_bounds"] and first["outcome"]["by"] == "model"
+    assert [c["role"] for c in first["calls"]] == ["decider", "reflector"]
+    assert first["calls"][0]["messages"][0]["role"] == "system"
+    assert (tmp_path / "run" / first["screenshot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert traj.steps[-1]["outcome"]["kind"] == "finished"
+    assert set(first["ms"]) >= {"perceive", "decider", "reflector", "act", "total"}
+
+
+def test_steps_are_on_disk_before_the_run_ends(served, tmp_path):
+    _, _, device = served
+    seen = []
+
+    def check(step):
+        lines = (tmp_path / "run" / "steps.jsonl").read_text().splitlines()
+        seen.append(len(lines))
+
+    backend = ScriptedBackend(decider=['{"type": "swipe", "direction": "up"}'])
+    run_agent(device, RoleAgent("scroll", backend), "scroll", max_steps=3, writer=_writer(tmp_path),
+              on_step=check)
+    assert seen == [1, 2, 3]
+
+
+def test_the_same_failing_action_three_times_replans_then_stops(served):
+    _, _, device = served
+    status_bar = device.observe().find(content_desc="Status bar")[0]  # tapping it changes nothing
+    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": status_bar})])
+    agent = RoleAgent("do something", backend)
+    result = run_agent(device, agent, agent.goal, max_steps=20)
+    assert result.status == "stuck" and len(result.steps) == 6
+    assert "failed 3 times in a row, again after a re-plan" in result.reason
+    assert all(s.outcome.kind == "no_change" and s.outcome.by == "check" for s in result.steps)
+    assert "reflector" not in [r for r, _ in backend.prompts]  # unchanged screen: no model call
+    warned = [m for r, m in backend.prompts if r == "planner" and "Warning:" in m[-1].content]
+    assert warned, "the re-plan must tell the planner what failed"
+
+
+def test_the_gate_refuses_before_acting_and_the_agent_is_told(served):
+    phone, _, device = served
+    settings = device.observe().find(text="Settings")[0]
+    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": settings}),
+                                       '{"type": "finish", "status": "failure"}'])
+    asked = []
+
+    def gate(action, obs):
+        asked.append(action)
+        if isinstance(action, Tap):
+            return GateDecision(False, "settings are off limits")
+        return GateDecision(True)
+
+    result = run_agent(device, RoleAgent("open settings", backend), "open settings", max_steps=5, gate=gate)
+    assert phone.snapshot()["system"]["foreground"] == "com.android.launcher3"  # the tap never happened
+    assert result.steps[0].outcome.kind == "refused" and result.steps[0].result is None
+    assert result.status == "gave_up"
+    assert "was refused: settings are off limits" in backend.prompts[-1][1][-1].content
+
+
+def test_a_bad_index_is_a_failed_step_not_a_crash(served):
+    _, _, device = served
+    backend = ScriptedBackend(decider=['{"type": "tap", "target": 999}', '{"type": "finish", "status": "success"}'])
+    result = run_agent(device, RoleAgent("x", backend), "x", max_steps=5)
+    assert result.steps[0].outcome.kind == "failed" and "999" in result.steps[0].result.message
+    assert result.status == "finished"
+
+
+def test_a_device_that_disconnects_ends_the_run_with_the_steps_kept(served, tmp_path):
+    _, server, device = served
+    backend = ScriptedBackend(decider=['{"type": "swipe", "direction": "up"}'])
+    agent = RoleAgent("scroll", backend)
+
+    def pull_the_cable(step):
+        if step.index == 1:
+            server.stop()
+
+    result = run_agent(device, agent, "scroll", max_steps=10, writer=_writer(tmp_path), on_step=pull_the_cable)
+    assert result.status == "error" and result.reason.startswith("device:")
+    traj = read_trajectory(tmp_path / "run")
+    assert len(traj.steps) == 2 and traj.result["status"] == "error"
+
+
+def test_the_baseline_counts_nonsense_as_failed_steps(served):
+    _, _, device = served
+    backend = ScriptedBackend(react=["I think I should tap.", 'Thought: open it\nAction: {"type": "tap", "target": 2',
+                                     'Thought: done\nAction: {"type": "finish", "status": "success"} trailing'])
+    result = run_agent(device, ReactAgent("x", backend), "x", max_steps=5)
+    assert [s.action is None for s in result.steps] == [True, True, False]
+    assert result.steps[0].outcome.kind == "invalid" and "no 'Action:'" in result.steps[0].error
+    assert result.status == "finished" and result.steps[2].decision.thought == "done"
+    assert all(not c.constrained for s in result.steps for c in s.calls)
+
+
+def test_parse_react_reads_the_last_action():
+    thought, action = parse_react('Thought: tap it.\nAction: {"type": "key", "key": "back"}\n')
+    assert thought == "tap it." and action.type == "key"
+    with pytest.raises(Exception, match="not a valid action"):
+        parse_react('Action: {"type": "jump"}')
+
+
+def test_constrained_role_answers_cut_off_are_recorded_not_raised(served):
+    _, _, device = served
+    backend = ScriptedBackend(decider=['{"type": "tap", "tar'])  # what max_tokens does to a long answer
+    result = run_agent(device, RoleAgent("x", backend), "x", max_steps=1)
+    assert result.steps[0].action is None and "does not parse" in result.steps[0].error
+
+
+def test_prompts_render_strictly(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="placeholders without values"):
+        render("planner", progress="", memory="", history="")
+    with pytest.raises(ConfigError, match="values without placeholders"):
+        render("context", goal="g", screen="s", extra="x")
+    (tmp_path / "context.txt").write_text("Goal: $goal $scren\n")
+    monkeypatch.setenv("EDGEPILOT_PROMPTS", str(tmp_path))
+    with pytest.raises(ConfigError, match="scren"):
+        render("context", goal="g", screen="s")
+
+
+def test_role_schemas_bound_every_string():
+    for role in (PLANNER, REFLECTOR):
+        for name, prop in role.schema["properties"].items():
+            assert prop.get("maxLength") or prop.get("enum"), (role.name, name)
+        assert role.schema["required"] == list(role.schema["properties"])
