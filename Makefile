@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine:
-#   make demo   the main job: an agent completes a task on the built-in virtual phone
+#   make demo   the main job: the bundled model operates the built-in virtual phone
 #   make test   the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
@@ -11,16 +11,17 @@ WHEEL_CACHE ?= $(HOME)/.cache/edgepilot/wheels
 
 .PHONY: demo test bench install-llm clean
 
-demo: $(STAMP)
-	$(VENV)/bin/edgepilot demo
+demo: $(STAMP) $(LLM_STAMP)
+	$(VENV)/bin/edgepilot run "turn on airplane mode" --max-steps 12
 
 test: $(STAMP) $(LLM_STAMP)
 	./scripts/system-deps.sh
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(LLM_STAMP)
 	$(VENV)/bin/edgepilot bench --agent oracle --split test
 	$(VENV)/bin/edgepilot bench --suite observe
+	$(VENV)/bin/edgepilot bench --agent model --baseline --split test --per-template 1
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

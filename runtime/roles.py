@@ -79,16 +79,52 @@ class _Output(BaseModel):
 class Plan(_Output):
     """The planner's answer: where the task stands, what to do next, what to keep in mind."""
 
-    progress: str = Field(default="", max_length=120)
-    subgoal: str = Field(default="", max_length=100)
-    memory: str = Field(default="", max_length=80)
+    progress: str = Field(default="", max_length=80)
+    subgoal: str = Field(default="", max_length=60)
+    memory: str = Field(default="", max_length=40)
 
 
 class Verdict(_Output):
     """The reflector's answer about the last action."""
 
     outcome: Literal["worked", "wrong_screen", "no_change"]
-    note: str = Field(default="", max_length=80)
+    note: str = Field(default="", max_length=50)
+
+
+DECIDER_TEXT = 120  # the decider's strings (typed text, answers) are cut to this in its grammar
+
+
+def _decider_schema() -> dict:
+    """The Action schema with every string bounded to ``DECIDER_TEXT``: a runaway string costs seconds."""
+    schema = action_json_schema()
+    for definition in schema["$defs"].values():
+        for prop in definition.get("properties", {}).values():
+            for branch in [prop, *prop.get("anyOf", [])]:
+                if branch.get("type") == "string" and "maxLength" in branch:
+                    branch["maxLength"] = min(branch["maxLength"], DECIDER_TEXT)
+    return schema
+
+
+def max_answer_chars(schema: dict) -> int:
+    """The longest answer a schema allows, in characters, strings at full length (numbers counted as 8)."""
+    defs = schema.get("$defs", {})
+
+    def size(node: dict) -> int:
+        if "$ref" in node:
+            return size(defs[node["$ref"].rsplit("/", 1)[-1]])
+        if "anyOf" in node:
+            return max(size(n) for n in node["anyOf"])
+        if "properties" in node:
+            return 2 + sum(len(k) + 6 + size(v) for k, v in node["properties"].items())
+        if "enum" in node:
+            return max(len(str(v)) + 2 for v in node["enum"])
+        if "const" in node:
+            return len(str(node["const"])) + 2
+        if node.get("type") == "string":
+            return node["maxLength"] + 2
+        return 8
+
+    return size(schema)
 
 
 def _schema(model: type[BaseModel]) -> dict:
@@ -139,7 +175,7 @@ class Role:
 
     def __post_init__(self) -> None:
         if self.output == "action":
-            self.schema = action_json_schema()
+            self.schema = _decider_schema()
         elif self.output is not None:
             self.schema = _schema(self.output)
 
@@ -184,9 +220,11 @@ class Role:
             return None
 
 
-PLANNER = Role("planner", "planner", Plan, max_tokens=160)
-DECIDER = Role("decider", "decider", "action", max_tokens=120)
-REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=64)
+# max_tokens covers the longest answer the schema allows even at one token per character
+# (tests/test_agent_loop.py checks), so a constrained answer is never cut off
+PLANNER = Role("planner", "planner", Plan, max_tokens=260)
+DECIDER = Role("decider", "decider", "action", max_tokens=240)
+REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=100)
 REACT = Role("react", "react", None, max_tokens=120)
 
 

@@ -212,3 +212,11 @@ def test_role_schemas_bound_every_string():
         for name, prop in role.schema["properties"].items():
             assert prop.get("maxLength") or prop.get("enum"), (role.name, name)
         assert role.schema["required"] == list(role.schema["properties"])
+
+
+def test_max_tokens_cover_the_longest_answer_each_schema_allows():
+    from edgepilot.runtime.roles import DECIDER, max_answer_chars
+
+    for role in (PLANNER, DECIDER, REFLECTOR):
+        assert role.max_tokens >= max_answer_chars(role.schema), role.name  # one token per char, worst case
+    assert 100 < max_answer_chars(DECIDER.schema) < 300
