@@ -242,15 +242,7 @@ def format_replay(traj: Trajectory, *, verbose: bool = False) -> str:
                 detail.append(textwrap.indent(_text(step.get("screen")), "    "))
             for n, call in enumerate(calls):
                 c = _dict(call)
-                head = f"call {n}: {_text(c.get('role')) or '?'}"
-                ms = _num(c.get("ms"))
-                if ms is not None:
-                    head += f", {ms:.0f} ms"
-                if c.get("tokens_in") is not None or c.get("tokens_out") is not None:
-                    head += f", {_text(c.get('tokens_in'))} in / {_text(c.get('tokens_out'))} out"
-                if c.get("constrained") is not None:
-                    head += ", constrained" if c.get("constrained") else ", free"
-                detail.append(head)
+                detail.append(_call_head(n, c))
                 for m in _list(c.get("messages")):
                     msg = _dict(m)
                     detail.append(f"  [{_text(msg.get('role')) or '?'}]")
@@ -437,18 +429,24 @@ def _badge(result: dict[str, Any] | None) -> str:
     return f'<span class="badge {cls}">{html.escape(status)}</span>'
 
 
+def _call_head(n: int, c: dict[str, Any]) -> str:
+    """One line about a model call: role, time, tokens, constrained or free (plain text, not escaped)."""
+    head = f"call {n}: {_text(c.get('role')) or '?'}"
+    ms = _num(c.get("ms"))
+    if ms is not None:
+        head += f", {ms:.0f} ms"
+    if c.get("tokens_in") is not None or c.get("tokens_out") is not None:
+        head += f", {_text(c.get('tokens_in'))} in / {_text(c.get('tokens_out'))} out"
+    if c.get("constrained") is not None:
+        head += ", constrained" if c.get("constrained") else ", free"
+    return head
+
+
 def _calls_html(calls: list[Any]) -> str:
     parts = []
     for n, call in enumerate(calls):
         c = _dict(call)
-        head = f"call {n}: {_text(c.get('role')) or '?'}"
-        ms = _num(c.get("ms"))
-        if ms is not None:
-            head += f", {ms:.0f} ms"
-        if c.get("tokens_in") is not None or c.get("tokens_out") is not None:
-            head += f", {_text(c.get('tokens_in'))} in / {_text(c.get('tokens_out'))} out"
-        if c.get("constrained") is not None:
-            head += ", constrained" if c.get("constrained") else ", free"
+        head = _call_head(n, c)
         body = []
         for m in _list(c.get("messages")):
             msg = _dict(m)
