@@ -169,7 +169,11 @@ def bench(suite: str, agent: str, baseline: bool, model: str | None, save_to: Pa
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Trajectory folder (default: a new folder under the user data dir).")
 @click.option("--baseline", is_flag=True, help="Use the plain ReAct baseline instead of the three roles.")
-def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool) -> None:
+@click.option("--lora", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A GGUF LoRA adapter to apply to an in-process model.")
+@click.option("--no-screenshots", is_flag=True, help="Read only the accessibility tree (faster; no PNGs saved).")
+def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
+        lora: Path | None, no_screenshots: bool) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
     \b
@@ -191,9 +195,9 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     config = load_config()
     budget = max_steps or config.max_steps
     start = time.perf_counter()
-    backend = open_model(model, config)
+    backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
-    with open_device(device) as opened:
+    with open_device(device, screenshot=not no_screenshots) as opened:
         info = opened.device.info
         agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend)
         meta = {"agent": agent.name, "model": backend.name, "device": opened.description,

@@ -54,3 +54,13 @@ def test_missing_file_is_a_model_error(tmp_path):
 def test_unknown_builtin_is_a_model_error():
     with pytest.raises(ModelError, match="no built-in model"):
         builtin_path("gpt-17")
+
+
+def test_the_action_grammar_names_the_type_first_and_text_models_refuse_images(backend):
+    from edgepilot.runtime.roles import DECIDER
+
+    out = backend.complete([Message(role="user", content="Open the Settings app. Answer with a JSON action.")],
+                           schema=DECIDER.schema, max_tokens=DECIDER.max_tokens)
+    assert out.text.lstrip("{ \n").startswith('"type"'), out.text
+    with pytest.raises(ModelError, match="cannot read screenshots"):
+        backend.complete([Message(role="user", content="what is this?", images=(b"\x89PNG",))])

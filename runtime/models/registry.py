@@ -64,6 +64,9 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
     config = config or Config()
     found = resolve(spec, config)
     if found.kind == "url":
+        if lora_path:
+            raise ConfigError("a LoRA adapter applies to an in-process GGUF model, not to a server; "
+                              "load the adapter in the server instead")
         from edgepilot.runtime.models.openai_compat import OpenAICompatBackend
 
         url, _, name = found.location.partition("#")
