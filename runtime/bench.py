@@ -190,7 +190,7 @@ def _format_one(report: dict[str, Any]) -> list[str]:
                      f"{r['median_tokens_in']:.0f} / out {r['median_tokens_out']:.0f}, "
                      f"unparseable {r['parse_failures']}")
     if report.get("first_step_ms") is not None:
-        lines.append(f"first step {report['first_step_ms']:.0f} ms (grammar compilation included)")
+        lines.append(f"first step {report['first_step_ms']:.0f} ms (model warm-up and grammar compilation included)")
     return lines
 
 

@@ -106,7 +106,7 @@ def _decider_schema() -> dict:
 
 
 def max_answer_chars(schema: dict) -> int:
-    """The longest answer a schema allows, in characters, strings at full length (numbers counted as 8)."""
+    """The longest answer a schema allows, in characters, strings at full length."""
     defs = schema.get("$defs", {})
 
     def size(node: dict) -> int:
@@ -122,7 +122,7 @@ def max_answer_chars(schema: dict) -> int:
             return len(str(node["const"])) + 2
         if node.get("type") == "string":
             return node["maxLength"] + 2
-        return 8
+        return 10  # numbers: at most 5 digits, a point and 3 decimals (the grammar's cap)
 
     return size(schema)
 
@@ -231,16 +231,29 @@ REACT = Role("react", "react", None, max_tokens=120)
 def parse_react(text: str) -> tuple[str, Action]:
     """Split a ReAct answer ``Thought: ... Action: {json}`` into its thought and action.
 
+    Small models often ramble on after their action, so the first ``Action:``
+    followed by a JSON object that is a valid action wins.
+
     Raises:
-        ActionError: no ``Action:`` with a JSON object that is a valid action.
+        ActionError: no ``Action:`` is followed by a valid action; the message is about the first one.
     """
     lower = text.lower()
-    at = lower.rfind("action:")
-    if at < 0:
+    starts = [i for i in range(len(lower)) if lower.startswith("action:", i)]
+    if not starts:
         raise ActionError(f"no 'Action:' in the answer: {text[:120]!r}")
-    thought_at = lower.find("thought:")
-    thought = text[thought_at + 8:at].strip() if 0 <= thought_at < at else ""
-    rest = text[at + 7:]
+    first_error: ActionError | None = None
+    for at, end in zip(starts, [*starts[1:], len(text)]):
+        thought_at = lower.rfind("thought:", 0, at)
+        thought = text[thought_at + 8:at].strip() if thought_at >= 0 else ""
+        try:
+            return thought, _action_after(text[at + 7:end])
+        except ActionError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _action_after(rest: str) -> Action:
     brace = rest.find("{")
     if brace < 0:
         raise ActionError(f"no JSON object after 'Action:': {rest[:120]!r}")
@@ -250,4 +263,4 @@ def parse_react(text: str) -> tuple[str, Action]:
         raise ActionError(f"the action is not JSON ({exc.msg}): {rest[brace:brace + 120]!r}") from exc
     if not isinstance(data, dict):
         raise ActionError(f"the action is not a JSON object: {rest[brace:brace + 120]!r}")
-    return thought, parse_action(data)
+    return parse_action(data)

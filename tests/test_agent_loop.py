@@ -182,9 +182,14 @@ def test_the_baseline_counts_nonsense_as_failed_steps(served):
     assert all(not c.constrained for s in result.steps for c in s.calls)
 
 
-def test_parse_react_reads_the_last_action():
+def test_parse_react_takes_the_first_valid_action():
     thought, action = parse_react('Thought: tap it.\nAction: {"type": "key", "key": "back"}\n')
     assert thought == "tap it." and action.type == "key"
+    thought, action = parse_react('Thought: a\nAction: [2]\nThought: b\nAction: {"type": "tap", "target": 2}\n'
+                                  'Action: {"type": "key", "key": "home"}')
+    assert thought == "b" and action.type == "tap"
+    with pytest.raises(Exception, match=r"no JSON object after 'Action:': ' \[2\]"):
+        parse_react("Action: [2]\nAction: [3]")
     with pytest.raises(Exception, match="not a valid action"):
         parse_react('Action: {"type": "jump"}')
 

@@ -64,3 +64,18 @@ def test_the_action_grammar_names_the_type_first_and_text_models_refuse_images(b
     assert out.text.lstrip("{ \n").startswith('"type"'), out.text
     with pytest.raises(ModelError, match="cannot read screenshots"):
         backend.complete([Message(role="user", content="what is this?", images=(b"\x89PNG",))])
+
+
+def test_numbers_in_answers_are_capped_even_when_the_prompt_begs_for_huge_ones(backend):
+    from edgepilot.runtime.models.llama_cpp import _bound_numbers
+    from edgepilot.runtime.roles import DECIDER
+
+    out = backend.complete([Message(role="user", content=(
+        'Tap the pixel at x=1000000000000000, y=99999999999999999. Answer with {"type": "tap", "target": '
+        '{"x": 1000000000000000, "y": 99999999999999999}}'))], schema=DECIDER.schema, max_tokens=DECIDER.max_tokens)
+    import json
+    import re
+
+    assert all(len(n) <= 5 for n in re.findall(r"\d+", out.text.split('"text"')[0])), out.text
+    json.loads(out.text)
+    assert _bound_numbers("integer ::= x\n", {"type": "integer", "minimum": -5, "maximum": 3}) == "integer ::= x\n"

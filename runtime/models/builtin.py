@@ -14,7 +14,7 @@ BUILTIN = {
 DEFAULT_MODEL = "smollm2-135m"
 
 
-def builtin_path(name: str = DEFAULT_MODEL) -> Path:
+def builtin_path(name: str = DEFAULT_MODEL, *, assemble: bool = True) -> Path:
     """The GGUF file of a built-in model.
 
     The package is located with ``importlib.util.find_spec`` and never imported
@@ -33,4 +33,33 @@ def builtin_path(name: str = DEFAULT_MODEL) -> Path:
         files = sorted(Path(folder).rglob("*.gguf"))
         if files:
             return files[0]
+    if name in _CHUNKED:
+        return _assembled(module, dist, assemble)
     raise ModelError(f"the package {dist} is installed but holds no .gguf file; reinstall it")
+
+
+# packages that ship the GGUF in chunks (PyPI's file size limit) and an ``assemble()`` that joins them
+_CHUNKED = {"gemma3-270m"}
+
+
+def _assembled(module: str, dist: str, assemble: bool = True) -> Path:
+    """Join a chunked model once into edgepilot's cache (checked by size on later calls, by sha256 when joined)."""
+    import importlib
+
+    from platformdirs import user_cache_dir
+
+    try:
+        package = importlib.import_module(module)
+        chunks = package.chunk_paths()
+        size = sum(p.stat().st_size for p in chunks)
+    except (ImportError, AttributeError, OSError) as exc:
+        raise ModelError(f"the chunks of {dist} are missing ({exc}); pip install --force-reinstall {dist}") from exc
+    target = Path(user_cache_dir("edgepilot")) / "models" / package.MODEL_NAME
+    if (target.is_file() and target.stat().st_size == size) or not assemble:
+        return target  # (not assembled yet: joined on first use)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(package.assemble(target, overwrite=True))
+    except (OSError, ValueError) as exc:
+        target.unlink(missing_ok=True)
+        raise ModelError(f"could not join the chunks of {dist} into {target}: {exc}") from exc

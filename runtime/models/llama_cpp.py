@@ -22,6 +22,47 @@ from edgepilot.runtime.models.base import Completion, Message
 _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
 
 
+_SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
+_SMALL_NUMBER = 'number ::= ("0" | [1-9] [0-9]{0,4}) ("." [0-9]{1,3})? space'
+
+
+def _numeric_bounds(schema: object) -> list[tuple[object, object]]:
+    found = []
+    if isinstance(schema, dict):
+        if schema.get("type") in ("integer", "number"):
+            found.append((schema.get("minimum", schema.get("exclusiveMinimum")),
+                          schema.get("maximum", schema.get("exclusiveMaximum"))))
+        for value in schema.values():
+            found += _numeric_bounds(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += _numeric_bounds(value)
+    return found
+
+
+def _bound_numbers(gbnf: str, schema: dict) -> str:
+    """Cap the grammar's numbers where the schema allows it.
+
+    llama-cpp-python's converter ignores ``minimum``/``maximum``: every
+    integer may run to 16 digits, a decimal part to 16 more, and small models
+    do emit ``1000000000000000``. When every number in the schema is bounded
+    within 0..99999, integers get at most 5 digits and decimals 3 places, no
+    sign, no exponent.
+    """
+    bounds = _numeric_bounds(schema)
+    if not bounds or not all(isinstance(lo, (int, float)) and lo >= 0 and isinstance(hi, (int, float)) and hi <= 99999
+                             for lo, hi in bounds):
+        return gbnf
+    lines = []
+    for line in gbnf.splitlines():
+        if line.startswith("integer ::= "):
+            line = _SMALL_INTEGER
+        elif line.startswith("number ::= "):
+            line = _SMALL_NUMBER
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 class LlamaCppBackend:
     """A GGUF model run by llama.cpp in this process.
 
@@ -80,7 +121,7 @@ class LlamaCppBackend:
             try:
                 # properties keep the schema's order (the converter sorts by position); `type` goes
                 # first so that a model says which action it means before its arguments
-                gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=["type"])
+                gbnf = _bound_numbers(json_schema_to_gbnf(json.dumps(schema), prop_order=["type"]), schema)
                 self._grammars[key] = self._llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
             except (ValueError, RuntimeError, KeyError, TypeError) as exc:
                 raise ModelError(f"cannot build a grammar from the schema ({exc}); simplify the schema") from exc

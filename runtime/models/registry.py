@@ -88,7 +88,7 @@ def list_models(config: Config | None = None) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name, (_, dist, note) in BUILTIN.items():
         try:
-            location, available = str(builtin_path(name)), True
+            location, available = str(builtin_path(name, assemble=False)), True
         except ModelError:
             location, available, note = f"(pip install {dist})", False, note
         rows.append({"name": name, "kind": "builtin", "location": location, "available": available, "note": note})
