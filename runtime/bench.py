@@ -112,6 +112,13 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     return report
 
 
+def _rate(calls: list[Any]) -> float | None:
+    """Decode speed over a role's calls: generated tokens per second of decoding."""
+    timed = [c for c in calls if c.decode_ms]
+    ms = sum(c.decode_ms for c in timed)
+    return round(sum(c.tokens_out for c in timed) / ms * 1000, 1) if ms else None
+
+
 def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
     """Medians of where a step's time went, tokens per role, and the share spent outside the model."""
     roles = sorted({c.role for s in steps for c in s.calls})
@@ -123,6 +130,11 @@ def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
         per_role[role] = {"calls": len(calls), "median_ms": round(_median(c.ms for c in calls), 1),
                           "median_tokens_in": _median(c.tokens_in for c in calls),
                           "median_tokens_out": _median(c.tokens_out for c in calls),
+                          "median_prompt_evaluated": _median(c.prompt_evaluated for c in calls
+                                                             if c.prompt_evaluated is not None),
+                          "median_prefill_ms": round(_median(c.prefill_ms for c in calls if c.prefill_ms is not None), 1),
+                          "median_decode_ms": round(_median(c.decode_ms for c in calls if c.decode_ms is not None), 1),
+                          "decode_tokens_per_s": _rate(calls),
                           "parse_failures": sum(c.error is not None for c in calls)}
     return {
         "median_ms": {
@@ -186,8 +198,10 @@ def _format_one(report: dict[str, Any]) -> list[str]:
               f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
               f"valid actions {report['valid_action_rate']:.0%}"]
     for role, r in report["roles"].items():
-        lines.append(f"  {role:10} {r['calls']:4d} calls, median {r['median_ms']:7.0f} ms, tokens in "
-                     f"{r['median_tokens_in']:.0f} / out {r['median_tokens_out']:.0f}, "
+        lines.append(f"  {role:10} {r['calls']:4d} calls, median {r['median_ms']:5.0f} ms, tokens in "
+                     f"{r['median_tokens_in']:.0f} (evaluated {r['median_prompt_evaluated']:.0f}, "
+                     f"{r['median_prefill_ms']:.0f} ms) / out {r['median_tokens_out']:.0f} "
+                     f"({r['median_decode_ms']:.0f} ms, {r['decode_tokens_per_s'] or 0:.0f} tok/s), "
                      f"unparseable {r['parse_failures']}")
     if report.get("first_step_ms") is not None:
         lines.append(f"first step {report['first_step_ms']:.0f} ms (model warm-up and grammar compilation included)")

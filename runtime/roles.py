@@ -152,11 +152,16 @@ class RoleCall:
     tokens_out: int = 0
     constrained: bool = False
     error: str | None = None
+    prompt_evaluated: int | None = None
+    prefill_ms: float | None = None
+    decode_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "messages": self.messages, "output": self.output, "ms": round(self.ms, 1),
                 "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "constrained": self.constrained,
-                "error": self.error}
+                "prompt_evaluated": self.prompt_evaluated,
+                "prefill_ms": None if self.prefill_ms is None else round(self.prefill_ms, 1),
+                "decode_ms": None if self.decode_ms is None else round(self.decode_ms, 1), "error": self.error}
 
 
 @dataclass
@@ -206,6 +211,8 @@ class Role:
         record.ms = completion.ms or (time.perf_counter() - start) * 1000
         record.output, record.tokens_in, record.tokens_out = completion.text, completion.tokens_in, completion.tokens_out
         record.constrained = completion.constrained
+        record.prompt_evaluated = completion.prompt_evaluated
+        record.prefill_ms, record.decode_ms = completion.prefill_ms, completion.decode_ms
         return self.parse(completion.text, record), record
 
     def parse(self, text: str, record: RoleCall) -> Any:

@@ -79,3 +79,11 @@ def test_numbers_in_answers_are_capped_even_when_the_prompt_begs_for_huge_ones(b
     assert all(len(n) <= 5 for n in re.findall(r"\d+", out.text.split('"text"')[0])), out.text
     json.loads(out.text)
     assert _bound_numbers("integer ::= x\n", {"type": "integer", "minimum": -5, "maximum": 3}) == "integer ::= x\n"
+
+
+def test_a_shared_prompt_prefix_is_not_evaluated_twice(backend):
+    system = Message(role="system", content="You operate an Android phone for a user. " * 10)
+    backend.complete([system, Message(role="user", content="Task: open the clock.")], max_tokens=2)
+    again = backend.complete([system, Message(role="user", content="Task: open the notes.")], max_tokens=2)
+    assert again.prompt_evaluated is not None and again.prefill_ms is not None
+    assert again.prompt_evaluated < again.tokens_in / 3, (again.prompt_evaluated, again.tokens_in)

@@ -28,6 +28,10 @@ class Completion(BaseModel):
     tokens_out: int = 0
     ms: float = 0.0
     constrained: bool = False
+    prompt_evaluated: int | None = None
+    """Prompt tokens actually evaluated (the rest came from the prefix cache); None when unknown."""
+    prefill_ms: float | None = None
+    decode_ms: float | None = None
 
 
 @runtime_checkable

@@ -133,6 +133,7 @@ class LlamaCppBackend:
             raise ModelError(f"{self.name} is a text model and cannot read screenshots; "
                              "use a vision model behind an OpenAI-compatible server (--model URL)")
         grammar = self.grammar(schema) if schema is not None else None
+        before = self._perf()
         start = time.perf_counter()
         try:
             out = self.llm.create_chat_completion(
@@ -142,8 +143,21 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.name} failed to answer: {exc}") from exc
         usage = out.get("usage", {})
+        after = self._perf()
+        perf = {}
+        if before is not None and after is not None:
+            perf = {"prompt_evaluated": after[2] - before[2], "prefill_ms": after[0] - before[0],
+                    "decode_ms": after[1] - before[1]}
         return Completion(
             text=out["choices"][0]["message"]["content"] or "",
             tokens_in=usage.get("prompt_tokens", 0), tokens_out=usage.get("completion_tokens", 0),
-            ms=(time.perf_counter() - start) * 1000, constrained=grammar is not None,
+            ms=(time.perf_counter() - start) * 1000, constrained=grammar is not None, **perf,
         )
+
+    def _perf(self) -> tuple[float, float, int] | None:
+        """llama.cpp's running totals: prompt-eval ms, decode ms, prompt tokens evaluated (None if unavailable)."""
+        try:
+            data = self._llama_cpp.llama_perf_context(self.llm._ctx.ctx)
+            return data.t_p_eval_ms, data.t_eval_ms, data.n_p_eval
+        except (AttributeError, TypeError, ValueError, OSError):
+            return None
