@@ -21,7 +21,7 @@ def run(*args, timeout=300, env=None):
 def test_help_lists_the_commands():
     out = run("--help")
     assert out.returncode == 0
-    for command in ("demo", "bench", "devices", "sim", "tasks"):
+    for command in ("run", "replay", "report", "models", "demo", "bench", "devices", "sim", "tasks"):
         assert command in out.stdout
 
 
