@@ -37,7 +37,8 @@ def test_bench_oracle_test_split_is_perfect_and_json():
     report = json.loads(out.stdout)
     assert report["success_rate"] == 1.0
     assert report["episodes"] == 2 * len(report["templates"]) >= 8
-    assert {"perceive", "decide", "act"} <= set(report["median_ms"])
+    assert {"step", "perceive", "model", "act"} <= set(report["median_ms"]) and report["median_ms"]["model"] == 0
+    assert report["model"] is None and report["valid_action_rate"] == 1.0
     assert all(r["split"] == "test" for r in report["results"])
 
 
