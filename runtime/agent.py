@@ -22,7 +22,8 @@ from edgepilot.errors import ActionError
 from edgepilot.perception.diff import screen_diff
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import ModelBackend
-from edgepilot.runtime.roles import DECIDER, PLANNER, REACT, REFLECTOR, Plan, RoleCall, Verdict, parse_react, render
+from edgepilot.runtime.roles import (DECIDER, PLANNER, REACT, REFLECTOR, Plan, RoleCall, Verdict, decider_schema_for,
+                                    parse_react, render)
 
 HISTORY = 5  # recent actions shown to the model
 
@@ -163,6 +164,13 @@ class RoleAgent(AgentBase):
         self.memory: list[str] = []
         self._context: tuple[Observation, str] | None = None
         self._last_decider: RoleCall | None = None
+        self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
+
+    def avoid(self, obs: Observation, action: Action) -> None:
+        """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
+        target = getattr(action, "target", None)
+        if isinstance(action, (Tap, LongPress)) and isinstance(target, int):
+            self.banned.setdefault(obs.to_text(), set()).add(target)
 
     def context(self, obs: Observation) -> str:
         """The shared start of every role's user message for this screen (identical text → cached prefix)."""
@@ -185,7 +193,8 @@ class RoleAgent(AgentBase):
                 self.plan = plan
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
-        action, decide_call = DECIDER.call(self.backend, context, progress=self.plan.progress,
+        action, decide_call = DECIDER.call(self.backend, context, schema=decider_schema_for(obs, self.banned.get(obs.to_text(), ())),
+                                           progress=self.plan.progress,
                                            subgoal=self.plan.subgoal or self.goal,
                                            memory=self.memory_text(), history=self.history_text(),
                                            notes=self.notes_text())

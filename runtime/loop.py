@@ -2,8 +2,9 @@
 
 One function, :func:`run_agent`, drives any :class:`StepAgent` on any
 :class:`Device` within a step budget. It writes the trajectory step by step,
-stops a stuck agent (the same failing action three times → re-plan; again →
-stop with the reason), and passes every action through ``gate`` just before
+stops an agent going round in circles (the same action on the same screen a
+third time → re-plan, and the agent may ban that action there; again → stop
+with the reason), and passes every action through ``gate`` just before
 acting: the seam where the policy engine sits. Device and model failures end
 the run with status ``error`` and a reason; they never lose the steps already
 written.
@@ -24,7 +25,6 @@ from edgepilot.runtime.roles import RoleCall
 from edgepilot.runtime.trajectory import TrajectoryWriter
 
 STUCK_REPEATS = 3
-FAILING = {"no_change", "failed", "wrong_screen", "refused", "invalid"}
 
 
 @dataclass(frozen=True)
@@ -119,18 +119,22 @@ class RunResult:
                 "seconds": round(self.seconds, 3)}
 
 
-class _StuckDetector:
-    """The same failing action ``STUCK_REPEATS`` times in a row."""
+class _LoopDetector:
+    """An agent going round in circles: the same action on the same screen for the ``STUCK_REPEATS``-th time.
+
+    That covers a failing action repeated in a row (the screen stays the
+    same) and two screens visited back and forth. Counting restarts after a
+    re-plan.
+    """
 
     def __init__(self) -> None:
-        self.recent: list[tuple[str, str]] = []
+        self.seen: dict[tuple[str, str], int] = {}
         self.replanned = False
 
-    def add(self, action: Action | None, kind: str) -> bool:
-        key = action_to_json(action) if action is not None else "invalid"
-        self.recent = (self.recent + [(key, kind)])[-STUCK_REPEATS:]
-        return (len(self.recent) == STUCK_REPEATS and len({k for k, _ in self.recent}) == 1
-                and all(kind in FAILING for _, kind in self.recent))
+    def add(self, obs: Observation, action: Action | None) -> bool:
+        key = (obs.to_text(), action_to_json(action) if action is not None else "invalid")
+        self.seen[key] = self.seen.get(key, 0) + 1
+        return self.seen[key] >= STUCK_REPEATS
 
 
 def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 20, gate: Gate = allow_all,
@@ -143,7 +147,7 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
     result.json is written.
     """
     result = RunResult(goal=goal, agent=agent.name, reason=f"step budget of {max_steps} spent")
-    stuck = _StuckDetector()
+    loop = _LoopDetector()
     start = time.perf_counter()
     obs: Observation | None = None
     try:
@@ -194,15 +198,18 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
                 result.answer = action.answer
                 break
-            if stuck.add(action, step.outcome.kind if step.outcome else "invalid"):
+            if loop.add(step.obs, action):
                 what = step.summary()
-                if stuck.replanned:
+                if loop.replanned:
                     result.status = "stuck"
-                    result.reason = f"{what} failed {STUCK_REPEATS} times in a row, again after a re-plan"
+                    result.reason = f"{what} on the same screen {STUCK_REPEATS} times, again after a re-plan"
                     break
-                stuck.replanned = True
-                stuck.recent.clear()
-                agent.note(f"{what} failed {STUCK_REPEATS} times in a row; do something different")
+                loop.replanned = True
+                loop.seen.clear()
+                agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
+                avoid = getattr(agent, "avoid", None)
+                if avoid is not None and action is not None:
+                    avoid(step.obs, action)
     except KeyboardInterrupt:
         result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
     except (DeviceError, PerceptionError) as exc:

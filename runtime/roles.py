@@ -15,6 +15,7 @@ the roles of one step.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import string
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgepilot.actions import Action, action_json_schema, parse_action
 from edgepilot.errors import ActionError, ConfigError
+from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import Message, ModelBackend
 
 
@@ -193,12 +195,13 @@ class Role:
                 Message(role="user", content=context + render(self.prompt, **values))]
 
     def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
-             **values: Any) -> tuple[Any, RoleCall]:
+             schema: dict | None = None, **values: Any) -> tuple[Any, RoleCall]:
         """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
 
         With ``after``, the question is a follow-up turn to that earlier call
         (the reflector follows the decider), so the whole earlier prompt is
-        reused from llama.cpp's cache instead of evaluated again.
+        reused from llama.cpp's cache instead of evaluated again. ``schema``
+        replaces the role's own (the decider's, narrowed to one screen).
 
         Raises:
             ModelError: the backend failed (not: the answer did not parse).
@@ -207,7 +210,7 @@ class Role:
         messages = self.messages(context, values, after)
         record = RoleCall(self.name, [{"role": m.role, "content": m.content} for m in messages])
         start = time.perf_counter()
-        completion = backend.complete(messages, schema=self.schema, max_tokens=self.max_tokens)
+        completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens)
         record.ms = completion.ms or (time.perf_counter() - start) * 1000
         record.output, record.tokens_in, record.tokens_out = completion.text, completion.tokens_in, completion.tokens_out
         record.constrained = completion.constrained
@@ -229,6 +232,37 @@ class Role:
 
 # max_tokens covers the longest answer the schema allows even at one token per character
 # (tests/test_agent_loop.py checks), so a constrained answer is never cut off
+def decider_schema_for(obs: Observation, banned: Iterable[int] = ()) -> dict:
+    """The decider's schema narrowed to one screen: each kind of target is an index of an element that can take it.
+
+    Taps and long presses aim at interactive elements (clickable, checkable,
+    editable), typing at editable ones, swipes at scrollable ones (or none);
+    pixel targets go. Small models otherwise tap labels and titles that do
+    nothing, or indices past the end of the list. A screen without
+    interactive elements (a secure screen, an empty tree) keeps the full
+    schema, pixels included. ``banned`` indices (taps that went round in
+    circles here) cannot be tapped.
+    """
+    elements = obs.elements
+    banned = set(banned)
+    interactive = [i for i, n in enumerate(elements)
+                   if (n.clickable or n.long_clickable or n.checkable or n.editable) and i not in banned]
+    if not interactive:
+        return DECIDER.schema
+    schema = copy.deepcopy(DECIDER.schema)
+    defs = schema["$defs"]
+    defs["Tap"]["properties"]["target"] = {"enum": interactive}
+    defs["LongPress"]["properties"]["target"] = {"enum": interactive}
+    for name, indices in (("Type", [i for i, n in enumerate(elements) if n.editable]),
+                          ("Swipe", [i for i, n in enumerate(elements) if n.scrollable])):
+        if indices:
+            defs[name]["properties"]["target"] = {"enum": indices}
+        else:
+            defs[name]["properties"].pop("target", None)
+    del defs["Point"]
+    return schema
+
+
 PLANNER = Role("planner", "planner", Plan, max_tokens=260)
 DECIDER = Role("decider", "decider", "action", max_tokens=240)
 REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=100)

@@ -121,11 +121,45 @@ def test_the_same_failing_action_three_times_replans_then_stops(served):
     agent = RoleAgent("do something", backend)
     result = run_agent(device, agent, agent.goal, max_steps=20)
     assert result.status == "stuck" and len(result.steps) == 6
-    assert "failed 3 times in a row, again after a re-plan" in result.reason
+    assert "on the same screen 3 times, again after a re-plan" in result.reason
     assert all(s.outcome.kind == "no_change" and s.outcome.by == "check" for s in result.steps)
     assert "reflector" not in [r for r, _ in backend.prompts]  # unchanged screen: no model call
     warned = [m for r, m in backend.prompts if r == "planner" and "Warning:" in m[-1].content]
     assert warned, "the re-plan must tell the planner what failed"
+
+
+def test_going_back_and_forth_is_a_loop_and_the_looping_tap_is_banned_there(served):
+    _, _, device = served
+    home = device.observe()
+    settings = home.find(text="Settings")[0]
+    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": settings}), '{"type": "key", "key": "back"}'])
+    # alternate: tap Settings on the home screen, back from Settings, ...
+    answers = iter([json.dumps({"type": "tap", "target": settings}), '{"type": "key", "key": "back"}'] * 10)
+    backend.answers["decider"] = [a for a in answers]
+    agent = RoleAgent("open the clock", backend)
+    result = run_agent(device, agent, agent.goal, max_steps=30)
+    assert result.status == "stuck" and len(result.steps) == 10, [s.summary() for s in result.steps]
+    assert agent.banned == {home.to_text(): {settings}}
+    decider_schemas = [m for r, m in backend.prompts if r == "decider"]
+    assert len(decider_schemas) == 10
+
+
+def test_the_decider_grammar_only_offers_what_the_screen_allows(served):
+    from edgepilot.runtime.roles import DECIDER, decider_schema_for
+
+    phone, _, device = served
+    home = device.observe()
+    schema = decider_schema_for(home)
+    tappable = schema["$defs"]["Tap"]["properties"]["target"]["enum"]
+    assert tappable == [i for i, n in enumerate(home.elements) if n.clickable or n.checkable or n.editable]
+    assert "Point" not in schema["$defs"] and "target" not in schema["$defs"]["Type"]["properties"]
+    assert 3 not in decider_schema_for(home, banned=[3])["$defs"]["Tap"]["properties"]["target"]["enum"]
+    phone.start_app("com.google.android.apps.messaging")
+    phone.changed()
+    messages = device.observe()
+    swipe = decider_schema_for(messages)["$defs"]["Swipe"]["properties"]["target"]["enum"]
+    assert swipe == [i for i, n in enumerate(messages.elements) if n.scrollable] and swipe
+    assert DECIDER.schema["$defs"]["Tap"]["properties"]["target"].get("anyOf")  # the role's own stays whole
 
 
 def test_the_gate_refuses_before_acting_and_the_agent_is_told(served):

@@ -22,6 +22,7 @@ from edgepilot.runtime.models.base import Completion, Message
 _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
 
 
+GRAMMAR_CACHE = 64  # compiled grammars kept (the decider's is narrowed to each screen)
 _SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
 _SMALL_NUMBER = 'number ::= ("0" | [1-9] [0-9]{0,4}) ("." [0-9]{1,3})? space'
 
@@ -115,7 +116,11 @@ class LlamaCppBackend:
             ModelError: the schema cannot be turned into a grammar.
         """
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._grammars:
+        if key in self._grammars:
+            self._grammars[key] = self._grammars.pop(key)  # most recently used last
+        else:
+            while len(self._grammars) >= GRAMMAR_CACHE:
+                self._grammars.pop(next(iter(self._grammars)))
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
             try:
