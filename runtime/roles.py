@@ -222,10 +222,14 @@ class Role:
         if self.output is None:
             return text
         try:
+            # strict=False: llama.cpp's grammar sampler has been seen letting a raw newline into a string
+            data = json.loads(text, strict=False)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             if self.output == "action":
-                return parse_action(text)
-            return self.output.model_validate_json(text)
-        except (ActionError, ValidationError, json.JSONDecodeError) as exc:
+                return parse_action(data)
+            return self.output.model_validate(data)
+        except (ActionError, ValidationError, ValueError) as exc:
             record.error = f"answer does not parse: {str(exc).splitlines()[0][:200]}"
             return None
 

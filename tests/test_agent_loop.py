@@ -259,3 +259,12 @@ def test_max_tokens_cover_the_longest_answer_each_schema_allows():
     for role in (PLANNER, DECIDER, REFLECTOR):
         assert role.max_tokens >= max_answer_chars(role.schema), role.name  # one token per char, worst case
     assert 100 < max_answer_chars(DECIDER.schema) < 300
+
+
+def test_role_answers_with_raw_newlines_in_strings_still_parse():
+    from edgepilot.runtime.roles import RoleCall
+
+    record = RoleCall("planner", [])
+    plan = PLANNER.parse('{"progress": "a", "subgoal": "b", "memory": "1.0}\n\nYou"}', record)
+    assert plan is not None and plan.memory == "1.0}\n\nYou" and record.error is None
+    assert PLANNER.parse('[1, 2]', record) is None and "JSON object" in record.error
