@@ -81,9 +81,9 @@ class _Output(BaseModel):
 class Plan(_Output):
     """The planner's answer: where the task stands, what to do next, what to keep in mind."""
 
-    progress: str = Field(default="", max_length=80)
-    subgoal: str = Field(default="", max_length=60)
-    memory: str = Field(default="", max_length=40)
+    progress: str = Field(default="", max_length=60)
+    subgoal: str = Field(default="", max_length=50)
+    memory: str = Field(default="", max_length=30)
 
 
 class Verdict(_Output):
@@ -267,7 +267,7 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = ()) -> dict:
     return schema
 
 
-PLANNER = Role("planner", "planner", Plan, max_tokens=260)
+PLANNER = Role("planner", "planner", Plan, max_tokens=200)
 DECIDER = Role("decider", "decider", "action", max_tokens=240)
 REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=100)
 REACT = Role("react", "react", None, max_tokens=120)
