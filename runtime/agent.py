@@ -13,17 +13,28 @@ refusal by the policy or a stuck loop reaches the agent through ``note``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from edgepilot.actions import Action, Finish, Key, OpenApp, Point, Swipe, Tap, LongPress, Type, Wait, action_to_json
+from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Type, Wait, action_to_json
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ActionError
 from edgepilot.perception.diff import screen_diff
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import ModelBackend
-from edgepilot.runtime.roles import (DECIDER, PLANNER, REACT, REFLECTOR, Plan, RoleCall, Verdict, decider_schema_for,
-                                    parse_react, render)
+from edgepilot.runtime.roles import (
+    DECIDER,
+    PLANNER,
+    REACT,
+    REFLECTOR,
+    Plan,
+    RoleCall,
+    Verdict,
+    decider_schema_for,
+    parse_react,
+    render,
+)
 
 HISTORY = 5  # recent actions shown to the model
 

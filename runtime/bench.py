@@ -12,14 +12,15 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from edgepilot import __version__
 from edgepilot.errors import ConfigError
-from edgepilot.runtime.devices import open_device
 from edgepilot.runtime.agent import FnAgent, ReactAgent, RoleAgent
 from edgepilot.runtime.config import Config, load_config
+from edgepilot.runtime.devices import open_device
 from edgepilot.runtime.episode import AgentFactory, EpisodeResult, run_episode
 from edgepilot.runtime.loop import StepReport
 from edgepilot.runtime.models.base import ModelBackend
@@ -193,7 +194,7 @@ def _format_one(report: dict[str, Any]) -> list[str]:
     m = report["median_ms"]
     lines += ["", f"{'total':32} {report['success_rate']:>7.0%} {report['mean_steps']:>6.1f} "
                   f"{report['seconds_per_step']:>7.3f}",
-              f"ended: " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
+              "ended: " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
               f"median per step: {m['step']:.0f} ms = perceive {m['perceive']:.1f} ms, model {m['model']:.0f} ms, "
               f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
               f"valid actions {report['valid_action_rate']:.0%}"]

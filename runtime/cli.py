@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from edgepilot import __version__
 from edgepilot.errors import EdgepilotError
-from pathlib import Path
 
 
 class _Group(click.Group):

@@ -13,8 +13,9 @@ written.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from edgepilot.actions import Action, Finish, action_to_json
 from edgepilot.controllers.base import ActResult, Device

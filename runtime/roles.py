@@ -20,11 +20,12 @@ import json
 import os
 import string
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,7 +33,6 @@ from edgepilot.actions import Action, action_json_schema, parse_action
 from edgepilot.errors import ActionError, ConfigError
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import Message, ModelBackend
-
 
 # ---------------------------------------------------------------- prompts
 
@@ -287,7 +287,7 @@ def parse_react(text: str) -> tuple[str, Action]:
     if not starts:
         raise ActionError(f"no 'Action:' in the answer: {text[:120]!r}")
     first_error: ActionError | None = None
-    for at, end in zip(starts, [*starts[1:], len(text)]):
+    for at, end in zip(starts, [*starts[1:], len(text)], strict=True):
         thought_at = lower.rfind("thought:", 0, at)
         thought = text[thought_at + 8:at].strip() if thought_at >= 0 else ""
         try:

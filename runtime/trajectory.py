@@ -17,7 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class TrajectoryWriter:
             raise ConfigError(f"cannot create the trajectory folder {self.folder}: {exc}") from exc
         if (self.folder / "steps.jsonl").exists():
             raise ConfigError(f"{self.folder} already holds a trajectory; pick another folder")
-        _write_json(self.folder / "meta.json", {"format": FORMAT, "started": datetime.now(timezone.utc).isoformat(),
+        _write_json(self.folder / "meta.json", {"format": FORMAT, "started": datetime.now(UTC).isoformat(),
                                                 **meta})
         self._steps = open(self.folder / "steps.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.count = 0
@@ -96,7 +96,7 @@ class TrajectoryWriter:
         if final_png:
             (self.folder / "final.png").write_bytes(final_png)
             result = {**result, "final_screenshot": "final.png"}
-        _write_json(self.folder / "result.json", {"finished_at": datetime.now(timezone.utc).isoformat(), **result})
+        _write_json(self.folder / "result.json", {"finished_at": datetime.now(UTC).isoformat(), **result})
         self.close()
 
     def amend_result(self, extra: dict[str, Any]) -> None:

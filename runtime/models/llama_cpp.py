@@ -17,7 +17,6 @@ from pathlib import Path
 from edgepilot.errors import ModelError
 from edgepilot.runtime.models.base import Completion, Message
 
-
 # chat formats for GGUF files without a chat template (Gemma 3 270M base), by architecture
 _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
 
