@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Type, Wait, action_to_json
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ActionError
-from edgepilot.perception.diff import screen_diff
+from edgepilot.perception.diff import ScreenDiff, screen_diff
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import ModelBackend
 from edgepilot.runtime.roles import (
@@ -69,6 +69,8 @@ class StepAgent(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    def avoid(self, obs: Observation, action: Action) -> None: ...
+
 
 def describe_action(action: Action, obs: Observation | None = None) -> str:
     """A short human form of an action, naming the element it aims at: ``tap [3] "Settings"``."""
@@ -109,7 +111,13 @@ class AgentBase:
         self.goal = goal
         self.history: list[str] = []
         self.notes: list[str] = []
-        self._last_obs: Observation | None = None
+        self._context: tuple[Observation, str] | None = None
+
+    def context(self, obs: Observation) -> str:
+        """The shared start of every prompt for this screen (identical text → cached prefix)."""
+        if self._context is None or self._context[0] is not obs:
+            self._context = (obs, render("context", goal=self.goal, screen=obs.to_text()))
+        return self._context[1]
 
     def history_text(self) -> str:
         if not self.history:
@@ -123,15 +131,17 @@ class AgentBase:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def avoid(self, obs: Observation, action: Action) -> None:
+        """Told by the loop that ``action`` went round in circles on this screen; by default only the note counts."""
+
     def remember(self, action: Action, obs: Observation, outcome: str) -> None:
         self.history.append(f"{describe_action(action, obs)} -> {outcome}")
 
-    def cheap_reflection(self, before: Observation, action: Action, result: ActResult,
-                         after: Observation) -> Reflection | None:
+    @staticmethod
+    def cheap_reflection(action: Action, result: ActResult, diff: ScreenDiff) -> Reflection | None:
         """A verdict without a model call, when one is obvious."""
         if not result.ok:
             return Reflection("failed", result.message[:200])
-        diff = screen_diff(before, after)
         if diff.same:
             return Reflection("no_change", "the screen did not change")
         if isinstance(action, Wait):
@@ -139,7 +149,8 @@ class AgentBase:
         return None
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
-        verdict = self.cheap_reflection(before, action, result, after) or Reflection("changed", "the screen changed")
+        verdict = (self.cheap_reflection(action, result, screen_diff(before, after))
+                   or Reflection("changed", "the screen changed"))
         self.remember(action, before, verdict.kind)
         return verdict
 
@@ -173,7 +184,6 @@ class RoleAgent(AgentBase):
         self.reflect_with_model = reflect_with_model
         self.plan = Plan(progress="nothing yet", subgoal="", memory="")
         self.memory: list[str] = []
-        self._context: tuple[Observation, str] | None = None
         self._last_decider: RoleCall | None = None
         self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
 
@@ -182,12 +192,6 @@ class RoleAgent(AgentBase):
         target = getattr(action, "target", None)
         if isinstance(action, (Tap, LongPress)) and isinstance(target, int):
             self.banned.setdefault(obs.to_text(), set()).add(target)
-
-    def context(self, obs: Observation) -> str:
-        """The shared start of every role's user message for this screen (identical text → cached prefix)."""
-        if self._context is None or self._context[0] is not obs:
-            self._context = (obs, render("context", goal=self.goal, screen=obs.to_text()))
-        return self._context[1]
 
     def memory_text(self) -> str:
         return "; ".join(self.memory[-3:]) or "(nothing)"
@@ -204,8 +208,8 @@ class RoleAgent(AgentBase):
                 self.plan = plan
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
-        action, decide_call = DECIDER.call(self.backend, context, schema=decider_schema_for(obs, self.banned.get(obs.to_text(), ())),
-                                           progress=self.plan.progress,
+        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()))
+        action, decide_call = DECIDER.call(self.backend, context, schema=schema, progress=self.plan.progress,
                                            subgoal=self.plan.subgoal or self.goal,
                                            memory=self.memory_text(), history=self.history_text(),
                                            notes=self.notes_text())
@@ -216,13 +220,14 @@ class RoleAgent(AgentBase):
                         calls=[*calls, decide_call], error=decide_call.error)
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
-        verdict = self.cheap_reflection(before, action, result, after)
+        diff = screen_diff(before, after)
+        verdict = self.cheap_reflection(action, result, diff)
         if verdict is None and not self.reflect_with_model:
             verdict = Reflection("changed", "the screen changed")
         if verdict is None:
             answer, call = REFLECTOR.call(self.backend, self.context(before), after=self._last_decider,
                                           action=describe_action(action, before), result=result.message[:200],
-                                          diff=screen_diff(before, after).summary(limit=4))
+                                          diff=diff.summary(limit=4))
             if isinstance(answer, Verdict):
                 verdict = Reflection(answer.outcome, answer.note, "model", [call])
             else:
@@ -241,8 +246,7 @@ class ReactAgent(AgentBase):
         self.backend = backend
 
     def decide(self, obs: Observation) -> Decision:
-        context = render("context", goal=self.goal, screen=obs.to_text())
-        text, call = REACT.call(self.backend, context, history=self.history_text(), notes=self.notes_text())
+        text, call = REACT.call(self.backend, self.context(obs), history=self.history_text(), notes=self.notes_text())
         try:
             thought, action = parse_react(text)
         except ActionError as exc:

@@ -201,7 +201,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         info = opened.device.info
         agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend)
         meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
-                "screen": [info.screen_width, info.screen_height], "max_steps": budget, "edgepilot": __version__}
+                "screen": [info.screen_width, info.screen_height], "max_steps": budget}
         writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
                   else TrajectoryWriter.new(task, meta, root=config.trajectories))
         click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {writer.folder}\n")

@@ -36,10 +36,6 @@ class EpisodeResult:
     trajectory: str | None = None
 
     @property
-    def finished(self) -> bool:
-        return self.status == "finished"
-
-    @property
     def error(self) -> str | None:
         return self.reason if self.status == "error" else None
 

@@ -111,10 +111,6 @@ class RunResult:
     steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
 
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished"
-
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
                 "seconds": round(self.seconds, 3)}
@@ -208,9 +204,8 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 loop.replanned = True
                 loop.seen.clear()
                 agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
-                avoid = getattr(agent, "avoid", None)
-                if avoid is not None and action is not None:
-                    avoid(step.obs, action)
+                if action is not None:
+                    agent.avoid(step.obs, action)
     except KeyboardInterrupt:
         result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
     except (DeviceError, PerceptionError) as exc:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgepilot import __version__
 from edgepilot.errors import ConfigError
 
 FORMAT = 1
@@ -64,7 +65,7 @@ class TrajectoryWriter:
         if (self.folder / "steps.jsonl").exists():
             raise ConfigError(f"{self.folder} already holds a trajectory; pick another folder")
         _write_json(self.folder / "meta.json", {"format": FORMAT, "started": datetime.now(UTC).isoformat(),
-                                                **meta})
+                                                "edgepilot": __version__, **meta})
         self._steps = open(self.folder / "steps.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.count = 0
 
