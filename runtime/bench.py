@@ -205,7 +205,10 @@ def _format_one(report: dict[str, Any]) -> list[str]:
                      f"({r['median_decode_ms']:.0f} ms, {r['decode_tokens_per_s'] or 0:.0f} tok/s), "
                      f"unparseable {r['parse_failures']}")
     if report.get("first_step_ms") is not None:
-        lines.append(f"first step {report['first_step_ms']:.0f} ms (model warm-up and grammar compilation included)")
+        roles = set(report["roles"])
+        included = ("" if not roles else " (model warm-up included)" if roles == {"react"}
+                    else " (model warm-up and grammar compilation included)")
+        lines.append(f"first step {report['first_step_ms']:.0f} ms{included}")
     return lines
 
 
