@@ -2,6 +2,7 @@
 
     EdgepilotError
      ├── ConfigError          a setting, file or flag is wrong
+     │    └── SopError        an SOP file is invalid (each problem names file and line)
      ├── PerceptionError      a screen could not be read (bad dump, bad image)
      ├── DeviceError          a device is missing, disconnected or refused an action
      │    └── ActionError     an action does not fit the current observation
@@ -22,6 +23,14 @@ class EdgepilotError(Exception):
 
 class ConfigError(EdgepilotError):
     """A setting, a file or a command-line flag is wrong."""
+
+
+class SopError(ConfigError):
+    """One or more SOP files are invalid; ``problems`` lists each as ``file:line: message``."""
+
+    def __init__(self, message: str, problems: tuple = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 class PerceptionError(EdgepilotError):
