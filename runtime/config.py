@@ -10,6 +10,10 @@ the file, and the closest known key.
     gpu_layers = -1                 # layers to offload to the GPU (-1: all; needs a CUDA build)
     max_steps = 20                  # step budget of `edgepilot run`
     server_schema_format = "json_object"   # for servers that refuse OpenAI's json_schema (llama-cpp-python's)
+    policy = "~/my-policy.yaml"     # policy file (default: policy.yaml beside this file, else the bundled one)
+    audit = "~/edgepilot-audit.jsonl"   # audit log (default: audit.jsonl in the user data directory)
+    confirm_timeout = 60            # seconds to answer a confirmation; no answer is a refusal
+    recheck_screen = true           # look at the screen again just before a tap (overlay guard)
 
     [models]                        # your own models, by name
     qwen = "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
@@ -42,6 +46,10 @@ class Config(BaseModel):
     max_steps: int = Field(default=20, ge=1, le=500)
     trajectories: Path | None = None
     server_schema_format: Literal["json_schema", "json_object"] = "json_schema"
+    policy: Path | None = None
+    audit: Path | None = None
+    confirm_timeout: float = Field(default=60.0, gt=0, le=3600)
+    recheck_screen: bool = True
 
 
 def config_path() -> Path:

@@ -34,6 +34,19 @@ class GateDecision:
 
     allowed: bool
     reason: str = ""
+    verdict: str = "allow"  # allow | block | ask_user | terminate (the policy's verdict, before the user's answer)
+    rule: str = ""
+    asked: bool = False
+    answer: str | None = None
+    terminate: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowed": self.allowed, "reason": self.reason}
+        if self.rule:
+            out.update(verdict=self.verdict, rule=self.rule)
+        if self.asked:
+            out.update(asked=True, answer=self.answer)
+        return out
 
 
 Gate = Callable[[Action, Observation], GateDecision]
@@ -89,7 +102,7 @@ class StepReport:
             "plan": self.decision.plan, "thought": self.decision.thought,
             "action": action.model_dump(mode="json") if action is not None else None,
             "target_bounds": bounds,
-            "gate": {"allowed": self.gate.allowed, "reason": self.gate.reason} if self.gate else None,
+            "gate": self.gate.to_json() if self.gate else None,
             "result": {"ok": self.result.ok, "message": self.result.message} if self.result else None,
             "outcome": ({"kind": self.outcome.kind, "note": self.outcome.note, "by": self.outcome.by}
                         if self.outcome else None),
@@ -165,7 +178,8 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 step.gate = gate(action, obs)
                 if not step.gate.allowed:
                     step.outcome = Reflection("refused", step.gate.reason)
-                    agent.note(f"the action {describe_action(action, obs)} was refused: {step.gate.reason}")
+                    if not step.gate.terminate:
+                        agent.note(f"the action {describe_action(action, obs)} was refused: {step.gate.reason}")
                 else:
                     t_act = time.perf_counter()
                     try:
@@ -190,6 +204,9 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
             if on_step is not None:
                 on_step(step)
             obs = after
+            if step.gate is not None and step.gate.terminate:
+                result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
+                break
             if isinstance(action, Finish) and step.gate and step.gate.allowed:
                 result.status = "finished" if action.status == "success" else "gave_up"
                 result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
