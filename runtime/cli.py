@@ -38,6 +38,8 @@ def _show_step(step) -> None:
     click.echo(f"step {step.index + 1:2d}  {action}")
     if step.decision.thought:
         click.echo(f"         thought: {step.decision.thought}")
+    if step.gate is not None and step.gate.asked:
+        click.echo(f"         asked:   {step.gate.rule} → {step.gate.answer}")
     if step.gate is not None and not step.gate.allowed:
         click.echo(click.style(f"         refused: {step.gate.reason}", fg="yellow"))
     if step.result is not None and step.result.message:
@@ -117,10 +119,15 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["tasks", "observe"]), default="tasks", show_default=True,
-              help="tasks: success rate on a split; observe: latency of one observation.")
-@click.option("--agent", type=click.Choice(["oracle", "model", "baseline"]), default="oracle", show_default=True,
-              help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct.")
+@click.option("--suite", type=click.Choice(["tasks", "observe", "injection"]), default="tasks", show_default=True,
+              help="tasks: success rate on a split; observe: latency of one observation; injection: utility and "
+                   "attack success under prompt injection, policy off and on.")
+@click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
+              help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct; "
+                   "attacker: a script that obeys injected text (injection suite). Default: oracle; for the "
+                   "injection suite oracle and attacker. Repeatable there.")
+@click.option("--policy", "policy_mode", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
+              help="injection suite: run with the default policy, without it, or both.")
 @click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
 @click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
                                              "the bundled smollm2-135m; see `edgepilot models`).")
@@ -134,12 +141,39 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agent: str, baseline: bool, model: str | None, save_to: Path | None, split: str,
-          per_template: int, templates: tuple[str, ...], device: str, max_steps: int | None, repeats: int,
-          as_json: bool) -> None:
-    """Measure success rates and speed; print a table, or JSON with --json."""
+def bench(suite: str, agents: tuple[str, ...], policy_mode: str, baseline: bool, model: str | None,
+          save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
+          max_steps: int | None, repeats: int, as_json: bool) -> None:
+    """Measure success rates and speed; print a table, or JSON with --json.
+
+    \b
+    Examples:
+      edgepilot bench --agent oracle --split test
+      edgepilot bench --agent model --baseline --split test --per-template 1
+      edgepilot bench --suite observe -n 50
+      edgepilot bench --suite injection                    oracle and attacker, policy off and on
+      edgepilot bench --suite injection --agent model --policy on --template contacts_call
+    """
     from edgepilot.runtime import bench as b
 
+    if suite == "injection":
+        from edgepilot.runtime.injection_bench import format_injection, run_injection
+
+        def shown(row, done: int, total: int) -> None:
+            if not as_json:
+                click.echo(f"[{done:3d}/{total}] {row['agent']:8} policy {'on ' if row['policy'] else 'off'} "
+                           f"{'ok  ' if row['utility'] else 'FAIL'} {'ATTACKED' if row['attack'] else 'safe    '} "
+                           f"asked {row['asked']} {row['case']}", err=True)
+
+        policies = {"both": (False, True), "on": (True,), "off": (False,)}[policy_mode]
+        report = run_injection(agents=agents or ("oracle", "attacker"), policies=policies, model=model,
+                               user_tasks=templates, save_to=save_to, progress=shown)
+        _emit(report, as_json, format_injection(report))
+        return
+    if len(agents) > 1 or "attacker" in agents:
+        raise click.BadParameter("one of oracle, model, baseline (attacker only with --suite injection)",
+                                 param_hint="--agent")
+    agent = agents[0] if agents else "oracle"
     if suite == "observe":
         report = b.run_observe(n=repeats, device=device)
         _emit(report, as_json, b.format_observe(report))
@@ -172,9 +206,20 @@ def bench(suite: str, agent: str, baseline: bool, model: str | None, save_to: Pa
 @click.option("--lora", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A GGUF LoRA adapter to apply to an in-process model.")
 @click.option("--no-screenshots", is_flag=True, help="Read only the accessibility tree (faster; no PNGs saved).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Policy file every action is checked against (default: `edgepilot policy show`).")
+@click.option("--no-policy", is_flag=True,
+              help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
-        lora: Path | None, no_screenshots: bool) -> None:
+        lora: Path | None, no_screenshots: bool, policy_file: Path | None, no_policy: bool) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
+
+    \b
+    Every action passes the least-privilege policy first; sensitive steps
+    (passwords, payments, sending, deleting, apps the task does not need) are
+    shown here for you to approve (y / n / a = always for this task); no
+    answer within confirm_timeout (60 s) is a refusal. Decisions are appended
+    to the audit log (`edgepilot audit show`).
 
     \b
     Example:
@@ -186,7 +231,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     from edgepilot.runtime.agent import ReactAgent, RoleAgent
     from edgepilot.runtime.config import load_config
     from edgepilot.runtime.devices import open_device
-    from edgepilot.runtime.loop import run_agent
+    from edgepilot.runtime.loop import allow_all, run_agent
     from edgepilot.runtime.models.registry import open_model
     from edgepilot.runtime.trajectory import TrajectoryWriter
 
@@ -194,6 +239,11 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
     config = load_config()
     budget = max_steps or config.max_steps
+    policy_gate = None
+    if not no_policy:
+        from edgepilot.runtime.policy import gate_for
+
+        policy_gate = gate_for(task, config=config, policy_file=policy_file)  # a broken policy stops here
     start = time.perf_counter()
     backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
@@ -201,11 +251,20 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         info = opened.device.info
         agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend)
         meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
-                "screen": [info.screen_width, info.screen_height], "max_steps": budget}
+                "screen": [info.screen_width, info.screen_height], "max_steps": budget,
+                "policy": policy_gate.engine.policy.source if policy_gate else "off"}
         writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
                   else TrajectoryWriter.new(task, meta, root=config.trajectories))
+        gate = allow_all
+        if policy_gate is not None:
+            policy_gate.device = opened.device if config.recheck_screen else None
+            gate = policy_gate
+            click.echo(f"policy: {policy_gate.engine.policy.source}; audit log: {policy_gate.audit.path}")
+        else:
+            click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
         click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {writer.folder}\n")
-        result = run_agent(opened.device, agent, task, max_steps=budget, writer=writer, on_step=_show_step)
+        result = run_agent(opened.device, agent, task, max_steps=budget, gate=gate, writer=writer,
+                           on_step=_show_step)
     color = "green" if result.status == "finished" else "red"
     click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {result.reason}; {len(result.steps)} steps "
                f"in {result.seconds:.1f} s" + (f"; answer: {result.answer}" if result.answer else ""))
@@ -417,6 +476,11 @@ def tasks_check(templates: tuple[str, ...], seeds: int, over_adb: bool) -> None:
     click.echo(f"{total - failures}/{total} oracle episodes succeeded")
     if failures:
         sys.exit(1)
+
+from edgepilot.runtime.cli_policy import audit as _audit, policy as _policy  # noqa: E402
+
+main.add_command(_policy)
+main.add_command(_audit)
 
 
 if __name__ == "__main__":

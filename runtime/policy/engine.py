@@ -20,7 +20,7 @@ from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.runtime.policy.audit import AuditLog, redact_action
 from edgepilot.runtime.policy.confirm import ConfirmRequest, Confirmer, RefuseAll
-from edgepilot.runtime.policy.language import Policy, Rule, make_rule
+from edgepilot.runtime.policy.language import Policy, Rule
 
 Effect = Literal["allow", "block", "ask_user", "terminate"]
 NO_POLICY = "no policy is loaded, so every action is refused (fail closed); load one with --policy or config.toml"
@@ -162,6 +162,7 @@ class PolicyGate:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.stats = GateStats()
         self._refused: set[tuple[str, str]] = set()
+        self._always: set[str] = set()  # rules the user said "always" to: not asked again in this run
 
     def __call__(self, action: Action, obs: Observation):
         from edgepilot.runtime.loop import GateDecision
@@ -197,6 +198,10 @@ class PolicyGate:
         if verdict.effect == "terminate":
             return GateDecision(False, f"{why} (rule {verdict.rule}): the run is stopped", verdict="terminate",
                                 rule=verdict.rule, terminate=True)
+        if verdict.rule in self._always:
+            record["answer"] = "always"
+            return GateDecision(True, "the user allowed this for the task", verdict="ask_user", rule=verdict.rule,
+                                answer="always")
         key = (obs.to_text(), action_to_json(action))
         if key in self._refused:
             record["answer"] = "refused before"
@@ -217,18 +222,10 @@ class PolicyGate:
             return GateDecision(False, f"the user refused ({why}){note}; choose another way or finish",
                                 verdict="ask_user", rule=verdict.rule, asked=True, answer="no")
         self.stats.approved += 1
-        if result.answer == "always" and verdict.rule not in ("default", "no-policy"):
-            self._always(verdict.rule)
+        if result.answer == "always":
+            self._always.add(verdict.rule)
         return GateDecision(True, "approved by the user", verdict="ask_user", rule=verdict.rule, asked=True,
                             answer=result.answer)
-
-    def _always(self, rule_id: str) -> None:
-        """The user said "always" for a rule: it no longer asks during this task (this gate only)."""
-        rule = next((r for r in self.engine.rules if r.id == rule_id), None)
-        if rule is not None:
-            self.engine.widen(make_rule(id=f"user-always-{rule.id}", priority=rule.priority, effect="allow",
-                                        actions=list(rule.actions), when=rule.when, source="user",
-                                        reason=f"the user allowed {rule.id} for this task"))
 
     def _recheck(self, action: Action, obs: Observation, target: UINode | None) -> str:
         """Why the screen no longer fits the action ('' when it does)."""

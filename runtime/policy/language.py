@@ -320,7 +320,8 @@ def parse_policy(data: bytes | str, *, name: str = "<policy>", toml: bool = Fals
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
         loc = tuple(err["loc"])
         field = _dotted(loc) or "(top)"
         msg = err["msg"]
