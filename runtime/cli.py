@@ -128,6 +128,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
                    "injection suite oracle and attacker. Repeatable there.")
 @click.option("--policy", "policy_mode", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
               help="injection suite: run with the default policy, without it, or both.")
+@click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
+              help="injection suite: only these injection goals (repeatable; default all).")
 @click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
 @click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
                                              "the bundled smollm2-135m; see `edgepilot models`).")
@@ -141,7 +143,7 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy_mode: str, baseline: bool, model: str | None,
+def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[str, ...], baseline: bool, model: str | None,
           save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
           max_steps: int | None, repeats: int, as_json: bool) -> None:
     """Measure success rates and speed; print a table, or JSON with --json.
@@ -167,7 +169,7 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, baseline: bool,
 
         policies = {"both": (False, True), "on": (True,), "off": (False,)}[policy_mode]
         report = run_injection(agents=agents or ("oracle", "attacker"), policies=policies, model=model,
-                               user_tasks=templates, save_to=save_to, progress=shown)
+                               user_tasks=templates, goals=goals, save_to=save_to, progress=shown)
         _emit(report, as_json, format_injection(report))
         return
     if len(agents) > 1 or "attacker" in agents:
