@@ -282,9 +282,10 @@ def _front_matter(yaml_text: str, where: str, problems: list[SopProblem]) -> tup
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = at(mark.line) if mark is not None else 2
-        hint = ""
-        if mark is not None and re.search(r"(^\s*-|:)\s*\{", yaml_text.split("\n")[min(mark.line, yaml_text.count("\n"))]):
-            hint = " (put quotes around a value that starts with a {placeholder})"
+        text_lines = yaml_text.split("\n")
+        bad_line = text_lines[min(mark.line, len(text_lines) - 1)] if mark is not None else ""
+        hint = " (put quotes around a value that starts with a {placeholder})" if re.search(
+            r"(^\s*-|:)\s*\{", bad_line) else ""
         problems.append(SopProblem(where, line, f"front matter is not valid YAML: {exc.problem or exc}{hint}"))
         return None
     except (yaml.YAMLError, RecursionError) as exc:
