@@ -487,3 +487,5 @@ main.add_command(_audit)
 
 if __name__ == "__main__":
     main()
+from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
+main.add_command(_sop)

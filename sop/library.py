@@ -100,7 +100,8 @@ class SopLibrary:
         """
         if name in self.entries:
             return self.entries[name]
-        close = difflib.get_close_matches(name, list(self.entries), n=3, cutoff=0.5)
+        close = [n for n in self.entries if name and name.lower() in n][:3]
+        close = close or difflib.get_close_matches(name, list(self.entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `edgepilot sop list` shows them"
         raise SopError(f"no SOP named {name!r}{hint}")
 

@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, render_steps
 from edgepilot.sop.values import Span, fits, shape, spans
@@ -395,6 +396,7 @@ def _plausible(sop: Sop, name: str, value: str) -> bool:
     return example > SHORT_VALUE_WORDS or len(_RAW_WORD.findall(value)) <= example + 1
 
 
+@lru_cache(maxsize=4096)
 def _compile(phrasing: str) -> re.Pattern[str]:
     """A phrasing as a regular expression over the task: its words in order, placeholders as groups."""
     parts = _SPLIT.split(phrasing)
@@ -450,25 +452,32 @@ def _clean(value: str) -> str:
 
 def _anchors(sop: Sop) -> list[_Anchor]:
     """Anchors for every placeholder of every phrasing, strongest first (more content words around it)."""
-    out: list[_Anchor] = []
-    for phrasing in sop.phrasings:
-        parts = _SPLIT.split(phrasing)
-        for i, part in enumerate(parts):
-            if not PLACEHOLDER.fullmatch(part):
-                continue
-            before = _RAW_WORD.findall(parts[i - 1]) if i > 0 else []
-            after = _RAW_WORD.findall(parts[i + 1]) if i + 1 < len(parts) else []
-            for b, a in ((3, 1), (2, 1), (1, 1), (3, 0), (2, 0), (1, 0)):
-                words_before, words_after = before[-b:] if len(before) >= b else [], after[:a]
-                strength = sum(w.lower() not in _WEAK for w in words_before + words_after)
-                if len(words_after) < a or not strength or all(w.lower() in FILLERS for w in words_before):
-                    continue
-                regex = r"\b" + "".join(_FILLER + ("" if w.lower() in FILLERS else
-                                                    _word(w, exact_prepositions=True) + r"[\W_]*")
-                                         for w in words_before)
-                regex += r"(?P<v>.+?)"
-                regex += ((r"[\W_]*\b" + _FILLER + _word(words_after[0], exact_prepositions=True))
-                          if words_after else r"(?:[.,;!?\"”]|$)")
-                out.append(_Anchor(part[1:-1], strength, re.compile(regex, re.IGNORECASE)))
+    out = [anchor for phrasing in sop.phrasings for anchor in _phrasing_anchors(phrasing)]
     out.sort(key=lambda x: -x.strength)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _phrasing_anchors(phrasing: str) -> tuple[_Anchor, ...]:
+    """For each placeholder, patterns of up to three words before it and one after, with their strength
+    (how many of those words are not stopwords; anchors of fillers alone are useless)."""
+    out: list[_Anchor] = []
+    parts = _SPLIT.split(phrasing)
+    for i, part in enumerate(parts):
+        if not PLACEHOLDER.fullmatch(part):
+            continue
+        before = _RAW_WORD.findall(parts[i - 1]) if i > 0 else []
+        after = _RAW_WORD.findall(parts[i + 1]) if i + 1 < len(parts) else []
+        for b, a in ((3, 1), (2, 1), (1, 1), (3, 0), (2, 0), (1, 0)):
+            words_before, words_after = before[-b:] if len(before) >= b else [], after[:a]
+            strength = sum(w.lower() not in _WEAK for w in words_before + words_after)
+            if len(words_after) < a or not strength or all(w.lower() in FILLERS for w in words_before):
+                continue
+            regex = r"\b" + "".join(_FILLER + ("" if w.lower() in FILLERS else
+                                                _word(w, exact_prepositions=True) + r"[\W_]*")
+                                     for w in words_before)
+            regex += r"(?P<v>.+?)"
+            regex += ((r"[\W_]*\b" + _FILLER + _word(words_after[0], exact_prepositions=True))
+                      if words_after else r"(?:[.,;!?\"”]|$)")
+            out.append(_Anchor(part[1:-1], strength, re.compile(regex, re.IGNORECASE)))
+    return tuple(out)
