@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from edgepilot.errors import PerceptionError
 from edgepilot.perception.types import Bounds
@@ -40,6 +40,7 @@ from edgepilot.perception.types import Bounds
 if TYPE_CHECKING:
     import numpy as np
 
+T = TypeVar("T")
 INSTALL_HINT = "pip install 'edgepilot[ocr]'"
 MAX_PIXELS = 40_000_000
 REC_HEIGHT = 48
@@ -286,6 +287,13 @@ class OcrEngine:
         """
         t0 = time.perf_counter()
         img = load_image(image)
+        boxes = self.read_bgr(img)
+        self.last_timings["decode_ms"] = (time.perf_counter() - t0) * 1000 - self.last_timings["total_ms"]
+        self.last_timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        return boxes
+
+    def read_bgr(self, img: np.ndarray) -> list[TextBox]:
+        """:meth:`read` for a screenshot already decoded by :func:`load_image` (a BGR array)."""
         t1 = time.perf_counter()
         regions = self._detect(img)
         t2 = time.perf_counter()
@@ -294,9 +302,8 @@ class OcrEngine:
             crops = self._upright(crops)
         texts = self._recognize(crops)
         t3 = time.perf_counter()
-        self.last_timings = {"decode_ms": (t1 - t0) * 1000, "detect_ms": (t2 - t1) * 1000,
-                             "recognize_ms": (t3 - t2) * 1000, "total_ms": (t3 - t0) * 1000,
-                             "lines": float(len(regions))}
+        self.last_timings = {"decode_ms": 0.0, "detect_ms": (t2 - t1) * 1000, "recognize_ms": (t3 - t2) * 1000,
+                             "total_ms": (t3 - t1) * 1000, "lines": float(len(regions))}
         out = [TextBox(text=_LOOKALIKES.get(text.strip(), text.strip()), bounds=b, confidence=round(conf, 4))
                for (b, _), (text, conf) in zip(regions, texts, strict=True)
                if text.strip() and conf >= self.settings.min_confidence]
@@ -446,9 +453,12 @@ def _width_batches(widths: list[int], size: int) -> list[list[int]]:
     return batches
 
 
-def reading_order(boxes: list[TextBox]) -> list[TextBox]:
-    """Top to bottom, then left to right within a line (boxes whose vertical centres are close)."""
-    rows: list[list[TextBox]] = []
+def reading_order(boxes: list[T]) -> list[T]:
+    """Top to bottom, then left to right within a line (items whose vertical centres are close).
+
+    Works for anything with ``bounds``: text boxes, UI nodes, widgets.
+    """
+    rows: list[list[T]] = []
     for box in sorted(boxes, key=lambda b: (b.bounds.top + b.bounds.bottom) / 2):
         cy = (box.bounds.top + box.bounds.bottom) / 2
         if rows:
