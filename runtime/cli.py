@@ -143,7 +143,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[str, ...], baseline: bool, model: str | None,
+def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[str, ...], baseline: bool,
+          model: str | None,
           save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
           max_steps: int | None, repeats: int, as_json: bool) -> None:
     """Measure success rates and speed; print a table, or JSON with --json.
@@ -479,7 +480,8 @@ def tasks_check(templates: tuple[str, ...], seeds: int, over_adb: bool) -> None:
     if failures:
         sys.exit(1)
 
-from edgepilot.runtime.cli_policy import audit as _audit, policy as _policy  # noqa: E402
+from edgepilot.runtime.cli_policy import audit as _audit  # noqa: E402
+from edgepilot.runtime.cli_policy import policy as _policy  # noqa: E402
 
 main.add_command(_policy)
 main.add_command(_audit)
@@ -488,4 +490,5 @@ main.add_command(_audit)
 if __name__ == "__main__":
     main()
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
+
 main.add_command(_sop)

@@ -115,7 +115,8 @@ def audit() -> None:
 def verify(path: Path | None) -> None:
     """Check the audit log's chain (default: the log in force); exit 1 when an entry was edited or removed."""
     from edgepilot.runtime.config import load_config
-    from edgepilot.runtime.policy import AuditLog, verify as verify_log
+    from edgepilot.runtime.policy import AuditLog
+    from edgepilot.runtime.policy import verify as verify_log
 
     path = path or AuditLog(load_config().audit).path
     report = verify_log(path)

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepilot.actions import Finish, Key, OpenApp, Point, Swipe, Tap, Type, Wait
+from edgepilot.controllers.android import AndroidDevice
 from edgepilot.errors import PolicyError
 from edgepilot.runtime.cli import main
 from edgepilot.runtime.loop import GateDecision, run_agent
@@ -28,7 +29,6 @@ from edgepilot.runtime.policy import (
     verify,
 )
 from edgepilot.runtime.policy.confirm import ConfirmResult
-from edgepilot.controllers.android import AndroidDevice
 from edgepilot.sim.local import LocalTransport
 from edgepilot.sim.phone import VirtualPhone
 

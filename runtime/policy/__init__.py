@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from edgepilot.runtime.policy.audit import AuditLog, verify
-from edgepilot.runtime.policy.confirm import ConfirmRequest, ConfirmResult, Confirmer, RefuseAll, TerminalConfirmer
+from edgepilot.runtime.policy.confirm import Confirmer, ConfirmRequest, ConfirmResult, RefuseAll, TerminalConfirmer
 from edgepilot.runtime.policy.engine import PolicyEngine, PolicyGate, Verdict, facts, resolve_target
 from edgepilot.runtime.policy.language import Policy, Rule, load_policy, make_rule, parse_policy
 from edgepilot.runtime.policy.scope import TaskScope, derive_scope

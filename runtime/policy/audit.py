@@ -138,8 +138,9 @@ def verify(path: str | Path) -> VerifyReport:
         if entry.get("hash") != entry_hash(entry):
             report.problems.append(f"line {number}: entry {entry.get('seq')} was edited (its hash does not match)")
         if seq is not None and entry.get("seq") != seq + 1:
+            gap = isinstance(entry.get("seq"), int) and entry["seq"] > seq + 1
             report.problems.append(f"line {number}: entry {entry.get('seq')} follows entry {seq}: "
-                                   f"{'entries are missing' if isinstance(entry.get('seq'), int) and entry.get('seq') > seq + 1 else 'out of order'}")
+                                   f"{'entries are missing' if gap else 'out of order'}")
         elif prev is not None and entry.get("prev") != prev:
             report.problems.append(f"line {number}: entry {entry.get('seq')} does not link to the entry before it "
                                    "(an entry was removed or replaced)")

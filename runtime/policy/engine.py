@@ -19,7 +19,7 @@ from edgepilot.actions import Action, Point, action_to_json
 from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.runtime.policy.audit import AuditLog, redact_action
-from edgepilot.runtime.policy.confirm import ConfirmRequest, Confirmer, RefuseAll
+from edgepilot.runtime.policy.confirm import Confirmer, ConfirmRequest, RefuseAll
 from edgepilot.runtime.policy.language import Policy, Rule
 
 Effect = Literal["allow", "block", "ask_user", "terminate"]

@@ -275,7 +275,8 @@ def make_rule(source: str = "task", **fields: Any) -> Rule:
 def _attach(rule: Rule, path: tuple[Any, ...]) -> None:
     unknown = [a for a in rule.actions if a != "*" and a not in action_types()]
     if unknown:
-        raise _CondError((*path, "actions"), f"unknown action type {unknown[0]!r}" + _suggest(unknown[0], action_types()))
+        raise _CondError((*path, "actions"),
+                         f"unknown action type {unknown[0]!r}" + _suggest(unknown[0], action_types()))
     rule._condition = compile_condition(rule.when, (*path, "when")) if rule.when is not None else None
 
 

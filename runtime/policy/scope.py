@@ -21,11 +21,12 @@ LAUNCHERS = ["com.android.launcher3", "com.google.android.apps.nexuslauncher", "
 
 # app → words in a task sentence that mean the task needs it (whole words, case-insensitive)
 APP_WORDS: dict[str, tuple[str, ...]] = {
-    "settings": ("settings?", "wi-?fi", "wlan", "bluetooth", "airplane", "aeroplane", "flight mode", "dark (theme|mode)",
-                 "light (theme|mode)", "theme", "screen timeout", "timeout", "brightness", "android version",
+    "settings": ("settings?", "wi-?fi", "wlan", "bluetooth", "airplane", "aeroplane", "flight mode",
+                 "dark (theme|mode)", "light (theme|mode)", "theme", "screen timeout", "timeout", "brightness",
+                 "android version",
                  "network", "hotspot", "battery", "display", "sound", "volume", "about phone", "build number",
                  "paired?", "headphones", "earbuds", "speaker"),
-    "messages": ("messages?", "messaging", "text(ed|ing)?", "sms", "reply", "replies", "verification code",
+    "messages": ("messages?", "messaging", "text(ed|ing)?", "sms", "send", "saying", "reply", "replies", "verification code",
                  "(one-time|login|security) code", "code", "chat", "conversation", "share"),
     "contacts": ("contacts?", "phone number", "number of", "email (address )?of", "address book", "call", "dial",
                  "share"),
