@@ -1,0 +1,69 @@
+"""Where a run stands in its SOP: the current step, moving on, and a guess from the screen's title.
+
+The planner owns the decision; this is the bookkeeping it and the trajectory
+share. Immutable: every move returns a new :class:`SopProgress`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from edgepilot.sop.format import Sop, SopStep, render_steps
+from edgepilot.sop.retrieve import Match
+
+
+@dataclass(frozen=True)
+class SopProgress:
+    """A filled SOP and the number of the step the run is on (``len(steps) + 1`` once past the last)."""
+
+    sop: Sop
+    steps: tuple[SopStep, ...]
+    params: dict[str, str]
+    current: int = 1
+    departed: str | None = None
+    """Why the run left the procedure (the reflector's reason), or None while it follows it."""
+
+    @classmethod
+    def start(cls, match: Match) -> SopProgress:
+        """Progress at step 1 of a retrieved SOP, its parameters filled."""
+        return cls(match.sop, match.steps, dict(match.params))
+
+    @property
+    def done(self) -> bool:
+        return self.current > len(self.steps)
+
+    @property
+    def step(self) -> SopStep | None:
+        """The current step, or None once past the last one."""
+        return None if self.done else self.steps[self.current - 1]
+
+    def advance(self, to: int | None = None) -> SopProgress:
+        """Move to step ``to`` (default: the next one); clamped to 1..len+1."""
+        target = self.current + 1 if to is None else to
+        return replace(self, current=max(1, min(len(self.steps) + 1, target)), departed=None)
+
+    def depart(self, reason: str) -> SopProgress:
+        """Record that the screen disagrees with the procedure and the run left it, and why."""
+        return replace(self, departed=reason)
+
+    def locate(self, screen_title: str) -> int | None:
+        """The first step, from the current one on, whose expected screen is ``screen_title``
+        (case-insensitive); None when no step names that screen."""
+        title = screen_title.strip().casefold()
+        if not title:
+            return None
+        for step in self.steps[self.current - 1:]:
+            if step.screen and step.screen.strip().casefold() == title:
+                return step.number
+        return None
+
+    def render(self, *, screens: bool = True) -> str:
+        """The filled procedure with the current step marked ``<- now`` (prompt text)."""
+        return render_steps(self.sop.description, self.steps, current=None if self.done else self.current,
+                            screens=screens)
+
+    def record(self) -> dict[str, Any]:
+        """What a trajectory step stores: which SOP (name, version) and step the action served."""
+        return {"sop": self.sop.name, "version": self.sop.version, "step": None if self.done else self.current,
+                "departed": self.departed}
