@@ -540,13 +540,14 @@ def test_eval_map_covers_every_template_and_names_real_sops():
     assert {v for v in mapping.values() if v} <= names and unrelated
 
 
-@pytest.mark.parametrize("split, floor", [("test", 0.8), ("test-instances", 0.9), ("train", 0.9)])
+@pytest.mark.parametrize("split, floor", [("test", 0.8), ("test-instances", 0.95), ("train", 0.95)])
 def test_held_out_retrieval_accuracy(split, floor):
-    """Measured live: breaks when retrieval, the SOPs or the map break (docs/sops.md has the figures)."""
-    from edgepilot.sop.evaluate import evaluate
+    """Measured live with the settings of `edgepilot sop eval` (docs/sops.md has the figures: 85.2%,
+    99.4%, 100%); breaks when retrieval, the SOPs or the map break."""
+    from edgepilot.sop.evaluate import PER_TEMPLATE, evaluate
 
-    report = evaluate(split, library=load_library([Folder("bundled", BUNDLED_DIR)]), per_template=10)
-    assert report.n >= 20
+    report = evaluate(split, library=load_library([Folder("bundled", BUNDLED_DIR)]), per_template=PER_TEMPLATE)
+    assert report.n >= 100
     assert report.accuracy >= floor, report.format()
 
 
