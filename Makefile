@@ -26,7 +26,7 @@ bench: $(STAMP) $(LLM_STAMP)
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,android]"
+	$(PY) -m pip install -q -e ".[dev,android,ocr]"
 	touch $(STAMP)
 
 install-llm: $(LLM_STAMP)

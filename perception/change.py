@@ -61,7 +61,7 @@ def screen_hash(png: bytes | Image.Image, *, size: int = 16, status_bar: bool | 
         PerceptionError: the screenshot is unreadable.
     """
     small = _gray(png, status_bar, ignore).resize((size + 1, size), Image.Resampling.BOX)
-    px = list(small.getdata())
+    px = small.tobytes()  # mode L: one byte per pixel
     bits = 0
     for row in range(size):
         for col in range(size):
@@ -121,7 +121,7 @@ def changed_regions(before: bytes | Image.Image, after: bytes | Image.Image, *, 
     if diff.getbbox() is None:
         return []
     cols = diff.width
-    cells = {(i % cols, i // cols) for i, v in enumerate(diff.getdata()) if v > threshold}
+    cells = {(i % cols, i // cols) for i, v in enumerate(diff.tobytes()) if v > threshold}
     boxes = []
     for group in _groups(cells):
         xs, ys = [c[0] for c in group], [c[1] for c in group]
