@@ -8,7 +8,7 @@ apps: [Settings, com.android.settings]
 phrasings:
   - Turn {state} Wi-Fi
 params:
-  state: {description: on or off, example: "on"}
+  state: {description: "on or off", example: "on"}
 version: 1
 ---
 1. Open the Settings app.
