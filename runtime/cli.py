@@ -486,9 +486,10 @@ from edgepilot.runtime.cli_policy import policy as _policy  # noqa: E402
 main.add_command(_policy)
 main.add_command(_audit)
 
-
-if __name__ == "__main__":
-    main()
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
 
 main.add_command(_sop)
+
+
+if __name__ == "__main__":
+    main()
