@@ -23,6 +23,8 @@ from edgepilot.errors import ActionError
 from edgepilot.perception.diff import ScreenDiff, screen_diff
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import ModelBackend
+from edgepilot.sop.progress import SopProgress
+from edgepilot.sop.retrieve import Match
 from edgepilot.runtime.roles import (
     DECIDER,
     PLANNER,
@@ -111,13 +113,19 @@ class AgentBase:
         self.goal = goal
         self.history: list[str] = []
         self.notes: list[str] = []
-        self._context: tuple[Observation, str] | None = None
+        self._context: tuple[Observation, str, str] | None = None
 
     def context(self, obs: Observation) -> str:
         """The shared start of every prompt for this screen (identical text → cached prefix)."""
-        if self._context is None or self._context[0] is not obs:
-            self._context = (obs, render("context", goal=self.goal, screen=obs.to_text()))
-        return self._context[1]
+        procedure = self.procedure_text()
+        if self._context is None or self._context[0] is not obs or self._context[1] != procedure:
+            self._context = (obs, procedure, render("context", goal=self.goal, procedure=procedure,
+                                                    screen=obs.to_text()))
+        return self._context[2]
+
+    def procedure_text(self) -> str:
+        """The SOP the agent follows, as prompt lines ('' without one)."""
+        return ""
 
     def history_text(self) -> str:
         if not self.history:
@@ -178,9 +186,11 @@ class RoleAgent(AgentBase):
 
     name = "model"
 
-    def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True) -> None:
+    def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
+                 sop: Match | None = None) -> None:
         super().__init__(goal)
         self.backend = backend
+        self.sop = SopProgress.start(sop) if sop is not None else None
         self.reflect_with_model = reflect_with_model
         self.plan = Plan(progress="nothing yet", subgoal="", memory="")
         self.memory: list[str] = []
@@ -196,7 +206,29 @@ class RoleAgent(AgentBase):
     def memory_text(self) -> str:
         return "; ".join(self.memory[-3:]) or "(nothing)"
 
+    def procedure_text(self) -> str:
+        if self.sop is None:
+            return ""
+        return "Procedure (follow it unless the screen disagrees):\n" + self.sop.render(screens=False).strip() + "\n"
+
+    def sop_sensitive(self) -> str | None:
+        """The kind of the SOP step the agent is on when that step is marked sensitive (the policy then asks)."""
+        step = self.sop.step if self.sop is not None else None
+        return (step.kind or "sensitive") if step is not None and step.sensitive else None
+
+    def _follow_sop(self, obs: Observation) -> None:
+        """Jump ahead in the SOP when the screen's title is the one a later step expects."""
+        if self.sop is None or self.sop.done:
+            return
+        for node in obs.elements[:10]:
+            if node.text and node.bounds.bottom < obs.screen_height * 0.2:
+                found = self.sop.locate(node.text.split("\n")[0])
+                if found is not None and found > self.sop.current:
+                    self.sop = self.sop.advance(found)
+                    return
+
     def decide(self, obs: Observation) -> Decision:
+        self._follow_sop(obs)
         context = self.context(obs)
         calls = []
         if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
@@ -216,8 +248,9 @@ class RoleAgent(AgentBase):
         self._last_decider = decide_call
         if action is None:
             self.history.append("(an answer that was not a valid action)")
-        return Decision(action, thought=self.plan.subgoal, plan=self.plan.model_dump(),
-                        calls=[*calls, decide_call], error=decide_call.error)
+        plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {})
+        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=[*calls, decide_call],
+                        error=decide_call.error)
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
         diff = screen_diff(before, after)
@@ -233,6 +266,11 @@ class RoleAgent(AgentBase):
             else:
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
+        if self.sop is not None and not self.sop.done:
+            if verdict.kind in ("worked", "changed"):
+                self.sop = self.sop.advance()
+            elif verdict.kind == "wrong_screen":
+                self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")
         return verdict
 
 

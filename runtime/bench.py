@@ -30,8 +30,10 @@ from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import instances
 
 
-def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None) -> AgentFactory:
+def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None, sops: Any = None) -> AgentFactory:
     """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
+
+    With ``sops`` (an SOP library), the model agent follows the SOP retrieved for each task, if one is close enough.
 
     Raises:
         ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
@@ -44,7 +46,10 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None) ->
         if backend is None:
             raise ConfigError(f"the {name} agent needs a model")
         if name == "model":
-            return lambda instance: RoleAgent(instance.goal, backend)
+            from edgepilot.sop import retrieve
+
+            return lambda instance: RoleAgent(instance.goal, backend,
+                                              sop=retrieve(instance.goal, sops) if sops is not None else None)
         return lambda instance: ReactAgent(instance.goal, backend)
     raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
 
@@ -68,8 +73,12 @@ def peak_rss_mb() -> float:
 def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
               per_template: int = 3, templates: Iterable[str] = (), device: str = "virtual",
               max_steps: int | None = None, save_to: Path | None = None, config: Config | None = None,
+              sop: str = "off",
               progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
+
+    ``sop``: ``off``, ``on`` (the model agent follows the retrieved SOP) or ``both`` (the model agent twice,
+    without and with SOPs, side by side: the report's ``with_sop``).
 
     Raises:
         TaskError: unknown split or templates.
@@ -82,9 +91,20 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                           "use --device virtual (or virtual-local)")
     if agent not in AGENTS:
         raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
-    agents = [agent] + (["baseline"] if baseline and agent != "baseline" else [])
+    if sop not in ("off", "on", "both"):
+        raise ConfigError(f"--sop takes off, on or both, not {sop!r}")
+    if sop != "off" and agent != "model":
+        raise ConfigError("SOPs are followed by the model agent: use --agent model with --sop")
+    arms = {"off": ["model"], "on": ["model+sop"], "both": ["model", "model+sop"]}[sop] if agent == "model" \
+        else [agent]
+    agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
     backend, load_ms, model_name = None, 0.0, None
+    library = None
+    if any(a == "model+sop" for a in agents):
+        from edgepilot.sop import load_library
+
+        library = load_library()
     if any(a != "oracle" for a in agents):
         config = config or load_config()
         start = time.perf_counter()
@@ -97,7 +117,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         if opened.phone is None:
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
         for name in agents:
-            factory = agent_factory(name, opened.phone, backend)
+            factory = agent_factory(name.split("+")[0], opened.phone, backend,
+                                    library if name == "model+sop" else None)
             results: list[EpisodeResult] = []
             for i, instance in enumerate(todo):
                 result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
@@ -106,10 +127,18 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                 if progress is not None:
                     progress(result, i + 1, len(todo))
             reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
+            if name == "model+sop":
+                from edgepilot.sop import retrieve
+
+                found = [retrieve(i.goal, library) for i in todo]
+                reports[name]["sop_retrieved"] = sum(m is not None for m in found)
+                reports[name]["sops"] = {i.id: m.sop.name if m else None for i, m in zip(todo, found, strict=True)}
     report = reports[agents[0]]
     report.update(model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
-    if len(agents) > 1:
+    if "baseline" in reports and agents[0] != "baseline":
         report["baseline"] = reports["baseline"]
+    if sop == "both":
+        report["with_sop"] = reports["model+sop"]
     return report
 
 
@@ -217,6 +246,9 @@ def format_tasks(report: dict[str, Any]) -> str:
     lines = _format_one(report)
     if report.get("model"):
         lines.append(f"model load {report['model_load_ms']:.0f} ms, peak memory {report['peak_rss_mb']:.0f} MiB")
+    if "with_sop" in report:
+        lines += ["", f"--- the same agent following retrieved SOPs ({report['with_sop']['sop_retrieved']} of "
+                      f"{len(report['with_sop']['results'])} tasks had one) ---"] + _format_one(report["with_sop"])
     if "baseline" in report:
         lines += ["", "--- baseline: plain ReAct, same model, no grammar ---"] + _format_one(report["baseline"])
     failures = [r for r in report["results"] if not r["success"]]

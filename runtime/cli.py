@@ -128,6 +128,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
                    "injection suite oracle and attacker. Repeatable there.")
 @click.option("--policy", "policy_mode", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
               help="injection suite: run with the default policy, without it, or both.")
+@click.option("--sop", "sop_mode", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
+              help="tasks suite, model agent: follow retrieved SOPs (on), not (off), or run both side by side.")
 @click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
               help="injection suite: only these injection goals (repeatable; default all).")
 @click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
@@ -143,7 +145,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[str, ...], baseline: bool,
+def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, goals: tuple[str, ...],
+          baseline: bool,
           model: str | None,
           save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
           max_steps: int | None, repeats: int, as_json: bool) -> None:
@@ -189,7 +192,7 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[st
                        f"{result.seconds:7.2f} s  {result.status}", err=True)
 
     report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
-                         templates=templates, device=device, max_steps=max_steps, save_to=save_to, progress=progress)
+                         sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to, progress=progress)
     _emit(report, as_json, b.format_tasks(report))
 
 
@@ -211,10 +214,13 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, goals: tuple[st
 @click.option("--no-screenshots", is_flag=True, help="Read only the accessibility tree (faster; no PNGs saved).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Policy file every action is checked against (default: `edgepilot policy show`).")
+@click.option("--sop", "sop_name", default="auto", show_default=True,
+              help="Standard Operating Procedure to follow: auto (the best match for TASK, if any is close enough), "
+                   "off, or a name from `edgepilot sop list`.")
 @click.option("--no-policy", is_flag=True,
               help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
-        lora: Path | None, no_screenshots: bool, policy_file: Path | None, no_policy: bool) -> None:
+        lora: Path | None, no_screenshots: bool, sop_name: str, no_policy: bool, policy_file: Path | None) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
     \b
@@ -252,15 +258,20 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
     with open_device(device, screenshot=not no_screenshots) as opened:
         info = opened.device.info
-        agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend)
+        match = None if baseline else _find_sop(task, sop_name)
+        agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend, sop=match)
+        if match is not None:
+            click.echo(f"sop:    {match.sop.name} (score {match.score:.2f})")
         meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
                 "screen": [info.screen_width, info.screen_height], "max_steps": budget,
-                "policy": policy_gate.engine.policy.source if policy_gate else "off"}
+                "policy": policy_gate.engine.policy.source if policy_gate else "off",
+                "sop": match.sop.name if match is not None else None}
         writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
                   else TrajectoryWriter.new(task, meta, root=config.trajectories))
         gate = allow_all
         if policy_gate is not None:
             policy_gate.device = opened.device if config.recheck_screen else None
+            policy_gate.sensitive_step = getattr(agent, "sop_sensitive", None)
             gate = policy_gate
             click.echo(f"policy: {policy_gate.engine.policy.source}; audit log: {policy_gate.audit.path}")
         else:
@@ -276,6 +287,24 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         sys.exit(130)
     if result.status == "error":
         sys.exit(1)
+
+
+def _find_sop(task: str, name: str):
+    """The SOP for ``run --sop``: retrieved, none, or named (filled from the task sentence)."""
+    from edgepilot.errors import SopError
+    from edgepilot.sop import load_library, retrieve
+
+    if name == "off":
+        return None
+    library = load_library()
+    if name == "auto":
+        return retrieve(task, library)
+    from edgepilot.sop import rank
+
+    for found in rank(task, library, k=len(library.entries)):
+        if found.sop.name == name:
+            return found
+    raise SopError(f"no SOP named {name!r}; see `edgepilot sop list`")
 
 
 @main.command()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from edgepilot.actions import Tap
+from edgepilot.actions import OpenApp, Tap
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.agent import ReactAgent, RoleAgent
 from edgepilot.runtime.loop import GateDecision, run_agent
@@ -46,8 +46,8 @@ def _writer(tmp_path, goal="turn on airplane mode"):
     return TrajectoryWriter(tmp_path / "run", {"goal": goal, "agent": "model", "screen": [1080, 2400]})
 
 
-def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
-    phone, _, device = served
+def _airplane_backend(device) -> ScriptedBackend:
+    """A scripted model that turns airplane mode on from the home screen in four steps."""
     settings = device.observe().find(text="Settings")[0]
     backend = ScriptedBackend(
         planner=[_plan("open Network & internet"), _plan("open Airplane mode"), _plan("switch it on"), _plan("done"),
@@ -57,7 +57,6 @@ def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
         reflector=['{"outcome": "worked", "note": "ok"}'],
     )
     # the decider's answers for the airplane page depend on the indices there: fill them in as we go
-    agent = RoleAgent("turn on airplane mode", backend)
     original = backend.complete
 
     def complete(messages, **kw):
@@ -72,6 +71,14 @@ def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
         return out
 
     backend.complete = complete
+    return backend
+
+
+def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
+    phone, _, device = served
+    settings = device.observe().find(text="Settings")[0]
+    backend = _airplane_backend(device)
+    agent = RoleAgent("turn on airplane mode", backend)
     result = run_agent(device, agent, agent.goal, max_steps=10, writer=_writer(tmp_path))
     assert result.status == "finished", result.reason
     assert phone.snapshot()["settings"]["airplane_mode"] is True
@@ -268,3 +275,48 @@ def test_role_answers_with_raw_newlines_in_strings_still_parse():
     plan = PLANNER.parse('{"progress": "a", "subgoal": "b", "memory": "1.0}\n\nYou"}', record)
     assert plan is not None and plan.memory == "1.0}\n\nYou" and record.error is None
     assert PLANNER.parse('[1, 2]', record) is None and "JSON object" in record.error
+
+
+def test_the_retrieved_sop_is_in_every_prompt_and_each_step_records_where_it_stood(served, tmp_path):
+    from edgepilot.sop import load_library, retrieve
+
+    phone, _, device = served
+    match = retrieve("turn on airplane mode", load_library())
+    assert match is not None and match.sop.name == "settings-airplane-mode"
+    backend = _airplane_backend(device)
+    agent = RoleAgent("turn on airplane mode", backend, sop=match)
+    result = run_agent(device, agent, agent.goal, max_steps=10, writer=_writer(tmp_path))
+    assert result.status == "finished", result.reason
+    for _, messages in backend.prompts:
+        assert "Procedure (follow it unless the screen disagrees):" in messages[1].content
+    assert "<- now" in backend.prompts[0][1][1].content
+    steps = [s["plan"]["sop"] for s in read_trajectory(tmp_path / "run").steps]
+    assert {s["sop"] for s in steps} == {"settings-airplane-mode"}
+    numbers = [s["step"] for s in steps if s["step"] is not None]
+    assert numbers == sorted(numbers) and numbers[0] == 1 and numbers[-1] > 2  # it moved along the procedure
+
+
+def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
+    from edgepilot.runtime.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy
+    from edgepilot.runtime.policy.confirm import ConfirmResult
+    from edgepilot.sop import load_library, retrieve
+
+    _, _, device = served
+    agent = RoleAgent("Text Alice Morgan: \"see you at 6\"", ScriptedBackend(),
+                      sop=retrieve("Text Alice Morgan: \"see you at 6\"", load_library()))
+    sensitive = next(s.number for s in agent.sop.steps if s.sensitive)
+    agent.sop = agent.sop.advance(sensitive)
+    asked = []
+
+    class Yes:
+        def ask(self, request, timeout):
+            asked.append(request)
+            return ConfirmResult("yes")
+
+    gate = PolicyGate(engine_for_task(agent.goal, load_policy(DEFAULT_POLICY)), task=agent.goal, confirmer=Yes(),
+                      sensitive_step=agent.sop_sensitive)
+    device.act(OpenApp(app="Messages"))
+    obs = device.observe()
+    decision = gate(Tap(target=0), obs)
+    assert decision.allowed and decision.asked and asked[0].rule == "sop-sensitive"
+    assert asked[0].category == "send_message"

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edgepilot.actions import Action, Point, action_to_json
+from edgepilot.actions import Action, Key, LongPress, Point, Tap, Type, action_to_json
 from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.runtime.policy.audit import AuditLog, redact_action
@@ -148,12 +149,16 @@ class PolicyGate:
         device: observed again just before dispatch to catch a screen that
             changed under the target (None: no re-check).
         timeout: seconds the user has to answer.
+        sensitive_step: the kind of the SOP step the agent is on when the SOP
+            marks it sensitive (None otherwise): allowed taps, typing and keys
+            on such a step are confirmed too.
     """
 
     def __init__(self, engine: PolicyEngine, *, task: str, confirmer: Confirmer | None = None,
                  audit: AuditLog | None = None, device: Any = None, timeout: float = 60.0,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, sensitive_step: Callable[[], str | None] | None = None) -> None:
         self.engine = engine
+        self.sensitive_step = sensitive_step
         self.task = task
         self.confirmer = confirmer or RefuseAll()
         self.audit = audit
@@ -169,6 +174,9 @@ class PolicyGate:
 
         target = resolve_target(action, obs)
         verdict = self.engine.evaluate(action, obs, target)
+        if verdict.effect == "allow" and self.sensitive_step is not None and \
+                isinstance(action, Tap | LongPress | Type | Key) and (kind := self.sensitive_step()):
+            verdict = Verdict("ask_user", "sop-sensitive", kind, f"the procedure marks this step as sensitive ({kind})")
         record: dict[str, Any] = {"verdict": verdict.effect, "rule": verdict.rule, "category": verdict.category}
         decision = self._decide(action, obs, target, verdict, record)
         if decision.allowed:
