@@ -20,3 +20,9 @@ def served(phone):
         yield phone, server, AndroidDevice.connect(phone.serial, port=server.port)
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_log(tmp_path_factory, monkeypatch):
+    """Runs started by tests write their policy decisions to a scratch log, not the user's."""
+    monkeypatch.setenv("EDGEPILOT_AUDIT", str(tmp_path_factory.mktemp("audit") / "audit.jsonl"))
