@@ -204,8 +204,8 @@ def detect_widgets(image: Any, boxes: Sequence[TextBox], *, contrast: int = 16) 
     its morphological gradient thresholded at ``contrast`` grey levels, and
     each connected group of edges becomes a candidate: one that is mostly
     covered by OCR lines is text; one that holds a line and is at most a few
-    lines tall is a button with that text (a field when the text starts at
-    its left and fills less than 70% of it); one with no text is a switch (a
+    lines tall is a button with that text (a field when the text is not
+    centred but starts at its left); one with no text is a switch (a
     pill about twice as wide as tall), a check box (a small hollow square or
     circle), an empty field (a wide hollow box) or an icon. Thin lines (separators) and panels larger
     than a third of the screen are not controls.
@@ -244,6 +244,8 @@ def _widgets(img: Any, boxes: Sequence[TextBox], contrast: int = 16) -> list[Wid
             continue
         aspect = b.width / b.height
         inside = [t for t in boxes if b.contains(*t.bounds.center)]
+        if inside and _switch_shape(aspect, b, line_h) and all(len(t.text) <= 2 for t in inside):
+            inside = []  # a switch's knob, read as "O"
         if inside:
             text_area = _union(t.bounds for t in inside).area
             if b.area >= 1.3 * text_area and b.height <= 3.5 * max(t.bounds.height for t in inside) \
@@ -257,7 +259,7 @@ def _widgets(img: Any, boxes: Sequence[TextBox], contrast: int = 16) -> list[Wid
         if aspect > 4 and b.height <= 3 * line_h and _hollow(small, x, y, bw, bh):
             found.append(Widget("EditText", b))  # an empty field: a wide box with nothing in it
             continue
-        if 1.5 <= aspect <= 2.8 and b.height <= 2 * line_h:
+        if _switch_shape(aspect, b, line_h):
             region = cv2.cvtColor(img[b.top:b.bottom, b.left:b.right], cv2.COLOR_BGR2HSV)[:, :, 1]
             found.append(Widget("Switch", b, checked=bool(np.percentile(region, 75) > 80)))
         elif 0.75 <= aspect <= 1.33 and b.height <= 1.5 * line_h and fill < 0.5 and _hollow(small, x, y, bw, bh):
@@ -267,6 +269,10 @@ def _widgets(img: Any, boxes: Sequence[TextBox], contrast: int = 16) -> list[Wid
     return _outermost(found)
 
 
+def _switch_shape(aspect: float, b: Bounds, line_h: float) -> bool:
+    return 1.5 <= aspect <= 2.8 and b.height <= 2 * line_h
+
+
 def _union(bounds: Any) -> Bounds:
     bounds = list(bounds)
     return Bounds(left=min(b.left for b in bounds), top=min(b.top for b in bounds),
@@ -274,11 +280,11 @@ def _union(bounds: Any) -> Bounds:
 
 
 def _text_widget_kind(box: Bounds, lines: Sequence[TextBox]) -> WidgetKind:
-    """A box around text: a button when the text is centred in it, a field when it starts at the left."""
+    """A box around text: a button when the text is centred in it, a field when it starts at its left."""
     left = min(t.bounds.left for t in lines)
     right = max(t.bounds.right for t in lines)
     centred = abs((left + right) / 2 - box.center[0]) < 0.1 * box.width
-    if not centred and (right - left) < 0.7 * box.width and left - box.left < 0.25 * box.width:
+    if not centred and left - box.left < 0.25 * box.width:
         return "EditText"
     return "Button"
 
@@ -361,7 +367,7 @@ def observe_pixels(image: Any, *, engine: OcrEngine | None = None, boxes: Sequen
     widgets = _widgets(img, boxes)
     if keyboard is not None:
         widgets = [wd for wd in widgets if not keyboard.contains(*wd.bounds.center)]
-    used = {id(t) for wd in widgets if wd.text for t in boxes if wd.bounds.contains(*t.bounds.center)}
+    used = {id(t) for wd in widgets for t in boxes if wd.bounds.contains(*t.bounds.center)}  # its label or glyph
     nodes = [UINode(bounds=wd.bounds, text=wd.text, class_name=wd.kind, clickable=True, source="pixels",
                     checkable=wd.checked is not None, checked=bool(wd.checked), package=package)
              for wd in widgets]

@@ -3,8 +3,10 @@
 It walks the virtual phone (in-process, no adb) through a fixed list of
 screens across its apps, reads each 1080x2400 screenshot with the OCR engine,
 and checks every visible text of the accessibility tree against what OCR read
-in that text's region. A desktop-like 1280x800 screenshot, drawn with Pillow,
-is timed (and scored) the same way. Fields and rules: docs/perception.md.
+in that text's region; it also builds the pixels-only observation of each
+screen and checks it against the tree's interactive elements. A desktop-like
+1280x800 screenshot, drawn with Pillow, is timed (and scored) the same way.
+Fields and rules: docs/perception.md.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgepilot import __version__
+from edgepilot.perception.fusion import observe_pixels
 from edgepilot.perception.ocr import OcrEngine, OcrSettings, TextBox
-from edgepilot.perception.textmatch import matches
-from edgepilot.perception.types import Bounds, UINode
+from edgepilot.perception.textmatch import matches, normalize
+from edgepilot.perception.types import Bounds, Observation, UINode
 
 Step = tuple[str, ...]
 MIN_TEXT_HEIGHT = 24  # pixels; the smallest text the virtual phone draws is 32 px tall
@@ -128,6 +131,11 @@ def recovered(node: UINode, boxes: Sequence[TextBox], threshold: float = 0.8) ->
     return matches(node.text, text_in(node.bounds, boxes), threshold)
 
 
+def exact(expected: str, read: str) -> bool:
+    """Whether ``read`` holds ``expected`` character for character, ignoring case and spaces."""
+    return normalize(expected).replace(" ", "") in normalize(read).replace(" ", "")
+
+
 # ---------------------------------------------------------------- a desktop-like screenshot
 
 def desktop_screenshot() -> tuple[bytes, list[tuple[str, Bounds]]]:
@@ -212,12 +220,106 @@ def _timed_read(engine: OcrEngine, png: bytes, repeats: int) -> tuple[list[TextB
     return boxes, times
 
 
-def ocr_bench(n: int = 20, *, settings: OcrSettings | None = None, repeats: int = 1,
+def _rate(hit: int, total: int) -> float:
+    return round(hit / total, 4) if total else 0.0
+
+
+def pixels_score(elements: Sequence[UINode], pix: Observation) -> dict[str, int]:
+    """How well a pixels-only observation stands in for the tree's elements.
+
+    ``interactive``: tree elements that can be tapped, checked or typed into
+    (at least :data:`MIN_TEXT_HEIGHT` tall); ``reachable``: those with a
+    clickable pixels-only element whose centre lies inside them. ``fields`` /
+    ``fields_found``: editable tree elements, and those with an editable
+    pixels-only element inside. ``checkables`` / ``states_right``: checkable
+    tree elements, and those with a checkable pixels-only element inside in
+    the same on/off state.
+    """
+    score = dict.fromkeys(("interactive", "reachable", "fields", "fields_found", "checkables", "states_right"), 0)
+    for el in elements:
+        at = [q for q in pix.elements if el.bounds.contains(*q.bounds.center)]
+        if (el.clickable or el.checkable or el.editable) and el.bounds.height >= MIN_TEXT_HEIGHT:
+            score["interactive"] += 1
+            score["reachable"] += any(q.clickable for q in at)
+        if el.editable:
+            score["fields"] += 1
+            score["fields_found"] += any(q.editable for q in at)
+        if el.checkable:
+            score["checkables"] += 1
+            score["states_right"] += any(q.checkable and q.checked == el.checked for q in at)
+    return score
+
+
+def _phone(engine: OcrEngine, n: int, repeats: int,
+           progress: Callable[[str, dict[str, Any]], None] | None) -> dict[str, Any]:
+    from edgepilot.perception.android_tree import parse_uiautomator_xml
+    from edgepilot.sim.phone import VirtualPhone
+
+    phone = VirtualPhone(serial="ocr-bench")
+    width, height = phone.screen_size
+    engine.read(phone.screencap_png())  # the first run of each session allocates; not timed
+    times, pixel_ms, screens, missed = [], [], [], []
+    counts = dict.fromkeys(("texts", "recovered", "exact"), 0)
+    pixels: dict[str, int] = {}
+    for i in range(n):
+        name, steps = SCREENS[i % len(SCREENS)]
+        go_to(phone, steps)
+        png, tree = phone.screencap_png(), parse_uiautomator_xml(phone.dump_xml())
+        boxes, ms = _timed_read(engine, png, repeats)
+        times += ms
+        want = expected_texts(tree.nodes, width, height)
+        got = [recovered(node, boxes) for node in want]
+        counts["texts"] += len(want)
+        counts["recovered"] += sum(got)
+        counts["exact"] += sum(exact(node.text, text_in(node.bounds, boxes)) for node in want)
+        missed += [{"screen": name, "text": node.text, "ocr": text_in(node.bounds, boxes)}
+                   for node, ok in zip(want, got, strict=True) if not ok]
+        t0 = time.perf_counter()
+        pix = observe_pixels(png, boxes=boxes)
+        pixel_ms.append((time.perf_counter() - t0) * 1000)
+        obs = Observation(nodes=tree.nodes, package=tree.package, screen_width=width, screen_height=height)
+        for key, value in pixels_score(obs.elements, pix).items():
+            pixels[key] = pixels.get(key, 0) + value
+        row = {"screen": name, "ms": round(statistics.median(ms), 1), "texts": len(want), "recovered": sum(got),
+               "lines": len(boxes), "elements_pixels_only": len(pix.elements)}
+        screens.append(row)
+        if progress is not None:
+            progress(name, row)
+    warm = []
+    for _ in range(max(3, repeats)):  # the last screen again, line cache kept: what an agent's next look costs
+        t0 = time.perf_counter()
+        engine.read(png)
+        warm.append((time.perf_counter() - t0) * 1000)
+    return {
+        "size": f"{width}x{height}", "screens": n, "screenshots": len(times),
+        "median_ms": round(statistics.median(times), 1), "p90_ms": round(_percentile(times, 0.9), 1),
+        "max_ms": round(max(times), 1), "warm_cache_median_ms": round(statistics.median(warm), 1),
+        **counts, "recovery": _rate(counts["recovered"], counts["texts"]),
+        "exact_rate": _rate(counts["exact"], counts["texts"]),
+        "pixels_only": {**pixels, "median_ms_after_ocr": round(statistics.median(pixel_ms), 1),
+                        "reachable_rate": _rate(pixels["reachable"], pixels["interactive"])},
+        "per_screen": screens, "missed": missed,
+    }
+
+
+def _desktop(engine: OcrEngine, repeats: int) -> dict[str, Any]:
+    png, truth = desktop_screenshot()
+    engine.read(png)
+    boxes, ms = _timed_read(engine, png, max(3, repeats))
+    got = [matches(s, text_in(b, boxes)) for s, b in truth]
+    return {"size": "1280x800", "source": "drawn with Pillow (runtime/ocr_bench.py: desktop_screenshot)",
+            "median_ms": round(statistics.median(ms), 1), "lines": len(boxes), "texts": len(truth),
+            "recovered": sum(got), "exact": sum(exact(s, text_in(b, boxes)) for s, b in truth),
+            "recovery": _rate(sum(got), len(truth)),
+            "missed": [s for (s, _), ok in zip(truth, got, strict=True) if not ok]}
+
+
+def ocr_bench(n: int = 23, *, settings: OcrSettings | None = None, repeats: int = 1,
               progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Time OCR on ``n`` virtual-phone screens and one desktop-like image, and score text recovery.
+    """Time OCR on ``n`` virtual-phone screens and one desktop-like image; score text recovery and pixels-only.
 
     Args:
-        n: phone screens to read (the walk of :data:`SCREENS`, repeated if ``n`` is larger).
+        n: phone screens to read (the walk of :data:`SCREENS`, 23 screens, repeated if ``n`` is larger).
         settings: OCR settings (default: :class:`OcrSettings`'s defaults).
         repeats: reads per screenshot; every read is timed cold (line cache cleared).
         progress: called with each screen's name and figures.
@@ -225,71 +327,35 @@ def ocr_bench(n: int = 20, *, settings: OcrSettings | None = None, repeats: int 
     Returns:
         A JSON-able report (fields in docs/perception.md).
     """
-    from edgepilot.sim.phone import VirtualPhone
-
     engine = OcrEngine(settings)
     t0 = time.perf_counter()
     engine.warm_up()
     load_ms = (time.perf_counter() - t0) * 1000
-    phone = VirtualPhone(serial="ocr-bench")
-    width, height = phone.screen_size
-    engine.read(phone.screencap_png())  # first run of each session allocates; not timed
-    times: list[float] = []
-    screens, missed = [], []
-    total = found = 0
-    for i in range(n):
-        name, steps = SCREENS[i % len(SCREENS)]
-        go_to(phone, steps)
-        png, nodes = phone.screencap_png(), _tree(phone)
-        boxes, ms = _timed_read(engine, png, repeats)
-        times += ms
-        want = expected_texts(nodes, width, height)
-        got = [recovered(node, boxes) for node in want]
-        total += len(want)
-        found += sum(got)
-        missed += [{"screen": name, "text": node.text, "ocr": text_in(node.bounds, boxes)}
-                   for node, ok in zip(want, got, strict=True) if not ok]
-        row = {"screen": name, "ms": round(statistics.median(ms), 1), "texts": len(want), "recovered": sum(got),
-               "lines": len(boxes), "keyboard": phone.keyboard_shown}
-        screens.append(row)
-        if progress is not None:
-            progress(name, row)
-    engine.clear_cache()
-    warm = []
-    for _ in range(max(3, repeats)):  # the same screen again: what an agent's next look costs
-        t1 = time.perf_counter()
-        engine.read(png)
-        warm.append((time.perf_counter() - t1) * 1000)
-    desk_png, truth = desktop_screenshot()
-    engine.read(desk_png)
-    desk_boxes, desk_ms = _timed_read(engine, desk_png, max(3, repeats))
-    desk_got = [matches(s, text_in(b, desk_boxes)) for s, b in truth]
+    phone = _phone(engine, n, repeats, progress)
+    desktop = _desktop(engine, repeats)
     s = engine.settings
     return {
         "benchmark": "ocr", "edgepilot": __version__,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None},
         "providers": engine.providers, "model_load_ms": round(load_ms, 1),
         "settings": {"det_max_side": s.det_max_side, "det_min_scale": s.det_min_scale,
-                     "use_classifier": s.use_classifier, "threads": s.threads, "min_confidence": s.min_confidence},
-        "phone": {"size": f"{width}x{height}", "screenshots": len(times), "screens": n,
-                  "median_ms": round(statistics.median(times), 1), "p90_ms": round(_percentile(times, 0.9), 1),
-                  "max_ms": round(max(times), 1), "warm_cache_median_ms": round(statistics.median(warm), 1),
-                  "texts": total, "recovered": found, "recovery": round(found / total, 4) if total else 0.0},
-        "desktop": {"size": "1280x800", "source": "drawn with Pillow (runtime/ocr_bench.py: desktop_screenshot)",
-                    "median_ms": round(statistics.median(desk_ms), 1), "lines": len(desk_boxes),
-                    "texts": len(truth), "recovered": sum(desk_got),
-                    "recovery": round(sum(desk_got) / len(truth), 4),
-                    "missed": [s for (s, _), ok in zip(truth, desk_got, strict=True) if not ok]},
-        "screens": screens,
-        "missed": missed,
+                     "rec_width_scale": s.rec_width_scale, "use_classifier": s.use_classifier,
+                     "threads": s.threads, "min_confidence": s.min_confidence},
+        "phone": {k: v for k, v in phone.items() if k not in ("per_screen", "missed")},
+        "desktop": desktop,
+        "screens": phone["per_screen"],
+        "missed": phone["missed"],
     }
 
 
 def format_ocr(report: dict[str, Any]) -> str:
     """The OCR benchmark as plain text."""
-    p, d = report["phone"], report["desktop"]
-    lines = [f"OCR on {', '.join(report['providers'])} ({report['machine']['cpus']} CPUs), "
+    p, d, x = report["phone"], report["desktop"], report["phone"]["pixels_only"]
+    load = report["machine"].get("load_average")
+    lines = [f"OCR on {', '.join(report['providers'])} ({report['machine']['cpus']} CPUs"
+             + (f", load average {load[0]:.2f} at the end" if load else "") + "), "
              f"models loaded in {report['model_load_ms']:.0f} ms",
              "",
              f"{'screen':28} {'ms':>6} {'texts':>6} {'read':>5} {'lines':>6}"]
@@ -299,9 +365,13 @@ def format_ocr(report: dict[str, Any]) -> str:
               f"phone {p['size']}: {p['screenshots']} screenshots, median {p['median_ms']:.0f} ms, "
               f"p90 {p['p90_ms']:.0f} ms, max {p['max_ms']:.0f} ms; same screen again (line cache) "
               f"{p['warm_cache_median_ms']:.0f} ms",
-              f"text recovery: {p['recovered']}/{p['texts']} = {p['recovery']:.1%} of the tree's visible text",
+              f"text recovery: {p['recovered']}/{p['texts']} = {p['recovery']:.1%} of the tree's visible text "
+              f"(character for character, ignoring spaces: {p['exact']} = {p['exact_rate']:.1%})",
               f"desktop {d['size']} ({d['source']}): median {d['median_ms']:.0f} ms, {d['lines']} lines, "
-              f"recovered {d['recovered']}/{d['texts']} = {d['recovery']:.1%}"]
+              f"recovered {d['recovered']}/{d['texts']} = {d['recovery']:.1%} (exact {d['exact']})",
+              f"pixels only (no tree): {x['reachable']}/{x['interactive']} interactive elements reachable, "
+              f"{x['fields_found']}/{x['fields']} fields found, {x['states_right']}/{x['checkables']} on/off states "
+              f"right; {x['median_ms_after_ocr']:.0f} ms after OCR"]
     for m in report["missed"][:15]:
         lines.append(f"MISSED {m['screen']}: {m['text']!r} (OCR read {m['ocr']!r})"[:160])
     for s in d["missed"][:10]:
