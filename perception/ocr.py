@@ -13,7 +13,8 @@ through ``rapidocr.RapidOCR``, because a screen is not a photograph:
   minimum width (rapidocr pads every batch to 320 columns, in batches of 6);
 - the direction classifier is off by default (screens are upright);
 - recognized lines are cached by crop content, so text that stays on screen
-  between two steps of an agent is not read twice.
+  between two steps of an agent is not read twice, and a screenshot seen
+  again (same PNG bytes) costs only its hash.
 
 Nothing here is imported by ``import edgepilot.perception``; onnxruntime,
 numpy and OpenCV are loaded when the first engine is built.
@@ -94,6 +95,8 @@ class OcrSettings:
             character for character ("48,000" as "4,000"), so it is off.
         batch_size: most lines recognized in one run of the recognizer.
         cache_lines: recognized lines remembered by crop content (0: none).
+        cache_screens: whole screenshots (PNG bytes) whose lines are
+            remembered: the same screen read again costs a hash (0: none).
     """
 
     det_max_side: int = 800
@@ -109,6 +112,7 @@ class OcrSettings:
     rec_width_scale: float = 1.0
     batch_size: int = 16
     cache_lines: int = 512
+    cache_screens: int = 8
 
 
 def _need(module: str) -> Any:
@@ -211,6 +215,7 @@ class OcrEngine:
         self._chars: list[str] = []
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._screens: OrderedDict[bytes, tuple[TextBox, ...]] = OrderedDict()
         self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------ sessions
@@ -266,10 +271,13 @@ class OcrEngine:
             self._session(kind)
         return self
 
-    def clear_cache(self) -> None:
-        """Forget recognized lines (for timing a cold read)."""
+    def clear_cache(self, *, lines: bool = True, screens: bool = True) -> None:
+        """Forget recognized lines and whole screens (for timing a cold read)."""
         with self._lock:
-            self._cache.clear()
+            if lines:
+                self._cache.clear()
+            if screens:
+                self._screens.clear()
 
     # ------------------------------------------------------------ reading
 
@@ -287,10 +295,24 @@ class OcrEngine:
             PerceptionError: the image is unreadable, or onnxruntime/rapidocr are missing.
         """
         t0 = time.perf_counter()
+        key = None
+        if isinstance(image, (bytes, bytearray)) and self.settings.cache_screens:
+            key = hashlib.blake2b(image, digest_size=16).digest()
+            with self._lock:
+                hit = self._screens.get(key)
+            if hit is not None:
+                self.last_timings = {"decode_ms": 0.0, "detect_ms": 0.0, "recognize_ms": 0.0,
+                                     "total_ms": (time.perf_counter() - t0) * 1000, "lines": float(len(hit))}
+                return list(hit)
         img = load_image(image)
         boxes = self.read_bgr(img)
         self.last_timings["decode_ms"] = (time.perf_counter() - t0) * 1000 - self.last_timings["total_ms"]
         self.last_timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        if key is not None:
+            with self._lock:
+                self._screens[key] = tuple(boxes)
+                while len(self._screens) > self.settings.cache_screens:
+                    self._screens.popitem(last=False)
         return boxes
 
     def read_bgr(self, img: np.ndarray) -> list[TextBox]:

@@ -96,14 +96,17 @@ def test_labels_side_by_side_are_separate_lines(engine, shots):
     assert not any("Cancel" in t and "Save" in t for t in texts)
 
 
-def test_line_cache_gives_the_same_answer(shots):
+def test_caches_give_the_same_answer(shots):
     eng = OcrEngine(OcrSettings(cache_lines=64))
     png = shots["home"].screenshot_png
     first = eng.read(png)
-    assert 0 < len(eng._cache) <= 64
-    assert eng.read(png) == first
+    assert 0 < len(eng._cache) <= 64 and eng.last_timings["detect_ms"] > 0
+    assert eng.read(png) == first and eng.last_timings["detect_ms"] == 0  # the same screenshot: its hash only
+    eng.clear_cache(lines=False)
+    assert eng.read(png) == first and eng.last_timings["detect_ms"] > 0  # detected again, lines from the cache
     eng.clear_cache()
     assert not eng._cache
+    assert OcrEngine(OcrSettings(cache_lines=0, cache_screens=0)).read(png) == first
 
 
 @pytest.mark.slow
