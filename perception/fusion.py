@@ -207,8 +207,8 @@ def detect_widgets(image: Any, boxes: Sequence[TextBox], *, contrast: int = 16) 
     lines tall is a button with that text (a field when the text is not
     centred but starts at its left); one with no text is a switch (a
     pill about twice as wide as tall), a check box (a small hollow square or
-    circle), an empty field (a wide hollow box) or an icon. Thin lines (separators) and panels larger
-    than a third of the screen are not controls.
+    circle), an empty field (a wide hollow box) or an icon. Thin lines
+    (separators) and panels larger than a third of the screen are not controls.
 
     Args:
         image: the screenshot (anything :func:`edgepilot.perception.ocr.load_image` reads).
@@ -227,50 +227,59 @@ def _widgets(img: Any, boxes: Sequence[TextBox], contrast: int = 16) -> list[Wid
 
     h, w = img.shape[:2]
     f = min(1.0, 1200 / max(h, w))
-    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA)
     kernel = np.ones((3, 3), np.uint8)
-    edges = (cv2.morphologyEx(small, cv2.MORPH_GRADIENT, kernel) > contrast).astype(np.uint8)
-    edges = cv2.dilate(edges, kernel)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(edges, connectivity=8)
+    edges = cv2.dilate((cv2.morphologyEx(small, cv2.MORPH_GRADIENT, kernel) > contrast).astype(np.uint8), kernel)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(edges, connectivity=8)
     covered = _text_mask(small.shape, boxes, f)
     min_side = max(12.0, 0.012 * max(h, w))
     line_h = sorted(b.bounds.height for b in boxes)[len(boxes) // 2] if boxes else 0.04 * max(h, w)
     found: list[Widget] = []
-    for i in range(1, count):
-        x, y, bw, bh, area = (int(v) for v in stats[i])
+    for x, y, bw, bh, area in (tuple(int(v) for v in stats[i]) for i in range(1, count)):
         b = Bounds(left=int(x / f), top=int(y / f), right=min(w, int((x + bw) / f)), bottom=min(h, int((y + bh) / f)))
         if min(b.width, b.height) < min_side or b.area > w * h / 3 or b.width > 0.95 * w and b.height < min_side * 2:
-            continue
-        aspect = b.width / b.height
+            continue  # a separator, a bar's edge, a whole panel
         inside = [t for t in boxes if b.contains(*t.bounds.center)]
-        if inside and _switch_shape(aspect, b, line_h) and all(len(t.text) <= 2 for t in inside):
+        if inside and _switch_shape(b, line_h) and all(len(t.text) <= 2 for t in inside):
             inside = []  # a switch's knob, read as "O"
         if inside:
-            text_area = _union(t.bounds for t in inside).area
-            if b.area >= 1.3 * text_area and b.height <= 3.5 * max(t.bounds.height for t in inside) \
-                    and _one_row(inside):
-                text = " ".join(t.text for t in reading_order(list(inside)))
-                found.append(Widget(_text_widget_kind(b, inside), b, text))
-            continue  # else the ink of the text itself, or a panel around several lines
-        if _masked_share(covered, x, y, x + bw, y + bh) >= 0.6:
-            continue  # the ink of a text line
-        fill = area / max(1, bw * bh)
-        if aspect > 4 and b.height <= 3 * line_h and _hollow(small, x, y, bw, bh):
-            found.append(Widget("EditText", b))  # an empty field: a wide box with nothing in it
-            continue
-        if _switch_shape(aspect, b, line_h):
-            region = cv2.cvtColor(img[b.top:b.bottom, b.left:b.right], cv2.COLOR_BGR2HSV)[:, :, 1]
-            found.append(Widget("Switch", b, checked=bool(np.percentile(region, 75) > 80)))
-        elif 0.75 <= aspect <= 1.33 and b.height <= 1.5 * line_h and fill < 0.5 and _hollow(small, x, y, bw, bh):
-            found.append(Widget("CheckBox", b, checked=False))
-        elif aspect <= 6 and 1 / aspect <= 6:
-            found.append(Widget("ImageButton", b))
+            found += _around_text(b, inside)
+        elif _masked_share(covered, x, y, x + bw, y + bh) < 0.6:  # else the ink of a text line
+            found += _textless(img, small, (x, y, bw, bh), area / max(1, bw * bh), b, line_h)
     return _outermost(found)
 
 
-def _switch_shape(aspect: float, b: Bounds, line_h: float) -> bool:
-    return 1.5 <= aspect <= 2.8 and b.height <= 2 * line_h
+def _around_text(b: Bounds, inside: list[TextBox]) -> list[Widget]:
+    """A button or field drawn around one row of text; nothing for the text's own ink or a panel of several rows."""
+    text_area = _union(t.bounds for t in inside).area
+    if b.area < 1.3 * text_area or b.height > 3.5 * max(t.bounds.height for t in inside) or not _one_row(inside):
+        return []
+    return [Widget(_text_widget_kind(b, inside), b, " ".join(t.text for t in reading_order(list(inside))))]
+
+
+def _textless(img: Any, small: Any, rect: tuple[int, int, int, int], fill: float, b: Bounds,
+              line_h: float) -> list[Widget]:
+    """A control with no text: a switch, an empty field, a check box or an icon, told apart by shape."""
+    import cv2
+    import numpy as np
+
+    aspect = b.width / b.height
+    if aspect > 4 and b.height <= 3 * line_h and _hollow(small, *rect):
+        return [Widget("EditText", b)]
+    if _switch_shape(b, line_h):
+        saturation = cv2.cvtColor(img[b.top:b.bottom, b.left:b.right], cv2.COLOR_BGR2HSV)[:, :, 1]
+        return [Widget("Switch", b, checked=bool(np.percentile(saturation, 75) > 80))]  # a coloured track is on
+    if 0.75 <= aspect <= 1.33 and b.height <= 1.5 * line_h and fill < 0.5 and _hollow(small, *rect):
+        return [Widget("CheckBox", b, checked=False)]
+    if 1 / 6 <= aspect <= 6:
+        return [Widget("ImageButton", b)]
+    return []
+
+
+def _switch_shape(b: Bounds, line_h: float) -> bool:
+    """A pill about twice as wide as tall, no taller than two lines of text."""
+    return 1.5 <= b.width / b.height <= 2.8 and b.height <= 2 * line_h
 
 
 def _union(bounds: Any) -> Bounds:
