@@ -6,7 +6,7 @@ This module runs them itself around three onnxruntime sessions rather than
 through ``rapidocr.RapidOCR``, because a screen is not a photograph:
 
 - detection runs on the screenshot scaled down so its longer side is at most
-  ``det_max_side`` (phone text is 40+ pixels tall; the detector needs ~10);
+  ``det_max_side`` (phone text is 32+ pixels tall; the detector needs ~10);
 - text on screens is horizontal, so boxes are the axis-aligned extents of the
   detector's connected components (no polygon fitting, no shapely/pyclipper);
 - all crops are recognized in a few batches of similar widths with no fixed
@@ -71,8 +71,10 @@ class OcrSettings:
     Attributes:
         det_max_side: detection runs on the image scaled so that its longer
             side is at most this many pixels (never scaled up).
-        det_min_scale: but never scaled below this factor, so that small
-            desktop text (13 px) stays readable for the detector.
+        det_min_scale: but never scaled below this factor, so that the text
+            of a very large screenshot does not shrink out of the detector's
+            reach (a 1080x2400 phone is scaled by 0.31, a 1280x800 desktop
+            by 0.58).
         det_threshold: probability above which a detector pixel is text.
         box_threshold: mean probability a detected region needs to be kept.
         unclip_ratio: how far a detected text kernel is grown back to the
@@ -99,8 +101,8 @@ class OcrSettings:
             remembered: the same screen read again costs a hash (0: none).
     """
 
-    det_max_side: int = 800
-    det_min_scale: float = 0.33
+    det_max_side: int = 736
+    det_min_scale: float = 0.3
     det_threshold: float = 0.3
     box_threshold: float = 0.5
     unclip_ratio: float = 1.6
@@ -393,7 +395,8 @@ class OcrEngine:
         for i, c in enumerate(crops):
             key = hashlib.blake2b(c.tobytes(), digest_size=16, person=str(c.shape[1]).encode()).digest()
             keys.append(key)
-            hit = self._cache.get(key) if self.settings.cache_lines else None
+            with self._lock:
+                hit = self._cache.get(key) if self.settings.cache_lines else None
             if hit is not None:
                 results[i] = hit
             else:
