@@ -120,6 +120,19 @@ def fuse(obs: Observation, boxes: Sequence[TextBox]) -> Observation:
     return _with_nodes(obs, _insert(nodes, adds, obs.package))
 
 
+def add_ocr(obs: Observation, engine: OcrEngine | None = None) -> Observation:
+    """:func:`fuse` with the observation's own screenshot read by ``engine`` (default: the shared one).
+
+    An observation without a screenshot, or of a secure (black) screen, comes back unchanged.
+
+    Raises:
+        PerceptionError: the screenshot is unreadable, or OCR is not installed.
+    """
+    if not obs.screenshot_png or obs.secure:
+        return obs
+    return fuse(obs, (engine or default_engine()).read(obs.screenshot_png))
+
+
 def _insert(nodes: list[UINode], adds: list[tuple[int | None, TextBox]], package: str) -> list[UINode]:
     """Insert OCR nodes after their parents' subtrees and renumber every parent index."""
     end = list(range(len(nodes)))  # last index of each node's subtree

@@ -11,7 +11,7 @@ from edgepilot.errors import PerceptionError
 from edgepilot.perception import Bounds, Observation, UINode
 from edgepilot.perception.android_tree import parse_uiautomator_xml
 from edgepilot.perception.change import changed_regions, hamming, observations_differ, screen_hash, screens_differ
-from edgepilot.perception.fusion import detect_widgets, fuse, keyboard_region, observe_pixels
+from edgepilot.perception.fusion import add_ocr, detect_widgets, fuse, keyboard_region, observe_pixels
 from edgepilot.perception.ocr import OcrEngine, OcrSettings, TextBox, model_dir
 from edgepilot.perception.som import PALETTE, downscale, encode, set_of_marks
 from edgepilot.runtime.ocr_bench import SCREENS, _find, format_ocr, go_to, ocr_bench
@@ -168,6 +168,13 @@ def test_fusion_drops_what_the_tree_already_says(engine, shots):
     fused = fuse(obs, engine.read(obs.screenshot_png))
     assert len(fused.nodes) == len(obs.nodes)
     assert fused.to_text() == obs.to_text()
+
+
+def test_add_ocr_reads_the_observations_own_screenshot(engine, shots):
+    obs = shots["clock/alarms"]
+    assert add_ocr(obs, engine).to_text() == obs.to_text()
+    bare = obs.model_copy(update={"screenshot_png": None})
+    assert add_ocr(bare, engine) is bare
 
 
 def test_fusion_fills_a_node_without_text(engine, shots):
