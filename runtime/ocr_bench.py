@@ -210,14 +210,23 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else 0.0
 
 
-def _timed_read(engine: OcrEngine, png: bytes, repeats: int) -> tuple[list[TextBox], list[float]]:
+def _timed_read(engine: OcrEngine, png: bytes, repeats: int,
+                stages: list[dict[str, float]] | None = None) -> tuple[list[TextBox], list[float]]:
     times, boxes = [], []
     for _ in range(repeats):
         engine.clear_cache()
         t0 = time.perf_counter()
         boxes = engine.read(png)
         times.append((time.perf_counter() - t0) * 1000)
+        if stages is not None:
+            stages.append(dict(engine.last_timings))
     return boxes, times
+
+
+def _stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
+    """Median time of each stage of a read: decode, detect, recognize (ms), and the lines read."""
+    keys = ("decode_ms", "detect_ms", "recognize_ms", "lines")
+    return {k: round(statistics.median(s[k] for s in stages), 1) for k in keys} if stages else {}
 
 
 def _rate(hit: int, total: int) -> float:
@@ -259,6 +268,7 @@ def _phone(engine: OcrEngine, n: int, repeats: int,
     width, height = phone.screen_size
     engine.read(phone.screencap_png())  # the first run of each session allocates; not timed
     times, next_ms, pixel_ms, screens, missed = [], [], [], [], []
+    stages: list[dict[str, float]] = []
     counts = dict.fromkeys(("texts", "recovered", "exact"), 0)
     pixels: dict[str, int] = {}
     for i in range(n):
@@ -269,7 +279,7 @@ def _phone(engine: OcrEngine, n: int, repeats: int,
         t0 = time.perf_counter()
         engine.read(png)
         next_ms.append((time.perf_counter() - t0) * 1000)
-        boxes, ms = _timed_read(engine, png, repeats)
+        boxes, ms = _timed_read(engine, png, repeats, stages)
         times += ms
         want = expected_texts(tree.nodes, width, height)
         got = [recovered(node, boxes) for node in want]
@@ -295,7 +305,8 @@ def _phone(engine: OcrEngine, n: int, repeats: int,
     return {
         "size": f"{width}x{height}", "screens": n, "screenshots": len(times),
         "median_ms": round(statistics.median(times), 1), "p90_ms": round(_percentile(times, 0.9), 1),
-        "max_ms": round(max(times), 1), "next_screen_median_ms": round(statistics.median(next_ms), 1),
+        "max_ms": round(max(times), 1), "stages": _stage_medians(stages),
+        "next_screen_median_ms": round(statistics.median(next_ms), 1),
         "same_screen_ms": round(same_ms, 2),
         **counts, "recovery": _rate(counts["recovered"], counts["texts"]),
         "exact_rate": _rate(counts["exact"], counts["texts"]),
@@ -308,10 +319,12 @@ def _phone(engine: OcrEngine, n: int, repeats: int,
 def _desktop(engine: OcrEngine, repeats: int) -> dict[str, Any]:
     png, truth = desktop_screenshot()
     engine.read(png)
-    boxes, ms = _timed_read(engine, png, max(3, repeats))
+    stages: list[dict[str, float]] = []
+    boxes, ms = _timed_read(engine, png, max(3, repeats), stages)
     got = [matches(s, text_in(b, boxes)) for s, b in truth]
     return {"size": "1280x800", "source": "drawn with Pillow (runtime/ocr_bench.py: desktop_screenshot)",
-            "median_ms": round(statistics.median(ms), 1), "lines": len(boxes), "texts": len(truth),
+            "median_ms": round(statistics.median(ms), 1), "stages": _stage_medians(stages),
+            "lines": len(boxes), "texts": len(truth),
             "recovered": sum(got), "exact": sum(exact(s, text_in(b, boxes)) for s, b in truth),
             "recovery": _rate(sum(got), len(truth)),
             "missed": [s for (s, _), ok in zip(truth, got, strict=True) if not ok]}
@@ -353,6 +366,12 @@ def ocr_bench(n: int = 23, *, settings: OcrSettings | None = None, repeats: int 
     }
 
 
+def _stages(part: dict[str, Any]) -> str:
+    st = part.get("stages") or {}
+    return (f"decode {st.get('decode_ms', 0):.0f} + detect {st.get('detect_ms', 0):.0f} + "
+            f"recognize {st.get('recognize_ms', 0):.0f} ms of {st.get('lines', 0):.0f} lines")
+
+
 def format_ocr(report: dict[str, Any]) -> str:
     """The OCR benchmark as plain text."""
     p, d, x = report["phone"], report["desktop"], report["phone"]["pixels_only"]
@@ -366,12 +385,14 @@ def format_ocr(report: dict[str, Any]) -> str:
         lines.append(f"{row['screen']:28} {row['ms']:>6.0f} {row['texts']:>6} {row['recovered']:>5} {row['lines']:>6}")
     lines += ["",
               f"phone {p['size']}: {p['screenshots']} screenshots, median {p['median_ms']:.0f} ms, "
-              f"p90 {p['p90_ms']:.0f} ms, max {p['max_ms']:.0f} ms (cold: no cache); with the previous screen's "
+              f"p90 {p['p90_ms']:.0f} ms, max {p['max_ms']:.0f} ms (cold: no cache; {_stages(p)}); "
+              f"with the previous screen's "
               f"lines cached {p['next_screen_median_ms']:.0f} ms; "
               f"the same screenshot again {p['same_screen_ms']:.1f} ms",
               f"text recovery: {p['recovered']}/{p['texts']} = {p['recovery']:.1%} of the tree's visible text "
               f"(character for character, ignoring spaces: {p['exact']} = {p['exact_rate']:.1%})",
-              f"desktop {d['size']} ({d['source']}): median {d['median_ms']:.0f} ms, {d['lines']} lines, "
+              f"desktop {d['size']} ({d['source']}): median {d['median_ms']:.0f} ms ({_stages(d)}), "
+              f"{d['lines']} lines, "
               f"recovered {d['recovered']}/{d['texts']} = {d['recovery']:.1%} (exact {d['exact']})",
               f"pixels only (no tree): {x['reachable']}/{x['interactive']} interactive elements reachable, "
               f"{x['fields_found']}/{x['fields']} fields found, {x['states_right']}/{x['checkables']} on/off states "
