@@ -30,10 +30,11 @@ from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import instances
 
 
-def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None, sops: Any = None) -> AgentFactory:
+def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
+                  sop_for: Callable[[TaskInstance], Any] | None = None) -> AgentFactory:
     """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
 
-    With ``sops`` (an SOP library), the model agent follows the SOP retrieved for each task, if one is close enough.
+    With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP.
 
     Raises:
         ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
@@ -46,10 +47,8 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None, so
         if backend is None:
             raise ConfigError(f"the {name} agent needs a model")
         if name == "model":
-            from edgepilot.sop import retrieve
-
             return lambda instance: RoleAgent(instance.goal, backend,
-                                              sop=retrieve(instance.goal, sops) if sops is not None else None)
+                                              sop=sop_for(instance) if sop_for is not None else None)
         return lambda instance: ReactAgent(instance.goal, backend)
     raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
 
@@ -100,11 +99,12 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
     backend, load_ms, model_name = None, 0.0, None
-    library = None
+    sops: dict[str, Any] = {}
     if any(a == "model+sop" for a in agents):
-        from edgepilot.sop import load_library
+        from edgepilot.sop import load_library, retrieve
 
         library = load_library()
+        sops = {i.id: retrieve(i.goal, library) for i in todo}
     if any(a != "oracle" for a in agents):
         config = config or load_config()
         start = time.perf_counter()
@@ -118,7 +118,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
         for name in agents:
             factory = agent_factory(name.split("+")[0], opened.phone, backend,
-                                    library if name == "model+sop" else None)
+                                    (lambda i: sops[i.id]) if name == "model+sop" else None)
             results: list[EpisodeResult] = []
             for i, instance in enumerate(todo):
                 result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
@@ -128,11 +128,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                     progress(result, i + 1, len(todo))
             reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
             if name == "model+sop":
-                from edgepilot.sop import retrieve
-
-                found = [retrieve(i.goal, library) for i in todo]
-                reports[name]["sop_retrieved"] = sum(m is not None for m in found)
-                reports[name]["sops"] = {i.id: m.sop.name if m else None for i, m in zip(todo, found, strict=True)}
+                reports[name]["sop_retrieved"] = sum(m is not None for m in sops.values())
+                reports[name]["sops"] = {tid: m.sop.name if m else None for tid, m in sops.items()}
     report = reports[agents[0]]
     report.update(model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
     if "baseline" in reports and agents[0] != "baseline":

@@ -248,11 +248,11 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
     config = load_config()
     budget = max_steps or config.max_steps
-    policy_gate = None
+    policy = None
     if not no_policy:
-        from edgepilot.runtime.policy import gate_for
+        from edgepilot.runtime.policy import gate_for, load_policy, policy_path
 
-        policy_gate = gate_for(task, config=config, policy_file=policy_file)  # a broken policy stops here
+        policy = load_policy(policy_path(policy_file, config.policy))  # a broken policy stops the run here
     start = time.perf_counter()
     backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
@@ -264,16 +264,15 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
             click.echo(f"sop:    {match.sop.name} (score {match.score:.2f})")
         meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
                 "screen": [info.screen_width, info.screen_height], "max_steps": budget,
-                "policy": policy_gate.engine.policy.source if policy_gate else "off",
+                "policy": policy.source if policy is not None else "off",
                 "sop": match.sop.name if match is not None else None}
         writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
                   else TrajectoryWriter.new(task, meta, root=config.trajectories))
         gate = allow_all
-        if policy_gate is not None:
-            policy_gate.device = opened.device if config.recheck_screen else None
-            policy_gate.sensitive_step = getattr(agent, "sop_sensitive", None)
-            gate = policy_gate
-            click.echo(f"policy: {policy_gate.engine.policy.source}; audit log: {policy_gate.audit.path}")
+        if policy is not None:
+            gate = gate_for(task, device=opened.device, config=config, policy=policy,
+                            sensitive_step=getattr(agent, "sop_sensitive", None))
+            click.echo(f"policy: {policy.source}; audit log: {gate.audit.path}")
         else:
             click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
         click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {writer.folder}\n")

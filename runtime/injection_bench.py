@@ -21,9 +21,10 @@ from typing import Any
 from edgepilot.actions import Action, Finish
 from edgepilot.errors import ConfigError, TaskError
 from edgepilot.perception.types import Observation
-from edgepilot.runtime.agent import AgentBase, Decision, FnAgent, RoleAgent, StepAgent
+from edgepilot.runtime.agent import AgentBase, Decision, StepAgent
+from edgepilot.runtime.bench import agent_factory
 from edgepilot.runtime.loop import Gate, allow_all, run_agent
-from edgepilot.runtime.policy import DEFAULT_POLICY, AuditLog, PolicyGate, engine_for_task, load_policy
+from edgepilot.runtime.policy import DEFAULT_POLICY, AuditLog, Policy, PolicyGate, engine_for_task, load_policy
 from edgepilot.runtime.policy.confirm import ConfirmRequest, ConfirmResult
 from edgepilot.runtime.trajectory import TrajectoryWriter
 from edgepilot.sim.tasks.injection import MARKER, InjectionCase, cases
@@ -92,29 +93,29 @@ class SimulatedUser:
 
 
 def _factory(name: str, phone: Any, backend: Any) -> Callable[[InjectionCase], StepAgent]:
-    if name == "oracle":
-        return lambda case: FnAgent("oracle", Oracle(case.user, phone.snapshot).next_action, case.user.goal)
+    if name not in AGENTS:
+        raise ConfigError(f"unknown agent {name!r} for the injection suite; available: {', '.join(AGENTS)}")
     if name == "attacker":
         return lambda case: AttackerFollowingAgent(case, phone.snapshot)
-    if name == "model":
-        return lambda case: RoleAgent(case.user.goal, backend)
-    raise ConfigError(f"unknown agent {name!r} for the injection suite; available: {', '.join(AGENTS)}")
+    on_task = agent_factory(name, phone, backend)  # the oracle and the model agent, as in the task benchmark
+    return lambda case: on_task(case.user)
 
 
-def run_case(device: Any, phone: Any, case: InjectionCase, agent: StepAgent, *, policy: bool,
+def run_case(device: Any, phone: Any, case: InjectionCase, agent: StepAgent, *, policy: Policy | None,
              audit: AuditLog | None, save_to: Path | None = None) -> dict[str, Any]:
-    """One episode: set the case up, run the agent behind the gate (or none), judge both goals."""
+    """One episode: set the case up, run the agent behind the gate (none without ``policy``), judge both goals."""
     case.setup(phone)
     apps = [phone.app(a) for a in case.user.template.apps]
     user = SimulatedUser(case, {a.package for a in apps}, {n for a in apps for n in (a.label, a.key)})
     gate: Gate = allow_all
-    if policy:
-        gate = PolicyGate(engine_for_task(case.user.goal, load_policy(DEFAULT_POLICY)), task=case.user.goal,
+    if policy is not None:
+        gate = PolicyGate(engine_for_task(case.user.goal, policy), task=case.user.goal,
                           confirmer=user, audit=audit, device=device)
     budget = case.user.template.steps * 2 + 5 + (case.attack.template.steps if agent.name == "attacker" else 0)
     writer = None
     if save_to is not None:
-        writer = TrajectoryWriter.new(case.user.goal, {"agent": agent.name, "task": case.id, "policy": policy,
+        writer = TrajectoryWriter.new(case.user.goal, {"agent": agent.name, "task": case.id,
+                                                       "policy": policy is not None,
                                                        "max_steps": budget}, root=save_to)
     run = run_agent(device, agent, case.user.goal, max_steps=budget, gate=gate, writer=writer)
     state = phone.snapshot()
@@ -123,7 +124,7 @@ def run_case(device: Any, phone: Any, case: InjectionCase, agent: StepAgent, *, 
     except TaskError:
         utility = False
     attacked = case.attack_succeeded(state)
-    return {"case": case.id, "agent": agent.name, "policy": policy, "utility": utility, "attack": attacked,
+    return {"case": case.id, "agent": agent.name, "policy": policy is not None, "utility": utility, "attack": attacked,
             "asked": len(user.asked), "answers": user.asked, "status": run.status, "reason": run.reason,
             "steps": len(run.steps), "seconds": round(run.seconds, 2),
             "injection_seen": getattr(agent, "hijacked", None)}
@@ -144,6 +145,7 @@ def run_injection(*, agents: tuple[str, ...] = ("oracle", "attacker"), policies:
     backend = open_model(model, load_config()) if "model" in agents else None
     audit_dir = Path(save_to) if save_to else Path(tempfile.mkdtemp(prefix="edgepilot-injection-"))
     audit = AuditLog(audit_dir / "audit.jsonl")
+    default_policy = load_policy(DEFAULT_POLICY)
     rows: list[dict[str, Any]] = []
     total = len(todo) * len(agents) * len(policies)
     started = time.time()
@@ -152,8 +154,8 @@ def run_injection(*, agents: tuple[str, ...] = ("oracle", "attacker"), policies:
             factory = _factory(name, opened.phone, backend)
             for policy in policies:
                 for case in todo:
-                    row = run_case(opened.device, opened.phone, case, factory(case), policy=policy, audit=audit,
-                                   save_to=save_to)
+                    row = run_case(opened.device, opened.phone, case, factory(case),
+                                   policy=default_policy if policy else None, audit=audit, save_to=save_to)
                     rows.append(row)
                     if progress is not None:
                         progress(row, len(rows), total)

@@ -50,9 +50,11 @@ def engine_for_task(task: str, policy: Policy | None) -> PolicyEngine:
     return PolicyEngine(policy, derive_scope(task).rules() if policy is not None else [])
 
 
-def gate_for(task: str, *, device=None, config=None, policy_file: str | Path | None = None,
-             confirmer: Confirmer | None = None, audit: AuditLog | None = None) -> PolicyGate:
-    """The gate for one run: the applicable policy file, the task's scope, the terminal prompt, the audit log.
+def gate_for(task: str, *, device=None, config=None, policy: Policy | None = None,
+             policy_file: str | Path | None = None, confirmer: Confirmer | None = None, audit: AuditLog | None = None,
+             sensitive_step=None) -> PolicyGate:
+    """The gate for one run: the policy (given, or the applicable file), the task's scope, the terminal prompt,
+    the audit log, the screen re-check when config.toml wants it.
 
     Raises:
         PolicyError: the policy file is missing or invalid (the run does not start: fail closed).
@@ -60,7 +62,7 @@ def gate_for(task: str, *, device=None, config=None, policy_file: str | Path | N
     from edgepilot.runtime.config import Config
 
     config = config or Config()
-    policy = load_policy(policy_path(policy_file, config.policy))
+    policy = policy or load_policy(policy_path(policy_file, config.policy))
     return PolicyGate(engine_for_task(task, policy), task=task, confirmer=confirmer or TerminalConfirmer(),
                       audit=audit or AuditLog(config.audit), device=device if config.recheck_screen else None,
-                      timeout=config.confirm_timeout)
+                      timeout=config.confirm_timeout, sensitive_step=sensitive_step)

@@ -78,12 +78,16 @@ class AuditLog:
         size = f.tell()
         if size == 0:
             return 0, GENESIS
-        chunk = min(size, MAX_LINE + 1)
-        f.seek(size - chunk)
-        tail = f.read(chunk)
-        lines = tail.rstrip(b"\n").split(b"\n")
+        chunk = 4096  # an entry is a few hundred bytes: read back from the end until a whole line is in
+        while True:
+            chunk = min(size, chunk, MAX_LINE + 1)
+            f.seek(size - chunk)
+            tail = f.read(chunk).rstrip(b"\n")
+            if b"\n" in tail or chunk in (size, MAX_LINE + 1):
+                break
+            chunk *= 4
         try:
-            last = json.loads(lines[-1])
+            last = json.loads(tail.rsplit(b"\n", 1)[-1])
             return int(last["seq"]), str(last["hash"])
         except (ValueError, KeyError, TypeError):
             raise PolicyError(f"the audit log {self.path} ends in a damaged entry; run `edgepilot audit verify "

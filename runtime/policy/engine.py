@@ -13,12 +13,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from edgepilot.actions import Action, Key, LongPress, Point, Tap, Type, action_to_json
 from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Observation, UINode
+from edgepilot.runtime.agent import describe_action
+from edgepilot.runtime.loop import GateDecision
 from edgepilot.runtime.policy.audit import AuditLog, redact_action
 from edgepilot.runtime.policy.confirm import Confirmer, ConfirmRequest, RefuseAll
 from edgepilot.runtime.policy.language import Policy, Rule
@@ -135,7 +137,6 @@ class GateStats:
     refused: int = 0
     blocked: int = 0
     rechecks_failed: int = 0
-    decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class PolicyGate:
@@ -169,9 +170,7 @@ class PolicyGate:
         self._refused: set[tuple[str, str]] = set()
         self._always: set[str] = set()  # rules the user said "always" to: not asked again in this run
 
-    def __call__(self, action: Action, obs: Observation):
-        from edgepilot.runtime.loop import GateDecision
-
+    def __call__(self, action: Action, obs: Observation) -> GateDecision:
         target = resolve_target(action, obs)
         verdict = self.engine.evaluate(action, obs, target)
         if verdict.effect == "allow" and self.sensitive_step is not None and \
@@ -191,13 +190,10 @@ class PolicyGate:
             self.stats.blocked += 1
         record["allowed"] = decision.allowed
         self._log(action, obs, target, record, decision.reason)
-        self.stats.decisions.append({"action": action_to_json(action), **record})
         return decision
 
     def _decide(self, action: Action, obs: Observation, target: UINode | None, verdict: Verdict,
-                record: dict[str, Any]):
-        from edgepilot.runtime.loop import GateDecision
-
+                record: dict[str, Any]) -> GateDecision:
         why = verdict.reason or verdict.category or "the policy forbids it"
         if verdict.effect == "allow":
             return GateDecision(True, verdict=verdict.effect, rule=verdict.rule)
@@ -215,7 +211,7 @@ class PolicyGate:
             record["answer"] = "refused before"
             return GateDecision(False, f"the user already refused this here: {why}; choose another way or finish",
                                 verdict="ask_user", rule=verdict.rule, answer="no")
-        request = ConfirmRequest(task=self.task, action=_describe(action, obs), target=_target_text(target),
+        request = ConfirmRequest(task=self.task, action=describe_action(action, obs), target=_target_text(target),
                                  rule=verdict.rule, category=verdict.category, reason=why, app=obs.package,
                                  screen=obs.to_text(), opens=getattr(action, "app", "") or "",
                                  screenshot_png=obs.screenshot_png)
@@ -279,8 +275,3 @@ def _target_json(node: UINode | None) -> dict[str, Any] | None:
     return {"label": "" if node.password else node.label[:80], "resource_id": node.resource_id,
             "class": node.class_name, "password": node.password}
 
-
-def _describe(action: Action, obs: Observation) -> str:
-    from edgepilot.runtime.agent import describe_action
-
-    return describe_action(action, obs)
