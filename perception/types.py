@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -147,6 +147,12 @@ class Observation(_Frozen):
     secure: bool = False
     keyboard_shown: bool = False
     timestamp: float = 0.0
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Observation:
+        """A copy with some fields replaced; ``elements`` is derived again rather than copied stale."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("elements", None)
+        return copy
 
     @cached_property
     def elements(self) -> tuple[UINode, ...]:

@@ -46,6 +46,15 @@ def test_observation_folds_row_text_and_hides_passwords():
         obs.element(5)
 
 
+def test_a_copy_with_other_nodes_derives_its_own_elements():
+    tree = parse_uiautomator_xml(DUMP)
+    obs = Observation(nodes=tree.nodes, package=tree.package, screen_width=1080, screen_height=2400)
+    assert len(obs.elements) == 2  # computed and cached on the original
+    fewer = obs.model_copy(update={"nodes": tuple(n for n in obs.nodes if not n.password)})
+    assert [e.resource_id.rsplit("/", 1)[-1] for e in fewer.elements] == ["row"]
+    assert len(obs.elements) == 2
+
+
 def test_noise_around_the_xml_is_ignored():
     tree = parse_uiautomator_xml("UI hierchary dumped to: /dev/tty\n" + DUMP + "\nextra")
     assert len(tree.nodes) == 5
