@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages edgepilot's tests need, if they are missing.
-#   adb: Debian's adb client, which the tests drive against the virtual phone.
+#   adb:             Debian's adb client, which the tests drive against the virtual phone
+#   xvfb, xauth:     a real X server for the desktop controller, the hotkeys and the TUI's screenshots
+#   xdotool:         key events sent to the X server (the daemon's hotkey tests)
+#   dbus-x11, at-spi2-core: a session bus and the accessibility bus (the desktop's accessibility tree)
+#   mousepad, galculator:   real GTK applications the desktop suite operates
+#   libnotify-bin:   notify-send, the daemon's desktop notifications
 set -euo pipefail
 need=()
 command -v adb >/dev/null 2>&1 || need+=(adb)
+command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v xauth >/dev/null 2>&1 || need+=(xauth)
+command -v xdotool >/dev/null 2>&1 || need+=(xdotool)
+command -v dbus-launch >/dev/null 2>&1 || need+=(dbus-x11)
+[ -x /usr/libexec/at-spi-bus-launcher ] || need+=(at-spi2-core)
+command -v mousepad >/dev/null 2>&1 || need+=(mousepad)
+command -v galculator >/dev/null 2>&1 || need+=(galculator)
+command -v notify-send >/dev/null 2>&1 || need+=(libnotify-bin)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "edgepilot: please install these packages with your package manager: ${need[*]}" >&2
