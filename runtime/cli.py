@@ -237,47 +237,30 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     """
     import time
 
-    from edgepilot.runtime.agent import ReactAgent, RoleAgent
     from edgepilot.runtime.config import load_config
     from edgepilot.runtime.devices import open_device
-    from edgepilot.runtime.loop import allow_all, run_agent
     from edgepilot.runtime.models.registry import open_model
-    from edgepilot.runtime.trajectory import TrajectoryWriter
+    from edgepilot.runtime.session import execute, load_run_policy, prepare_run
 
     if not task.strip():
         raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
     config = load_config()
-    budget = max_steps or config.max_steps
-    policy = None
-    if not no_policy:
-        from edgepilot.runtime.policy import gate_for, load_policy, policy_path
-
-        policy = load_policy(policy_path(policy_file, config.policy))  # a broken policy stops the run here
+    policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
     start = time.perf_counter()
     backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
     with open_device(device, screenshot=not no_screenshots) as opened:
-        info = opened.device.info
-        match = None if baseline else _find_sop(task, sop_name)
-        agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend, sop=match)
-        if match is not None:
-            click.echo(f"sop:    {match.sop.name} (score {match.score:.2f})")
-        meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
-                "screen": [info.screen_width, info.screen_height], "max_steps": budget,
-                "policy": policy.source if policy is not None else "off",
-                "sop": match.sop.name if match is not None else None}
-        writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
-                  else TrajectoryWriter.new(task, meta, root=config.trajectories))
-        gate = allow_all
+        prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
+                               sop=sop_name, out=out, max_steps=max_steps)
+        if prepared.sop is not None:
+            click.echo(f"sop:    {prepared.sop.sop.name} (score {prepared.sop.score:.2f})")
         if policy is not None:
-            gate = gate_for(task, device=opened.device, config=config, policy=policy,
-                            sensitive_step=getattr(agent, "sop_sensitive", None))
-            click.echo(f"policy: {policy.source}; audit log: {gate.audit.path}")
+            click.echo(f"policy: {policy.source}; audit log: {prepared.audit_path}")
         else:
             click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
-        click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {writer.folder}\n")
-        result = run_agent(opened.device, agent, task, max_steps=budget, gate=gate, writer=writer,
-                           on_step=_show_step)
+        click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {prepared.writer.folder}\n")
+        result = execute(prepared, on_step=_show_step)
+        writer = prepared.writer
     color = "green" if result.status == "finished" else "red"
     click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {result.reason}; {len(result.steps)} steps "
                f"in {result.seconds:.1f} s" + (f"; answer: {result.answer}" if result.answer else ""))
@@ -286,24 +269,6 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         sys.exit(130)
     if result.status == "error":
         sys.exit(1)
-
-
-def _find_sop(task: str, name: str):
-    """The SOP for ``run --sop``: retrieved, none, or named (filled from the task sentence)."""
-    from edgepilot.errors import SopError
-    from edgepilot.sop import load_library, retrieve
-
-    if name == "off":
-        return None
-    library = load_library()
-    if name == "auto":
-        return retrieve(task, library)
-    from edgepilot.sop import rank
-
-    for found in rank(task, library, k=len(library.entries)):
-        if found.sop.name == name:
-            return found
-    raise SopError(f"no SOP named {name!r}; see `edgepilot sop list`")
 
 
 @main.command()

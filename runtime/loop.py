@@ -12,6 +12,7 @@ written.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,55 @@ class RunResult:
                 "seconds": round(self.seconds, 3)}
 
 
+class RunControl:
+    """Pause, resume and stop a run from another thread (the TUI's buttons, the daemon's safety-stop hotkey).
+
+    A stop takes effect at once for everything that matters: no action is
+    carried out after :meth:`stop` returns (the loop checks just before
+    acting), a model call in progress is cut short where the backend can
+    (llama.cpp checks :meth:`stopped` between tokens), and the run ends with
+    status ``stopped``. A paused run waits before its next step.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()
+        self.reason = ""
+        self.stopped_at: float | None = None
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        with self._lock:
+            if not self._stop.is_set():
+                self.reason, self.stopped_at = reason, time.monotonic()
+                self._stop.set()
+        self._running.set()  # a paused run wakes up to stop
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def pause(self) -> None:
+        if not self._stop.is_set():
+            self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused; True when the run may go on, False when it was stopped."""
+        self._running.wait(timeout)
+        return not self._stop.is_set()
+
+
+class _Stopped(Exception):
+    """Raised inside the loop when its RunControl says stop."""
+
+
 class _LoopDetector:
     """An agent going round in circles: the same action on the same screen for the ``STUCK_REPEATS``-th time.
 
@@ -149,13 +199,21 @@ class _LoopDetector:
 
 def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 20, gate: Gate = allow_all,
               writer: TrajectoryWriter | None = None,
-              on_step: Callable[[StepReport], None] | None = None) -> RunResult:
+              on_step: Callable[[StepReport], None] | None = None,
+              control: RunControl | None = None) -> RunResult:
     """Let ``agent`` work on ``device`` until it finishes, gets stuck, fails, or spends ``max_steps``.
 
     Never raises edgepilot errors: they end the run with status ``error``.
-    Ctrl-C ends it with status ``interrupted``; either way the trajectory's
-    result.json is written.
+    Ctrl-C ends it with status ``interrupted``; ``control.stop()`` from another
+    thread with status ``stopped`` (no action is carried out after it); either
+    way the trajectory's result.json is written.
     """
+    control = control or RunControl()
+
+    def check() -> None:
+        if not control.wait_while_paused():
+            raise _Stopped
+
     result = RunResult(goal=goal, agent=agent.name, reason=f"step budget of {max_steps} spent")
     loop = _LoopDetector()
     start = time.perf_counter()
@@ -165,6 +223,7 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
         obs = device.observe()
         perceive_ms = (time.perf_counter() - t0) * 1000
         for index in range(max_steps):
+            check()
             step = StepReport(index, obs, Decision(None))
             step_start = time.perf_counter()
             step.ms["perceive"] = perceive_ms
@@ -175,7 +234,12 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 step.error = step.decision.error or "no valid action"
                 step.outcome = Reflection("invalid", step.error[:200])
             else:
-                step.gate = gate(action, obs)
+                # a pause waits here; a stop while the model was thinking or the user was being asked
+                # means its answer is not acted on (the step is still written, as stopped)
+                if control.wait_while_paused():
+                    step.gate = gate(action, obs)
+                if control.stopped():
+                    step.gate = GateDecision(False, control.reason, verdict="block", terminate=True)
                 if not step.gate.allowed:
                     step.outcome = Reflection("refused", step.gate.reason)
                     if not step.gate.terminate:
@@ -205,6 +269,8 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 on_step(step)
             obs = after
             if step.gate is not None and step.gate.terminate:
+                if control.stopped():
+                    raise _Stopped
                 result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
                 break
             if isinstance(action, Finish) and step.gate and step.gate.allowed:
@@ -223,12 +289,17 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
                 agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
                 if action is not None:
                     agent.avoid(step.obs, action)
+    except _Stopped:
+        result.status, result.reason = "stopped", control.reason or "stopped"
     except KeyboardInterrupt:
         result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
     except (DeviceError, PerceptionError) as exc:
         result.status, result.reason = "error", f"device: {exc}"
     except ModelError as exc:
-        result.status, result.reason = "error", f"model: {exc}"
+        if control.stopped():  # the model call was cut short by the stop
+            result.status, result.reason = "stopped", control.reason
+        else:
+            result.status, result.reason = "error", f"model: {exc}"
     except EdgepilotError as exc:
         result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
     result.seconds = time.perf_counter() - start

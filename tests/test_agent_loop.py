@@ -16,26 +16,7 @@ from edgepilot.runtime.loop import GateDecision, run_agent
 from edgepilot.runtime.models.base import Completion
 from edgepilot.runtime.roles import PLANNER, REFLECTOR, parse_react, render
 from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
-
-
-class ScriptedBackend:
-    """Answers each role from its own queue; records every prompt it was sent."""
-
-    name = "scripted"
-
-    def __init__(self, **answers: list[str]) -> None:
-        self.answers = {role: list(a) for role, a in answers.items()}
-        self.prompts: list[tuple[str, list]] = []
-
-    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
-        last = messages[-1].content
-        role = next(r for r in ("planner", "decider", "reflector") if f"You are the {r}" in last) \
-            if "You are the" in last else "react"
-        self.prompts.append((role, messages))
-        queue = self.answers.get(role) or ['{"progress": "", "subgoal": "", "memory": ""}']
-        text = queue.pop(0) if len(queue) > 1 else queue[0]
-        return Completion(text=text, tokens_in=len(last) // 4, tokens_out=len(text) // 4, ms=1.0,
-                          constrained=schema is not None)
+from scripted import ScriptedBackend
 
 
 def _plan(subgoal: str, memory: str = "") -> str:
@@ -320,3 +301,98 @@ def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
     decision = gate(Tap(target=0), obs)
     assert decision.allowed and decision.asked and asked[0].rule == "sop-sensitive"
     assert asked[0].category == "send_message"
+
+
+class _SlowBackend(ScriptedBackend):
+    """A scripted model that takes ``delay`` seconds per answer (a stop arrives while it thinks)."""
+
+    def __init__(self, delay: float, **answers) -> None:
+        super().__init__(**answers)
+        self.delay = delay
+        self.should_stop = None
+
+    def complete(self, messages, **kw):
+        import time
+
+        end = time.monotonic() + self.delay
+        while time.monotonic() < end:
+            if self.should_stop is not None and self.should_stop():
+                break
+            time.sleep(0.005)
+        return super().complete(messages, **kw)
+
+
+def test_a_stop_while_the_model_thinks_ends_the_run_without_acting(served, tmp_path):
+    import threading
+
+    from edgepilot.runtime.loop import RunControl
+
+    phone, _, device = served
+    settings = device.observe().find(text="Settings")[0]
+    backend = _SlowBackend(0.5, decider=[json.dumps({"type": "tap", "target": settings})])
+    control = RunControl()
+    threading.Timer(0.2, control.stop, args=("safety stop",)).start()
+    result = run_agent(device, RoleAgent("open settings", backend), "open settings", max_steps=5,
+                       writer=_writer(tmp_path), control=control)
+    assert result.status == "stopped" and result.reason == "safety stop"
+    assert device.observe().package != "com.android.settings"  # the decided tap was never carried out
+    traj = read_trajectory(tmp_path / "run")
+    assert traj.result["status"] == "stopped"
+    assert traj.steps[0]["gate"]["allowed"] is False and traj.steps[0]["result"] is None
+
+
+def test_a_paused_run_waits_and_resumes(served):
+    import threading
+    import time
+
+    from edgepilot.runtime.loop import RunControl
+
+    _, _, device = served
+    backend = ScriptedBackend(decider=['{"type": "swipe", "direction": "up"}'])
+    control = RunControl()
+    control.pause()
+    steps = []
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        run_agent(device, RoleAgent("scroll", backend), "scroll", max_steps=2, control=control,
+                  on_step=steps.append)))
+    worker.start()
+    time.sleep(0.3)
+    assert steps == [] and control.paused
+    control.resume()
+    worker.join(10)
+    assert len(steps) == 2 and done[0].status == "budget"
+
+
+def test_stopping_a_paused_run_ends_it(served):
+    import threading
+
+    from edgepilot.runtime.loop import RunControl
+
+    _, _, device = served
+    control = RunControl()
+    control.pause()
+    threading.Timer(0.1, control.stop).start()
+    result = run_agent(device, RoleAgent("scroll", ScriptedBackend()), "scroll", max_steps=3, control=control)
+    assert result.status == "stopped" and result.steps == []
+
+
+def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
+    from edgepilot.runtime.config import Config
+    from edgepilot.runtime.devices import OpenDevice
+    from edgepilot.runtime.policy import DEFAULT_POLICY, load_policy
+    from edgepilot.runtime.policy.confirm import RefuseAll
+    from edgepilot.runtime.session import execute, prepare_run
+
+    phone, _, device = served
+    backend = _SlowBackend(0.0, decider=['{"type": "open_app", "app": "Bank"}', '{"type": "finish", "status": "success"}'])
+    opened = OpenDevice(device, phone, "test phone")
+    run = prepare_run("turn on airplane mode", opened, backend, config=Config(), policy=load_policy(DEFAULT_POLICY),
+                      confirmer=RefuseAll("test"), out=tmp_path / "run", max_steps=3)
+    assert run.sop is not None and run.meta["sop"] == run.sop.sop.name  # the airplane-mode SOP was retrieved
+    result = execute(run)
+    assert backend.should_stop is None  # unhooked after the run
+    traj = read_trajectory(tmp_path / "run")
+    first = traj.steps[0]["gate"]
+    assert first["allowed"] is False and first["asked"] is True and first["answer"] == "no"  # the bank is out of scope
+    assert result.status == "finished" and traj.meta["policy"].endswith("default.yaml")

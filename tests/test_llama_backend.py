@@ -87,3 +87,21 @@ def test_a_shared_prompt_prefix_is_not_evaluated_twice(backend):
     again = backend.complete([system, Message(role="user", content="Task: open the notes.")], max_tokens=2)
     assert again.prompt_evaluated is not None and again.prefill_ms is not None
     assert again.prompt_evaluated < again.tokens_in / 3, (again.prompt_evaluated, again.tokens_in)
+
+
+def test_should_stop_cuts_an_answer_short_and_the_next_call_is_whole(backend):
+    tokens = []
+
+    def stop_after_five():
+        tokens.append(1)
+        return len(tokens) > 5
+
+    backend.should_stop = stop_after_five
+    try:
+        with pytest.raises(ModelError, match="cut short"):
+            backend.complete([Message(role="user", content="Write a long story about a phone.")], max_tokens=200)
+    finally:
+        backend.should_stop = None
+    assert len(tokens) < 10  # checked as tokens come, and generation ended soon after the first True
+    whole = backend.complete([Message(role="user", content="Write a long story about a phone.")], max_tokens=30)
+    assert whole.tokens_out == 30

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgepilot.errors import ModelError
@@ -107,6 +108,29 @@ class LlamaCppBackend:
             arch = str(self.llm.metadata.get("general.architecture", ""))
             self.llm.chat_format = _FALLBACK_FORMATS.get(arch.rstrip("0123456789"), "chatml")
         self._grammars: dict[str, object] = {}
+        self.should_stop: Callable[[], bool] | None = None
+        """Checked between generated tokens; when it returns True the call ends with a ModelError (a run's stop)."""
+        self._hook_stopping()
+
+    def _hook_stopping(self) -> None:
+        """Make ``should_stop`` end generation between tokens.
+
+        llama-cpp-python's chat handlers drop a caller's ``stopping_criteria``
+        (they pass only the chat format's own), and an exception raised in a
+        logits processor is swallowed by its ctypes callback; the handler does
+        call ``create_completion`` on this instance, so the criterion is added there.
+        """
+        original = self.llm.create_completion
+        stopping_list = self._llama_cpp.StoppingCriteriaList
+
+        def create_completion(*args, stopping_criteria=None, **kwargs):
+            check = self.should_stop
+            if check is not None:
+                extra = [lambda input_ids, logits: check()]
+                stopping_criteria = stopping_list([*(stopping_criteria or []), *extra])
+            return original(*args, stopping_criteria=stopping_criteria, **kwargs)
+
+        self.llm.create_completion = create_completion
 
     def grammar(self, schema: dict):
         """The compiled grammar of a JSON schema (compiled once, then cached).
@@ -146,6 +170,8 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.name} failed to answer: {exc}") from exc
+        if self.should_stop is not None and self.should_stop():
+            raise ModelError(f"{self.name}: the answer was cut short (the run was stopped)")
         usage = out.get("usage", {})
         after = self._perf()
         perf = {}
