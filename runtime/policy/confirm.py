@@ -7,6 +7,7 @@ again for this rule during this task). No answer in time is ``no``.
 
 from __future__ import annotations
 
+import base64
 import os
 import select
 import sys
@@ -30,6 +31,26 @@ class ConfirmRequest:
     screen: str = ""
     opens: str = ""  # the app an open_app action would bring to the front
     screenshot_png: bytes | None = field(default=None, repr=False)
+    target_bounds: tuple[int, int, int, int] | None = None  # left, top, right, bottom of the target on the screenshot
+
+    def to_json(self, *, screenshot: bool = False) -> dict:
+        """The request as JSON (for the daemon's clients); the screenshot as base64 PNG only when asked for."""
+        out = {"task": self.task, "action": self.action, "target": self.target, "rule": self.rule,
+               "category": self.category, "reason": self.reason, "app": self.app, "screen": self.screen,
+               "opens": self.opens, "target_bounds": list(self.target_bounds) if self.target_bounds else None}
+        if screenshot and self.screenshot_png:
+            out["screenshot_png"] = base64.b64encode(self.screenshot_png).decode("ascii")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> ConfirmRequest:
+        png = data.get("screenshot_png")
+        bounds = data.get("target_bounds")
+        return cls(task=str(data.get("task", "")), action=str(data.get("action", "")), target=str(data.get("target", "")),
+                   rule=str(data.get("rule", "")), category=str(data.get("category", "")),
+                   reason=str(data.get("reason", "")), app=str(data.get("app", "")), screen=str(data.get("screen", "")),
+                   opens=str(data.get("opens", "")), screenshot_png=base64.b64decode(png) if png else None,
+                   target_bounds=tuple(int(v) for v in bounds) if bounds else None)
 
     def lines(self) -> list[str]:
         out = [f"The agent wants to: {self.action}"]

@@ -214,7 +214,9 @@ class PolicyGate:
         request = ConfirmRequest(task=self.task, action=describe_action(action, obs), target=_target_text(target),
                                  rule=verdict.rule, category=verdict.category, reason=why, app=obs.package,
                                  screen=obs.to_text(), opens=getattr(action, "app", "") or "",
-                                 screenshot_png=obs.screenshot_png)
+                                 screenshot_png=obs.screenshot_png,
+                                 target_bounds=(target.bounds.left, target.bounds.top, target.bounds.right,
+                                                target.bounds.bottom) if target is not None else None)
         self.stats.asked += 1
         started = time.monotonic()
         result = self.confirmer.ask(request, self.timeout)
