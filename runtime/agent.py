@@ -17,7 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Type, Wait, action_to_json
+from edgepilot.actions import (
+    Action,
+    Click,
+    DeviceKind,
+    DoubleClick,
+    Drag,
+    Finish,
+    Hotkey,
+    Key,
+    LongPress,
+    OpenApp,
+    Point,
+    RightClick,
+    Scroll,
+    Swipe,
+    Tap,
+    Type,
+    Wait,
+    action_to_json,
+)
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ActionError
 from edgepilot.perception.diff import ScreenDiff, screen_diff
@@ -86,8 +105,14 @@ def describe_action(action: Action, obs: Observation | None = None) -> str:
             label = " ".join(obs.elements[t].label.split())[:40]
         return f"[{t}]" + (f' "{label}"' if label else "")
 
-    if isinstance(action, (Tap, LongPress)):
+    if isinstance(action, (Tap, LongPress, Click, DoubleClick, RightClick)):
         return f"{action.type} {target(action.target)}"
+    if isinstance(action, Drag):
+        return f"drag {target(action.target)} to {target(action.to)}"
+    if isinstance(action, Scroll):
+        return f"scroll {action.direction}" + (f" on {target(action.target)}" if action.target is not None else "")
+    if isinstance(action, Hotkey):
+        return "press " + "+".join(action.keys)
     if isinstance(action, Type):
         into = f" into {target(action.target)}" if action.target is not None else ""
         return f'type "{action.text[:60]}"{into}'
@@ -109,8 +134,10 @@ class AgentBase:
 
     name = "agent"
 
-    def __init__(self, goal: str) -> None:
+    def __init__(self, goal: str, device_kind: DeviceKind = "android") -> None:
         self.goal = goal
+        self.device_kind: DeviceKind = device_kind
+        self.system_prompt = "system" if device_kind == "android" else f"system_{device_kind}"
         self.history: list[str] = []
         self.notes: list[str] = []
         self._context: tuple[Observation, str, str] | None = None
@@ -182,13 +209,16 @@ class RoleAgent(AgentBase):
         goal: the task in the user's words.
         backend: the model every role runs on.
         reflect_with_model: ask the reflector when the cheap checks cannot tell.
+        sop: the procedure to follow, if one was retrieved.
+        device_kind: ``android`` or ``desktop`` (``Device.info.kind``): picks the
+            system prompt and the action set the decider's grammar offers.
     """
 
     name = "model"
 
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
-                 sop: Match | None = None) -> None:
-        super().__init__(goal)
+                 sop: Match | None = None, device_kind: DeviceKind = "android") -> None:
+        super().__init__(goal, device_kind)
         self.backend = backend
         self.sop = SopProgress.start(sop) if sop is not None else None
         self.reflect_with_model = reflect_with_model
@@ -200,7 +230,7 @@ class RoleAgent(AgentBase):
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
         target = getattr(action, "target", None)
-        if isinstance(action, (Tap, LongPress)) and isinstance(target, int):
+        if isinstance(action, (Tap, LongPress, Click, DoubleClick, RightClick)) and isinstance(target, int):
             self.banned.setdefault(obs.to_text(), set()).add(target)
 
     def memory_text(self) -> str:
@@ -232,7 +262,8 @@ class RoleAgent(AgentBase):
         context = self.context(obs)
         calls = []
         if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
-            plan, plan_call = PLANNER.call(self.backend, context, progress=self.plan.progress,
+            plan, plan_call = PLANNER.call(self.backend, context, system=self.system_prompt,
+                                           progress=self.plan.progress,
                                            memory=self.memory_text(), history=self.history_text(),
                                            notes=self.notes_text())
             calls.append(plan_call)
@@ -240,8 +271,9 @@ class RoleAgent(AgentBase):
                 self.plan = plan
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
-        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()))
-        action, decide_call = DECIDER.call(self.backend, context, schema=schema, progress=self.plan.progress,
+        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
+                                           progress=self.plan.progress,
                                            subgoal=self.plan.subgoal or self.goal,
                                            memory=self.memory_text(), history=self.history_text(),
                                            notes=self.notes_text())
@@ -279,12 +311,13 @@ class ReactAgent(AgentBase):
 
     name = "baseline"
 
-    def __init__(self, goal: str, backend: ModelBackend) -> None:
-        super().__init__(goal)
+    def __init__(self, goal: str, backend: ModelBackend, *, device_kind: DeviceKind = "android") -> None:
+        super().__init__(goal, device_kind)
         self.backend = backend
 
     def decide(self, obs: Observation) -> Decision:
-        text, call = REACT.call(self.backend, self.context(obs), history=self.history_text(), notes=self.notes_text())
+        text, call = REACT.call(self.backend, self.context(obs), system=self.system_prompt,
+                                history=self.history_text(), notes=self.notes_text())
         try:
             thought, action = parse_react(text)
         except ActionError as exc:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgepilot.actions import Action, action_json_schema, parse_action
+from edgepilot.actions import Action, DeviceKind, action_json_schema, parse_action
 from edgepilot.errors import ActionError, ConfigError
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import Message, ModelBackend
@@ -96,9 +96,13 @@ class Verdict(_Output):
 DECIDER_TEXT = 120  # the decider's strings (typed text, answers) are cut to this in its grammar
 
 
-def _decider_schema() -> dict:
-    """The Action schema with every string bounded to ``DECIDER_TEXT``: a runaway string costs seconds."""
-    schema = action_json_schema()
+@lru_cache(maxsize=4)
+def _decider_schema(kind: DeviceKind = "android") -> dict:
+    """The schema of a device kind's actions with every string bounded to ``DECIDER_TEXT``: a runaway string costs seconds.
+
+    Cached: callers must copy it before changing it (:func:`decider_schema` does).
+    """
+    schema = action_json_schema(kind)
     for definition in schema["$defs"].values():
         for prop in definition.get("properties", {}).values():
             for branch in [prop, *prop.get("anyOf", [])]:
@@ -120,6 +124,8 @@ def max_answer_chars(schema: dict) -> int:
             return 2 + sum(len(k) + 6 + size(v) for k, v in node["properties"].items())
         if "enum" in node:
             return max(len(str(v)) + 2 for v in node["enum"])
+        if node.get("type") == "array":
+            return 2 + node["maxItems"] * (size(node["items"]) + 2)
         if "const" in node:
             return len(str(node["const"])) + 2
         if node.get("type") == "string":
@@ -182,32 +188,34 @@ class Role:
 
     def __post_init__(self) -> None:
         if self.output == "action":
-            self.schema = _decider_schema()
+            self.schema = decider_schema("android")
         elif self.output is not None:
             self.schema = _schema(self.output)
 
-    def messages(self, context: str, values: dict[str, Any], after: RoleCall | None = None) -> list[Message]:
+    def messages(self, context: str, values: dict[str, Any], after: RoleCall | None = None,
+                 system: str = "system") -> list[Message]:
         if after is not None:  # a follow-up turn to an earlier call: its whole prompt is the cached prefix
             return [*(Message(role=m["role"], content=m["content"]) for m in after.messages),  # type: ignore[arg-type]
                     Message(role="assistant", content=after.output.strip()),
                     Message(role="user", content=render(self.prompt, **values).lstrip("\n"))]
-        return [Message(role="system", content=render("system")),
+        return [Message(role="system", content=render(system)),
                 Message(role="user", content=context + render(self.prompt, **values))]
 
     def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
-             schema: dict | None = None, **values: Any) -> tuple[Any, RoleCall]:
+             schema: dict | None = None, system: str = "system", **values: Any) -> tuple[Any, RoleCall]:
         """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
 
         With ``after``, the question is a follow-up turn to that earlier call
         (the reflector follows the decider), so the whole earlier prompt is
         reused from llama.cpp's cache instead of evaluated again. ``schema``
         replaces the role's own (the decider's, narrowed to one screen).
+        ``system`` names the system prompt file (``system_desktop`` on a desktop).
 
         Raises:
             ModelError: the backend failed (not: the answer did not parse).
             ConfigError: the prompt file does not fit ``values``.
         """
-        messages = self.messages(context, values, after)
+        messages = self.messages(context, values, after, system)
         record = RoleCall(self.name, [{"role": m.role, "content": m.content} for m in messages])
         start = time.perf_counter()
         completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens)
@@ -234,31 +242,53 @@ class Role:
             return None
 
 
+def decider_schema(kind: DeviceKind = "android") -> dict:
+    """The decider's whole schema for a kind of device: its action set, strings bounded (a fresh copy)."""
+    return copy.deepcopy(_decider_schema(kind))
+
+
+DESKTOP_KEYS = ["enter", "delete", "tab", "space", "escape"]
+"""The ``key`` names a desktop's decider is offered (the phone's system keys mean nothing there)."""
+_CLICKS = ("Tap", "LongPress", "Click", "DoubleClick", "RightClick")
+
+
 # max_tokens covers the longest answer the schema allows even at one token per character
 # (tests/test_agent_loop.py checks), so a constrained answer is never cut off
-def decider_schema_for(obs: Observation, banned: Iterable[int] = ()) -> dict:
+def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: DeviceKind = "android") -> dict:
     """The decider's schema narrowed to one screen: each kind of target is an index of an element that can take it.
 
-    Taps and long presses aim at interactive elements (clickable, checkable,
-    editable), typing at editable ones, swipes at scrollable ones (or none);
+    ``kind`` picks the action set (:data:`edgepilot.actions.ACTION_SETS`): a
+    phone's taps, long presses and swipes, or a desktop's clicks, drags,
+    scrolls and hotkeys. Taps and clicks aim at interactive elements
+    (clickable, checkable, editable), typing at editable ones, swipes and
+    scrolls at scrollable ones (or none), drags from and to any element;
     pixel targets go. Small models otherwise tap labels and titles that do
     nothing, or indices past the end of the list. A screen without
-    interactive elements (a secure screen, an empty tree) keeps the full
-    schema, pixels included. ``banned`` indices (taps that went round in
-    circles here) cannot be tapped.
+    interactive elements (a secure screen, an empty tree) keeps pixel
+    targets. ``banned`` indices (taps that went round in circles here)
+    cannot be tapped or clicked.
     """
+    schema = decider_schema(kind)
+    defs = schema["$defs"]
+    if kind == "desktop":
+        defs["Key"]["properties"]["key"] = {"enum": DESKTOP_KEYS, "type": "string"}
     elements = obs.elements
     banned = set(banned)
     interactive = [i for i, n in enumerate(elements)
                    if (n.clickable or n.long_clickable or n.checkable or n.editable) and i not in banned]
     if not interactive:
-        return DECIDER.schema
-    schema = copy.deepcopy(DECIDER.schema)
-    defs = schema["$defs"]
-    defs["Tap"]["properties"]["target"] = {"enum": interactive}
-    defs["LongPress"]["properties"]["target"] = {"enum": interactive}
-    for name, indices in (("Type", [i for i, n in enumerate(elements) if n.editable]),
-                          ("Swipe", [i for i, n in enumerate(elements) if n.scrollable])):
+        return schema
+    for name in _CLICKS:
+        if name in defs:
+            defs[name]["properties"]["target"] = {"enum": interactive}
+    if "Drag" in defs:
+        defs["Drag"]["properties"]["target"] = {"enum": list(range(len(elements)))}
+        defs["Drag"]["properties"]["to"] = {"enum": list(range(len(elements)))}
+    editable = [i for i, n in enumerate(elements) if n.editable]
+    scrollable = [i for i, n in enumerate(elements) if n.scrollable]
+    for name, indices in (("Type", editable), ("Swipe", scrollable), ("Scroll", scrollable)):
+        if name not in defs:
+            continue
         if indices:
             defs[name]["properties"]["target"] = {"enum": indices}
         else:
