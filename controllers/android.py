@@ -15,11 +15,11 @@ import re
 import shlex
 import socket
 import time
-from typing import Protocol
+from typing import Literal, Protocol
 
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Target, Type, Wait
 from edgepilot.controllers.base import ActResult, DeviceInfo
-from edgepilot.errors import ActionError, DeviceError, PerceptionError
+from edgepilot.errors import ActionError, ConfigError, DeviceError, PerceptionError
 from edgepilot.perception.android_tree import parse_uiautomator_xml
 from edgepilot.perception.types import Bounds, Observation
 
@@ -165,14 +165,31 @@ class AndroidDevice:
     Args:
         transport: where shell commands go; :meth:`connect` makes an adbutils one.
         screenshot: capture a screenshot with every observation.
+        perception: where the element list comes from: ``tree`` (uiautomator), ``pixels`` (the screenshot
+            alone: OCR and the widget detector, for apps with no usable tree; the tree is not read at all), or
+            ``fused`` (the tree, with OCR filling nodes that have no text and adding what the tree lacks).
     """
 
-    def __init__(self, transport: ShellTransport, *, screenshot: bool = True) -> None:
+    def __init__(self, transport: ShellTransport, *, screenshot: bool = True,
+                 perception: Literal["tree", "pixels", "fused"] = "tree") -> None:
         self.transport = transport
         self.screenshot = screenshot
+        self.perception = perception
         self._info: DeviceInfo | None = None
         self._packages: list[str] | None = None
         self._last: Observation | None = None
+
+    @property
+    def perception(self) -> str:
+        return self._perception
+
+    @perception.setter
+    def perception(self, mode: str) -> None:
+        if mode not in ("tree", "pixels", "fused"):
+            raise ConfigError(f"unknown perception {mode!r}; use tree, pixels or fused")
+        self._perception = mode
+        if mode != "tree":
+            self.screenshot = True  # OCR reads the screenshot
 
     @classmethod
     def connect(cls, serial: str | None = None, host: str = "127.0.0.1", port: int = 5037,
@@ -197,6 +214,8 @@ class AndroidDevice:
         return self._info
 
     def observe(self) -> Observation:
+        if self.perception == "pixels":
+            return self._observe_pixels()
         info = self.info
         xml = self.transport.shell(f"uiautomator dump {DUMP_PATH} >/dev/null && cat {DUMP_PATH}")
         tree = parse_uiautomator_xml(xml)
@@ -208,6 +227,24 @@ class AndroidDevice:
             screen_height=info.screen_height, screenshot_png=png, secure=_is_black(png),
             keyboard_shown=False, timestamp=time.time(),
         )
+        if self.perception == "fused" and not obs.secure:
+            from edgepilot.perception.fusion import add_ocr
+
+            obs = add_ocr(obs)
+        self._last = obs
+        return obs
+
+    def _observe_pixels(self) -> Observation:
+        """The screen from its screenshot alone; the foreground app from the window manager."""
+        from edgepilot.perception.fusion import observe_pixels
+
+        self.info  # noqa: B018 - fails early with a clear error when the device is gone
+        png = self.transport.exec_out("screencap -p")
+        if not png.startswith(b"\x89PNG"):
+            raise PerceptionError(f"screencap on {self.transport.serial} returned no PNG ({png[:40]!r}); "
+                                  "is the screen on?")
+        focus = re.search(r"mCurrentFocus=Window\{\S+ \S+ ([\w.]+)/", self.transport.shell("dumpsys window"))
+        obs = observe_pixels(png, package=focus.group(1) if focus else "", timestamp=time.time())
         self._last = obs
         return obs
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepilot import __version__
+from edgepilot.actions import Action
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.agent import FnAgent, ReactAgent, RoleAgent
 from edgepilot.runtime.config import Config, load_config
@@ -24,6 +25,7 @@ from edgepilot.runtime.devices import open_device
 from edgepilot.runtime.episode import AgentFactory, EpisodeResult, run_episode
 from edgepilot.runtime.loop import StepReport
 from edgepilot.runtime.models.base import ModelBackend
+from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.registry import open_model
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
@@ -56,6 +58,56 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
 AGENTS = ("oracle", "model", "baseline")
 
 
+def ground(action: Action, tree: Observation, seen: Observation) -> Action | None:
+    """``action``, decided on the tree, aimed at the element of ``seen`` that covers its target; None if none does.
+
+    Candidates are the elements whose centre lies inside the tree target, or that contain the target's
+    centre; one showing a line of the target's text wins (a button drawn over a card must not), then the
+    largest overlap (intersection over union).
+    """
+    target = getattr(action, "target", None)
+    if not isinstance(target, int) or isinstance(target, bool):
+        return action
+    if not 0 <= target < len(tree.elements):
+        return None
+    node_wanted = tree.elements[target]
+    want = node_wanted.bounds
+    cx, cy = want.center
+    lines = {line.strip().casefold() for line in (node_wanted.text or node_wanted.content_desc).splitlines()} - {""}
+
+    def iou(b) -> float:
+        w = max(0, min(b.right, want.right) - max(b.left, want.left))
+        h = max(0, min(b.bottom, want.bottom) - max(b.top, want.top))
+        inter = w * h
+        union = b.width * b.height + want.width * want.height - inter
+        return inter / union if union else 0.0
+
+    best, best_score = None, (False, 0.0)
+    for i, node in enumerate(seen.elements):
+        b = node.bounds
+        inside = want.left <= b.center[0] <= want.right and want.top <= b.center[1] <= want.bottom
+        covers = b.left <= cx <= b.right and b.top <= cy <= b.bottom
+        score = (node.text.strip().casefold() in lines, iou(b))
+        if (inside or covers) and score > best_score:
+            best, best_score = i, score
+    return None if best is None else action.model_copy(update={"target": best})
+
+
+def grounded_oracle(phone: Any, tree_view: Any) -> AgentFactory:
+    """The oracle deciding on the tree (read from ``tree_view``) and acting on the elements the agent sees."""
+
+    def make(instance: TaskInstance):
+        oracle = Oracle(instance, phone.snapshot)
+
+        def next_action(seen: Observation) -> Action | None:
+            tree = tree_view.observe()
+            return ground(oracle.next_action(tree), tree, seen)
+
+        return FnAgent("oracle", next_action, instance.goal)
+
+    return make
+
+
 def _median(values: Iterable[float]) -> float:
     values = list(values)
     return statistics.median(values) if values else 0.0
@@ -72,12 +124,16 @@ def peak_rss_mb() -> float:
 def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
               per_template: int = 3, templates: Iterable[str] = (), device: str = "virtual",
               max_steps: int | None = None, save_to: Path | None = None, config: Config | None = None,
-              sop: str = "off",
+              sop: str = "off", perception: str = "tree",
               progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
     ``sop``: ``off``, ``on`` (the model agent follows the retrieved SOP) or ``both`` (the model agent twice,
     without and with SOPs, side by side: the report's ``with_sop``).
+    ``perception``: where the agents' element lists come from (``tree``, ``pixels``: OCR and the widget
+    detector only, ``fused``). With ``pixels`` the oracle still decides on the tree (its privilege) but must
+    act on the element list read from pixels: its success rate measures whether perception found what
+    each step needs.
 
     Raises:
         TaskError: unknown split or templates.
@@ -116,9 +172,17 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     with open_device(device) as opened:
         if opened.phone is None:
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
+        tree_view = None
+        if perception != "tree":
+            from edgepilot.controllers.android import AndroidDevice
+
+            tree_view = AndroidDevice(opened.device.transport, screenshot=False)  # the oracle's privileged view
+            opened.device.perception = perception
         for name in agents:
             factory = agent_factory(name.split("+")[0], opened.phone, backend,
                                     (lambda i: sops[i.id]) if name == "model+sop" else None)
+            if name == "oracle" and tree_view is not None:
+                factory = grounded_oracle(opened.phone, tree_view)
             results: list[EpisodeResult] = []
             for i, instance in enumerate(todo):
                 result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
@@ -131,7 +195,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                 reports[name]["sop_retrieved"] = sum(m is not None for m in sops.values())
                 reports[name]["sops"] = {tid: m.sop.name if m else None for tid, m in sops.items()}
     report = reports[agents[0]]
-    report.update(model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+    report.update(perception=perception, model=model_name, model_load_ms=round(load_ms, 1),
+                  peak_rss_mb=round(peak_rss_mb(), 1))
     if "baseline" in reports and agents[0] != "baseline":
         report["baseline"] = reports["baseline"]
     if sop == "both":
@@ -241,6 +306,9 @@ def _format_one(report: dict[str, Any]) -> list[str]:
 def format_tasks(report: dict[str, Any]) -> str:
     """The task benchmark as a plain-text table (and the baseline's, when it ran)."""
     lines = _format_one(report)
+    if report.get("perception", "tree") != "tree":
+        lines.append(f"perception: {report['perception']} (the accessibility tree is not shown to the agent)"
+                     if report["perception"] == "pixels" else "perception: tree fused with OCR")
     if report.get("model"):
         lines.append(f"model load {report['model_load_ms']:.0f} ms, peak memory {report['peak_rss_mb']:.0f} MiB")
     if "with_sop" in report:

@@ -119,9 +119,11 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["tasks", "observe", "injection"]), default="tasks", show_default=True,
+@click.option("--suite", type=click.Choice(["tasks", "observe", "injection", "ocr"]), default="tasks",
+              show_default=True,
               help="tasks: success rate on a split; observe: latency of one observation; injection: utility and "
-                   "attack success under prompt injection, policy off and on.")
+                   "attack success under prompt injection, policy off and on; ocr: OCR time per screenshot and "
+                   "how much of the tree's text it recovers.")
 @click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
               help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct; "
                    "attacker: a script that obeys injected text (injection suite). Default: oracle; for the "
@@ -143,13 +145,17 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
 @click.option("--device", default="virtual", show_default=True, help="Device spec (see `edgepilot devices`).")
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
-@click.option("-n", "repeats", default=30, show_default=True, help="observe suite: how many observations.")
+@click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
+              help="tasks suite: the element list from the accessibility tree, from pixels alone (OCR + widget "
+                   "detector; the oracle then decides on the tree but must act on what pixels show), or both fused.")
+@click.option("-n", "repeats", default=None, type=int,
+              help="observe suite: how many observations (30); ocr suite: how many phone screens (23).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
 def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, goals: tuple[str, ...],
           baseline: bool,
           model: str | None,
           save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
-          max_steps: int | None, repeats: int, as_json: bool) -> None:
+          max_steps: int | None, perception: str, repeats: int | None, as_json: bool) -> None:
     """Measure success rates and speed; print a table, or JSON with --json.
 
     \b
@@ -157,6 +163,8 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
       edgepilot bench --agent oracle --split test
       edgepilot bench --agent model --baseline --split test --per-template 1
       edgepilot bench --suite observe -n 50
+      edgepilot bench --suite ocr                          OCR speed and text recovery
+      edgepilot bench --agent oracle --perception pixels   the suite with the tree switched off
       edgepilot bench --suite injection                    oracle and attacker, policy off and on
       edgepilot bench --suite injection --agent model --policy on --template contacts_call
     """
@@ -181,8 +189,18 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
                                  param_hint="--agent")
     agent = agents[0] if agents else "oracle"
     if suite == "observe":
-        report = b.run_observe(n=repeats, device=device)
+        report = b.run_observe(n=repeats or 30, device=device)
         _emit(report, as_json, b.format_observe(report))
+        return
+    if suite == "ocr":
+        from edgepilot.runtime.ocr_bench import format_ocr, ocr_bench
+
+        def screen_done(name: str, row: dict) -> None:
+            if not as_json:
+                click.echo(f"  {name:28} {row.get('ms', 0):6.0f} ms", err=True)
+
+        report = ocr_bench(repeats or 23, progress=screen_done)
+        _emit(report, as_json, format_ocr(report))
         return
 
     def progress(result, done: int, total: int) -> None:
@@ -192,7 +210,8 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
                        f"{result.seconds:7.2f} s  {result.status}", err=True)
 
     report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
-                         sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to, progress=progress)
+                         sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to,
+                         perception=perception, progress=progress)
     _emit(report, as_json, b.format_tasks(report))
 
 
