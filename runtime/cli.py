@@ -231,6 +231,9 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
 @click.option("--lora", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A GGUF LoRA adapter to apply to an in-process model.")
 @click.option("--no-screenshots", is_flag=True, help="Read only the accessibility tree (faster; no PNGs saved).")
+@click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
+              help="Where the element list comes from: the accessibility tree, the screenshot alone (OCR and a "
+                   "widget detector, for apps whose tree is empty), or the tree with OCR added.")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Policy file every action is checked against (default: `edgepilot policy show`).")
 @click.option("--sop", "sop_name", default="auto", show_default=True,
@@ -239,7 +242,8 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
 @click.option("--no-policy", is_flag=True,
               help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
-        lora: Path | None, no_screenshots: bool, sop_name: str, no_policy: bool, policy_file: Path | None) -> None:
+        lora: Path | None, no_screenshots: bool, perception: str, sop_name: str, no_policy: bool,
+        policy_file: Path | None) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
     \b
@@ -268,7 +272,13 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     start = time.perf_counter()
     backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
+    if no_screenshots and perception != "tree":
+        raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
     with open_device(device, screenshot=not no_screenshots) as opened:
+        if perception != "tree":
+            if not hasattr(opened.device, "perception"):
+                raise click.BadParameter(f"{opened.description} has no choice of perception", param_hint="--perception")
+            opened.device.perception = perception
         prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
                                sop=sop_name, out=out, max_steps=max_steps)
         if prepared.sop is not None:
