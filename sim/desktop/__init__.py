@@ -1,0 +1,1 @@
+"""The desktop task suite: real Debian applications on an X display, with success checks read from the real world."""
