@@ -1,0 +1,328 @@
+"""Carry out an SOP's steps on a screen, without a model: the SOP checker (``edgepilot sop check``).
+
+:class:`SopFollower` reads each step's words, finds what they name on the
+screen (a line of an element, its description or its id) and gives one
+:class:`~edgepilot.actions.Action` at a time. It understands the step forms
+that ``edgepilot sop learn`` writes, which are also the plain way to write
+steps by hand:
+
+    Open the Settings app.
+    Tap "Network & internet".                Scroll to "{name}" and tap it.
+    Long-press "{name}".                     Tap the switch next to "Use Wi-Fi" if it is not {state}.
+    Type "{message}" in the "Text message" field.
+    Replace the text in the "label" field with "{label}".
+    Press the back key.                      Swipe up.   Swipe down on "Status bar".   Wait 2 seconds.
+    Finish: the task is done.                Finish and answer with the text of "contact_phone".
+    Finish and answer with the text below "Phone".    ... the amount after "{account}".
+    Finish and answer with the number in the last "message_text".
+
+A step may say more after these words (``Tap "{name}" in the list (type in
+"Search contacts" if it is not shown).``); only the first form counts. When
+the target is not on the screen the follower scrolls (up to
+:data:`MAX_SCROLLS` times each way) before it gives up. A step that names a
+parameter the task left unfilled, as the only words of a tap, taps the item
+of the screen whose text the task sentence contains (what a person would do).
+
+It proves that an SOP can be followed to the end on a phone; it does not judge
+whether the steps are wise. It imports nothing from the agent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from edgepilot.actions import Action, Finish, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
+from edgepilot.errors import ActionError, SopError
+from edgepilot.perception.types import Observation
+from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
+from edgepilot.sop.learn import ANSWER_WORDS
+from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, next_to
+from edgepilot.sop.values import spans
+
+MAX_SCROLLS = 5
+_SHAPE_OF_WORDS = {word: shape for shape, word in ANSWER_WORDS.items()}
+_Q = r'"(?P<{}>[^"]+)"'
+FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
+    ("open", r"^open (?:the )?(?P<app>.+?) app\b"),
+    ("near", r"^(?P<verb>tap|long-press) the (?P<what>[\w -]+?) next to " + _Q.format("handle")
+     + r"(?: if it is not (?P<state>on|off)\b)?"),
+    ("scroll", r"^scroll to " + _Q.format("handle") + r" and (?P<verb>tap|long-press) it"),
+    ("scroll_type", r"^scroll to the " + _Q.format("field") + r' field and type "(?P<value>.*)"\.?$'),
+    ("tap", r"^(?P<verb>tap|long-press) " + _Q.format("handle")),
+    ("replace", r"^replace the text in the " + _Q.format("field") + r' field with "(?P<value>.*)"\.?$'),
+    ("type", r'^type "(?P<value>.*)" (?:in|into) the ' + _Q.format("field") + " field"),
+    ("type_focused", r'^type "(?P<value>.*)"\.?$'),
+    ("key", r"^press (?:the )?(?P<key>[a-z_]+)(?: key)?\b"),
+    ("swipe", r"^swipe (?P<direction>up|down|left|right)(?: on " + _Q.format("handle") + ")?"),
+    ("wait", r"^wait (?P<seconds>\d+(?:\.\d+)?) seconds?"),
+    ("answer_literal", r'^finish and answer with "(?P<value>.*)"\.?$'),
+    ("answer_after", r"^finish and answer with the (?P<what>[\w ]+?) after " + _Q.format("handle")),
+    ("answer_in", r"^finish and answer with the (?P<what>[\w ]+?) in the (?:(?P<order>first|last) )?"
+     + _Q.format("handle")),
+    ("answer_of", r"^finish and answer with the text (?P<rule>of|below) " + _Q.format("handle")),
+    ("finish", r"^finish\b"),
+))
+FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Scroll to "X" and tap it; Tap the switch next to "X" '
+              '[if it is not on|off]; Type "V" in the "F" field; Replace the text in the "F" field with "V"; '
+              'Press the back key; Swipe up [on "X"]; Wait N seconds; Finish; Finish and answer with ...')
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A step's words read as one action form (``FORMS``) and its parts."""
+
+    form: str
+    parts: dict[str, str]
+
+    def get(self, name: str) -> str:
+        return self.parts.get(name) or ""
+
+
+def read_instruction(text: str) -> Instruction | None:
+    """The form of a step's words, or None when the follower cannot carry it out."""
+    text = " ".join(text.split())
+    for form, pattern in FORMS:
+        m = pattern.search(text)
+        if m is not None:
+            return Instruction(form, {k: v for k, v in m.groupdict().items() if v is not None})
+    return None
+
+
+class SopFollower:
+    """Follows an SOP step by step on whatever screen it is shown; ``next_action`` is its one method.
+
+    Args:
+        sop: the SOP to follow.
+        task: the task sentence; the SOP's parameters are filled from it.
+        params: values to use instead of filling them from the task.
+        library: other SOPs whose words help tell values from ordinary words when filling the parameters
+            (``I`` or ``Which`` at the start of a question is not a name); default: the SOP alone.
+        max_scrolls: scrolls each way before a missing target is an error.
+
+    Raises:
+        SopError: (from :meth:`next_action`) a step cannot be carried out: its words fit no form, a
+            parameter it needs has no value, or what it names is not on the screen even after scrolling.
+    """
+
+    name = "sop-follower"
+
+    def __init__(self, sop: Sop, task: str, *, params: Mapping[str, str] | None = None,
+                 library: Iterable[Sop] = (), max_scrolls: int = MAX_SCROLLS) -> None:
+        if params is None:
+            from edgepilot.sop.retrieve import Retriever
+
+            params = Retriever([*(s for s in library if s.name != sop.name), sop]).fill(sop, task)
+        self.sop = sop
+        self.task = task
+        self.params: dict[str, str] = dict(params)
+        self.max_scrolls = max_scrolls
+        self.pos = 0
+        self._scrolls = 0
+        self._direction: Literal["up", "down"] = "up"
+        self._last_scrolled: tuple[ScreenElement, ...] | None = None
+        self.done: list[int] = []
+        """The numbers of the steps carried out so far, in order (a skipped switch step counts)."""
+
+    @property
+    def step(self) -> SopStep | None:
+        """The step the follower is on, or None after the last."""
+        return self.sop.steps[self.pos] if self.pos < len(self.sop.steps) else None
+
+    def next_action(self, obs: Observation) -> Action:
+        """The action for the current step on this screen (a scroll while its target is not in sight)."""
+        screen = Screen.from_observation(obs)
+        while (step := self.step) is not None:
+            action = self._act(step, screen)
+            if action == "skip":
+                self._next()
+                continue
+            if action is None:
+                return self._scroll(step, screen)
+            self._next()
+            return action
+        return Finish(status="success")
+
+    # ------------------------------------------------------------ one step
+
+    def _next(self) -> None:
+        self.done.append(self.pos + 1)
+        self.pos += 1
+        self._scrolls = 0
+        self._direction = "up"
+        self._last_scrolled = None
+
+    def _act(self, step: SopStep, screen: Screen) -> Action | str | None:
+        """The step's action, ``"skip"`` when it has nothing to do here, None when its target is not in sight."""
+        filled = fill_text(step.text, self.params)
+        instruction = read_instruction(filled)
+        if instruction is None:
+            raise self._error(step, f"its words fit no form the SOP checker knows ({FORMS_HELP})")
+        form = instruction.form
+        late = _lone(instruction.get("app" if form == "open" else "handle")) if form in _LATE_FORMS else None
+        unfilled = [name for name in PLACEHOLDER.findall(filled) if name != late]
+        if unfilled:
+            raise self._error(step, f"the task does not say what {{{unfilled[0]}}} is (filled from the task: "
+                                    f"{self.params or 'nothing'}); name it in the task or pass it")
+        if form == "open":
+            app = instruction.get("app")
+            if late is not None:  # an app the task names, shown on the screen
+                element, app = self._named_by_task(screen)
+                if element is None:
+                    return None
+                self.params[late] = app
+            return OpenApp(app=app)
+        if form in ("tap", "scroll", "near"):
+            return self._tap(step, screen, instruction)
+        if form in ("type", "replace", "scroll_type", "type_focused"):
+            return self._type(step, screen, instruction)
+        if form == "key":
+            try:
+                return parse_action({"type": "key", "key": instruction.get("key").lower()})
+            except ActionError as exc:
+                raise self._error(step, f"no key called {instruction.get('key')!r}") from exc
+        if form == "swipe":
+            target = None
+            if instruction.get("handle"):
+                hits = find(screen, instruction.get("handle"))
+                if not hits:
+                    return None
+                target = hits[0].index
+            return Swipe(direction=instruction.get("direction").lower(), target=target)  # type: ignore[arg-type]
+        if form == "wait":
+            return Wait(seconds=min(30.0, float(instruction.get("seconds"))))
+        if form == "finish":
+            return Finish(status="success")
+        return self._answer(step, screen, instruction)
+
+    def _tap(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | str | None:
+        handle = instruction.get("handle")
+        if instruction.form == "near":
+            label = next(iter(find(screen, handle)), None)
+            control = next_to(screen, label) if label is not None else None
+            if control is None:
+                return None
+            state = instruction.get("state").lower()
+            if state and control.checked == (state == "on"):
+                return "skip"
+            element = control
+        else:
+            element = self._target(screen, handle, want="tap")
+            if element is None:
+                return None
+        verb = instruction.get("verb").lower()
+        return LongPress(target=element.index) if verb == "long-press" else Tap(target=element.index)
+
+    def _type(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | None:
+        value = instruction.get("value")
+        if instruction.form == "type_focused":
+            return Type(text=value)
+        field = instruction.get("field")
+        hits = find(screen, field, want="type")
+        if not hits:
+            return None
+        element = hits[0]
+        if not element.editable:  # a label above its field
+            element = next((e for e in screen.elements[element.index + 1: element.index + 3] if e.editable), element)
+        return Type(text=value, target=element.index, clear=instruction.form == "replace")
+
+    def _answer(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | None:
+        form, handle = instruction.form, instruction.get("handle")
+        if form == "answer_literal":
+            return Finish(answer=instruction.get("value"))
+        wanted = _SHAPE_OF_WORDS.get(instruction.get("what").lower(), "text")
+        answer: str | None = None
+        if form == "answer_after":
+            answer = _after(screen, handle, wanted)
+        elif form == "answer_in":
+            hits = [e for e in screen.elements if e.rid == handle] or find(screen, handle)
+            if hits:
+                element = hits[-1] if instruction.get("order").lower() == "last" else hits[0]
+                answer = _value_in(element.text, wanted)
+        else:
+            hits = find(screen, handle)
+            if hits and instruction.get("rule") == "below":
+                hits = [e for e in screen.elements[hits[0].index + 1: hits[0].index + 2]]
+            answer = hits[0].text if hits else None
+        if not answer:
+            return None
+        return Finish(status="success", answer=answer)
+
+    # ------------------------------------------------------------ values
+
+    def _target(self, screen: Screen, handle: str, *, want: str) -> ScreenElement | None:
+        """The element a tap names; a lone unfilled placeholder takes the item the task sentence names."""
+        late = _lone(handle)
+        if late is not None:
+            element, value = self._named_by_task(screen)
+            if element is not None:
+                self.params[late] = value
+            return element
+        hits = find(screen, handle, want=want)
+        return hits[0] if hits else None
+
+    def _named_by_task(self, screen: Screen) -> tuple[ScreenElement | None, str]:
+        """The interactive element whose line the task sentence contains (the longest such line)."""
+        task, used = self.task.casefold(), {v.casefold() for v in self.params.values()}
+        best: tuple[ScreenElement | None, str] = (None, "")
+        for element in screen.elements:
+            if not (element.clickable or element.checkable):
+                continue
+            for line in element.labels:
+                key = line.casefold()
+                if len(key) > len(best[1]) and key not in used and re.search(
+                        rf"(?<!\w){re.escape(key)}(?!\w)", task):
+                    best = (element, line)
+        return best
+
+    def _scroll(self, step: SopStep, screen: Screen) -> Action:
+        """Scroll towards the end of the list, then back; a scroll that moved nothing turns back at once."""
+        if self._last_scrolled is not None and (self._last_scrolled == screen.elements
+                                                or self._scrolls >= self.max_scrolls):
+            if self._direction == "down":
+                where = f' on the screen "{screen.title}"' if screen.title else ""
+                raise self._error(step, f"what it names is not{where}, even after scrolling both ways")
+            self._direction, self._scrolls = "down", 0
+        self._scrolls += 1
+        self._last_scrolled = screen.elements
+        return Swipe(direction=self._direction)
+
+    def _error(self, step: SopStep, why: str) -> SopError:
+        return SopError(f"{self.sop.name} step {step.number} ({step.text!r}): {why}")
+
+
+_LATE_FORMS = ("open", "tap", "scroll")
+
+
+def _lone(text: str) -> str | None:
+    """The name of a placeholder that is all of ``text`` (a value the screen may supply), else None."""
+    m = re.fullmatch(r"\{([a-z_][a-z0-9_]*)\}", text)
+    return m.group(1) if m else None
+
+
+def _after(screen: Screen, prefix: str, wanted: str) -> str | None:
+    """The value after ``prefix`` in an element's text: the rest of that line, or the first value of the
+    wanted shape after it."""
+    key = prefix.casefold()
+    for element in screen.elements:
+        text = element.text
+        at = text.casefold().find(key)
+        if at < 0:
+            continue
+        rest = text[at + len(key):].lstrip(" ·:")
+        value = _value_in(rest, wanted) if wanted != "text" else rest.split(LINE_JOIN)[0].strip()
+        if value:
+            return value
+    return None
+
+
+def _value_in(text: str, wanted: str) -> str | None:
+    """The first value of shape ``wanted`` in ``text`` (the whole text for ``text``)."""
+    if wanted == "text":
+        return text.strip() or None
+    for span in spans(text):
+        if span.shape == wanted or (wanted == "amount" and span.shape == "digits"):
+            return span.text
+    return None
