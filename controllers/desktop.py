@@ -223,6 +223,8 @@ class DesktopDevice:
         ocr: the OCR engine for the pixels (default: the shared one).
         env: environment for applications started by ``open_app`` (default: this process's, plus
             DISPLAY, the session bus and :data:`GTK_A11Y_ENV`).
+        reader: the accessibility reader (default: :func:`open_reader` for this system, opened on first use).
+        screenshot: keep the screenshot in observations read from the tree (the pixels always need one).
 
     Raises:
         DeviceError: no display can be reached (the message says to set DISPLAY or start Xvfb), or the
@@ -232,11 +234,12 @@ class DesktopDevice:
     def __init__(self, display: str | None = None, *, monitor: int = 1, perception: Perception = "auto",
                  a11y_scale: float = 1.0, a11y_bus: str | None = None, session_bus: str | None = None,
                  settle: float = 0.25, ocr: Any = None, env: dict[str, str] | None = None,
-                 reader: Any = None) -> None:
+                 reader: Any = None, screenshot: bool = True) -> None:
         self.linux = sys.platform.startswith("linux")
         self.display = _default_display(display) if self.linux else None
         self._x = open_x_display(self.display) if self.linux else None
         self.perception: Perception = perception
+        self.screenshot = screenshot
         self.settle = settle
         self.a11y_scale = a11y_scale
         self._a11y_bus, self._session_bus = a11y_bus, session_bus
@@ -295,6 +298,8 @@ class DesktopDevice:
             obs = self._pixels(png, app, window)
         else:
             self.timings.source = "tree"
+            if not self.screenshot:
+                obs = obs.model_copy(update={"screenshot_png": None})
         self.timings.total_ms = (time.perf_counter() - start) * 1000
         self._last = obs
         return obs

@@ -610,3 +610,38 @@ class AtspiReader:
             index = len(nodes) - 1
             stack += [(child, depth + 1, index) for child in reversed(raw.children)]
         return truncated
+
+
+# ---------------------------------------------------------------- other platforms' trees
+
+
+def collect(roots: Sequence[Any], children: Any, convert: Any, limits: Limits | None = None) -> tuple[tuple[UINode, ...], bool]:
+    """A bounded depth-first walk for the optional backends (UI Automation, AX), which answer one call at a time.
+
+    Args:
+        roots: the windows to read.
+        children: ``element -> list of elements``.
+        convert: ``(element, depth, parent index) -> UINode | None`` (None: leave it and its subtree out).
+        limits: nodes, depth, children per node and the deadline.
+
+    Returns:
+        The nodes in document order, and whether a limit cut the walk.
+    """
+    limits = limits or Limits()
+    deadline = time.perf_counter() + limits.timeout
+    nodes: list[UINode] = []
+    stack: list[tuple[Any, int, int | None]] = [(r, 0, None) for r in reversed(roots)]
+    while stack:
+        if len(nodes) >= limits.max_nodes or time.perf_counter() > deadline:
+            return tuple(nodes), True
+        element, depth, parent = stack.pop()
+        try:
+            node = convert(element, depth, parent)
+            kids = children(element) if node is not None and depth + 1 < limits.max_depth else []
+        except Exception:  # noqa: BLE001 - a platform API failing on one element (it went away) skips it
+            continue
+        if node is None:
+            continue
+        nodes.append(node)
+        stack += [(k, depth + 1, len(nodes) - 1) for k in reversed(list(kids)[:limits.max_children])]
+    return tuple(nodes), False

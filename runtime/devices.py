@@ -1,9 +1,10 @@
-"""Open a device from a command-line spec: ``virtual``, a serial, or ``SERIAL@HOST:PORT``."""
+"""Open a device from a command-line spec: ``virtual``, a serial, ``SERIAL@HOST:PORT``, or ``desktop[:DISPLAY]``."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,16 +12,87 @@ from pathlib import Path
 from typing import Any
 
 from edgepilot.controllers.android import AndroidDevice, adb_server_listening
+from edgepilot.controllers.base import Device
 from edgepilot.errors import ConfigError
 
 
 @dataclass
 class OpenDevice:
-    """A device ready to use, and the virtual phone behind it when there is one (for set-up and checks)."""
+    """A device ready to use, and the virtual phone behind it when there is one (for set-up and checks).
 
-    device: AndroidDevice
+    ``session`` is the private X session (``desktop:xvfb``) a desktop device runs on, when there is one.
+    """
+
+    device: Device
     phone: Any | None
     description: str
+    session: Any | None = None
+
+
+@dataclass(frozen=True)
+class DesktopSpec:
+    """A parsed ``desktop[:DISPLAY][@MONITOR]`` spec; ``display`` None means $DISPLAY, ``xvfb`` a private Xvfb."""
+
+    display: str | None = None
+    monitor: int = 1
+    xvfb: bool = False
+
+
+def parse_desktop_spec(spec: str) -> DesktopSpec | None:
+    """``desktop``, ``desktop::99`` (or ``desktop:99``), ``desktop:host:0.0``, ``desktop:xvfb``, each with an
+    optional ``@MONITOR`` (1 the first monitor, 0 all of them as one screen); None when ``spec`` is no desktop.
+
+    Raises:
+        ConfigError: a desktop spec that is malformed.
+    """
+    if spec != "desktop" and not spec.startswith("desktop:") and not spec.startswith("desktop@"):
+        return None
+    rest = spec[len("desktop"):]
+    monitor = 1
+    if "@" in rest:
+        rest, _, number = rest.rpartition("@")
+        if not number.isdigit():
+            raise ConfigError(f"bad device {spec!r}: the monitor after @ is a number (1 the first, 0 all of them)")
+        monitor = int(number)
+    display = rest[1:] if rest.startswith(":") else rest
+    if display == "xvfb":
+        return DesktopSpec(None, monitor, xvfb=True)
+    if display.isdigit():
+        display = ":" + display
+    if display and not re.fullmatch(r"[\w.\-]*:\d+(\.\d+)?", display):
+        raise ConfigError(f"bad device {spec!r}: expected desktop, desktop:DISPLAY (desktop::99, desktop:host:0.0) "
+                          "or desktop:xvfb, with an optional @MONITOR")
+    return DesktopSpec(display or None, monitor)
+
+
+@contextmanager
+def open_desktop(spec: DesktopSpec, *, screenshot: bool = True) -> Iterator[OpenDevice]:
+    """Open a desktop: an X display (default $DISPLAY), or a private Xvfb session with its buses.
+
+    Raises:
+        DeviceError: no display can be reached.
+        SimError: the private session cannot start (Xvfb or at-spi2-core missing).
+    """
+    from edgepilot.controllers.desktop import DesktopDevice
+
+    if spec.xvfb:
+        from edgepilot.sim.desktop.session import DesktopSession
+
+        with DesktopSession() as session:
+            device = session.device(monitor=spec.monitor, screenshot=screenshot)
+            try:
+                yield OpenDevice(device, None, f"desktop {session.display} (private Xvfb, "
+                                              f"{session.size[0]}x{session.size[1]})", session)
+            finally:
+                device.close()
+        return
+    device = DesktopDevice(spec.display, monitor=spec.monitor, screenshot=screenshot)
+    try:
+        info = device.info
+        yield OpenDevice(device, None, f"desktop {device.display or ''} monitor {spec.monitor} "
+                                       f"({info.screen_width}x{info.screen_height})".replace("  ", " "))
+    finally:
+        device.close()
 
 
 def sims_dir() -> Path:
@@ -54,12 +126,20 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
     Args:
         spec: ``virtual`` (a fresh in-process virtual phone behind its own adb
             endpoint), ``virtual-local`` (the same phone without adb, for speed), a serial at the adb server on ``adb_port``, the serial of
-            a running ``edgepilot sim serve`` phone, or ``SERIAL@HOST:PORT``.
+            a running ``edgepilot sim serve`` phone, ``SERIAL@HOST:PORT``, or a desktop:
+            ``desktop`` ($DISPLAY), ``desktop:DISPLAY`` (``desktop::99``), ``desktop:xvfb`` (a private
+            Xvfb with its session and accessibility buses), each with an optional ``@MONITOR``.
 
     Raises:
         DeviceError: the device cannot be reached.
         ConfigError: the spec is malformed.
+        SimError: ``desktop:xvfb`` cannot start its session.
     """
+    desktop = parse_desktop_spec(spec)
+    if desktop is not None:
+        with open_desktop(desktop, screenshot=screenshot) as opened:
+            yield opened
+        return
     if spec == "virtual-local":
         from edgepilot.sim.local import LocalTransport
         from edgepilot.sim.phone import VirtualPhone
@@ -107,6 +187,10 @@ def list_devices(adb_port: int = 5037) -> list[dict[str, str]]:
     """Devices this machine can reach: running virtual phones and the adb server's devices."""
     rows = [{"serial": s["serial"], "state": "device", "kind": "virtual phone",
              "address": f"127.0.0.1:{s['port']}"} for s in running_sims()]
+    display = os.environ.get("DISPLAY", "")
+    number = re.fullmatch(r":(\d+)(\.\d+)?", display)
+    if number and Path(f"/tmp/.X11-unix/X{number.group(1)}").exists():  # a local X server is listening
+        rows.append({"serial": f"desktop:{display}", "state": "device", "kind": "desktop", "address": display})
     try:
         import adbutils
     except ImportError:
