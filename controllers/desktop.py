@@ -237,28 +237,33 @@ class DesktopDevice:
                  reader: Any = None, screenshot: bool = True) -> None:
         self.linux = sys.platform.startswith("linux")
         self.display = _default_display(display) if self.linux else None
-        self._x = open_x_display(self.display) if self.linux else None
         self.perception: Perception = perception
         self.screenshot = screenshot
         self.settle = settle
         self.a11y_scale = a11y_scale
+        self.monitor = monitor
+        self.timings = Timings()
         self._a11y_bus, self._session_bus = a11y_bus, session_bus
         self._reader = reader
         self._reader_error: str | None = None
+        self._reader_retry = 0.0  # when to try opening the accessibility bus again after it failed
         self._ocr = ocr
         self._env = env
-        self._mss = self._open_mss()
-        monitors = self._mss.monitors
-        if not 0 <= monitor < len(monitors):
-            self.close()
-            raise DeviceError(f"no monitor {monitor} on {self.display or 'this screen'}: it has "
-                              f"{len(monitors) - 1} (use 1..{len(monitors) - 1}, or 0 for all of them as one)")
-        self.monitor = monitor
         self._last: Observation | None = None
-        self.timings = Timings()
         self._geometry: ScreenGeometry | None = None
         self._info: DeviceInfo | None = None
         self._typer: KeysymTyper | None = None
+        self._mss: Any = None
+        self._x = open_x_display(self.display) if self.linux else None
+        try:
+            self._mss = self._open_mss()
+            monitors = self._mss.monitors
+            if not 0 <= monitor < len(monitors):
+                raise DeviceError(f"no monitor {monitor} on {self.display or 'this screen'}: it has "
+                                  f"{len(monitors) - 1} (use 1..{len(monitors) - 1}, or 0 for all of them as one)")
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------ Device
 
@@ -323,8 +328,8 @@ class DesktopDevice:
 
     def close(self) -> None:
         self._last = None
-        for closer in (getattr(self._typer, "close", None), getattr(self._reader, "close", None), getattr(self._mss, "close", None),
-                       getattr(self._x, "close", None)):
+        for owner in (self._typer, self._reader, self._mss, self._x):
+            closer = getattr(owner, "close", None)
             if closer is not None:
                 try:
                     closer()
@@ -374,6 +379,7 @@ class DesktopDevice:
             tree = reader.read()
         except PerceptionError as exc:
             self._reader_error = str(exc)
+            self._reader_retry = time.monotonic() + 10.0
             self._close_reader()
             return (), "", ""
         finally:
@@ -406,12 +412,15 @@ class DesktopDevice:
         return bus_address(session_bus=self._session_bus, display=self.display)
 
     def _open_reader(self) -> Any:
-        if self._reader is None and self._reader_error is None:
+        """The accessibility reader, opened on first use; after a failure, tried again every 10 s at most."""
+        if self._reader is None and time.monotonic() >= self._reader_retry:
             try:
                 self._reader = open_reader(display=self.display, a11y_bus=self._a11y_bus,
                                            session_bus=self._session_bus)
+                self._reader_error = None
             except PerceptionError as exc:
                 self._reader_error = str(exc)
+                self._reader_retry = time.monotonic() + 10.0
         return self._reader
 
     def _close_reader(self) -> None:
@@ -426,9 +435,9 @@ class DesktopDevice:
         from edgepilot.perception.fusion import observe_pixels
 
         if self.perception == "auto":
-            self.timings.note = (f"accessibility tree unavailable: {self._reader_error}" if self._reader_error
+            self.timings.note = (f"accessibility tree unavailable: {self._reader_error}"
+                                 if self._reader is None and self._reader_error
                                  else "the accessibility tree shows no elements")
-            self._reader_error = None  # try the tree again next time (an app may have started)
         t0 = time.perf_counter()
         try:
             obs = observe_pixels(png, engine=self._ocr, package=app, activity=window, timestamp=time.time())
@@ -643,7 +652,7 @@ class KeysymTyper:
         self.assigned: dict[int, int] = {}  # keysym → spare keycode now carrying it
 
     def type(self, text: str) -> None:
-        from Xlib import X, XK
+        from Xlib import XK, X
         from Xlib.ext.xtest import fake_input
 
         info = self.x.display.info
@@ -783,7 +792,7 @@ def desktop_entries(dirs: list[Path] | None = None) -> list[DesktopEntry]:
 
 
 def find_desktop_entry(app: str, dirs: list[Path] | None = None) -> DesktopEntry | None:
-    """The application called ``app``: by its menu name, else its file name (``org.xfce.mousepad``), else its command."""
+    """The application called ``app``: by menu name, else file name (``org.xfce.mousepad``), else command."""
     want = app.strip().casefold()
     entries = desktop_entries(dirs)
     for key in (lambda e: e.name.casefold(), lambda e: e.path.stem.casefold(),

@@ -183,7 +183,7 @@ class RawNode:
 
 
 def bounds_of(extents: tuple[int, int, int, int] | None) -> Bounds:
-    """Screen bounds from ``GetExtents``' (x, y, width, height); nonsense (off-screen markers, negative sizes) is empty."""
+    """Screen bounds from ``GetExtents``' (x, y, width, height); nonsense (off-screen markers, negatives) is empty."""
     if extents is None:
         return Bounds(left=0, top=0, right=0, bottom=0)
     x, y, w, h = extents
@@ -287,7 +287,7 @@ class _Bus:
             data += new_method_call(address, call.method, call.signature, call.body).serialise(serial=serial)
             pending[serial] = i
         try:
-            self.conn.sock.sendall(data)  # one write for the whole chunk: a syscall per message costs more than the rest
+            self.conn.sock.sendall(data)  # one write per chunk: a syscall per message costs more than the rest
         except OSError as exc:
             raise PerceptionError(f"the accessibility bus went away ({exc}); is at-spi-bus-launcher running?") from exc
         while pending:
@@ -615,7 +615,8 @@ class AtspiReader:
 # ---------------------------------------------------------------- other platforms' trees
 
 
-def collect(roots: Sequence[Any], children: Any, convert: Any, limits: Limits | None = None) -> tuple[tuple[UINode, ...], bool]:
+def collect(roots: Sequence[Any], children: Any, convert: Any,
+            limits: Limits | None = None) -> tuple[tuple[UINode, ...], bool]:
     """A bounded depth-first walk for the optional backends (UI Automation, AX), which answer one call at a time.
 
     Args:

@@ -100,7 +100,8 @@ class AxReader:
                       resource_id=str(self._get(element, "AXIdentifier") or ""), class_name=cls, package=app,
                       clickable=cls in CLICKABLE, focused=bool(self._get(element, "AXFocused")),
                       checkable=checkable, checked=checkable and value == 1,
-                      enabled=self._get(element, "AXEnabled") is not False, selected=bool(self._get(element, "AXSelected")),
+                      enabled=self._get(element, "AXEnabled") is not False,
+                      selected=bool(self._get(element, "AXSelected")),
                       password=role == "AXSecureTextField", depth=depth, parent=parent)
 
     def close(self) -> None:

@@ -98,7 +98,7 @@ DECIDER_TEXT = 120  # the decider's strings (typed text, answers) are cut to thi
 
 @lru_cache(maxsize=4)
 def _decider_schema(kind: DeviceKind = "android") -> dict:
-    """The schema of a device kind's actions with every string bounded to ``DECIDER_TEXT``: a runaway string costs seconds.
+    """A device kind's action schema, every string bounded to ``DECIDER_TEXT`` (a runaway string costs seconds).
 
     Cached: callers must copy it before changing it (:func:`decider_schema` does).
     """
