@@ -143,7 +143,9 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
               help="Which tasks: held-out templates (test), held-out instances of train templates, or train.")
 @click.option("--per-template", default=3, show_default=True, help="Instances of each template.")
 @click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
-@click.option("--device", default="virtual", show_default=True, help="Device spec (see `edgepilot devices`).")
+@click.option("--device", default="virtual", show_default=True,
+              help="virtual (the phone suites) or a desktop: desktop (this display), desktop:DISPLAY, desktop:xvfb "
+                   "(a private Xvfb) for the desktop suite.")
 @click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
 @click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
               help="tasks suite: the element list from the accessibility tree, from pixels alone (OCR + widget "
@@ -165,6 +167,8 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
       edgepilot bench --suite observe -n 50
       edgepilot bench --suite ocr                          OCR speed and text recovery
       edgepilot bench --agent oracle --perception pixels   the suite with the tree switched off
+      edgepilot bench --device desktop:xvfb                the desktop suite (mousepad, galculator) on a
+                                                           private Xvfb, scripted reference; --agent model
       edgepilot bench --suite injection                    oracle and attacker, policy off and on
       edgepilot bench --suite injection --agent model --policy on --template contacts_call
     """
@@ -209,6 +213,15 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
             click.echo(f"[{done:3d}/{total}] {result.agent:8} {mark} {result.instance:36} {len(result.steps):2d} steps "
                        f"{result.seconds:7.2f} s  {result.status}", err=True)
 
+    from edgepilot.runtime.devices import parse_desktop_spec
+
+    if parse_desktop_spec(device) is not None:
+        from edgepilot.runtime.desktop_bench import desktop_bench, format_desktop
+
+        report = desktop_bench(device=device, agent="reference" if agent == "oracle" else agent, model=model,
+                               only=templates, max_steps=max_steps, save_to=save_to, progress=progress)
+        _emit(report, as_json, format_desktop(report))
+        return
     report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
                          sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to,
                          perception=perception, progress=progress)

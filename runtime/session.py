@@ -91,9 +91,10 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     if not task.strip():
         raise ValueError("the task is empty: say what to do, e.g. \"turn on airplane mode\"")
     budget = max_steps or config.max_steps
-    match = None if baseline else find_sop(task, sop)
-    agent = ReactAgent(task, backend) if baseline else RoleAgent(task, backend, sop=match)
     info = opened.device.info
+    match = None if baseline else find_sop(task, sop)
+    agent = (ReactAgent(task, backend, device_kind=info.kind) if baseline
+             else RoleAgent(task, backend, sop=match, device_kind=info.kind))
     meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
             "screen": [info.screen_width, info.screen_height], "max_steps": budget,
             "policy": policy.source if policy is not None else "off",

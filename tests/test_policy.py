@@ -386,3 +386,25 @@ def test_run_with_a_broken_policy_stops_before_anything_happens(tmp_path):
     out = CliRunner().invoke(main, ["run", "turn on wifi", "--policy", str(bad), "--out", str(tmp_path / "t")])
     assert out.exit_code == 1 and "p.yaml:3" in out.output and "did you mean 'effect'" in out.output
     assert not (tmp_path / "t").exists()
+
+
+def test_default_policy_on_desktop_actions():
+    from edgepilot.actions import Click, Hotkey, Scroll
+    from edgepilot.perception import Bounds, Observation, UINode
+
+    def node(text, cls="Button", **kw):
+        return UINode(text=text, class_name=cls, bounds=Bounds(left=0, top=0, right=100, bottom=40), clickable=True,
+                      package="mousepad", **kw)
+
+    screen = Observation(nodes=(node("Delete"), node("", cls="EditText", focusable=True), node("Save")),
+                         package="mousepad", screen_width=1280, screen_height=800)
+    engine = engine_for_task('In Mousepad, write "hi" and save it as /tmp/x.txt', load_policy(DEFAULT_POLICY))
+    assert "editor" in derive_scope('In Mousepad, write "hi" and save it as /tmp/x.txt').apps
+    assert engine.evaluate(Click(target=2), screen).effect == "allow"  # in the task's app
+    assert engine.evaluate(Type(text="hi", target=1), screen).effect == "allow"
+    assert engine.evaluate(Hotkey(keys=("ctrl", "s")), screen).effect == "allow"
+    assert engine.evaluate(Scroll(direction="down"), screen).effect == "allow"
+    assert engine.evaluate(Click(target=0), screen).category == "delete"
+    assert engine.evaluate(Hotkey(keys=("ctrl", "q")), screen).category == "close"
+    other = engine_for_task("Use the calculator to add 2 and 2", load_policy(DEFAULT_POLICY))
+    assert other.evaluate(Click(target=2), screen).effect == "ask_user"  # the editor is not this task's app

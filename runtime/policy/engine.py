@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edgepilot.actions import Action, Key, LongPress, Point, Tap, Type, action_to_json
+from edgepilot.actions import Action, Click, DoubleClick, Hotkey, Key, LongPress, Point, Tap, Type, action_to_json
 from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.runtime.agent import describe_action
@@ -59,6 +59,8 @@ def facts(action: Action, obs: Observation, target: UINode | None = None) -> dic
     for key in ("text", "app", "key", "direction", "seconds", "status"):
         if data.get(key) is not None:
             out[f"action.{key}"] = data[key]
+    if data.get("keys"):
+        out["action.keys"] = "+".join(data["keys"])
     out.update({"screen.package": obs.package, "screen.secure": obs.secure, "screen.keyboard": obs.keyboard_shown})
     if obs.activity:
         out["screen.activity"] = obs.activity
@@ -174,7 +176,7 @@ class PolicyGate:
         target = resolve_target(action, obs)
         verdict = self.engine.evaluate(action, obs, target)
         if verdict.effect == "allow" and self.sensitive_step is not None and \
-                isinstance(action, Tap | LongPress | Type | Key) and (kind := self.sensitive_step()):
+                isinstance(action, Tap | LongPress | Type | Key | Click | DoubleClick | Hotkey) and (kind := self.sensitive_step()):
             verdict = Verdict("ask_user", "sop-sensitive", kind, f"the procedure marks this step as sensitive ({kind})")
         record: dict[str, Any] = {"verdict": verdict.effect, "rule": verdict.rule, "category": verdict.category}
         decision = self._decide(action, obs, target, verdict, record)

@@ -49,6 +49,7 @@ FACTS: dict[str, str] = {
     "action.direction": "a swipe's direction",
     "action.seconds": "a `wait` action's seconds",
     "action.status": "a `finish` action's status (success, failure)",
+    "action.keys": "a desktop `hotkey`'s keys joined with +, modifiers first (ctrl+s, alt+f4)",
     "target.text": "the text of the element under the finger",
     "target.desc": "its content description",
     "target.label": "its text, or its content description when it has no text",

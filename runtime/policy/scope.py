@@ -15,7 +15,13 @@ from edgepilot.controllers.android import APP_PACKAGES
 from edgepilot.runtime.policy.language import Rule, make_rule
 
 SCOPE_PRIORITY = 50
-INTERACTIONS = ["tap", "long_press", "swipe", "type", "key"]
+INTERACTIONS = ["tap", "long_press", "swipe", "type", "key",
+                "click", "double_click", "right_click", "drag", "scroll", "hotkey"]
+# desktop applications, by the name the desktop's accessibility tree gives them (Observation.package)
+DESKTOP_APPS: dict[str, tuple[str, ...]] = {
+    "editor": ("mousepad", "gedit", "gnome-text-editor", "org.gnome.TextEditor", "kate", "kwrite", "xed", "pluma"),
+    "calculator": ("galculator", "gnome-calculator", "org.gnome.Calculator", "kcalc", "mate-calc"),
+}
 LAUNCHERS = ["com.android.launcher3", "com.google.android.apps.nexuslauncher", "com.sec.android.app.launcher",
              "com.miui.home", "com.huawei.android.launcher"]
 
@@ -38,6 +44,8 @@ APP_WORDS: dict[str, tuple[str, ...]] = {
                 "weather", "forecast", "library", "shop", "store", "buy", "order", "cart", "url", r"https?://\S+",
                 r"\w+\.(com|org|net|example)"),
     "bank": ("bank(ing)?", "balance", "transfer", "checking", "savings", "account", "pay", "send \\$", r"\$\d+"),
+    "editor": ("mousepad", "gedit", "kate", "text editor", "editor", r"\S+\.(txt|md|csv|ini|conf)", "text file"),
+    "calculator": ("calculator", "galculator", "calculate", "compute", "calc"),
 }
 # names an `open_app` may use for each app, beyond the key itself
 APP_NAMES: dict[str, tuple[str, ...]] = {
@@ -46,6 +54,8 @@ APP_NAMES: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "messaging", "sms"),
     "phone": ("phone", "dialer"),
     "bank": ("bank", "banking"),
+    "editor": ("editor", "text editor", "mousepad", "gedit"),
+    "calculator": ("calculator", "galculator", "gnome-calculator"),
 }
 
 
@@ -57,7 +67,7 @@ class TaskScope:
     apps: tuple[str, ...]
 
     def packages(self) -> list[str]:
-        return sorted({p for app in self.apps for p in APP_PACKAGES.get(app, ())})
+        return sorted({p for app in self.apps for p in (*APP_PACKAGES.get(app, ()), *DESKTOP_APPS.get(app, ()))})
 
     def names(self) -> list[str]:
         return sorted({n for app in self.apps for n in (app, *APP_NAMES.get(app, ()))}
