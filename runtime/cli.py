@@ -521,9 +521,11 @@ from edgepilot.runtime.cli_policy import policy as _policy  # noqa: E402
 main.add_command(_policy)
 main.add_command(_audit)
 
+from edgepilot.runtime.cli_record import record as _record  # noqa: E402
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
 
 main.add_command(_sop)
+main.add_command(_record)
 
 
 if __name__ == "__main__":
