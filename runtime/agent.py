@@ -202,6 +202,16 @@ class FnAgent(AgentBase):
         return Decision(self._next(obs))
 
 
+def screen_image(obs: Observation, max_side: int) -> tuple[bytes, ...]:
+    """For a backend that sees images (``vision`` = the longest side it takes, 0 for none): the screenshot with
+    each element's number drawn on it (set-of-mark), downscaled; nothing for a secure or missing screenshot."""
+    if not max_side or not obs.screenshot_png or obs.secure:
+        return ()
+    from edgepilot.perception.som import downscale, set_of_marks
+
+    return (downscale(set_of_marks(obs), max_side),)
+
+
 class RoleAgent(AgentBase):
     """Planner, decider and reflector sharing one model.
 
@@ -273,6 +283,7 @@ class RoleAgent(AgentBase):
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
         action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
+                                           images=screen_image(obs, getattr(self.backend, "vision", 0)),
                                            progress=self.plan.progress,
                                            subgoal=self.plan.subgoal or self.goal,
                                            memory=self.memory_text(), history=self.history_text(),

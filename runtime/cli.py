@@ -247,6 +247,9 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
 @click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
               help="Where the element list comes from: the accessibility tree, the screenshot alone (OCR and a "
                    "widget detector, for apps whose tree is empty), or the tree with OCR added.")
+@click.option("--vision", type=click.IntRange(0, 4096), default=0, metavar="PIXELS",
+              help="For a vision model behind an OpenAI-compatible server: send the screenshot, numbered "
+                   "(set-of-mark) and downscaled to this longest side (e.g. 1024), with each decision.")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Policy file every action is checked against (default: `edgepilot policy show`).")
 @click.option("--sop", "sop_name", default="auto", show_default=True,
@@ -255,7 +258,7 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
 @click.option("--no-policy", is_flag=True,
               help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
-        lora: Path | None, no_screenshots: bool, perception: str, sop_name: str, no_policy: bool,
+        lora: Path | None, no_screenshots: bool, perception: str, vision: int, sop_name: str, no_policy: bool,
         policy_file: Path | None) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
@@ -285,6 +288,15 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     start = time.perf_counter()
     backend = open_model(model, config, lora_path=str(lora) if lora else None)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
+    if vision:
+        if not hasattr(backend, "vision"):
+            raise click.BadParameter(f"{backend.name} runs in-process as a text model; serve a vision model "
+                                     "(e.g. llama.cpp's server with --mmproj) and pass its URL to --model",
+                                     param_hint="--vision")
+        if no_screenshots:
+            raise click.BadParameter("a vision model needs the screenshots; drop --no-screenshots",
+                                     param_hint="--vision")
+        backend.vision = vision
     if no_screenshots and perception != "tree":
         raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
     with open_device(device, screenshot=not no_screenshots) as opened:

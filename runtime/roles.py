@@ -193,16 +193,17 @@ class Role:
             self.schema = _schema(self.output)
 
     def messages(self, context: str, values: dict[str, Any], after: RoleCall | None = None,
-                 system: str = "system") -> list[Message]:
+                 system: str = "system", images: tuple[bytes, ...] = ()) -> list[Message]:
         if after is not None:  # a follow-up turn to an earlier call: its whole prompt is the cached prefix
             return [*(Message(role=m["role"], content=m["content"]) for m in after.messages),  # type: ignore[arg-type]
                     Message(role="assistant", content=after.output.strip()),
                     Message(role="user", content=render(self.prompt, **values).lstrip("\n"))]
         return [Message(role="system", content=render(system)),
-                Message(role="user", content=context + render(self.prompt, **values))]
+                Message(role="user", content=context + render(self.prompt, **values), images=images)]
 
     def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
-             schema: dict | None = None, system: str = "system", **values: Any) -> tuple[Any, RoleCall]:
+             schema: dict | None = None, system: str = "system", images: tuple[bytes, ...] = (),
+             **values: Any) -> tuple[Any, RoleCall]:
         """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
 
         With ``after``, the question is a follow-up turn to that earlier call
@@ -210,13 +211,16 @@ class Role:
         reused from llama.cpp's cache instead of evaluated again. ``schema``
         replaces the role's own (the decider's, narrowed to one screen).
         ``system`` names the system prompt file (``system_desktop`` on a desktop).
+        ``images`` (PNG) go with the question, for a backend that sees images.
 
         Raises:
             ModelError: the backend failed (not: the answer did not parse).
             ConfigError: the prompt file does not fit ``values``.
         """
-        messages = self.messages(context, values, after, system)
-        record = RoleCall(self.name, [{"role": m.role, "content": m.content} for m in messages])
+        messages = self.messages(context, values, after, system, images)
+        record = RoleCall(self.name, [{"role": m.role, "content": m.content} | ({"images": len(m.images)}
+                                                                                 if m.images else {})
+                                      for m in messages])
         start = time.perf_counter()
         completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens)
         record.ms = completion.ms or (time.perf_counter() - start) * 1000

@@ -346,3 +346,39 @@ def test_llama_cpp_python_server_answers_a_constrained_completion(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_vision_backend_gets_the_numbered_screenshot_downscaled_with_each_decision(server, served):
+    """The VLM plumbing end to end: the virtual phone's screenshot, marked and downscaled, reaches the server."""
+    import io
+
+    from PIL import Image
+
+    from edgepilot.runtime.agent import RoleAgent
+    from edgepilot.runtime.loop import run_agent
+
+    _, _, device = served
+    settings = device.observe().find(text="Settings")[0]
+    server.answer("/v1/chat/completions", chat(json.dumps({"type": "tap", "target": settings})),
+                  chat('{"outcome": "worked", "note": "opened"}'))
+    with OpenAICompatBackend(server.url, model="vlm", timeout=5, vision=768) as vlm:
+        result = run_agent(device, RoleAgent("open settings", vlm), "open settings", max_steps=1)
+    assert result.steps[0].action.target == settings
+    decider = server.posts()[0]["json"]["messages"][-1]["content"]
+    assert [p["type"] for p in decider] == ["text", "image_url"]
+    url = decider[1]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert max(image.size) == 768 and image.size[0] < image.size[1]  # 1080x2400, downscaled
+    assert result.steps[0].decision.calls[0].messages[-1]["images"] == 1  # the trajectory counts images, not bytes
+    reflector = server.posts()[1]["json"]["messages"]
+    assert all(isinstance(m["content"], str) for m in reflector)  # only the decision carries the screenshot
+
+
+def test_a_text_backend_gets_no_screenshot(server, served, backend):
+    from edgepilot.runtime.agent import RoleAgent
+    from edgepilot.runtime.loop import run_agent
+
+    server.answer("/v1/chat/completions", chat('{"type": "swipe", "direction": "up"}'))
+    run_agent(served[2], RoleAgent("scroll", backend), "scroll", max_steps=1)
+    assert isinstance(server.posts()[0]["json"]["messages"][-1]["content"], str)

@@ -76,6 +76,8 @@ class OpenAICompatBackend:
             llama-cpp-python's server).
         backoff: seconds before the first retry; doubled for each later one.
         sleep: the function that waits between tries (tests pass a no-op).
+        vision: for a vision model: the longest side, in pixels, of the screenshot (numbered,
+            set-of-mark) the agent sends with each decision; 0 sends text only.
 
     Raises:
         ModelError: httpx is missing, ``base_url`` is not an http(s) URL, or
@@ -85,7 +87,7 @@ class OpenAICompatBackend:
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, retries: int = 2, client=None,
                  schema_format: Literal["json_schema", "json_object"] = "json_schema",
-                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep, vision: int = 0) -> None:
         try:
             import httpx
         except ImportError as exc:
@@ -116,6 +118,8 @@ class OpenAICompatBackend:
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=timeout)
         self._model_asked = model is not None
+        self.vision = vision
+        """The longest side of the screenshot the agent sends with each decision (0: text only)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
