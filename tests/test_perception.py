@@ -120,3 +120,21 @@ def test_every_virtual_phone_screen_round_trips_through_the_reader():
         assert obs.package == package
         assert obs.elements, package
         assert phone.screencap_png().startswith(b"\x89PNG")
+
+
+def test_screen_diff_ignores_the_status_bar_clock():
+    from edgepilot.perception import Bounds, Observation, UINode
+    from edgepilot.perception.diff import screen_diff
+
+    def screen(clock: str, label: str = "Wi-Fi") -> Observation:
+        return Observation(nodes=(
+            UINode(text=clock, package="com.android.systemui", bounds=Bounds(left=40, top=10, right=160, bottom=80)),
+            UINode(text=label, package="com.android.settings", clickable=True,
+                   bounds=Bounds(left=0, top=300, right=1080, bottom=420)),
+        ), package="com.android.settings", screen_width=1080, screen_height=2400)
+
+    assert screen_diff(screen("9:41"), screen("9:42")).same
+    assert screen_diff(screen("9:41 AM"), screen("10:02 PM")).same
+    changed = screen_diff(screen("9:41"), screen("9:42", "Bluetooth"))
+    assert not changed.same and "Bluetooth" in changed.summary()
+    assert "9:42" not in changed.summary()
