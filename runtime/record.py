@@ -186,7 +186,7 @@ class Recorder:
         start = time.perf_counter()
         obs: Observation | None = None
         try:
-            obs = self._observe()
+            obs = self.device.observe()
             self.say(f"goal: {goal}\n{obs.to_text()}")
             while True:
                 self.ask(f"step {len(result.steps) + 1}> ")
@@ -225,9 +225,6 @@ class Recorder:
         self.writer.finish(result.to_json(), obs.screenshot_png if obs is not None else None)
         return result
 
-    def _observe(self) -> Observation:
-        return self.device.observe()
-
     def _step(self, index: int, line: str, action: Action, obs: Observation) -> tuple[StepReport | None, Observation]:
         """Carry out one action and write it; a refusal by the device is shown and nothing is written."""
         t0 = time.perf_counter()
@@ -242,7 +239,7 @@ class Recorder:
         if isinstance(action, Finish):
             step.outcome = Reflection("finished", action.answer or "")
         else:
-            after = self._observe()
+            after = self.device.observe()
             changed = after.to_text() != obs.to_text() or after.screenshot_png != obs.screenshot_png
             step.outcome = Reflection("changed" if changed else "no_change")
         step.ms["total"] = (time.perf_counter() - t0) * 1000

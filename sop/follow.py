@@ -39,7 +39,7 @@ from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
 from edgepilot.sop.learn import ANSWER_WORDS
-from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, next_to
+from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, in_list, next_to
 from edgepilot.sop.values import spans
 
 MAX_SCROLLS = 5
@@ -111,11 +111,9 @@ class SopFollower:
 
     def __init__(self, sop: Sop, task: str, *, params: Mapping[str, str] | None = None,
                  library: Iterable[Sop] = (), max_scrolls: int = MAX_SCROLLS) -> None:
-        if params is None:
-            from edgepilot.sop.retrieve import Retriever
-
-            params = Retriever([*(s for s in library if s.name != sop.name), sop]).fill(sop, task)
         self.sop = sop
+        if params is None:
+            params = fill_from_task(sop, task, library)
         self.task = task
         self.params: dict[str, str] = dict(params)
         self.max_scrolls = max_scrolls
@@ -263,19 +261,16 @@ class SopFollower:
         hits = find(screen, handle, want=want)
         return hits[0] if hits else None
 
-    def _named_by_task(self, screen: Screen) -> tuple[ScreenElement | None, str]:
-        """The interactive element whose line the task sentence contains (the longest such line)."""
+    def _named_by_task(self, screen: Screen, *, listed: bool = True) -> tuple[ScreenElement | None, str]:
+        """The interactive element whose line the task sentence contains: the longest such line, one that
+        is not already another parameter's value if there is one. With ``listed``, only items of a list
+        (contacts, alarms, products: what a parameter picks), not the app's fixed parts."""
         task, used = self.task.casefold(), {v.casefold() for v in self.params.values()}
-        best: tuple[ScreenElement | None, str] = (None, "")
-        for element in screen.elements:
-            if not (element.clickable or element.checkable):
-                continue
-            for line in element.labels:
-                key = line.casefold()
-                if len(key) > len(best[1]) and key not in used and re.search(
-                        rf"(?<!\w){re.escape(key)}(?!\w)", task):
-                    best = (element, line)
-        return best
+        found = [(element, line) for element in screen.elements if (element.clickable or element.checkable)
+                 and (not listed or in_list(screen, element))
+                 for line in element.labels if re.search(rf"(?<!\w){re.escape(line.casefold())}(?!\w)", task)]
+        found.sort(key=lambda hit: (hit[1].casefold() not in used, len(hit[1])), reverse=True)
+        return found[0] if found else (None, "")
 
     def _scroll(self, step: SopStep, screen: Screen) -> Action:
         """Scroll towards the end of the list, then back; a scroll that moved nothing turns back at once."""
@@ -291,6 +286,25 @@ class SopFollower:
 
     def _error(self, step: SopStep, why: str) -> SopError:
         return SopError(f"{self.sop.name} step {step.number} ({step.text!r}): {why}")
+
+
+def fill_from_task(sop: Sop, task: str, library: Iterable[Sop] = ()) -> dict[str, str]:
+    """The SOP's parameters found in the task sentence.
+
+    Filled twice: next to the library's SOPs, whose words tell ordinary words from values (``I`` and
+    ``Which`` are not names), and alone, where words that other SOPs use can still be values (``off``).
+    The first wins; from the second, only values with a telling shape (a time, a number, on/off...) are
+    added, since a name found by the SOP alone may well be an ordinary word.
+    """
+    from edgepilot.sop.retrieve import Retriever
+    from edgepilot.sop.values import shape
+
+    others = [s for s in library if s.name != sop.name]
+    params = Retriever([*others, sop]).fill(sop, task) if others else {}
+    for name, value in Retriever([sop]).fill(sop, task).items():
+        if name not in params and (not others or shape(value) not in ("name", "text")):
+            params[name] = value
+    return {name: params[name] for name in sop.params if name in params}
 
 
 _LATE_FORMS = ("open", "tap", "scroll")

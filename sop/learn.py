@@ -38,7 +38,7 @@ import yaml
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Type, Wait, parse_action
 from edgepilot.errors import ActionError, SopError
 from edgepilot.sop.format import MAX_STEPS, PLACEHOLDER, SENSITIVE_KINDS, Sop, parse_sop
-from edgepilot.sop.screen import Screen, ScreenElement, ordinal
+from edgepilot.sop.screen import Screen, ScreenElement, in_list, ordinal
 from edgepilot.sop.values import shape, spans
 
 MoveKind = Literal["open", "tap", "long_press", "type", "key", "swipe", "wait", "finish"]
@@ -51,7 +51,8 @@ _SHAPE_NAMES = {"time": "time", "email": "email", "phone": "phone", "amount": "a
 _ID_SUFFIXES = ("_option", "_row", "_item", "_field", "_input", "_edit", "_button", "_view")
 _NAME_STOPWORDS = frozenset("a an the to of for in on at by with from and or my me i you your it its that this is "
                             "please can could would will what which who how when where then".split())
-OK_OUTCOMES = frozenset({"worked", "changed", "no_change", "finished", None})
+OK_OUTCOMES = frozenset({"worked", "changed", "wrong_screen", "finished", None})
+"""Outcomes of steps that did something; a step that changed nothing, failed or was refused is left out."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Demo:
     def from_trajectory(cls, trajectory: Any) -> Demo:
         """A demonstration from a trajectory read back (:func:`edgepilot.runtime.trajectory.read_trajectory`).
 
-        Steps whose action was refused, failed or unusable are left out: they changed nothing.
+        Steps whose action was refused, failed, unusable or changed nothing are left out.
 
         Raises:
             SopError: the trajectory did not end in success, has no goal, or has no actions.
@@ -375,7 +376,7 @@ def _abstract(demo: Demo, moves: list[_Move]) -> tuple[list[_Param], str]:
                 move.handle = move.raw_handle = named
                 add(named, _value_name(named, target), "the item to tap in the list")
             else:
-                move.handle = _fixed_part(move.handle, goal)
+                move.handle = move.raw_handle = _fixed_part(move.handle, goal)
         elif move.kind == "open" and only_open and _find_word(goal, move.value) >= 0:
             add(move.value, "app", "the app to open")
         elif move.kind == "finish" and move.answer is not None and move.answer[0] == "after":
@@ -414,13 +415,8 @@ def _fixed_part(label: str, goal: str) -> str:
 
 
 def _listed(screen: Screen, element: ScreenElement, label: str) -> bool:
-    """Whether an element is an item of a list of data (contacts, alarms, networks) rather than a fixed part
-    of the app: other elements share its id, or its class without an id, or its label has a value's shape."""
-    if shape(label) in STRONG_SHAPES:
-        return True
-    if element.rid:
-        return sum(e.rid == element.rid for e in screen.elements) >= 2
-    return sum(e.cls == element.cls and not e.rid and e.interactive for e in screen.elements) >= 2
+    """Whether a tapped label is data (a list item, or a value's shape) rather than a fixed part of the app."""
+    return shape(label) in STRONG_SHAPES or in_list(screen, element)
 
 
 def _value_name(value: str, element: ScreenElement | None, *, field_handle: str | None = None) -> str:
@@ -526,25 +522,53 @@ def _align(runs: list[list[_Move]], notes: list[str], sources: Sequence[str]) ->
 
 
 def _merge_slot(slot: list[_Move], params: dict[str, _Param]) -> _Move:
-    """One move for a slot: the most abstract demonstration's, with values that differ made parameters."""
+    """One move for a slot: the most abstract demonstration's, settled value by value (:func:`_settle`)."""
     best = max(slot, key=lambda m: sum(len(PLACEHOLDER.findall(t)) for t in m.texts()))
     move = replace(best)
-    if len(slot) > 1 and move.kind == "type" and not PLACEHOLDER.search(move.value) \
-            and len({m.raw_value for m in slot}) > 1:
-        name = _free_name(_value_name(move.raw_value, move.step.target, field_handle=move.handle), params)
-        params[name] = _Param(name, move.raw_value, f'the text typed in the "{move.handle}" field (it differed '
-                                                     "between demonstrations and the goal did not say it)")
-        move.value = "{" + name + "}"
-    if len(slot) > 1 and move.kind in ("tap", "long_press") and not PLACEHOLDER.search(move.handle) \
-            and len({m.raw_handle for m in slot}) > 1 and move.step.target is not None:
-        name = _free_name(_value_name(move.raw_handle, move.step.target), params)
-        params[name] = _Param(name, move.raw_handle, "the item to tap (it differed between demonstrations)")
-        move.handle = "{" + name + "}"
+
+    def new_param(raw: str, description: str, field_handle: str | None) -> str:
+        name = _free_name(_value_name(raw, move.step.target, field_handle=field_handle), params)
+        params[name] = _Param(name, raw, description + " (it differed between demonstrations and the goal did "
+                                                       "not say it)")
+        return "{" + name + "}"
+
+    if move.kind == "type":
+        move.value = _settle([m.value for m in slot], [m.raw_value for m in slot], best.value,
+                             lambda: new_param(best.raw_value, f'the text typed in the "{best.handle}" field',
+                                               best.handle))
+    elif move.kind in ("tap", "long_press") and move.step.target is not None and not move.near:
+        move.handle = _settle([m.handle for m in slot], [m.raw_handle for m in slot], best.handle,
+                              lambda: new_param(best.raw_handle, "the item to tap", None))
+    ends = {_end_state(m) for m in slot}
+    if move.state and any(m.state != "{state}" for m in slot):
+        # a goal did not say the state: when every demonstration left the switch the same way, that is the step
+        move.state = ends.pop() if len(ends) == 1 and None not in ends else "{state}"
     screens = {m.screen for m in slot}
     if len(screens) > 1 and not PLACEHOLDER.search(move.screen):
         move.screen = ""
     move.sensitive = next((m.sensitive for m in slot if m.sensitive), None)
     return move
+
+
+def _settle(templates: list[str], raws: list[str], abstract: str, new_param: Callable[[], str]) -> str:
+    """One value for a slot from its demonstrations: their common form; else, when every demonstration did the
+    same and some goal did not name it, the literal value (a constant); else, when the forms differ only in
+    which placeholder they use, the most abstract one; else (a part no goal named differed) a new parameter."""
+    if len(set(templates)) == 1:
+        return templates[0]
+    if len(set(raws)) == 1 and any(not PLACEHOLDER.search(t) for t in templates):
+        return raws[0]
+    if len({PLACEHOLDER.sub("{}", t) for t in templates}) == 1:
+        return abstract
+    return new_param()
+
+
+def _end_state(move: _Move) -> str | None:
+    """The state a demonstrated switch was left in, or None for other steps."""
+    target = move.step.target
+    if not move.state or target is None:
+        return None
+    return "off" if target.checked else "on"
 
 
 def _broader(value: str, than: str) -> bool:
@@ -577,7 +601,7 @@ def _instruction(move: _Move) -> str:
                 return f"{verb} the point ({move.value})."
             if move.near:
                 text = f'{verb} the {move.near} next to "{move.handle}"'
-                return text + (f" if it is not {move.state}." if move.state == "{state}" else ".")
+                return text + (f" if it is not {move.state}." if move.state else ".")
             if move.scroll:
                 return f'Scroll to "{move.handle}" and {verb.lower()} it.'
             return f'{verb} "{move.handle}".'
@@ -697,6 +721,10 @@ def learn_sop(demos: Sequence[Demo], *, name: str | None = None, classify: Class
         *[f"  - {_scalar(p)}" for p in phrasings],
     ]
     declared = [p for p in params.values() if p.name in used]
+    for p in declared:
+        if not any("{" + p.name + "}" in phrasing for phrasing in phrasings):
+            notes.append(f"{{{p.name}}} differed between the demonstrations but no goal names it: a task must "
+                         "give it, or the step should say where its value comes from")
     if declared:
         front.append("params:")
         for p in declared:

@@ -189,6 +189,14 @@ def next_to(screen: Screen, label: ScreenElement, *, checkable: bool = True) -> 
     return None
 
 
+def in_list(screen: Screen, element: ScreenElement) -> bool:
+    """Whether an element is an item of a list of data (contacts, alarms, products) rather than a fixed part
+    of the app: other elements share its id, or, without ids, its class."""
+    if element.rid:
+        return sum(e.rid == element.rid for e in screen.elements) >= 2
+    return sum(e.cls == element.cls and not e.rid and e.interactive for e in screen.elements) >= 2
+
+
 def _usable(element: ScreenElement, want: str) -> bool:
     if want == "type":
         return element.editable
