@@ -37,7 +37,9 @@ def tui(device: str, model: str | None, policy_file: Path | None, attach: bool) 
     if attach:
         from edgepilot.tui.attached import attached_runner
 
-        runner = attached_runner(config, model=model, policy_file=policy_file)
-        EdgepilotApp(runner, config=config, policy_file=policy_file, device=device, mode="attached to the daemon").run()
+        if model or policy_file:
+            raise click.UsageError("--model and --policy apply to runs in this process; the daemon keeps its own "
+                                   "(edgepilot daemon start --model, `policy` in config.toml)")
+        EdgepilotApp(attached_runner(config), config=config, device=device, mode="attached to the daemon").run()
         return
     EdgepilotApp(config=config, model=model, policy_file=policy_file, device=device).run()

@@ -216,6 +216,7 @@ def test_a_confirmation_is_answered_from_the_keyboard(tmp_path, keys, answer):
     async def scenario(pilot: Pilot) -> None:
         await start(pilot)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.pause()
         modal = app.screen
         assert isinstance(modal, ConfirmScreen)
         details = shown(app, "#confirm-details")
@@ -405,7 +406,7 @@ def test_a_model_that_does_not_load_is_reported(tmp_path):
     app = make_app(tmp_path, fails)
 
     async def scenario(pilot: Pilot) -> None:
-        assert app.model_state == "failed" and "failed to load" in shown(app, "#model-status")
+        assert app.model_state == "failed" and "not ready" in shown(app, "#model-status")
         assert ("error", "the model did not load: model file /nowhere.gguf does not exist") in app.notes
         await start(pilot)
         await until(pilot, finished(app))
@@ -717,3 +718,4 @@ def test_the_device_picker_offers_the_virtual_phone_adb_devices_and_this_desktop
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     last = device_choices()[-1]
     assert last.spec == "desktop" and not last.available and "no display" in last.reason
+

@@ -9,6 +9,8 @@ process, or the daemon's) as the JSON events of :mod:`edgepilot.runtime.events`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,7 +263,7 @@ class EdgepilotApp(App[None]):
     def on_warmed_up(self, message: WarmedUp) -> None:
         if message.error is not None:
             self.model_state, self.model_label = "failed", message.error
-            self.notify(f"the model did not load: {message.error}", title="model", severity="error", timeout=15)
+            self.notify(message.error, title="not ready", severity="error", timeout=15)
         elif message.label is None:
             self.model_state, self.model_label = "loading", ""
         else:
@@ -274,7 +276,7 @@ class EdgepilotApp(App[None]):
         text = {"cold": Text("model: loads with the first run", style="dim"),
                 "loading": Text("model: loading…", style="cyan"),
                 "ready": Text.assemble(("model: ", "dim"), (label, "bold"), (" ready", "green")),
-                "failed": Text("model: failed to load (Run tries again)", style="red")}[self.model_state]
+                "failed": Text("model: not ready (Run tries again)", style="red")}[self.model_state]
         if self.mode:
             text = Text.assemble(text, (f" · {self.mode}", "dim"))
         self.main_screen.query_one("#model-status", Static).update(text)
@@ -334,13 +336,20 @@ class EdgepilotApp(App[None]):
         self.state = "starting"
         self._show_state()
 
+    def _ask_runner(self, what: str, call: Callable[[], object]) -> None:
+        """Pause, resume, stop or answer; a runner that refuses (the daemon went away) is a message, not a crash."""
+        try:
+            call()
+        except EdgepilotError as exc:
+            self.notify(f"could not {what}: {exc}", title="run", severity="error")
+
     def action_pause(self) -> None:
         if self.state in ("starting", "running", "waiting"):
-            self.runner.pause()
+            self._ask_runner("pause", self.runner.pause)
 
     def action_resume(self) -> None:
         if self.state == "paused":
-            self.runner.resume()
+            self._ask_runner("resume", self.runner.resume)
 
     def action_toggle_pause(self) -> None:
         if self.state == "paused":
@@ -350,7 +359,7 @@ class EdgepilotApp(App[None]):
 
     def action_stop(self) -> None:
         if self.state in ("starting", "running", "paused", "waiting"):
-            self.runner.stop()
+            self._ask_runner("stop", self.runner.stop)
             self.main_screen.query_one("#progress", Spinner).spin("stopping…")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -411,7 +420,7 @@ class EdgepilotApp(App[None]):
             self.confirms.pop(confirm_id, None)
             if answer is not None:
                 self.answered.add(confirm_id)
-                self.runner.answer(confirm_id, answer)
+                self._ask_runner("answer", lambda: self.runner.answer(confirm_id, answer))
 
         await self.push_screen(screen, answered)
 
@@ -425,6 +434,9 @@ class EdgepilotApp(App[None]):
         if self.state == "waiting":
             self.state = "running"
         self._show_state()
+
+    async def _on_queued(self, event: RunEvent) -> None:
+        self.main_screen.query_one("#progress", Spinner).spin("queued: the daemon runs it after the tasks before it")
 
     async def _on_paused(self, event: RunEvent) -> None:
         self.state = "paused"
@@ -491,7 +503,9 @@ class EdgepilotApp(App[None]):
         """Show a step's elements and screenshot beside the log."""
         self.main_screen.query_one("#elements", Static).update(elements_view(step))
         screen = self.main_screen.query_one("#screen", BlockImage)
-        png = read_png(screenshot_path(self.trajectory, step)) if self.trajectory is not None else None
+        png = _event_png(step.get("screenshot_png"))  # the daemon sends it when asked
+        if png is None and self.trajectory is not None:
+            png = read_png(screenshot_path(self.trajectory, step))
         screen.show_png(png, message="no screenshot")
         number = step.get("index")
         screen.border_title = f"screen · step {number + 1}" if isinstance(number, int) else "screen"
@@ -514,3 +528,13 @@ class EdgepilotApp(App[None]):
 
     def action_policy(self) -> None:
         self._open(PolicyScreen(self.main_screen.query_one("#task", Input).value, self.config, self.policy_file))
+
+
+def _event_png(value: object) -> bytes | None:
+    """A base64 PNG carried in an event, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None

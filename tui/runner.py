@@ -114,7 +114,11 @@ class LocalRunner:
         self._sink = sink
 
     def warm_up(self) -> str:
-        return str(getattr(self._load_model(), "name", "model"))
+        try:
+            backend = self._load_model()
+        except Exception as exc:  # ModelError, ConfigError, or llama.cpp missing (ImportError)
+            raise EdgepilotError(f"the model did not load: {exc}") from exc
+        return str(getattr(backend, "name", "model"))
 
     @property
     def running(self) -> bool:
