@@ -199,6 +199,16 @@ class EdgepilotApp(App[None]):
     def _initial_choices(self) -> list[DeviceChoice]:
         return [DeviceChoice(VIRTUAL, "virtual phone (new, built in)")]
 
+    @property
+    def device_choices(self) -> list[DeviceChoice]:
+        """What the device picker offers now."""
+        return list(self._choices.values())
+
+    @property
+    def device(self) -> str:
+        """The device spec the next run uses."""
+        return self._device
+
     def _with_device(self, choices: list[DeviceChoice]) -> list[DeviceChoice]:
         """The choices, plus the device picked at start when the list does not have it (a SERIAL@HOST:PORT)."""
         if self._device and self._device not in {c.spec for c in choices}:
