@@ -29,7 +29,8 @@ from edgepilot.errors import EdgepilotError
 from edgepilot.runtime.config import Config
 from edgepilot.runtime.policy.confirm import ConfirmRequest
 from edgepilot.tui.blocks import BlockImage
-from edgepilot.tui.devices import VIRTUAL, DeviceChoice, device_choices
+from edgepilot.tui.devices import VIRTUAL, DeviceChoice
+from edgepilot.tui.devices import device_choices as list_device_choices
 from edgepilot.tui.history import trajectories_root
 from edgepilot.tui.runner import BackendFactory, LocalRunner, RunEvent, Runner
 from edgepilot.tui.screens import (
@@ -129,7 +130,7 @@ class EdgepilotApp(App[None]):
                                                     backend_factory=backend_factory)
         self.clock = clock
         self.mode = mode
-        self._lister = device_lister or device_choices
+        self._lister = device_lister or list_device_choices
         self._choices: dict[str, DeviceChoice] = {}
         self._device = device
         self._warm = warm_up
