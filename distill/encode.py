@@ -1,0 +1,112 @@
+"""Chat examples → token ids and loss labels, with llama.cpp's own chat template and tokenizer.
+
+Training must see the tokens that llama.cpp evaluates at run time. A
+tokenizer rebuilt by transformers from a GGUF can disagree with llama.cpp's
+(seen with Gemma 3), so the ids here come from llama.cpp itself: the GGUF is
+opened vocabulary-only, the conversation is rendered with the GGUF's chat
+template by llama-cpp-python's own formatter (what ``create_chat_completion``
+does), and tokenized with ``special=True`` and no added BOS (what it does for
+a template that emits its own special tokens).
+
+An assistant turn's labels are its content's tokens plus the end-of-turn
+token (the model must learn to stop); everything else is masked with -100,
+and so is an assistant turn whose ``train`` flag is false.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgepilot.errors import ModelError
+
+IGNORE = -100
+_MARK = "\x00EDGEPILOT-ANSWER-{}\x00"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One example as model input: token ids, labels (-100 where no loss), and its id."""
+
+    id: str
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE)
+
+
+class ChatEncoder:
+    """Renders and tokenizes conversations exactly as llama-cpp-python does for one GGUF.
+
+    Raises:
+        ModelError: llama-cpp-python is missing, the file does not load, or it has no chat template.
+    """
+
+    def __init__(self, gguf: str | Path) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ModelError("distillation tokenizes with llama-cpp-python; `make install-llm` builds it") from exc
+        try:
+            self.llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not read the vocabulary of {gguf}: {exc}") from exc
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{gguf} has no chat template; distillation needs a chat model (e.g. smollm2-135m)")
+        eos = self.llm.token_eos()
+        bos = self.llm.token_bos()
+        model = self.llm._model
+        self.eos_id = eos
+        self.eos_text = model.token_get_text(eos) if eos != -1 else ""
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=self.eos_text,
+                                             bos_token=model.token_get_text(bos) if bos != -1 else "",
+                                             stop_token_ids=[eos])
+
+    def render(self, messages: list[dict[str, Any]], *, generation_prompt: bool) -> str:
+        """The prompt text for ``messages`` (with the assistant's opening when ``generation_prompt``)."""
+        self.formatter.add_generation_prompt = generation_prompt
+        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        return self.formatter(messages=plain).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else []
+
+    def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The ids llama-cpp-python evaluates when asked to answer ``messages``."""
+        return self.tokenize(self.render(messages, generation_prompt=True))
+
+    def encode(self, example: dict[str, Any]) -> Encoded:
+        """Token ids and labels of one example (see the module's docstring).
+
+        Raises:
+            ModelError: the template does not render an assistant turn as its content followed by
+                the end-of-turn token (a template this encoder does not understand).
+        """
+        messages = example["messages"]
+        marked = [{**m, "content": _MARK.format(i)} if m["role"] == "assistant" else m
+                  for i, m in enumerate(messages)]
+        text = self.render(marked, generation_prompt=False)
+        ids: list[int] = []
+        labels: list[int] = []
+        rest = text
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before, found, rest = rest.partition(_MARK.format(i))
+            if not found:
+                raise ModelError(f"{example.get('id')}: the chat template dropped an assistant turn")
+            if not rest.startswith(self.eos_text):
+                raise ModelError(f"{example.get('id')}: the chat template does not end an assistant turn "
+                                 f"with {self.eos_text!r}; this encoder cannot place the loss")
+            rest = rest[len(self.eos_text):]
+            head = self.tokenize(before)
+            answer = self.tokenize(m["content"]) + [self.eos_id]
+            ids += head + answer
+            train = bool(m.get("train", True))
+            labels += [IGNORE] * len(head) + (answer if train else [IGNORE] * len(answer))
+        return Encoded(str(example.get("id", "")), ids, labels)

@@ -1,0 +1,138 @@
+"""``edgepilot distill eval``: task success on held-out splits for the base model, the student and the teacher.
+
+Each arm runs the task benchmark's own pieces (:func:`edgepilot.runtime.bench.agent_factory`,
+:func:`edgepilot.runtime.episode.run_episode`, :func:`edgepilot.runtime.bench.summarise`) on a
+fresh virtual phone behind its adb endpoint, as ``edgepilot bench`` does; the
+student is the same model opened with the LoRA (``open_model(spec, config,
+lora_path=...)``). Prints a table and writes ``eval.json`` (each arm's full
+benchmark report) and, when matplotlib is installed, ``eval.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgepilot.errors import ConfigError
+
+ARMS = ("base", "student", "teacher")
+
+
+def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str], model: str | None,
+             lora: Path | None, max_steps: int | None, save_to: Path | None, backend: Any,
+             progress: Callable[[str, str, Any, int, int], None] | None) -> dict[str, Any]:
+    from edgepilot.runtime.bench import agent_factory, summarise
+    from edgepilot.runtime.devices import open_device
+    from edgepilot.runtime.episode import run_episode
+    from edgepilot.sim.tasks.suite import instances
+
+    todo = instances(split, per_template, only=templates)  # type: ignore[arg-type]
+    results = []
+    started = time.time()
+    with open_device("virtual") as opened:
+        factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend)
+        for i, instance in enumerate(todo):
+            result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
+                                 save_to=save_to / arm / split if save_to else None,
+                                 meta={"model": getattr(backend, "name", None), "lora": str(lora) if lora else None})
+            results.append(result)
+            if progress is not None:
+                progress(arm, split, result, i + 1, len(todo))
+    report = summarise(results, agent=arm, split=split, per_template=per_template, started=started)
+    report["model"] = None if arm == "teacher" else getattr(backend, "name", None)
+    report["lora"] = str(lora) if arm == "student" and lora else None
+    return report
+
+
+def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
+             splits: Iterable[str] = ("test-instances", "test"), per_template: int = 1,
+             templates: Iterable[str] = (), model: str | None = None, max_steps: int | None = None,
+             out: Path | None = None, save_trajectories: bool = False,
+             progress: Callable[[str, str, Any, int, int], None] | None = None) -> dict[str, Any]:
+    """Run each arm on each split; returns (and writes to ``out/eval.json``) the comparison.
+
+    Raises:
+        ConfigError: unknown arm, or the student asked for without an adapter.
+        ModelError: the model or the adapter does not load.
+    """
+    from edgepilot.runtime.config import load_config
+    from edgepilot.runtime.models.registry import open_model
+
+    arms, splits, templates = list(arms), list(splits), list(templates)
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
+    if "student" in arms and lora is None:
+        raise ConfigError("the student arm needs --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
+    if lora is not None and not Path(lora).is_file():
+        raise ConfigError(f"no adapter at {lora}")
+    config = load_config()
+    reports: dict[str, dict[str, Any]] = {}
+    for arm in arms:
+        backend, load_ms = None, 0.0
+        if arm != "teacher":
+            start = time.perf_counter()
+            backend = open_model(model, config, lora_path=str(lora) if arm == "student" else None)
+            load_ms = (time.perf_counter() - start) * 1000
+        for split in splits:
+            report = _run_arm(arm, split, per_template=per_template, templates=templates, model=model,
+                              lora=lora if arm == "student" else None, max_steps=max_steps,
+                              save_to=out / "trajectories" if out and save_trajectories else None,
+                              backend=backend, progress=progress)
+            report["model_load_ms"] = round(load_ms, 1)
+            reports[f"{arm}/{split}"] = report
+        del backend
+    table = [{"arm": key.split("/")[0], "split": key.split("/")[1], "episodes": r["episodes"],
+              "success_rate": round(r["success_rate"], 4), "successes": sum(x["success"] for x in r["results"]),
+              "mean_steps": round(r["mean_steps"], 2), "seconds_per_step": round(r["seconds_per_step"], 3),
+              "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"]}
+             for key, r in reports.items()]
+    summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None, "model": model,
+               "per_template": per_template, "templates": templates, "table": table, "reports": reports}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        summary["plot"] = plot(table, out / "eval.png")
+    return summary
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    lines = [f"{'arm':8} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
+    for row in summary["table"]:
+        ended = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
+        lines.append(f"{row['arm']:8} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
+                     f"{row['episodes']:<2}) {row['mean_steps']:>6.1f} {row['seconds_per_step']:>7.2f} "
+                     f"{row['valid_action_rate']:>6.0%}  {ended}")
+    return "\n".join(lines)
+
+
+def plot(table: list[dict[str, Any]], path: Path) -> str | None:
+    """A bar chart of success by split and arm; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    splits = list(dict.fromkeys(r["split"] for r in table))
+    arms = list(dict.fromkeys(r["arm"] for r in table))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / max(1, len(arms))
+    for a, arm in enumerate(arms):
+        values = [next((r["success_rate"] * 100 for r in table if r["arm"] == arm and r["split"] == s), 0)
+                  for s in splits]
+        bars = ax.bar([i + a * width for i in range(len(splits))], values, width, label=arm)
+        ax.bar_label(bars, fmt="%.0f%%", fontsize=8)
+    ax.set_xticks([i + width * (len(arms) - 1) / 2 for i in range(len(splits))], splits)
+    ax.set_ylabel("task success (%)")
+    ax.set_ylim(0, 110)
+    ax.legend()
+    ax.set_title("edgepilot distill eval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)

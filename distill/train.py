@@ -1,0 +1,259 @@
+"""``edgepilot distill train``: LoRA fine-tuning of the base GGUF model on the collected examples.
+
+The base model is loaded from its GGUF by transformers (dequantized), a peft
+LoRA is put on every linear layer of the transformer blocks, and the loss
+covers the assistant tokens only (:mod:`edgepilot.distill.encode`, with
+llama.cpp's own template and tokenizer). On a CPU the frozen weights are
+kept in bfloat16 (about 7x faster than float32 on AVX-512 CPUs, measured
+here) with the LoRA weights in float32; on CUDA the same, on the GPU. The
+logits are computed only where there is a label (``logits_to_keep``): the
+prompts are long screens, the answers a few dozen tokens.
+
+Writes ``OUT/adapter/`` (peft's files, plus the base model's ``config.json``
+that the GGUF converter reads), ``OUT/recipe.json`` (data and base-model
+hashes, hyper-parameters, seed, library versions, loss curve, time) and
+``OUT/train-log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepilot.errors import ConfigError, ModelError
+
+from edgepilot.distill.dataset import file_sha256, read_jsonl
+from edgepilot.distill.encode import IGNORE, ChatEncoder, Encoded
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one fine-tuning run (all recorded in recipe.json)."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    lr: float = 3e-4
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    grad_accum: int = 4
+    epochs: float = 1.0
+    max_examples: int | None = None
+    max_len: int = 2048
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    kinds: list[str] = field(default_factory=lambda: ["planner", "decider"])
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "gguf", "accelerate", "llama_cpp"):
+        try:
+            out[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            out[name] = "missing"
+    from edgepilot import __version__
+
+    out["edgepilot"] = __version__
+    return out
+
+
+def _libraries() -> tuple[Any, Any, Any]:
+    try:
+        import torch
+        import transformers
+        import peft
+    except ImportError as exc:
+        raise ConfigError("training needs the distill extra: pip install 'edgepilot[distill]' "
+                          "(torch, transformers, peft, gguf, accelerate)") from exc
+    return torch, transformers, peft
+
+
+def load_base(gguf: Path, device: str, torch: Any) -> Any:
+    """The base model from its GGUF through transformers, frozen weights in bfloat16.
+
+    Raises:
+        ModelError: transformers cannot read the file (its architecture or quantization is not supported).
+    """
+    from transformers import AutoModelForCausalLM
+
+    extra: dict[str, Any] = {}
+    try:  # transformers >= 5 keeps GGUF weights packed unless told otherwise; training wants them dense
+        from transformers import GgufConfig
+
+        extra["quantization_config"] = GgufConfig(gguf_file=gguf.name, dequantize=True)
+    except ImportError:
+        pass
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                     **extra)
+    except (ValueError, OSError, RuntimeError, KeyError, ImportError) as exc:
+        raise ModelError(f"transformers could not load {gguf} ({exc}); it needs the gguf and accelerate "
+                         "packages and a GGUF architecture transformers supports") from exc
+    return model.to(device)
+
+
+def pick_device(wanted: str, torch: Any) -> str:
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible to torch (a CPU build of torch, or no GPU)")
+    return wanted
+
+
+def encode_dataset(rows: list[dict[str, Any]], encoder: ChatEncoder, cfg: TrainConfig) -> tuple[list[Encoded], int]:
+    """Encoded examples of the wanted kinds that fit ``max_len``; and how many were too long."""
+    out, too_long = [], 0
+    for row in rows:
+        if row.get("kind") not in cfg.kinds:
+            continue
+        enc = encoder.encode(row)
+        if enc.trained_tokens == 0:
+            continue
+        if len(enc.input_ids) > cfg.max_len:
+            too_long += 1
+            continue
+        out.append(enc)
+    return out, too_long
+
+
+def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None = None,
+          progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    """Fine-tune a LoRA on ``dataset`` and write it with its recipe under ``out``.
+
+    Args:
+        dataset: the JSON-lines examples (``edgepilot distill collect`` writes ``RUN/dataset.jsonl``).
+        out: the output folder.
+        base_gguf: the base model's GGUF (the one the adapter will be applied to by llama.cpp).
+        cfg: hyper-parameters.
+        progress: called after each optimizer step with (step, steps, loss).
+
+    Returns:
+        The recipe (also written to ``out/recipe.json``).
+
+    Raises:
+        ConfigError: the libraries are missing, the dataset is empty, or the device is not there.
+        ModelError: the base model cannot be loaded or tokenized.
+    """
+    cfg = cfg or TrainConfig()
+    torch, transformers, peft = _libraries()
+    start = time.perf_counter()
+    rows = read_jsonl(dataset)
+    encoder = ChatEncoder(base_gguf)
+    examples, too_long = encode_dataset(rows, encoder, cfg)
+    if not examples:
+        raise ConfigError(f"{dataset} has no trainable examples of kinds {cfg.kinds}")
+    rng = random.Random(cfg.seed)
+    order: list[Encoded] = []
+    whole = math.floor(cfg.epochs)
+    for _ in range(whole):
+        epoch = examples[:]
+        rng.shuffle(epoch)
+        order += epoch
+    if cfg.epochs > whole:
+        epoch = examples[:]
+        rng.shuffle(epoch)
+        order += epoch[: round(len(examples) * (cfg.epochs - whole))]
+    if cfg.max_examples is not None:
+        order = order[: cfg.max_examples]
+    steps = max(1, math.ceil(len(order) / cfg.grad_accum))
+
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device, torch)
+    load_start = time.perf_counter()
+    model = load_base(base_gguf, device, torch)
+    load_s = time.perf_counter() - load_start
+    lora = peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                           target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
+    model = peft.get_peft_model(model, lora)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, round(steps * cfg.warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    model.train()
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "train-log.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    losses: list[float] = []
+    tokens_seen = 0
+    train_start = time.perf_counter()
+    try:
+        for step in range(steps):
+            batch = order[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
+            trained = sum(e.trained_tokens for e in batch)
+            total = 0.0
+            for example in batch:
+                loss_sum = _loss_sum(model, example, device, torch)
+                (loss_sum / trained).backward()
+                total += loss_sum.item()
+                tokens_seen += len(example.input_ids)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss = total / trained
+            losses.append(loss)
+            log.write(json.dumps({"step": step + 1, "loss": round(loss, 5), "lr": schedule.get_last_lr()[0],
+                                  "examples": (step + 1) * cfg.grad_accum, "tokens": tokens_seen,
+                                  "seconds": round(time.perf_counter() - train_start, 1)}) + "\n")
+            log.flush()
+            if progress is not None:
+                progress(step + 1, steps, loss)
+    finally:
+        log.close()
+    train_s = time.perf_counter() - train_start
+    adapter = out / "adapter"
+    model.save_pretrained(str(adapter))
+    model.base_model.model.config.save_pretrained(str(adapter / "base"))
+    recipe = {
+        "format": 1,
+        "base_model": {"gguf": str(base_gguf), "name": base_gguf.name, "sha256": file_sha256(base_gguf)},
+        "dataset": {"path": str(dataset), "sha256": file_sha256(dataset), "rows": len(rows),
+                    "examples": len(examples), "too_long": too_long, "trained_on": len(order),
+                    "kinds": cfg.kinds},
+        "hyper_parameters": asdict(cfg),
+        "seed": cfg.seed,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "tokens": tokens_seen,
+        "loss": {"first": round(losses[0], 4), "last": round(losses[-1], 4),
+                 "mean_last_10pct": round(sum(losses[-max(1, steps // 10):]) / max(1, steps // 10), 4),
+                 "curve": [round(x, 4) for x in losses]},
+        "seconds": {"load": round(load_s, 1), "train": round(train_s, 1),
+                    "total": round(time.perf_counter() - start, 1),
+                    "tokens_per_s": round(tokens_seen / train_s, 1) if train_s else None},
+        "versions": _versions(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "adapter": str(adapter),
+    }
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    return recipe
+
+
+def _loss_sum(model: Any, example: Encoded, device: str, torch: Any) -> Any:
+    """Summed cross-entropy over one example's labelled tokens; logits only where a label is."""
+    ids = torch.tensor([example.input_ids], device=device)
+    labels = torch.tensor(example.labels, device=device)
+    # the logit at position i predicts token i+1
+    where = (labels[1:] != IGNORE).nonzero(as_tuple=True)[0]
+    with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, logits_to_keep=where, use_cache=False)
+    logits = out.logits[0].float()
+    return torch.nn.functional.cross_entropy(logits, labels[where + 1], reduction="sum")

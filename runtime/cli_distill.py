@@ -1,0 +1,205 @@
+"""``edgepilot distill``: teacher roll-outs → LoRA fine-tuning → GGUF adapter → held-out evaluation.
+
+Each stage writes into a run folder and can be re-run; docs/distill.md has the whole recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgepilot.errors import EdgepilotError
+
+_RUN = click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                    help="The run folder (created): trajectories, dataset, adapter, eval.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _fail(exc: EdgepilotError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _echo(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else text)
+
+
+def _base(model: str | None) -> Path:
+    from edgepilot.runtime.config import load_config
+    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.runtime.models.registry import resolve
+
+    found = resolve(model, load_config())
+    if found.kind == "url":
+        raise click.UsageError("distillation fine-tunes a local GGUF model, not a server")
+    return builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
+
+
+@click.group("distill")
+def distill() -> None:
+    """Distil a teacher into the small local model: collect, train, export, eval.
+
+    \b
+      edgepilot distill collect --run RUN --per-template 3 --workers 2
+      edgepilot distill train   --run RUN --max-examples 400
+      edgepilot distill export  --run RUN
+      edgepilot distill eval    --run RUN --split test-instances --split test
+    """
+
+
+@distill.command("collect")
+@_RUN
+@click.option("--per-template", default=3, show_default=True, help="Train instances of each template.")
+@click.option("--template", "templates", multiple=True, help="Only these template ids (repeatable).")
+@click.option("--tasks", "task_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Extra folders of task templates (your own apps' tasks; repeatable).")
+@click.option("--sop-share", default=0.5, show_default=True,
+              help="Share of the instances whose prompts carry their retrieved SOP.")
+@click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
+@click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
+@_JSON
+def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
+                sop_share: float, workers: int, ray_address: str | None, as_json: bool) -> None:
+    """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
+    from tqdm import tqdm
+
+    from edgepilot.distill.collect import collect
+
+    bar = tqdm(desc="collect", unit="task", disable=as_json)
+
+    def progress(row: dict[str, Any], done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(f"{row['instance']} {'ok' if row['success'] else row['status']}")
+        bar.refresh()
+
+    try:
+        summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
+                          workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
+    except EdgepilotError as exc:
+        _fail(exc)
+    finally:
+        bar.close()
+    text = (f"kept {summary['kept']}/{summary['instances']} trajectories ({summary['templates']} templates, "
+            f"{summary['with_sop']} with an SOP, {summary['steps']} steps) in {summary['seconds']:.1f} s\n"
+            f"{summary['examples']} examples {summary['by_kind']} → {summary['dataset']}")
+    for failed in summary["failed"]:
+        text += f"\nFAILED {failed['instance']}: {failed['status']}: {failed['reason']}"
+    _echo(summary, as_json, text)
+
+
+@distill.command("train")
+@_RUN
+@click.option("--model", default=None, help="Base model (built-in name or GGUF path; default: the configured one).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the adapter goes (default: RUN/student).")
+@click.option("--rank", default=16, show_default=True)
+@click.option("--alpha", default=32, show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--epochs", default=1.0, show_default=True)
+@click.option("--max-examples", type=int, default=None, help="Stop after this many examples.")
+@click.option("--grad-accum", default=4, show_default=True, help="Examples per optimizer step.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_JSON
+def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
+              max_examples: int | None, grad_accum: int, seed: int, threads: int | None, device: str,
+              as_json: bool) -> None:
+    """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
+    from tqdm import tqdm
+
+    from edgepilot.distill.train import TrainConfig, train
+
+    cfg = TrainConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_examples=max_examples,
+                      grad_accum=grad_accum, seed=seed, threads=threads, device=device)
+    bar = tqdm(desc="train", unit="step", disable=as_json)
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        bar.total = steps
+        bar.n = step
+        bar.set_postfix_str(f"loss {loss:.3f}")
+        bar.refresh()
+
+    try:
+        recipe = train(run_dir / "dataset.jsonl", out or run_dir / "student", base_gguf=_base(model), cfg=cfg,
+                       progress=progress)
+    except EdgepilotError as exc:
+        _fail(exc)
+    finally:
+        bar.close()
+    loss = recipe["loss"]
+    _echo(recipe, as_json, f"{recipe['steps']} steps on {recipe['dataset']['trained_on']} examples "
+                           f"({recipe['tokens']} tokens, {recipe['seconds']['tokens_per_s']} tokens/s, "
+                           f"{recipe['device']}): loss {loss['first']:.3f} → {loss['last']:.3f} in "
+                           f"{recipe['seconds']['total']:.0f} s\nadapter: {recipe['adapter']}")
+
+
+@distill.command("export")
+@_RUN
+@click.option("--model", default=None, help="Base model the adapter is applied to (default: the configured one).")
+@click.option("--adapter", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The peft adapter folder (default: RUN/student/adapter).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The GGUF LoRA to write (default: RUN/student-lora.gguf).")
+@click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
+@click.option("--llama-cpp", "llama_cpp", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="An unpacked vendor/llama.cpp tree (default: fetched from the llama-cpp-python sdist once).")
+@_JSON
+def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path | None, outtype: str,
+               llama_cpp: Path | None, as_json: bool) -> None:
+    """Convert the adapter to a GGUF LoRA and check that llama.cpp loads it on the base model."""
+    from edgepilot.distill.export import check_loads, export_lora
+
+    try:
+        base = _base(model)
+        result = export_lora(adapter or run_dir / "student" / "adapter", out or run_dir / "student-lora.gguf",
+                             outtype=outtype, llama_cpp=llama_cpp)
+        result["check"] = check_loads(base, Path(result["lora_gguf"]))
+    except EdgepilotError as exc:
+        _fail(exc)
+    _echo(result, as_json, f"{result['lora_gguf']} ({result['bytes'] / 1e6:.1f} MB, {outtype}) in "
+                           f"{result['seconds']:.1f} s; llama.cpp loads it on {base.name}")
+
+
+@distill.command("eval")
+@_RUN
+@click.option("--model", default=None, help="Base model (default: the configured one).")
+@click.option("--lora", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The GGUF adapter (default: RUN/student-lora.gguf).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student", "teacher"]),
+              help="What to evaluate (repeatable; default: base and student).")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test", "train"]),
+              help="Splits (repeatable; default: test-instances and test).")
+@click.option("--per-template", default=1, show_default=True)
+@click.option("--template", "templates", multiple=True, help="Only these template ids (repeatable).")
+@click.option("--max-steps", type=int, default=None, help="Step budget per episode (default: the template's).")
+@click.option("--save", is_flag=True, help="Keep every episode's trajectory under RUN/eval/trajectories.")
+@_JSON
+def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], splits: tuple[str, ...],
+             per_template: int, templates: tuple[str, ...], max_steps: int | None, save: bool, as_json: bool) -> None:
+    """Task success and seconds per step on held-out splits: base model vs student (vs the teacher)."""
+    from edgepilot.distill.evaluate import evaluate, format_table
+
+    def progress(arm: str, split: str, result: Any, done: int, total: int) -> None:
+        if not as_json:
+            click.echo(f"[{arm} {split} {done}/{total}] {result.instance}: "
+                       f"{'ok' if result.success else result.status} ({len(result.steps)} steps, "
+                       f"{result.seconds:.0f} s)", err=True)
+
+    start = time.perf_counter()
+    try:
+        summary = evaluate(lora=lora or run_dir / "student-lora.gguf", arms=arms or ("base", "student"),
+                           splits=splits or ("test-instances", "test"), per_template=per_template,
+                           templates=templates, model=model, max_steps=max_steps, out=run_dir / "eval",
+                           save_trajectories=save, progress=progress)
+    except EdgepilotError as exc:
+        _fail(exc)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    _echo(summary["table"] if as_json else summary, as_json,
+          format_table(summary) + f"\n→ {run_dir / 'eval' / 'eval.json'} ({summary['seconds']:.0f} s)")

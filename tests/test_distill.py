@@ -1,0 +1,159 @@
+"""The distillation pipeline on tiny data with the real libraries: collect, encode, train, export, load, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgepilot.actions import parse_action
+from edgepilot.distill.collect import collect, done_rows, wants_sop
+from edgepilot.distill.dataset import read_jsonl
+from edgepilot.distill.teacher import fits_schema, progress_text
+from edgepilot.runtime.roles import Plan, decider_schema_for, render
+
+TEMPLATES = ["settings_wifi_toggle", "contacts_lookup_phone"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("distill-run")
+    summary = collect(run, per_template=1, templates=TEMPLATES, workers=2, sop_share=0.5)
+    assert summary["kept"] == 2 and summary["failed"] == []
+    return run
+
+
+def test_collect_keeps_trajectories_and_writes_examples(run_dir: Path) -> None:
+    rows = done_rows(run_dir)
+    assert sorted(r["template"] for r in rows.values()) == sorted(TEMPLATES)
+    for row in rows.values():
+        folder = Path(row["trajectory"])
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["teacher"] == "oracle" and meta["task"] == row["instance"]
+        result = json.loads((folder / "result.json").read_text())
+        assert result["success"] is True and result["status"] == "finished"
+        assert (folder / "step-000.png").is_file()
+    examples = read_jsonl(run_dir / "dataset.jsonl")
+    kinds = {ex["kind"] for ex in examples}
+    assert kinds == {"planner", "decider"}
+    summary = json.loads((run_dir / "collect.json").read_text())
+    assert summary["examples"] == len(examples)
+
+
+def test_examples_are_the_runtime_prompts_with_the_oracles_answers(run_dir: Path) -> None:
+    examples = read_jsonl(run_dir / "dataset.jsonl")
+    by_instance: dict[str, list[dict]] = {}
+    for ex in examples:
+        by_instance.setdefault(ex["instance"], []).append(ex)
+    for instance, exs in by_instance.items():
+        row = done_rows(run_dir)[instance]
+        steps = [json.loads(line) for line in (Path(row["trajectory"]) / "steps.jsonl").read_text().splitlines()]
+        first = next(ex for ex in exs if ex["id"].endswith("/0/decider"))
+        system, user, answer = first["messages"][:3]
+        assert system == {"role": "system", "content": render("system")}
+        assert user["content"].startswith(f"Task: {row['goal']}\n")
+        assert f"Next subgoal: {row['goal']}" in user["content"]  # no planner before the first action
+        assert parse_action(answer["content"]).model_dump() == steps[0]["action"]
+        assert answer["train"] is True
+        planners = [ex for ex in exs if ex["kind"] == "planner"]
+        assert planners and all("You are the planner." in ex["messages"][1]["content"] for ex in planners)
+        for ex in planners:
+            Plan.model_validate_json(ex["messages"][-1]["content"])
+        reflected = [ex for ex in exs if len(ex["messages"]) == 5]
+        assert reflected, "decider examples carry the reflector's follow-up turn"
+        assert json.loads(reflected[0]["messages"][-1]["content"])["outcome"] == "worked"
+
+
+def test_collect_is_resumable(run_dir: Path) -> None:
+    summary = collect(run_dir, per_template=1, templates=TEMPLATES, workers=1)
+    assert summary["rolled_out_now"] == 0 and summary["kept"] == 2
+
+
+def test_sop_share_is_a_stable_draw() -> None:
+    ids = [f"t#{i}" for i in range(400)]
+    share = sum(wants_sop(i, 0.5) for i in ids) / len(ids)
+    assert 0.4 < share < 0.6
+    assert [wants_sop(i, 0.5) for i in ids] == [wants_sop(i, 0.5) for i in ids]
+    assert not any(wants_sop(i, 0.0) for i in ids)
+
+
+def test_progress_fits_the_planners_bound() -> None:
+    done = [f'tap "Some rather long label {i}"' for i in range(8)]
+    text = progress_text(done)
+    assert len(text) <= 60 and text.endswith(done[-1])
+    assert progress_text([]) == "nothing yet"
+
+
+def test_teacher_answers_outside_the_grammar_are_flagged(served) -> None:
+    phone, _, device = served
+    obs = device.observe()
+    schema = decider_schema_for(obs)
+    interactive = schema["$defs"]["Tap"]["properties"]["target"]["enum"]
+    dead = next(i for i in range(len(obs.elements)) if i not in interactive)
+    assert fits_schema(parse_action({"type": "tap", "target": interactive[0]}), schema)
+    assert not fits_schema(parse_action({"type": "tap", "target": dead}), schema)
+
+
+def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from edgepilot.distill.encode import IGNORE, ChatEncoder
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    encoder = ChatEncoder(builtin_path())
+    for example in read_jsonl(run_dir / "dataset.jsonl")[:6]:
+        enc = encoder.encode(example)
+        assert len(enc.input_ids) == len(enc.labels)
+        messages = example["messages"]
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            prompt = encoder.prompt_ids(messages[:i])  # what llama-cpp-python evaluates at run time
+            answer = encoder.tokenize(m["content"]) + [encoder.eos_id]
+            assert enc.input_ids[:len(prompt)] == prompt
+            assert enc.input_ids[len(prompt):len(prompt) + len(answer)] == answer
+            assert enc.labels[len(prompt):len(prompt) + len(answer)] == answer
+        trained = [t for t in enc.labels if t != IGNORE]
+        assert trained.count(encoder.eos_id) == sum(m["role"] == "assistant" for m in messages)
+
+
+@pytest.mark.slow
+def test_train_export_load_and_eval(tmp_path: Path) -> None:
+    """A few LoRA steps on tiny examples, a real GGUF export, llama.cpp applying it, and an eval run."""
+    pytest.importorskip("llama_cpp")
+    for name in ("torch", "transformers", "peft", "gguf", "accelerate"):
+        pytest.importorskip(name)
+    from edgepilot.distill.evaluate import evaluate
+    from edgepilot.distill.export import check_loads, export_lora
+    from edgepilot.distill.train import TrainConfig, train
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    rows = [{"id": f"tiny/{i}", "kind": "decider", "messages": [
+        {"role": "system", "content": "You operate a phone."},
+        {"role": "user", "content": f"Task: open Settings\nScreen:\n[{i}] TextView \"Settings\" (clickable)"},
+        {"role": "assistant", "content": json.dumps({"type": "tap", "target": i}, separators=(", ", ": ")),
+         "train": True}]} for i in range(3)]
+    dataset = tmp_path / "dataset.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = builtin_path()
+    recipe = train(dataset, tmp_path / "student", base_gguf=base,
+                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, max_examples=2, seed=1))
+    assert recipe["steps"] == 2 and len(recipe["loss"]["curve"]) == 2
+    assert len(recipe["dataset"]["sha256"]) == 64 and len(recipe["base_model"]["sha256"]) == 64
+    assert recipe["hyper_parameters"]["rank"] == 4 and recipe["seed"] == 1
+    adapter = tmp_path / "student" / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "base" / "config.json").is_file()
+
+    lora = tmp_path / "student-lora.gguf"
+    exported = export_lora(adapter, lora)
+    assert exported["bytes"] > 100_000
+    assert lora.read_bytes()[:4] == b"GGUF"
+    assert check_loads(base, lora)["loaded"]
+
+    summary = evaluate(lora=lora, arms=["student", "teacher"], splits=["test"], templates=["settings_dark_theme"],
+                       max_steps=2, out=tmp_path / "eval")
+    arms = {(r["arm"], r["split"]) for r in summary["table"]}
+    assert arms == {("student", "test"), ("teacher", "test")}
+    teacher = next(r for r in summary["table"] if r["arm"] == "teacher")
+    assert teacher["episodes"] == 1
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["reports"]["student/test"]["lora"] == str(lora)
