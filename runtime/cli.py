@@ -535,9 +535,11 @@ main.add_command(_audit)
 
 from edgepilot.runtime.cli_record import record as _record  # noqa: E402
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
+from edgepilot.runtime.cli_tui import tui as _tui  # noqa: E402
 
 main.add_command(_sop)
 main.add_command(_record)
+main.add_command(_tui)
 
 
 if __name__ == "__main__":
