@@ -18,19 +18,61 @@ the file, and the closest known key.
     [models]                        # your own models, by name
     qwen = "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
     server = "http://127.0.0.1:8080/v1"
+
+    [daemon]                        # `edgepilot daemon` (docs/daemon.md)
+    hotkey = "<ctrl>+<alt>+<space>"     # opens the task prompt on this desktop
+    stop_hotkey = "<ctrl>+<alt>+<esc>"  # safety stop: ends the running task at once, drops the queue
+    hotkeys = true                  # false: no global hotkeys (the control socket still works)
+    device = "desktop"              # device of tasks typed at the prompt or sent without --device
+    model = "smollm2-135m"          # model the daemon keeps loaded (default: `model` above)
+    notify = true                   # desktop notifications for confirmations (notify-send)
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgepilot.errors import ConfigError
+
+_HOTKEY_PART = re.compile(r"<[a-z][a-z0-9_]*>|[^<>+\s]")
+
+
+def check_hotkey(text: str) -> str:
+    """A pynput hotkey: keys joined by ``+``, special keys in angle brackets (``<ctrl>+<alt>+<space>``).
+
+    Raises:
+        ValueError: the text is not of that form (the message shows the form).
+    """
+    parts = text.strip().lower().split("+")
+    if not text.strip() or not all(_HOTKEY_PART.fullmatch(p) for p in parts):
+        raise ValueError(f"{text!r} is not a hotkey; write keys joined by '+', special keys in angle brackets, "
+                         "e.g. '<ctrl>+<alt>+<space>' or '<ctrl>+<shift>+k'")
+    return text.strip().lower()
+
+
+class DaemonConfig(BaseModel):
+    """The ``[daemon]`` table: hotkeys, the default device and model of the background daemon."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hotkey: str = "<ctrl>+<alt>+<space>"
+    stop_hotkey: str = "<ctrl>+<alt>+<esc>"
+    hotkeys: bool = True
+    device: str = "desktop"
+    model: str | None = None
+    notify: bool = True
+
+    @field_validator("hotkey", "stop_hotkey")
+    @classmethod
+    def _hotkey(cls, value: str) -> str:
+        return check_hotkey(value)
 
 
 class Config(BaseModel):
@@ -50,6 +92,7 @@ class Config(BaseModel):
     audit: Path | None = None
     confirm_timeout: float = Field(default=60.0, gt=0, le=3600)
     recheck_screen: bool = True
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
 
 def config_path() -> Path:
@@ -80,8 +123,10 @@ def load_config(path: Path | None = None) -> Config:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(err["loc"][0]), list(Config.model_fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(Config.model_fields)})"
+                fields = list(DaemonConfig.model_fields if err["loc"][0] == "daemon" and len(err["loc"]) == 2
+                              else Config.model_fields)
+                close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(fields)})"
                 problems.append(f"unknown key {key!r}{hint}")
             else:
                 problems.append(f"{key}: {err['msg']}")
