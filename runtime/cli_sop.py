@@ -4,6 +4,7 @@ SOPs from demonstrations (learn), follow one on the virtual phone (check), measu
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -440,30 +441,41 @@ def learn_eval(*, templates: tuple[str, ...] = (), demos: int = 1, variants: int
                 if progress is not None:
                     progress(template.id, inst, result)
     done = [v for row in rows for v in row["variants"]]
+    held_out = [v for v in done if v["held_out"]]
     return {
         "benchmark": "sop-learn", "demos_per_template": demos, "variants_per_template": variants,
         "device": device, "templates": len(rows),
         "learned": sum(1 for row in rows if "sop" in row),
         "variants": len(done), "succeeded": sum(v["success"] for v in done),
         "success_rate": round(sum(v["success"] for v in done) / len(done), 4) if done else 0.0,
+        "held_out_variants": len(held_out), "held_out_succeeded": sum(v["success"] for v in held_out),
         "rows": rows,
     }
 
 
 def format_learn_eval(report: dict[str, Any]) -> str:
-    """The learn-eval report as a table, with every failure's reason."""
-    lines = [f"{'template':28} {'learned':8} {'variants':>9}  reason of failures"]
+    """The learn-eval report as a table, with why each failure failed."""
+    lines = [f"{'template':28} {'learned':8} {'variants':>9}  why runs failed"]
     for row in report["rows"]:
         vs = row["variants"]
         ok = sum(v["success"] for v in vs)
-        why = row.get("error") or "; ".join(sorted({(v["reason"] or "wrong end state: "
-                                                     + ", ".join(v["failed_checks"]))[:90]
-                                                    for v in vs if not v["success"]}))
+        why = row.get("error") or "; ".join(sorted({_failure(v) for v in vs if not v["success"]}))
         lines.append(f"{row['template']:28} {'yes' if 'sop' in row else 'no':8} {ok:>4}/{len(vs):<4}  {why}")
     lines.append(f"\nlearned {report['learned']}/{report['templates']} SOPs from {report['demos_per_template']} "
                  f"oracle demonstration(s) each; SOP checker on held-out variants: {report['succeeded']}/"
-                 f"{report['variants']} = {report['success_rate']:.1%}")
+                 f"{report['variants']} = {report['success_rate']:.1%} (held-out goals of the templates: "
+                 f"{report['held_out_succeeded']}/{report['held_out_variants']}; the rest are further train "
+                 "instances)")
     return "\n".join(lines)
+
+
+def _failure(variant: dict[str, Any]) -> str:
+    """Why one run failed, in a few words: the SOP step that could not be followed, or the failed check."""
+    if variant["status"] == "finished":  # the check without this run's values, so that runs group
+        checks = [re.sub(r"\[\w+=[^\]]*\]", "[…]", re.sub(r"'[^']*'", "…", c)) for c in variant["failed_checks"]]
+        return "wrong end state: " + ", ".join(checks)[:90]
+    m = re.search(r"step (\d+) \(.*\): (.*?)(?: \(filled from.*)?$", variant["reason"])
+    return f"step {m.group(1)}: {m.group(2)}"[:100] if m else variant["reason"][:100]
 
 
 @sop.command("learn-eval")
