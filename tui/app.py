@@ -144,6 +144,7 @@ class EdgepilotApp(App[None]):
         self.confirms: dict[str, ConfirmScreen] = {}
         self.answered: set[str] = set()
         self._main: Screen[Any] | None = None
+        self._shown: StepItem | None = None  # the step whose screen and elements are shown
 
     # ------------------------------------------------------------ layout
 
@@ -340,6 +341,7 @@ class EdgepilotApp(App[None]):
             return
         self.run_id, self.trajectory, self.result = run_id, None, None
         self.answered.clear()
+        self._shown = None
         await self.main_screen.query_one("#steps", StepList).clear()
         self.main_screen.query_one("#screen", BlockImage).show_image(None, "no screen yet")
         self.main_screen.query_one("#elements", Static).update(elements_view(None))
@@ -409,9 +411,9 @@ class EdgepilotApp(App[None]):
 
     async def _on_step(self, event: RunEvent) -> None:
         steps = self.main_screen.query_one("#steps", StepList)
-        await steps.add_step(event)
-        if steps.index == len(steps) - 1:
-            self._show_step(event)
+        item = await steps.add_step(event)
+        if steps.highlighted_child is item:
+            self._show_step(item)
         if self.state == "starting":
             self.state = "running"
         self._show_state()
@@ -505,13 +507,15 @@ class EdgepilotApp(App[None]):
             status.update(Text(hint, style="dim"))
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
-        # a highlight that is already stale (the log followed a newer step since) is not shown
+        # shown already when it arrived, or stale (the log followed a newer step since): nothing to do
         if event.list_view.id == "steps" and isinstance(event.item, StepItem) and \
-                event.item is event.list_view.highlighted_child:
-            self._show_step(event.item.step)
+                event.item is event.list_view.highlighted_child and event.item is not self._shown:
+            self._show_step(event.item)
 
-    def _show_step(self, step: dict[str, Any]) -> None:
+    def _show_step(self, item: StepItem) -> None:
         """Show a step's elements and screenshot beside the log."""
+        self._shown = item
+        step = item.step
         self.main_screen.query_one("#elements", Static).update(elements_view(step))
         screen = self.main_screen.query_one("#screen", BlockImage)
         png = _event_png(step.get("screenshot_png"))  # the daemon sends it when asked

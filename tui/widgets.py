@@ -27,11 +27,14 @@ class StepList(ListView):
     StepList > StepItem { padding: 0 1 1 0; }
     """
 
-    async def add_step(self, step: Mapping[str, Any]) -> None:
+    async def add_step(self, step: Mapping[str, Any]) -> StepItem:
+        """Append a step; the cursor moves to it when it was on the newest step (or nowhere)."""
         following = self.index is None or self.index >= len(self) - 1
-        await self.append(StepItem(step, len(self)))
+        item = StepItem(step, len(self))
+        await self.append(item)
         if following:
             self.index = len(self) - 1
+        return item
 
     def steps(self) -> list[dict[str, Any]]:
         return [child.step for child in self.children if isinstance(child, StepItem)]
