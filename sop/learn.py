@@ -39,7 +39,7 @@ from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Sw
 from edgepilot.errors import ActionError, SopError
 from edgepilot.sop.format import MAX_STEPS, PLACEHOLDER, SENSITIVE_KINDS, Sop, parse_sop
 from edgepilot.sop.screen import Screen, ScreenElement, in_list, ordinal
-from edgepilot.sop.values import shape, spans
+from edgepilot.sop.values import Span, shape, spans
 
 MoveKind = Literal["open", "tap", "long_press", "type", "key", "swipe", "wait", "finish"]
 ANSWER_WORDS = {"digits": "number", "amount": "amount", "time": "time", "phone": "phone number",
@@ -394,7 +394,7 @@ def _abstract(demo: Demo, moves: list[_Move]) -> tuple[list[_Param], str]:
     return params, _phrasing(goal, params)
 
 
-def _goal_value(goal: str, label: str, value_spans: Sequence[Any]) -> bool:
+def _goal_value(goal: str, label: str, value_spans: Sequence[Span]) -> bool:
     """Whether the goal names ``label`` as a value: it occurs there, over a value the goal holds (a name,
     a number, quoted text), not as an ordinary word (``Call`` in ``Call Ann Lee``)."""
     at = _find_word(goal, label)
@@ -676,6 +676,22 @@ def learn_sop(demos: Sequence[Demo], *, name: str | None = None, classify: Class
     if not demos:
         raise SopError("no demonstrations to learn from; give one or more trajectory folders")
     notes: list[str] = []
+    moves, phrasings, params = _draft(demos, classify, notes)
+    if len(moves) > MAX_STEPS:
+        raise SopError(f"the demonstration has {len(moves)} steps, more than an SOP may have ({MAX_STEPS}); "
+                       "record the task in shorter parts")
+    text = _render(demos, moves, phrasings, params, name, notes)
+    try:
+        sop = parse_sop(text, path)
+    except SopError as exc:
+        raise SopError(f"the drafted SOP does not pass the checks; edit the demonstration or write the SOP by "
+                       f"hand:\n{exc}", exc.problems) from exc
+    return LearnedSop(sop, text, tuple(notes))
+
+
+def _draft(demos: Sequence[Demo], classify: Classifier | None,
+           notes: list[str]) -> tuple[list[_Move], list[str], dict[str, _Param]]:
+    """The merged steps, the phrasings and the parameters of the demonstrations."""
     runs: list[list[_Move]] = []
     phrasings: list[str] = []
     params: dict[str, _Param] = {}
@@ -688,57 +704,49 @@ def learn_sop(demos: Sequence[Demo], *, name: str | None = None, classify: Class
                 kind = classify(move.step) if move.kind != "finish" else None
                 move.sensitive = kind if kind in SENSITIVE_KINDS or kind is None else "sensitive"
         for p in found:
-            if p.name not in params or _broader(p.value, params[p.name].value):
-                params[p.name] = replace(p, description=params[p.name].description) if p.name in params else p
+            if p.name not in params:
+                params[p.name] = p
+            elif _broader(p.value, params[p.name].value):
+                params[p.name] = replace(p, description=params[p.name].description)
         if phrasing not in phrasings:
             phrasings.append(phrasing)
         runs.append(moves)
-    slots = _align(runs, notes, [d.source for d in demos])
-    moves = [_merge_slot(slot, params) for slot in slots]
+    moves = [_merge_slot(slot, params) for slot in _align(runs, notes, [d.source for d in demos])]
     if not moves or moves[-1].kind != "finish":
         moves.append(runs[0][-1])
-    if len(moves) > MAX_STEPS:
-        raise SopError(f"the demonstration has {len(moves)} steps, more than an SOP may have ({MAX_STEPS}); "
-                       "record the task in shorter parts")
+    return moves, phrasings, params
+
+
+def _render(demos: Sequence[Demo], moves: list[_Move], phrasings: list[str], params: dict[str, _Param],
+            name: str | None, notes: list[str]) -> str:
+    """The SOP file: front matter, a comment naming the demonstrations, the numbered steps."""
     lines = [_step_line(n, m) for n, m in enumerate(moves, 1)]
     for n, move in enumerate(moves, 1):
         if move.kind == "type" and move.value and not PLACEHOLDER.search(move.value):
             notes.append(f'step {n} types "{move.value}" every time: the goal does not say it, so it stays as '
                          "demonstrated (edit the step if it should change from task to task)")
     used = set(PLACEHOLDER.findall("\n".join(lines))) | {n for p in phrasings for n in PLACEHOLDER.findall(p)}
-    for phrasing in phrasings:
-        for pname in PLACEHOLDER.findall(phrasing):
-            if pname not in params:
-                notes.append(f"phrasing {phrasing!r} names {{{pname}}}, which no step uses")
-    apps = _apps(demos, used)
-    sop_name = name or _default_name(phrasings[0], apps)
-    front = [
-        "---",
-        f"name: {_scalar(sop_name)}",
-        f"description: {_scalar(_description(phrasings[0], len(demos)))}",
-        f"apps: {_scalar(apps)}",
-        "phrasings:",
-        *[f"  - {_scalar(p)}" for p in phrasings],
-    ]
     declared = [p for p in params.values() if p.name in used]
     for p in declared:
         if not any("{" + p.name + "}" in phrasing for phrasing in phrasings):
             notes.append(f"{{{p.name}}} differed between the demonstrations but no goal names it: a task must "
                          "give it, or the step should say where its value comes from")
+    apps = _apps(demos, used)
+    front = [
+        "---",
+        f"name: {_scalar(name or _default_name(phrasings[0], apps))}",
+        f"description: {_scalar(_description(phrasings[0], len(demos)))}",
+        f"apps: {_scalar(apps)}",
+        "phrasings:",
+        *[f"  - {_scalar(p)}" for p in phrasings],
+    ]
     if declared:
         front.append("params:")
-        for p in declared:
-            front.append(f"  {p.name}: {_scalar({'description': p.description, 'example': p.value})}")
+        front += [f"  {p.name}: {_scalar({'description': p.description, 'example': p.value})}" for p in declared]
     front += ["version: 1", "---"]
     sources = ", ".join(Path(d.source).name or d.source for d in demos)
     body = [f"<!-- drafted by edgepilot sop learn from {len(demos)} demonstration(s): {sources} -->", *lines]
-    text = "\n".join(front + body) + "\n"
-    try:
-        sop = parse_sop(text, path)
-    except SopError as exc:
-        raise SopError(f"the drafted SOP does not pass the checks; edit the demonstration or write the SOP by "
-                       f"hand:\n{exc}", exc.problems) from exc
-    return LearnedSop(sop, text, tuple(notes))
+    return "\n".join(front + body) + "\n"
 
 
 def _apps(demos: Iterable[Demo], params: Iterable[str] = ()) -> list[str]:
