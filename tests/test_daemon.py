@@ -447,10 +447,12 @@ def test_hotkeys_prompt_a_task_and_stop_it(real, xvfb):
         events.wait_for("started", run)
         assert not client.status()["hotkeys"]["prompt_open"]
         time.sleep(0.5)
+        subprocess.run(["xdotool", "mousemove", "300", "300", "mousedown", "1"], env=env, check=True)  # held
         pressed = time.monotonic()
         subprocess.run(["xdotool", "key", "ctrl+alt+Escape"], env=env, check=True)
         done = events.wait_for("finished", run, timeout=60)
         latency = time.monotonic() - pressed
+        subprocess.run(["xdotool", "mouseup", "1"], env=env, check=True)
     assert done["status"] == "stopped" and done["stop"]["by"] == "hotkey" and "safety stop" in done["reason"]
     assert done["stop"]["requested_at"] >= pressed  # the daemon saw the key after it was sent (same clock)
     assert latency < 30, latency  # the bench measures it properly (edgepilot bench --suite stop)

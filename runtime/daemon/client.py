@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +77,61 @@ class _Lines:
         if not isinstance(message, dict):
             raise DaemonError(f"the daemon sent {type(message).__name__}, not an object", "protocol")
         return message
+
+
+class EventStream:
+    """Events of a subscription, one dict per event; iteration ends when the daemon closes the stream (it shut
+    down, or dropped this client for falling too far behind) or after the awaited run's ``finished``.
+
+    :meth:`close` may be called from any thread (a UI's stop button while another thread iterates): the
+    iterating thread then ends its loop.
+    """
+
+    def __init__(self, sock: socket.socket, lines: _Lines, until_run: str | None, timeout: float | None) -> None:
+        self._sock = sock
+        self._lines = lines
+        self._until_run = until_run
+        self._timeout = timeout
+        self._closed = threading.Event()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while not self._closed.is_set():
+            try:
+                message = self._lines.read()
+            except TimeoutError as exc:
+                self.close()
+                raise DaemonError(f"no event within {self._timeout:g} s", "timeout") from exc
+            except (OSError, DaemonError):
+                message = None
+            if message is None:
+                break
+            if "event" not in message:
+                continue
+            if self._until_run is not None and message["event"] == "finished" and message.get("run") == self._until_run:
+                self.close()
+            return message
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Unsubscribe (safe from any thread; a blocked ``next()`` returns)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class DaemonClient:
@@ -205,50 +259,42 @@ class DaemonClient:
     # ------------------------------------------------------------ events
 
     def events(self, run: str | None = None, *, replay: bool = True, screenshots: bool = False,
-               until_finished: bool | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Stream events (runtime/events.py shapes, plus ``queued``) on a connection of their own.
+               until_finished: bool | None = None, timeout: float | None = None) -> EventStream:
+        """Subscribe to events (runtime/events.py shapes, plus ``queued``) on a connection of their own.
 
         Args:
             run: only this run's events (default: every run's).
             replay: first the events already sent for ``run`` (or for the current run when ``run`` is None).
             screenshots: step and confirm events carry ``screenshot_png`` (base64 PNG).
             until_finished: end after ``run``'s ``finished`` event (default: True when ``run`` is given).
-            timeout: seconds without any event after which DaemonError(code ``timeout``) is raised (default: wait).
+            timeout: seconds without any event after which iterating raises DaemonError(code ``timeout``)
+                (default: wait as long as it takes).
 
-        The iterator ends when the daemon closes the stream (it shut down, or dropped a client that fell
-        too far behind); close it (``.close()`` or leaving a ``for`` loop) to unsubscribe.
+        Returns:
+            An :class:`EventStream`: iterate it for event dicts; ``close()`` it from any thread to unsubscribe.
+
+        Raises:
+            DaemonNotRunning / DaemonError: the subscription cannot be made (raised here, not while iterating).
         """
         until = (run is not None) if until_finished is None else until_finished
         sock = self._open()
+        lines = _Lines(sock)
+        fields: dict[str, Any] = {"op": "subscribe", "replay": replay, "screenshots": screenshots}
+        if run is not None:
+            fields["run"] = run
         try:
-            lines = _Lines(sock)
-            fields: dict[str, Any] = {"op": "subscribe", "replay": replay, "screenshots": screenshots}
-            if run is not None:
-                fields["run"] = run
-            try:
-                self._send(sock, {"op": "hello", "token": self.token})
-                _expect_ok(lines.read(), "hello")
-                self._send(sock, fields)
-                _expect_ok(lines.read(), "subscribe")
-            except OSError as exc:
-                raise DaemonError(f"cannot subscribe to the daemon's events: {exc}", "closed") from exc
-            sock.settimeout(timeout)
-            while True:
-                try:
-                    message = lines.read()
-                except TimeoutError as exc:
-                    raise DaemonError(f"no event within {timeout:g} s", "timeout") from exc
-                except OSError:
-                    return
-                if message is None:
-                    return
-                if "event" not in message:
-                    continue
-                yield message
-                if until and message["event"] == "finished" and message.get("run") == run:
-                    return
-        finally:
+            self._send(sock, {"op": "hello", "token": self.token})
+            _expect_ok(lines.read(), "hello")
+            self._send(sock, fields)
+            _expect_ok(lines.read(), "subscribe")
+        except OSError as exc:
             sock.close()
+            raise DaemonError(f"cannot subscribe to the daemon's events: {exc}", "closed") from exc
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(timeout)
+        return EventStream(sock, lines, run if until else None, timeout)
 
     def wait(self, run: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until ``run`` finishes; its ``finished`` event.

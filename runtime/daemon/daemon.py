@@ -105,13 +105,14 @@ class Daemon:
         """
         token = ensure_token(self.paths.token)
         self.server = ControlServer(self.paths, token, self.handle)
-        self.server.start()
+        self.server.bind()  # another daemon on the socket: stop here, before anything else starts
         try:
             self._write_pid()
             self.model.load_async()
             self.runner.start()
             self._start_hotkeys()
             self._handle_signals()
+            self.server.start()  # clients get answers once everything above is up
             log.info("edgepilot daemon %s ready (pid %d); model %s; device %s; notifications: %s",
                      __version__, os.getpid(), self.model.spec, self.device, self.notifier.reason)
             while not self._shutdown.wait(0.5):

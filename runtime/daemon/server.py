@@ -100,8 +100,8 @@ class ControlServer:
         with self._lock:
             return len(self._clients)
 
-    def start(self) -> None:
-        """Bind the socket (replacing a stale one) and start accepting.
+    def bind(self) -> None:
+        """Take the socket path (replacing a stale socket); clients are refused until :meth:`start`.
 
         Raises:
             ConfigError: another daemon answers on the socket, or it cannot be bound.
@@ -123,10 +123,16 @@ class ControlServer:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(16)
         self._sock = sock
+
+    def start(self) -> None:
+        """Start accepting clients (binding first if :meth:`bind` was not called)."""
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None
+        self._sock.listen(16)
         threading.Thread(target=self._accept, name="daemon-accept", daemon=True).start()
-        log.info("listening on %s", path)
+        log.info("listening on %s", self.paths.socket)
 
     def close(self) -> None:
         self._closing = True
