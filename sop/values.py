@@ -92,6 +92,8 @@ def spans(task: str, known_words: frozenset[str] = frozenset()) -> list[Span]:
                 continue
             start = task.index(words[1], start + len(words[0]))
         text = re.sub(r"['’]s$", "", task[start:m.end()].rstrip(".'’"))
+        if re.fullmatch(r"I(['’](m|ve|ll|d))?", text):
+            continue  # the pronoun, not a name
         add(text, "name", start, m.end())
     found.sort(key=lambda s: s.start)
     return found
