@@ -54,6 +54,8 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     kinds: list[str] = field(default_factory=lambda: ["planner", "decider"])
+    shared_prefix: bool = True
+    """Run the prompt prefix a step's examples share (system + task + screen) once, without gradient."""
 
 
 def _versions() -> dict[str, str]:
@@ -155,18 +157,25 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     if not examples:
         raise ConfigError(f"{dataset} has no trainable examples of kinds {cfg.kinds}")
     rng = random.Random(cfg.seed)
-    order: list[Encoded] = []
+    groups = group_by_step(examples) if cfg.shared_prefix else [[e] for e in examples]
+    order: list[list[Encoded]] = []
     whole = math.floor(cfg.epochs)
     for _ in range(whole):
-        epoch = examples[:]
+        epoch = groups[:]
         rng.shuffle(epoch)
         order += epoch
     if cfg.epochs > whole:
-        epoch = examples[:]
+        epoch = groups[:]
         rng.shuffle(epoch)
-        order += epoch[: round(len(examples) * (cfg.epochs - whole))]
+        order += epoch[: round(len(groups) * (cfg.epochs - whole))]
     if cfg.max_examples is not None:
-        order = order[: cfg.max_examples]
+        kept, n = [], 0
+        for g in order:
+            if n >= cfg.max_examples:
+                break
+            kept.append(g[: cfg.max_examples - n])
+            n += len(kept[-1])
+        order = kept
     steps = max(1, math.ceil(len(order) / cfg.grad_accum))
 
     torch.manual_seed(cfg.seed)
@@ -191,18 +200,17 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "train-log.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     losses: list[float] = []
-    tokens_seen = 0
+    tokens_seen = examples_seen = 0
     train_start = time.perf_counter()
     try:
         for step in range(steps):
             batch = order[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
-            trained = sum(e.trained_tokens for e in batch)
+            trained = sum(e.trained_tokens for g in batch for e in g)
             total = 0.0
-            for example in batch:
-                loss_sum = _loss_sum(model, example, device, torch)
-                (loss_sum / trained).backward()
-                total += loss_sum.item()
-                tokens_seen += len(example.input_ids)
+            for group in batch:
+                total += _group_loss(model, group, trained, device, torch)
+                tokens_seen += sum(len(e.input_ids) for e in group)
+                examples_seen += len(group)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
@@ -210,7 +218,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             loss = total / trained
             losses.append(loss)
             log.write(json.dumps({"step": step + 1, "loss": round(loss, 5), "lr": schedule.get_last_lr()[0],
-                                  "examples": (step + 1) * cfg.grad_accum, "tokens": tokens_seen,
+                                  "examples": examples_seen, "tokens": tokens_seen,
                                   "seconds": round(time.perf_counter() - train_start, 1)}) + "\n")
             log.flush()
             if progress is not None:
@@ -225,7 +233,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         "format": 1,
         "base_model": {"gguf": str(base_gguf), "name": base_gguf.name, "sha256": file_sha256(base_gguf)},
         "dataset": {"path": str(dataset), "sha256": file_sha256(dataset), "rows": len(rows),
-                    "examples": len(examples), "too_long": too_long, "trained_on": len(order),
+                    "examples": len(examples), "too_long": too_long, "trained_on": examples_seen,
                     "kinds": cfg.kinds},
         "hyper_parameters": asdict(cfg),
         "seed": cfg.seed,
@@ -247,13 +255,59 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     return recipe
 
 
-def _loss_sum(model: Any, example: Encoded, device: str, torch: Any) -> Any:
-    """Summed cross-entropy over one example's labelled tokens; logits only where a label is."""
-    ids = torch.tensor([example.input_ids], device=device)
-    labels = torch.tensor(example.labels, device=device)
-    # the logit at position i predicts token i+1
-    where = (labels[1:] != IGNORE).nonzero(as_tuple=True)[0]
-    with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16):
-        out = model(input_ids=ids, logits_to_keep=where, use_cache=False)
-    logits = out.logits[0].float()
-    return torch.nn.functional.cross_entropy(logits, labels[where + 1], reduction="sum")
+def group_by_step(examples: list[Encoded]) -> list[list[Encoded]]:
+    """Examples of the same step (``instance/step/kind`` ids) together: they share their prompt's start."""
+    groups: dict[str, list[Encoded]] = {}
+    for e in examples:
+        key = e.id.rsplit("/", 1)[0] if e.id.count("/") >= 2 else e.id
+        groups.setdefault(key, []).append(e)
+    return list(groups.values())
+
+
+LONE_SUFFIX = 128
+"""Prompt tokens with gradient before a lone example's first answer (no other example shares its prefix)."""
+
+
+def shared_cut(group: list[Encoded]) -> int:
+    """How many leading tokens the group's examples share and none of them has a label in (0: none)."""
+    first_label = min(next(i for i, t in enumerate(e.labels) if t != IGNORE) for e in group)
+    if len(group) == 1:
+        cut = first_label - LONE_SUFFIX
+    else:
+        ids = [e.input_ids for e in group]
+        cut = 0
+        while all(cut < len(x) for x in ids) and len({x[cut] for x in ids}) == 1:
+            cut += 1
+    return max(0, min(cut, first_label - 1))
+
+
+def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, torch: Any) -> float:
+    """Back-propagate the group's summed loss / ``trained``; returns the summed loss.
+
+    The shared prefix runs once without gradient (its keys and values are
+    computed with the adapter, but the adapter is not trained through them);
+    each example's own tokens run on a copy of that cache, with gradient.
+    Forward values are identical to running each example whole.
+    """
+    import copy
+
+    autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+    cut = shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
+    cache = None
+    if cut > 0:
+        with torch.no_grad(), autocast:
+            cache = model(input_ids=torch.tensor([group[0].input_ids[:cut]], device=device),
+                          use_cache=True).past_key_values
+    total = 0.0
+    for example in group:
+        labels = torch.tensor(example.labels[cut:], device=device)
+        # the logit at suffix position j predicts suffix token j+1
+        where = (labels[1:] != IGNORE).nonzero(as_tuple=True)[0]
+        with autocast:
+            out = model(input_ids=torch.tensor([example.input_ids[cut:]], device=device),
+                        past_key_values=copy.deepcopy(cache) if cache is not None else None,
+                        use_cache=cache is not None, logits_to_keep=where)
+        loss = torch.nn.functional.cross_entropy(out.logits[0].float(), labels[where + 1], reduction="sum")
+        (loss / trained).backward()
+        total += loss.item()
+    return total

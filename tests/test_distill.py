@@ -117,43 +117,79 @@ def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
         assert trained.count(encoder.eos_id) == sum(m["role"] == "assistant" for m in messages)
 
 
-@pytest.mark.slow
-def test_train_export_load_and_eval(tmp_path: Path) -> None:
-    """A few LoRA steps on tiny examples, a real GGUF export, llama.cpp applying it, and an eval run."""
+@pytest.fixture(scope="module")
+def student(tmp_path_factory) -> dict:
+    """A few LoRA steps on tiny examples and the real GGUF export of the adapter."""
     pytest.importorskip("llama_cpp")
     for name in ("torch", "transformers", "peft", "gguf", "accelerate"):
         pytest.importorskip(name)
-    from edgepilot.distill.evaluate import evaluate
-    from edgepilot.distill.export import check_loads, export_lora
+    from edgepilot.distill.export import export_lora
     from edgepilot.distill.train import TrainConfig, train
     from edgepilot.runtime.models.builtin import builtin_path
 
-    rows = [{"id": f"tiny/{i}", "kind": "decider", "messages": [
+    tmp = tmp_path_factory.mktemp("student")
+    rows = [{"id": f"tiny#0/{i}/{kind}", "kind": kind, "messages": [
         {"role": "system", "content": "You operate a phone."},
-        {"role": "user", "content": f"Task: open Settings\nScreen:\n[{i}] TextView \"Settings\" (clickable)"},
+        {"role": "user", "content": f"Task: open Settings\nScreen:\n[{i}] TextView \"Settings\" (clickable)\n{kind}"},
         {"role": "assistant", "content": json.dumps({"type": "tap", "target": i}, separators=(", ", ": ")),
-         "train": True}]} for i in range(3)]
-    dataset = tmp_path / "dataset.jsonl"
+         "train": True}]} for i in range(2) for kind in ("planner", "decider")]
+    dataset = tmp / "dataset.jsonl"
     dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    base = builtin_path()
-    recipe = train(dataset, tmp_path / "student", base_gguf=base,
-                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, max_examples=2, seed=1))
-    assert recipe["steps"] == 2 and len(recipe["loss"]["curve"]) == 2
+    recipe = train(dataset, tmp / "student", base_gguf=builtin_path(),
+                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, max_examples=4, seed=1))
+    lora = tmp / "student-lora.gguf"
+    exported = export_lora(tmp / "student" / "adapter", lora)
+    return {"tmp": tmp, "recipe": recipe, "lora": lora, "exported": exported, "base": builtin_path()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_train_records_its_recipe(student: dict) -> None:
+    recipe = student["recipe"]
+    assert recipe["steps"] == 2 and len(recipe["loss"]["curve"]) == 2  # two steps, each one step's two examples
+    assert recipe["dataset"]["trained_on"] == 4
     assert len(recipe["dataset"]["sha256"]) == 64 and len(recipe["base_model"]["sha256"]) == 64
     assert recipe["hyper_parameters"]["rank"] == 4 and recipe["seed"] == 1
-    adapter = tmp_path / "student" / "adapter"
+    adapter = student["tmp"] / "student" / "adapter"
     assert (adapter / "adapter_config.json").is_file() and (adapter / "base" / "config.json").is_file()
+    log = (student["tmp"] / "student" / "train-log.jsonl").read_text().splitlines()
+    assert len(log) == 2
 
-    lora = tmp_path / "student-lora.gguf"
-    exported = export_lora(adapter, lora)
-    assert exported["bytes"] > 100_000
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_export_gives_a_gguf_lora_that_llama_cpp_applies(student: dict) -> None:
+    from edgepilot.distill.export import check_loads
+
+    lora = student["lora"]
+    assert student["exported"]["bytes"] > 100_000
     assert lora.read_bytes()[:4] == b"GGUF"
-    assert check_loads(base, lora)["loaded"]
+    assert check_loads(student["base"], lora)["loaded"]
 
-    summary = evaluate(lora=lora, arms=["student", "teacher"], splits=["test"], templates=["settings_dark_theme"],
-                       max_steps=2, out=tmp_path / "eval")
-    arms = {(r["arm"], r["split"]) for r in summary["table"]}
-    assert arms == {("student", "test"), ("teacher", "test")}
-    teacher = next(r for r in summary["table"] if r["arm"] == "teacher")
-    assert teacher["episodes"] == 1
-    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["reports"]["student/test"]["lora"] == str(lora)
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_eval_runs_the_student_with_its_adapter(student: dict) -> None:
+    from edgepilot.distill.evaluate import evaluate
+
+    out = student["tmp"] / "eval"
+    summary = evaluate(lora=student["lora"], arms=["student", "teacher"], splits=["test"],
+                       templates=["settings_dark_theme"], max_steps=1, out=out)
+    assert {(r["arm"], r["split"]) for r in summary["table"]} == {("student", "test"), ("teacher", "test")}
+    assert all(r["episodes"] == 1 for r in summary["table"])
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["reports"]["student/test"]["lora"] == str(student["lora"])
+    assert saved["reports"]["student/test"]["results"][0]["steps"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_collect_runs_as_ray_tasks_on_a_local_cluster(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    try:
+        summary = collect(tmp_path, per_template=1, templates=TEMPLATES, ray_address=context.address_info["address"])
+    finally:
+        ray.shutdown()
+    assert summary["kept"] == 2 and summary["examples"] > 0
+    assert sorted(r["template"] for r in done_rows(tmp_path).values()) == sorted(TEMPLATES)
