@@ -44,12 +44,21 @@ class Job:
     sop: bool
     run_dir: str
     task_dirs: tuple[str, ...] = ()
+    inject_at: int | None = None
+    """Self-reflection roll-out: a wrong step is injected at this step (then diagnosed and undone)."""
+
+    @property
+    def key(self) -> str:
+        return self.instance + (f"+wrong@{self.inject_at}" if self.inject_at is not None else "")
+
+
+def _draw(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") / 2**32
 
 
 def wants_sop(instance_id: str, share: float) -> bool:
     """Whether an instance's prompts carry its SOP: a stable draw by the instance id."""
-    digest = hashlib.sha256(instance_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < share
+    return _draw(instance_id) < share
 
 
 _TEMPLATES: dict[tuple[str, ...], Any] = {}
@@ -83,21 +92,32 @@ def roll_out(job: Job) -> dict[str, Any]:
     teacher = OracleTeacher()
     start = time.perf_counter()
     try:
-        result = run_episode(device, phone, instance, lambda i: teacher.agent(i, phone, match),
-                             save_to=Path(job.run_dir) / "trajectories",
-                             meta={"model": None, "teacher": teacher.name,
+        made: list[Any] = []
+
+        def make(i: Any) -> Any:
+            made.append(teacher.agent(i, phone, match, inject_at=job.inject_at))
+            return made[-1]
+
+        variant = f"wrong@{job.inject_at}" if job.inject_at is not None else None
+        result = run_episode(device, phone, instance, make, save_to=Path(job.run_dir) / "trajectories",
+                             meta={"model": None, "teacher": teacher.name, "variant": variant,
                                    "sop": match.sop.name if match is not None else None})
     except TaskError as exc:
-        return {**asdict(job), "success": False, "status": "error", "reason": str(exc), "steps": 0,
+        return {**asdict(job), "key": job.key, "success": False, "status": "error", "reason": str(exc), "steps": 0,
                 "trajectory": None, "seconds": round(time.perf_counter() - start, 3)}
-    return {**asdict(job), "sop": match is not None, "sop_name": match.sop.name if match is not None else None,
-            "success": result.success, "status": result.status, "reason": result.reason,
+    injected = getattr(made[0], "injected", 0) if made else 0
+    return {**asdict(job), "key": job.key, "injected": injected,
+            "sop": match is not None, "sop_name": match.sop.name if match is not None else None,
+            "success": result.success and (job.inject_at is None or injected > 0), "status": result.status, "reason": result.reason,
             "steps": len(result.steps), "trajectory": result.trajectory, "seconds": round(result.seconds, 3)}
 
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
-              task_dirs: Iterable[Path] = ()) -> list[Job]:
+              task_dirs: Iterable[Path] = (), reflection_share: float = 0.0) -> list[Job]:
     """The train instances to roll out (``per_template`` of each template), in a stable order.
+
+    With ``reflection_share``, that share of the instances is rolled out a second time with a wrong
+    step injected (at a step drawn from the instance id), for self-reflection examples.
 
     Raises:
         TaskError: unknown template ids or invalid task files.
@@ -106,13 +126,18 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
 
     dirs = tuple(str(Path(d).resolve()) for d in task_dirs)
     todo = instances("train", per_template, templates=load_templates([Path(d) for d in dirs]), only=templates)
-    return [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs) for i in todo]
+    jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs) for i in todo]
+    for i in todo:
+        if _draw(i.id + "+wrong") < reflection_share:
+            at = 1 + int(_draw(i.id + "@") * max(1, i.template.steps - 2))
+            jobs.append(Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs, at))
+    return jobs
 
 
 def done_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Manifest rows of the instances already rolled out, by instance id."""
     path = run_dir / MANIFEST
-    return {row["instance"]: row for row in read_jsonl(path)} if path.is_file() else {}
+    return {row.get("key", row["instance"]): row for row in read_jsonl(path)} if path.is_file() else {}
 
 
 def _run_local(jobs: list[Job], workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
@@ -140,7 +165,7 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], 
 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
-            workers: int = 2, ray_address: str | None = None, task_dirs: Iterable[Path] = (),
+            reflection_share: float = 0.0, workers: int = 2, ray_address: str | None = None, task_dirs: Iterable[Path] = (),
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
 
@@ -149,6 +174,9 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         per_template: instances of each train template.
         templates: only these template ids (default: all train templates).
         sop_share: share of the instances whose prompts carry their retrieved SOP.
+        reflection_share: share of the instances rolled out again with a wrong step injected, then
+            diagnosed by the reflector (``wrong_screen``) and undone (``back``); the wrong step's
+            answer is masked in training.
         workers: worker processes (1: in this process).
         ray_address: run the roll-outs as Ray tasks on this cluster instead.
         task_dirs: extra folders of task templates (your own apps' tasks).
@@ -164,9 +192,9 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     run_dir = Path(run_dir)
     (run_dir / "collect").mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                     task_dirs=task_dirs)
+                     task_dirs=task_dirs, reflection_share=reflection_share)
     done = done_rows(run_dir)
-    todo = [j for j in jobs if j.instance not in done]
+    todo = [j for j in jobs if j.key not in done]
     start = time.perf_counter()
     manifest = open(run_dir / MANIFEST, "a", encoding="utf-8")  # noqa: SIM115 - closed below
     count = len(jobs) - len(todo)
@@ -176,7 +204,7 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
         manifest.flush()
         os.fsync(manifest.fileno())
-        done[row["instance"]] = row
+        done[row["key"]] = row
         count += 1
         if progress is not None:
             progress(row, count, len(jobs))
@@ -189,7 +217,7 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     finally:
         manifest.close()
     seconds = time.perf_counter() - start
-    return write_dataset(run_dir, [done[j.instance] for j in jobs if j.instance in done], seconds=seconds,
+    return write_dataset(run_dir, [done[j.key] for j in jobs if j.key in done], seconds=seconds,
                          rolled_out=len(todo))
 
 
@@ -205,8 +233,9 @@ def write_dataset(run_dir: Path, rows: list[dict[str, Any]], *, seconds: float =
     untrained = sum(1 for ex in examples for m in ex["messages"] if m["role"] == "assistant" and not m["train"])
     summary = {
         "instances": len(rows), "rolled_out_now": rolled_out, "kept": len(kept),
-        "failed": [{"instance": r["instance"], "status": r["status"], "reason": r["reason"]}
+        "failed": [{"instance": r.get("key", r["instance"]), "status": r["status"], "reason": r["reason"]}
                    for r in rows if not r["success"]],
+        "self_reflection": sum(1 for r in kept if r.get("inject_at") is not None),
         "templates": len({r["template"] for r in kept}),
         "with_sop": sum(1 for r in kept if r.get("sop")),
         "steps": sum(r["steps"] for r in kept),

@@ -70,8 +70,9 @@ def step_examples(step: dict[str, Any], *, instance: str, template: str, sop: bo
 def trajectory_examples(trajectory: Trajectory) -> list[Example]:
     """Every example of one trajectory (kept or not: the caller decides which trajectories count)."""
     meta = trajectory.meta
-    instance = str(meta.get("task", trajectory.folder.name))
-    template = str(meta.get("template", instance.split("#")[0]))
+    task = str(meta.get("task", trajectory.folder.name))
+    template = str(meta.get("template", task.split("#")[0]))
+    instance = task + (f"+{meta['variant']}" if meta.get("variant") else "")
     sop = bool(meta.get("sop"))
     return [ex for step in trajectory.steps
             for ex in step_examples(step, instance=instance, template=template, sop=sop)]

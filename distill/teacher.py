@@ -23,6 +23,7 @@ recorded with an ``error`` and left out of training.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any, Callable, Protocol
 
 from edgepilot.actions import (
@@ -48,6 +49,8 @@ from edgepilot.sim.tasks.oracle import Oracle
 
 TEACHER_ERROR = "teacher"
 """Prefix of a call's ``error`` when the teacher's answer is not for training."""
+INJECTED = "teacher: injected wrong step"
+"""The ``error`` of a decider call whose answer is a deliberately wrong step (masked in training)."""
 
 _PROGRESS = Plan.model_fields["progress"].metadata[0].max_length
 _SUBGOAL = Plan.model_fields["subgoal"].metadata[0].max_length
@@ -59,7 +62,8 @@ class Teacher(Protocol):
 
     name: str
 
-    def agent(self, instance: TaskInstance, phone: Any, sop: Any = None) -> RoleAgent: ...
+    def agent(self, instance: TaskInstance, phone: Any, sop: Any = None, *, inject_at: int | None = None,
+              seed: int = 0) -> RoleAgent: ...
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -217,13 +221,20 @@ class OracleTeacherAgent(RoleAgent):
 
     name = "oracle-teacher"
 
-    def __init__(self, instance: TaskInstance, phone: Any, sop: Any = None) -> None:
+    def __init__(self, instance: TaskInstance, phone: Any, sop: Any = None, *,
+                 inject_at: int | None = None, seed: int = 0) -> None:
         self.script = ScriptedBackend()
         super().__init__(instance.goal, self.script, sop=sop)
         self.oracle = Oracle(instance, phone.snapshot)
         self.done: list[str] = []
         self.answer = self._final_answer()
         self._subgoal = ""
+        self.inject_at = inject_at
+        self._rng = random.Random(f"{instance.id}:{seed}")
+        self._steps = 0
+        self._wrong: str | None = None  # the subgoal a wrong step was injected in place of, until undone
+        self._recovering = False
+        self.injected = 0
 
     def _final_answer(self) -> str | None:
         for step in reversed(self.oracle.steps):
@@ -236,7 +247,35 @@ class OracleTeacherAgent(RoleAgent):
             return _cut(self.answer, _MEMORY)
         return ""
 
+    def _wrong_action(self, obs: Observation, right: Action) -> Action | None:
+        """A plausible wrong step: a tap on another interactive element of the screen (None if there is none)."""
+        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), set()))
+        tap = schema["$defs"]["Tap"]["properties"].get("target", {})
+        choices = [i for i in tap.get("enum", []) if i != getattr(right, "target", None)
+                   and not obs.elements[i].checkable and not obs.elements[i].editable
+                   and "back" not in obs.elements[i].resource_id and "home" not in obs.elements[i].resource_id]
+        return Tap(target=self._rng.choice(choices)) if choices else None
+
+    def _answer(self, obs: Observation, action: Action, subgoal: str, extra_error: str | None = None) -> Decision:
+        plan = Plan(progress=progress_text(self.done), subgoal=subgoal, memory=self._memory(obs))
+        self.script.answers = {"planner": dumps(plan.model_dump()), "decider": action_to_json(action)}
+        decision = super().decide(obs)
+        self.script.answers.pop("planner", None)  # no planner call before the first action
+        decider = decision.calls[-1]
+        schema = self.script.last_decider_schema
+        if extra_error is not None:
+            decider.error = extra_error
+        elif schema is not None and not fits_schema(action, schema):
+            decider.error = f"{TEACHER_ERROR}: the action {action_to_json(action)} is outside the screen's grammar"
+        return decision
+
     def decide(self, obs: Observation) -> Decision:
+        self._steps += 1
+        if self._recovering:  # the corrected step after a wrong one: go back to where the task was
+            self._recovering = False
+            self._subgoal = _cut(f"go back: {self._wrong}", _SUBGOAL)
+            return self._answer(obs, Key(key="back"), self._subgoal)
+        saved = (self.oracle.pos, self.oracle.scrolls, self.oracle.scroll_direction)
         pos = self.oracle.pos
         action = fit_to_grammar(self.oracle.next_action(obs), obs, self.banned.get(obs.to_text(), set()))
         played = self.oracle.steps[self.oracle.pos - 1] if self.oracle.pos > pos else None
@@ -246,23 +285,33 @@ class OracleTeacherAgent(RoleAgent):
         if isinstance(action, Finish) and step is None:
             step = ("finish", {})
         self._subgoal = subgoal_for(action, obs, step)
-        plan = Plan(progress=progress_text(self.done), subgoal=self._subgoal, memory=self._memory(obs))
-        self.script.answers = {"planner": dumps(plan.model_dump()), "decider": action_to_json(action)}
-        decision = super().decide(obs)
-        self.script.answers.pop("planner", None)  # no planner call before the first action
-        decider = decision.calls[-1]
-        schema = self.script.last_decider_schema
-        if schema is not None and not fits_schema(action, schema):
-            decider.error = f"{TEACHER_ERROR}: the action {action_to_json(action)} is outside the screen's grammar"
-        return decision
+        if self.inject_at is not None and self._steps - 1 == self.inject_at and isinstance(action, (Tap, Type)):
+            wrong = self._wrong_action(obs, action)
+            if wrong is not None:
+                self.oracle.pos, self.oracle.scrolls, self.oracle.scroll_direction = saved  # not played yet
+                self._wrong = self._subgoal
+                self.injected += 1
+                return self._answer(obs, wrong, self._subgoal, extra_error=INJECTED)
+        return self._answer(obs, action, self._subgoal)
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
-        self.script.answers["reflector"] = dumps(Verdict(outcome="worked", note="").model_dump())
-        verdict = super().reflect(before, action, result, after)
+        injected = self._wrong is not None and not self._recovering and self._subgoal == self._wrong
+        if injected:
+            verdict = Verdict(outcome="wrong_screen", note=_cut(f"this does not {self._wrong}", 50))
+        else:
+            verdict = Verdict(outcome="worked", note="")
+        self.script.answers["reflector"] = dumps(verdict.model_dump())
+        reflection = super().reflect(before, action, result, after)
         self.script.answers.pop("reflector", None)
-        if result.ok:
+        if injected:
+            self._recovering = reflection.kind == "wrong_screen"  # an unchanged screen needs no going back
+            if not self._recovering:
+                self._wrong = None
+        elif self._wrong is not None and isinstance(action, Key):
+            self._wrong = None
+        elif result.ok:
             self.done.append(self._subgoal)
-        return verdict
+        return reflection
 
 
 class OracleTeacher:
@@ -270,8 +319,9 @@ class OracleTeacher:
 
     name = "oracle"
 
-    def agent(self, instance: TaskInstance, phone: Any, sop: Any = None) -> RoleAgent:
-        return OracleTeacherAgent(instance, phone, sop)
+    def agent(self, instance: TaskInstance, phone: Any, sop: Any = None, *, inject_at: int | None = None,
+              seed: int = 0) -> RoleAgent:
+        return OracleTeacherAgent(instance, phone, sop, inject_at=inject_at, seed=seed)
 
 
 TeacherFactory = Callable[[], Teacher]

@@ -60,11 +60,14 @@ def distill() -> None:
               help="Extra folders of task templates (your own apps' tasks; repeatable).")
 @click.option("--sop-share", default=0.5, show_default=True,
               help="Share of the instances whose prompts carry their retrieved SOP.")
+@click.option("--reflection-share", default=0.0, show_default=True,
+              help="Share of the instances rolled out again with a wrong step injected, diagnosed and undone "
+                   "(self-reflection examples; the wrong step is masked in training).")
 @click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON
 def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
-                sop_share: float, workers: int, ray_address: str | None, as_json: bool) -> None:
+                sop_share: float, reflection_share: float, workers: int, ray_address: str | None, as_json: bool) -> None:
     """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
     from tqdm import tqdm
 
@@ -80,13 +83,14 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
 
     try:
         summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                          workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
+                          reflection_share=reflection_share, workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
     except EdgepilotError as exc:
         _fail(exc)
     finally:
         bar.close()
     text = (f"kept {summary['kept']}/{summary['instances']} trajectories ({summary['templates']} templates, "
-            f"{summary['with_sop']} with an SOP, {summary['steps']} steps) in {summary['seconds']:.1f} s\n"
+            f"{summary['with_sop']} with an SOP, {summary['self_reflection']} with a wrong step undone, "
+            f"{summary['steps']} steps) in {summary['seconds']:.1f} s\n"
             f"{summary['examples']} examples {summary['by_kind']} → {summary['dataset']}")
     for failed in summary["failed"]:
         text += f"\nFAILED {failed['instance']}: {failed['status']}: {failed['reason']}"
@@ -103,7 +107,8 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
 @click.option("--lr", default=3e-4, show_default=True)
 @click.option("--epochs", default=1.0, show_default=True)
 @click.option("--max-examples", type=int, default=None, help="Stop after this many examples.")
-@click.option("--grad-accum", default=4, show_default=True, help="Examples per optimizer step.")
+@click.option("--grad-accum", default=4, show_default=True,
+              help="Steps of trajectories per optimizer step (a step's planner and decider examples go together).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

@@ -193,3 +193,21 @@ def test_collect_runs_as_ray_tasks_on_a_local_cluster(tmp_path: Path) -> None:
         ray.shutdown()
     assert summary["kept"] == 2 and summary["examples"] > 0
     assert sorted(r["template"] for r in done_rows(tmp_path).values()) == sorted(TEMPLATES)
+
+
+def test_self_reflection_masks_the_wrong_step_and_trains_its_diagnosis_and_correction(tmp_path: Path) -> None:
+    summary = collect(tmp_path, per_template=1, templates=["contacts_delete"], reflection_share=1.0, workers=1)
+    rows = list(done_rows(tmp_path).values())
+    wrong = next(r for r in rows if r["inject_at"] is not None)
+    assert wrong["success"] and wrong["injected"] == 1 and summary["self_reflection"] == 1
+    examples = [ex for ex in read_jsonl(tmp_path / "dataset.jsonl") if "+wrong@" in ex["instance"]]
+    at = wrong["inject_at"]
+    injected = next(ex for ex in examples if ex["id"].endswith(f"/{at}/decider"))
+    answers = [m for m in injected["messages"] if m["role"] == "assistant"]
+    assert answers[0]["train"] is False  # the wrong tap
+    assert answers[1]["train"] is True and json.loads(answers[1]["content"])["outcome"] == "wrong_screen"
+    corrected = next(ex for ex in examples if ex["id"].endswith(f"/{at + 1}/decider"))
+    assert json.loads(corrected["messages"][2]["content"]) == {"type": "key", "key": "back"}
+    assert "-> wrong_screen" in corrected["messages"][1]["content"]
+    planner = next(ex for ex in examples if ex["id"].endswith(f"/{at + 1}/planner"))
+    assert json.loads(planner["messages"][-1]["content"])["subgoal"].startswith("go back")
