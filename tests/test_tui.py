@@ -197,7 +197,8 @@ def test_a_task_runs_on_the_virtual_phone_and_shows_its_steps(tmp_path):
         assert app.query_one("#screen", BlockImage).image is not None
         app.query_one("#steps").focus()
         await pilot.press("up")  # the cursor is on the log: the first step's screen, the home screen
-        assert shown(app, "#elements").startswith("App: com.android.launcher3")
+        await until(pilot, lambda: shown(app, "#elements").startswith("App: com.android.launcher3"),
+                    what="the first step's elements")
         assert app.query_one("#run", Button).disabled is False and app.query_one("#stop", Button).disabled
 
     drive(app, scenario)
@@ -274,7 +275,7 @@ def test_stop_ends_a_run_and_nothing_is_done_after_it(tmp_path):
     async def scenario(pilot: Pilot) -> None:
         await start(pilot)
         await until(pilot, lambda: len(steps_of(app)) >= 1, what="a first step")
-        assert app.query_one("#progress").display  # the model is working: the spinner turns
+        assert app.state == "running" and app.query_one("#progress").display  # the model works: the spinner turns
         await pilot.press("ctrl+s")
         await until(pilot, finished(app), timeout=5, what="the stop")
         assert app.result is not None and app.result["status"] == "stopped"
