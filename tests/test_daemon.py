@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,8 @@ PROMPT_TITLE = "edgepilot: new task"
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def xvfb() -> Iterator[str]:
+@contextmanager
+def private_display() -> Iterator[str]:
     """A private X display (Xvfb picks a free number and tells it on a pipe)."""
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
@@ -61,6 +62,12 @@ def xvfb() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[str]:
+    with private_display() as display:
+        yield display
 
 
 class DaemonProcess:
@@ -376,34 +383,51 @@ def test_no_display_means_no_hotkeys_and_status_says_so(scripted):
 
 
 def test_a_model_that_fails_to_load_keeps_the_daemon_up(tmp_path):
-    env = {**os.environ, "EDGEPILOT_HOME": str(tmp_path / "home"), "EDGEPILOT_RUNTIME_DIR": str(tmp_path / "run"),
-           "EDGEPILOT_CONFIG": str(tmp_path / "none.toml")}
+    with private_display() as display:
+        env = {**os.environ, "EDGEPILOT_HOME": str(tmp_path / "home"), "EDGEPILOT_RUNTIME_DIR": str(tmp_path / "run"),
+               "EDGEPILOT_CONFIG": str(tmp_path / "none.toml"), "DISPLAY": display}
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "edgepilot.runtime.daemon", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "edgepilot.runtime.daemon", *args], env=env,
+                                  capture_output=True, text=True, timeout=60)
 
-    assert cli("status").returncode == 3
-    started = cli("start", "--model", str(tmp_path / "missing.gguf"), "--no-hotkeys", "--no-notify")
-    assert started.returncode == 0, started.stderr
-    assert "daemon started" in started.stdout
-    try:
-        again = cli("start")
-        assert again.returncode == 1 and "already running" in again.stderr
-        deadline = time.monotonic() + 30
-        while (status := json.loads(cli("status", "--json").stdout))["model"]["state"] == "loading":
-            assert time.monotonic() < deadline
+        def xdotool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+            return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=20,
+                                  check=check)
+
+        assert cli("status").returncode == 3
+        started = cli("start", "--model", str(tmp_path / "missing.gguf"), "--no-notify")
+        assert started.returncode == 0, started.stderr
+        assert "daemon started" in started.stdout
+        try:
+            again = cli("start")
+            assert again.returncode == 1 and "already running" in again.stderr
+            deadline = time.monotonic() + 30
+            while (status := json.loads(cli("status", "--json").stdout))["model"]["state"] == "loading":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert status["model"]["state"] == "failed" and "missing.gguf" in status["model"]["error"]
+            refused = cli("run", "turn on airplane mode")
+            assert refused.returncode == 1 and "failed to load" in refused.stderr and "Traceback" not in refused.stderr
+            # the prompt shows the refusal and stays open; Escape closes it
+            xdotool("key", "ctrl+alt+space")
+            xdotool("search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE)
             time.sleep(0.2)
-        assert status["model"]["state"] == "failed" and "missing.gguf" in status["model"]["error"]
-        refused = cli("run", "turn on airplane mode")
-        assert refused.returncode == 1 and "failed to load" in refused.stderr and "Traceback" not in refused.stderr
-        assert json.loads(cli("status", "--json").stdout)["pid"] == status["pid"]  # still up
-        assert (tmp_path / "home" / "daemon.pid").read_text().strip() == str(status["pid"])
-    finally:
-        stopped = cli("stop")
-    assert stopped.returncode == 0 and f"pid {status['pid']}" in stopped.stdout
-    assert not (tmp_path / "run" / "daemon.sock").exists() and not (tmp_path / "home" / "daemon.pid").exists()
-    assert cli("status").returncode == 3
+            xdotool("type", "--delay", "10", "open settings")
+            xdotool("key", "Return")
+            time.sleep(1.0)
+            assert xdotool("search", "--onlyvisible", "--name", PROMPT_TITLE, check=False).returncode == 0
+            assert json.loads(cli("status", "--json").stdout)["queue"] == []
+            xdotool("key", "Escape")
+            time.sleep(0.5)
+            assert xdotool("search", "--onlyvisible", "--name", PROMPT_TITLE, check=False).returncode == 1
+            assert json.loads(cli("status", "--json").stdout)["pid"] == status["pid"]  # still up
+            assert (tmp_path / "home" / "daemon.pid").read_text().strip() == str(status["pid"])
+        finally:
+            stopped = cli("stop")
+        assert stopped.returncode == 0 and f"pid {status['pid']}" in stopped.stdout
+        assert not (tmp_path / "run" / "daemon.sock").exists() and not (tmp_path / "home" / "daemon.pid").exists()
+        assert cli("status").returncode == 3
 
 
 # ---------------------------------------------------------------- the real model, the real display

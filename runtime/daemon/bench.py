@@ -317,7 +317,7 @@ def format_stop(report: dict[str, Any]) -> str:
              f"inputs after the key: {report['actions_after_key']}",
              "  per trial (key sent N s after the run's first started / step event):"]
     for row in report["rows"]:
-        lines.append(f"    {row['after']:<14} {row['status']:<8} stop {row['stop_ms']:7.1f} ms  "
+        lines.append(f"    {row['after']:<16} {row['status']:<8} stop {row['stop_ms']:7.1f} ms  "
                      f"hotkey {row['hotkey_ms'] if row['hotkey_ms'] is not None else 'n/a':>6} ms  "
                      f"last input {row['last_action_ms']:6.1f} ms  ({row['steps']} steps)")
     return "\n".join(lines)

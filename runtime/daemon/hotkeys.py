@@ -186,9 +186,13 @@ class PromptWindow:
             if not task:
                 problem.config(text="Type a task first, e.g. “turn on airplane mode”.")
                 return
+            window.withdraw()  # off the screen before the run's first screenshot of this desktop
+            window.update()
             error = self._submit(task)
             if error:
+                window.deiconify()
                 problem.config(text=error)
+                entry.focus_force()
             else:
                 done()
 
