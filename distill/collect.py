@@ -46,6 +46,8 @@ class Job:
     task_dirs: tuple[str, ...] = ()
     inject_at: int | None = None
     """Self-reflection roll-out: a wrong step is injected at this step (then diagnosed and undone)."""
+    teacher_url: str | None = None
+    """A model behind an OpenAI-compatible server plays the task in the runtime's agent instead of the oracle."""
 
     @property
     def key(self) -> str:
@@ -63,6 +65,25 @@ def wants_sop(instance_id: str, share: float) -> bool:
 
 _TEMPLATES: dict[tuple[str, ...], Any] = {}
 _LIBRARY: list[Any] = []
+_BACKENDS: dict[str, Any] = {}
+
+
+def _url_teacher(url: str) -> Any:
+    """The runtime's agent on a model behind an OpenAI-compatible server (one backend per process)."""
+    from edgepilot.runtime.agent import RoleAgent
+    from edgepilot.runtime.models.registry import open_model
+
+    if url not in _BACKENDS:
+        _BACKENDS[url] = open_model(url)
+    backend = _BACKENDS[url]
+
+    class UrlTeacher:
+        name = f"url:{url}"
+
+        def agent(self, instance: Any, phone: Any, sop: Any = None, *, inject_at: int | None = None) -> Any:
+            return RoleAgent(instance.goal, backend, sop=sop)
+
+    return UrlTeacher()
 
 
 def roll_out(job: Job) -> dict[str, Any]:
@@ -89,18 +110,18 @@ def roll_out(job: Job) -> dict[str, Any]:
         match = retrieve(instance.goal, _LIBRARY[0])
     phone = VirtualPhone(serial="virtual-1")
     device = AndroidDevice(LocalTransport(phone), screenshot=True)
-    teacher = OracleTeacher()
+    teacher = _url_teacher(job.teacher_url) if job.teacher_url else OracleTeacher()
     start = time.perf_counter()
     try:
         made: list[Any] = []
 
         def make(i: Any) -> Any:
-            made.append(teacher.agent(i, phone, match, inject_at=job.inject_at))
+            made.append(teacher.agent(i, phone, match, inject_at=job.inject_at))  # type: ignore[attr-defined]
             return made[-1]
 
         variant = f"wrong@{job.inject_at}" if job.inject_at is not None else None
         result = run_episode(device, phone, instance, make, save_to=Path(job.run_dir) / "trajectories",
-                             meta={"model": None, "teacher": teacher.name, "variant": variant,
+                             meta={"model": job.teacher_url, "teacher": teacher.name, "variant": variant,
                                    "sop": match.sop.name if match is not None else None})
     except TaskError as exc:
         return {**asdict(job), "key": job.key, "success": False, "status": "error", "reason": str(exc), "steps": 0,
@@ -113,7 +134,8 @@ def roll_out(job: Job) -> dict[str, Any]:
 
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
-              task_dirs: Iterable[Path] = (), reflection_share: float = 0.0) -> list[Job]:
+              task_dirs: Iterable[Path] = (), reflection_share: float = 0.0,
+              teacher_url: str | None = None) -> list[Job]:
     """The train instances to roll out (``per_template`` of each template), in a stable order.
 
     With ``reflection_share``, that share of the instances is rolled out a second time with a wrong
@@ -126,9 +148,10 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
 
     dirs = tuple(str(Path(d).resolve()) for d in task_dirs)
     todo = instances("train", per_template, templates=load_templates([Path(d) for d in dirs]), only=templates)
-    jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs) for i in todo]
+    jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs,
+                teacher_url=teacher_url) for i in todo]
     for i in todo:
-        if _draw(i.id + "+wrong") < reflection_share:
+        if teacher_url is None and _draw(i.id + "+wrong") < reflection_share:
             at = 1 + int(_draw(i.id + "@") * max(1, i.template.steps - 2))
             jobs.append(Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs, at))
     return jobs
@@ -165,7 +188,7 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], 
 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
-            reflection_share: float = 0.0, workers: int = 2, ray_address: str | None = None, task_dirs: Iterable[Path] = (),
+            reflection_share: float = 0.0, teacher_url: str | None = None, workers: int = 2, ray_address: str | None = None, task_dirs: Iterable[Path] = (),
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
 
@@ -174,6 +197,8 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         per_template: instances of each train template.
         templates: only these template ids (default: all train templates).
         sop_share: share of the instances whose prompts carry their retrieved SOP.
+        teacher_url: instead of the oracle, the runtime's agent on the model behind this OpenAI-compatible
+            URL (``http://host:port/v1#model``) plays each task; only its successful runs are kept.
         reflection_share: share of the instances rolled out again with a wrong step injected, then
             diagnosed by the reflector (``wrong_screen``) and undone (``back``); the wrong step's
             answer is masked in training.
@@ -192,7 +217,7 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     run_dir = Path(run_dir)
     (run_dir / "collect").mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                     task_dirs=task_dirs, reflection_share=reflection_share)
+                     task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url)
     done = done_rows(run_dir)
     todo = [j for j in jobs if j.key not in done]
     start = time.perf_counter()

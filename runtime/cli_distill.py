@@ -63,11 +63,14 @@ def distill() -> None:
 @click.option("--reflection-share", default=0.0, show_default=True,
               help="Share of the instances rolled out again with a wrong step injected, diagnosed and undone "
                    "(self-reflection examples; the wrong step is masked in training).")
+@click.option("--teacher", "teacher_url", default=None,
+              help="A model behind an OpenAI-compatible URL (http://host:port/v1#model) plays the tasks in the "
+                   "runtime's agent instead of the oracle; its successful runs are kept.")
 @click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON
 def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
-                sop_share: float, reflection_share: float, workers: int, ray_address: str | None, as_json: bool) -> None:
+                sop_share: float, reflection_share: float, teacher_url: str | None, workers: int, ray_address: str | None, as_json: bool) -> None:
     """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
     from tqdm import tqdm
 
@@ -83,7 +86,7 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
 
     try:
         summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                          reflection_share=reflection_share, workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
+                          reflection_share=reflection_share, teacher_url=teacher_url, workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
     except EdgepilotError as exc:
         _fail(exc)
     finally:

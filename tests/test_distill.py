@@ -211,3 +211,63 @@ def test_self_reflection_masks_the_wrong_step_and_trains_its_diagnosis_and_corre
     assert "-> wrong_screen" in corrected["messages"][1]["content"]
     planner = next(ex for ex in examples if ex["id"].endswith(f"/{at + 1}/planner"))
     assert json.loads(planner["messages"][-1]["content"])["subgoal"].startswith("go back")
+
+
+class _TeacherServer:
+    """An OpenAI-compatible server whose 'model' opens the app the task names, then finishes."""
+
+    def __init__(self) -> None:
+        import re
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"]
+                first = body["messages"][1]["content"]
+                if "You are the planner." in prompt:
+                    answer = {"progress": "opened the app", "subgoal": "finish", "memory": ""}
+                elif "You are the reflector." in prompt:
+                    answer = {"outcome": "worked", "note": ""}
+                elif "App: com.android.launcher3" in first:
+                    app = re.search(r"(?:Open the (\w+) app|Launch (\w+)|Go to (\w+))", first)
+                    answer = {"type": "open_app", "app": next(g for g in app.groups() if g)}
+                else:
+                    answer = {"type": "finish", "status": "success", "answer": None}
+                text = json.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": json.dumps(answer)}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1#teacher"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_model_behind_a_url_can_be_the_teacher(tmp_path: Path) -> None:
+    pytest.importorskip("httpx")
+    server = _TeacherServer()
+    try:
+        summary = collect(tmp_path, per_template=1, templates=["system_open_app"], teacher_url=server.url, workers=1)
+    finally:
+        server.close()
+    assert summary["kept"] == 1
+    row = next(iter(done_rows(tmp_path).values()))
+    meta = json.loads((Path(row["trajectory"]) / "meta.json").read_text())
+    assert meta["teacher"].startswith("url:") and meta["model"] == server.url
+    examples = read_jsonl(tmp_path / "dataset.jsonl")
+    assert json.loads(examples[0]["messages"][2]["content"])["type"] == "open_app"
