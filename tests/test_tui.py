@@ -3,9 +3,11 @@
 The runs here are driven by the scripted model (tests/scripted.py), injected
 through the app's ``backend_factory``: these tests are about the UI flow
 (confirmations, stop, pause, history...), not about a model. One slow test
-runs the real bundled model through the app. The SVG snapshots fix what
-varies (terminal size, step times, the countdown's clock, the device list,
-the SOP folders) so they compare equal from run to run.
+runs the real bundled model through the app; two run attached to a real
+daemon process (with the daemon's own scripted test model). The SVG
+snapshots fix what varies (terminal size, step times, the countdown's clock,
+the device list, the policy, the SOP folder, $HOME) so they compare equal
+from run to run.
 """
 
 from __future__ import annotations
@@ -722,3 +724,106 @@ def test_the_device_picker_offers_the_virtual_phone_adb_devices_and_this_desktop
     last = device_choices()[-1]
     assert last.spec == "desktop" and not last.available and "no display" in last.reason
 
+
+
+# ---------------------------------------------------------------- attached to the daemon
+
+
+WAITS = [json.dumps({"type": "wait", "seconds": round(0.2 + i / 100, 2)}) for i in range(40)]  # no two alike
+LONG_TASK = "wait for the phone, again and again"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory) -> Any:
+    """A real daemon process (``edgepilot daemon start --foreground``) with a scripted model and its own folders."""
+    import os
+    import subprocess
+    import sys
+
+    from edgepilot.runtime.daemon.client import DaemonClient, DaemonError
+
+    root = tmp_path_factory.mktemp("daemon")
+    script = root / "script.json"
+    script.write_text(json.dumps({"delay": 0.05, "answers": {"decider": [tap("Bank"), FINISH], "reflector": REFLECT},
+                                  "tasks": {LONG_TASK: {"decider": WAITS}}}))
+    (root / "config.toml").write_text("confirm_timeout = 30\n")
+    env = {**os.environ, "EDGEPILOT_HOME": str(root / "home"), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
+           "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(root / "audit.jsonl")}
+    env.pop("DISPLAY", None)
+    log = root / "daemon.log"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepilot.runtime.daemon", "start", "--foreground",
+                             "--scripted-model", str(script), "--device", "virtual", "--no-hotkeys", "--no-notify"],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    sock = root / "run" / "daemon.sock"
+
+    def connect() -> DaemonClient:
+        return DaemonClient.connect(sock, token=(root / "home" / "daemon.token").read_text().strip())
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connect().close()
+            break
+        except (DaemonError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"the daemon did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+    try:
+        yield connect
+    finally:
+        try:
+            with connect() as client:
+                client.shutdown()
+            proc.wait(30)
+        except (DaemonError, OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait(10)
+
+
+def test_attached_to_the_daemon_a_run_is_watched_and_confirmed_like_a_local_one(tmp_path, daemon):
+    from edgepilot.tui.attached import AttachedRunner
+
+    app = App(AttachedRunner(daemon), config=Config(trajectories=tmp_path / "runs"),
+              device_lister=lambda: list(CHOICES), mode="attached to the daemon")
+
+    async def scenario(pilot: Pilot) -> None:
+        assert app.model_state == "ready", app.notes
+        assert shown(app, "#model-status") == "model: scripted (in the daemon) ready · attached to the daemon"
+        await start(pilot)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the daemon's confirmation")
+        await pilot.pause()
+        assert 'tap [9] "Bank"' in shown(app, "#confirm-details")
+        crop = app.screen.query_one("#confirm-crop", BlockImage)
+        assert crop.image is not None, crop.message  # the screenshot came along
+        await pilot.press("y")
+        await until(pilot, finished(app), what="the daemon's run to finish")
+        assert app.result is not None and app.result["status"] == "finished", app.result
+        steps = steps_of(app)
+        assert [s["summary"] for s in steps] == ['tap [9] "Bank"', "finish (success)"]
+        assert steps[0]["gate"]["answer"] == "yes"
+        assert app.query_one("#screen", BlockImage).image is not None
+        assert app.trajectory is not None and (app.trajectory / "steps.jsonl").is_file()
+
+    drive(app, scenario)
+
+
+def test_attached_pause_resume_and_stop_reach_the_daemons_run(tmp_path, daemon):
+    from edgepilot.tui.attached import AttachedRunner
+
+    app = App(AttachedRunner(daemon), config=Config(trajectories=tmp_path / "runs"),
+              device_lister=lambda: list(CHOICES), mode="attached to the daemon")
+
+    async def scenario(pilot: Pilot) -> None:
+        await start(pilot, LONG_TASK)
+        await until(pilot, lambda: len(steps_of(app)) >= 1, what="a first step in the daemon")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: app.state == "paused", what="the daemon's paused event")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: app.state == "running", what="the daemon's resumed event")
+        await pilot.press("ctrl+s")
+        await until(pilot, finished(app), what="the daemon's stop")
+        assert app.result is not None and app.result["status"] == "stopped", app.result
+        assert len(steps_of(app)) < 20
+
+    drive(app, scenario)
