@@ -67,8 +67,10 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
     if "student" in arms and lora is None:
         raise ConfigError("the student arm needs --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
+    if "student" not in arms:
+        lora = None
     if lora is not None and not Path(lora).is_file():
-        raise ConfigError(f"no adapter at {lora}")
+        raise ConfigError(f"no adapter at {lora}; `edgepilot distill export` writes it")
     config = load_config()
     reports: dict[str, dict[str, Any]] = {}
     for arm in arms:

@@ -45,7 +45,8 @@ def distill() -> None:
     """Distil a teacher into the small local model: collect, train, export, eval.
 
     \b
-      edgepilot distill collect --run RUN --per-template 3 --workers 2
+      edgepilot distill synth   --run RUN                     (optional: tasks from exploration)
+      edgepilot distill collect --run RUN --per-template 3 --workers 2 [--tasks RUN/synth]
       edgepilot distill train   --run RUN --max-examples 400
       edgepilot distill export  --run RUN
       edgepilot distill eval    --run RUN --split test-instances --split test
@@ -98,6 +99,36 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
     for failed in summary["failed"]:
         text += f"\nFAILED {failed['instance']}: {failed['status']}: {failed['reason']}"
     _echo(summary, as_json, text)
+
+
+@distill.command("synth")
+@_RUN
+@click.option("--walks", default=140, show_default=True, help="Exploration walks (one app per walk, in turn).")
+@click.option("--depth", default=8, show_default=True, help="Taps per walk.")
+@click.option("--seed", default=0, show_default=True)
+@_JSON
+def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -> None:
+    """Explore the phone, derive tasks backwards from what the walks changed, keep those the oracle confirms.
+
+    Writes RUN/synth/tasks.yaml; add them to the training mix with `collect --tasks RUN/synth`.
+    """
+    from tqdm import tqdm
+
+    from edgepilot.distill.synth import synthesize
+
+    bar = tqdm(desc="explore", unit="walk", total=walks, disable=as_json)
+    try:
+        report = synthesize(run_dir, walks=walks, depth=depth, seed=seed,
+                            progress=lambda done, total: bar.update(done - bar.n))
+    except EdgepilotError as exc:
+        _fail(exc)
+    finally:
+        bar.close()
+    _echo(report, as_json, f"{report['walks']} walks: {report['candidates']} state changes, {report['distinct']} "
+                           f"distinct, {report['excluded_as_test_kinds']} dropped (test kinds), "
+                           f"{len(report['rejected'])} not confirmed; kept {report['kept']} tasks "
+                           f"({report['new_kinds']} checking a field no train template checks) "
+                           f"in {report['seconds']:.0f} s → {report['tasks']}")
 
 
 @distill.command("train")

@@ -271,3 +271,19 @@ def test_a_model_behind_a_url_can_be_the_teacher(tmp_path: Path) -> None:
     assert meta["teacher"].startswith("url:") and meta["model"] == server.url
     examples = read_jsonl(tmp_path / "dataset.jsonl")
     assert json.loads(examples[0]["messages"][2]["content"])["type"] == "open_app"
+
+
+def test_synth_derives_tasks_that_the_oracle_confirms_and_no_test_kinds(tmp_path: Path) -> None:
+    from edgepilot.distill.synth import synthesize
+    from edgepilot.sim.tasks.suite import load_templates
+
+    report = synthesize(tmp_path, walks=21, depth=6, seed=0)
+    assert report["kept"] >= 3
+    templates = load_templates([tmp_path / "synth"])  # valid task files, ids unique against the built-in ones
+    synthesized = [t for t in templates.values() if t.id.startswith("synth_")]
+    assert len(synthesized) == report["kept"]
+    held_out = {c.path for t in templates.values() if t.split == "test" for c in t.check}
+    assert not any(c.path in held_out for t in synthesized for c in t.check)
+    summary = collect(tmp_path / "run", per_template=1, templates=[synthesized[0].id], task_dirs=[tmp_path / "synth"],
+                      workers=1)
+    assert summary["kept"] == 1
