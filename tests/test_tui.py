@@ -496,7 +496,12 @@ def test_the_confirmer_waits_for_the_answer_by_id_and_refuses_on_timeout():
 
 @pytest.mark.slow
 def test_the_bundled_model_runs_a_couple_of_steps_through_the_tui(tmp_path):
-    """The real path: open_model(None, Config()) loaded in the background, two steps on the virtual phone."""
+    """The real path: open_model(None, Config()) loaded in the background, two steps on the virtual phone
+    (about 12 s on an idle machine: docs/bench.md measures some 6 s per step)."""
+    import os
+
+    if not os.environ.get("CI"):  # in CI a missing llama-cpp-python is a failure, never a skip
+        pytest.importorskip("llama_cpp", reason="`make install-llm` installs llama-cpp-python")
     config = Config(trajectories=tmp_path / "runs", confirm_timeout=2, max_steps=2)
     app = App(config=config, policy_file=DEFAULT_POLICY, device_lister=lambda: list(CHOICES))
     shown_steps: list[int] = []
@@ -524,6 +529,10 @@ def test_the_bundled_model_runs_a_couple_of_steps_through_the_tui(tmp_path):
     traj = trajectory(app)
     assert traj.meta["model"] == "smollm2-135m" and 1 <= len(traj.steps) <= 2
     assert all(c["role"] in ("planner", "decider", "reflector") for s in traj.steps for c in s["calls"])
+    for step in traj.steps:
+        decider = [c for c in step["calls"] if c["role"] == "decider"]
+        assert decider and decider[0]["constrained"] and decider[0]["error"] is None
+        assert step["action"] is not None  # the grammar makes every answer an action
     assert shown_steps == [len(traj.steps)]
 
 
