@@ -240,19 +240,20 @@ class _BenchDaemon:
         time.sleep(delay)
         if any(e["event"] == "finished" for e in _drain(events)):
             return None
-        inputs.times.clear()
         pressed = time.monotonic()
         subprocess.run(["xdotool", "key", keys], env=self.env, check=True, timeout=10)
         finished = self._next(events, run, "finished")
         arrived = time.monotonic()
         time.sleep(0.3)  # an input already on its way to the phone would land by now
         after = [t for t in inputs.times if t > pressed]
+        before = len(inputs.times) - len(after)
+        inputs.times.clear()
         requested = (finished.get("stop") or {}).get("requested_at")
         return {"after": f"{anchor} + {delay:g} s", "status": finished["status"], "steps": finished["steps"],
                 "stop_ms": round((arrived - pressed) * 1000, 1),
                 "hotkey_ms": round((requested - pressed) * 1000, 1) if requested else None,
                 "last_action_ms": round((max(after) - pressed) * 1000, 1) if after else 0.0,
-                "actions_after_key": len(after), "reason": finished["reason"]}
+                "actions_after_key": len(after), "actions_before_key": before, "reason": finished["reason"]}
 
     def _next(self, events: queue.Queue[dict[str, Any]], run: str, kind: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
@@ -319,7 +320,8 @@ def format_stop(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         lines.append(f"    {row['after']:<16} {row['status']:<8} stop {row['stop_ms']:7.1f} ms  "
                      f"hotkey {row['hotkey_ms'] if row['hotkey_ms'] is not None else 'n/a':>6} ms  "
-                     f"last input {row['last_action_ms']:6.1f} ms  ({row['steps']} steps)")
+                     f"last input {row['last_action_ms']:6.1f} ms  ({row['steps']} steps, "
+                     f"{row['actions_before_key']} inputs before the key)")
     return "\n".join(lines)
 
 

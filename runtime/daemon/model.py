@@ -17,7 +17,8 @@ ModelState = Literal["loading", "ready", "failed"]
 
 
 class ModelHolder:
-    """Loads the model on a background thread; runs wait for it, or learn why it failed.
+    """Loads the model on a background thread (and asks it for one token: warm); runs wait for it, or learn why
+    it failed.
 
     Args:
         spec: what was asked for (shown in status).
@@ -40,6 +41,8 @@ class ModelHolder:
         start = time.perf_counter()
         try:
             backend = self._opener()
+            # one token, so that the weights are paged in and llama.cpp's buffers exist before the first task
+            backend.complete([Message(role="user", content="Hello")], max_tokens=1)
         except EdgepilotError as exc:
             self.state, self.error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the daemon down
@@ -80,7 +83,7 @@ class ModelHolder:
 
 
 PREFILL_SECONDS = 0.15  # aim: this long per prompt chunk, so a stop waits at most about that for the prompt
-_CHUNK_MIN, _CHUNK_START, _CHUNK_MAX = 64, 128, 512  # smaller chunks cost too much on a busy CPU
+_CHUNK_MIN, _CHUNK_START, _CHUNK_MAX = 64, 64, 512  # smaller chunks cost too much on a busy CPU
 
 
 def cut_prefill(backend: Any) -> None:
