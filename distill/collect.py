@@ -25,9 +25,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from edgepilot.errors import ConfigError, TaskError
-
 from edgepilot.distill.dataset import examples_from_folders, read_jsonl, write_jsonl
+from edgepilot.errors import ConfigError, TaskError
 
 MANIFEST = "collect/manifest.jsonl"
 DATASET = "dataset.jsonl"
@@ -92,11 +91,11 @@ def roll_out(job: Job) -> dict[str, Any]:
     Runs in a worker process (or a Ray task): everything it needs is in ``job``.
     """
     from edgepilot.controllers.android import AndroidDevice
+    from edgepilot.distill.teacher import OracleTeacher
     from edgepilot.runtime.episode import run_episode
     from edgepilot.sim.local import LocalTransport
     from edgepilot.sim.phone import VirtualPhone
     from edgepilot.sim.tasks.suite import load_templates
-    from edgepilot.distill.teacher import OracleTeacher
 
     if job.task_dirs not in _TEMPLATES:
         _TEMPLATES[job.task_dirs] = load_templates([Path(d) for d in job.task_dirs])
@@ -129,7 +128,8 @@ def roll_out(job: Job) -> dict[str, Any]:
     injected = getattr(made[0], "injected", 0) if made else 0
     return {**asdict(job), "key": job.key, "injected": injected,
             "sop": match is not None, "sop_name": match.sop.name if match is not None else None,
-            "success": result.success and (job.inject_at is None or injected > 0), "status": result.status, "reason": result.reason,
+            "success": result.success and (job.inject_at is None or injected > 0),
+            "status": result.status, "reason": result.reason,
             "steps": len(result.steps), "trajectory": result.trajectory, "seconds": round(result.seconds, 3)}
 
 
@@ -188,7 +188,8 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], 
 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
-            reflection_share: float = 0.0, teacher_url: str | None = None, workers: int = 2, ray_address: str | None = None, task_dirs: Iterable[Path] = (),
+            reflection_share: float = 0.0, teacher_url: str | None = None, workers: int = 2,
+            ray_address: str | None = None, task_dirs: Iterable[Path] = (),
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
 

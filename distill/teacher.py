@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from edgepilot.actions import (
     Action,

@@ -71,7 +71,8 @@ def distill() -> None:
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON
 def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
-                sop_share: float, reflection_share: float, teacher_url: str | None, workers: int, ray_address: str | None, as_json: bool) -> None:
+                sop_share: float, reflection_share: float, teacher_url: str | None, workers: int,
+                ray_address: str | None, as_json: bool) -> None:
     """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
     from tqdm import tqdm
 
@@ -87,7 +88,8 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
 
     try:
         summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                          reflection_share=reflection_share, teacher_url=teacher_url, workers=workers, ray_address=ray_address, task_dirs=task_dirs, progress=progress)
+                          reflection_share=reflection_share, teacher_url=teacher_url, workers=workers,
+                          ray_address=ray_address, task_dirs=task_dirs, progress=progress)
     except EdgepilotError as exc:
         _fail(exc)
     finally:
