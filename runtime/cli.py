@@ -119,11 +119,12 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["tasks", "observe", "injection", "ocr"]), default="tasks",
+@click.option("--suite", type=click.Choice(["tasks", "observe", "injection", "ocr", "stop"]), default="tasks",
               show_default=True,
               help="tasks: success rate on a split; observe: latency of one observation; injection: utility and "
                    "attack success under prompt injection, policy off and on; ocr: OCR time per screenshot and "
-                   "how much of the tree's text it recovers.")
+                   "how much of the tree's text it recovers; stop: the daemon's safety-stop hotkey, from the key "
+                   "to the run's end (starts a daemon on a private Xvfb; -n trials, default 5).")
 @click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
               help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct; "
                    "attacker: a script that obeys injected text (injection suite). Default: oracle; for the "
@@ -151,7 +152,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
               help="tasks suite: the element list from the accessibility tree, from pixels alone (OCR + widget "
                    "detector; the oracle then decides on the tree but must act on what pixels show), or both fused.")
 @click.option("-n", "repeats", default=None, type=int,
-              help="observe suite: how many observations (30); ocr suite: how many phone screens (23).")
+              help="observe suite: how many observations (30); ocr suite: how many phone screens (23); stop "
+                   "suite: trials (5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
 def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, goals: tuple[str, ...],
           baseline: bool,
@@ -195,6 +197,14 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
     if suite == "observe":
         report = b.run_observe(n=repeats or 30, device=device)
         _emit(report, as_json, b.format_observe(report))
+        return
+    if suite == "stop":
+        from edgepilot.runtime.daemon.bench import format_stop, measure_stop
+
+        report = measure_stop(repeats or 5, model=model,
+                              progress=None if as_json else (lambda row: click.echo(
+                                  f"  after {row['after']}: {row['status']}, stop {row['stop_ms']:.0f} ms", err=True)))
+        _emit(report, as_json, format_stop(report))
         return
     if suite == "ocr":
         from edgepilot.runtime.ocr_bench import format_ocr, ocr_bench
@@ -533,6 +543,7 @@ from edgepilot.runtime.cli_policy import policy as _policy  # noqa: E402
 main.add_command(_policy)
 main.add_command(_audit)
 
+from edgepilot.runtime.cli_daemon import daemon as _daemon  # noqa: E402
 from edgepilot.runtime.cli_record import record as _record  # noqa: E402
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
 from edgepilot.runtime.cli_tui import tui as _tui  # noqa: E402
@@ -540,6 +551,7 @@ from edgepilot.runtime.cli_tui import tui as _tui  # noqa: E402
 main.add_command(_sop)
 main.add_command(_record)
 main.add_command(_tui)
+main.add_command(_daemon)
 
 
 if __name__ == "__main__":

@@ -76,11 +76,12 @@ class PreparedRun:
 
 def prepare_run(task: str, opened, backend, *, config: Config, policy=None, confirmer=None,
                 baseline: bool = False, sop: str = "auto", out: Path | None = None,
-                max_steps: int | None = None, extra_meta: dict[str, Any] | None = None) -> PreparedRun:
+                max_steps: int | None = None, extra_meta: dict[str, Any] | None = None,
+                run_id: str | None = None) -> PreparedRun:
     """Build the agent, trajectory and gate for ``task`` on ``opened`` (a :class:`OpenDevice`).
 
     ``policy=None`` runs without checks (the caller has warned the user);
-    ``confirmer`` asks the person (default: the terminal).
+    ``confirmer`` asks the person (default: the terminal); ``run_id`` names the run in the audit log.
 
     Raises:
         SopError: a named SOP does not exist.
@@ -106,7 +107,7 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
         from edgepilot.runtime.policy import gate_for
 
         gate = gate_for(task, device=opened.device, config=config, policy=policy, confirmer=confirmer,
-                        sensitive_step=getattr(agent, "sop_sensitive", None))
+                        sensitive_step=getattr(agent, "sop_sensitive", None), run_id=run_id)
     return PreparedRun(task=task, device=opened.device, agent=agent, writer=writer, gate=gate, max_steps=budget,
                        meta=meta, sop=match, backend=backend)
 

@@ -82,56 +82,9 @@ class ModelHolder:
                 "error": self.error or None, "load_s": self.load_s}
 
 
-PREFILL_SECONDS = 0.15  # aim: this long per prompt chunk, so a stop waits at most about that for the prompt
-_CHUNK_MIN, _CHUNK_START, _CHUNK_MAX = 64, 64, 512  # smaller chunks cost too much on a busy CPU
-
-
-def cut_prefill(backend: Any) -> None:
-    """Let a stop also end llama.cpp's prompt evaluation, between chunks of about ``PREFILL_SECONDS`` each.
-
-    ``LlamaCppBackend`` checks ``should_stop`` between generated tokens only;
-    reading a long prompt (a new screen: ~1000 tokens) is one call that takes
-    seconds on a small or busy CPU, so a stop landing there would wait for all
-    of it. Evaluating the prompt in chunks is the same computation (each chunk
-    extends the KV cache; the last one's logits are sampled); a stop between
-    two raises, which the backend turns into a ModelError and the loop into
-    status ``stopped``, and the cache keeps the chunks already read. The
-    chunk size adapts (64 to 512 tokens) so that one chunk takes about
-    ``PREFILL_SECONDS``: large on an idle machine, small on a loaded one.
-    A no-op for backends without a llama.cpp ``llm``.
-    """
-    llm = getattr(backend, "llm", None)
-    if llm is None or not hasattr(llm, "eval") or getattr(llm, "_edgepilot_cut_prefill", False):
-        return
-    original = llm.eval
-    size = [_CHUNK_START]
-
-    def evaluate(tokens: Any) -> None:
-        check = getattr(backend, "should_stop", None)
-        if check is None or len(tokens) <= _CHUNK_MIN:
-            return original(tokens)
-        start = 0
-        while start < len(tokens):
-            if check():
-                raise RuntimeError("prompt evaluation cut short: the run was stopped")
-            chunk = tokens[start:start + size[0]]
-            began = time.perf_counter()
-            original(chunk)
-            took = time.perf_counter() - began
-            start += len(chunk)
-            if took < PREFILL_SECONDS / 2 and len(chunk) == size[0]:
-                size[0] = min(_CHUNK_MAX, size[0] * 2)
-            elif took > PREFILL_SECONDS * 2:
-                size[0] = max(_CHUNK_MIN, size[0] // 2)
-        return None
-
-    llm.eval = evaluate
-    llm._edgepilot_cut_prefill = True
-
-
 class StopAwareModel:
     """One run's view of the shared backend: after a stop, no new model call starts, and one in progress ends
-    between tokens (llama.cpp's own hook) or between prompt chunks (:func:`cut_prefill`).
+    between tokens or between prompt chunks (``LlamaCppBackend.should_stop``).
 
     ``should_stop`` (set by session.execute) is passed on to the backend when it has the hook.
     """
@@ -140,7 +93,6 @@ class StopAwareModel:
         self.inner = inner
         self.name: str = inner.name
         self._should_stop: Callable[[], bool] | None = None
-        cut_prefill(inner)
 
     @property
     def should_stop(self) -> Callable[[], bool] | None:

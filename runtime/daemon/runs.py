@@ -277,7 +277,7 @@ class Runner:
             confirmer = DaemonConfirmer(self.confirmations, job.id, job.control)
             prepared = prepare_run(job.task, opened, StopAwareModel(backend), config=self.config, policy=policy,
                                    confirmer=confirmer, sop=job.sop, max_steps=job.max_steps,
-                                   extra_meta={"daemon_run": job.id, "source": job.source})
+                                   extra_meta={"daemon_run": job.id, "source": job.source}, run_id=job.id)
         except (EdgepilotError, ValueError) as exc:
             return self._ended_early("error", f"{type(exc).__name__}: {exc}")
         prepared.control = job.control

@@ -22,6 +22,9 @@ from edgepilot.runtime.models.base import Completion, Message
 _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
 
 
+PREFILL_SECONDS = 0.15  # aim: this long per prompt chunk while a run can be stopped
+_CHUNK_MIN, _CHUNK_MAX = 64, 512
+
 GRAMMAR_CACHE = 64  # compiled grammars kept (the decider's is narrowed to each screen)
 _SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
 _SMALL_NUMBER = 'number ::= ("0" | [1-9] [0-9]{0,4}) ("." [0-9]{1,3})? space'
@@ -131,6 +134,42 @@ class LlamaCppBackend:
             return original(*args, stopping_criteria=stopping_criteria, **kwargs)
 
         self.llm.create_completion = create_completion
+        self._chunk_prefill()
+
+    def _chunk_prefill(self) -> None:
+        """While ``should_stop`` is set, read prompts in chunks and check it between them.
+
+        llama.cpp checks the stopping criterion between generated tokens only;
+        reading a new screen's prompt (~1000 tokens) is one call that takes
+        seconds on a small or busy CPU. Each chunk extends the KV cache (the
+        same computation); a stop between two raises, which ``complete`` turns
+        into a ModelError. The chunk size adapts (64 to 512 tokens) so one
+        chunk takes about ``PREFILL_SECONDS``. Without ``should_stop`` (the
+        benchmarks) prompts are read as llama.cpp does.
+        """
+        original = self.llm.eval
+        size = [_CHUNK_MIN]
+
+        def evaluate(tokens) -> None:
+            check = self.should_stop
+            if check is None or len(tokens) <= _CHUNK_MIN:
+                return original(tokens)
+            start = 0
+            while start < len(tokens):
+                if check():
+                    raise RuntimeError("prompt evaluation cut short: the run was stopped")
+                chunk = tokens[start:start + size[0]]
+                began = time.perf_counter()
+                original(chunk)
+                took = time.perf_counter() - began
+                start += len(chunk)
+                if took < PREFILL_SECONDS / 2 and len(chunk) == size[0]:
+                    size[0] = min(_CHUNK_MAX, size[0] * 2)
+                elif took > PREFILL_SECONDS * 2:
+                    size[0] = max(_CHUNK_MIN, size[0] // 2)
+            return None
+
+        self.llm.eval = evaluate
 
     def grammar(self, schema: dict):
         """The compiled grammar of a JSON schema (compiled once, then cached).
@@ -157,6 +196,8 @@ class LlamaCppBackend:
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
                  temperature: float = 0.0) -> Completion:
+        if self.should_stop is not None and self.should_stop():
+            raise ModelError(f"{self.name}: not asked (the run was stopped)")
         if any(m.images for m in messages):
             raise ModelError(f"{self.name} is a text model and cannot read screenshots; "
                              "use a vision model behind an OpenAI-compatible server (--model URL)")
@@ -169,6 +210,8 @@ class LlamaCppBackend:
                 temperature=temperature, top_k=1 if temperature == 0 else 40,
             )
         except (ValueError, RuntimeError) as exc:
+            if self.should_stop is not None and self.should_stop():
+                raise ModelError(f"{self.name}: the answer was cut short (the run was stopped)") from None
             raise ModelError(f"{self.name} failed to answer: {exc}") from exc
         if self.should_stop is not None and self.should_stop():
             raise ModelError(f"{self.name}: the answer was cut short (the run was stopped)")

@@ -52,7 +52,7 @@ def engine_for_task(task: str, policy: Policy | None) -> PolicyEngine:
 
 def gate_for(task: str, *, device=None, config=None, policy: Policy | None = None,
              policy_file: str | Path | None = None, confirmer: Confirmer | None = None, audit: AuditLog | None = None,
-             sensitive_step=None) -> PolicyGate:
+             sensitive_step=None, run_id: str | None = None) -> PolicyGate:
     """The gate for one run: the policy (given, or the applicable file), the task's scope, the terminal prompt,
     the audit log, the screen re-check when config.toml wants it.
 
@@ -65,4 +65,5 @@ def gate_for(task: str, *, device=None, config=None, policy: Policy | None = Non
     policy = policy or load_policy(policy_path(policy_file, config.policy))
     return PolicyGate(engine_for_task(task, policy), task=task, confirmer=confirmer or TerminalConfirmer(),
                       audit=audit or AuditLog(config.audit), device=device if config.recheck_screen else None,
-                      timeout=config.confirm_timeout, sensitive_step=sensitive_step)
+                      timeout=config.confirm_timeout, sensitive_step=sensitive_step,
+                      run_id=run_id)
