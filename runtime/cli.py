@@ -11,18 +11,7 @@ from typing import Any
 import click
 
 from edgepilot import __version__
-from edgepilot.errors import EdgepilotError
-
-
-class _Group(click.Group):
-    """Turns edgepilot's own errors into one clear line and exit code 1, not a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EdgepilotError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
+from edgepilot.runtime.cli_errors import ErrorsAsLines
 
 
 def _emit(report: dict[str, Any], as_json: bool, text: str) -> None:
@@ -52,7 +41,7 @@ def _show_step(step) -> None:
     click.echo(f"         time:    {step.ms.get('total', 0) / 1000:.1f} s" + (f" ({roles})" if roles else ""))
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ErrorsAsLines, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgepilot")
 def main() -> None:
     """edgepilot: an on-device GUI agent runtime.
@@ -111,7 +100,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
     click.echo(f"\n{verdict}: {len(result.steps)} steps in {result.seconds:.2f} s"
                + (f"; answer: {result.answer}" if result.answer else ""))
     if not result.success:
-        click.echo("failed checks: " + ", ".join(result.failed_checks) + (f"\nerror: {result.error}" if result.error else ""))
+        click.echo("failed checks: " + ", ".join(result.failed_checks)
+                   + (f"\nerror: {result.error}" if result.error else ""))
         sys.exit(1)
 
 

@@ -10,21 +10,10 @@ from typing import Any
 
 import click
 
-from edgepilot.errors import EdgepilotError
+from edgepilot.runtime.cli_errors import ErrorsAsLines
 
 
-class _DaemonGroup(click.Group):
-    """edgepilot's own errors as one clear line and exit code 1 (also when run as ``python -m``)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EdgepilotError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_DaemonGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ErrorsAsLines, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def daemon() -> None:
     """A background agent: the model kept warm, tasks from a queue, global hotkeys, a local control socket.
 
