@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgepilot-installed
 LLM_STAMP := $(VENV)/.edgepilot-llm
 LLAMA_VERSION := 0.3.36
+TORCH_VERSION ?= 2.13.0
 WHEEL_CACHE ?= $(HOME)/.cache/edgepilot/wheels
 
 .PHONY: demo test bench install-llm clean
@@ -26,7 +27,8 @@ bench: $(STAMP) $(LLM_STAMP)
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,android,ocr]"
+	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"  # first: the CPU build (distill), not the CUDA one pip would pick
+	$(PY) -m pip install -q -e ".[dev,android,ocr,distill,ray]"
 	touch $(STAMP)
 
 install-llm: $(LLM_STAMP)
