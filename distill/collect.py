@@ -135,7 +135,7 @@ def roll_out(job: Job) -> dict[str, Any]:
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
               task_dirs: Iterable[Path] = (), reflection_share: float = 0.0,
-              teacher_url: str | None = None) -> list[Job]:
+              teacher_url: str | None = None, split: str = "train") -> list[Job]:
     """The train instances to roll out (``per_template`` of each template), in a stable order.
 
     With ``reflection_share``, that share of the instances is rolled out a second time with a wrong
@@ -147,7 +147,8 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
     from edgepilot.sim.tasks.suite import instances, load_templates
 
     dirs = tuple(str(Path(d).resolve()) for d in task_dirs)
-    todo = instances("train", per_template, templates=load_templates([Path(d) for d in dirs]), only=templates)
+    todo = instances(split, per_template, templates=load_templates([Path(d) for d in dirs]),  # type: ignore[arg-type]
+                     only=templates)
     jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs,
                 teacher_url=teacher_url) for i in todo]
     for i in todo:
@@ -188,7 +189,7 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], 
 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
-            reflection_share: float = 0.0, teacher_url: str | None = None, workers: int = 2,
+            reflection_share: float = 0.0, teacher_url: str | None = None, split: str = "train", workers: int = 2,
             ray_address: str | None = None, task_dirs: Iterable[Path] = (),
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
@@ -206,6 +207,8 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         workers: worker processes (1: in this process).
         ray_address: run the roll-outs as Ray tasks on this cluster instead.
         task_dirs: extra folders of task templates (your own apps' tasks).
+        split: ``train``; a held-out split only for step-level evaluation data
+            (:func:`edgepilot.distill.evaluate.step_accuracy`): ``train`` refuses such a dataset.
         progress: called with each finished row, how many are done, and how many in all.
 
     Returns:
@@ -218,7 +221,7 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     run_dir = Path(run_dir)
     (run_dir / "collect").mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                     task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url)
+                     task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url, split=split)
     done = done_rows(run_dir)
     todo = [j for j in jobs if j.key not in done]
     start = time.perf_counter()
@@ -244,11 +247,11 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         manifest.close()
     seconds = time.perf_counter() - start
     return write_dataset(run_dir, [done[j.key] for j in jobs if j.key in done], seconds=seconds,
-                         rolled_out=len(todo))
+                         rolled_out=len(todo), split=split)
 
 
 def write_dataset(run_dir: Path, rows: list[dict[str, Any]], *, seconds: float = 0.0,
-                  rolled_out: int = 0) -> dict[str, Any]:
+                  rolled_out: int = 0, split: str = "train") -> dict[str, Any]:
     """Write ``RUN/dataset.jsonl`` from the kept trajectories of ``rows`` and ``RUN/collect.json``."""
     kept = [r for r in rows if r["success"] and r.get("trajectory")]
     examples = list(examples_from_folders(Path(r["trajectory"]) for r in kept))
@@ -258,7 +261,7 @@ def write_dataset(run_dir: Path, rows: list[dict[str, Any]], *, seconds: float =
         kinds[ex["kind"]] = kinds.get(ex["kind"], 0) + 1
     untrained = sum(1 for ex in examples for m in ex["messages"] if m["role"] == "assistant" and not m["train"])
     summary = {
-        "instances": len(rows), "rolled_out_now": rolled_out, "kept": len(kept),
+        "split": split, "instances": len(rows), "rolled_out_now": rolled_out, "kept": len(kept),
         "failed": [{"instance": r.get("key", r["instance"]), "status": r["status"], "reason": r["reason"]}
                    for r in rows if not r["success"]],
         "self_reflection": sum(1 for r in kept if r.get("inject_at") is not None),

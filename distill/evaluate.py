@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from edgepilot.errors import ConfigError
+from edgepilot.errors import ConfigError, EdgepilotError
 
 ARMS = ("base", "student", "teacher")
 
@@ -138,3 +138,55 @@ def plot(table: list[dict[str, Any]], path: Path) -> str | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return str(path)
+
+
+def step_accuracy(dataset: Path, *, lora: Path | None, model: str | None = None, limit: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Teacher-forced step accuracy on held-out steps: does the model answer the runtime's prompt as the oracle did?
+
+    ``dataset`` is collected on a held-out split (``collect(..., split="test")``). For each decider
+    example, the model (with the adapter when ``lora``) answers the decider's prompt under the action
+    grammar (the schema of every phone action, not narrowed: the screen object is not in the
+    trajectory) and the action must equal the oracle's; for each planner example, the subgoal must.
+    Much cheaper than episodes (one call a step, no wandering), and it isolates each decision.
+    """
+    from edgepilot.actions import parse_action
+    from edgepilot.distill.dataset import read_jsonl
+    from edgepilot.runtime.config import load_config
+    from edgepilot.runtime.models.base import Message
+    from edgepilot.runtime.models.registry import open_model
+    from edgepilot.runtime.roles import DECIDER, PLANNER
+
+    rows = [r for r in read_jsonl(dataset) if r["kind"] in ("decider", "planner")]
+    if limit is not None and len(rows) > limit:  # an even spread over the split's templates
+        rows = [rows[i * len(rows) // limit] for i in range(limit)]
+    backend = open_model(model, load_config(), lora_path=str(lora) if lora else None)
+    hits = {"decider": 0, "planner": 0}
+    counts = {"decider": 0, "planner": 0}
+    ms: list[float] = []
+    wrong: list[dict[str, Any]] = []
+    for n, row in enumerate(rows, 1):
+        messages = row["messages"]
+        first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        role = PLANNER if row["kind"] == "planner" else DECIDER
+        asked = [Message(role=m["role"], content=m["content"]) for m in messages[:first]]
+        answer = backend.complete(asked, schema=role.schema, max_tokens=role.max_tokens)
+        ms.append(answer.ms)
+        want = messages[first]["content"]
+        try:
+            if row["kind"] == "decider":
+                ok = parse_action(answer.text).model_dump() == parse_action(want).model_dump()
+            else:
+                ok = json.loads(answer.text)["subgoal"].strip().casefold() == \
+                    json.loads(want)["subgoal"].strip().casefold()
+        except (ValueError, KeyError, EdgepilotError):
+            ok = False
+        counts[row["kind"]] += 1
+        hits[row["kind"]] += ok
+        if not ok and len(wrong) < 20:
+            wrong.append({"id": row["id"], "want": want, "got": answer.text})
+        if progress is not None:
+            progress(n, len(rows))
+    return {"dataset": str(dataset), "lora": str(lora) if lora else None, "model": backend.name,
+            "steps": counts, "accuracy": {k: round(hits[k] / counts[k], 4) if counts[k] else None for k in counts},
+            "median_ms": round(sorted(ms)[len(ms) // 2], 1) if ms else None, "wrong": wrong}

@@ -57,6 +57,8 @@ class TrainConfig:
     device: str = "auto"
     kinds: list[str] = field(default_factory=lambda: ["planner", "decider"])
     shared_prefix: bool = True
+    max_minutes: float | None = None
+    """Stop (and save) after the optimizer step that passes this much training time."""
     """Run the prompt prefix a step's examples share (system + task + screen) once, without gradient."""
 
 
@@ -153,6 +155,9 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     cfg = cfg or TrainConfig()
     torch, transformers, peft = _libraries()
     start = time.perf_counter()
+    summary = dataset.parent / "collect.json"
+    if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("split", "train") != "train":
+        raise ConfigError(f"{dataset} was collected on a held-out split; it is for evaluation, never for training")
     rows = read_jsonl(dataset)
     encoder = ChatEncoder(base_gguf)
     examples, too_long = encode_dataset(rows, encoder, cfg)
@@ -203,6 +208,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     log = open(out / "train-log.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     losses: list[float] = []
     tokens_seen = examples_seen = 0
+    stopped_early = False
     train_start = time.perf_counter()
     try:
         for step in range(steps):
@@ -225,6 +231,9 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             log.flush()
             if progress is not None:
                 progress(step + 1, steps, loss)
+            if cfg.max_minutes is not None and time.perf_counter() - train_start > cfg.max_minutes * 60:
+                stopped_early = step + 1 < steps
+                break
     finally:
         log.close()
     train_s = time.perf_counter() - train_start
@@ -241,10 +250,12 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         "seed": cfg.seed,
         "device": device,
         "threads": torch.get_num_threads(),
-        "steps": steps,
+        "steps": len(losses),
+        "planned_steps": steps,
+        "stopped_by_time_budget": stopped_early,
         "tokens": tokens_seen,
         "loss": {"first": round(losses[0], 4), "last": round(losses[-1], 4),
-                 "mean_last_10pct": round(sum(losses[-max(1, steps // 10):]) / max(1, steps // 10), 4),
+                 "mean_last_10pct": round(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10), 4),
                  "curve": [round(x, 4) for x in losses]},
         "seconds": {"load": round(load_s, 1), "train": round(train_s, 1),
                     "total": round(time.perf_counter() - start, 1),

@@ -146,19 +146,21 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @click.option("--grad-accum", default=4, show_default=True,
               help="Steps of trajectories per optimizer step (a step's planner and decider examples go together).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after the optimizer step that passes this much training time (the adapter is saved).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_JSON
 def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
-              max_examples: int | None, grad_accum: int, seed: int, threads: int | None, device: str,
-              as_json: bool) -> None:
+              max_examples: int | None, grad_accum: int, seed: int, max_minutes: float | None,
+              threads: int | None, device: str, as_json: bool) -> None:
     """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
     from tqdm import tqdm
 
     from edgepilot.distill.train import TrainConfig, train
 
     cfg = TrainConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_examples=max_examples,
-                      grad_accum=grad_accum, seed=seed, threads=threads, device=device)
+                      grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device)
     bar = tqdm(desc="train", unit="step", disable=as_json)
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -244,3 +246,46 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
     summary["seconds"] = round(time.perf_counter() - start, 1)
     _echo(summary["table"] if as_json else summary, as_json,
           format_table(summary) + f"\n→ {run_dir / 'eval' / 'eval.json'} ({summary['seconds']:.0f} s)")
+
+
+@distill.command("eval-steps")
+@_RUN
+@click.option("--model", default=None, help="Base model (default: the configured one).")
+@click.option("--lora", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The GGUF adapter (default: RUN/student-lora.gguf).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student"]),
+              help="What to evaluate (repeatable; default: both).")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test"]),
+              help="Held-out splits (repeatable; default: both).")
+@click.option("--limit", type=int, default=24, show_default=True,
+              help="Steps per split, spread evenly over its templates (planner and decider calls).")
+@_JSON
+def eval_steps_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...],
+                   splits: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Teacher-forced step accuracy on held-out splits: the oracle plays each held-out task, and each model
+    answers the runtime's planner and decider prompts of those steps (one call per step, far cheaper than
+    episodes). Writes RUN/eval/steps.json.
+    """
+    from edgepilot.distill.collect import collect
+    from edgepilot.distill.evaluate import step_accuracy
+
+    results: dict[str, Any] = {}
+    try:
+        for split in splits or ("test", "test-instances"):
+            data = run_dir / "heldout" / split
+            if not (data / "dataset.jsonl").is_file():
+                collect(data, per_template=1, split=split, sop_share=0.0, workers=1)
+            for arm in arms or ("base", "student"):
+                adapter = (lora or run_dir / "student-lora.gguf") if arm == "student" else None
+                r = step_accuracy(data / "dataset.jsonl", lora=adapter, model=model, limit=limit)
+                results[f"{arm}/{split}"] = r
+                if not as_json:
+                    click.echo(f"{arm:8} {split:15} decider {r['accuracy']['decider']:.0%} of {r['steps']['decider']}, "
+                               f"planner subgoal {r['accuracy']['planner']:.0%} of {r['steps']['planner']}, "
+                               f"median {r['median_ms']:.0f} ms per call")
+    except EdgepilotError as exc:
+        _fail(exc)
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    (run_dir / "eval" / "steps.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(results, indent=2))

@@ -287,3 +287,19 @@ def test_synth_derives_tasks_that_the_oracle_confirms_and_no_test_kinds(tmp_path
     summary = collect(tmp_path / "run", per_template=1, templates=[synthesized[0].id], task_dirs=[tmp_path / "synth"],
                       workers=1)
     assert summary["kept"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_step_accuracy_answers_held_out_prompts_with_the_adapter(student: dict, tmp_path: Path) -> None:
+    from edgepilot.distill.evaluate import step_accuracy
+
+    collect(tmp_path, per_template=1, templates=["settings_dark_theme"], split="test", workers=1, sop_share=0.0)
+    assert json.loads((tmp_path / "collect.json").read_text())["split"] == "test"
+    result = step_accuracy(tmp_path / "dataset.jsonl", lora=student["lora"], limit=2)
+    assert sum(result["steps"].values()) == 2 and result["lora"] == str(student["lora"])
+    from edgepilot.distill.train import TrainConfig, train
+    from edgepilot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="held-out"):
+        train(tmp_path / "dataset.jsonl", tmp_path / "never", base_gguf=student["base"], cfg=TrainConfig())
