@@ -534,6 +534,7 @@ main.add_command(_policy)
 main.add_command(_audit)
 
 from edgepilot.runtime.cli_daemon import daemon as _daemon  # noqa: E402
+from edgepilot.runtime.cli_distill import distill as _distill  # noqa: E402
 from edgepilot.runtime.cli_record import record as _record  # noqa: E402
 from edgepilot.runtime.cli_sop import sop as _sop  # noqa: E402
 from edgepilot.runtime.cli_tui import tui as _tui  # noqa: E402
@@ -542,6 +543,7 @@ main.add_command(_sop)
 main.add_command(_record)
 main.add_command(_tui)
 main.add_command(_daemon)
+main.add_command(_distill)
 
 
 if __name__ == "__main__":
