@@ -149,7 +149,7 @@ class LlamaCppBackend:
         benchmarks) prompts are read as llama.cpp does.
         """
         original = self.llm.eval
-        size = [_CHUNK_MAX]
+        size = [_CHUNK_MIN]  # grows when chunks are quick: a first slow chunk would hold a stop up
 
         def evaluate(tokens) -> None:
             check = self.should_stop
