@@ -19,13 +19,13 @@ from typing import Any
 from edgepilot import __version__
 from edgepilot.actions import Action
 from edgepilot.errors import ConfigError
+from edgepilot.perception.types import Observation
 from edgepilot.runtime.agent import FnAgent, ReactAgent, RoleAgent
 from edgepilot.runtime.config import Config, load_config
 from edgepilot.runtime.devices import open_device
 from edgepilot.runtime.episode import AgentFactory, EpisodeResult, run_episode
 from edgepilot.runtime.loop import StepReport
 from edgepilot.runtime.models.base import ModelBackend
-from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.registry import open_model
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
