@@ -59,7 +59,7 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         ModelError: the model or the adapter does not load.
     """
     from edgepilot.runtime.config import load_config
-    from edgepilot.runtime.models.registry import open_model
+    from edgepilot.runtime.models.registry import base_of, open_model
 
     arms, splits, templates = list(arms), list(splits), list(templates)
     unknown = set(arms) - set(ARMS)
@@ -77,7 +77,9 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         backend, load_ms = None, 0.0
         if arm != "teacher":
             start = time.perf_counter()
-            backend = open_model(model, config, lora_path=str(lora) if arm == "student" else None)
+            # the base arm is the model without any adapter, also when ``model`` is a built-in base + LoRA
+            backend = open_model(model if arm == "student" else base_of(model, config), config,
+                                 lora_path=str(lora) if arm == "student" else None)
             load_ms = (time.perf_counter() - start) * 1000
         for split in splits:
             report = _run_arm(arm, split, per_template=per_template, templates=templates, model=model,
@@ -154,13 +156,14 @@ def step_accuracy(dataset: Path, *, lora: Path | None, model: str | None = None,
     from edgepilot.distill.dataset import read_jsonl
     from edgepilot.runtime.config import load_config
     from edgepilot.runtime.models.base import Message
-    from edgepilot.runtime.models.registry import open_model
+    from edgepilot.runtime.models.registry import base_of, open_model
     from edgepilot.runtime.roles import DECIDER, PLANNER
 
     rows = [r for r in read_jsonl(dataset) if r["kind"] in ("decider", "planner")]
     if limit is not None and len(rows) > limit:  # an even spread over the split's templates
         rows = [rows[i * len(rows) // limit] for i in range(limit)]
-    backend = open_model(model, load_config(), lora_path=str(lora) if lora else None)
+    config = load_config()
+    backend = open_model(model if lora else base_of(model, config), config, lora_path=str(lora) if lora else None)
     hits = {"decider": 0, "planner": 0}
     counts = {"decider": 0, "planner": 0}
     ms: list[float] = []

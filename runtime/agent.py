@@ -13,6 +13,8 @@ refusal by the policy or a stuck loop reaches the agent through ``note``.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,8 +44,6 @@ from edgepilot.errors import ActionError
 from edgepilot.perception.diff import ScreenDiff, screen_diff
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import ModelBackend
-from edgepilot.sop.progress import SopProgress
-from edgepilot.sop.retrieve import Match
 from edgepilot.runtime.roles import (
     DECIDER,
     PLANNER,
@@ -56,8 +56,21 @@ from edgepilot.runtime.roles import (
     parse_react,
     render,
 )
+from edgepilot.sop.progress import SopProgress
+from edgepilot.sop.retrieve import Match
 
 HISTORY = 5  # recent actions shown to the model
+
+
+def _points_at_screen(action: Action | None, obs: Observation) -> bool:
+    """A parsed action whose element targets (if any) are elements of ``obs``."""
+    if action is None:
+        return False
+    for name in ("target", "to"):
+        value = getattr(action, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < len(obs.elements):
+            return False
+    return True
 
 
 @dataclass
@@ -227,9 +240,12 @@ class RoleAgent(AgentBase):
     name = "model"
 
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
-                 sop: Match | None = None, device_kind: DeviceKind = "android") -> None:
+                 sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
+                 vote_temperature: float = 0.7) -> None:
         super().__init__(goal, device_kind)
         self.backend = backend
+        self.vote = max(1, vote)
+        self.vote_temperature = vote_temperature
         self.sop = SopProgress.start(sop) if sop is not None else None
         self.reflect_with_model = reflect_with_model
         self.plan = Plan(progress="nothing yet", subgoal="", memory="")
@@ -282,18 +298,47 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
+                  "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
+        images = screen_image(obs, getattr(self.backend, "vision", 0))
         action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
-                                           images=screen_image(obs, getattr(self.backend, "vision", 0)),
-                                           progress=self.plan.progress,
-                                           subgoal=self.plan.subgoal or self.goal,
-                                           memory=self.memory_text(), history=self.history_text(),
-                                           notes=self.notes_text())
+                                           images=images, **values)
+        if self.vote > 1:
+            action, decide_call, samples = self._vote(obs, context, schema, images, values, action, decide_call)
+            calls += samples
         self._last_decider = decide_call
         if action is None:
             self.history.append("(an answer that was not a valid action)")
         plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {})
         return Decision(action, thought=self.plan.subgoal, plan=plan, calls=[*calls, decide_call],
                         error=decide_call.error)
+
+    def _vote(self, obs: Observation, context: str, schema: dict, images: tuple[bytes, ...],
+              values: dict[str, Any], greedy: Action | None,
+              greedy_call: RoleCall) -> tuple[Action | None, RoleCall, list[RoleCall]]:
+        """Self-consistent action voting: ``vote - 1`` sampled answers beside the greedy one; the commonest wins.
+
+        Answers that do not parse, or point at no element of this screen, get no vote; a tie goes to
+        the answer seen first (the greedy one first). The prompt is the greedy call's, so llama.cpp
+        reads it once and each sample costs only its few answer tokens. Returns the winner, the call
+        that gave it (the reflector follows that conversation) and the sample calls (all recorded,
+        as ``decider-sample``).
+        """
+        answers: list[tuple[Action, RoleCall]] = [(greedy, greedy_call)] if _points_at_screen(greedy, obs) else []
+        samples = []
+        for _ in range(self.vote - 1):
+            sampled, call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
+                                         images=images, temperature=self.vote_temperature, **values)
+            call.role = "decider-sample"
+            samples.append(call)
+            if _points_at_screen(sampled, obs):
+                answers.append((sampled, call))
+        if not answers:
+            return greedy, greedy_call, samples
+        keys = [json.dumps(action_to_json(a), sort_keys=True) for a, _ in answers]
+        counts = Counter(keys)
+        best = max(range(len(keys)), key=lambda i: (counts[keys[i]], -i))
+        return answers[best][0], answers[best][1], samples
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
         diff = screen_diff(before, after)

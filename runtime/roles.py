@@ -203,7 +203,7 @@ class Role:
 
     def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
              schema: dict | None = None, system: str = "system", images: tuple[bytes, ...] = (),
-             **values: Any) -> tuple[Any, RoleCall]:
+             temperature: float = 0.0, **values: Any) -> tuple[Any, RoleCall]:
         """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
 
         With ``after``, the question is a follow-up turn to that earlier call
@@ -212,6 +212,7 @@ class Role:
         replaces the role's own (the decider's, narrowed to one screen).
         ``system`` names the system prompt file (``system_desktop`` on a desktop).
         ``images`` (PNG) go with the question, for a backend that sees images.
+        ``temperature`` above 0 samples (self-consistent voting); 0 is greedy.
 
         Raises:
             ModelError: the backend failed (not: the answer did not parse).
@@ -222,7 +223,8 @@ class Role:
                                                                                  if m.images else {})
                                       for m in messages])
         start = time.perf_counter()
-        completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens)
+        completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens,
+                                      temperature=temperature)
         record.ms = completion.ms or (time.perf_counter() - start) * 1000
         record.output, record.tokens_in, record.tokens_out = completion.text, completion.tokens_in, completion.tokens_out
         record.constrained = completion.constrained

