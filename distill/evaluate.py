@@ -18,12 +18,13 @@ from typing import Any
 
 from edgepilot.errors import ConfigError, EdgepilotError
 
-ARMS = ("base", "student", "teacher")
+ARMS = ("base", "student", "student-vote", "teacher")
+DEFAULT_VOTE = 5
 
 
 def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str], model: str | None,
              lora: Path | None, max_steps: int | None, save_to: Path | None, backend: Any,
-             progress: Callable[[str, str, Any, int, int], None] | None) -> dict[str, Any]:
+             progress: Callable[[str, str, Any, int, int], None] | None, vote: int = 1) -> dict[str, Any]:
     from edgepilot.runtime.bench import agent_factory, summarise
     from edgepilot.runtime.devices import open_device
     from edgepilot.runtime.episode import run_episode
@@ -33,7 +34,7 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
     results = []
     started = time.time()
     with open_device("virtual") as opened:
-        factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend)
+        factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend, vote=vote)
         for i, instance in enumerate(todo):
             result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
                                  save_to=save_to / arm / split if save_to else None,
@@ -43,7 +44,8 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
                 progress(arm, split, result, i + 1, len(todo))
     report = summarise(results, agent=arm, split=split, per_template=per_template, started=started)
     report["model"] = None if arm == "teacher" else getattr(backend, "name", None)
-    report["lora"] = str(lora) if arm == "student" and lora else None
+    report["lora"] = str(lora) if arm.startswith("student") and lora else None
+    report["vote"] = vote
     return report
 
 
@@ -51,8 +53,11 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
              splits: Iterable[str] = ("test-instances", "test"), per_template: int = 1,
              templates: Iterable[str] = (), model: str | None = None, max_steps: int | None = None,
              out: Path | None = None, save_trajectories: bool = False,
-             progress: Callable[[str, str, Any, int, int], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[str, str, Any, int, int], None] | None = None,
+             vote: int = DEFAULT_VOTE) -> dict[str, Any]:
     """Run each arm on each split; returns (and writes to ``out/eval.json``) the comparison.
+
+    ``student-vote`` is the student with self-consistent action voting over ``vote`` answers a step.
 
     Raises:
         ConfigError: unknown arm, or the student asked for without an adapter.
@@ -65,9 +70,10 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
-    if "student" in arms and lora is None:
-        raise ConfigError("the student arm needs --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
-    if "student" not in arms:
+    students = {"student", "student-vote"} & set(arms)
+    if students and lora is None:
+        raise ConfigError("the student arms need --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
+    if not students:
         lora = None
     if lora is not None and not Path(lora).is_file():
         raise ConfigError(f"no adapter at {lora}; `edgepilot distill export` writes it")
@@ -78,14 +84,15 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         if arm != "teacher":
             start = time.perf_counter()
             # the base arm is the model without any adapter, also when ``model`` is a built-in base + LoRA
-            backend = open_model(model if arm == "student" else base_of(model, config), config,
-                                 lora_path=str(lora) if arm == "student" else None)
+            student = arm in students
+            backend = open_model(model if student else base_of(model, config), config,
+                                 lora_path=str(lora) if student else None)
             load_ms = (time.perf_counter() - start) * 1000
         for split in splits:
             report = _run_arm(arm, split, per_template=per_template, templates=templates, model=model,
-                              lora=lora if arm == "student" else None, max_steps=max_steps,
+                              lora=lora if arm in students else None, max_steps=max_steps,
                               save_to=out / "trajectories" if out and save_trajectories else None,
-                              backend=backend, progress=progress)
+                              backend=backend, progress=progress, vote=vote if arm == "student-vote" else 1)
             report["model_load_ms"] = round(load_ms, 1)
             reports[f"{arm}/{split}"] = report
         del backend
@@ -94,7 +101,7 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
               "mean_steps": round(r["mean_steps"], 2), "seconds_per_step": round(r["seconds_per_step"], 3),
               "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"]}
              for key, r in reports.items()]
-    summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None, "model": model,
+    summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None, "model": model, "vote": vote,
                "per_template": per_template, "templates": templates, "table": table, "reports": reports}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -104,10 +111,10 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    lines = [f"{'arm':8} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
+    lines = [f"{'arm':12} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
     for row in summary["table"]:
         ended = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
-        lines.append(f"{row['arm']:8} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
+        lines.append(f"{row['arm']:12} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
                      f"{row['episodes']:<2}) {row['mean_steps']:>6.1f} {row['seconds_per_step']:>7.2f} "
                      f"{row['valid_action_rate']:>6.0%}  {ended}")
     return "\n".join(lines)

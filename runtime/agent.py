@@ -303,6 +303,7 @@ class RoleAgent(AgentBase):
         images = screen_image(obs, getattr(self.backend, "vision", 0))
         action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
                                            images=images, **values)
+        calls.append(decide_call)
         if self.vote > 1:
             action, decide_call, samples = self._vote(obs, context, schema, images, values, action, decide_call)
             calls += samples
@@ -310,7 +311,7 @@ class RoleAgent(AgentBase):
         if action is None:
             self.history.append("(an answer that was not a valid action)")
         plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {})
-        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=[*calls, decide_call],
+        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
                         error=decide_call.error)
 
     def _vote(self, obs: Observation, context: str, schema: dict, images: tuple[bytes, ...],

@@ -33,10 +33,11 @@ from edgepilot.sim.tasks.suite import instances
 
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
-                  sop_for: Callable[[TaskInstance], Any] | None = None) -> AgentFactory:
+                  sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1) -> AgentFactory:
     """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
 
-    With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP.
+    With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP;
+    with ``vote`` above 1 it votes over that many decider answers a step.
 
     Raises:
         ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
@@ -49,7 +50,7 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
         if backend is None:
             raise ConfigError(f"the {name} agent needs a model")
         if name == "model":
-            return lambda instance: RoleAgent(instance.goal, backend,
+            return lambda instance: RoleAgent(instance.goal, backend, vote=vote,
                                               sop=sop_for(instance) if sop_for is not None else None)
         return lambda instance: ReactAgent(instance.goal, backend)
     raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")

@@ -215,8 +215,10 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--model", default=None, help="Base model (default: the configured one).")
 @click.option("--lora", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The GGUF adapter (default: RUN/student-lora.gguf).")
-@click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student", "teacher"]),
-              help="What to evaluate (repeatable; default: base and student).")
+@click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student", "student-vote", "teacher"]),
+              help="What to evaluate (repeatable; default: base and student). student-vote: the student "
+                   "with self-consistent action voting (--vote answers a step, the commonest valid one wins).")
+@click.option("--vote", default=5, show_default=True, help="Answers sampled per step by the student-vote arm.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test", "train"]),
               help="Splits (repeatable; default: test-instances and test).")
 @click.option("--per-template", default=1, show_default=True)
@@ -224,8 +226,8 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--max-steps", type=int, default=None, help="Step budget per episode (default: the template's).")
 @click.option("--save", is_flag=True, help="Keep every episode's trajectory under RUN/eval/trajectories.")
 @_JSON
-def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], splits: tuple[str, ...],
-             per_template: int, templates: tuple[str, ...], max_steps: int | None, save: bool, as_json: bool) -> None:
+def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], vote: int,
+             splits: tuple[str, ...], per_template: int, templates: tuple[str, ...], max_steps: int | None, save: bool, as_json: bool) -> None:
     """Task success and seconds per step on held-out splits: base model vs student (vs the teacher)."""
     from edgepilot.distill.evaluate import evaluate, format_table
 
@@ -240,7 +242,7 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
         summary = evaluate(lora=lora or run_dir / "student-lora.gguf", arms=arms or ("base", "student"),
                            splits=splits or ("test-instances", "test"), per_template=per_template,
                            templates=templates, model=model, max_steps=max_steps, out=run_dir / "eval",
-                           save_trajectories=save, progress=progress)
+                           save_trajectories=save, progress=progress, vote=vote)
     except EdgepilotError as exc:
         _fail(exc)
     summary["seconds"] = round(time.perf_counter() - start, 1)

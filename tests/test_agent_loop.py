@@ -396,3 +396,46 @@ def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
     first = traj.steps[0]["gate"]
     assert first["allowed"] is False and first["asked"] is True and first["answer"] == "no"  # the bank is out of scope
     assert result.status == "finished" and traj.meta["policy"].endswith("default.yaml")
+
+
+class _VotingBackend(ScriptedBackend):
+    """Greedy answers one thing, samples (temperature > 0) mostly another: voting must pick the commoner."""
+
+    def __init__(self, greedy: str, samples: list[str]) -> None:
+        super().__init__(planner=[_plan("open Settings")], decider=[greedy])
+        self.samples = list(samples)
+        self.temperatures: list[float] = []
+
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+        out = super().complete(messages, schema=schema, max_tokens=max_tokens, temperature=temperature)
+        if "You are the decider" in messages[-1].content:
+            self.temperatures.append(temperature)
+            if temperature > 0:
+                out = out.model_copy(update={"text": self.samples.pop(0)})
+        return out
+
+
+def test_voting_takes_the_commonest_valid_answer_and_ignores_invalid_ones(served):
+    phone, _, device = served
+    obs = device.observe()
+    settings, other = obs.find(text="Settings")[0], obs.find(text="Clock")[0]
+    tap = lambda i: json.dumps({"type": "tap", "target": i})  # noqa: E731
+    backend = _VotingBackend(tap(other), [tap(settings), tap(999), tap(settings), "nonsense"])
+    agent = RoleAgent("open settings", backend, vote=5)
+    decision = agent.decide(obs)
+    assert decision.action == Tap(target=settings)  # 2 votes to 1; no element 999, nonsense does not parse
+    assert backend.temperatures == [0.0, 0.7, 0.7, 0.7, 0.7]
+    roles = [c.role for c in decision.calls]
+    assert roles.count("decider-sample") == 4 and roles.count("decider") == 1
+    # the winner's conversation is the one the reflector follows
+    assert agent._last_decider.output == tap(settings)
+
+    backend = _VotingBackend(tap(other), [tap(settings), tap(other), "nonsense", tap(999)])
+    decision = RoleAgent("open settings", backend, vote=5).decide(obs)
+    assert decision.action == Tap(target=other)  # 2 against 1: the greedy answer keeps it
+
+    backend = _VotingBackend(tap(other), [tap(settings)])
+    assert RoleAgent("open settings", backend, vote=2).decide(obs).action == Tap(target=other)  # a tie: greedy
+    backend = _VotingBackend(tap(other), [])
+    assert RoleAgent("open settings", backend).decide(obs).action == Tap(target=other)
+    assert backend.temperatures == [0.0]  # no voting by default

@@ -70,3 +70,22 @@ def test_opening_a_missing_file_or_a_lora_on_a_server_fails_clearly(tmp_path):
         open_model("http://127.0.0.1:9/v1", lora_path="x.gguf")
     backend = open_model("http://127.0.0.1:9/v1#qwen")  # nothing listens: the first call fails, not this
     assert backend.name == "qwen"
+
+
+def test_a_builtin_base_with_its_adapter_resolves_to_the_base_file_and_the_adapter(tmp_path, monkeypatch):
+    from edgepilot.runtime.models import builtin
+    from edgepilot.runtime.models.registry import base_of
+
+    name = next(iter(builtin.ADAPTERS))
+    base, file, _ = builtin.ADAPTERS[name]
+    assert resolve(name).kind == "builtin" and base_of(name) == base and base_of(base) == base
+    assert base_of("http://127.0.0.1:9/v1") == "http://127.0.0.1:9/v1"
+    assert builtin.builtin_path(name) == builtin.builtin_path(base)  # what distill trains on
+    monkeypatch.setattr(builtin, "ADAPTER_DIR", tmp_path)  # an installation that lost the file
+    with pytest.raises(ModelError, match=f"reinstall edgepilot, or use '{base}'"):
+        open_model(name)
+    rows = {r["name"]: r for r in list_models()}
+    assert rows[name]["available"] is False and "missing" in rows[name]["note"]
+    (tmp_path / file).write_bytes(b"GGUF")
+    assert builtin.adapter_of(name) == (base, tmp_path / file)
+    assert rows[base]["available"]
