@@ -73,8 +73,8 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     students = {"student", "student-vote"} & set(arms)
     if students and lora is None:
         raise ConfigError("the student arms need --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
-    if not students:
-        lora = None
+    if not students and lora is not None and not Path(lora).is_file():
+        lora = None  # (kept when it is there: earlier student reports in the folder hold for it)
     if lora is not None and not Path(lora).is_file():
         raise ConfigError(f"no adapter at {lora}; `edgepilot distill export` writes it")
     config = load_config()
@@ -96,18 +96,43 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
             report["model_load_ms"] = round(load_ms, 1)
             reports[f"{arm}/{split}"] = report
         del backend
+    if out is not None:
+        reports = _earlier(out / "eval.json", lora, model) | reports
     table = [{"arm": key.split("/")[0], "split": key.split("/")[1], "episodes": r["episodes"],
               "success_rate": round(r["success_rate"], 4), "successes": sum(x["success"] for x in r["results"]),
               "mean_steps": round(r["mean_steps"], 2), "seconds_per_step": round(r["seconds_per_step"], 3),
               "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"]}
              for key, r in reports.items()]
-    summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None, "model": model, "vote": vote,
+    from edgepilot.distill.dataset import file_sha256
+
+    summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None,
+               "lora_sha256": file_sha256(Path(lora)) if lora else None, "model": model, "vote": vote,
                "per_template": per_template, "templates": templates, "table": table, "reports": reports}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         summary["plot"] = plot(table, out / "eval.png")
     return summary
+
+
+def _earlier(path: Path, lora: Path | None, model: str | None) -> dict[str, dict[str, Any]]:
+    """The arm/split reports of an earlier ``eval`` in the same folder that still hold.
+
+    Arms run one at a time (a slow machine evaluates the base on one split, the student on
+    another); a student report holds while the adapter is the same file, by sha256, and every
+    report while the model is the same.
+    """
+    from edgepilot.distill.dataset import file_sha256
+
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("model") != model:
+        return {}
+    same_adapter = lora is not None and earlier.get("lora_sha256") == file_sha256(Path(lora))
+    return {key: r for key, r in earlier.get("reports", {}).items()
+            if isinstance(r, dict) and (not key.startswith("student") or same_adapter)}
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -180,6 +180,20 @@ def test_eval_runs_the_student_with_its_adapter(student: dict) -> None:
     saved = json.loads((out / "eval.json").read_text())
     assert saved["reports"]["student/test"]["lora"] == str(student["lora"])
     assert saved["reports"]["student/test"]["results"][0]["steps"] == 1
+    # a later eval in the same folder adds its arms to the earlier ones (same adapter, same model)
+    summary = evaluate(lora=student["lora"], arms=["base", "student-vote"], splits=["test"], vote=2,
+                       templates=["settings_dark_theme"], max_steps=1, out=out)
+    assert {r["arm"] for r in summary["table"]} == {"student", "teacher", "base", "student-vote"}
+    saved = json.loads((out / "eval.json").read_text())
+    voted = saved["reports"]["student-vote/test"]
+    assert voted["vote"] == 2 and saved["reports"]["student/test"]["vote"] == 1
+    assert "decider-sample" in voted["roles"] and saved["reports"]["base/test"]["lora"] is None
+    # another adapter: the earlier student reports no longer hold
+    other = student["tmp"] / "other-lora.gguf"
+    other.write_bytes(student["lora"].read_bytes() + b"\0")
+    summary = evaluate(lora=other, arms=["teacher"], splits=["test"], templates=["settings_dark_theme"],
+                       max_steps=1, out=out)
+    assert {r["arm"] for r in summary["table"]} == {"teacher", "base"}
 
 
 @pytest.mark.slow
