@@ -349,6 +349,7 @@ class RoleAgent(AgentBase):
         if verdict is None:
             answer, call = REFLECTOR.call(self.backend, self.context(before), after=self._last_decider,
                                           action=describe_action(action, before), result=result.message[:200],
+                                          device="computer" if self.device_kind == "desktop" else "phone",
                                           diff=diff.summary(limit=4))
             if isinstance(answer, Verdict):
                 verdict = Reflection(answer.outcome, answer.note, "model", [call])
