@@ -53,6 +53,7 @@ from edgepilot.runtime.roles import (
     RoleCall,
     Verdict,
     decider_schema_for,
+    ground_subgoal,
     parse_react,
     render,
 )
@@ -235,15 +236,20 @@ class RoleAgent(AgentBase):
         sop: the procedure to follow, if one was retrieved.
         device_kind: ``android`` or ``desktop`` (``Device.info.kind``): picks the
             system prompt and the action set the decider's grammar offers.
+        vote: decider answers a step (above 1: self-consistent voting, :meth:`_vote`).
+        vote_temperature: the sampling temperature of the extra answers.
+        ground: when the planner's subgoal names an action on an element this screen
+            has (``tap "Wi-Fi"``), narrow the decider's grammar to it (:func:`ground_subgoal`).
     """
 
     name = "model"
 
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
                  sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
-                 vote_temperature: float = 0.7) -> None:
+                 vote_temperature: float = 0.7, ground: bool = True) -> None:
         super().__init__(goal, device_kind)
         self.backend = backend
+        self.ground = ground
         self.vote = max(1, vote)
         self.vote_temperature = vote_temperature
         self.sop = SopProgress.start(sop) if sop is not None else None
@@ -286,7 +292,7 @@ class RoleAgent(AgentBase):
     def decide(self, obs: Observation) -> Decision:
         self._follow_sop(obs)
         context = self.context(obs)
-        calls = []
+        calls, planned = [], False
         if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
             plan, plan_call = PLANNER.call(self.backend, context, system=self.system_prompt,
                                            progress=self.plan.progress,
@@ -294,10 +300,12 @@ class RoleAgent(AgentBase):
                                            notes=self.notes_text())
             calls.append(plan_call)
             if plan is not None:
-                self.plan = plan
+                self.plan, planned = plan, True
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        grounded = ground_subgoal(schema, self.plan.subgoal, obs) if planned and self.ground else None
+        schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
         images = screen_image(obs, getattr(self.backend, "vision", 0))
@@ -310,7 +318,8 @@ class RoleAgent(AgentBase):
         self._last_decider = decide_call
         if action is None:
             self.history.append("(an answer that was not a valid action)")
-        plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {})
+        plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {}) | \
+            ({"grounded": True} if grounded else {})
         return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
                         error=decide_call.error)
 

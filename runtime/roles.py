@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import string
 import time
 from collections.abc import Iterable
@@ -301,6 +302,66 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: Devic
             defs[name]["properties"].pop("target", None)
     del defs["Point"]
     return schema
+
+
+_TAP_SUBGOAL = re.compile(r'^(tap|click|long press) "(.+)"$')
+_TYPE_SUBGOAL = re.compile(r'^type "(.*)"(?: into (.+))?$')
+_KEY_SUBGOAL = re.compile(r"^press (\w+)$")
+_SWIPE_SUBGOAL = re.compile(r"^swipe (up|down|left|right)$")
+
+
+def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
+    """Of ``indices``, the elements whose label (first line) is ``name``; else the one that contains it."""
+    want = name.strip().casefold()
+    labels = {i: obs.elements[i].label.split("\n")[0].strip().casefold() for i in indices}
+    exact = [i for i, label in labels.items() if label == want]
+    if exact:
+        return exact
+    inside = [i for i, label in labels.items() if want and want in label]
+    return inside if len(inside) == 1 else []
+
+
+def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:
+    """The decider's ``schema`` narrowed to the one action a planner's subgoal names, or None.
+
+    The planner names what to do in words, in the forms the distilled planner
+    is taught (``tap "Network & internet"``, ``type "latte2024" into
+    Password``, ``press back``, ``swipe up``; docs/agent.md). When the subgoal
+    has such a form and this screen has what it names (an element the schema
+    already lets the decider act on, by its label), the grammar keeps only
+    that action, on those elements, with that text: a small model's decider
+    otherwise misreads which index carries the label. Anything else (free
+    words, a label the screen does not have) leaves the schema alone.
+    """
+    defs = schema["$defs"]
+
+    def only(name: str, **props: Any) -> dict:
+        narrowed = copy.deepcopy(schema)
+        narrowed["anyOf"] = [{"$ref": f"#/$defs/{name}"}]
+        narrowed["$defs"][name]["properties"].update(props)
+        return narrowed
+
+    def targets(name: str) -> list[int]:
+        enum = defs.get(name, {}).get("properties", {}).get("target", {}).get("enum")
+        return list(enum) if enum else []
+
+    subgoal = subgoal.strip()
+    if m := _TAP_SUBGOAL.match(subgoal):
+        name = "LongPress" if m[1] == "long press" else ("Tap" if "Tap" in defs else "Click")
+        found = _matching(obs, targets(name), m[2])
+        return only(name, target={"enum": found}) if found else None
+    if m := _TYPE_SUBGOAL.match(subgoal):
+        fields = targets("Type")
+        if not fields or len(m[1]) > DECIDER_TEXT:
+            return None
+        found = _matching(obs, fields, m[2]) if m[2] else []
+        return only("Type", target={"enum": found or fields}, text={"enum": [m[1]]})
+    if (m := _KEY_SUBGOAL.match(subgoal)) and m[1] in defs.get("Key", {}).get("properties", {}).get(
+            "key", {}).get("enum", ()):
+        return only("Key", key={"enum": [m[1]]})
+    if (m := _SWIPE_SUBGOAL.match(subgoal)) and "Swipe" in defs:
+        return only("Swipe", direction={"enum": [m[1]]})
+    return None
 
 
 PLANNER = Role("planner", "planner", Plan, max_tokens=200)

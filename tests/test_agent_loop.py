@@ -439,3 +439,37 @@ def test_voting_takes_the_commonest_valid_answer_and_ignores_invalid_ones(served
     backend = _VotingBackend(tap(other), [])
     assert RoleAgent("open settings", backend).decide(obs).action == Tap(target=other)
     assert backend.temperatures == [0.0]  # no voting by default
+
+
+def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(served):
+    from edgepilot.actions import Key, OpenApp
+    from edgepilot.runtime.roles import decider_schema_for, ground_subgoal
+
+    phone, _, device = served
+    device.act(OpenApp(app="Bank"))
+    obs = device.observe()
+    schema = decider_schema_for(obs)
+    login = obs.find(text="Log in")[0]
+    pin = next(i for i, n in enumerate(obs.elements) if n.editable)
+    tap = ground_subgoal(schema, 'tap "Log in"', obs)
+    assert tap["anyOf"] == [{"$ref": "#/$defs/Tap"}] and tap["$defs"]["Tap"]["properties"]["target"] == {"enum": [login]}
+    assert schema["anyOf"] != tap["anyOf"]  # the screen's own schema is not changed
+    typed = ground_subgoal(schema, 'type "8538"', obs)
+    assert typed["$defs"]["Type"]["properties"]["text"] == {"enum": ["8538"]}
+    assert typed["$defs"]["Type"]["properties"]["target"] == {"enum": [pin]}
+    assert ground_subgoal(schema, "press back", obs)["$defs"]["Key"]["properties"]["key"] == {"enum": ["back"]}
+    for loose in ('tap "Transfer money"', "log in with the PIN", 'tap ""', "press the big red button", ""):
+        assert ground_subgoal(schema, loose, obs) is None, loose
+    # in the agent: the planner's subgoal grounds the decider, whose answer can then only be that tap
+    backend = ScriptedBackend(planner=[_plan('tap "Log in"')], decider=[json.dumps({"type": "tap", "target": login})])
+    agent = RoleAgent("log in to the bank", backend)
+    agent.history.append("open Bank -> worked")
+    decision = agent.decide(obs)
+    assert decision.plan["grounded"] is True and decision.action == Tap(target=login)
+    decider_prompt = [m for role, m in backend.prompts if role == "decider"]
+    assert decider_prompt  # the decider was still asked (its answer fills the narrowed grammar)
+    agent = RoleAgent("log in to the bank", ScriptedBackend(planner=[_plan('tap "Log in"')],
+                                                              decider=['{"type": "key", "key": "back"}']), ground=False)
+    agent.history.append("open Bank -> worked")
+    decision = agent.decide(obs)
+    assert "grounded" not in decision.plan and decision.action == Key(key="back")
