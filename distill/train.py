@@ -51,12 +51,17 @@ class TrainConfig:
     grad_accum: int = 4
     epochs: float = 1.0
     max_examples: int | None = None
+    skip_examples: int = 0
+    """Leave out the first this many examples of the seeded order (those an earlier run, resumed with
+    ``init_adapter``, trained on)."""
     max_len: int = 2048
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
     kinds: list[str] = field(default_factory=lambda: ["planner", "decider"])
     shared_prefix: bool = True
+    init_adapter: str | None = None
+    """Continue from this peft adapter (an earlier ``train``'s ``OUT/adapter``) instead of a fresh LoRA."""
     max_minutes: float | None = None
     """Stop (and save) after the optimizer step that passes this much training time."""
     """Run the prompt prefix a step's examples share (system + task + screen) once, without gradient."""
@@ -175,6 +180,12 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         epoch = groups[:]
         rng.shuffle(epoch)
         order += epoch[: round(len(groups) * (cfg.epochs - whole))]
+    if cfg.skip_examples:
+        n = 0
+        while order and n < cfg.skip_examples:
+            n += len(order.pop(0))
+        if not order:
+            raise ConfigError(f"--skip-examples {cfg.skip_examples} leaves no examples to train on")
     if cfg.max_examples is not None:
         kept, n = [], 0
         for g in order:
@@ -194,7 +205,13 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     load_s = time.perf_counter() - load_start
     lora = peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                            target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
-    model = peft.get_peft_model(model, lora)
+    if cfg.init_adapter:
+        if not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
+                              "OUT/adapter folder)")
+        model = peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+    else:
+        model = peft.get_peft_model(model, lora)
     for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.float()

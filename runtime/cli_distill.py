@@ -146,21 +146,27 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @click.option("--grad-accum", default=4, show_default=True,
               help="Steps of trajectories per optimizer step (a step's planner and decider examples go together).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--init", "init_adapter", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Go on training this adapter (an earlier run's OUT/adapter) instead of a fresh LoRA.")
+@click.option("--skip-examples", default=0, show_default=True,
+              help="Leave out the first N examples of the seeded order: with --init and the same --seed, "
+                   "a run goes on where an earlier --max-examples N run stopped.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop after the optimizer step that passes this much training time (the adapter is saved).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_JSON
 def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
-              max_examples: int | None, grad_accum: int, seed: int, max_minutes: float | None,
-              threads: int | None, device: str, as_json: bool) -> None:
+              max_examples: int | None, grad_accum: int, seed: int, init_adapter: Path | None, skip_examples: int,
+              max_minutes: float | None, threads: int | None, device: str, as_json: bool) -> None:
     """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
     from tqdm import tqdm
 
     from edgepilot.distill.train import TrainConfig, train
 
     cfg = TrainConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_examples=max_examples,
-                      grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device)
+                      grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device,
+                      init_adapter=str(init_adapter) if init_adapter else None, skip_examples=skip_examples)
     bar = tqdm(desc="train", unit="step", disable=as_json)
 
     def progress(step: int, steps: int, loss: float) -> None:

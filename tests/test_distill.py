@@ -158,6 +158,26 @@ def test_train_records_its_recipe(student: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_training_goes_on_from_an_earlier_adapter_where_it_stopped(student: dict) -> None:
+    from edgepilot.distill.train import TrainConfig, train
+    from edgepilot.errors import ConfigError
+
+    tmp = student["tmp"]
+    dataset = tmp / "dataset.jsonl"
+    with pytest.raises(ConfigError, match="leaves no examples"):
+        train(dataset, tmp / "none", base_gguf=student["base"], cfg=TrainConfig(skip_examples=4, seed=1))
+    first = student["recipe"]["loss"]["curve"]
+    recipe = train(dataset, tmp / "resumed", base_gguf=student["base"],
+                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, skip_examples=2, seed=1, lr=0.0,
+                                   init_adapter=str(tmp / "student" / "adapter")))
+    assert recipe["dataset"]["trained_on"] == 2 and recipe["hyper_parameters"]["init_adapter"]
+    # the same seeded order: the resumed run's one step is the earlier run's second, on the trained adapter
+    # (lr 0: nothing moves, so its loss is that step's loss after the earlier run's updates, below the first)
+    assert recipe["steps"] == 1 and recipe["loss"]["curve"][0] < first[1] + 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_export_gives_a_gguf_lora_that_llama_cpp_applies(student: dict) -> None:
     from edgepilot.distill.export import check_loads
 
