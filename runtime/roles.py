@@ -326,7 +326,7 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:
 
     The planner names what to do in words, in the forms the distilled planner
     is taught (``tap "Network & internet"``, ``type "latte2024" into
-    Password``, ``press back``, ``swipe up``; docs/agent.md). When the subgoal
+    Password``, ``press back``, ``swipe up``; docs/architecture.md). When the subgoal
     has such a form and this screen has what it names (an element the schema
     already lets the decider act on, by its label), the grammar keeps only
     that action, on those elements, with that text: a small model's decider
