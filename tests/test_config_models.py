@@ -76,8 +76,8 @@ def test_a_builtin_base_with_its_adapter_resolves_to_the_base_file_and_the_adapt
     from edgepilot.runtime.models import builtin
     from edgepilot.runtime.models.registry import base_of
 
-    name = next(iter(builtin.ADAPTERS))
-    base, file, _ = builtin.ADAPTERS[name]
+    name, base, file = "tiny-agent", "smollm2-135m", "tiny-agent.lora.gguf"
+    monkeypatch.setitem(builtin.ADAPTERS, name, (base, file, "a test adapter"))
     assert resolve(name).kind == "builtin" and base_of(name) == base and base_of(base) == base
     assert base_of("http://127.0.0.1:9/v1") == "http://127.0.0.1:9/v1"
     assert builtin.builtin_path(name) == builtin.builtin_path(base)  # what distill trains on

@@ -13,10 +13,10 @@ BUILTIN = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 
-ADAPTERS = {
-    # name: (built-in base model, GGUF LoRA file in runtime/models/adapters/, note)
-    "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf",
-                           "SmolLM2-135M with edgepilot's distilled LoRA (edgepilot distill; adapters/README.md)"),
+ADAPTERS: dict[str, tuple[str, str, str]] = {
+    # name: (built-in base model, GGUF LoRA file in runtime/models/adapters/, note), e.g.
+    # "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf", "SmolLM2-135M + distilled LoRA").
+    # None ships yet: no student has beaten the base on held-out tasks (docs/distill.md).
 }
 ADAPTER_DIR = Path(__file__).parent / "adapters"
 
