@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Reproduce edgepilot's shipped agent model (runtime/models/adapters/smollm2-135m-agent.lora.gguf):
-# the whole distillation pipeline with the oracle teacher, each stage timed.
+# The whole distillation pipeline with the oracle teacher, each stage timed: the run measured in
+# docs/distill.md, and the way a model for runtime/models/adapters/ (smollm2-135m-agent) is made.
 #
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #
-# The settings here are the ones recorded in the shipped recipe.json. Set INSTALL=1 to copy the
-# result over the shipped adapter (then `edgepilot distill eval` it before you commit it).
+# The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
+# adapter into runtime/models/adapters/ (then `edgepilot distill eval` it, and add its ADAPTERS entry
+# in runtime/models/builtin.py only if it beats the base).
 set -euo pipefail
 RUN=${1:-runs/shipped}
 EP=${2:-.venv/bin/edgepilot}
