@@ -96,17 +96,18 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
             report["model_load_ms"] = round(load_ms, 1)
             reports[f"{arm}/{split}"] = report
         del backend
+    from edgepilot.distill.dataset import file_sha256
+
+    lora_sha256 = file_sha256(Path(lora)) if lora else None
     if out is not None:
-        reports = _earlier(out / "eval.json", lora, model) | reports
+        reports = _earlier(out / "eval.json", lora_sha256, model) | reports
     table = [{"arm": key.split("/")[0], "split": key.split("/")[1], "episodes": r["episodes"],
               "success_rate": round(r["success_rate"], 4), "successes": sum(x["success"] for x in r["results"]),
               "mean_steps": round(r["mean_steps"], 2), "seconds_per_step": round(r["seconds_per_step"], 3),
               "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"]}
              for key, r in reports.items()]
-    from edgepilot.distill.dataset import file_sha256
-
     summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None,
-               "lora_sha256": file_sha256(Path(lora)) if lora else None, "model": model, "vote": vote,
+               "lora_sha256": lora_sha256, "model": model, "vote": vote,
                "per_template": per_template, "templates": templates, "table": table, "reports": reports}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -115,22 +116,20 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     return summary
 
 
-def _earlier(path: Path, lora: Path | None, model: str | None) -> dict[str, dict[str, Any]]:
+def _earlier(path: Path, lora_sha256: str | None, model: str | None) -> dict[str, dict[str, Any]]:
     """The arm/split reports of an earlier ``eval`` in the same folder that still hold.
 
     Arms run one at a time (a slow machine evaluates the base on one split, the student on
     another); a student report holds while the adapter is the same file, by sha256, and every
     report while the model is the same.
     """
-    from edgepilot.distill.dataset import file_sha256
-
     try:
         earlier = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(earlier, dict) or earlier.get("model") != model:
         return {}
-    same_adapter = lora is not None and earlier.get("lora_sha256") == file_sha256(Path(lora))
+    same_adapter = lora_sha256 is not None and earlier.get("lora_sha256") == lora_sha256
     return {key: r for key, r in earlier.get("reports", {}).items()
             if isinstance(r, dict) and (not key.startswith("student") or same_adapter)}
 

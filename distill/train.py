@@ -60,11 +60,11 @@ class TrainConfig:
     device: str = "auto"
     kinds: list[str] = field(default_factory=lambda: ["planner", "decider"])
     shared_prefix: bool = True
+    """Run the prompt prefix a step's examples share (system + task + screen) once, without gradient."""
     init_adapter: str | None = None
     """Continue from this peft adapter (an earlier ``train``'s ``OUT/adapter``) instead of a fresh LoRA."""
     max_minutes: float | None = None
     """Stop (and save) after the optimizer step that passes this much training time."""
-    """Run the prompt prefix a step's examples share (system + task + screen) once, without gradient."""
 
 
 def _versions() -> dict[str, str]:
@@ -203,15 +203,14 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     load_start = time.perf_counter()
     model = load_base(base_gguf, device, torch)
     load_s = time.perf_counter() - load_start
-    lora = peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                           target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
     if cfg.init_adapter:
         if not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
                               "OUT/adapter folder)")
         model = peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
     else:
-        model = peft.get_peft_model(model, lora)
+        model = peft.get_peft_model(model, peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                                           target_modules=TARGET_MODULES, task_type="CAUSAL_LM"))
     for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.float()

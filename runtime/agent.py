@@ -13,7 +13,6 @@ refusal by the policy or a stuck loop reaches the agent through ``note``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -345,9 +344,8 @@ class RoleAgent(AgentBase):
                 answers.append((sampled, call))
         if not answers:
             return greedy, greedy_call, samples
-        keys = [json.dumps(action_to_json(a), sort_keys=True) for a, _ in answers]
-        counts = Counter(keys)
-        best = max(range(len(keys)), key=lambda i: (counts[keys[i]], -i))
+        counts = Counter(a for a, _ in answers)  # actions are frozen models: equal fields, equal actions
+        best = max(range(len(answers)), key=lambda i: (counts[answers[i][0]], -i))
         return answers[best][0], answers[best][1], samples
 
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:

@@ -233,7 +233,8 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--save", is_flag=True, help="Keep every episode's trajectory under RUN/eval/trajectories.")
 @_JSON
 def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], vote: int,
-             splits: tuple[str, ...], per_template: int, templates: tuple[str, ...], max_steps: int | None, save: bool, as_json: bool) -> None:
+             splits: tuple[str, ...], per_template: int, templates: tuple[str, ...], max_steps: int | None,
+             save: bool, as_json: bool) -> None:
     """Task success and seconds per step on held-out splits: base model vs student (vs the teacher)."""
     from edgepilot.distill.evaluate import evaluate, format_table
 

@@ -452,7 +452,8 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
     login = obs.find(text="Log in")[0]
     pin = next(i for i, n in enumerate(obs.elements) if n.editable)
     tap = ground_subgoal(schema, 'tap "Log in"', obs)
-    assert tap["anyOf"] == [{"$ref": "#/$defs/Tap"}] and tap["$defs"]["Tap"]["properties"]["target"] == {"enum": [login]}
+    assert tap["anyOf"] == [{"$ref": "#/$defs/Tap"}]
+    assert tap["$defs"]["Tap"]["properties"]["target"] == {"enum": [login]}
     assert schema["anyOf"] != tap["anyOf"]  # the screen's own schema is not changed
     typed = ground_subgoal(schema, 'type "8538"', obs)
     assert typed["$defs"]["Type"]["properties"]["text"] == {"enum": ["8538"]}
