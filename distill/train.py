@@ -160,6 +160,9 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     cfg = cfg or TrainConfig()
     torch, transformers, peft = _libraries()
     start = time.perf_counter()
+    if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
+                          "OUT/adapter folder)")
     summary = dataset.parent / "collect.json"
     if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("split", "train") != "train":
         raise ConfigError(f"{dataset} was collected on a held-out split; it is for evaluation, never for training")
@@ -204,9 +207,6 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     model = load_base(base_gguf, device, torch)
     load_s = time.perf_counter() - load_start
     if cfg.init_adapter:
-        if not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
-            raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
-                              "OUT/adapter folder)")
         model = peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
     else:
         model = peft.get_peft_model(model, peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,

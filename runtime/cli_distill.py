@@ -148,7 +148,7 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @click.option("--seed", default=0, show_default=True)
 @click.option("--init", "init_adapter", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Go on training this adapter (an earlier run's OUT/adapter) instead of a fresh LoRA.")
-@click.option("--skip-examples", default=0, show_default=True,
+@click.option("--skip-examples", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leave out the first N examples of the seeded order: with --init and the same --seed, "
                    "a run goes on where an earlier --max-examples N run stopped.")
 @click.option("--max-minutes", type=float, default=None,
@@ -224,7 +224,8 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student", "student-vote", "teacher"]),
               help="What to evaluate (repeatable; default: base and student). student-vote: the student "
                    "with self-consistent action voting (--vote answers a step, the commonest valid one wins).")
-@click.option("--vote", default=5, show_default=True, help="Answers sampled per step by the student-vote arm.")
+@click.option("--vote", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Answers per step for the student-vote arm (the greedy one and the rest sampled).")
 @click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test", "train"]),
               help="Splits (repeatable; default: test-instances and test).")
 @click.option("--per-template", default=1, show_default=True)

@@ -166,6 +166,8 @@ def test_training_goes_on_from_an_earlier_adapter_where_it_stopped(student: dict
     dataset = tmp / "dataset.jsonl"
     with pytest.raises(ConfigError, match="leaves no examples"):
         train(dataset, tmp / "none", base_gguf=student["base"], cfg=TrainConfig(skip_examples=4, seed=1))
+    with pytest.raises(ConfigError, match="no adapter_config.json"):
+        train(dataset, tmp / "none", base_gguf=student["base"], cfg=TrainConfig(init_adapter=str(tmp)))
     first = student["recipe"]["loss"]["curve"]
     recipe = train(dataset, tmp / "resumed", base_gguf=student["base"],
                    cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, skip_examples=2, seed=1, lr=0.0,
