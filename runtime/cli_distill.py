@@ -153,12 +153,20 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
                    "a run goes on where an earlier --max-examples N run stopped.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop after the optimizer step that passes this much training time (the adapter is saved).")
+@click.option("--window", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Prompt tokens before each answer that run with gradient; the rest runs without (faster).")
+@click.option("--full-gradient", is_flag=True,
+              help="Gradient through every prompt token after the prefix a step's examples share (no --window).")
+@click.option("--prefix-refresh", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Recompute the system prompt's cache every N optimizer steps (0: for every step of a "
+                   "trajectory, exact and slower).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @_JSON
 def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
               max_examples: int | None, grad_accum: int, seed: int, init_adapter: Path | None, skip_examples: int,
-              max_minutes: float | None, threads: int | None, device: str, as_json: bool) -> None:
+              max_minutes: float | None, window: int, full_gradient: bool, prefix_refresh: int,
+              threads: int | None, device: str, as_json: bool) -> None:
     """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
     from tqdm import tqdm
 
@@ -166,7 +174,8 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
 
     cfg = TrainConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_examples=max_examples,
                       grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device,
-                      init_adapter=str(init_adapter) if init_adapter else None, skip_examples=skip_examples)
+                      init_adapter=str(init_adapter) if init_adapter else None, skip_examples=skip_examples,
+                      window=None if full_gradient else window, prefix_refresh=prefix_refresh)
     bar = tqdm(desc="train", unit="step", disable=as_json)
 
     def progress(step: int, steps: int, loss: float) -> None:
