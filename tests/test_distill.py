@@ -178,6 +178,73 @@ def test_training_goes_on_from_an_earlier_adapter_where_it_stopped(student: dict
     assert recipe["steps"] == 1 and recipe["loss"]["curve"][0] < first[1] + 1e-3
 
 
+def test_gradient_windows_cover_each_answer_and_the_tokens_before_it() -> None:
+    from edgepilot.distill.encode import IGNORE as X
+    from edgepilot.distill.train import chunks
+
+    labels = [X] * 10 + [5, 6] + [X] * 6 + [7] + [X] * 2  # two answers: tokens 10-11 and 18
+    assert chunks(labels, 2, 3) == [(2, 7, False), (7, 12, True), (12, 15, False), (15, 19, True)]
+    assert chunks(labels, 2, None) == [(2, 19, True)]
+    assert chunks(labels, 2, 10) == [(2, 19, True)]  # windows that reach the answer before make one span
+    assert chunks(labels, 18, 3) == []  # nothing to predict after the start
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
+    """Cached prefixes and windows change where the gradient flows, never the forward values."""
+    pytest.importorskip("llama_cpp")
+    for name in ("torch", "transformers", "peft", "gguf", "accelerate"):
+        pytest.importorskip(name)
+    import peft
+    import torch
+
+    from edgepilot.distill.encode import IGNORE, ChatEncoder
+    from edgepilot.distill.train import (
+        TARGET_MODULES,
+        _group_loss,
+        _prefix_cache,
+        common_prefix,
+        group_by_step,
+        load_base,
+    )
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    screen = "\n".join(f'[{i}] TextView "Item number {i}" (clickable)' for i in range(12))
+    rows = [{"id": f"long#0/1/{kind}", "kind": kind, "messages": [
+        {"role": "system", "content": "You operate a phone, one action at a time."},
+        {"role": "user", "content": f"Task: open item 7\nScreen:\n{screen}\nYou are the {kind}."},
+        {"role": "assistant", "content": '{"type": "tap", "target": 7}', "train": True},
+        {"role": "user", "content": "I did that action. The screen changed: item 7 opened. Did it help?"},
+        {"role": "assistant", "content": '{"outcome": "worked", "note": ""}', "train": True}]}
+        for kind in ("planner", "decider")]
+    encoder = ChatEncoder(builtin_path())
+    examples = [encoder.encode(r) for r in rows]
+    [group] = group_by_step(examples)
+    torch.manual_seed(0)
+    model = peft.get_peft_model(load_base(builtin_path(), "cpu", torch), peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=TARGET_MODULES, task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+            if "lora_B" in name:
+                p.data.normal_(0, 0.02)  # an adapter that changes the outputs
+    whole = 0.0
+    for e in examples:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=torch.tensor([e.input_ids])).logits[0].float()
+        whole += torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(e.labels[1:]), ignore_index=IGNORE,
+                                                   reduction="sum").item()
+    common = common_prefix(examples)
+    assert 0 < len(common) < min(len(e.input_ids) for e in examples)
+    for window, prefix in ((None, None), (4, None), (4, _prefix_cache(model, common, "cpu", torch))):
+        model.zero_grad()
+        got = _group_loss(model, group, 1, "cpu", torch, window=window, prefix=prefix)
+        assert got == pytest.approx(whole, rel=2e-2)
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_export_gives_a_gguf_lora_that_llama_cpp_applies(student: dict) -> None:
