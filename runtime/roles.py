@@ -34,6 +34,7 @@ from edgepilot.actions import Action, DeviceKind, action_json_schema, parse_acti
 from edgepilot.errors import ActionError, ConfigError
 from edgepilot.perception.types import Observation
 from edgepilot.runtime.models.base import Message, ModelBackend
+from edgepilot.sop.screen import Screen, find
 
 # ---------------------------------------------------------------- prompts
 
@@ -311,14 +312,10 @@ _SWIPE_SUBGOAL = re.compile(r"^swipe (up|down|left|right)$")
 
 
 def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
-    """Of ``indices``, the elements whose label (first line) is ``name``; else the one that contains it."""
-    want = name.strip().casefold()
-    labels = {i: obs.elements[i].label.split("\n")[0].strip().casefold() for i in indices}
-    exact = [i for i, label in labels.items() if label == want]
-    if exact:
-        return exact
-    inside = [i for i, label in labels.items() if want and want in label]
-    return inside if len(inside) == 1 else []
+    """Of ``indices``, the elements that ``name`` names, best first: by the rules an SOP step's quoted words
+    follow (:func:`edgepilot.sop.screen.find`: a line, the description, the resource id, a line's first words)."""
+    allowed = set(indices)
+    return [e.index for e in find(Screen.from_observation(obs), name) if e.index in allowed]
 
 
 def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:

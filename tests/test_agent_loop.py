@@ -458,6 +458,9 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
     typed = ground_subgoal(schema, 'type "8538"', obs)
     assert typed["$defs"]["Type"]["properties"]["text"] == {"enum": ["8538"]}
     assert typed["$defs"]["Type"]["properties"]["target"] == {"enum": [pin]}
+    # named the way the teacher names it: the PIN field shows dots, its resource id is "pin"
+    into = ground_subgoal(schema, 'type "8538" into PIN', obs)
+    assert into["$defs"]["Type"]["properties"]["target"] == {"enum": [pin]}
     assert ground_subgoal(schema, "press back", obs)["$defs"]["Key"]["properties"]["key"] == {"enum": ["back"]}
     for loose in ('tap "Transfer money"', "log in with the PIN", 'tap ""', "press the big red button", ""):
         assert ground_subgoal(schema, loose, obs) is None, loose
