@@ -8,13 +8,20 @@ the converter files are unpacked into edgepilot's cache
 (``~/.cache/edgepilot/llama.cpp-VERSION``); ``--llama-cpp DIR`` points at an
 unpacked tree instead (offline machines).
 
-A merged and quantized model (the adapter folded into the base weights,
-``convert_hf_to_gguf.py``, the original GGUF's ``tokenizer.*`` fields copied
-back, ``llama_model_quantize``) is not built yet: the adapter is what ships.
+``merge_lora`` folds a GGUF LoRA into the base GGUF's weights and writes an
+f16 GGUF; ``quantize`` turns that into Q8_0 or Q4_K_M with llama.cpp's own
+``llama_model_quantize`` (through llama-cpp-python). The merge works on the
+GGUF files themselves (the PyPI ``gguf`` package reads and writes them): every
+metadata field of the base, the tokenizer's included, is copied as it is, so
+the merged model tokenizes and chats exactly as the base does, with no
+GGUF → transformers → GGUF round trip (that round trip loses the tokenizer).
+The merged weight is what llama.cpp computes with the adapter:
+``W + alpha / rank * B @ A``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +134,8 @@ def export_lora(adapter: Path, out: Path, *, outtype: str = "f16", llama_cpp: Pa
             "seconds": round(time.perf_counter() - start, 2), "converter": str(tree)}
 
 
-def check_loads(base_gguf: Path, lora: Path, prompt: str = "Say OK.") -> dict[str, Any]:
-    """Load the base model with the adapter in llama.cpp (the runtime's backend) and answer one prompt.
+def check_loads(base_gguf: Path, lora: Path | None, prompt: str = "Say OK.") -> dict[str, Any]:
+    """Load the model (with the adapter, when given) in llama.cpp (the runtime's backend) and answer one prompt.
 
     Raises:
         ModelError: llama.cpp rejects the adapter.
@@ -138,3 +146,107 @@ def check_loads(base_gguf: Path, lora: Path, prompt: str = "Say OK.") -> dict[st
     backend = LlamaCppBackend(base_gguf, lora_path=lora, n_ctx=512)
     answer = backend.complete([Message(role="user", content=prompt)], max_tokens=8)
     return {"loaded": True, "load_ms": round(backend.load_ms, 1), "answer": answer.text}
+
+
+@contextlib.contextmanager
+def _c_output_to(path: Path) -> Iterator[None]:
+    """Send what C code writes to stdout and stderr (file descriptors 1 and 2) to ``path`` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "wb") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+QUANT_TYPES = {"q8_0": 7, "q4_k_m": 15}
+"""``--quant`` names and llama.cpp's ``llama_ftype`` values (LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M)."""
+
+
+def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = None) -> dict[str, Any]:
+    """Write ``out``: the base GGUF with the GGUF LoRA folded into its weights, matrices in f16.
+
+    Raises:
+        ConfigError: the ``gguf`` package is missing, or the adapter does not fit the base (a tensor it
+            adapts is not in the base, or their shapes differ).
+    """
+    try:
+        import gguf
+        import numpy as np
+    except ImportError as exc:
+        raise ConfigError("merging needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
+    start = time.perf_counter()
+    base = gguf.GGUFReader(str(base_gguf))
+    lora = gguf.GGUFReader(str(lora_gguf))
+    alpha_field = lora.fields.get("adapter.lora.alpha")
+    if alpha_field is None:
+        raise ConfigError(f"{lora_gguf} is not a GGUF LoRA (no adapter.lora.alpha)")
+    alpha = float(alpha_field.contents())
+    pairs = {t.name[: -len(".lora_a")]: t for t in lora.tensors if t.name.endswith(".lora_a")}
+    lora_b = {t.name[: -len(".lora_b")]: t for t in lora.tensors if t.name.endswith(".lora_b")}
+    names = {t.name for t in base.tensors}
+    if missing := sorted(set(pairs) - names):
+        raise ConfigError(f"{lora_gguf} adapts tensors that {base_gguf.name} does not have: {missing[:3]}")
+    arch = base.fields["general.architecture"].contents()
+    writer = gguf.GGUFWriter(str(out), arch)
+    for field in base.fields.values():
+        if field.name == "general.architecture" or field.name.startswith("GGUF."):
+            continue
+        value = field.contents()
+        if field.name == "general.file_type":
+            value = int(gguf.LlamaFileType.MOSTLY_F16)
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, value, kind, sub_type=sub)
+    merged = 0
+    for n, tensor in enumerate(base.tensors):
+        weights = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        if tensor.name in pairs:
+            a = np.asarray(pairs[tensor.name].data, dtype=np.float32)  # (rank, in)
+            b = np.asarray(lora_b[tensor.name].data, dtype=np.float32)  # (out, rank)
+            if (b.shape[0], a.shape[1]) != weights.shape:
+                raise ConfigError(f"{tensor.name}: the adapter's {b.shape[0]}x{a.shape[1]} does not fit the base's "
+                                  f"{weights.shape[0]}x{weights.shape[1]}")
+            weights += (alpha / a.shape[0]) * (b @ a)
+            merged += 1
+        writer.add_tensor(tensor.name, weights.astype(np.float16) if weights.ndim > 1 else weights)
+        if progress is not None:
+            progress(n + 1, len(base.tensors))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {"merged_gguf": str(out), "bytes": out.stat().st_size, "tensors_merged": merged,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def quantize(f16_gguf: Path, out: Path, kind: str, *, threads: int | None = None) -> dict[str, Any]:
+    """Quantize a GGUF with llama.cpp's ``llama_model_quantize`` (``kind``: a ``QUANT_TYPES`` name).
+
+    Raises:
+        ConfigError: an unknown kind.
+        ModelError: llama.cpp failed.
+    """
+    if kind not in QUANT_TYPES:
+        raise ConfigError(f"unknown quantization {kind!r}; choose from {', '.join(QUANT_TYPES)}")
+    import llama_cpp
+
+    start = time.perf_counter()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANT_TYPES[kind]
+    params.nthread = threads or os.cpu_count() or 1
+    log = out.with_name(out.name + ".log")
+    with _c_output_to(log):  # llama.cpp prints a line per tensor
+        status = llama_cpp.llama_model_quantize(str(f16_gguf).encode(), str(out).encode(), params)
+    if status != 0 or not out.is_file():
+        raise ModelError(f"llama_model_quantize({f16_gguf.name} → {kind}) failed with status {status}; "
+                         f"its output: {log}")
+    return {"gguf": str(out), "quant": kind, "bytes": out.stat().st_size,
+            "seconds": round(time.perf_counter() - start, 2)}

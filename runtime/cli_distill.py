@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from edgepilot.errors import EdgepilotError
+from edgepilot.errors import ConfigError, EdgepilotError
 
 _RUN = click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
                     help="The run folder (created): trajectories, dataset, adapter, eval.")
@@ -208,21 +208,42 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
 @click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
 @click.option("--llama-cpp", "llama_cpp", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="An unpacked vendor/llama.cpp tree (default: fetched from the llama-cpp-python sdist once).")
+@click.option("--merged", is_flag=True,
+              help="Also fold the adapter into the base weights: RUN/student-merged-f16.gguf, then each --quant.")
+@click.option("--quant", "quants", multiple=True, type=click.Choice(["q8_0", "q4_k_m"]),
+              help="Quantizations of the merged model (repeatable; default with --merged: both), written as "
+                   "RUN/student-QUANT.gguf.")
 @_JSON
 def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path | None, outtype: str,
-               llama_cpp: Path | None, as_json: bool) -> None:
-    """Convert the adapter to a GGUF LoRA and check that llama.cpp loads it on the base model."""
-    from edgepilot.distill.export import check_loads, export_lora
+               llama_cpp: Path | None, merged: bool, quants: tuple[str, ...], as_json: bool) -> None:
+    """Convert the adapter to a GGUF LoRA and check that llama.cpp loads it on the base model.
 
+    With --merged, also a whole model with the adapter folded in (f16, and quantized), each loaded by llama.cpp
+    as a check: for runtimes that take no LoRA, or to spare the adapter's cost per token.
+    """
+    from edgepilot.distill.export import check_loads, export_lora, merge_lora, quantize
+
+    if quants and not merged:
+        _fail(ConfigError("--quant quantizes the merged model: add --merged"))
+    lines = []
     try:
         base = _base(model)
         result = export_lora(adapter or run_dir / "student" / "adapter", out or run_dir / "student-lora.gguf",
                              outtype=outtype, llama_cpp=llama_cpp)
         result["check"] = check_loads(base, Path(result["lora_gguf"]))
+        lines.append(f"{result['lora_gguf']} ({result['bytes'] / 1e6:.1f} MB, {outtype}) in "
+                     f"{result['seconds']:.1f} s; llama.cpp loads it on {base.name}")
+        if merged:
+            f16 = run_dir / "student-merged-f16.gguf"
+            result["merged"] = [merge_lora(base, Path(result["lora_gguf"]), f16)]
+            result["merged"] += [quantize(f16, run_dir / f"student-{q}.gguf", q) for q in quants or ("q8_0", "q4_k_m")]
+            for m in result["merged"]:
+                path = Path(m.get("merged_gguf") or m["gguf"])
+                m["check"] = check_loads(path, None)
+                lines.append(f"{path} ({m['bytes'] / 1e6:.1f} MB) in {m['seconds']:.1f} s; llama.cpp loads it")
     except EdgepilotError as exc:
         _fail(exc)
-    _echo(result, as_json, f"{result['lora_gguf']} ({result['bytes'] / 1e6:.1f} MB, {outtype}) in "
-                           f"{result['seconds']:.1f} s; llama.cpp loads it on {base.name}")
+    _echo(result, as_json, "\n".join(lines))
 
 
 @distill.command("eval")

@@ -258,6 +258,37 @@ def test_export_gives_a_gguf_lora_that_llama_cpp_applies(student: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_merged_model_computes_what_the_base_with_the_adapter_does_and_quantizes(student: dict) -> None:
+    import gguf
+    import llama_cpp
+    import numpy as np
+
+    from edgepilot.distill.export import merge_lora, quantize
+
+    tmp = student["tmp"]
+    f16 = tmp / "merged-f16.gguf"
+    merged = merge_lora(student["base"], student["lora"], f16)
+    adapted = [t for t in gguf.GGUFReader(str(student["lora"])).tensors if t.name.endswith(".lora_a")]
+    assert merged["tensors_merged"] == len(adapted) > 0
+
+    def read(path: Path, lora: Path | None = None) -> tuple[list[int], np.ndarray, str]:
+        llm = llama_cpp.Llama(str(path), lora_path=str(lora) if lora else None, n_ctx=256, logits_all=True,
+                              verbose=False)
+        tokens = llm.tokenize(b'Task: open Settings\nScreen: [3] TextView "Settings"', add_bos=True)
+        llm.eval(tokens)
+        return tokens, np.array(llm.scores[llm.n_tokens - 1]), llm.metadata.get("tokenizer.chat_template")
+
+    tokens, want, template = read(student["base"], student["lora"])
+    for path, least in ((f16, 0.995), (quantize(f16, tmp / "merged-q8_0.gguf", "q8_0")["gguf"], 0.99),
+                        (quantize(f16, tmp / "merged-q4_k_m.gguf", "q4_k_m")["gguf"], 0.9)):
+        got_tokens, got, got_template = read(Path(path))
+        assert got_tokens == tokens and got_template == template  # the base's tokenizer and chat template
+        assert np.corrcoef(got, want)[0, 1] > least, path
+    assert (tmp / "merged-q4_k_m.gguf").stat().st_size < (tmp / "merged-q8_0.gguf").stat().st_size < f16.stat().st_size
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_eval_runs_the_student_with_its_adapter(student: dict) -> None:
     from edgepilot.distill.evaluate import evaluate
 
