@@ -19,9 +19,8 @@ tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
 
 The forward values (and the loss) are those of running each example whole;
 the gradient is truncated: the adapter learns how the answer reads the prompt,
-not how the prompt's tokens are encoded. Measured on this CPU, this trains an
-epoch of the shipped mix 1.8x faster than gradient through every token after
-the shared prefix, so a session's budget buys several epochs instead of one.
+not how the prompt's tokens are encoded (docs/distill.md has the measured gain:
+small on 2 CPU cores, where a backward pass has a large fixed cost).
 
 Writes ``OUT/adapter/`` (peft's files, plus the base model's ``config.json``
 that the GGUF converter reads), ``OUT/recipe.json`` (data and base-model
