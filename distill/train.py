@@ -17,7 +17,8 @@ tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
 - of each example's own tokens, only the ``window`` tokens before each answer
   and the answer itself run with gradient; the rest runs without.
 
-The forward values (and the loss) are those of running each example whole;
+The forward values (and the loss) are those of running each example whole
+(but for the system prompt's cache, up to ``prefix_refresh`` - 1 steps old);
 the gradient is truncated: the adapter learns how the answer reads the prompt,
 not how the prompt's tokens are encoded (docs/distill.md has the measured gain:
 small on 2 CPU cores, where a backward pass has a large fixed cost).
@@ -398,8 +399,9 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
     the rest of the prefix the group's examples share runs once on top of it,
     without gradient (its keys and values are computed with the adapter, but
     the adapter is not trained through them); each example's own tokens go on
-    from a copy of that cache, in :func:`chunks`. Forward values are identical
-    to running each example whole.
+    from a copy of that cache, in :func:`chunks`. Forward values are those of
+    running each example whole, except that ``prefix`` may have been computed
+    with the adapter of a few optimizer steps ago (``prefix_refresh``).
     """
     import copy
 
