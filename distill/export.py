@@ -166,16 +166,16 @@ def _c_output_to(path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-QUANT_TYPES = {"q8_0": 7, "q4_k_m": 15}
-"""``--quant`` names and llama.cpp's ``llama_ftype`` values (LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_K_M)."""
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+"""``--quant`` names and the ``llama_ftype`` constants of llama-cpp-python they stand for."""
 
 
-def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = None) -> dict[str, Any]:
+def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
     """Write ``out``: the base GGUF with the GGUF LoRA folded into its weights, matrices in f16.
 
     Raises:
-        ConfigError: the ``gguf`` package is missing, or the adapter does not fit the base (a tensor it
-            adapts is not in the base, or their shapes differ).
+        ConfigError: the ``gguf`` package is missing, a file is not a readable GGUF, or the adapter does not
+            fit the base (a tensor it adapts is not in the base, half of a pair is missing, or shapes differ).
     """
     try:
         import gguf
@@ -183,8 +183,13 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = N
     except ImportError as exc:
         raise ConfigError("merging needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
     start = time.perf_counter()
-    base = gguf.GGUFReader(str(base_gguf))
-    lora = gguf.GGUFReader(str(lora_gguf))
+    def read(path: Path) -> Any:
+        try:
+            return gguf.GGUFReader(str(path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path} as GGUF ({exc})") from exc
+
+    base, lora = read(base_gguf), read(lora_gguf)
     alpha_field = lora.fields.get("adapter.lora.alpha")
     if alpha_field is None:
         raise ConfigError(f"{lora_gguf} is not a GGUF LoRA (no adapter.lora.alpha)")
@@ -194,6 +199,8 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = N
     names = {t.name for t in base.tensors}
     if missing := sorted(set(pairs) - names):
         raise ConfigError(f"{lora_gguf} adapts tensors that {base_gguf.name} does not have: {missing[:3]}")
+    if unpaired := sorted(set(pairs) ^ set(lora_b)):
+        raise ConfigError(f"{lora_gguf} has lora_a without lora_b or the other way round: {unpaired[:3]}")
     arch = base.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(str(out), arch)
     for field in base.fields.values():
@@ -206,7 +213,7 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = N
         sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, value, kind, sub_type=sub)
     merged = 0
-    for n, tensor in enumerate(base.tensors):
+    for tensor in base.tensors:
         weights = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
         if tensor.name in pairs:
             a = np.asarray(pairs[tensor.name].data, dtype=np.float32)  # (rank, in)
@@ -217,13 +224,11 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path, *, progress: Any = N
             weights += (alpha / a.shape[0]) * (b @ a)
             merged += 1
         writer.add_tensor(tensor.name, weights.astype(np.float16) if weights.ndim > 1 else weights)
-        if progress is not None:
-            progress(n + 1, len(base.tensors))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return {"merged_gguf": str(out), "bytes": out.stat().st_size, "tensors_merged": merged,
+    return {"gguf": str(out), "quant": "f16", "bytes": out.stat().st_size, "tensors_merged": merged,
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -240,7 +245,7 @@ def quantize(f16_gguf: Path, out: Path, kind: str, *, threads: int | None = None
 
     start = time.perf_counter()
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANT_TYPES[kind]
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[kind])
     params.nthread = threads or os.cpu_count() or 1
     log = out.with_name(out.name + ".log")
     with _c_output_to(log):  # llama.cpp prints a line per tensor

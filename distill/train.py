@@ -243,7 +243,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     tokens_seen = examples_seen = 0
     stopped_early = False
     train_start = time.perf_counter()
-    common = common_prefix([e for g in order for e in g])
+    common = common_prefix(examples)  # what every example starts with; the steps' examples are among them
     prefix = None
     try:
         for step in range(steps):
@@ -253,8 +253,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
                 prefix = _prefix_cache(model, common, device, torch)
             total = 0.0
             for group in batch:
-                total += _group_loss(model, group, trained, device, torch, window=cfg.window,
-                                     prefix=prefix if cfg.prefix_refresh else None)
+                total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix)
                 tokens_seen += sum(len(e.input_ids) for e in group)
                 examples_seen += len(group)
             torch.nn.utils.clip_grad_norm_(params, 1.0)

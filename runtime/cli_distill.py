@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from edgepilot.distill.export import QUANT_TYPES
 from edgepilot.errors import ConfigError, EdgepilotError
 
 _RUN = click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -210,8 +211,8 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
               help="An unpacked vendor/llama.cpp tree (default: fetched from the llama-cpp-python sdist once).")
 @click.option("--merged", is_flag=True,
               help="Also fold the adapter into the base weights: RUN/student-merged-f16.gguf, then each --quant.")
-@click.option("--quant", "quants", multiple=True, type=click.Choice(["q8_0", "q4_k_m"]),
-              help="Quantizations of the merged model (repeatable; default with --merged: both), written as "
+@click.option("--quant", "quants", multiple=True, type=click.Choice(list(QUANT_TYPES)),
+              help="Quantizations of the merged model (repeatable; default with --merged: all), written as "
                    "RUN/student-QUANT.gguf.")
 @_JSON
 def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path | None, outtype: str,
@@ -236,9 +237,9 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
         if merged:
             f16 = run_dir / "student-merged-f16.gguf"
             result["merged"] = [merge_lora(base, Path(result["lora_gguf"]), f16)]
-            result["merged"] += [quantize(f16, run_dir / f"student-{q}.gguf", q) for q in quants or ("q8_0", "q4_k_m")]
+            result["merged"] += [quantize(f16, run_dir / f"student-{q}.gguf", q) for q in quants or QUANT_TYPES]
             for m in result["merged"]:
-                path = Path(m.get("merged_gguf") or m["gguf"])
+                path = Path(m["gguf"])
                 m["check"] = check_loads(path, None)
                 lines.append(f"{path} ({m['bytes'] / 1e6:.1f} MB) in {m['seconds']:.1f} s; llama.cpp loads it")
     except EdgepilotError as exc:

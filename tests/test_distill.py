@@ -264,9 +264,14 @@ def test_merged_model_computes_what_the_base_with_the_adapter_does_and_quantizes
     import numpy as np
 
     from edgepilot.distill.export import merge_lora, quantize
+    from edgepilot.errors import ConfigError
 
     tmp = student["tmp"]
     f16 = tmp / "merged-f16.gguf"
+    with pytest.raises(ConfigError, match="cannot read .*dataset.jsonl as GGUF"):
+        merge_lora(student["base"], tmp / "dataset.jsonl", f16)
+    with pytest.raises(ConfigError, match="not a GGUF LoRA"):
+        merge_lora(student["lora"], student["base"], f16)  # the two swapped
     merged = merge_lora(student["base"], student["lora"], f16)
     adapted = [t for t in gguf.GGUFReader(str(student["lora"])).tensors if t.name.endswith(".lora_a")]
     assert merged["tensors_merged"] == len(adapted) > 0
