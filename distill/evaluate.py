@@ -19,22 +19,31 @@ from typing import Any
 from edgepilot.errors import ConfigError, EdgepilotError
 
 ARMS = ("base", "student", "student-vote", "teacher")
+SOP_MODES = ("off", "on", "both")
 DEFAULT_VOTE = 5
 
 
 def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str], model: str | None,
              lora: Path | None, max_steps: int | None, save_to: Path | None, backend: Any,
-             progress: Callable[[str, str, Any, int, int], None] | None, vote: int = 1) -> dict[str, Any]:
+             progress: Callable[[str, str, Any, int, int], None] | None, vote: int = 1,
+             library: Any = None) -> dict[str, Any]:
     from edgepilot.runtime.bench import agent_factory, summarise
     from edgepilot.runtime.devices import open_device
     from edgepilot.runtime.episode import run_episode
     from edgepilot.sim.tasks.suite import instances
 
     todo = instances(split, per_template, only=templates)  # type: ignore[arg-type]
+    sop_for, sops = None, {}
+    if library is not None:  # the SOP each goal retrieves, as `edgepilot run` would (None where none fits)
+        from edgepilot.sop import retrieve
+
+        sops = {i.id: retrieve(i.goal, library) for i in todo}
+        sop_for = lambda instance: sops[instance.id]  # noqa: E731
     results = []
     started = time.time()
     with open_device("virtual") as opened:
-        factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend, vote=vote)
+        factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend,
+                                sop_for=sop_for, vote=vote)
         for i, instance in enumerate(todo):
             result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
                                  save_to=save_to / arm / split if save_to else None,
@@ -46,6 +55,9 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
     report["model"] = None if arm == "teacher" else getattr(backend, "name", None)
     report["lora"] = str(lora) if arm.startswith("student") and lora else None
     report["vote"] = vote
+    if library is not None:
+        report["sops"] = {tid: m.sop.name if m else None for tid, m in sops.items()}
+        report["sop_retrieved"] = sum(v is not None for v in report["sops"].values())
     return report
 
 
@@ -54,10 +66,12 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
              templates: Iterable[str] = (), model: str | None = None, max_steps: int | None = None,
              out: Path | None = None, save_trajectories: bool = False,
              progress: Callable[[str, str, Any, int, int], None] | None = None,
-             vote: int = DEFAULT_VOTE) -> dict[str, Any]:
+             vote: int = DEFAULT_VOTE, sop: str = "off") -> dict[str, Any]:
     """Run each arm on each split; returns (and writes to ``out/eval.json``) the comparison.
 
     ``student-vote`` is the student with self-consistent action voting over ``vote`` answers a step.
+    ``sop``: ``off`` (no SOP in the prompts), ``on`` (each model arm follows the bundled SOP its goal
+    retrieves, as ``edgepilot run`` does; its reports are keyed ``ARM+sop/SPLIT``) or ``both``.
 
     Raises:
         ConfigError: unknown arm, or the student asked for without an adapter.
@@ -70,6 +84,13 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
+    if sop not in SOP_MODES:
+        raise ConfigError(f"sop takes {', '.join(SOP_MODES)}, not {sop!r}")
+    library = None
+    if sop != "off":
+        from edgepilot.sop import load_library
+
+        library = load_library()
     students = {"student", "student-vote"} & set(arms)
     if students and lora is None:
         raise ConfigError("the student arms need --lora PATH (the GGUF adapter `edgepilot distill export` wrote)")
@@ -88,13 +109,18 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
             backend = open_model(model if student else base_of(model, config), config,
                                  lora_path=str(lora) if student else None)
             load_ms = (time.perf_counter() - start) * 1000
+        # the teacher plays from the task's state, never from a prompt: SOPs do not apply to it
+        modes = ["off"] if arm == "teacher" else {"off": ["off"], "on": ["on"], "both": ["off", "on"]}[sop]
         for split in splits:
-            report = _run_arm(arm, split, per_template=per_template, templates=templates, model=model,
-                              lora=lora if arm in students else None, max_steps=max_steps,
-                              save_to=out / "trajectories" if out and save_trajectories else None,
-                              backend=backend, progress=progress, vote=vote if arm == "student-vote" else 1)
-            report["model_load_ms"] = round(load_ms, 1)
-            reports[f"{arm}/{split}"] = report
+            for mode in modes:
+                name = arm if mode == "off" else f"{arm}+sop"
+                report = _run_arm(name, split, per_template=per_template, templates=templates, model=model,
+                                  lora=lora if arm in students else None, max_steps=max_steps,
+                                  save_to=out / "trajectories" if out and save_trajectories else None,
+                                  backend=backend, progress=progress, vote=vote if arm == "student-vote" else 1,
+                                  library=library if mode == "on" else None)
+                report["model_load_ms"] = round(load_ms, 1)
+                reports[f"{name}/{split}"] = report
         del backend
     from edgepilot.distill.dataset import file_sha256
 
@@ -135,10 +161,10 @@ def _earlier(path: Path, lora_sha256: str | None, model: str | None) -> dict[str
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    lines = [f"{'arm':12} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
+    lines = [f"{'arm':16} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
     for row in summary["table"]:
         ended = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
-        lines.append(f"{row['arm']:12} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
+        lines.append(f"{row['arm']:16} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
                      f"{row['episodes']:<2}) {row['mean_steps']:>6.1f} {row['seconds_per_step']:>7.2f} "
                      f"{row['valid_action_rate']:>6.0%}  {ended}")
     return "\n".join(lines)

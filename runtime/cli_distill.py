@@ -263,10 +263,13 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--template", "templates", multiple=True, help="Only these template ids (repeatable).")
 @click.option("--max-steps", type=int, default=None, help="Step budget per episode (default: the template's).")
 @click.option("--save", is_flag=True, help="Keep every episode's trajectory under RUN/eval/trajectories.")
+@click.option("--sop", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
+              help="on: the model arms follow the bundled SOP each goal retrieves, as `edgepilot run` does "
+                   "(reported as ARM+sop); both: with and without.")
 @_JSON
 def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], vote: int,
              splits: tuple[str, ...], per_template: int, templates: tuple[str, ...], max_steps: int | None,
-             save: bool, as_json: bool) -> None:
+             save: bool, sop: str, as_json: bool) -> None:
     """Task success and seconds per step on held-out splits: base model vs student (vs the teacher)."""
     from edgepilot.distill.evaluate import evaluate, format_table
 
@@ -281,7 +284,7 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
         summary = evaluate(lora=lora or run_dir / "student-lora.gguf", arms=arms or ("base", "student"),
                            splits=splits or ("test-instances", "test"), per_template=per_template,
                            templates=templates, model=model, max_steps=max_steps, out=run_dir / "eval",
-                           save_trajectories=save, progress=progress, vote=vote)
+                           save_trajectories=save, progress=progress, vote=vote, sop=sop)
     except EdgepilotError as exc:
         _fail(exc)
     summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -300,12 +303,15 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
               help="Held-out splits (repeatable; default: both).")
 @click.option("--limit", type=int, default=24, show_default=True,
               help="Steps per split, spread evenly over its templates (planner and decider calls).")
+@click.option("--sop", is_flag=True,
+              help="Prompts carry the SOP each goal retrieves (held-out steps collected again with it; "
+                   "reported as ARM+sop).")
 @_JSON
 def eval_steps_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...],
-                   splits: tuple[str, ...], limit: int, as_json: bool) -> None:
+                   splits: tuple[str, ...], limit: int, sop: bool, as_json: bool) -> None:
     """Teacher-forced step accuracy on held-out splits: the oracle plays each held-out task, and each model
     answers the runtime's planner and decider prompts of those steps (one call per step, far cheaper than
-    episodes). Writes RUN/eval/steps.json.
+    episodes). Writes RUN/eval/steps.json (steps+sop.json with --sop).
     """
     from edgepilot.distill.collect import collect
     from edgepilot.distill.evaluate import step_accuracy
@@ -313,20 +319,23 @@ def eval_steps_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tu
     results: dict[str, Any] = {}
     try:
         for split in splits or ("test", "test-instances"):
-            data = run_dir / "heldout" / split
+            data = run_dir / "heldout" / (f"{split}+sop" if sop else split)
             if not (data / "dataset.jsonl").is_file():
-                collect(data, per_template=1, split=split, sop_share=0.0, workers=1)
+                collect(data, per_template=1, split=split, sop_share=1.0 if sop else 0.0, workers=1)
             for arm in arms or ("base", "student"):
                 adapter = (lora or run_dir / "student-lora.gguf") if arm == "student" else None
                 r = step_accuracy(data / "dataset.jsonl", lora=adapter, model=model, limit=limit)
-                results[f"{arm}/{split}"] = r
+                name = f"{arm}+sop" if sop else arm
+                results[f"{name}/{split}"] = r
                 if not as_json:
-                    click.echo(f"{arm:8} {split:15} decider {r['accuracy']['decider']:.0%} of {r['steps']['decider']}, "
-                               f"planner subgoal {r['accuracy']['planner']:.0%} of {r['steps']['planner']}, "
+                    click.echo(f"{name:12} {split:15} decider {r['accuracy']['decider']:.0%} of "
+                               f"{r['steps']['decider']}, planner subgoal {r['accuracy']['planner']:.0%} of "
+                               f"{r['steps']['planner']}, "
                                f"median {r['median_ms']:.0f} ms per call")
     except EdgepilotError as exc:
         _fail(exc)
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-    (run_dir / "eval" / "steps.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out = run_dir / "eval" / ("steps+sop.json" if sop else "steps.json")
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps(results, indent=2))

@@ -307,9 +307,13 @@ def test_eval_runs_the_student_with_its_adapter(student: dict) -> None:
     assert saved["reports"]["student/test"]["results"][0]["steps"] == 1
     # a later eval in the same folder adds its arms to the earlier ones (same adapter, same model)
     summary = evaluate(lora=student["lora"], arms=["base", "student-vote"], splits=["test"], vote=2,
-                       templates=["settings_dark_theme"], max_steps=1, out=out)
-    assert {r["arm"] for r in summary["table"]} == {"student", "teacher", "base", "student-vote"}
+                       templates=["settings_dark_theme"], max_steps=1, out=out, sop="both")
+    assert {r["arm"] for r in summary["table"]} == {"student", "teacher", "base", "student-vote",
+                                                    "base+sop", "student-vote+sop"}
     saved = json.loads((out / "eval.json").read_text())
+    # with sop="both" the model arms run again, each following the SOP its goal retrieves
+    assert saved["reports"]["base+sop/test"]["sops"] == {"settings_dark_theme#0": "settings-dark-theme"}
+    assert "sops" not in saved["reports"]["base/test"]
     voted = saved["reports"]["student-vote/test"]
     assert voted["vote"] == 2 and saved["reports"]["student/test"]["vote"] == 1
     assert "decider-sample" in voted["roles"] and saved["reports"]["base/test"]["lora"] is None
