@@ -364,7 +364,7 @@ class RoleAgent(AgentBase):
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
         if self.sop is not None and not self.sop.done:
-            if verdict.kind in ("worked", "changed"):
+            if verdict.kind in ("worked", "changed") and self.sop.done_by(action):
                 self.sop = self.sop.advance()
             elif verdict.kind == "wrong_screen":
                 self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edgepilot.actions import Action, OpenApp, Type
 from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 
@@ -42,6 +43,26 @@ class SopProgress:
         """Move to step ``to`` (default: the next one); clamped to 1..len+1."""
         target = self.current + 1 if to is None else to
         return replace(self, current=max(1, min(len(self.steps) + 1, target)), departed=None)
+
+    def done_by(self, action: Action) -> bool:
+        """Whether ``action``, having worked, may count as the current step done.
+
+        A step that says to type (``Type "V" in the "F" field``) is done only by typing, and one that
+        says to open an app only by opening one: a tap that "worked" in their place (a premature
+        ``Log in`` before the PIN) does not move the procedure on, so its ``<- now`` stays on the step
+        still to do. Other steps (taps, scrolls, reading) count any action that worked, as before.
+        """
+        from edgepilot.sop.follow import read_instruction
+
+        step = self.step
+        instruction = read_instruction(step.text) if step is not None else None
+        if instruction is None:
+            return True
+        if instruction.form in ("type", "replace", "type_focused"):
+            return isinstance(action, Type)
+        if instruction.form == "open":
+            return isinstance(action, OpenApp)
+        return True
 
     def depart(self, reason: str) -> SopProgress:
         """Record that the screen disagrees with the procedure and the run left it, and why."""

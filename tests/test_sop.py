@@ -405,6 +405,20 @@ def test_progress_tracks_the_step_and_records_it(bundled):
     assert later.advance(99).done and later.advance(99).step is None and later.advance(-3).current == 1
 
 
+def test_a_type_or_open_step_is_done_only_by_typing_or_opening(bundled):
+    from edgepilot.actions import OpenApp, Tap, Type
+
+    progress = SopProgress.start(retrieve("Open the Bank app and sign in with PIN 0148 and tell me my Savings "
+                                          "balance", bundled))
+    assert progress.step.text == "Open the Bank app."
+    assert not progress.done_by(Tap(target=3)) and progress.done_by(OpenApp(app="Bank"))
+    typing = progress.advance()
+    assert typing.step.text.startswith('Type "0148"')
+    # a premature "Log in" that worked does not count as the PIN typed: the <- now stays on the PIN
+    assert not typing.done_by(Tap(target=6)) and typing.done_by(Type(text="0148", target=5))
+    assert typing.advance().step.text.startswith("Tap") and typing.advance().done_by(Tap(target=6))
+
+
 def test_retrieval_is_quick_and_pulls_in_no_heavy_modules(bundled):
     import time
 
