@@ -322,7 +322,7 @@ def test_eval_runs_the_student_with_its_adapter(student: dict) -> None:
     other.write_bytes(student["lora"].read_bytes() + b"\0")
     summary = evaluate(lora=other, arms=["teacher"], splits=["test"], templates=["settings_dark_theme"],
                        max_steps=1, out=out)
-    assert {r["arm"] for r in summary["table"]} == {"teacher", "base"}
+    assert {r["arm"] for r in summary["table"]} == {"teacher", "base", "base+sop"}
 
 
 @pytest.mark.slow
