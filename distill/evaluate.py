@@ -19,7 +19,6 @@ from typing import Any
 from edgepilot.errors import ConfigError, EdgepilotError
 
 ARMS = ("base", "student", "student-vote", "teacher")
-SOP_MODES = ("off", "on", "both")
 DEFAULT_VOTE = 5
 
 
@@ -27,23 +26,19 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
              lora: Path | None, max_steps: int | None, save_to: Path | None, backend: Any,
              progress: Callable[[str, str, Any, int, int], None] | None, vote: int = 1,
              library: Any = None) -> dict[str, Any]:
-    from edgepilot.runtime.bench import agent_factory, summarise
+    from edgepilot.runtime.bench import agent_factory, retrieve_sops, sop_report, summarise
     from edgepilot.runtime.devices import open_device
     from edgepilot.runtime.episode import run_episode
     from edgepilot.sim.tasks.suite import instances
 
     todo = instances(split, per_template, only=templates)  # type: ignore[arg-type]
-    sop_for, sops = None, {}
-    if library is not None:  # the SOP each goal retrieves, as `edgepilot run` would (None where none fits)
-        from edgepilot.sop import retrieve
-
-        sops = {i.id: retrieve(i.goal, library) for i in todo}
-        sop_for = lambda instance: sops[instance.id]  # noqa: E731
+    sops = retrieve_sops(todo, library) if library is not None else {}
     results = []
     started = time.time()
     with open_device("virtual") as opened:
         factory = agent_factory("oracle" if arm == "teacher" else "model", opened.phone, backend,
-                                sop_for=sop_for, vote=vote)
+                                sop_for=(lambda instance: sops[instance.id]) if library is not None else None,
+                                vote=vote)
         for i, instance in enumerate(todo):
             result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
                                  save_to=save_to / arm / split if save_to else None,
@@ -56,8 +51,7 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
     report["lora"] = str(lora) if arm.startswith("student") and lora else None
     report["vote"] = vote
     if library is not None:
-        report["sops"] = {tid: m.sop.name if m else None for tid, m in sops.items()}
-        report["sop_retrieved"] = sum(v is not None for v in report["sops"].values())
+        report.update(sop_report(sops))
     return report
 
 
@@ -84,10 +78,11 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
-    if sop not in SOP_MODES:
-        raise ConfigError(f"sop takes {', '.join(SOP_MODES)}, not {sop!r}")
+    from edgepilot.runtime.bench import sop_runs
+
+    runs = sop_runs(sop)
     library = None
-    if sop != "off":
+    if True in runs:  # loaded once, for every arm and split
         from edgepilot.sop import load_library
 
         library = load_library()
@@ -110,15 +105,14 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
                                  lora_path=str(lora) if student else None)
             load_ms = (time.perf_counter() - start) * 1000
         # the teacher plays from the task's state, never from a prompt: SOPs do not apply to it
-        modes = ["off"] if arm == "teacher" else {"off": ["off"], "on": ["on"], "both": ["off", "on"]}[sop]
         for split in splits:
-            for mode in modes:
-                name = arm if mode == "off" else f"{arm}+sop"
+            for with_sop in (False,) if arm == "teacher" else runs:
+                name = f"{arm}+sop" if with_sop else arm
                 report = _run_arm(name, split, per_template=per_template, templates=templates, model=model,
                                   lora=lora if arm in students else None, max_steps=max_steps,
                                   save_to=out / "trajectories" if out and save_trajectories else None,
                                   backend=backend, progress=progress, vote=vote if arm == "student-vote" else 1,
-                                  library=library if mode == "on" else None)
+                                  library=library if with_sop else None)
                 report["model_load_ms"] = round(load_ms, 1)
                 reports[f"{name}/{split}"] = report
         del backend

@@ -58,6 +58,31 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
 
 AGENTS = ("oracle", "model", "baseline")
 
+SOP_MODES: dict[str, tuple[bool, ...]] = {"off": (False,), "on": (True,), "both": (False, True)}
+"""``--sop``: whether the model agent runs without SOPs, with the SOP each goal retrieves, or both (in that order)."""
+
+
+def sop_runs(sop: str) -> tuple[bool, ...]:
+    """The runs ``--sop`` asks for (:data:`SOP_MODES`); ConfigError for another word."""
+    if sop not in SOP_MODES:
+        raise ConfigError(f"--sop takes {', '.join(SOP_MODES)}, not {sop!r}")
+    return SOP_MODES[sop]
+
+
+def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None) -> dict[str, Any]:
+    """The SOP match each instance's goal retrieves, as ``edgepilot run`` would (None where none fits);
+    ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
+    from edgepilot.sop import load_library, retrieve
+
+    library = library if library is not None else load_library()
+    return {i.id: retrieve(i.goal, library) for i in todo}
+
+
+def sop_report(sops: dict[str, Any]) -> dict[str, Any]:
+    """What a report says of the SOPs its runs followed: how many were retrieved, and which."""
+    return {"sop_retrieved": sum(m is not None for m in sops.values()),
+            "sops": {tid: m.sop.name if m else None for tid, m in sops.items()}}
+
 
 def ground(action: Action, tree: Observation, seen: Observation) -> Action | None:
     """``action``, decided on the tree, aimed at the element of ``seen`` that covers its target; None if none does.
@@ -147,21 +172,14 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                           "use --device virtual (or virtual-local)")
     if agent not in AGENTS:
         raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
-    if sop not in ("off", "on", "both"):
-        raise ConfigError(f"--sop takes off, on or both, not {sop!r}")
+    runs = sop_runs(sop)
     if sop != "off" and agent != "model":
         raise ConfigError("SOPs are followed by the model agent: use --agent model with --sop")
-    arms = {"off": ["model"], "on": ["model+sop"], "both": ["model", "model+sop"]}[sop] if agent == "model" \
-        else [agent]
+    arms = ["model+sop" if with_sop else "model" for with_sop in runs] if agent == "model" else [agent]
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
     backend, load_ms, model_name = None, 0.0, None
-    sops: dict[str, Any] = {}
-    if any(a == "model+sop" for a in agents):
-        from edgepilot.sop import load_library, retrieve
-
-        library = load_library()
-        sops = {i.id: retrieve(i.goal, library) for i in todo}
+    sops = retrieve_sops(todo) if "model+sop" in agents else {}
     if any(a != "oracle" for a in agents):
         config = config or load_config()
         start = time.perf_counter()
@@ -193,8 +211,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                     progress(result, i + 1, len(todo))
             reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
             if name == "model+sop":
-                reports[name]["sop_retrieved"] = sum(m is not None for m in sops.values())
-                reports[name]["sops"] = {tid: m.sop.name if m else None for tid, m in sops.items()}
+                reports[name].update(sop_report(sops))
     report = reports[agents[0]]
     report.update(perception=perception, model=model_name, model_load_ms=round(load_ms, 1),
                   peak_rss_mb=round(peak_rss_mb(), 1))

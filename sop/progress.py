@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edgepilot.actions import Action, OpenApp, Type
+from edgepilot.sop.follow import read_instruction
 from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 
@@ -52,8 +53,6 @@ class SopProgress:
         ``Log in`` before the PIN) does not move the procedure on, so its ``<- now`` stays on the step
         still to do. Other steps (taps, scrolls, reading) count any action that worked, as before.
         """
-        from edgepilot.sop.follow import read_instruction
-
         step = self.step
         instruction = read_instruction(step.text) if step is not None else None
         if instruction is None:

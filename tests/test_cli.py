@@ -42,6 +42,17 @@ def test_bench_oracle_test_split_is_perfect_and_json():
     assert all(r["split"] == "test" for r in report["results"])
 
 
+def test_bench_sop_both_runs_the_model_without_and_with_the_retrieved_sop():
+    out = run("bench", "--agent", "model", "--sop", "both", "--split", "test", "--template", "settings_dark_theme",
+              "--per-template", "1", "--max-steps", "1", "--json", timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["agent"] == "model" and report["episodes"] == 1 and "sops" not in report
+    with_sop = report["with_sop"]
+    assert with_sop["agent"] == "model+sop" and with_sop["episodes"] == 1
+    assert with_sop["sop_retrieved"] == 1 and with_sop["sops"] == {"settings_dark_theme#0": "settings-dark-theme"}
+
+
 def test_bench_observe_reports_latency():
     out = run("bench", "--suite", "observe", "-n", "5", "--json")
     assert out.returncode == 0, out.stderr
