@@ -11,11 +11,19 @@ a template that emits its own special tokens).
 An assistant turn's labels are its content's tokens plus the end-of-turn
 token (the model must learn to stop); everything else is masked with -100,
 and so is an assistant turn whose ``train`` flag is false.
+
+Of an answer's tokens, a few decide the step: the planner's ``subgoal``,
+every value of the decider's action (``type``, ``target``, ``text``,
+``app``...), the reflector's ``outcome``. :attr:`Encoded.deciding` marks
+them (:func:`deciding_spans`), so training can weigh them (``--decision-weight``)
+and report their loss apart: the mean over all answer tokens is mostly JSON
+keys and copied progress, and hides whether the decisions are learned.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +40,42 @@ class Encoded:
     id: str
     input_ids: list[int]
     labels: list[int]
+    deciding: list[bool] = field(default_factory=list)
+    """Per position: a trained token of a value that decides the step (empty: none marked)."""
 
     @property
     def trained_tokens(self) -> int:
         return sum(1 for t in self.labels if t != IGNORE)
+
+
+DECIDING_FIELDS = ("subgoal", "outcome")
+"""The fields that decide a planner's (``subgoal``) or a reflector's (``outcome``) answer; of an action
+(an answer with a ``type``) every field decides."""
+
+
+def deciding_spans(content: str) -> list[tuple[int, int]]:
+    """Byte spans of ``content`` (a JSON object answer) that hold deciding values; [] for anything else."""
+    decoder = json.JSONDecoder()
+    fields: list[tuple[str, int, int]] = []
+    try:
+        pos = content.index("{") + 1
+        while True:
+            while pos < len(content) and content[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(content) or content[pos] == "}":
+                break
+            key, pos = decoder.raw_decode(content, pos)
+            pos = content.index(":", pos) + 1
+            while content[pos] in " \t\r\n":
+                pos += 1
+            start = pos
+            _, pos = decoder.raw_decode(content, pos)
+            fields.append((str(key), start, pos))
+    except (ValueError, IndexError):
+        return []
+    action = any(key == "type" for key, _, _ in fields)
+    return [(len(content[:a].encode("utf-8")), len(content[:b].encode("utf-8")))
+            for key, a, b in fields if action or key in DECIDING_FIELDS]
 
 
 class ChatEncoder:
@@ -93,6 +133,7 @@ class ChatEncoder:
         text = self.render(marked, generation_prompt=False)
         ids: list[int] = []
         labels: list[int] = []
+        deciding: list[bool] = []
         rest = text
         for i, m in enumerate(messages):
             if m["role"] != "assistant":
@@ -109,4 +150,19 @@ class ChatEncoder:
             ids += head + answer
             train = bool(m.get("train", True))
             labels += [IGNORE] * len(head) + (answer if train else [IGNORE] * len(answer))
-        return Encoded(str(example.get("id", "")), ids, labels)
+            marks = self.deciding_marks(m["content"], answer[:-1]) + [False] if train else [False] * len(answer)
+            deciding += [False] * len(head) + marks
+        return Encoded(str(example.get("id", "")), ids, labels, deciding)
+
+    def deciding_marks(self, content: str, tokens: list[int]) -> list[bool]:
+        """For each token of ``content``, whether it overlaps a deciding value (:func:`deciding_spans`)."""
+        spans = deciding_spans(content)
+        pieces = [self.llm.detokenize([t]) for t in tokens]
+        if not spans or b"".join(pieces) != content.encode("utf-8"):
+            return [False] * len(tokens)  # (not an answer of ours, or pieces that do not add up: no marks)
+        marks, at = [], 0
+        for piece in pieces:
+            end = at + len(piece)
+            marks.append(any(a < end and at < b for a, b in spans))
+            at = end
+        return marks

@@ -82,6 +82,9 @@ class TrainConfig:
     """Continue from this peft adapter (an earlier ``train``'s ``OUT/adapter``) instead of a fresh LoRA."""
     max_minutes: float | None = None
     """Stop (and save) after the optimizer step that passes this much training time."""
+    decision_weight: float = 1.0
+    """Weight of the answer tokens that decide a step (:attr:`Encoded.deciding`: the planner's subgoal, the
+    action's values) in the loss; the other answer tokens weigh 1."""
 
 
 def _versions() -> dict[str, str]:
@@ -240,6 +243,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "train-log.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     losses: list[float] = []
+    decision_losses: list[float | None] = []
     tokens_seen = examples_seen = 0
     stopped_early = False
     train_start = time.perf_counter()
@@ -252,8 +256,10 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             if cfg.prefix_refresh and common and step % cfg.prefix_refresh == 0:
                 prefix = _prefix_cache(model, common, device, torch)
             total = 0.0
+            deciding = [0.0, 0]
             for group in batch:
-                total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix)
+                total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix,
+                                     decision_weight=cfg.decision_weight, deciding=deciding)
                 tokens_seen += sum(len(e.input_ids) for e in group)
                 examples_seen += len(group)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -262,7 +268,9 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             optimizer.zero_grad(set_to_none=True)
             loss = total / trained
             losses.append(loss)
-            log.write(json.dumps({"step": step + 1, "loss": round(loss, 5), "lr": schedule.get_last_lr()[0],
+            decision_losses.append(deciding[0] / deciding[1] if deciding[1] else None)
+            log.write(json.dumps({"step": step + 1, "loss": round(loss, 5),
+                                  "decision_loss": _round(decision_losses[-1], 5), "lr": schedule.get_last_lr()[0],
                                   "examples": examples_seen, "tokens": tokens_seen,
                                   "seconds": round(time.perf_counter() - train_start, 1)}) + "\n")
             log.flush()
@@ -294,6 +302,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         "loss": {"first": round(losses[0], 4), "last": round(losses[-1], 4),
                  "mean_last_10pct": round(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10), 4),
                  "curve": [round(x, 4) for x in losses]},
+        "decision_loss": _loss_summary(decision_losses),
         "seconds": {"load": round(load_s, 1), "train": round(train_s, 1),
                     "total": round(time.perf_counter() - start, 1),
                     "tokens_per_s": round(tokens_seen / train_s, 1) if train_s else None},
@@ -303,6 +312,19 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     }
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
     return recipe
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _loss_summary(values: list[float | None]) -> dict[str, Any] | None:
+    """first / last / mean of the last 10% of the steps that had deciding tokens (None: no step had)."""
+    seen = [v for v in values if v is not None]
+    if not seen:
+        return None
+    tail = seen[-max(1, len(seen) // 10):]
+    return {"first": round(seen[0], 4), "last": round(seen[-1], 4), "mean_last_10pct": round(sum(tail) / len(tail), 4)}
 
 
 def group_by_step(examples: list[Encoded]) -> list[list[Encoded]]:
@@ -391,8 +413,12 @@ def chunks(labels: list[int], start: int, window: int | None) -> list[tuple[int,
 
 
 def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, torch: Any, *,
-                window: int | None = None, prefix: tuple[int, Any] | None = None) -> float:
+                window: int | None = None, prefix: tuple[int, Any] | None = None,
+                decision_weight: float = 1.0, deciding: list | None = None) -> float:
     """Back-propagate the group's summed loss / ``trained``; returns the summed loss.
+
+    Deciding tokens (:attr:`Encoded.deciding`) weigh ``decision_weight`` in what is back-propagated
+    (the returned sum stays unweighted); ``deciding``, a ``[sum, count]`` pair, gathers their loss.
 
     ``prefix`` is the cache of the tokens every example starts with (``common_prefix``);
     the rest of the prefix the group's examples share runs once on top of it,
@@ -432,7 +458,13 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
             with autocast:
                 out = model(input_ids=ids, past_key_values=own, use_cache=True, logits_to_keep=where)
             own = out.past_key_values
-            loss = torch.nn.functional.cross_entropy(out.logits[0].float(), targets[where], reduction="sum")
-            (loss / trained).backward()
-            total += loss.item()
+            nll = torch.nn.functional.cross_entropy(out.logits[0].float(), targets[where], reduction="none")
+            marks = (torch.tensor(example.deciding[begin + 1:end + 1], device=device)[where]
+                     if example.deciding else torch.zeros_like(nll, dtype=torch.bool))
+            weights = 1.0 + (decision_weight - 1.0) * marks.float()
+            ((nll * weights).sum() / trained).backward()
+            total += nll.sum().item()
+            if deciding is not None and bool(marks.any()):
+                deciding[0] += nll[marks].sum().item()
+                deciding[1] += int(marks.sum().item())
     return total

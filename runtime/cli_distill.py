@@ -158,6 +158,9 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
               help="Prompt tokens before each answer that run with gradient; the rest runs without (faster).")
 @click.option("--full-gradient", is_flag=True,
               help="Gradient through every prompt token after the prefix a step's examples share (no --window).")
+@click.option("--decision-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Loss weight of the answer tokens that decide a step (the planner's subgoal, the action's "
+                   "values) against the rest (JSON keys, copied progress), which weigh 1.")
 @click.option("--prefix-refresh", type=click.IntRange(min=0), default=8, show_default=True,
               help="Recompute the system prompt's cache every N optimizer steps (0: for every step of a "
                    "trajectory, exact and slower).")
@@ -166,8 +169,8 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @_JSON
 def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
               max_examples: int | None, grad_accum: int, seed: int, init_adapter: Path | None, skip_examples: int,
-              max_minutes: float | None, window: int, full_gradient: bool, prefix_refresh: int,
-              threads: int | None, device: str, as_json: bool) -> None:
+              max_minutes: float | None, window: int, full_gradient: bool, decision_weight: float,
+              prefix_refresh: int, threads: int | None, device: str, as_json: bool) -> None:
     """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
     from tqdm import tqdm
 
@@ -176,7 +179,8 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
     cfg = TrainConfig(rank=rank, alpha=alpha, lr=lr, epochs=epochs, max_examples=max_examples,
                       grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device,
                       init_adapter=str(init_adapter) if init_adapter else None, skip_examples=skip_examples,
-                      window=None if full_gradient else window, prefix_refresh=prefix_refresh)
+                      window=None if full_gradient else window, prefix_refresh=prefix_refresh,
+                      decision_weight=decision_weight)
     bar = tqdm(desc="train", unit="step", disable=as_json)
 
     def progress(step: int, steps: int, loss: float) -> None:
@@ -192,11 +196,13 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
         _fail(exc)
     finally:
         bar.close()
-    loss = recipe["loss"]
+    loss, deciding = recipe["loss"], recipe["decision_loss"]
     _echo(recipe, as_json, f"{recipe['steps']} steps on {recipe['dataset']['trained_on']} examples "
                            f"({recipe['tokens']} tokens, {recipe['seconds']['tokens_per_s']} tokens/s, "
-                           f"{recipe['device']}): loss {loss['first']:.3f} → {loss['last']:.3f} in "
-                           f"{recipe['seconds']['total']:.0f} s\nadapter: {recipe['adapter']}")
+                           f"{recipe['device']}): loss {loss['first']:.3f} → {loss['last']:.3f}"
+                           + (f" (deciding tokens {deciding['first']:.3f} → {deciding['mean_last_10pct']:.3f}, "
+                              "mean of the last 10% of steps)" if deciding else "")
+                           + f" in {recipe['seconds']['total']:.0f} s\nadapter: {recipe['adapter']}")
 
 
 @distill.command("export")
@@ -299,8 +305,10 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
               help="The GGUF adapter (default: RUN/student-lora.gguf).")
 @click.option("--arm", "arms", multiple=True, type=click.Choice(["base", "student"]),
               help="What to evaluate (repeatable; default: both).")
-@click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test"]),
-              help="Held-out splits (repeatable; default: both).")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["test-instances", "test", "train"]),
+              help="Held-out splits (repeatable; default: test and test-instances); train: the run's own "
+                   "training steps (RUN/dataset.jsonl), to tell a student that cannot fit its data from "
+                   "one that does not carry it over.")
 @click.option("--limit", type=int, default=24, show_default=True,
               help="Steps per split, spread evenly over its templates (planner and decider calls).")
 @click.option("--sop", is_flag=True,
@@ -318,8 +326,14 @@ def eval_steps_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tu
 
     results: dict[str, Any] = {}
     try:
+        if sop and "train" in splits:
+            raise ConfigError("--sop does not apply to --split train: the training steps carry the SOPs "
+                              "collection gave them")
         for split in splits or ("test", "test-instances"):
-            data = run_dir / "heldout" / (f"{split}+sop" if sop else split)
+            data = run_dir if split == "train" else run_dir / "heldout" / (f"{split}+sop" if sop else split)
+            if split == "train" and not (data / "dataset.jsonl").is_file():
+                raise ConfigError(f"{data / 'dataset.jsonl'} does not exist: run `edgepilot distill collect "
+                                  f"--run {run_dir}` first")
             if not (data / "dataset.jsonl").is_file():
                 collect(data, per_template=1, split=split, sop_share=1.0 if sop else 0.0, workers=1)
             for arm in arms or ("base", "student"):

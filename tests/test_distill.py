@@ -95,6 +95,21 @@ def test_teacher_answers_outside_the_grammar_are_flagged(served) -> None:
     assert not fits_schema(parse_action({"type": "tap", "target": dead}), schema)
 
 
+def test_the_deciding_values_of_an_answer_are_marked() -> None:
+    from edgepilot.distill.encode import deciding_spans
+
+    def values(text: str) -> list[str]:
+        data = text.encode("utf-8")
+        return [data[a:b].decode("utf-8") for a, b in deciding_spans(text)]
+
+    plan = '{"progress": "open Bank, type \\"0148\\" into PIN", "subgoal": "tap \\"Log in\\"", "memory": ""}'
+    assert values(plan) == ['"tap \\"Log in\\""']
+    assert values('{"type": "type", "text": "héllo", "target": 5, "clear": false}') == [
+        '"type"', '"héllo"', "5", "false"]
+    assert values('{"outcome": "worked", "note": "it opened"}') == ['"worked"']
+    assert values("not json") == values('{"progress": "x"') == values("[1, 2]") == []
+
+
 def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
     pytest.importorskip("llama_cpp")
     from edgepilot.distill.encode import IGNORE, ChatEncoder
@@ -115,6 +130,8 @@ def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
             assert enc.labels[len(prompt):len(prompt) + len(answer)] == answer
         trained = [t for t in enc.labels if t != IGNORE]
         assert trained.count(encoder.eos_id) == sum(m["role"] == "assistant" for m in messages)
+        assert len(enc.deciding) == len(enc.labels) and any(enc.deciding)
+        assert all(t != IGNORE for d, t in zip(enc.deciding, enc.labels, strict=True) if d)
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +169,10 @@ def test_train_records_its_recipe(student: dict) -> None:
     assert recipe["hyper_parameters"]["rank"] == 4 and recipe["seed"] == 1
     adapter = student["tmp"] / "student" / "adapter"
     assert (adapter / "adapter_config.json").is_file() and (adapter / "base" / "config.json").is_file()
-    log = (student["tmp"] / "student" / "train-log.jsonl").read_text().splitlines()
-    assert len(log) == 2
+    log = [json.loads(line) for line in (student["tmp"] / "student" / "train-log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(0 < step["decision_loss"] for step in log)  # the action's values, apart
+    assert recipe["decision_loss"]["first"] == pytest.approx(log[0]["decision_loss"], abs=1e-4)
+    assert recipe["hyper_parameters"]["decision_weight"] == 1.0
 
 
 @pytest.mark.slow
@@ -243,6 +262,16 @@ def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
         assert got == pytest.approx(whole, rel=2e-2)
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads)
+    plain = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    deciding = [0.0, 0]  # the deciding tokens weigh more in the gradient, not in the loss reported
+    got = _group_loss(model, group, 1, "cpu", torch, window=4, prefix=_prefix_cache(model, common, "cpu", torch),
+                      decision_weight=5.0, deciding=deciding)
+    assert got == pytest.approx(whole, rel=2e-2)
+    marked = sum(d for e in examples for d, t in zip(e.deciding, e.labels, strict=True) if t != IGNORE)
+    assert deciding[1] == marked > 0 and 0 < deciding[0] < got
+    weighted = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, weighted, strict=True))
 
 
 @pytest.mark.slow
@@ -446,3 +475,22 @@ def test_step_accuracy_answers_held_out_prompts_with_the_adapter(student: dict, 
 
     with pytest.raises(ConfigError, match="held-out"):
         train(tmp_path / "dataset.jsonl", tmp_path / "never", base_gguf=student["base"], cfg=TrainConfig())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_eval_steps_on_the_train_split_reads_the_runs_own_dataset(run_dir: Path, student: dict) -> None:
+    from click.testing import CliRunner
+
+    from edgepilot.runtime.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["distill", "eval-steps", "--run", str(run_dir), "--lora", str(student["lora"]),
+                                  "--arm", "student", "--split", "train", "--limit", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert list(report) == ["student/train"] and report["student/train"]["dataset"] == str(run_dir / "dataset.jsonl")
+    assert sum(report["student/train"]["steps"].values()) == 2
+    assert not (run_dir / "heldout" / "train").exists()
+    refused = runner.invoke(main, ["distill", "eval-steps", "--run", str(run_dir), "--split", "train", "--sop"])
+    assert refused.exit_code != 0 and "--sop does not apply to --split train" in refused.output
