@@ -350,6 +350,11 @@ def eval_steps_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tu
         _fail(exc)
     (run_dir / "eval").mkdir(parents=True, exist_ok=True)
     out = run_dir / "eval" / ("steps+sop.json" if sop else "steps.json")
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    try:  # an earlier call's arms and splits stay unless measured again
+        kept = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    except ValueError:
+        kept = {}
+    out.write_text(json.dumps({**(kept if isinstance(kept, dict) else {}), **results}, indent=2) + "\n",
+                   encoding="utf-8")
     if as_json:
         click.echo(json.dumps(results, indent=2))

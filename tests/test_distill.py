@@ -492,5 +492,12 @@ def test_eval_steps_on_the_train_split_reads_the_runs_own_dataset(run_dir: Path,
     assert list(report) == ["student/train"] and report["student/train"]["dataset"] == str(run_dir / "dataset.jsonl")
     assert sum(report["student/train"]["steps"].values()) == 2
     assert not (run_dir / "heldout" / "train").exists()
+    saved = run_dir / "eval" / "steps.json"
+    saved.write_text(json.dumps({"base/test": {"kept": True}, **report}))  # as if an earlier call had measured it
+    again = runner.invoke(main, ["distill", "eval-steps", "--run", str(run_dir), "--lora", str(student["lora"]),
+                                 "--arm", "student", "--split", "train", "--limit", "1", "--json"])
+    assert again.exit_code == 0, again.output
+    merged = json.loads(saved.read_text())
+    assert merged["base/test"] == {"kept": True} and sum(merged["student/train"]["steps"].values()) == 1
     refused = runner.invoke(main, ["distill", "eval-steps", "--run", str(run_dir), "--split", "train", "--sop"])
     assert refused.exit_code != 0 and "--sop does not apply to --split train" in refused.output
