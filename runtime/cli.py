@@ -127,7 +127,7 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
               help="injection suite: only these injection goals (repeatable; default all).")
 @click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
 @click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
-                                             "the bundled smollm2-135m; see `edgepilot models`).")
+                                             "the bundled smollm2-135m-agent; see `edgepilot models`).")
 @click.option("--save", "save_to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write every episode's trajectory under this folder.")
 @click.option("--split", type=click.Choice(["train", "test-instances", "test"]), default="test", show_default=True,
@@ -236,7 +236,7 @@ def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, 
 @click.option("--device", default="virtual", show_default=True,
               help="virtual (a fresh built-in virtual phone), an adb serial, or SERIAL@HOST:PORT.")
 @click.option("--model", default=None, help="Built-in name, name from config.toml, .gguf path, or server URL "
-                                             "(default: config, else the bundled smollm2-135m).")
+                                             "(default: config, else the bundled smollm2-135m-agent).")
 @click.option("--max-steps", type=click.IntRange(1, 500), default=None, help="Step budget (default: config, 20).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Trajectory folder (default: a new folder under the user data dir).")

@@ -34,7 +34,7 @@ def daemon() -> None:
 @daemon.command()
 @click.option("--foreground", is_flag=True, help="Run in this terminal (logs to stderr) instead of detaching.")
 @click.option("--model", default=None, help="Model to keep loaded (default: [daemon] model, else `model` in "
-                                             "config.toml, else the bundled smollm2-135m).")
+                                             "config.toml, else the bundled smollm2-135m-agent).")
 @click.option("--device", default=None, help="Device of tasks that name none (default: [daemon] device, desktop).")
 @click.option("--no-hotkeys", is_flag=True, help="No global hotkeys (the socket still works).")
 @click.option("--no-notify", is_flag=True, help="No desktop notifications for confirmations.")

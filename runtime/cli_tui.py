@@ -12,7 +12,7 @@ import click
               help="Device picked at start: virtual (a new built-in virtual phone), an adb serial, "
                    "SERIAL@HOST:PORT, or desktop. The picker in the app changes it.")
 @click.option("--model", default=None, help="Built-in name, name from config.toml, .gguf path, or server URL "
-                                             "(default: config, else the bundled smollm2-135m).")
+                                             "(default: config, else the bundled smollm2-135m-agent).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Policy file every action is checked against (default: `edgepilot policy show`).")
 @click.option("--attach", is_flag=True,

@@ -5,7 +5,7 @@ config directory (``~/.config/edgepilot/`` on Linux). A missing file means
 the defaults; an unknown key or a wrong type is an error that names the key,
 the file, and the closest known key.
 
-    model = "smollm2-135m"          # default model: a built-in name, a name below, a GGUF path or a URL
+    model = "smollm2-135m-agent"    # default model: a built-in name, a name below, a GGUF path or a URL
     threads = 4                     # CPU threads for llama.cpp (default: all cores, at most 8)
     gpu_layers = -1                 # layers to offload to the GPU (-1: all; needs a CUDA build)
     max_steps = 20                  # step budget of `edgepilot run`
@@ -24,7 +24,7 @@ the file, and the closest known key.
     stop_hotkey = "<ctrl>+<alt>+<esc>"  # safety stop: ends the running task at once, drops the queue
     hotkeys = true                  # false: no global hotkeys (the control socket still works)
     device = "desktop"              # device of tasks typed at the prompt or sent without --device
-    model = "smollm2-135m"          # model the daemon keeps loaded (default: `model` above)
+    model = "smollm2-135m-agent"    # model the daemon keeps loaded (default: `model` above)
     notify = true                   # desktop notifications for confirmations (notify-send)
 """
 
@@ -80,7 +80,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "smollm2-135m"
+    model: str = "smollm2-135m-agent"
     models: dict[str, str] = Field(default_factory=dict)
     threads: int | None = Field(default=None, ge=1, le=256)
     gpu_layers: int = Field(default=0, ge=-1)

@@ -5,8 +5,9 @@
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #
 # The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
-# adapter into runtime/models/adapters/ (then `edgepilot distill eval` it, and add its ADAPTERS entry
-# in runtime/models/builtin.py only if it beats the base).
+# adapter, its recipe and its eval table (RUN/eval/eval.json, if `edgepilot distill eval` ran) into
+# runtime/models/adapters/ as smollm2-135m-agent, the default model: install only a student that
+# beats the one shipped there (its eval table is smollm2-135m-agent.eval.json).
 set -euo pipefail
 RUN=${1:-runs/shipped}
 EP=${2:-.venv/bin/edgepilot}
@@ -30,5 +31,9 @@ if [ "${INSTALL:-0}" = 1 ]; then
     dest=runtime/models/adapters
     cp "$RUN/student-lora.gguf" "$dest/smollm2-135m-agent.lora.gguf"
     cp "$RUN/student/recipe.json" "$dest/smollm2-135m-agent.recipe.json"
+    if [ -f "$RUN/eval/eval.json" ]; then  # the table, without each episode's record
+        "$(dirname "$EP")/python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d.pop("reports", None)
+json.dump(d, open(sys.argv[2], "w"), indent=1)' "$RUN/eval/eval.json" "$dest/smollm2-135m-agent.eval.json"
+    fi
     echo "installed into $dest" >&2
 fi

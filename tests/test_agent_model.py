@@ -31,7 +31,7 @@ def test_run_turn_on_airplane_mode_writes_a_trajectory(tmp_path):
     proc = run("run", "turn on airplane mode", "--max-steps", "3", "--out", str(out),
                env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
     assert proc.returncode == 0, proc.stderr
-    assert "model:  smollm2-135m" in proc.stdout and "step  1" in proc.stdout
+    assert "model:  smollm2-135m-agent" in proc.stdout and "step  1" in proc.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["status"] in ("finished", "gave_up", "budget", "stuck")
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
@@ -53,13 +53,24 @@ def test_run_turn_on_airplane_mode_writes_a_trajectory(tmp_path):
     assert html.count("data:image/png;base64,") >= len(steps)
 
 
+def test_the_shipped_model_turns_on_airplane_mode_following_its_sop(tmp_path):
+    """The README's main job, checked on the phone: the default model (base + the shipped LoRA), the bundled SOP."""
+    proc = run("bench", "--agent", "model", "--sop", "on", "--split", "train", "--template", "settings_airplane_mode",
+               "--per-template", "1", "--json", env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["model"] == "smollm2-135m-agent" and report["sop_retrieved"] == 1
+    episode = report["results"][0]
+    assert report["success_rate"] == 1.0, (episode["status"], episode["reason"], episode["failed_checks"])
+
+
 def test_bench_model_and_baseline_side_by_side(tmp_path):
     proc = run("bench", "--agent", "model", "--baseline", "--split", "train", "--template", "settings_airplane_mode",
                "--per-template", "1", "--max-steps", "2", "--json",
                env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["agent"] == "model" and report["model"] == "smollm2-135m" and report["episodes"] == 1
+    assert report["agent"] == "model" and report["model"] == "smollm2-135m-agent" and report["episodes"] == 1
     assert report["baseline"]["agent"] == "baseline"
     assert report["valid_action_rate"] == 1.0  # grammar-constrained
     assert report["roles"]["decider"]["calls"] >= 1 and report["roles"]["decider"]["parse_failures"] == 0

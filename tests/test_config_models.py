@@ -58,7 +58,8 @@ def test_specs_resolve(tmp_path):
 def test_models_are_listed_with_what_is_missing(tmp_path):
     rows = {r["name"]: r for r in list_models(Config(models={"gone": str(tmp_path / "gone.gguf"),
                                                              "srv": "http://127.0.0.1:9/v1"}))}
-    assert rows["smollm2-135m"]["default"] and rows["smollm2-135m"]["kind"] == "builtin"
+    assert rows["smollm2-135m-agent"]["default"] and rows["smollm2-135m-agent"]["kind"] == "builtin"
+    assert rows["smollm2-135m-agent"]["available"] and not rows["smollm2-135m"]["default"]
     assert rows["gone"]["available"] is False and rows["gone"]["note"] == "file not found"
     assert rows["srv"]["kind"] == "url" and rows["srv"]["available"]
 
@@ -89,3 +90,20 @@ def test_a_builtin_base_with_its_adapter_resolves_to_the_base_file_and_the_adapt
     (tmp_path / file).write_bytes(b"GGUF")
     assert builtin.adapter_of(name) == (base, tmp_path / file)
     assert rows[base]["available"]
+
+
+def test_each_shipped_adapter_is_the_one_its_recipe_and_eval_table_describe():
+    import hashlib
+    import json
+
+    from edgepilot.runtime.models import builtin
+
+    assert builtin.DEFAULT_MODEL in builtin.ADAPTERS and Config().model == builtin.DEFAULT_MODEL
+    for name, (base, file, _) in builtin.ADAPTERS.items():
+        adapter = builtin.ADAPTER_DIR / file
+        table = json.loads((builtin.ADAPTER_DIR / f"{name}.eval.json").read_text())
+        recipe = json.loads((builtin.ADAPTER_DIR / f"{name}.recipe.json").read_text())
+        assert hashlib.sha256(adapter.read_bytes()).hexdigest() == table["lora_sha256"]  # measured: this file
+        base_sha = hashlib.sha256(builtin.builtin_path(base).read_bytes()).hexdigest()
+        assert recipe["base_model"]["sha256"] == base_sha  # trained on the base it is applied to
+        assert {"student", "student+sop"} <= {row["arm"] for row in table["table"]}

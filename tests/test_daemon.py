@@ -447,7 +447,7 @@ def test_a_task_runs_end_to_end_with_events(real):
     assert finished["status"] in ("finished", "gave_up", "budget", "stuck") and finished["steps"] == 1
     trajectory = Path(finished["trajectory"])
     meta = json.loads((trajectory / "meta.json").read_text())
-    assert meta["model"] == "smollm2-135m" and meta["daemon_run"] == run
+    assert meta["model"] == "smollm2-135m-agent" and meta["daemon_run"] == run
     assert len((trajectory / "steps.jsonl").read_text().splitlines()) == 1
     assert json.loads((trajectory / "result.json").read_text())["status"] == finished["status"]
 

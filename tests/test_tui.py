@@ -527,7 +527,7 @@ def test_the_bundled_model_runs_a_couple_of_steps_through_the_tui(tmp_path):
     asyncio.run(go())
     assert app.result is not None and app.result["status"] in ("budget", "finished", "gave_up", "stuck"), app.result
     traj = trajectory(app)
-    assert traj.meta["model"] == "smollm2-135m" and 1 <= len(traj.steps) <= 2
+    assert traj.meta["model"] == "smollm2-135m-agent" and 1 <= len(traj.steps) <= 2
     assert all(c["role"] in ("planner", "decider", "reflector") for s in traj.steps for c in s["calls"])
     for step in traj.steps:
         decider = [c for c in step["calls"] if c["role"] == "decider"]

