@@ -53,10 +53,11 @@ def test_run_turn_on_airplane_mode_writes_a_trajectory(tmp_path):
     assert html.count("data:image/png;base64,") >= len(steps)
 
 
+@pytest.mark.timeout(900)
 def test_the_shipped_model_turns_on_airplane_mode_following_its_sop(tmp_path):
     """The README's main job, checked on the phone: the default model (base + the shipped LoRA), the bundled SOP."""
     proc = run("bench", "--agent", "model", "--sop", "on", "--split", "train", "--template", "settings_airplane_mode",
-               "--per-template", "1", "--json", env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
+               "--per-template", "1", "--json", timeout=800, env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["model"] == "smollm2-135m-agent" and report["sop_retrieved"] == 1
