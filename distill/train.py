@@ -299,9 +299,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         "planned_steps": steps,
         "stopped_by_time_budget": stopped_early,
         "tokens": tokens_seen,
-        "loss": {"first": round(losses[0], 4), "last": round(losses[-1], 4),
-                 "mean_last_10pct": round(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10), 4),
-                 "curve": [round(x, 4) for x in losses]},
+        "loss": {**(_loss_summary(losses) or {}), "curve": [round(x, 4) for x in losses]},
         "decision_loss": _loss_summary(decision_losses),
         "seconds": {"load": round(load_s, 1), "train": round(train_s, 1),
                     "total": round(time.perf_counter() - start, 1),
@@ -318,7 +316,7 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _loss_summary(values: list[float | None]) -> dict[str, Any] | None:
+def _loss_summary(values: list[float] | list[float | None]) -> dict[str, Any] | None:
     """first / last / mean of the last 10% of the steps that had deciding tokens (None: no step had)."""
     seen = [v for v in values if v is not None]
     if not seen:
