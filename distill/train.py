@@ -15,7 +15,10 @@ tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
 - the rest of the prompt that a trajectory step's planner and decider examples
   share (task, screen) runs once per trajectory step, without gradient, from that cache;
 - of each example's own tokens, only the ``window`` tokens before each answer
-  and the answer itself run with gradient; the rest runs without.
+  and the answer itself run with gradient; the rest runs without;
+- with ``top_layers``, the blocks below the adapted ones run once for every
+  token before the first step (:func:`frozen_blocks`), and training runs the
+  top blocks on their output (:func:`run_blocks`).
 
 The forward values (and the loss) are those of running each example whole
 (but for the system prompt's cache, up to ``prefix_refresh`` - 1 steps old);
@@ -31,13 +34,15 @@ hashes, hyper-parameters, seed, library versions, loss curve, time) and
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +87,9 @@ class TrainConfig:
     """Continue from this peft adapter (an earlier ``train``'s ``OUT/adapter``) instead of a fresh LoRA."""
     max_minutes: float | None = None
     """Stop (and save) after the optimizer step that passes this much training time."""
+    top_layers: int | None = None
+    """Put the LoRA on only the last this many transformer blocks (None: all): the backward pass then stops
+    at the lowest adapted block."""
     decision_weight: float = 1.0
     """Weight of the answer tokens that decide a step (:attr:`Encoded.deciding`: the planner's subgoal, the
     action's values) in the loss; the other answer tokens weigh 1."""
@@ -160,7 +168,8 @@ def encode_dataset(rows: list[dict[str, Any]], encoder: ChatEncoder, cfg: TrainC
 
 
 def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None = None,
-          progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+          progress: Callable[[int, int, float], None] | None = None,
+          prepare: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fine-tune a LoRA on ``dataset`` and write it with its recipe under ``out``.
 
     Args:
@@ -169,6 +178,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         base_gguf: the base model's GGUF (the one the adapter will be applied to by llama.cpp).
         cfg: hyper-parameters.
         progress: called after each optimizer step with (step, steps, loss).
+        prepare: called with (done, total) as the frozen blocks' output is computed (``top_layers``).
 
     Returns:
         The recipe (also written to ``out/recipe.json``).
@@ -183,6 +193,13 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
         raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
                           "OUT/adapter folder)")
+    adapted = None  # the blocks the --init adapter adapts (None: all)
+    if cfg.init_adapter:
+        adapted = json.loads((Path(cfg.init_adapter) / "adapter_config.json").read_text()).get("layers_to_transform")
+        too_low = (f"--top-layers {cfg.top_layers}: the adapter of --init {cfg.init_adapter} also adapts lower "
+                   "blocks; continue it without --top-layers, or with the number it was trained with")
+        if cfg.top_layers and adapted is None:
+            raise ConfigError(too_low)
     summary = dataset.parent / "collect.json"
     if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("split", "train") != "train":
         raise ConfigError(f"{dataset} was collected on a held-out split; it is for evaluation, never for training")
@@ -226,15 +243,23 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     load_start = time.perf_counter()
     model = load_base(base_gguf, device, torch)
     load_s = time.perf_counter() - load_start
+    n_blocks = model.config.num_hidden_layers
+    if cfg.top_layers is not None and not 1 <= cfg.top_layers <= n_blocks:
+        raise ConfigError(f"--top-layers {cfg.top_layers}: the base model has {n_blocks} blocks; give 1 to {n_blocks}")
     if cfg.init_adapter:
+        if cfg.top_layers and (adapted is None or min(adapted) < n_blocks - cfg.top_layers):
+            raise ConfigError(too_low)
         model = peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
     else:
+        layers = list(range(n_blocks - cfg.top_layers, n_blocks)) if cfg.top_layers else None
         model = peft.get_peft_model(model, peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                                           target_modules=TARGET_MODULES, task_type="CAUSAL_LM"))
+                                                           target_modules=TARGET_MODULES, layers_to_transform=layers,
+                                                           task_type="CAUSAL_LM"))
     for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.float()
     params = [p for p in model.parameters() if p.requires_grad]
+    common = common_prefix(examples)  # what every example starts with; the steps' examples are among them
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, round(steps * cfg.warmup))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -247,38 +272,47 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     tokens_seen = examples_seen = 0
     stopped_early = False
     train_start = time.perf_counter()
-    common = common_prefix(examples)  # what every example starts with; the steps' examples are among them
+    states, frozen_s, top = None, 0.0, contextlib.nullcontext()
+    if cfg.top_layers and cfg.top_layers < n_blocks:
+        frozen_start = time.perf_counter()
+        needed = {id(e) for g in order for e in g}
+        states = frozen_blocks(model, [g for g in groups if any(id(e) in needed for e in g)], common,
+                               n_blocks - cfg.top_layers, device, torch, prepare)
+        frozen_s = time.perf_counter() - frozen_start
+        top = run_blocks(model, n_blocks - cfg.top_layers, n_blocks)
     prefix = None
     try:
-        for step in range(steps):
-            batch = order[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
-            trained = sum(e.trained_tokens for g in batch for e in g)
-            if cfg.prefix_refresh and common and step % cfg.prefix_refresh == 0:
-                prefix = _prefix_cache(model, common, device, torch)
-            total = 0.0
-            deciding = [0.0, 0]
-            for group in batch:
-                total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix,
-                                     decision_weight=cfg.decision_weight, deciding=deciding)
-                tokens_seen += sum(len(e.input_ids) for e in group)
-                examples_seen += len(group)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss = total / trained
-            losses.append(loss)
-            decision_losses.append(deciding[0] / deciding[1] if deciding[1] else None)
-            log.write(json.dumps({"step": step + 1, "loss": round(loss, 5),
-                                  "decision_loss": _round(decision_losses[-1], 5), "lr": schedule.get_last_lr()[0],
-                                  "examples": examples_seen, "tokens": tokens_seen,
-                                  "seconds": round(time.perf_counter() - train_start, 1)}) + "\n")
-            log.flush()
-            if progress is not None:
-                progress(step + 1, steps, loss)
-            if cfg.max_minutes is not None and time.perf_counter() - train_start > cfg.max_minutes * 60:
-                stopped_early = step + 1 < steps
-                break
+        with top:
+            for step in range(steps):
+                batch = order[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
+                trained = sum(e.trained_tokens for g in batch for e in g)
+                if cfg.prefix_refresh and common and step % cfg.prefix_refresh == 0:
+                    prefix = _prefix_cache(model, common, device, torch,
+                                           states[id(batch[0][0])] if states is not None else None)
+                total = 0.0
+                deciding = [0.0, 0]
+                for group in batch:
+                    total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix,
+                                         decision_weight=cfg.decision_weight, deciding=deciding, states=states)
+                    tokens_seen += sum(len(e.input_ids) for e in group)
+                    examples_seen += len(group)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss = total / trained
+                losses.append(loss)
+                decision_losses.append(deciding[0] / deciding[1] if deciding[1] else None)
+                log.write(json.dumps({"step": step + 1, "loss": round(loss, 5),
+                                      "decision_loss": _round(decision_losses[-1], 5), "lr": schedule.get_last_lr()[0],
+                                      "examples": examples_seen, "tokens": tokens_seen,
+                                      "seconds": round(time.perf_counter() - train_start, 1)}) + "\n")
+                log.flush()
+                if progress is not None:
+                    progress(step + 1, steps, loss)
+                if cfg.max_minutes is not None and time.perf_counter() - train_start > cfg.max_minutes * 60:
+                    stopped_early = step + 1 < steps
+                    break
     finally:
         log.close()
     train_s = time.perf_counter() - train_start
@@ -301,7 +335,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         "tokens": tokens_seen,
         "loss": {**(_loss_summary(losses) or {}), "curve": [round(x, 4) for x in losses]},
         "decision_loss": _loss_summary(decision_losses),
-        "seconds": {"load": round(load_s, 1), "train": round(train_s, 1),
+        "seconds": {"load": round(load_s, 1), "frozen_blocks": round(frozen_s, 1), "train": round(train_s, 1),
                     "total": round(time.perf_counter() - start, 1),
                     "tokens_per_s": round(tokens_seen / train_s, 1) if train_s else None},
         "versions": _versions(),
@@ -369,10 +403,85 @@ def _autocast(device: str, torch: Any) -> Any:
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
-def _prefix_cache(model: Any, ids: list[int], device: str, torch: Any) -> tuple[int, Any]:
-    """``(length, key/value cache)`` of ``ids`` under the adapter as it is now, without gradient."""
+def _prefix_cache(model: Any, ids: list[int], device: str, torch: Any, states: Any = None) -> tuple[int, Any]:
+    """``(length, key/value cache)`` of ``ids`` under the adapter as it is now, without gradient (``states``:
+    the frozen blocks' output for those tokens, fed instead of the ids; :func:`frozen_blocks`)."""
+    feed = ({"inputs_embeds": states[: len(ids)].unsqueeze(0)} if states is not None
+            else {"input_ids": torch.tensor([ids], device=device)})
     with torch.no_grad(), _autocast(device, torch):
-        return len(ids), model(input_ids=torch.tensor([ids], device=device), use_cache=True).past_key_values
+        return len(ids), model(**feed, use_cache=True).past_key_values
+
+
+@contextlib.contextmanager
+def run_blocks(model: Any, start: int, stop: int, *, norm: bool = True) -> Iterator[None]:
+    """Make ``model`` run only its transformer blocks ``start:stop`` (and, with ``norm`` False, leave out the
+    final norm, so its last hidden state is block ``stop - 1``'s output); restored on exit.
+
+    Fed ``inputs_embeds`` = block ``start - 1``'s output, the top blocks compute exactly what they compute
+    in the whole model. Each block's cache index is renumbered from 0 meanwhile, so a key/value cache
+    holds the running blocks only.
+    """
+    import torch
+
+    inner = _inner(model)
+    config = inner.config
+    saved_layers, saved_norm, saved_count = inner.layers, inner.norm, config.num_hidden_layers
+    saved_types = getattr(config, "layer_types", None)
+    chosen = list(saved_layers)[start:stop]
+    saved_idx = [layer.self_attn.layer_idx for layer in chosen]
+    try:
+        inner.layers = torch.nn.ModuleList(chosen)
+        for i, layer in enumerate(chosen):
+            layer.self_attn.layer_idx = i
+        config.num_hidden_layers = len(chosen)
+        if saved_types is not None:
+            config.layer_types = list(saved_types)[start:stop]
+        if not norm:
+            inner.norm = torch.nn.Identity()
+        yield
+    finally:
+        inner.layers, inner.norm, config.num_hidden_layers = saved_layers, saved_norm, saved_count
+        if saved_types is not None:
+            config.layer_types = saved_types
+        for layer, idx in zip(chosen, saved_idx, strict=True):
+            layer.self_attn.layer_idx = idx
+
+
+def _inner(model: Any) -> Any:
+    """The transformer under the peft wrapper and the language-model head (its ``layers``, ``norm``)."""
+    return model.get_base_model().model if hasattr(model, "get_base_model") else model.model
+
+
+def frozen_blocks(model: Any, groups: list[list[Encoded]], common: list[int], stop: int, device: str, torch: Any,
+                  progress: Callable[[int, int], None] | None = None) -> dict[int, Any]:
+    """The output of blocks ``0:stop`` (which carry no adapter) for every token of every example, keyed by
+    ``id(example)``, shape (tokens, hidden): computed once, they are the same in every epoch, so training
+    runs only the blocks above (:func:`run_blocks`). As in training, the system prompt runs once and the
+    prompt a step's examples share once per step."""
+    inner = _inner(model)
+    states: dict[int, Any] = {}
+
+    def run(ids: list[int], cache: Any) -> tuple[Any, Any]:
+        out = inner(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[0], out.past_key_values
+
+    with run_blocks(model, 0, stop, norm=False), torch.no_grad(), _autocast(device, torch):
+        base = (len(common), *run(common, None)) if common else None
+        for n, group in enumerate(groups):
+            cut = shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
+            done, head, cache = 0, None, None
+            if base is not None and cut >= base[0]:
+                done, head, cache = base[0], base[1], copy.deepcopy(base[2])
+            if cut > done:
+                part, cache = run(group[0].input_ids[done:cut], cache)
+                head = part if head is None else torch.cat([head, part])
+                done = cut
+            for example in group:
+                rest, _ = run(example.input_ids[done:], copy.deepcopy(cache) if cache is not None else None)
+                states[id(example)] = rest if head is None else torch.cat([head, rest])
+            if progress is not None:
+                progress(n + 1, len(groups))
+    return states
 
 
 def chunks(labels: list[int], start: int, window: int | None) -> list[tuple[int, int, bool]]:
@@ -412,7 +521,8 @@ def chunks(labels: list[int], start: int, window: int | None) -> list[tuple[int,
 
 def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, torch: Any, *,
                 window: int | None = None, prefix: tuple[int, Any] | None = None,
-                decision_weight: float = 1.0, deciding: list | None = None) -> float:
+                decision_weight: float = 1.0, deciding: list | None = None,
+                states: dict[int, Any] | None = None) -> float:
     """Back-propagate the group's summed loss / ``trained``; returns the summed loss.
 
     Deciding tokens (:attr:`Encoded.deciding`) weigh ``decision_weight`` in what is back-propagated
@@ -425,10 +535,17 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
     from a copy of that cache, in :func:`chunks`. Forward values are those of
     running each example whole, except that ``prefix`` may have been computed
     with the adapter of a few optimizer steps ago (``prefix_refresh``).
-    """
-    import copy
 
+    ``states`` (:func:`frozen_blocks`): the model runs only its top blocks (:func:`run_blocks`), fed the
+    frozen blocks' output for the tokens instead of the tokens.
+    """
     autocast = _autocast(device, torch)
+
+    def feed(example: Encoded, begin: int, end: int) -> dict[str, Any]:
+        if states is not None:
+            return {"inputs_embeds": states[id(example)][begin:end].unsqueeze(0)}
+        return {"input_ids": torch.tensor([example.input_ids[begin:end]], device=device)}
+
     cut = shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
     cache = None
     if prefix is not None and cut >= prefix[0]:
@@ -436,25 +553,24 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
         if cut > done:
             cache = copy.deepcopy(cache)
             with torch.no_grad(), autocast:
-                model(input_ids=torch.tensor([group[0].input_ids[done:cut]], device=device), past_key_values=cache,
-                      use_cache=True)
+                model(**feed(group[0], done, cut), past_key_values=cache, use_cache=True)
     elif cut > 0:
-        cache = _prefix_cache(model, group[0].input_ids[:cut], device, torch)[1]
+        cache = _prefix_cache(model, group[0].input_ids[:cut], device, torch,
+                              states[id(group[0])] if states is not None else None)[1]
     total = 0.0
     for example in group:
         own = copy.deepcopy(cache) if cache is not None else None
         for begin, end, grad in chunks(example.labels, cut, window):
-            ids = torch.tensor([example.input_ids[begin:end]], device=device)
             if not grad:
                 with torch.no_grad(), autocast:
-                    out = model(input_ids=ids, past_key_values=own, use_cache=True)
+                    out = model(**feed(example, begin, end), past_key_values=own, use_cache=True)
                 own = out.past_key_values
                 continue
             # the logit at span position j predicts token begin+j+1
             targets = torch.tensor(example.labels[begin + 1:end + 1], device=device)
             where = (targets != IGNORE).nonzero(as_tuple=True)[0]
             with autocast:
-                out = model(input_ids=ids, past_key_values=own, use_cache=True, logits_to_keep=where)
+                out = model(**feed(example, begin, end), past_key_values=own, use_cache=True, logits_to_keep=where)
             own = out.past_key_values
             nll = torch.nn.functional.cross_entropy(out.logits[0].float(), targets[where], reduction="none")
             marks = (torch.tensor(example.deciding[begin + 1:end + 1], device=device)[where]

@@ -161,6 +161,9 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @click.option("--decision-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Loss weight of the answer tokens that decide a step (the planner's subgoal, the action's "
                    "values) against the rest (JSON keys, copied progress), which weigh 1.")
+@click.option("--top-layers", type=click.IntRange(min=1), default=None,
+              help="Adapt only the last N transformer blocks (default: all). The blocks below then run once, "
+                   "before the first epoch, and never again: each epoch costs about N/blocks of a full one.")
 @click.option("--prefix-refresh", type=click.IntRange(min=0), default=8, show_default=True,
               help="Recompute the system prompt's cache every N optimizer steps (0: for every step of a "
                    "trajectory, exact and slower).")
@@ -170,7 +173,7 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alpha: int, lr: float, epochs: float,
               max_examples: int | None, grad_accum: int, seed: int, init_adapter: Path | None, skip_examples: int,
               max_minutes: float | None, window: int, full_gradient: bool, decision_weight: float,
-              prefix_refresh: int, threads: int | None, device: str, as_json: bool) -> None:
+              top_layers: int | None, prefix_refresh: int, threads: int | None, device: str, as_json: bool) -> None:
     """LoRA fine-tuning of the base model on RUN/dataset.jsonl (assistant tokens only); writes adapter + recipe."""
     from tqdm import tqdm
 
@@ -180,8 +183,13 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
                       grad_accum=grad_accum, seed=seed, max_minutes=max_minutes, threads=threads, device=device,
                       init_adapter=str(init_adapter) if init_adapter else None, skip_examples=skip_examples,
                       window=None if full_gradient else window, prefix_refresh=prefix_refresh,
-                      decision_weight=decision_weight)
+                      decision_weight=decision_weight, top_layers=top_layers)
     bar = tqdm(desc="train", unit="step", disable=as_json)
+    frozen = tqdm(desc="frozen blocks", unit="step", disable=as_json or not top_layers, leave=False)
+
+    def prepare(done: int, total: int) -> None:
+        frozen.total = total
+        frozen.update(done - frozen.n)
 
     def progress(step: int, steps: int, loss: float) -> None:
         bar.total = steps
@@ -191,10 +199,11 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
 
     try:
         recipe = train(run_dir / "dataset.jsonl", out or run_dir / "student", base_gguf=_base(model), cfg=cfg,
-                       progress=progress)
+                       progress=progress, prepare=prepare)
     except EdgepilotError as exc:
         _fail(exc)
     finally:
+        frozen.close()
         bar.close()
     loss, deciding = recipe["loss"], recipe["decision_loss"]
     _echo(recipe, as_json, f"{recipe['steps']} steps on {recipe['dataset']['trained_on']} examples "

@@ -208,52 +208,93 @@ def test_gradient_windows_cover_each_answer_and_the_tokens_before_it() -> None:
     assert chunks(labels, 18, 3) == []  # nothing to predict after the start
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
-    """Cached prefixes and windows change where the gradient flows, never the forward values."""
+def _item_rows(items: tuple[int, ...], *, reflect: bool = False) -> list[dict]:
+    """A planner and a decider example a step, each step opening one item of a 12-item list (with the
+    reflector's follow-up turn when ``reflect``)."""
+    screen = "\n".join(f'[{i}] TextView "Item number {i}" (clickable)' for i in range(12))
+    rows = []
+    for item in items:
+        for kind in ("planner", "decider"):
+            messages = [
+                {"role": "system", "content": "You operate a phone, one action at a time."},
+                {"role": "user", "content": f"Task: open item {item}\nScreen:\n{screen}\nYou are the {kind}."},
+                {"role": "assistant", "content": f'{{"type": "tap", "target": {item}}}', "train": True}]
+            if reflect:
+                messages += [
+                    {"role": "user", "content": f"I did that action. The screen changed: item {item} opened. "
+                                                "Did it help?"},
+                    {"role": "assistant", "content": '{"outcome": "worked", "note": ""}', "train": True}]
+            rows.append({"id": f"long#0/{item}/{kind}", "kind": kind, "messages": messages})
+    return rows
+
+
+def _training_libraries():
+    """torch, or a skip when a library that training needs is missing."""
     pytest.importorskip("llama_cpp")
     for name in ("torch", "transformers", "peft", "gguf", "accelerate"):
         pytest.importorskip(name)
+    import torch
+
+    return torch
+
+
+def _adapted_base(top: int | None = None):
+    """The real base model with a LoRA (r=4) that changes its outputs (random B), on every block or the top ones."""
     import peft
     import torch
 
-    from edgepilot.distill.encode import IGNORE, ChatEncoder
-    from edgepilot.distill.train import (
-        TARGET_MODULES,
-        _group_loss,
-        _prefix_cache,
-        common_prefix,
-        group_by_step,
-        load_base,
-    )
+    from edgepilot.distill.train import TARGET_MODULES, load_base
     from edgepilot.runtime.models.builtin import builtin_path
 
-    screen = "\n".join(f'[{i}] TextView "Item number {i}" (clickable)' for i in range(12))
-    rows = [{"id": f"long#0/1/{kind}", "kind": kind, "messages": [
-        {"role": "system", "content": "You operate a phone, one action at a time."},
-        {"role": "user", "content": f"Task: open item 7\nScreen:\n{screen}\nYou are the {kind}."},
-        {"role": "assistant", "content": '{"type": "tap", "target": 7}', "train": True},
-        {"role": "user", "content": "I did that action. The screen changed: item 7 opened. Did it help?"},
-        {"role": "assistant", "content": '{"outcome": "worked", "note": ""}', "train": True}]}
-        for kind in ("planner", "decider")]
-    encoder = ChatEncoder(builtin_path())
-    examples = [encoder.encode(r) for r in rows]
-    [group] = group_by_step(examples)
     torch.manual_seed(0)
-    model = peft.get_peft_model(load_base(builtin_path(), "cpu", torch), peft.LoraConfig(
-        r=4, lora_alpha=8, target_modules=TARGET_MODULES, task_type="CAUSAL_LM"))
+    model = load_base(builtin_path(), "cpu", torch)
+    blocks = model.config.num_hidden_layers
+    model = peft.get_peft_model(model, peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=TARGET_MODULES, task_type="CAUSAL_LM",
+        layers_to_transform=list(range(blocks - top, blocks)) if top else None))
     for name, p in model.named_parameters():
         if p.requires_grad:
             p.data = p.data.float()
             if "lora_B" in name:
-                p.data.normal_(0, 0.02)  # an adapter that changes the outputs
-    whole = 0.0
+                p.data.normal_(0, 0.02)
+    return model
+
+
+def _whole_loss(model, examples) -> float:
+    """The summed loss of the examples, each run whole through the model."""
+    import torch
+
+    from edgepilot.distill.encode import IGNORE
+
+    total = 0.0
     for e in examples:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(input_ids=torch.tensor([e.input_ids])).logits[0].float()
-        whole += torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(e.labels[1:]), ignore_index=IGNORE,
+        total += torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(e.labels[1:]), ignore_index=IGNORE,
                                                    reduction="sum").item()
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
+    """Cached prefixes and windows change where the gradient flows, never the forward values."""
+    torch = _training_libraries()
+
+    from edgepilot.distill.encode import IGNORE, ChatEncoder
+    from edgepilot.distill.train import (
+        _group_loss,
+        _prefix_cache,
+        common_prefix,
+        group_by_step,
+    )
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    encoder = ChatEncoder(builtin_path())
+    examples = [encoder.encode(r) for r in _item_rows((7,), reflect=True)]
+    [group] = group_by_step(examples)
+    model = _adapted_base()
+    whole = _whole_loss(model, examples)
     common = common_prefix(examples)
     assert 0 < len(common) < min(len(e.input_ids) for e in examples)
     for window, prefix in ((None, None), (4, None), (4, _prefix_cache(model, common, "cpu", torch))):
@@ -272,6 +313,74 @@ def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
     assert deciding[1] == marked > 0 and 0 < deciding[0] < got
     weighted = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(not torch.allclose(a, b) for a, b in zip(plain, weighted, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_top_blocks_fed_the_frozen_blocks_output_compute_the_whole_models_loss() -> None:
+    """With the adapter on the top blocks only, the blocks below run once (frozen_blocks) and training runs the
+    top ones on their output: same loss as the whole model, gradient on the adapter, the model whole again after."""
+    torch = _training_libraries()
+
+    from edgepilot.distill.encode import ChatEncoder
+    from edgepilot.distill.train import (
+        _group_loss,
+        _inner,
+        _prefix_cache,
+        common_prefix,
+        frozen_blocks,
+        group_by_step,
+        run_blocks,
+    )
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    examples = [ChatEncoder(builtin_path()).encode(r) for r in _item_rows((3, 7))]
+    groups = group_by_step(examples)
+    model = _adapted_base(top=2)
+    blocks = model.config.num_hidden_layers
+    before = _whole_loss(model, examples)
+    common = common_prefix(examples)
+    states = frozen_blocks(model, groups, common, blocks - 2, "cpu", torch)
+    assert {id(e) for e in examples} == set(states)
+    assert all(states[id(e)].shape == (len(e.input_ids), model.config.hidden_size) for e in examples)
+    with run_blocks(model, blocks - 2, blocks):
+        assert len(_inner(model).layers) == 2 and model.config.num_hidden_layers == 2
+        prefix = _prefix_cache(model, common, "cpu", torch, states[id(examples[0])])
+        got = sum(_group_loss(model, g, 1, "cpu", torch, window=4, prefix=prefix, states=states) for g in groups)
+    assert got == pytest.approx(before, rel=2e-2)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    assert len(_inner(model).layers) == blocks and model.config.num_hidden_layers == blocks
+    assert [layer.self_attn.layer_idx for layer in _inner(model).layers] == list(range(blocks))
+    assert _whole_loss(model, examples) == pytest.approx(before, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_training_the_top_blocks_only_gives_an_adapter_llama_cpp_loads(student: dict) -> None:
+    from edgepilot.distill.export import check_loads, export_lora
+    from edgepilot.distill.train import TrainConfig, train
+    from edgepilot.errors import ConfigError
+
+    tmp = student["tmp"]
+    dataset = tmp / "dataset.jsonl"
+    with pytest.raises(ConfigError, match="also adapts lower blocks"):  # an all-block adapter cannot go on so
+        train(dataset, tmp / "none", base_gguf=student["base"],
+              cfg=TrainConfig(top_layers=4, init_adapter=str(tmp / "student" / "adapter")))
+    seen = []
+    recipe = train(dataset, tmp / "top", base_gguf=student["base"],
+                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, max_examples=4, seed=1, top_layers=4),
+                   prepare=lambda done, total: seen.append((done, total)))
+    assert recipe["hyper_parameters"]["top_layers"] == 4 and recipe["steps"] == 2
+    assert seen[-1] == (2, 2) and recipe["seconds"]["frozen_blocks"] > 0  # the two steps' groups, once
+    config = json.loads((tmp / "top" / "adapter" / "adapter_config.json").read_text())
+    blocks = json.loads((tmp / "top" / "adapter" / "base" / "config.json").read_text())["num_hidden_layers"]
+    assert config["layers_to_transform"] == list(range(blocks - 4, blocks))
+    lora = tmp / "top-lora.gguf"
+    export_lora(tmp / "top" / "adapter", lora)
+    assert check_loads(student["base"], lora)["loaded"]
+    with pytest.raises(ConfigError, match="the base model has"):
+        train(dataset, tmp / "none", base_gguf=student["base"], cfg=TrainConfig(top_layers=blocks + 1))
 
 
 @pytest.mark.slow
