@@ -58,6 +58,7 @@ from edgepilot.runtime.roles import (
 )
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
+from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
 
@@ -278,15 +279,25 @@ class RoleAgent(AgentBase):
         return (step.kind or "sensitive") if step is not None and step.sensitive else None
 
     def _follow_sop(self, obs: Observation) -> None:
-        """Jump ahead in the SOP when the screen's title is the one a later step expects."""
+        """Jump ahead in the SOP when the screen's title is the one a later step expects.
+
+        The title is the app bar's (:attr:`Screen.title`, the one learned SOPs record as ``(screen: ...)``),
+        else a text near the top that cannot be acted on. A row near the top of a list is not a title: on
+        Settings' first page ``Network & internet`` names where a tap leads, and taking it for the title
+        moved the procedure past the step still to do (the tap on that row).
+        """
         if self.sop is None or self.sop.done:
             return
-        for node in obs.elements[:10]:
-            if node.text and node.bounds.bottom < obs.screen_height * 0.2:
-                found = self.sop.locate(node.text.split("\n")[0])
-                if found is not None and found > self.sop.current:
-                    self.sop = self.sop.advance(found)
-                    return
+        title = Screen.from_observation(obs).title
+        titles = [title] if title else [
+            node.text.split("\n")[0] for node in obs.elements[:10]
+            if node.text and node.bounds.bottom < obs.screen_height * 0.2
+            and not (node.clickable or node.long_clickable or node.editable)]
+        for text in titles:
+            found = self.sop.locate(text)
+            if found is not None and found > self.sop.current:
+                self.sop = self.sop.advance(found)
+                return
 
     def decide(self, obs: Observation) -> Decision:
         self._follow_sop(obs)

@@ -8,15 +8,14 @@ whether a model is any good. tests/test_agent_model.py runs the real model.
 import json
 
 import pytest
+from scripted import ScriptedBackend
 
 from edgepilot.actions import OpenApp, Tap
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.agent import ReactAgent, RoleAgent
 from edgepilot.runtime.loop import GateDecision, run_agent
-from edgepilot.runtime.models.base import Completion
 from edgepilot.runtime.roles import PLANNER, REFLECTOR, parse_react, render
 from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
-from scripted import ScriptedBackend
 
 
 def _plan(subgoal: str, memory: str = "") -> str:
@@ -120,7 +119,8 @@ def test_going_back_and_forth_is_a_loop_and_the_looping_tap_is_banned_there(serv
     _, _, device = served
     home = device.observe()
     settings = home.find(text="Settings")[0]
-    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": settings}), '{"type": "key", "key": "back"}'])
+    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": settings}),
+                                       '{"type": "key", "key": "back"}'])
     # alternate: tap Settings on the home screen, back from Settings, ...
     answers = iter([json.dumps({"type": "tap", "target": settings}), '{"type": "key", "key": "back"}'] * 10)
     backend.answers["decider"] = [a for a in answers]
@@ -277,6 +277,26 @@ def test_the_retrieved_sop_is_in_every_prompt_and_each_step_records_where_it_sto
     assert numbers == sorted(numbers) and numbers[0] == 1 and numbers[-1] > 2  # it moved along the procedure
 
 
+def test_the_procedure_jumps_by_the_screens_title_not_by_a_list_row_near_the_top(served):
+    from edgepilot.actions import Key
+    from edgepilot.sop import load_library, retrieve
+
+    _, _, device = served
+    agent = RoleAgent("turn on airplane mode", ScriptedBackend(),
+                      sop=retrieve("turn on airplane mode", load_library()))
+    device.act(Key(key="home"))
+    device.act(OpenApp(app="Settings"))
+    agent.sop = agent.sop.advance()  # 2. Tap "Network & internet". (screen: Settings)
+    obs = device.observe()
+    [row] = [i for i, n in enumerate(obs.elements) if n.text.startswith("Network & internet")]
+    assert obs.elements[row].bounds.bottom < obs.screen_height * 0.2  # a row where a title could be
+    agent._follow_sop(obs)
+    assert agent.sop.current == 2  # the row names where a tap leads; the run is still on Settings
+    device.act(Tap(target=row))
+    agent._follow_sop(device.observe())
+    assert agent.sop.current == 3  # 3. Tap "Airplane mode". (screen: Network & internet)
+
+
 def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
     from edgepilot.runtime.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy
     from edgepilot.runtime.policy.confirm import ConfirmResult
@@ -385,7 +405,8 @@ def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
     from edgepilot.runtime.session import execute, prepare_run
 
     phone, _, device = served
-    backend = _SlowBackend(0.0, decider=['{"type": "open_app", "app": "Bank"}', '{"type": "finish", "status": "success"}'])
+    backend = _SlowBackend(0.0, decider=['{"type": "open_app", "app": "Bank"}',
+                                         '{"type": "finish", "status": "success"}'])
     opened = OpenDevice(device, phone, "test phone")
     run = prepare_run("turn on airplane mode", opened, backend, config=Config(), policy=load_policy(DEFAULT_POLICY),
                       confirmer=RefuseAll("test"), out=tmp_path / "run", max_steps=3)
