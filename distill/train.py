@@ -385,6 +385,12 @@ def shared_cut(group: list[Encoded]) -> int:
     return max(0, min(cut, first_label - 1))
 
 
+def group_cut(group: list[Encoded]) -> int:
+    """Where a group's examples stop running without gradient from a shared cache: :func:`shared_cut`, for a
+    lone example only when it is long enough to have a prompt worth caching (0: no shared part)."""
+    return shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
+
+
 def common_prefix(examples: list[Encoded]) -> list[int]:
     """The token prefix every example starts with (the chat template's start and the system prompt), short of
     any label."""
@@ -403,11 +409,18 @@ def _autocast(device: str, torch: Any) -> Any:
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
+def _inputs(ids: list[int], states: Any, device: str, torch: Any) -> dict[str, Any]:
+    """A forward pass's inputs for the tokens ``ids``: the ids, or ``states`` (the frozen blocks' output for
+    those same tokens, :func:`frozen_blocks`) when the model runs only its top blocks."""
+    if states is not None:
+        return {"inputs_embeds": states.unsqueeze(0)}
+    return {"input_ids": torch.tensor([ids], device=device)}
+
+
 def _prefix_cache(model: Any, ids: list[int], device: str, torch: Any, states: Any = None) -> tuple[int, Any]:
     """``(length, key/value cache)`` of ``ids`` under the adapter as it is now, without gradient (``states``:
-    the frozen blocks' output for those tokens, fed instead of the ids; :func:`frozen_blocks`)."""
-    feed = ({"inputs_embeds": states[: len(ids)].unsqueeze(0)} if states is not None
-            else {"input_ids": torch.tensor([ids], device=device)})
+    the frozen blocks' output for an example that starts with ``ids``, fed instead of the ids)."""
+    feed = _inputs(ids, states[: len(ids)] if states is not None else None, device, torch)
     with torch.no_grad(), _autocast(device, torch):
         return len(ids), model(**feed, use_cache=True).past_key_values
 
@@ -468,7 +481,7 @@ def frozen_blocks(model: Any, groups: list[list[Encoded]], common: list[int], st
     with run_blocks(model, 0, stop, norm=False), torch.no_grad(), _autocast(device, torch):
         base = (len(common), *run(common, None)) if common else None
         for n, group in enumerate(groups):
-            cut = shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
+            cut = group_cut(group)
             done, head, cache = 0, None, None
             if base is not None and cut >= base[0]:
                 done, head, cache = base[0], base[1], copy.deepcopy(base[2])
@@ -542,11 +555,10 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
     autocast = _autocast(device, torch)
 
     def feed(example: Encoded, begin: int, end: int) -> dict[str, Any]:
-        if states is not None:
-            return {"inputs_embeds": states[id(example)][begin:end].unsqueeze(0)}
-        return {"input_ids": torch.tensor([example.input_ids[begin:end]], device=device)}
+        return _inputs(example.input_ids[begin:end], states[id(example)][begin:end] if states is not None else None,
+                       device, torch)
 
-    cut = shared_cut(group) if len(group) > 1 or len(group[0].input_ids) > 2 * LONE_SUFFIX else 0
+    cut = group_cut(group)
     cache = None
     if prefix is not None and cut >= prefix[0]:
         done, cache = prefix
