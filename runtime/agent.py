@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from edgepilot.actions import (
     Action,
@@ -239,7 +239,9 @@ class RoleAgent(AgentBase):
         vote: decider answers a step (above 1: self-consistent voting, :meth:`_vote`).
         vote_temperature: the sampling temperature of the extra answers.
         ground: when the planner's subgoal names an action on an element this screen
-            has (``tap "Wi-Fi"``), narrow the decider's grammar to it (:func:`ground_subgoal`).
+            has (``tap "Wi-Fi"``), narrow the decider's grammar to it; a tap on a label the screen
+            lacks becomes a scroll of its list, up until a scroll changes nothing, then down
+            (:func:`ground_subgoal`).
     """
 
     name = "model"
@@ -258,6 +260,7 @@ class RoleAgent(AgentBase):
         self.memory: list[str] = []
         self._last_decider: RoleCall | None = None
         self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
+        self.scroll: Literal["up", "down"] = "up"  # the way a grounded search for a missing label scrolls
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
@@ -314,7 +317,8 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
-        grounded = ground_subgoal(schema, self.plan.subgoal, obs) if planned and self.ground else None
+        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=self.scroll) if planned and self.ground \
+            else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
@@ -374,8 +378,10 @@ class RoleAgent(AgentBase):
             else:
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
+        if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
+            self.scroll = "down" if action.direction == "up" else "up"
         if self.sop is not None and not self.sop.done:
-            if verdict.kind in ("worked", "changed") and self.sop.done_by(action):
+            if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
                 self.sop = self.sop.advance()
             elif verdict.kind == "wrong_screen":
                 self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")

@@ -228,7 +228,8 @@ class Role:
         completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens,
                                       temperature=temperature)
         record.ms = completion.ms or (time.perf_counter() - start) * 1000
-        record.output, record.tokens_in, record.tokens_out = completion.text, completion.tokens_in, completion.tokens_out
+        record.output = completion.text
+        record.tokens_in, record.tokens_out = completion.tokens_in, completion.tokens_out
         record.constrained = completion.constrained
         record.prompt_evaluated = completion.prompt_evaluated
         record.prefill_ms, record.decode_ms = completion.prefill_ms, completion.decode_ms
@@ -318,7 +319,8 @@ def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
     return [e.index for e in find(Screen.from_observation(obs), name) if e.index in allowed]
 
 
-def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:
+def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
+                   scroll: Literal["up", "down"] = "up") -> dict | None:
     """The decider's ``schema`` narrowed to the one action a planner's subgoal names, or None.
 
     The planner names what to do in words, in the forms the distilled planner
@@ -327,8 +329,13 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:
     has such a form and this screen has what it names (an element the schema
     already lets the decider act on, by its label), the grammar keeps only
     that action, on those elements, with that text: a small model's decider
-    otherwise misreads which index carries the label. Anything else (free
-    words, a label the screen does not have) leaves the schema alone.
+    otherwise misreads which index carries the label.
+
+    A tap on a label this screen does not have, on a screen with a list that scrolls, becomes a swipe
+    ``scroll`` (up: towards the list's end) on that list: the element may be further down, which is what
+    the teacher does in that case (the oracle scrolls until its target is in sight), where a small
+    decider otherwise taps whatever index it guesses (a contact list's 15th row for a name not shown).
+    Anything else (free words, a label the screen does not have and no list) leaves the schema alone.
     """
     defs = schema["$defs"]
 
@@ -346,7 +353,10 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation) -> dict | None:
     if m := _TAP_SUBGOAL.match(subgoal):
         name = "LongPress" if m[1] == "long press" else ("Tap" if "Tap" in defs else "Click")
         found = _matching(obs, targets(name), m[2])
-        return only(name, target={"enum": found}) if found else None
+        if found:
+            return only(name, target={"enum": found})
+        lists = targets("Swipe")
+        return only("Swipe", direction={"enum": [scroll]}, target={"enum": lists}) if lists else None
     if m := _TYPE_SUBGOAL.match(subgoal):
         fields = targets("Type")
         if not fields or len(m[1]) > DECIDER_TEXT:

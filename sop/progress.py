@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgepilot.actions import Action, OpenApp, Type
+from edgepilot.actions import Action, LongPress, OpenApp, Tap, Type
+from edgepilot.perception.types import Observation
 from edgepilot.sop.follow import read_instruction
 from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
+from edgepilot.sop.screen import Screen, find
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,16 @@ class SopProgress:
         target = self.current + 1 if to is None else to
         return replace(self, current=max(1, min(len(self.steps) + 1, target)), departed=None)
 
-    def done_by(self, action: Action) -> bool:
-        """Whether ``action``, having worked, may count as the current step done.
+    def done_by(self, action: Action, before: Observation | None = None) -> bool:
+        """Whether ``action``, having worked on the screen ``before``, may count as the current step done.
 
         A step that says to type (``Type "V" in the "F" field``) is done only by typing, and one that
         says to open an app only by opening one: a tap that "worked" in their place (a premature
         ``Log in`` before the PIN) does not move the procedure on, so its ``<- now`` stays on the step
-        still to do. Other steps (taps, scrolls, reading) count any action that worked, as before.
+        still to do. A step that says to tap ``"X"`` (``Tap "X"``, ``Scroll to "X" and tap it``) is done
+        only by a tap, and, when ``before`` shows what ``"X"`` names, only by a tap on it: a tap on
+        ``Wi-Fi`` at ``Tap "Airplane mode"`` works (a screen opens) without doing the step. Other steps
+        (switches, scrolls, reading) count any action that worked.
         """
         step = self.step
         instruction = read_instruction(step.text) if step is not None else None
@@ -61,6 +66,12 @@ class SopProgress:
             return isinstance(action, Type)
         if instruction.form == "open":
             return isinstance(action, OpenApp)
+        if instruction.form in ("tap", "scroll"):
+            if not isinstance(action, (Tap, LongPress)):
+                return False
+            named = {e.index for e in find(Screen.from_observation(before), instruction.get("handle"), want="tap")} \
+                if before is not None else set()
+            return not named or action.target in named
         return True
 
     def depart(self, reason: str) -> SopProgress:

@@ -14,6 +14,7 @@ from edgepilot.actions import OpenApp, Tap
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.agent import ReactAgent, RoleAgent
 from edgepilot.runtime.loop import GateDecision, run_agent
+from edgepilot.runtime.models.base import Completion
 from edgepilot.runtime.roles import PLANNER, REFLECTOR, parse_react, render
 from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
 
@@ -498,3 +499,61 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
     agent.history.append("open Bank -> worked")
     decision = agent.decide(obs)
     assert "grounded" not in decision.plan and decision.action == Key(key="back")
+
+
+class _GrammarBackend(ScriptedBackend):
+    """A decider that answers within its grammar (the first choice it leaves); the planner's queue as scripted."""
+
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+        done = super().complete(messages, schema=schema, max_tokens=max_tokens, temperature=temperature)
+        if self.prompts[-1][0] != "decider" or schema is None or len(schema.get("anyOf", ())) != 1:
+            return done
+        name = schema["anyOf"][0]["$ref"].rsplit("/", 1)[1]
+        props = schema["$defs"][name]["properties"]
+        answer = {key: props[key]["enum"][0] for key in ("type", "direction", "target") if "enum" in props.get(key, {})}
+        return Completion(text=json.dumps({"type": name.lower(), **answer}), ms=1.0, constrained=True)
+
+
+def test_a_tap_on_a_name_the_screen_lacks_scrolls_the_list_until_it_shows_then_taps_it(served):
+    """The planner names a contact the screen does not show; the decider is grounded to scroll its list (up,
+    then down once a scroll changes nothing) and, once the name is in sight, to tap it."""
+    from edgepilot.actions import Swipe
+    from edgepilot.runtime.roles import decider_schema_for, ground_subgoal
+
+    phone, _, device = served
+    device.act(OpenApp(app="Contacts"))
+    obs = device.observe()
+    names = [c.name for c in phone.by_key["contacts"].sorted_contacts()]
+    lists = [i for i, n in enumerate(obs.elements) if n.scrollable]
+    hidden = next(n for n in reversed(names) if n not in obs.to_text())
+    schema = decider_schema_for(obs)
+    scroll = ground_subgoal(schema, f'tap "{hidden}"', obs)
+    assert scroll["anyOf"] == [{"$ref": "#/$defs/Swipe"}] and lists
+    assert scroll["$defs"]["Swipe"]["properties"]["direction"] == {"enum": ["up"]}
+    assert scroll["$defs"]["Swipe"]["properties"]["target"] == {"enum": lists}
+    assert ground_subgoal(schema, f'tap "{hidden}"', obs, scroll="down")["$defs"]["Swipe"]["properties"][
+        "direction"] == {"enum": ["down"]}
+    device.act(OpenApp(app="Bank"))  # no list on the login screen: a missing label leaves the grammar alone
+    login = device.observe()
+    assert ground_subgoal(decider_schema_for(login), f'tap "{hidden}"', login) is None
+
+    # from the list's end, a name at its top: up changes nothing, so the search turns round
+    device.act(OpenApp(app="Contacts"))
+    for _ in range(8):
+        device.act(Swipe(direction="up", target=lists[0]))
+    hidden = next(n for n in names if n not in device.observe().to_text())
+    backend = _GrammarBackend(planner=[_plan(f'tap "{hidden}"')])
+    agent = RoleAgent(f"call {hidden}", backend, reflect_with_model=False)
+    agent.history.append("open Contacts -> worked")
+    actions = []
+    for _ in range(12):
+        before = device.observe()
+        action = agent.decide(before).action
+        actions.append(action)
+        if not isinstance(action, Swipe):
+            break
+        agent.reflect(before, action, device.act(action), device.observe())
+    assert [a.direction for a in actions[:2]] == ["up", "down"], actions
+    assert actions[-1] == Tap(target=next(i for i, n in enumerate(before.elements) if hidden in n.text))
+    device.act(actions[-1])
+    assert hidden in device.observe().to_text()

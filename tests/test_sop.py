@@ -419,6 +419,30 @@ def test_a_type_or_open_step_is_done_only_by_typing_or_opening(bundled):
     assert typing.advance().step.text.startswith("Tap") and typing.advance().done_by(Tap(target=6))
 
 
+def test_a_tap_step_is_done_only_by_a_tap_on_what_it_names(bundled, served):
+    """At ``Tap "Airplane mode"`` a tap on the Wi-Fi row works (a screen opens) but is not that step: the
+    procedure's ``<- now`` stays on it. Seen in an episode of the distilled model, where the procedure then
+    told it the switch was next while it stood on the Wi-Fi screen."""
+    from edgepilot.actions import OpenApp, Swipe, Tap
+
+    def row(obs, label):
+        return next(i for i, n in enumerate(obs.elements) if n.clickable and n.text.startswith(label))
+
+    _, _, device = served
+    device.act(OpenApp(app="Settings"))
+    device.act(Tap(target=row(device.observe(), "Network & internet")))
+    screen = device.observe()
+    airplane, wifi = row(screen, "Airplane mode"), row(screen, "Wi-Fi")
+    progress = SopProgress.start(retrieve("Turn on airplane mode", bundled)).advance(3)
+    assert progress.step.text == 'Tap "Airplane mode".'
+    assert progress.done_by(Tap(target=airplane), screen)
+    assert not progress.done_by(Tap(target=wifi), screen)
+    assert not progress.done_by(Swipe(direction="up"), screen)  # a scroll towards it is not the tap
+    assert progress.done_by(Tap(target=wifi))  # no screen to tell by: any tap
+    device.act(OpenApp(app="Bank"))  # a screen without what the step names: any tap counts, as before
+    assert progress.done_by(Tap(target=wifi), device.observe())
+
+
 def test_retrieval_is_quick_and_pulls_in_no_heavy_modules(bundled):
     import time
 
