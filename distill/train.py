@@ -20,6 +20,10 @@ tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
   token before the first step (:func:`frozen_blocks`), and training runs the
   top blocks on their output (:func:`run_blocks`).
 
+On a GPU these savings do not pay: a pass there costs a fixed ~0.2 s whatever
+its size, so ``batch`` > 1 runs that many whole examples in one padded pass
+instead (:func:`_batch_loss`).
+
 The forward values (and the loss) are those of running each example whole
 (but for the system prompt's cache, up to ``prefix_refresh`` - 1 steps old);
 the gradient is truncated: the adapter learns how the answer reads the prompt,
@@ -90,6 +94,11 @@ class TrainConfig:
     top_layers: int | None = None
     """Put the LoRA on only the last this many transformer blocks (None: all): the backward pass then stops
     at the lowest adapted block."""
+    batch: int = 1
+    """Examples per forward pass. 1: each example alone, with the caches and windows below (the CPU path).
+    Above 1: that many examples padded into one full-sequence pass, the gradient through every token, no
+    caches (``shared_prefix``, ``window``, ``prefix_refresh`` and the frozen-block pass do not apply): the
+    GPU path, where one pass costs about the same for 1 example as for 16 (:func:`_batch_loss`)."""
     decision_weight: float = 1.0
     """Weight of the answer tokens that decide a step (:attr:`Encoded.deciding`: the planner's subgoal, the
     action's values) in the loss; the other answer tokens weigh 1."""
@@ -234,6 +243,13 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             kept.append(g[: cfg.max_examples - n])
             n += len(kept[-1])
         order = kept
+    if cfg.batch > 1:  # whole examples, in the seeded order, padded together with others of about their length
+        flat = [e for g in order for e in g]
+        pool = 8 * cfg.batch
+        order = []
+        for at in range(0, len(flat), pool):
+            by_length = sorted(flat[at:at + pool], key=lambda e: len(e.input_ids))
+            order += [by_length[i:i + cfg.batch] for i in range(0, len(by_length), cfg.batch)]
     steps = max(1, math.ceil(len(order) / cfg.grad_accum))
 
     torch.manual_seed(cfg.seed)
@@ -273,7 +289,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     stopped_early = False
     train_start = time.perf_counter()
     states, frozen_s, top = None, 0.0, contextlib.nullcontext()
-    if cfg.top_layers and cfg.top_layers < n_blocks:
+    if cfg.top_layers and cfg.top_layers < n_blocks and cfg.batch == 1:
         frozen_start = time.perf_counter()
         needed = {id(e) for g in order for e in g}
         states = frozen_blocks(model, [g for g in groups if any(id(e) in needed for e in g)], common,
@@ -286,14 +302,18 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
             for step in range(steps):
                 batch = order[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
                 trained = sum(e.trained_tokens for g in batch for e in g)
-                if cfg.prefix_refresh and common and step % cfg.prefix_refresh == 0:
+                if cfg.batch == 1 and cfg.prefix_refresh and common and step % cfg.prefix_refresh == 0:
                     prefix = _prefix_cache(model, common, device, torch,
                                            states[id(batch[0][0])] if states is not None else None)
                 total = 0.0
                 deciding = [0.0, 0]
                 for group in batch:
-                    total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix,
-                                         decision_weight=cfg.decision_weight, deciding=deciding, states=states)
+                    if cfg.batch > 1:
+                        total += _batch_loss(model, group, trained, device, torch,
+                                             decision_weight=cfg.decision_weight, deciding=deciding)
+                    else:
+                        total += _group_loss(model, group, trained, device, torch, window=cfg.window, prefix=prefix,
+                                             decision_weight=cfg.decision_weight, deciding=deciding, states=states)
                     tokens_seen += sum(len(e.input_ids) for e in group)
                     examples_seen += len(group)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -530,6 +550,42 @@ def chunks(labels: list[int], start: int, window: int | None) -> list[tuple[int,
         pos = end
         i += 1
     return spans
+
+
+def _batch_loss(model: Any, batch: list[Encoded], trained: int, device: str, torch: Any, *,
+                decision_weight: float = 1.0, deciding: list | None = None) -> float:
+    """Back-propagate the summed loss / ``trained`` of ``batch``'s examples, run whole in one padded pass
+    (padding on the right, masked); returns the summed loss. Logits are computed only where a label is.
+
+    The loss of each example is the one it has alone; the gradient runs through every token. On an H100 a
+    pass of 16 examples of 900 tokens (forward and backward, SmolLM2-135M's shape, LoRA on all 30 blocks)
+    took 224 ms against 208 ms for one; ``deciding`` and ``decision_weight`` as in :func:`_group_loss`.
+    """
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    targets = torch.full_like(ids, IGNORE)
+    marks = torch.zeros_like(ids, dtype=torch.bool)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        mask[row, :n] = 1
+        targets[row, :n - 1] = torch.tensor(e.labels[1:n])  # the logit at j predicts token j+1
+        if e.deciding:
+            marks[row, :n - 1] = torch.tensor(e.deciding[1:n])
+    ids, mask, targets, marks = (t.to(device) for t in (ids, mask, targets, marks))
+    where = targets != IGNORE
+    with _autocast(device, torch):
+        hidden = _inner(model)(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model.get_base_model().lm_head(hidden[where])
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="none")
+    chosen = marks[where]
+    weights = 1.0 + (decision_weight - 1.0) * chosen.float()
+    ((nll * weights).sum() / trained).backward()
+    if deciding is not None and bool(chosen.any()):
+        deciding[0] += nll[chosen].sum().item()
+        deciding[1] += int(chosen.sum().item())
+    return nll.sum().item()
 
 
 def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, torch: Any, *,

@@ -317,6 +317,31 @@ def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+def test_a_padded_batch_computes_each_examples_own_loss() -> None:
+    """--batch: examples of different lengths padded into one pass give the sum of their losses alone, and the
+    gradient reaches the adapter; deciding tokens are counted and weighed as in the one-at-a-time path."""
+    torch = _training_libraries()
+
+    from edgepilot.distill.encode import IGNORE, ChatEncoder
+    from edgepilot.distill.train import _batch_loss
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    encoder = ChatEncoder(builtin_path())
+    examples = [encoder.encode(r) for r in _item_rows((7,), reflect=True) + _item_rows((3,))]
+    assert len({len(e.input_ids) for e in examples}) > 1  # padding happens
+    model = _adapted_base()
+    whole = _whole_loss(model, examples)
+    deciding = [0.0, 0]
+    got = _batch_loss(model, examples, 1, "cpu", torch, decision_weight=5.0, deciding=deciding)
+    assert got == pytest.approx(whole, rel=2e-2)
+    marked = sum(d for e in examples for d, t in zip(e.deciding, e.labels, strict=True) if t != IGNORE)
+    assert deciding[1] == marked > 0 and 0 < deciding[0] < got
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_top_blocks_fed_the_frozen_blocks_output_compute_the_whole_models_loss() -> None:
     """With the adapter on the top blocks only, the blocks below run once (frozen_blocks) and training runs the
     top ones on their output: same loss as the whole model, gradient on the adapter, the model whole again after."""
@@ -381,6 +406,13 @@ def test_training_the_top_blocks_only_gives_an_adapter_llama_cpp_loads(student: 
     assert check_loads(student["base"], lora)["loaded"]
     with pytest.raises(ConfigError, match="the base model has"):
         train(dataset, tmp / "none", base_gguf=student["base"], cfg=TrainConfig(top_layers=blocks + 1))
+    # --batch 2 (the GPU path): whole examples two to a pass, no frozen-block pass, the same kind of adapter
+    recipe = train(dataset, tmp / "batched", base_gguf=student["base"],
+                   cfg=TrainConfig(rank=4, alpha=8, grad_accum=1, max_examples=4, seed=1, top_layers=4, batch=2))
+    assert recipe["steps"] == 2 and recipe["dataset"]["trained_on"] == 4 and recipe["seconds"]["frozen_blocks"] == 0
+    assert recipe["loss"]["first"] > 0 and recipe["hyper_parameters"]["batch"] == 2
+    export_lora(tmp / "batched" / "adapter", tmp / "batched-lora.gguf")
+    assert check_loads(student["base"], tmp / "batched-lora.gguf")["loaded"]
 
 
 @pytest.mark.slow
