@@ -240,8 +240,8 @@ class RoleAgent(AgentBase):
         vote_temperature: the sampling temperature of the extra answers.
         ground: when the planner's subgoal names an action on an element this screen
             has (``tap "Wi-Fi"``), narrow the decider's grammar to it; a tap on a label the screen
-            lacks becomes a scroll of its list, up until a scroll changes nothing, then down
-            (:func:`ground_subgoal`).
+            lacks becomes a scroll of its list, up until a scroll changes nothing, then down, and
+            once both ends were reached the decider is free again (:func:`ground_subgoal`).
     """
 
     name = "model"
@@ -261,6 +261,7 @@ class RoleAgent(AgentBase):
         self._last_decider: RoleCall | None = None
         self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
         self.scroll: Literal["up", "down"] = "up"  # the way a grounded search for a missing label scrolls
+        self.list_ends: dict[str, int] = {}  # subgoal -> list ends its scrolls reached (2: searched both ways)
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
@@ -317,8 +318,9 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
-        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=self.scroll) if planned and self.ground \
-            else None
+        searched = self.list_ends.get(self.plan.subgoal, 0) >= 2
+        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=None if searched else self.scroll) \
+            if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
@@ -380,6 +382,7 @@ class RoleAgent(AgentBase):
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
             self.scroll = "down" if action.direction == "up" else "up"
+            self.list_ends[self.plan.subgoal] = self.list_ends.get(self.plan.subgoal, 0) + 1
         if self.sop is not None and not self.sop.done:
             if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
                 self.sop = self.sop.advance()

@@ -320,7 +320,7 @@ def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
 
 
 def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
-                   scroll: Literal["up", "down"] = "up") -> dict | None:
+                   scroll: Literal["up", "down"] | None = "up") -> dict | None:
     """The decider's ``schema`` narrowed to the one action a planner's subgoal names, or None.
 
     The planner names what to do in words, in the forms the distilled planner
@@ -335,6 +335,7 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     ``scroll`` (up: towards the list's end) on that list: the element may be further down, which is what
     the teacher does in that case (the oracle scrolls until its target is in sight), where a small
     decider otherwise taps whatever index it guesses (a contact list's 15th row for a name not shown).
+    ``scroll`` None: the list was searched both ways already, and the label is left to the decider.
     Anything else (free words, a label the screen does not have and no list) leaves the schema alone.
     """
     defs = schema["$defs"]
@@ -356,7 +357,7 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
         if found:
             return only(name, target={"enum": found})
         lists = targets("Swipe")
-        return only("Swipe", direction={"enum": [scroll]}, target={"enum": lists}) if lists else None
+        return only("Swipe", direction={"enum": [scroll]}, target={"enum": lists}) if lists and scroll else None
     if m := _TYPE_SUBGOAL.match(subgoal):
         fields = targets("Type")
         if not fields or len(m[1]) > DECIDER_TEXT:

@@ -517,7 +517,7 @@ class _GrammarBackend(ScriptedBackend):
 def test_a_tap_on_a_name_the_screen_lacks_scrolls_the_list_until_it_shows_then_taps_it(served):
     """The planner names a contact the screen does not show; the decider is grounded to scroll its list (up,
     then down once a scroll changes nothing) and, once the name is in sight, to tap it."""
-    from edgepilot.actions import Swipe
+    from edgepilot.actions import Key, Swipe
     from edgepilot.runtime.roles import decider_schema_for, ground_subgoal
 
     phone, _, device = served
@@ -557,3 +557,21 @@ def test_a_tap_on_a_name_the_screen_lacks_scrolls_the_list_until_it_shows_then_t
     assert actions[-1] == Tap(target=next(i for i, n in enumerate(before.elements) if hidden in n.text))
     device.act(actions[-1])
     assert hidden in device.observe().to_text()
+
+    # a name the list does not hold: searched down and up, then the decider is left to its own answer
+    device.act(Key(key="back"))  # from the contact's page to the list
+    assert lists[0] in [i for i, n in enumerate(device.observe().elements) if n.scrollable]
+    agent = RoleAgent("call Nobody Here", _GrammarBackend(planner=[_plan('tap "Nobody Here"')],
+                                                          decider=[json.dumps({"type": "key", "key": "back"})]),
+                      reflect_with_model=False)
+    agent.history.append("open Contacts -> worked")
+    actions = []
+    for _ in range(20):
+        before = device.observe()
+        decision = agent.decide(before)
+        actions.append(decision.action)
+        if not isinstance(decision.action, Swipe):
+            break
+        agent.reflect(before, decision.action, device.act(decision.action), device.observe())
+    assert {a.direction for a in actions[:-1]} == {"up", "down"} and len(actions) < 20
+    assert actions[-1].type == "key" and "grounded" not in decision.plan
