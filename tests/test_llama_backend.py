@@ -29,7 +29,8 @@ def test_builtin_model_is_found_without_importing_its_package():
 
 
 def test_constrained_answers_are_valid_actions(backend):
-    screen = "App: com.android.settings\n[0] LinearLayout \"Network & internet\" (clickable)\n[1] LinearLayout \"Display\" (clickable)"
+    screen = ("App: com.android.settings\n[0] LinearLayout \"Network & internet\" (clickable)\n"
+              "[1] LinearLayout \"Display\" (clickable)")
     for goal in ("Turn on airplane mode", "Open the display settings", "Type hello"):
         out = backend.complete([
             Message(role="system", content="You operate an Android phone. Answer with one JSON action."),
@@ -42,6 +43,16 @@ def test_constrained_answers_are_valid_actions(backend):
 def test_grammar_is_compiled_once(backend):
     schema = action_json_schema()
     assert backend.grammar(schema) is backend.grammar(schema)
+
+
+def test_a_pinned_text_with_a_quote_is_a_clear_error_not_a_crash(backend):
+    """llama-cpp-python's converter writes such an enum into a grammar llama.cpp cannot parse, and sampling with
+    it aborted an evaluation's process; the backend refuses it first."""
+    for text in ('Olivia Garcia: "Running ten minutes late', "C:\\temp"):
+        schema = {"type": "object", "properties": {"text": {"enum": [text]}}, "required": ["text"]}
+        with pytest.raises(ModelError, match="mis-escapes"):
+            backend.grammar(schema)
+    backend.grammar({"type": "object", "properties": {"text": {"enum": ["Running late"]}}, "required": ["text"]})
 
 
 def test_missing_file_is_a_model_error(tmp_path):

@@ -31,6 +31,22 @@ _SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
 _SMALL_NUMBER = 'number ::= ("0" | [1-9] [0-9]{0,4}) ("." [0-9]{1,3})? space'
 
 
+def _unsafe_literals(schema: object) -> list[str]:
+    """The enum and const strings holding a quote or a backslash: llama-cpp-python's converter does not escape
+    the backslash of their JSON form, and the grammar it writes fails to parse in llama.cpp, which then aborts
+    the process (seen: a typed text the planner quoted inside its own quotes)."""
+    found: list[str] = []
+    if isinstance(schema, dict):
+        values = list(schema.get("enum") or []) + ([schema["const"]] if "const" in schema else [])
+        found += [v for v in values if isinstance(v, str) and ('"' in v or "\\" in v)]
+        for value in schema.values():
+            found += _unsafe_literals(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += _unsafe_literals(value)
+    return found
+
+
 def _numeric_bounds(schema: object) -> list[tuple[object, object]]:
     found = []
     if isinstance(schema, dict):
@@ -186,6 +202,9 @@ class LlamaCppBackend:
                 self._grammars.pop(next(iter(self._grammars)))
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+            if unsafe := _unsafe_literals(schema):
+                raise ModelError(f"cannot build a grammar that pins the text {unsafe[0]!r}: llama-cpp-python's "
+                                 "grammar converter mis-escapes quotes and backslashes; leave such text unpinned")
             try:
                 # properties keep the schema's order (the converter sorts by position); `type` goes
                 # first so that a model says which action it means before its arguments
@@ -207,7 +226,8 @@ class LlamaCppBackend:
         start = time.perf_counter()
         try:
             out = self.llm.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in messages], grammar=grammar, max_tokens=max_tokens,
+                messages=[{"role": m.role, "content": m.content} for m in messages], grammar=grammar,
+                max_tokens=max_tokens,
                 temperature=temperature, top_k=1 if temperature == 0 else 40,
             )
         except (ValueError, RuntimeError) as exc:
