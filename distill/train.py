@@ -105,12 +105,14 @@ class TrainConfig:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "gguf", "accelerate", "llama_cpp"):
-        try:
-            out[name] = __import__(name).__version__
-        except (ImportError, AttributeError):
-            out[name] = "missing"
+    for name in ("torch", "transformers", "peft", "gguf", "accelerate", "llama_cpp_python"):
+        try:  # the installed distribution's version (gguf has no __version__)
+            out[name.removesuffix("_python")] = version(name)
+        except PackageNotFoundError:
+            out[name.removesuffix("_python")] = "missing"
     from edgepilot import __version__
 
     out["edgepilot"] = __version__
