@@ -3,7 +3,10 @@
 # docs/distill.md, and the way a model for runtime/models/adapters/ (smollm2-135m-agent) is made.
 #
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
+#   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
 #
+# Without DEVICE, the CPU recipe (run 5 in docs/distill.md, 52 min on 2 cores). With DEVICE=cuda, the GPU
+# recipe (run 6: all 30 blocks, 10 epochs, 16 examples a pass; 4 min of training on an H100).
 # The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
 # adapter, its recipe and its eval table (RUN/eval/eval.json, if `edgepilot distill eval` ran) into
 # runtime/models/adapters/ as smollm2-135m-agent, the default model: install only a student that
@@ -25,8 +28,12 @@ stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-s
 # 2.2 epochs in ~51 min on 2 cores: the LoRA on the last 10 of the 30 blocks (--top-layers), the 20 below run
 # once (~10 min) and every epoch runs the top 10 on their output; the gradient runs through each answer and
 # the 32 prompt tokens before it (--window), the system prompt's cache is shared by 8 optimizer steps
-stage train   "$EP" distill train   --run "$RUN" --epochs 2.2 --lr 1e-3 --grad-accum 2 --max-minutes 56 --threads 2 \
-    --top-layers 10
+if [ "${DEVICE:-cpu}" = cuda ]; then  # whole examples 16 to a pass, the gradient through every token
+    stage train "$EP" distill train --run "$RUN" --epochs 10 --lr 1e-3 --grad-accum 1 --batch 16 --device cuda
+else
+    stage train "$EP" distill train --run "$RUN" --epochs 2.2 --lr 1e-3 --grad-accum 2 --max-minutes 56 --threads 2 \
+        --top-layers 10
+fi
 stage export  "$EP" distill export  --run "$RUN" --merged   # + the merged f16, Q8_0 and Q4_K_M models
 awk 'NR > 1 { s += $2 } END { printf "pipeline: %d s (%.1f min)\n", s, s / 60 }' "$log" >&2
 if [ "${INSTALL:-0}" = 1 ]; then
