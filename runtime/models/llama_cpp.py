@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgepilot.errors import ModelError
@@ -31,34 +31,29 @@ _SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
 _SMALL_NUMBER = 'number ::= ("0" | [1-9] [0-9]{0,4}) ("." [0-9]{1,3})? space'
 
 
+def _objects(schema: object) -> Iterator[dict]:
+    """Every JSON object of a schema, at any depth (the schema itself first)."""
+    if isinstance(schema, dict):
+        yield schema
+        for value in schema.values():
+            yield from _objects(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _objects(value)
+
+
 def _unsafe_literals(schema: object) -> list[str]:
     """The enum and const strings holding a quote or a backslash: llama-cpp-python's converter does not escape
     the backslash of their JSON form, and the grammar it writes fails to parse in llama.cpp, which then aborts
     the process (seen: a typed text the planner quoted inside its own quotes)."""
-    found: list[str] = []
-    if isinstance(schema, dict):
-        values = list(schema.get("enum") or []) + ([schema["const"]] if "const" in schema else [])
-        found += [v for v in values if isinstance(v, str) and ('"' in v or "\\" in v)]
-        for value in schema.values():
-            found += _unsafe_literals(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            found += _unsafe_literals(value)
-    return found
+    return [v for node in _objects(schema)
+            for v in [*(node.get("enum") or []), *([node["const"]] if "const" in node else [])]
+            if isinstance(v, str) and ('"' in v or "\\" in v)]
 
 
 def _numeric_bounds(schema: object) -> list[tuple[object, object]]:
-    found = []
-    if isinstance(schema, dict):
-        if schema.get("type") in ("integer", "number"):
-            found.append((schema.get("minimum", schema.get("exclusiveMinimum")),
-                          schema.get("maximum", schema.get("exclusiveMaximum"))))
-        for value in schema.values():
-            found += _numeric_bounds(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            found += _numeric_bounds(value)
-    return found
+    return [(node.get("minimum", node.get("exclusiveMinimum")), node.get("maximum", node.get("exclusiveMaximum")))
+            for node in _objects(schema) if node.get("type") in ("integer", "number")]
 
 
 def _bound_numbers(gbnf: str, schema: dict) -> str:
