@@ -170,6 +170,45 @@ QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_
 """``--quant`` names and the ``llama_ftype`` constants of llama-cpp-python they stand for."""
 
 
+def _read_gguf(path: Path) -> Any:
+    try:
+        import gguf
+    except ImportError as exc:
+        raise ConfigError("reading GGUF files needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
+    try:
+        return gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path} as GGUF ({exc})") from exc
+
+
+def read_lora(lora_gguf: Path) -> tuple[float, dict[str, tuple[Any, Any]]]:
+    """A GGUF LoRA's alpha and its pairs: the adapted tensor's GGUF name -> (A (rank, in), B (out, rank)), float32.
+
+    The matrices are in llama.cpp's layout: for a llama model the rows of ``attn_q``'s and ``attn_k``'s B are
+    in the order the converter permutes them to (:func:`edgepilot.distill.train.lora_from_gguf` undoes it).
+
+    Raises:
+        ConfigError: not a readable GGUF LoRA, or half of a pair is missing.
+    """
+    lora = _read_gguf(lora_gguf)  # first: its error says what to install
+    import gguf
+    import numpy as np
+
+    alpha_field = lora.fields.get("adapter.lora.alpha")
+    if alpha_field is None:
+        raise ConfigError(f"{lora_gguf} is not a GGUF LoRA (no adapter.lora.alpha)")
+    halves: dict[str, dict[str, Any]] = {}
+    for t in lora.tensors:
+        stem, _, half = t.name.rpartition(".")
+        if half in ("lora_a", "lora_b"):
+            halves.setdefault(stem, {})[half] = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+    if unpaired := sorted(stem for stem, h in halves.items() if len(h) != 2):
+        raise ConfigError(f"{lora_gguf} has lora_a without lora_b or the other way round: {unpaired[:3]}")
+    if not halves:
+        raise ConfigError(f"{lora_gguf} holds no LoRA tensors")
+    return float(alpha_field.contents()), {stem: (h["lora_a"], h["lora_b"]) for stem, h in halves.items()}
+
+
 def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
     """Write ``out``: the base GGUF with the GGUF LoRA folded into its weights, matrices in f16.
 
@@ -183,24 +222,11 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
     except ImportError as exc:
         raise ConfigError("merging needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
     start = time.perf_counter()
-    def read(path: Path) -> Any:
-        try:
-            return gguf.GGUFReader(str(path))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read {path} as GGUF ({exc})") from exc
-
-    base, lora = read(base_gguf), read(lora_gguf)
-    alpha_field = lora.fields.get("adapter.lora.alpha")
-    if alpha_field is None:
-        raise ConfigError(f"{lora_gguf} is not a GGUF LoRA (no adapter.lora.alpha)")
-    alpha = float(alpha_field.contents())
-    pairs = {t.name[: -len(".lora_a")]: t for t in lora.tensors if t.name.endswith(".lora_a")}
-    lora_b = {t.name[: -len(".lora_b")]: t for t in lora.tensors if t.name.endswith(".lora_b")}
+    base = _read_gguf(base_gguf)
+    alpha, pairs = read_lora(lora_gguf)
     names = {t.name for t in base.tensors}
     if missing := sorted(set(pairs) - names):
         raise ConfigError(f"{lora_gguf} adapts tensors that {base_gguf.name} does not have: {missing[:3]}")
-    if unpaired := sorted(set(pairs) ^ set(lora_b)):
-        raise ConfigError(f"{lora_gguf} has lora_a without lora_b or the other way round: {unpaired[:3]}")
     arch = base.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(str(out), arch)
     for field in base.fields.values():
@@ -216,8 +242,7 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
     for tensor in base.tensors:
         weights = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
         if tensor.name in pairs:
-            a = np.asarray(pairs[tensor.name].data, dtype=np.float32)  # (rank, in)
-            b = np.asarray(lora_b[tensor.name].data, dtype=np.float32)  # (out, rank)
+            a, b = pairs[tensor.name]
             if (b.shape[0], a.shape[1]) != weights.shape:
                 raise ConfigError(f"{tensor.name}: the adapter's {b.shape[0]}x{a.shape[1]} does not fit the base's "
                                   f"{weights.shape[0]}x{weights.shape[1]}")

@@ -56,6 +56,9 @@ from edgepilot.distill.encode import IGNORE, ChatEncoder, Encoded
 from edgepilot.errors import ConfigError, ModelError
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+GGUF_MODULES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj",
+                "ffn_gate": "gate_proj", "ffn_up": "up_proj", "ffn_down": "down_proj"}
+"""llama.cpp's tensor names (``blk.N.NAME.weight``) of the projections a LoRA adapts, and transformers' names."""
 
 
 @dataclass
@@ -154,6 +157,64 @@ def load_base(gguf: Path, device: str, torch: Any) -> Any:
     return model.to(device)
 
 
+def _unpermute(rows: Any, heads: int) -> Any:
+    """Undo llama.cpp's converter's reordering of a q or k projection's output rows (its ``permute``: within
+    each head, the two rotary halves are interleaved)."""
+    return rows.reshape(heads, rows.shape[0] // heads // 2, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+def lora_from_gguf(model: Any, alpha: float, pairs: dict[str, tuple[Any, Any]], peft: Any, torch: Any) -> Any:
+    """``model`` (a transformers llama-family model) with a trainable LoRA holding a GGUF LoRA's weights.
+
+    ``alpha`` and ``pairs`` are :func:`edgepilot.distill.export.read_lora`'s. The rank, the adapted
+    projections and blocks are the GGUF's; the converter's row order of ``attn_q``'s and ``attn_k``'s B is
+    undone, so the model computes what llama.cpp computes with the adapter.
+
+    Raises:
+        ConfigError: the GGUF adapts a tensor this model has no LoRA name for, or its shapes do not fit.
+    """
+    config = model.config
+    parsed: dict[tuple[int, str], tuple[Any, Any]] = {}
+    for name, (a, b) in pairs.items():
+        parts = name.split(".")
+        if len(parts) != 4 or parts[0] != "blk" or parts[2] not in GGUF_MODULES or not parts[1].isdigit():
+            raise ConfigError(f"the GGUF LoRA adapts {name}, which edgepilot cannot map onto the model's "
+                              f"projections ({', '.join(GGUF_MODULES)})")
+        module = GGUF_MODULES[parts[2]]
+        if module == "q_proj":
+            b = _unpermute(b, config.num_attention_heads)
+        elif module == "k_proj":
+            b = _unpermute(b, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+        parsed[(int(parts[1]), module)] = (a, b)
+    ranks = {a.shape[0] for a, _ in parsed.values()}
+    if len(ranks) != 1:
+        raise ConfigError(f"the GGUF LoRA mixes ranks {sorted(ranks)}; edgepilot continues one rank only")
+    blocks = sorted({block for block, _ in parsed})
+    modules = sorted({module for _, module in parsed})
+    layers = None if blocks == list(range(config.num_hidden_layers)) else blocks
+    model = peft.get_peft_model(model, peft.LoraConfig(r=ranks.pop(), lora_alpha=alpha, target_modules=modules,
+                                                       layers_to_transform=layers, task_type="CAUSAL_LM"))
+    filled = 0
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if not hasattr(module, "lora_A") or "layers" not in parts:
+            continue
+        key = (int(parts[parts.index("layers") + 1]), parts[-1])
+        if key not in parsed:
+            raise ConfigError(f"the GGUF LoRA has no weights for {name}")
+        a, b = parsed[key]
+        for target, value in ((module.lora_A["default"].weight, a), (module.lora_B["default"].weight, b)):
+            if tuple(target.shape) != value.shape:
+                raise ConfigError(f"{name}: the GGUF LoRA's {value.shape} does not fit the model's "
+                                  f"{tuple(target.shape)}")
+            with torch.no_grad():
+                target.copy_(torch.from_numpy(value.copy()))
+        filled += 1
+    if filled != len(parsed):
+        raise ConfigError(f"the GGUF LoRA adapts {len(parsed)} projections; the model took {filled}")
+    return model
+
+
 def pick_device(wanted: str, torch: Any) -> str:
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,12 +262,20 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     cfg = cfg or TrainConfig()
     torch, transformers, peft = _libraries()
     start = time.perf_counter()
-    if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"--init {cfg.init_adapter}: no adapter_config.json there (an earlier train's "
-                          "OUT/adapter folder)")
+    from_gguf = bool(cfg.init_adapter) and Path(cfg.init_adapter).is_file()  # a GGUF LoRA (a shipped model)
+    if cfg.init_adapter and not from_gguf and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"--init {cfg.init_adapter}: neither a GGUF LoRA nor a folder with adapter_config.json "
+                          "(an earlier train's OUT/adapter)")
     adapted = None  # the blocks the --init adapter adapts (None: all)
-    if cfg.init_adapter:
+    gguf_lora = None
+    if from_gguf:
+        from edgepilot.distill.export import read_lora
+
+        gguf_lora = read_lora(Path(cfg.init_adapter))
+        adapted = sorted({int(name.split(".")[1]) for name in gguf_lora[1] if name.split(".")[1].isdigit()})
+    elif cfg.init_adapter:
         adapted = json.loads((Path(cfg.init_adapter) / "adapter_config.json").read_text()).get("layers_to_transform")
+    if cfg.init_adapter:
         too_low = (f"--top-layers {cfg.top_layers}: the adapter of --init {cfg.init_adapter} also adapts lower "
                    "blocks; continue it without --top-layers, or with the number it was trained with")
         if cfg.top_layers and adapted is None:
@@ -267,7 +336,8 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     if cfg.init_adapter:
         if cfg.top_layers and (adapted is None or min(adapted) < n_blocks - cfg.top_layers):
             raise ConfigError(too_low)
-        model = peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+        model = (lora_from_gguf(model, *gguf_lora, peft, torch) if gguf_lora else
+                 peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True))
     else:
         layers = list(range(n_blocks - cfg.top_layers, n_blocks)) if cfg.top_layers else None
         model = peft.get_peft_model(model, peft.LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
@@ -348,6 +418,8 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
                     "examples": len(examples), "too_long": too_long, "trained_on": examples_seen,
                     "kinds": cfg.kinds},
         "hyper_parameters": asdict(cfg),
+        **({"init_adapter": {"gguf": cfg.init_adapter, "sha256": file_sha256(Path(cfg.init_adapter))}}
+           if from_gguf else {}),
         "seed": cfg.seed,
         "device": device,
         "threads": torch.get_num_threads(),

@@ -147,8 +147,10 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
 @click.option("--grad-accum", default=4, show_default=True,
               help="Steps of trajectories per optimizer step (a step's planner and decider examples go together).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--init", "init_adapter", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Go on training this adapter (an earlier run's OUT/adapter) instead of a fresh LoRA.")
+@click.option("--init", "init_adapter", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Go on training this adapter instead of a fresh LoRA: an earlier run's OUT/adapter folder, "
+                   "or a GGUF LoRA (the shipped runtime/models/adapters/smollm2-135m-agent.lora.gguf, to teach "
+                   "it your own apps).")
 @click.option("--skip-examples", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leave out the first N examples of the seeded order: with --init and the same --seed, "
                    "a run goes on where an earlier --max-examples N run stopped.")
