@@ -174,7 +174,7 @@ def _read_gguf(path: Path) -> Any:
     try:
         import gguf
     except ImportError as exc:
-        raise ConfigError("reading GGUF files needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
+        raise ConfigError("reading GGUF needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
     try:
         return gguf.GGUFReader(str(path))
     except (OSError, ValueError) as exc:
