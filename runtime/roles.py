@@ -363,8 +363,6 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
         if not fields or len(m[1]) > DECIDER_TEXT:
             return None
         found = _matching(obs, fields, m[2]) if m[2] else []
-        if '"' in m[1] or "\\" in m[1]:  # llama.cpp's grammars cannot pin such text (models/llama_cpp.py)
-            return only("Type", target={"enum": found or fields})
         return only("Type", target={"enum": found or fields}, text={"enum": [m[1]]})
     if (m := _KEY_SUBGOAL.match(subgoal)) and m[1] in defs.get("Key", {}).get("properties", {}).get(
             "key", {}).get("enum", ()):

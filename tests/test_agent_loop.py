@@ -483,9 +483,9 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
     # named the way the teacher names it: the PIN field shows dots, its resource id is "pin"
     into = ground_subgoal(schema, 'type "8538" into PIN', obs)
     assert into["$defs"]["Type"]["properties"]["target"] == {"enum": [pin]}
-    quoted = ground_subgoal(schema, 'type "say "hi"" into PIN', obs)  # a grammar cannot pin it: only the field
+    quoted = ground_subgoal(schema, 'type "say "hi"" into PIN', obs)  # quotes inside are pinned like the rest
     assert quoted["$defs"]["Type"]["properties"]["target"] == {"enum": [pin]}
-    assert quoted["$defs"]["Type"]["properties"]["text"] == schema["$defs"]["Type"]["properties"]["text"]
+    assert quoted["$defs"]["Type"]["properties"]["text"] == {"enum": ['say "hi"']}
     assert ground_subgoal(schema, "press back", obs)["$defs"]["Key"]["properties"]["key"] == {"enum": ["back"]}
     for loose in ('tap "Transfer money"', "log in with the PIN", 'tap ""', "press the big red button", ""):
         assert ground_subgoal(schema, loose, obs) is None, loose

@@ -9,6 +9,7 @@ silent fall-back to free text.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -42,13 +43,28 @@ def _objects(schema: object) -> Iterator[dict]:
             yield from _objects(value)
 
 
-def _unsafe_literals(schema: object) -> list[str]:
-    """The enum and const strings holding a quote or a backslash: llama-cpp-python's converter does not escape
-    the backslash of their JSON form, and the grammar it writes fails to parse in llama.cpp, which then aborts
-    the process (seen: a typed text the planner quoted inside its own quotes)."""
-    return [v for node in _objects(schema)
-            for v in [*(node.get("enum") or []), *([node["const"]] if "const" in node else [])]
-            if isinstance(v, str) and ('"' in v or "\\" in v)]
+def schema_grammar(schema: dict, prop_order: list[str]) -> str:
+    """The GBNF grammar of a JSON schema: llama-cpp-python's converter, with its string literals escaped right.
+
+    Its ``_format_literal`` escapes a quote but not a backslash, so a pinned string holding a quote (``\\"`` in
+    its JSON form) became a grammar llama.cpp could not parse, and llama.cpp then aborted the process (seen: a
+    typed text the planner quoted inside its own quotes). Constants are written as JSON without ASCII escapes,
+    as a model writes them (the converter's ``\\u00e9`` read as that character in the grammar, too).
+    """
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    class Converter(SchemaConverter):
+        def _format_literal(self, literal: str) -> str:
+            escaped = literal.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+            return f'"{escaped}"'
+
+        def _generate_constant_rule(self, value: object) -> str:
+            return self._format_literal(json.dumps(value, ensure_ascii=False))
+
+    converter = Converter(prop_order={name: i for i, name in enumerate(prop_order)}, allow_fetch=False,
+                          dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(schema, "stdin"), "")
+    return converter.format_grammar()
 
 
 def _numeric_bounds(schema: object) -> list[tuple[object, object]]:
@@ -195,15 +211,10 @@ class LlamaCppBackend:
         else:
             while len(self._grammars) >= GRAMMAR_CACHE:
                 self._grammars.pop(next(iter(self._grammars)))
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-            if unsafe := _unsafe_literals(schema):
-                raise ModelError(f"cannot build a grammar that pins the text {unsafe[0]!r}: llama-cpp-python's "
-                                 "grammar converter mis-escapes quotes and backslashes; leave such text unpinned")
             try:
                 # properties keep the schema's order (the converter sorts by position); `type` goes
                 # first so that a model says which action it means before its arguments
-                gbnf = _bound_numbers(json_schema_to_gbnf(json.dumps(schema), prop_order=["type"]), schema)
+                gbnf = _bound_numbers(schema_grammar(copy.deepcopy(schema), ["type"]), schema)
                 self._grammars[key] = self._llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
             except (ValueError, RuntimeError, KeyError, TypeError) as exc:
                 raise ModelError(f"cannot build a grammar from the schema ({exc}); simplify the schema") from exc
