@@ -4,9 +4,9 @@ The base model is loaded from its GGUF by transformers (dequantized), a peft
 LoRA is put on every linear layer of the transformer blocks, and the loss
 covers the assistant tokens only (:mod:`edgepilot.distill.encode`, with
 llama.cpp's own template and tokenizer). The frozen weights are kept in
-bfloat16 (matrix products about 4x faster than float32 on this AVX-512 CPU:
-154 against 40 GFLOPS, measured), the LoRA weights in float32; on CUDA the
-same, on the GPU. The prompts are long screens and the answers a few dozen
+bfloat16 where that multiplies fast (CUDA; an AVX-512 CPU: 154 against 40
+GFLOPS for float32, measured) and in float32 where it does not (an AVX2-only
+CPU: :func:`frozen_dtype` measures it), the LoRA weights in float32. The prompts are long screens and the answers a few dozen
 tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
 
 - the logits are computed only where there is a label (``logits_to_keep``);
@@ -133,8 +133,30 @@ def _libraries() -> tuple[Any, Any, Any]:
     return torch, transformers, peft
 
 
-def load_base(gguf: Path, device: str, torch: Any) -> Any:
-    """The base model from its GGUF through transformers, frozen weights in bfloat16.
+def frozen_dtype(device: str, torch: Any) -> Any:
+    """The dtype of the frozen weights: bfloat16 where the device multiplies in it fast, float32 elsewhere.
+
+    CUDA: bfloat16. A CPU: whichever of the two multiplies a 256x256 matrix faster, measured (a fraction of a
+    second). With AVX-512 (BF16 or AMX) bfloat16 is about 4x faster than float32; on an AVX2-only CPU torch's
+    bfloat16 product is a slow fallback (2-core AMD EPYC, torch 2.13: 0.95 GFLOPS, against 122 in float32).
+    """
+    if device.startswith("cuda"):
+        return torch.bfloat16
+    square = torch.randn(256, 256)
+
+    def seconds(x: Any) -> float:
+        x @ x  # noqa: B018 - warm-up
+        start = time.perf_counter()
+        for _ in range(3):
+            x @ x  # noqa: B018
+        return time.perf_counter() - start
+
+    return torch.bfloat16 if seconds(square.bfloat16()) < seconds(square) else torch.float32
+
+
+def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
+    """The base model from its GGUF through transformers, frozen weights in ``dtype`` (None:
+    :func:`frozen_dtype`).
 
     Raises:
         ModelError: transformers cannot read the file (its architecture or quantization is not supported).
@@ -149,8 +171,8 @@ def load_base(gguf: Path, device: str, torch: Any) -> Any:
     except ImportError:
         pass
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16,
-                                                     **extra)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     dtype=dtype or frozen_dtype(device, torch), **extra)
     except (ValueError, OSError, RuntimeError, KeyError, ImportError) as exc:
         raise ModelError(f"transformers could not load {gguf} ({exc}); it needs the gguf and accelerate "
                          "packages and a GGUF architecture transformers supports") from exc
@@ -422,6 +444,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
            if from_gguf else {}),
         "seed": cfg.seed,
         "device": device,
+        "frozen_dtype": str(model.get_input_embeddings().weight.dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "steps": len(losses),
         "planned_steps": steps,
@@ -499,8 +522,12 @@ def common_prefix(examples: list[Encoded]) -> list[int]:
     return first[:n]
 
 
-def _autocast(device: str, torch: Any) -> Any:
-    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+def _autocast(model: Any, device: str, torch: Any) -> Any:
+    """Compute in the frozen weights' dtype (:func:`frozen_dtype`); the LoRA's weights are float32."""
+    dtype = model.get_input_embeddings().weight.dtype
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
 def _inputs(ids: list[int], states: Any, device: str, torch: Any) -> dict[str, Any]:
@@ -515,7 +542,7 @@ def _prefix_cache(model: Any, ids: list[int], device: str, torch: Any, states: A
     """``(length, key/value cache)`` of ``ids`` under the adapter as it is now, without gradient (``states``:
     the frozen blocks' output for an example that starts with ``ids``, fed instead of the ids)."""
     feed = _inputs(ids, states[: len(ids)] if states is not None else None, device, torch)
-    with torch.no_grad(), _autocast(device, torch):
+    with torch.no_grad(), _autocast(model, device, torch):
         return len(ids), model(**feed, use_cache=True).past_key_values
 
 
@@ -572,7 +599,7 @@ def frozen_blocks(model: Any, groups: list[list[Encoded]], common: list[int], st
         out = inner(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
         return out.last_hidden_state[0], out.past_key_values
 
-    with run_blocks(model, 0, stop, norm=False), torch.no_grad(), _autocast(device, torch):
+    with run_blocks(model, 0, stop, norm=False), torch.no_grad(), _autocast(model, device, torch):
         base = (len(common), *run(common, None)) if common else None
         for n, group in enumerate(groups):
             cut = group_cut(group)
@@ -649,7 +676,7 @@ def _batch_loss(model: Any, batch: list[Encoded], trained: int, device: str, tor
             marks[row, :n - 1] = torch.tensor(e.deciding[1:n])
     ids, mask, targets, marks = (t.to(device) for t in (ids, mask, targets, marks))
     where = targets != IGNORE
-    with _autocast(device, torch):
+    with _autocast(model, device, torch):
         hidden = _inner(model)(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = model.get_base_model().lm_head(hidden[where])
     nll = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="none")
@@ -682,7 +709,7 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
     ``states`` (:func:`frozen_blocks`): the model runs only its top blocks (:func:`run_blocks`), fed the
     frozen blocks' output for the tokens instead of the tokens.
     """
-    autocast = _autocast(device, torch)
+    autocast = _autocast(model, device, torch)
 
     def feed(example: Encoded, begin: int, end: int) -> dict[str, Any]:
         return _inputs(example.input_ids[begin:end], states[id(example)][begin:end] if states is not None else None,
