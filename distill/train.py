@@ -6,8 +6,9 @@ covers the assistant tokens only (:mod:`edgepilot.distill.encode`, with
 llama.cpp's own template and tokenizer). The frozen weights are kept in
 bfloat16 where that multiplies fast (CUDA; an AVX-512 CPU: 154 against 40
 GFLOPS for float32, measured) and in float32 where it does not (an AVX2-only
-CPU: :func:`frozen_dtype` measures it), the LoRA weights in float32. The prompts are long screens and the answers a few dozen
-tokens, so the forward passes avoid repeating work (:func:`_group_loss`):
+CPU: :func:`frozen_dtype` measures it), the LoRA weights in float32. The
+prompts are long screens and the answers a few dozen tokens, so the forward
+passes avoid repeating work (:func:`_group_loss`):
 
 - the logits are computed only where there is a label (``logits_to_keep``);
 - the system prompt, which every example starts with, runs once every
@@ -680,12 +681,18 @@ def _batch_loss(model: Any, batch: list[Encoded], trained: int, device: str, tor
         hidden = _inner(model)(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = model.get_base_model().lm_head(hidden[where])
     nll = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="none")
-    chosen = marks[where]
-    weights = 1.0 + (decision_weight - 1.0) * chosen.float()
+    return _backward(nll, marks[where], trained, decision_weight, deciding)
+
+
+def _backward(nll: Any, marks: Any, trained: int, decision_weight: float, deciding: list | None) -> float:
+    """Back-propagate the summed ``nll`` (one value per label) / ``trained``, the deciding tokens (``marks``)
+    weighing ``decision_weight``; add their loss and count to ``deciding`` (``[sum, count]``); return the
+    unweighted sum."""
+    weights = 1.0 + (decision_weight - 1.0) * marks.float()
     ((nll * weights).sum() / trained).backward()
-    if deciding is not None and bool(chosen.any()):
-        deciding[0] += nll[chosen].sum().item()
-        deciding[1] += int(chosen.sum().item())
+    if deciding is not None and bool(marks.any()):
+        deciding[0] += nll[marks].sum().item()
+        deciding[1] += int(marks.sum().item())
     return nll.sum().item()
 
 
@@ -744,10 +751,5 @@ def _group_loss(model: Any, group: list[Encoded], trained: int, device: str, tor
             nll = torch.nn.functional.cross_entropy(out.logits[0].float(), targets[where], reduction="none")
             marks = (torch.tensor(example.deciding[begin + 1:end + 1], device=device)[where]
                      if example.deciding else torch.zeros_like(nll, dtype=torch.bool))
-            weights = 1.0 + (decision_weight - 1.0) * marks.float()
-            ((nll * weights).sum() / trained).backward()
-            total += nll.sum().item()
-            if deciding is not None and bool(marks.any()):
-                deciding[0] += nll[marks].sum().item()
-                deciding[1] += int(marks.sum().item())
+            total += _backward(nll, marks, trained, decision_weight, deciding)
     return total

@@ -61,6 +61,8 @@ from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
+SEARCH_SCROLLS: dict[int, Literal["up", "down"]] = {0: "up", 1: "down"}
+"""The way a grounded search for a label the screen lacks scrolls, by the list ends it has reached."""
 
 
 def _points_at_screen(action: Action | None, obs: Observation) -> bool:
@@ -260,8 +262,9 @@ class RoleAgent(AgentBase):
         self.memory: list[str] = []
         self._last_decider: RoleCall | None = None
         self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
-        self.scroll: Literal["up", "down"] = "up"  # the way a grounded search for a missing label scrolls
-        self.list_ends: dict[str, int] = {}  # subgoal -> list ends its scrolls reached (2: searched both ways)
+        # subgoal -> list ends its scrolls reached: a grounded search for a missing label scrolls up, then down
+        # from the first end, and leaves the decider free once it has seen both (SEARCH_SCROLLS)
+        self.list_ends: dict[str, int] = {}
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
@@ -318,9 +321,8 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
-        searched = self.list_ends.get(self.plan.subgoal, 0) >= 2
-        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=None if searched else self.scroll) \
-            if planned and self.ground else None
+        scroll = SEARCH_SCROLLS.get(self.list_ends.get(self.plan.subgoal, 0))
+        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=scroll) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
@@ -381,7 +383,6 @@ class RoleAgent(AgentBase):
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
-            self.scroll = "down" if action.direction == "up" else "up"
             self.list_ends[self.plan.subgoal] = self.list_ends.get(self.plan.subgoal, 0) + 1
         if self.sop is not None and not self.sop.done:
             if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
