@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,20 @@ def _read_gguf(path: Path) -> Any:
         raise ConfigError(f"cannot read {path} as GGUF ({exc})") from exc
 
 
-def read_lora(lora_gguf: Path) -> tuple[float, dict[str, tuple[Any, Any]]]:
-    """A GGUF LoRA's alpha and its pairs: the adapted tensor's GGUF name -> (A (rank, in), B (out, rank)), float32.
+@dataclass
+class GgufLora:
+    """A GGUF LoRA read back (:func:`read_lora`)."""
+
+    alpha: float
+    """As llama.cpp applies it: a file's alpha of 0 means the rank (a scale of 1)."""
+    pairs: dict[str, tuple[Any, Any]]
+    """The adapted tensor's GGUF name -> (A (rank, in), B (out, rank)), float32."""
+    architecture: str
+    """The base model's architecture (``general.architecture``), e.g. ``llama``."""
+
+
+def read_lora(lora_gguf: Path) -> GgufLora:
+    """A GGUF LoRA's alpha, pairs and architecture.
 
     The matrices are in llama.cpp's layout: for a llama model the rows of ``attn_q``'s and ``attn_k``'s B are
     in the order the converter permutes them to (:func:`edgepilot.distill.train.lora_from_gguf` undoes it).
@@ -206,7 +219,10 @@ def read_lora(lora_gguf: Path) -> tuple[float, dict[str, tuple[Any, Any]]]:
         raise ConfigError(f"{lora_gguf} has lora_a without lora_b or the other way round: {unpaired[:3]}")
     if not halves:
         raise ConfigError(f"{lora_gguf} holds no LoRA tensors")
-    return float(alpha_field.contents()), {stem: (h["lora_a"], h["lora_b"]) for stem, h in halves.items()}
+    pairs = {stem: (h["lora_a"], h["lora_b"]) for stem, h in halves.items()}
+    arch = lora.fields.get("general.architecture")
+    return GgufLora(alpha=float(alpha_field.contents()) or float(next(iter(pairs.values()))[0].shape[0]),
+                    pairs=pairs, architecture=str(arch.contents()) if arch is not None else "")
 
 
 def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
@@ -223,7 +239,8 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
         raise ConfigError("merging needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
     start = time.perf_counter()
     base = _read_gguf(base_gguf)
-    alpha, pairs = read_lora(lora_gguf)
+    lora = read_lora(lora_gguf)
+    alpha, pairs = lora.alpha, lora.pairs
     names = {t.name for t in base.tensors}
     if missing := sorted(set(pairs) - names):
         raise ConfigError(f"{lora_gguf} adapts tensors that {base_gguf.name} does not have: {missing[:3]}")

@@ -60,6 +60,10 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 GGUF_MODULES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj",
                 "ffn_gate": "gate_proj", "ffn_up": "up_proj", "ffn_down": "down_proj"}
 """llama.cpp's tensor names (``blk.N.NAME.weight``) of the projections a LoRA adapts, and transformers' names."""
+UNPERMUTED_HEADS = {"llama": True}
+"""The GGUF architectures whose LoRAs :func:`lora_from_gguf` reads back, and whether llama.cpp's converter
+reordered their q and k rows (its ``permute``, for ``LlamaModel`` and its kin) so that reading them back undoes
+it. Others are refused rather than guessed."""
 
 
 @dataclass
@@ -92,7 +96,8 @@ class TrainConfig:
     """Recompute the system prompt's cache (the token prefix all examples share) every this many optimizer
     steps; 0: recompute it for every step of a trajectory (exact, slower)."""
     init_adapter: str | None = None
-    """Continue from this peft adapter (an earlier ``train``'s ``OUT/adapter``) instead of a fresh LoRA."""
+    """Continue from this adapter instead of a fresh LoRA: an earlier ``train``'s ``OUT/adapter`` folder, or a
+    GGUF LoRA (:func:`lora_from_gguf`; its rank and alpha then replace ``rank`` and ``alpha``)."""
     max_minutes: float | None = None
     """Stop (and save) after the optimizer step that passes this much training time."""
     top_layers: int | None = None
@@ -143,7 +148,7 @@ def frozen_dtype(device: str, torch: Any) -> Any:
     """
     if device.startswith("cuda"):
         return torch.bfloat16
-    square = torch.randn(256, 256)
+    square = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))  # leaves the seeded stream alone
 
     def seconds(x: Any) -> float:
         x @ x  # noqa: B018 - warm-up
@@ -186,28 +191,35 @@ def _unpermute(rows: Any, heads: int) -> Any:
     return rows.reshape(heads, rows.shape[0] // heads // 2, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
 
 
-def lora_from_gguf(model: Any, alpha: float, pairs: dict[str, tuple[Any, Any]], peft: Any, torch: Any) -> Any:
+def lora_from_gguf(model: Any, lora: Any, peft: Any, torch: Any, *, dropout: float = 0.0) -> Any:
     """``model`` (a transformers llama-family model) with a trainable LoRA holding a GGUF LoRA's weights.
 
-    ``alpha`` and ``pairs`` are :func:`edgepilot.distill.export.read_lora`'s. The rank, the adapted
-    projections and blocks are the GGUF's; the converter's row order of ``attn_q``'s and ``attn_k``'s B is
-    undone, so the model computes what llama.cpp computes with the adapter.
+    ``lora`` is :func:`edgepilot.distill.export.read_lora`'s. The rank, alpha, adapted projections and blocks
+    are the GGUF's; the converter's row order of a llama model's ``attn_q``'s and ``attn_k``'s B is undone, so
+    the model computes what llama.cpp computes with the adapter.
 
     Raises:
-        ConfigError: the GGUF adapts a tensor this model has no LoRA name for, or its shapes do not fit.
+        ConfigError: the GGUF is of an architecture edgepilot does not map, adapts a tensor this model has no
+            LoRA name for, or its shapes do not fit the model.
     """
+    if lora.architecture not in UNPERMUTED_HEADS:
+        raise ConfigError(f"the GGUF LoRA is for a {lora.architecture or 'unnamed'} model; edgepilot reads back "
+                          f"LoRAs of {', '.join(UNPERMUTED_HEADS)} models only (or pass --init an adapter folder)")
     config = model.config
+    heads = {"q_proj": config.num_attention_heads,
+             "k_proj": getattr(config, "num_key_value_heads", None) or config.num_attention_heads}
     parsed: dict[tuple[int, str], tuple[Any, Any]] = {}
-    for name, (a, b) in pairs.items():
+    for name, (a, b) in lora.pairs.items():
         parts = name.split(".")
         if len(parts) != 4 or parts[0] != "blk" or parts[2] not in GGUF_MODULES or not parts[1].isdigit():
             raise ConfigError(f"the GGUF LoRA adapts {name}, which edgepilot cannot map onto the model's "
                               f"projections ({', '.join(GGUF_MODULES)})")
         module = GGUF_MODULES[parts[2]]
-        if module == "q_proj":
-            b = _unpermute(b, config.num_attention_heads)
-        elif module == "k_proj":
-            b = _unpermute(b, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+        if module in heads and UNPERMUTED_HEADS[lora.architecture]:
+            if b.shape[0] % (2 * heads[module]):
+                raise ConfigError(f"{name}: the GGUF LoRA's {b.shape[0]} rows do not fit the model's "
+                                  f"{heads[module]} heads; it was made for another base model")
+            b = _unpermute(b, heads[module])
         parsed[(int(parts[1]), module)] = (a, b)
     ranks = {a.shape[0] for a, _ in parsed.values()}
     if len(ranks) != 1:
@@ -215,8 +227,9 @@ def lora_from_gguf(model: Any, alpha: float, pairs: dict[str, tuple[Any, Any]], 
     blocks = sorted({block for block, _ in parsed})
     modules = sorted({module for _, module in parsed})
     layers = None if blocks == list(range(config.num_hidden_layers)) else blocks
-    model = peft.get_peft_model(model, peft.LoraConfig(r=ranks.pop(), lora_alpha=alpha, target_modules=modules,
-                                                       layers_to_transform=layers, task_type="CAUSAL_LM"))
+    model = peft.get_peft_model(model, peft.LoraConfig(r=ranks.pop(), lora_alpha=lora.alpha, lora_dropout=dropout,
+                                                       target_modules=modules, layers_to_transform=layers,
+                                                       task_type="CAUSAL_LM"))
     filled = 0
     for name, module in model.named_modules():
         parts = name.split(".")
@@ -295,7 +308,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         from edgepilot.distill.export import read_lora
 
         gguf_lora = read_lora(Path(cfg.init_adapter))
-        adapted = sorted({int(name.split(".")[1]) for name in gguf_lora[1] if name.split(".")[1].isdigit()})
+        adapted = sorted({int(name.split(".")[1]) for name in gguf_lora.pairs if name.split(".")[1].isdigit()})
     elif cfg.init_adapter:
         adapted = json.loads((Path(cfg.init_adapter) / "adapter_config.json").read_text()).get("layers_to_transform")
     if cfg.init_adapter:
@@ -359,7 +372,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     if cfg.init_adapter:
         if cfg.top_layers and (adapted is None or min(adapted) < n_blocks - cfg.top_layers):
             raise ConfigError(too_low)
-        model = (lora_from_gguf(model, *gguf_lora, peft, torch) if gguf_lora else
+        model = (lora_from_gguf(model, gguf_lora, peft, torch, dropout=cfg.dropout) if gguf_lora else
                  peft.PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True))
     else:
         layers = list(range(n_blocks - cfg.top_layers, n_blocks)) if cfg.top_layers else None
@@ -441,7 +454,8 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
                     "examples": len(examples), "too_long": too_long, "trained_on": examples_seen,
                     "kinds": cfg.kinds},
         "hyper_parameters": asdict(cfg),
-        **({"init_adapter": {"gguf": cfg.init_adapter, "sha256": file_sha256(Path(cfg.init_adapter))}}
+        **({"init_adapter": {"gguf": cfg.init_adapter, "sha256": file_sha256(Path(cfg.init_adapter)),
+                             "rank": model.peft_config["default"].r, "alpha": model.peft_config["default"].lora_alpha}}
            if from_gguf else {}),
         "seed": cfg.seed,
         "device": device,

@@ -61,8 +61,9 @@ from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
-SEARCH_SCROLLS: dict[int, Literal["up", "down"]] = {0: "up", 1: "down"}
-"""The way a grounded search for a label the screen lacks scrolls, by the list ends it has reached."""
+SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
+"""The ways a grounded search for a label the screen lacks scrolls, in turn: the first whose end it has not
+reached; once it has reached both, the decider is free."""
 
 
 def _points_at_screen(action: Action | None, obs: Observation) -> bool:
@@ -262,9 +263,7 @@ class RoleAgent(AgentBase):
         self.memory: list[str] = []
         self._last_decider: RoleCall | None = None
         self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
-        # subgoal -> list ends its scrolls reached: a grounded search for a missing label scrolls up, then down
-        # from the first end, and leaves the decider free once it has seen both (SEARCH_SCROLLS)
-        self.list_ends: dict[str, int] = {}
+        self.list_ends: dict[str, set[str]] = {}  # subgoal -> the swipe directions that reached a list's end
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
@@ -321,7 +320,8 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
-        scroll = SEARCH_SCROLLS.get(self.list_ends.get(self.plan.subgoal, 0))
+        ends = self.list_ends.get(self.plan.subgoal, set())
+        scroll = next((way for way in SEARCH_SCROLLS if way not in ends), None)
         grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=scroll) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
@@ -383,7 +383,7 @@ class RoleAgent(AgentBase):
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
-            self.list_ends[self.plan.subgoal] = self.list_ends.get(self.plan.subgoal, 0) + 1
+            self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
         if self.sop is not None and not self.sop.done:
             if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
                 self.sop = self.sop.advance()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -205,10 +206,15 @@ def test_training_goes_on_from_a_gguf_lora_with_the_weights_it_was_exported_from
 
     from edgepilot.distill.export import read_lora
     from edgepilot.distill.train import TrainConfig, _libraries, load_base, lora_from_gguf, train
+    from edgepilot.errors import ConfigError
 
     torch, _, peft = _libraries()
     tmp = student["tmp"]
-    model = lora_from_gguf(load_base(student["base"], "cpu", torch), *read_lora(student["lora"]), peft, torch)
+    lora = read_lora(student["lora"])
+    assert lora.architecture == "llama" and lora.alpha == 8
+    with pytest.raises(ConfigError, match="for a qwen2 model"):  # its rows would be read in the wrong order
+        lora_from_gguf(None, dataclasses.replace(lora, architecture="qwen2"), peft, torch)
+    model = lora_from_gguf(load_base(student["base"], "cpu", torch), lora, peft, torch)
     imported = {k.replace(".default.", "."): v for k, v in model.state_dict().items() if ".lora_" in k}
     trained = load_file(str(tmp / "student" / "adapter" / "adapter_model.safetensors"))
     assert sorted(imported) == sorted(trained) and len(trained) == 2 * 7 * 30
@@ -231,6 +237,7 @@ def test_training_goes_on_from_a_gguf_lora_with_the_weights_it_was_exported_from
     cfg = TrainConfig(rank=4, alpha=8, grad_accum=1, skip_examples=2, seed=1, lr=0.0, init_adapter=str(student["lora"]))
     recipe = train(tmp / "dataset.jsonl", tmp / "from-gguf", base_gguf=student["base"], cfg=cfg)
     assert recipe["steps"] == 1 and len(recipe["init_adapter"]["sha256"]) == 64
+    assert (recipe["init_adapter"]["rank"], recipe["init_adapter"]["alpha"]) == (4, 8)
     saved = load_file(str(tmp / "from-gguf" / "adapter" / "adapter_model.safetensors"))
     assert all(torch.equal(saved[key].float(), imported[key]) for key in trained)
 

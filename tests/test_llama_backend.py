@@ -50,10 +50,12 @@ def test_a_pinned_text_is_answered_exactly_whatever_its_characters(backend):
     llama.cpp could not parse, and it aborted an evaluation's process; edgepilot's converter escapes it."""
     import json
 
-    for text in ('Olivia Garcia: "Running ten minutes late"', "C:\\temp\\new", "line one\nline two", "Café, 5 €"):
-        schema = {"type": "object", "properties": {"text": {"enum": [text]}}, "required": ["text"]}
-        out = backend.complete([Message(role="user", content="Answer in JSON.")], schema=schema, max_tokens=40)
-        assert json.loads(out.text) == {"text": text}, out.text
+    for text in ('Olivia Garcia: "Running ten minutes late"', "C:\\temp\\new", "line one\nline two", "Café, 5 €",
+                 "one\u2028two"):  # a separator str.splitlines would cut a grammar line at
+        schema = {"type": "object", "properties": {"text": {"enum": [text]}, "n": {"type": "integer", "minimum": 0,
+                  "maximum": 9}}, "required": ["text", "n"]}  # bounded numbers: the grammar is edited line by line
+        out = backend.complete([Message(role="user", content="Answer in JSON.")], schema=schema, max_tokens=80)
+        assert json.loads(out.text)["text"] == text, out.text
 
 
 def test_missing_file_is_a_model_error(tmp_path):

@@ -43,6 +43,12 @@ def _objects(schema: object) -> Iterator[dict]:
             yield from _objects(value)
 
 
+_LITERAL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r",
+                    **{c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}}
+"""How a character is written in a GBNF string literal: the grammar's own escapes, and the line separators
+Python's ``str.splitlines`` would split a grammar line at (the decider's grammar is edited line by line)."""
+
+
 def schema_grammar(schema: dict, prop_order: list[str]) -> str:
     """The GBNF grammar of a JSON schema: llama-cpp-python's converter, with its string literals escaped right.
 
@@ -55,8 +61,7 @@ def schema_grammar(schema: dict, prop_order: list[str]) -> str:
 
     class Converter(SchemaConverter):
         def _format_literal(self, literal: str) -> str:
-            escaped = literal.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-            return f'"{escaped}"'
+            return '"' + "".join(_LITERAL_ESCAPES.get(c, c) for c in literal) + '"'
 
         def _generate_constant_rule(self, value: object) -> str:
             return self._format_literal(json.dumps(value, ensure_ascii=False))
@@ -86,7 +91,7 @@ def _bound_numbers(gbnf: str, schema: dict) -> str:
                              for lo, hi in bounds):
         return gbnf
     lines = []
-    for line in gbnf.splitlines():
+    for line in gbnf.split("\n"):
         if line.startswith("integer ::= "):
             line = _SMALL_INTEGER
         elif line.startswith("number ::= "):
