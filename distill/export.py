@@ -193,6 +193,12 @@ class GgufLora:
     architecture: str
     """The base model's architecture (``general.architecture``), e.g. ``llama``."""
 
+    @property
+    def blocks(self) -> list[int]:
+        """The transformer blocks it adapts (its tensors are named ``blk.N.NAME.weight``)."""
+        parts = (name.split(".") for name in self.pairs)
+        return sorted({int(p[1]) for p in parts if len(p) > 1 and p[1].isdigit()})
+
 
 def read_lora(lora_gguf: Path) -> GgufLora:
     """A GGUF LoRA's alpha, pairs and architecture.
@@ -232,14 +238,12 @@ def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
         ConfigError: the ``gguf`` package is missing, a file is not a readable GGUF, or the adapter does not
             fit the base (a tensor it adapts is not in the base, half of a pair is missing, or shapes differ).
     """
-    try:
-        import gguf
-        import numpy as np
-    except ImportError as exc:
-        raise ConfigError("merging needs the distill extra: pip install 'edgepilot[distill]' (gguf)") from exc
     start = time.perf_counter()
-    base = _read_gguf(base_gguf)
+    base = _read_gguf(base_gguf)  # first: its error says what to install
     lora = read_lora(lora_gguf)
+    import gguf
+    import numpy as np
+
     alpha, pairs = lora.alpha, lora.pairs
     names = {t.name for t in base.tensors}
     if missing := sorted(set(pairs) - names):

@@ -60,10 +60,10 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 GGUF_MODULES = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj",
                 "ffn_gate": "gate_proj", "ffn_up": "up_proj", "ffn_down": "down_proj"}
 """llama.cpp's tensor names (``blk.N.NAME.weight``) of the projections a LoRA adapts, and transformers' names."""
-UNPERMUTED_HEADS = {"llama": True}
-"""The GGUF architectures whose LoRAs :func:`lora_from_gguf` reads back, and whether llama.cpp's converter
-reordered their q and k rows (its ``permute``, for ``LlamaModel`` and its kin) so that reading them back undoes
-it. Others are refused rather than guessed."""
+READ_BACK_ARCHITECTURES = ("llama",)
+"""The GGUF architectures whose LoRAs :func:`lora_from_gguf` reads back: llama.cpp's converter reorders their
+q and k rows (its ``permute``, for ``LlamaModel`` and its kin), which reading back undoes. Others are refused
+rather than guessed."""
 
 
 @dataclass
@@ -202,9 +202,10 @@ def lora_from_gguf(model: Any, lora: Any, peft: Any, torch: Any, *, dropout: flo
         ConfigError: the GGUF is of an architecture edgepilot does not map, adapts a tensor this model has no
             LoRA name for, or its shapes do not fit the model.
     """
-    if lora.architecture not in UNPERMUTED_HEADS:
+    if lora.architecture not in READ_BACK_ARCHITECTURES:
         raise ConfigError(f"the GGUF LoRA is for a {lora.architecture or 'unnamed'} model; edgepilot reads back "
-                          f"LoRAs of {', '.join(UNPERMUTED_HEADS)} models only (or pass --init an adapter folder)")
+                          f"LoRAs of {', '.join(READ_BACK_ARCHITECTURES)} models only (or pass --init an adapter "
+                          "folder)")
     config = model.config
     heads = {"q_proj": config.num_attention_heads,
              "k_proj": getattr(config, "num_key_value_heads", None) or config.num_attention_heads}
@@ -215,7 +216,7 @@ def lora_from_gguf(model: Any, lora: Any, peft: Any, torch: Any, *, dropout: flo
             raise ConfigError(f"the GGUF LoRA adapts {name}, which edgepilot cannot map onto the model's "
                               f"projections ({', '.join(GGUF_MODULES)})")
         module = GGUF_MODULES[parts[2]]
-        if module in heads and UNPERMUTED_HEADS[lora.architecture]:
+        if module in heads:
             if b.shape[0] % (2 * heads[module]):
                 raise ConfigError(f"{name}: the GGUF LoRA's {b.shape[0]} rows do not fit the model's "
                                   f"{heads[module]} heads; it was made for another base model")
@@ -224,9 +225,8 @@ def lora_from_gguf(model: Any, lora: Any, peft: Any, torch: Any, *, dropout: flo
     ranks = {a.shape[0] for a, _ in parsed.values()}
     if len(ranks) != 1:
         raise ConfigError(f"the GGUF LoRA mixes ranks {sorted(ranks)}; edgepilot continues one rank only")
-    blocks = sorted({block for block, _ in parsed})
     modules = sorted({module for _, module in parsed})
-    layers = None if blocks == list(range(config.num_hidden_layers)) else blocks
+    layers = None if lora.blocks == list(range(config.num_hidden_layers)) else lora.blocks
     model = peft.get_peft_model(model, peft.LoraConfig(r=ranks.pop(), lora_alpha=lora.alpha, lora_dropout=dropout,
                                                        target_modules=modules, layers_to_transform=layers,
                                                        task_type="CAUSAL_LM"))
@@ -308,7 +308,7 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
         from edgepilot.distill.export import read_lora
 
         gguf_lora = read_lora(Path(cfg.init_adapter))
-        adapted = sorted({int(name.split(".")[1]) for name in gguf_lora.pairs if name.split(".")[1].isdigit()})
+        adapted = gguf_lora.blocks
     elif cfg.init_adapter:
         adapted = json.loads((Path(cfg.init_adapter) / "adapter_config.json").read_text()).get("layers_to_transform")
     if cfg.init_adapter:
