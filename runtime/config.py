@@ -116,6 +116,8 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path} is not valid TOML: it nests too deep") from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from edgepilot import yamltext
 from edgepilot.errors import SopError
 from edgepilot.sop.retrieve import Retriever, _retriever
 
@@ -87,7 +88,7 @@ def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[st
         SopError: the file is missing or malformed.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise SopError(f"cannot read the evaluation map {path}: {exc}") from exc
     templates = data.get("templates") if isinstance(data, dict) else None

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgepilot import yamltext
 from edgepilot.errors import SopError
 
 MAX_BYTES = 64 * 1024
@@ -268,6 +269,7 @@ def _front_matter(yaml_text: str, where: str, problems: list[SopProblem]) -> tup
         return mark_line + 2
 
     try:
+        yamltext.guard(yaml_text)
         for event in yaml.parse(yaml_text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 problems.append(SopProblem(where, at(event.start_mark.line),

@@ -64,6 +64,9 @@ def test_default_policy_loads_and_every_rule_has_a_reason():
     ("rules: [\n", "p.yaml", "not valid YAML"),
     ("- just\n- a list\n", "p.yaml:1", "a policy is a mapping"),
     ("a: &x [1, 2]\nrules: *x\n", "p.yaml", "aliases are not allowed"),
+    pytest.param("rules:\n  - " + "[" * 20000 + "\n", "p.yaml:2", "brackets nest deeper than 32 levels",
+                 id="20000-brackets"),
+    pytest.param("rules:\n" + "- " * 5000 + "x\n", "p.yaml", "nests too deep", id="5000-dashes"),
 ])
 def test_errors_name_file_line_and_field(text, where, words):
     with pytest.raises(PolicyError) as err:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from edgepilot import yamltext
 from edgepilot.actions import Action
 from edgepilot.errors import PolicyError
 
@@ -357,6 +358,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 def _read_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
+        yamltext.guard(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None and _count_aliases(node) > 0:
             raise PolicyError(f"{name}: YAML anchors and aliases are not allowed in policy files")
@@ -366,6 +368,8 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyError(f"{name}{line}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise PolicyError(f"{name}: not valid YAML: it nests too deep") from None
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _yaml_lines(node, (), lines)
@@ -401,6 +405,8 @@ def _read_toml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{name}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{name}: not valid TOML: it nests too deep") from None
     lines: dict[tuple[Any, ...], int] = {}
     rule = -1
     for number, line in enumerate(text.splitlines(), start=1):

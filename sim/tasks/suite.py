@@ -15,12 +15,14 @@ prompt examples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import yaml
 from pydantic import ValidationError
 
+from edgepilot import yamltext
 from edgepilot.errors import TaskError
 from edgepilot.sim.tasks.model import TaskInstance, TaskTemplate
 
@@ -34,7 +36,7 @@ SPLITS: tuple[str, ...] = ("train", "test-instances", "test")
 
 def _load_file(path: Path) -> list[TaskTemplate]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamltext.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise TaskError(f"{path}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -67,7 +69,8 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskTemplate]:
         for path in sorted(folder.glob("*.y*ml")):
             for template in _load_file(path):
                 if template.id in found:
-                    raise TaskError(f"template id {template.id!r} is defined twice ({found[template.id].source}, {path})")
+                    raise TaskError(f"template id {template.id!r} is defined twice "
+                                    f"({found[template.id].source}, {path})")
                 found[template.id] = template
     return found
 
