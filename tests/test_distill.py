@@ -283,6 +283,32 @@ def _training_libraries():
     return torch
 
 
+@pytest.mark.slow
+def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replaced(monkeypatch, tmp_path,
+                                                                                     capsys) -> None:
+    torch = _training_libraries()
+    from edgepilot.distill.train import BASE_CACHE_ENV, _keep, base_cache, load_base
+    from edgepilot.runtime.models.builtin import builtin_path
+
+    ids = torch.tensor([[1, 2, 3, 400, 5000, 12]])
+    cached = base_cache(builtin_path())
+    copy = load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the GGUF the first time, then the copy
+    assert (cached / "model.safetensors").is_file()
+    size = (cached / "model.safetensors").stat().st_size
+    with open(cached / "model.safetensors", "r+b") as f:
+        f.truncate(size // 2)
+    read_again = load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the damaged copy: the GGUF
+    assert (cached / "model.safetensors").stat().st_size == size
+    assert "does not load" in capsys.readouterr().err
+    with torch.no_grad():
+        assert torch.equal(copy(ids).logits, read_again(ids).logits)
+    (tmp_path / "a-file").write_text("")
+    _keep(copy, tmp_path / "a-file" / "copy")  # a cache that cannot be written only warns
+    assert "edgepilot: could not keep a dequantized copy" in capsys.readouterr().err
+    monkeypatch.setenv(BASE_CACHE_ENV, "off")
+    assert base_cache(builtin_path()) is None
+
+
 def _adapted_base(top: int | None = None):
     """The real base model with a LoRA (r=4) that changes its outputs (random B), on every block or the top ones."""
     import peft
