@@ -198,7 +198,11 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
     cached = base_cache(gguf)
     if cached is not None and (cached / "config.json").is_file():
         try:
-            return AutoModelForCausalLM.from_pretrained(str(cached), dtype=dtype).to(device)
+            model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=dtype)
+            for tensor in (*model.parameters(), *model.buffers()):
+                # safetensors maps the file: a copy rewritten or cut short during a run would end it with SIGBUS
+                tensor.data = tensor.data.clone()
+            return model.to(device)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with a cached copy, the GGUF is read again
             import shutil
             import sys
