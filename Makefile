@@ -17,7 +17,7 @@ demo: $(STAMP) $(LLM_STAMP)
 
 test: $(STAMP) $(LLM_STAMP)
 	./scripts/system-deps.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP) $(LLM_STAMP)
 	$(VENV)/bin/edgepilot bench --agent oracle --split test

@@ -225,7 +225,9 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
                          "packages and a GGUF architecture transformers supports") from exc
     if cached is not None:
         _keep(model, cached)
-    return model.to(dtype).to(device)
+    for weight in model.parameters():  # not model.to(dtype): the rotary frequencies (buffers) stay float32
+        weight.data = weight.data.to(dtype)
+    return model.to(device)
 
 
 def _keep(model: Any, folder: Path) -> None:

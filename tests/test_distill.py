@@ -293,14 +293,19 @@ def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replac
     ids = torch.tensor([[1, 2, 3, 400, 5000, 12]])
     cached = base_cache(builtin_path())
     load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the GGUF the first time in a session
-    copy = load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the copy, which the next lines damage
+    copy = load_base(builtin_path(), "cpu", torch, dtype=torch.bfloat16)  # the copy, which the next lines damage
     assert (cached / "model.safetensors").is_file()
     size = (cached / "model.safetensors").stat().st_size
     with open(cached / "model.safetensors", "r+b") as f:
         f.truncate(size // 2)
-    read_again = load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the damaged copy: the GGUF
+    read_again = load_base(builtin_path(), "cpu", torch, dtype=torch.bfloat16)  # the damaged copy: the GGUF
     assert (cached / "model.safetensors").stat().st_size == size
     assert "does not load" in capsys.readouterr().err
+    for a, b in ((copy.state_dict(), read_again.state_dict()), (dict(copy.named_buffers()),
+                                                               dict(read_again.named_buffers()))):
+        assert a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+    assert copy.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert {b.dtype for b in copy.buffers()} == {torch.float32}  # the rotary frequencies
     with torch.no_grad():
         assert torch.equal(copy(ids).logits, read_again(ids).logits)
     (tmp_path / "a-file").write_text("")
