@@ -169,9 +169,12 @@ def base_cache(gguf: Path) -> Path | None:
 
     Reading a GGUF through transformers takes about 28 s for the bundled 98 MB model on 2 cores (its reader walks
     the tokenizer's 49,152 strings twice and maps tensor names one by one); the float32 copy in safetensors (about
-    514 MB) loads in under a second. The folder is named by the GGUF's sha256, so an edited file is read again.
-    Safe to delete at any time.
+    514 MB) loads in under a second. The folder is named by the GGUF's sha256 and the transformers version that
+    dequantized it, so an edited file, or a transformers that converts differently, is read again. Safe to
+    delete at any time.
     """
+    import transformers
+
     setting = os.environ.get(BASE_CACHE_ENV, "")
     if setting.lower() == "off":
         return None
@@ -181,7 +184,7 @@ def base_cache(gguf: Path) -> Path | None:
         from platformdirs import user_cache_dir
 
         root = Path(user_cache_dir("edgepilot")) / "hf-base"
-    return root / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
+    return root / f"{gguf.stem}-{file_sha256(gguf)[:16]}-transformers{transformers.__version__}"
 
 
 def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
@@ -194,15 +197,17 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
+    if not gguf.is_file():
+        raise ModelError(f"the base model {gguf} does not exist")
     dtype = dtype or frozen_dtype(device, torch)
     cached = base_cache(gguf)
     if cached is not None and (cached / "config.json").is_file():
+        model = None
         try:
             model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=dtype)
             for tensor in (*model.parameters(), *model.buffers()):
                 # safetensors maps the file: a copy rewritten or cut short during a run would end it with SIGBUS
                 tensor.data = tensor.data.clone()
-            return model.to(device)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with a cached copy, the GGUF is read again
             import shutil
             import sys
@@ -210,6 +215,9 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
             print(f"edgepilot: the cached copy {cached} does not load ({exc}); reading {gguf} again",
                   file=sys.stderr)
             shutil.rmtree(cached, ignore_errors=True)
+            model = None
+        if model is not None:
+            return model.to(device)
     extra: dict[str, Any] = {}
     try:  # transformers >= 5 keeps GGUF weights packed unless told otherwise; training wants them dense
         from transformers import GgufConfig
@@ -231,21 +239,30 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
 
 
 def _keep(model: Any, folder: Path) -> None:
-    """Save ``model`` to ``folder`` whole or not at all (written beside it, then renamed); a failure only warns."""
+    """Save ``model`` to ``folder`` whole or not at all (written beside it, then renamed); a failure only warns.
+
+    Where another process kept a copy first, that one stays; a folder without its ``config.json`` (cut short
+    while being deleted) is replaced.
+    """
     import shutil
     import sys
     import tempfile
 
+    partial = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
-            model.save_pretrained(str(partial), safe_serialization=True)
+        model.save_pretrained(str(partial), safe_serialization=True)
+        if folder.exists() and not (folder / "config.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
             os.replace(partial, folder)
-        finally:
+    except Exception as exc:  # noqa: BLE001 - a full disk (safetensors' own error), a read-only cache: only warn
+        if not (folder / "config.json").is_file():
+            print(f"edgepilot: could not keep a dequantized copy in {folder} ({exc})", file=sys.stderr)
+    finally:
+        if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
-    except OSError as exc:  # a full disk or a read-only cache: training goes on without the copy
-        print(f"edgepilot: could not keep a dequantized copy in {folder} ({exc})", file=sys.stderr)
 
 
 def _unpermute(rows: Any, heads: int) -> Any:

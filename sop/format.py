@@ -269,13 +269,12 @@ def _front_matter(yaml_text: str, where: str, problems: list[SopProblem]) -> tup
         return mark_line + 2
 
     try:
-        yamltext.guard(yaml_text)
-        for event in yaml.parse(yaml_text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(yaml_text, Loader=yamltext.Loader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 problems.append(SopProblem(where, at(event.start_mark.line),
                                            "YAML anchors and aliases (&name, *name) are not allowed in an SOP"))
                 return None
-        loader = yaml.SafeLoader(yaml_text)
+        loader = yamltext.Loader(yaml_text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -287,7 +286,7 @@ def _front_matter(yaml_text: str, where: str, problems: list[SopProblem]) -> tup
         text_lines = yaml_text.split("\n")
         bad_line = text_lines[min(mark.line, len(text_lines) - 1)] if mark is not None else ""
         hint = " (put quotes around a value that starts with a {placeholder})" if re.search(
-            r"(^\s*-|:)\s*\{", bad_line) else ""
+            r"(^\s*-|:)\s*\{", bad_line) and "nest deeper" not in str(exc.problem) else ""
         problems.append(SopProblem(where, line, f"front matter is not valid YAML: {exc.problem or exc}{hint}"))
         return None
     except (yaml.YAMLError, RecursionError) as exc:

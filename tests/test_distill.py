@@ -294,11 +294,12 @@ def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replac
     cached = base_cache(builtin_path())
     load_base(builtin_path(), "cpu", torch, dtype=torch.float32)  # the GGUF the first time in a session
     copy = load_base(builtin_path(), "cpu", torch, dtype=torch.bfloat16)  # the copy, which the next lines damage
-    assert (cached / "model.safetensors").is_file()
+    assert copy.config._name_or_path == str(cached) and "does not load" not in capsys.readouterr().err
     size = (cached / "model.safetensors").stat().st_size
     with open(cached / "model.safetensors", "r+b") as f:
         f.truncate(size // 2)
     read_again = load_base(builtin_path(), "cpu", torch, dtype=torch.bfloat16)  # the damaged copy: the GGUF
+    assert read_again.config._name_or_path != str(cached)
     assert (cached / "model.safetensors").stat().st_size == size
     assert "does not load" in capsys.readouterr().err
     for a, b in ((copy.state_dict(), read_again.state_dict()), (dict(copy.named_buffers()),
@@ -313,6 +314,26 @@ def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replac
     assert "edgepilot: could not keep a dequantized copy" in capsys.readouterr().err
     monkeypatch.setenv(BASE_CACHE_ENV, "off")
     assert base_cache(builtin_path()) is None
+
+
+def test_keeping_a_copy_replaces_one_cut_short_keeps_a_whole_one_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    from edgepilot.distill.train import _keep
+
+    class Saves:  # stands in for a transformers model: only its save_pretrained is used
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def save_pretrained(self, path: str, safe_serialization: bool) -> None:
+            (Path(path) / "config.json").write_text(self.text)
+
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "model.safetensors").write_text("half")  # a copy whose deletion was cut short
+    _keep(Saves("first"), folder)
+    assert (folder / "config.json").read_text() == "first" and not (folder / "model.safetensors").exists()
+    _keep(Saves("second"), folder)  # another process kept one first: that one stays
+    assert (folder / "config.json").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no partial folders left
 
 
 def _adapted_base(top: int | None = None):

@@ -358,11 +358,10 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 def _read_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
-        yamltext.guard(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yamltext.Loader)
         if node is not None and _count_aliases(node) > 0:
             raise PolicyError(f"{name}: YAML anchors and aliases are not allowed in policy files")
-        raw = yaml.safe_load(text)
+        raw = yamltext.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
