@@ -46,6 +46,8 @@ import math
 import os
 import platform
 import random
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -202,21 +204,16 @@ def load_base(gguf: Path, device: str, torch: Any, dtype: Any = None) -> Any:
     dtype = dtype or frozen_dtype(device, torch)
     cached = base_cache(gguf)
     if cached is not None and (cached / "config.json").is_file():
-        model = None
         try:
             model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=dtype)
             for tensor in (*model.parameters(), *model.buffers()):
                 # safetensors maps the file: a copy rewritten or cut short during a run would end it with SIGBUS
                 tensor.data = tensor.data.clone()
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with a cached copy, the GGUF is read again
-            import shutil
-            import sys
-
             print(f"edgepilot: the cached copy {cached} does not load ({exc}); reading {gguf} again",
                   file=sys.stderr)
             shutil.rmtree(cached, ignore_errors=True)
-            model = None
-        if model is not None:
+        else:
             return model.to(device)
     extra: dict[str, Any] = {}
     try:  # transformers >= 5 keeps GGUF weights packed unless told otherwise; training wants them dense
@@ -244,8 +241,6 @@ def _keep(model: Any, folder: Path) -> None:
     Where another process kept a copy first, that one stays; a folder without its ``config.json`` (cut short
     while being deleted) is replaced.
     """
-    import shutil
-    import sys
     import tempfile
 
     partial = None

@@ -32,17 +32,12 @@ def _own_audit_log(tmp_path_factory, monkeypatch):
 def _own_base_cache(tmp_path_factory):
     """Training tests share one dequantized base model in a scratch folder, not the user's cache: the first
     load reads the GGUF (about 28 s on 2 cores), the others the copy (under 1 s)."""
-    import os
     import shutil
 
     from edgepilot.distill.train import BASE_CACHE_ENV
 
-    before = os.environ.get(BASE_CACHE_ENV)
     folder = tmp_path_factory.mktemp("hf-base")
-    os.environ[BASE_CACHE_ENV] = str(folder)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(BASE_CACHE_ENV, str(folder))
+        yield
     shutil.rmtree(folder, ignore_errors=True)  # 514 MB; pytest keeps its last three temporary folders
-    if before is None:
-        os.environ.pop(BASE_CACHE_ENV, None)
-    else:
-        os.environ[BASE_CACHE_ENV] = before

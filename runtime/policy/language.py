@@ -358,10 +358,14 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 def _read_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
-        node = yaml.compose(text, Loader=yamltext.Loader)
-        if node is not None and _count_aliases(node) > 0:
-            raise PolicyError(f"{name}: YAML anchors and aliases are not allowed in policy files")
-        raw = yamltext.safe_load(text)
+        loader = yamltext.Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _count_aliases(node) > 0:
+                raise PolicyError(f"{name}: YAML anchors and aliases are not allowed in policy files")
+            raw = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
