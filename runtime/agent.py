@@ -285,7 +285,8 @@ class RoleAgent(AgentBase):
         return (step.kind or "sensitive") if step is not None and step.sensitive else None
 
     def _follow_sop(self, obs: Observation) -> None:
-        """Jump ahead in the SOP when the screen's title is the one a later step expects.
+        """Move in the SOP to the step the screen's title belongs to (:meth:`SopProgress.locate`): ahead
+        when a later step expects it, back when the run returned to a screen an earlier step expects.
 
         The title is the app bar's (:attr:`Screen.title`, the one learned SOPs record as ``(screen: ...)``),
         else a text near the top that cannot be acted on. A row near the top of a list is not a title: on
@@ -301,7 +302,7 @@ class RoleAgent(AgentBase):
             and not (node.clickable or node.long_clickable or node.editable)]
         for text in titles:
             found = self.sop.locate(text)
-            if found is not None and found > self.sop.current:
+            if found is not None and found != self.sop.current:
                 self.sop = self.sop.advance(found)
                 return
 

@@ -17,7 +17,11 @@ steps by hand:
     Finish and answer with the number in the last "message_text".
 
 A step may say more after these words (``Tap "{name}" in the list (type in
-"Search contacts" if it is not shown).``); only the first form counts. When
+"Search contacts" if it is not shown).``): that is advice, and only the first
+form counts. A step may also offer a second way after ``, or `` written in a
+form of its own (``Tap "{payee}" under "To", or type "{payee}" in the
+"Recipient name" field.``): either way does the step (:func:`read_alternatives`);
+the follower takes the first way whose target is in sight. When
 the target is not on the screen the follower scrolls (up to
 :data:`MAX_SCROLLS` times each way) before it gives up. A step that names a
 parameter the task left unfilled, as the only words of a tap, taps the item
@@ -91,6 +95,29 @@ def read_instruction(text: str) -> Instruction | None:
     return None
 
 
+_OR = re.compile(r",\s+or\s+", re.IGNORECASE)
+
+
+def read_alternatives(text: str) -> list[Instruction]:
+    """Every way a step's words give to do it: the first form, then each one after ``, or `` (outside
+    quotes) that fits a form of its own. Empty when the first words fit no form (a step to read, say).
+
+    ``Tap "X" under "To", or type "X" in the "Recipient name" field.`` gives a tap and a type; in
+    ``Type "X" in the "To" field, or pick X from the list.`` the second way fits no form and is left out.
+    """
+    text = " ".join(text.split())
+    first = read_instruction(text)
+    if first is None:
+        return []
+    ways = [first]
+    for m in _OR.finditer(text):
+        if text.count('"', 0, m.start()) % 2 == 0:  # not inside a quoted value
+            other = read_instruction(text[m.end():])
+            if other is not None:
+                ways.append(other)
+    return ways
+
+
 class SopFollower:
     """Follows an SOP step by step on whatever screen it is shown; ``next_action`` is its one method.
 
@@ -155,9 +182,17 @@ class SopFollower:
     def _act(self, step: SopStep, screen: Screen) -> Action | str | None:
         """The step's action, ``"skip"`` when it has nothing to do here, None when its target is not in sight."""
         filled = fill_text(step.text, self.params)
-        instruction = read_instruction(filled)
-        if instruction is None:
+        ways = read_alternatives(filled)
+        if not ways:
             raise self._error(step, f"its words fit no form the SOP checker knows ({FORMS_HELP})")
+        for instruction in ways:  # a second way only when the first one's target is not in sight
+            action = self._act_one(step, screen, instruction, filled)
+            if action is not None:
+                return action
+        return None
+
+    def _act_one(self, step: SopStep, screen: Screen, instruction: Instruction, filled: str) -> Action | str | None:
+        """:meth:`_act` for one way of doing the step."""
         form = instruction.form
         late = _lone(instruction.get("app" if form == "open" else "handle")) if form in _LATE_FORMS else None
         unfilled = [name for name in PLACEHOLDER.findall(filled) if name != late]

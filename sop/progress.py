@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgepilot.actions import Action, LongPress, OpenApp, Tap, Type
+from edgepilot.actions import Action, Key, LongPress, OpenApp, Tap, Type
 from edgepilot.perception.types import Observation
-from edgepilot.sop.follow import read_instruction
+from edgepilot.sop.follow import Instruction, read_alternatives
 from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen, find
@@ -50,44 +50,46 @@ class SopProgress:
     def done_by(self, action: Action, before: Observation | None = None) -> bool:
         """Whether ``action``, having worked on the screen ``before``, may count as the current step done.
 
-        A step that says to type (``Type "V" in the "F" field``) is done only by typing, and one that
+        A step may give more than one way to do it (``Tap "X" under "To", or type "X" in the
+        "Recipient name" field``: :func:`~edgepilot.sop.follow.read_alternatives`); doing any of them counts.
+        A way that says to type (``Type "V" in the "F" field``) is done only by typing, and one that
         says to open an app only by opening one: a tap that "worked" in their place (a premature
         ``Log in`` before the PIN) does not move the procedure on, so its ``<- now`` stays on the step
-        still to do. A step that says to tap ``"X"`` (``Tap "X"``, ``Scroll to "X" and tap it``) is done
+        still to do. A way that says to tap ``"X"`` (``Tap "X"``, ``Scroll to "X" and tap it``) is done
         only by a tap, and, when ``before`` shows what ``"X"`` names, only by a tap on it: a tap on
-        ``Wi-Fi`` at ``Tap "Airplane mode"`` works (a screen opens) without doing the step. Other steps
-        (switches, scrolls, reading) count any action that worked.
+        ``Wi-Fi`` at ``Tap "Airplane mode"`` works (a screen opens) without doing the step. Going back
+        or home is never a step that does not say to press that key: a back press at ``Read the value
+        under "Android version"`` leaves the screen to read. Other steps (switches, scrolls, reading)
+        count any other action that worked.
         """
         step = self.step
-        instruction = read_instruction(step.text) if step is not None else None
-        if instruction is None:
-            return True
-        if instruction.form in ("type", "replace", "type_focused"):
-            return isinstance(action, Type)
-        if instruction.form == "open":
-            return isinstance(action, OpenApp)
-        if instruction.form in ("tap", "scroll"):
-            if not isinstance(action, (Tap, LongPress)):
-                return False
-            named = {e.index for e in find(Screen.from_observation(before), instruction.get("handle"), want="tap")} \
-                if before is not None else set()
-            return not named or action.target in named
-        return True
+        ways = read_alternatives(step.text) if step is not None else []
+        if not ways:
+            return step is None or not _leaves(action)
+        return any(_does(way, action, before) for way in ways)
 
     def depart(self, reason: str) -> SopProgress:
         """Record that the screen disagrees with the procedure and the run left it, and why."""
         return replace(self, departed=reason)
 
     def locate(self, screen_title: str) -> int | None:
-        """The first step, from the current one on, whose expected screen is ``screen_title``
-        (case-insensitive); None when no step names that screen."""
+        """The step a screen titled ``screen_title`` (case-insensitive) belongs to: the first step from
+        the current one on that expects it; else, when the run is back on a screen it had left (a back
+        press, a wrong tap undone), the first of the latest steps before the current one that expect
+        it; None when no step names that screen."""
         title = screen_title.strip().casefold()
         if not title:
             return None
-        for step in self.steps[self.current - 1:]:
-            if step.screen and step.screen.strip().casefold() == title:
-                return step.number
-        return None
+        on = [step.screen is not None and step.screen.strip().casefold() == title for step in self.steps]
+        ahead = next((i for i in range(self.current - 1, len(on)) if on[i]), None)
+        if ahead is not None:
+            return ahead + 1
+        back = next((i for i in range(self.current - 2, -1, -1) if on[i]), None)
+        if back is None:
+            return None
+        while back > 0 and on[back - 1]:
+            back -= 1
+        return back + 1
 
     def render(self, *, screens: bool = True) -> str:
         """The filled procedure with the current step marked ``<- now`` (prompt text)."""
@@ -98,3 +100,25 @@ class SopProgress:
         """What a trajectory step stores: which SOP (name, version) and step the action served."""
         return {"sop": self.sop.name, "version": self.sop.version, "step": None if self.done else self.current,
                 "departed": self.departed}
+
+
+def _leaves(action: Action) -> bool:
+    """Whether ``action`` goes back or home: leaving a screen, not doing anything on it."""
+    return isinstance(action, Key) and action.key in ("back", "home")
+
+
+def _does(way: Instruction, action: Action, before: Observation | None) -> bool:
+    """Whether ``action`` is what one way of doing a step says (:meth:`SopProgress.done_by`)."""
+    if way.form in ("type", "replace", "type_focused", "scroll_type"):
+        return isinstance(action, Type)
+    if way.form == "open":
+        return isinstance(action, OpenApp)
+    if way.form in ("tap", "scroll"):
+        if not isinstance(action, (Tap, LongPress)):
+            return False
+        named = {e.index for e in find(Screen.from_observation(before), way.get("handle"), want="tap")} \
+            if before is not None else set()
+        return not named or action.target in named
+    if way.form == "key":
+        return not isinstance(action, Key) or action.key == way.get("key").lower()
+    return not _leaves(action)

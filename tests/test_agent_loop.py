@@ -298,6 +298,32 @@ def test_the_procedure_jumps_by_the_screens_title_not_by_a_list_row_near_the_top
     assert agent.sop.current == 3  # 3. Tap "Airplane mode". (screen: Network & internet)
 
 
+def test_a_back_press_is_not_a_step_read_and_the_procedure_goes_back_with_the_screen(served):
+    """At ``3. Read the value under "Android version"`` (screen: About phone) a back press works but reads
+    nothing: the step stays, and on the Settings screen the procedure is back on ``2. ... tap "About
+    phone"`` (seen in an episode of the distilled model, which was told to finish there instead)."""
+    from edgepilot.actions import Key
+    from edgepilot.sop import load_library
+    from edgepilot.sop.retrieve import Match
+
+    _, _, device = served
+    agent = RoleAgent("Show me the about phone information", ScriptedBackend(),
+                      sop=Match(load_library().get("settings-about-phone"), 1.0, {}))
+    device.act(Key(key="home"))
+    device.act(OpenApp(app="Settings"))
+    agent._follow_sop(device.observe())
+    assert agent.sop.current == 2
+    obs = device.observe()
+    [row] = [i for i, n in enumerate(obs.elements) if n.clickable and n.text.startswith("About phone")]
+    agent.reflect(obs, Tap(target=row), device.act(Tap(target=row)), device.observe())
+    assert agent.sop.current == 3
+    before = device.observe()
+    verdict = agent.reflect(before, Key(key="back"), device.act(Key(key="back")), after := device.observe())
+    assert verdict.kind in ("worked", "changed") and agent.sop.current == 3  # the back press read nothing
+    agent._follow_sop(after)
+    assert agent.sop.current == 2 and agent.sop.step.text == 'Scroll down and tap "About phone".'
+
+
 def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
     from edgepilot.runtime.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy
     from edgepilot.runtime.policy.confirm import ConfirmResult

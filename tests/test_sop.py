@@ -444,6 +444,60 @@ def test_a_tap_step_is_done_only_by_a_tap_on_what_it_names(bundled, served):
     assert progress.done_by(Tap(target=wifi), device.observe())
 
 
+def _progress(bundled, name: str, **params: str) -> SopProgress:
+    from edgepilot.sop.retrieve import Match
+
+    return SopProgress.start(Match(bundled.get(name), 1.0, params))
+
+
+def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
+    """``Tap "X" under "To", or type "X" in the "Recipient name" field``: typing the name is the step done.
+    Seen in an episode of the distilled model: it typed the payee, which the step allows, and the
+    procedure's ``<- now`` stayed on that step because only its first form counted."""
+    from edgepilot.actions import OpenApp, Tap, Type
+    from edgepilot.sop.follow import read_alternatives
+
+    progress = _progress(bundled, "bank-transfer", payee="Mia Thompson", amount="25.00").advance(6)
+    assert progress.step.text == 'Tap "Mia Thompson" under "To", or type "Mia Thompson" in the "Recipient name" field.'
+    assert [w.form for w in read_alternatives(progress.step.text)] == ["tap", "type"]
+    assert progress.done_by(Type(text="Mia Thompson", target=7)) and progress.done_by(Tap(target=4))
+    assert not progress.done_by(OpenApp(app="Bank"))
+    # advice in parentheses is not a second way; a ", or " inside a quoted value splits nothing
+    advice = read_alternatives('Tap "Ann" in the list (type in "Search" if it is not shown).')
+    assert [w.form for w in advice] == ["tap"]
+    ways = read_alternatives('Type "red, or tap "x"" in the "Colour" field.')
+    assert [(w.form, w.get("value")) for w in ways] == [("type", 'red, or tap "x"')]
+    assert read_alternatives("Read the value, or tap \"Help\".") == []  # the first way fits no form: no ways
+
+
+def test_going_back_or_home_is_never_a_step_that_does_not_say_so(bundled):
+    """At ``Read the value under "Android version"`` a back press "worked" (the screen changed) and used to
+    count as the step read, moving ``<- now`` to ``Finish`` on the Settings screen (an episode of the
+    distilled model, which then answered with the battery level)."""
+    from edgepilot.actions import Key, Swipe, Tap
+
+    reading = _progress(bundled, "settings-about-phone").advance(3)
+    assert reading.step.text.startswith("Read the value")
+    assert not reading.done_by(Key(key="back")) and not reading.done_by(Key(key="home"))
+    assert reading.done_by(Swipe(direction="up")) and reading.done_by(Tap(target=3))
+    sop = parse_sop(GOOD.replace('3. Tap "Call". (screen: {name}) [sensitive: call]', "3. Press the back key."))
+    back = SopProgress(sop, sop.steps, {"name": "Ann Lee"}, current=3)
+    assert back.done_by(Key(key="back")) and not back.done_by(Key(key="home")) and back.done_by(Tap(target=1))
+
+
+def test_the_screen_moves_the_procedure_back_to_a_step_it_had_left(bundled):
+    """A back press from About phone lands on Settings: no step from the current one on expects that
+    screen, so the run is on step 2 again (its tap is still to do), not on ``Finish``."""
+    about = _progress(bundled, "settings-about-phone")
+    assert about.advance(4).locate("Settings") == 2 and about.advance(3).locate("About phone") == 3
+    assert about.advance(2).locate("About phone") == 3  # ahead, as before
+    assert about.advance(3).locate("Wi-Fi") is None
+    # a screen that several steps share: back to the first of the latest run of them (the PIN, not Log in)
+    bank = _progress(bundled, "bank-transfer", payee="Mia Thompson", amount="25.00", account="Checking", pin="1234")
+    assert [s.screen for s in bank.steps[1:4]] == ["Bank", "Bank", "Accounts"]
+    assert bank.advance(5).locate("Bank") == 2 and bank.advance(5).locate("Accounts") == 4
+
+
 def test_retrieval_is_quick_and_pulls_in_no_heavy_modules(bundled):
     import time
 

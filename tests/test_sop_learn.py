@@ -241,6 +241,21 @@ def test_a_switch_already_in_the_wanted_state_is_left_alone(local):
     assert isinstance(action, Tap) and obs.elements[action.target].resource_id.endswith("wifi_switch")
 
 
+def test_the_checker_takes_a_steps_second_way_only_when_the_first_is_not_in_sight(local):
+    local.phone.reset()
+    local.device.act(OpenApp(app="Settings"))
+    screen = Screen.from_observation(local.device.observe())
+    local.device.act(Tap(target=find(screen, "Network & internet", want="tap")[0].index))
+    obs = local.device.observe()
+    screen = Screen.from_observation(obs)
+    wifi, airplane = (find(screen, label, want="tap")[0].index for label in ("Wi-Fi", "Airplane mode"))
+    for step, target in (('3. Tap "Nowhere to be seen", or tap "Wi-Fi".', wifi),
+                         ('3. Tap "Airplane mode", or tap "Wi-Fi".', airplane)):
+        follower = SopFollower(parse_sop(GOOD.replace('3. Tap "Wi-Fi".', step)), "Turn Wi-Fi off")
+        follower.pos = 2
+        assert follower.next_action(obs) == Tap(target=target)
+
+
 def test_the_checker_scrolls_to_a_target_and_gives_up_after_both_ways(local):
     s = parse_sop(GOOD.replace('3. Tap "Wi-Fi".', '3. Tap "Nowhere to be seen".'))
     follower = SopFollower(s, "Turn Wi-Fi off", max_scrolls=2)
