@@ -10,7 +10,7 @@ import pytest
 
 from edgepilot.actions import parse_action
 from edgepilot.distill.collect import collect, done_rows, wants_sop
-from edgepilot.distill.dataset import read_jsonl
+from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.distill.teacher import fits_schema, progress_text
 from edgepilot.runtime.roles import Plan, decider_schema_for, render
 
@@ -109,6 +109,16 @@ def test_the_deciding_values_of_an_answer_are_marked() -> None:
         '"type"', '"héllo"', "5", "false"]
     assert values('{"outcome": "worked", "note": "it opened"}') == ['"worked"']
     assert values("not json") == values('{"progress": "x"') == values("[1, 2]") == []
+
+
+def test_a_files_hash_is_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 3000)
+    assert file_sha256(path) == file_sha256(path) == hashlib.sha256(b"a" * 3000).hexdigest()
+    path.write_bytes(b"b" * 3001)
+    assert file_sha256(path) == hashlib.sha256(b"b" * 3001).hexdigest()
 
 
 def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
