@@ -166,6 +166,7 @@ class Retriever:
                                      len(_RAW_WORD.findall(PLACEHOLDER.sub(" ", p))))
                            for i, s in enumerate(self.sops) for p in s.phrasings]
         self._anchors = [_anchors(s) for s in self.sops]
+        self._suffixes = [_suffixes(s) for s in self.sops]
 
     def retrieve(self, task: str, *, threshold: float | None = None) -> Match | None:
         """The best SOP for the task, or None when its score is below the threshold."""
@@ -193,7 +194,7 @@ class Retriever:
             scored.append((score, i, phrasing, values, anchored))
         scored.sort(key=lambda x: (-x[0], x[1]))
         spans_ = spans(task, self._vocabulary)
-        return [Match(self.sops[i], round(score, 4), self._fill(i, values, anchored, spans_), phrasing)
+        return [Match(self.sops[i], round(score, 4), self._fill(i, task, values, anchored, spans_), phrasing)
                 for score, i, phrasing, values, anchored in scored[:k]]
 
     def fill(self, sop: Sop, task: str) -> dict[str, str]:
@@ -201,7 +202,7 @@ class Retriever:
         i = next(n for n, s in enumerate(self.sops) if s is sop or s == sop)
         task = " ".join(task.split())[:MAX_TASK_CHARS]
         _, _, values = self._whole_matches(task, only=i).get(i, (0.0, None, {}))
-        return self._fill(i, values, self._anchored(i, task), spans(task, self._vocabulary))
+        return self._fill(i, task, values, self._anchored(i, task), spans(task, self._vocabulary))
 
     # ------------------------------------------------------------ scoring
 
@@ -289,17 +290,20 @@ class Retriever:
                     break
         return found
 
-    def _fill(self, i: int, values: dict[str, str], anchored: dict[str, tuple[str, int]],
+    def _fill(self, i: int, task: str, values: dict[str, str], anchored: dict[str, tuple[str, int]],
               found: list[Span]) -> dict[str, str]:
-        """Whole-match values, then anchored ones, then values of the task with the parameter's shape, then
-        the anchored rest. Free text is anchored by a strong anchor only, and when the task quotes text,
-        only quoted text is taken (``titled "Chores"`` gives ``Chores``, not ``titled``)."""
+        """Whole-match values, then anchored ones, then values followed by the words that follow the
+        parameter in a phrasing, then values of the task with the parameter's shape, then the anchored
+        rest. Free text is anchored by a strong anchor only, and when the task quotes text, only quoted
+        text is taken (``titled "Chores"`` gives ``Chores``, not ``titled``)."""
         sop = self.sops[i]
         params = dict(values)
         quoted = {span.text.casefold() for span in found if span.quoted}
         for name, (value, strength) in anchored.items():
             if _shape_of(sop, name) != "text" or (strength >= 2 and (not quoted or value.casefold() in quoted)):
                 params.setdefault(name, value)
+        for name, value in self._followed(i, task, params, found).items():
+            params.setdefault(name, value)
         for name in sop.params:
             if name not in params and (value := self._shaped(sop, name, params, found)) is not None:
                 params[name] = value
@@ -308,6 +312,29 @@ class Retriever:
                                                                                   value.casefold() in quoted):
                 params.setdefault(name, value)
         return {name: params[name] for name in sop.params if name in params}
+
+    def _followed(self, i: int, task: str, params: dict[str, str], found: list[Span]) -> dict[str, str]:
+        """Values of a telling shape (a name, a time...) that the task follows with the words a phrasing
+        puts right after the parameter: in ``Nikhil Ueda needs Vera Novak's number``, ``'s number`` (from
+        ``Send {contact}'s number to {name}``) makes Vera Novak the contact and ``needs`` (from ``{name}
+        needs the number of {contact}``) makes Nikhil Ueda the name, whatever their order. A name no
+        phrasing anchors by the words before it used to go to the first parameter of its shape."""
+        sop, out = self.sops[i], {}
+        used = {v.casefold() for v in params.values()}
+        for name, words in self._suffixes[i]:
+            if name in params or name in out:
+                continue
+            want = _shape_of(sop, name)
+            for span in found:
+                if span.quoted or span.text.casefold() in used or not fits(span.text, want) \
+                        or _known(span.text, self._vocabulary):
+                    continue
+                after = [w.lower() for w in _RAW_WORD.findall(task[span.end:span.end + 40])][:len(words)]
+                if after == list(words) and _plausible(sop, name, span.text):
+                    out[name] = span.text
+                    used.add(span.text.casefold())
+                    break
+        return out
 
     def _shaped(self, sop: Sop, name: str, params: dict[str, str], found: list[Span]) -> str | None:
         """The first value of the task, not used yet, with the shape of the parameter's example."""
@@ -454,6 +481,22 @@ def _anchors(sop: Sop) -> list[_Anchor]:
     """Anchors for every placeholder of every phrasing, strongest first (more content words around it)."""
     out = [anchor for phrasing in sop.phrasings for anchor in _phrasing_anchors(phrasing)]
     out.sort(key=lambda x: -x.strength)
+    return out
+
+
+def _suffixes(sop: Sop) -> list[tuple[str, tuple[str, ...]]]:
+    """For each placeholder of a telling shape (not free text) in each phrasing, the fewest words right
+    after it that hold a word other than a stopword (``'s number`` → ``s``, ``number``), at most two."""
+    out = []
+    for phrasing in sop.phrasings:
+        parts = _SPLIT.split(phrasing)
+        for i, part in enumerate(parts):
+            if not PLACEHOLDER.fullmatch(part) or _shape_of(sop, part[1:-1]) == "text" or i + 1 >= len(parts):
+                continue
+            after = [w.lower() for w in _RAW_WORD.findall(parts[i + 1])][:2]
+            strong = next((n for n, w in enumerate(after) if w not in _WEAK), None)
+            if strong is not None and (part[1:-1], tuple(after[:strong + 1])) not in out:
+                out.append((part[1:-1], tuple(after[:strong + 1])))
     return out
 
 

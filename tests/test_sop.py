@@ -346,6 +346,10 @@ def bundled():
      {"title": "Shopping", "text": "Apples and pears"}),
     ("Open the website news.example", "chrome-open-website", {"site": "news.example"}),
     ("Run ls -la in a terminal", "desktop-run-command", {"command": "ls -la"}),
+    # no phrasing anchors these names by the words before them; the words after them tell them apart
+    # (the first name used to go to the first parameter, {contact})
+    ("Ben Ortiz needs Ann Lee's number. Send it to Ben in a message", "messages-share-contact",
+     {"contact": "Ann Lee", "name": "Ben Ortiz"}),
 ])
 def test_retrieval_picks_the_sop_and_fills_its_parameters(bundled, task, name, params):
     match = retrieve(task, bundled)
