@@ -62,11 +62,10 @@ class SopProgress:
         under "Android version"`` leaves the screen to read. Other steps (switches, scrolls, reading)
         count any other action that worked.
         """
-        step = self.step
-        ways = read_alternatives(step.text) if step is not None else []
-        if not ways:
-            return step is None or not _leaves(action)
-        return any(_does(way, action, before) for way in ways)
+        if self.step is None:
+            return True
+        ways = read_alternatives(self.step.text)
+        return any(_does(way, action, before) for way in ways) if ways else not _leaves(action)
 
     def depart(self, reason: str) -> SopProgress:
         """Record that the screen disagrees with the procedure and the run left it, and why."""

@@ -487,17 +487,26 @@ def _anchors(sop: Sop) -> list[_Anchor]:
 def _suffixes(sop: Sop) -> list[tuple[str, tuple[str, ...]]]:
     """For each placeholder of a telling shape (not free text) in each phrasing, the fewest words right
     after it that hold a word other than a stopword (``'s number`` → ``s``, ``number``), at most two."""
-    out = []
+    out: dict[tuple[str, tuple[str, ...]], None] = {}
     for phrasing in sop.phrasings:
-        parts = _SPLIT.split(phrasing)
-        for i, part in enumerate(parts):
-            if not PLACEHOLDER.fullmatch(part) or _shape_of(sop, part[1:-1]) == "text" or i + 1 >= len(parts):
+        for name, _, after in _placeholders(phrasing):
+            if _shape_of(sop, name) == "text":
                 continue
-            after = [w.lower() for w in _RAW_WORD.findall(parts[i + 1])][:2]
-            strong = next((n for n, w in enumerate(after) if w not in _WEAK), None)
-            if strong is not None and (part[1:-1], tuple(after[:strong + 1])) not in out:
-                out.append((part[1:-1], tuple(after[:strong + 1])))
-    return out
+            words = [w.lower() for w in after[:2]]
+            strong = next((n for n, w in enumerate(words) if w not in _WEAK), None)
+            if strong is not None:
+                out[(name, tuple(words[:strong + 1]))] = None
+    return list(out)
+
+
+@lru_cache(maxsize=4096)
+def _placeholders(phrasing: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    """Each placeholder of a phrasing: its name, and the words of the text before and after it (up to the
+    neighbouring placeholders)."""
+    parts = _SPLIT.split(phrasing)
+    return tuple((part[1:-1], tuple(_RAW_WORD.findall(parts[i - 1])) if i > 0 else (),
+                  tuple(_RAW_WORD.findall(parts[i + 1])) if i + 1 < len(parts) else ())
+                 for i, part in enumerate(parts) if PLACEHOLDER.fullmatch(part))
 
 
 @lru_cache(maxsize=4096)
@@ -505,14 +514,9 @@ def _phrasing_anchors(phrasing: str) -> tuple[_Anchor, ...]:
     """For each placeholder, patterns of up to three words before it and one after, with their strength
     (how many of those words are not stopwords; anchors of fillers alone are useless)."""
     out: list[_Anchor] = []
-    parts = _SPLIT.split(phrasing)
-    for i, part in enumerate(parts):
-        if not PLACEHOLDER.fullmatch(part):
-            continue
-        before = _RAW_WORD.findall(parts[i - 1]) if i > 0 else []
-        after = _RAW_WORD.findall(parts[i + 1]) if i + 1 < len(parts) else []
+    for name, before, after in _placeholders(phrasing):
         for b, a in ((3, 1), (2, 1), (1, 1), (3, 0), (2, 0), (1, 0)):
-            words_before, words_after = before[-b:] if len(before) >= b else [], after[:a]
+            words_before, words_after = before[-b:] if len(before) >= b else (), after[:a]
             strength = sum(w.lower() not in _WEAK for w in words_before + words_after)
             if len(words_after) < a or not strength or all(w.lower() in FILLERS for w in words_before):
                 continue
@@ -522,5 +526,5 @@ def _phrasing_anchors(phrasing: str) -> tuple[_Anchor, ...]:
             regex += r"(?P<v>.+?)"
             regex += ((r"[\W_]*\b" + _FILLER + _word(words_after[0], exact_prepositions=True))
                       if words_after else r"(?:[.,;!?\"”]|$)")
-            out.append(_Anchor(part[1:-1], strength, re.compile(regex, re.IGNORECASE)))
+            out.append(_Anchor(name, strength, re.compile(regex, re.IGNORECASE)))
     return tuple(out)
