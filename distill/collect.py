@@ -47,6 +47,8 @@ class Job:
     """Self-reflection roll-out: a wrong step is injected at this step (then diagnosed and undone)."""
     teacher_url: str | None = None
     """A model behind an OpenAI-compatible server plays the task in the runtime's agent instead of the oracle."""
+    step_refs: bool = False
+    """The oracle's planner points at the procedure's current step (``step N``) where that does what it says."""
 
     @property
     def key(self) -> str:
@@ -79,7 +81,8 @@ def _url_teacher(url: str) -> Any:
     class UrlTeacher:
         name = f"url:{url}"
 
-        def agent(self, instance: Any, phone: Any, sop: Any = None, *, inject_at: int | None = None) -> Any:
+        def agent(self, instance: Any, phone: Any, sop: Any = None, *, inject_at: int | None = None,
+                  step_refs: bool = False) -> Any:
             return RoleAgent(instance.goal, backend, sop=sop)
 
     return UrlTeacher()
@@ -115,7 +118,8 @@ def roll_out(job: Job) -> dict[str, Any]:
         made: list[Any] = []
 
         def make(i: Any) -> Any:
-            made.append(teacher.agent(i, phone, match, inject_at=job.inject_at))  # type: ignore[attr-defined]
+            made.append(teacher.agent(i, phone, match, inject_at=job.inject_at,  # type: ignore[attr-defined]
+                                      step_refs=job.step_refs))
             return made[-1]
 
         variant = f"wrong@{job.inject_at}" if job.inject_at is not None else None
@@ -135,7 +139,7 @@ def roll_out(job: Job) -> dict[str, Any]:
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
               task_dirs: Iterable[Path] = (), reflection_share: float = 0.0,
-              teacher_url: str | None = None, split: str = "train") -> list[Job]:
+              teacher_url: str | None = None, split: str = "train", step_refs: bool = False) -> list[Job]:
     """The train instances to roll out (``per_template`` of each template), in a stable order.
 
     With ``reflection_share``, that share of the instances is rolled out a second time with a wrong
@@ -150,11 +154,12 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
     todo = instances(split, per_template, templates=load_templates([Path(d) for d in dirs]),  # type: ignore[arg-type]
                      only=templates)
     jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs,
-                teacher_url=teacher_url) for i in todo]
+                teacher_url=teacher_url, step_refs=step_refs) for i in todo]
     for i in todo:
         if teacher_url is None and _draw(i.id + "+wrong") < reflection_share:
             at = 1 + int(_draw(i.id + "@") * max(1, i.template.steps - 2))
-            jobs.append(Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs, at))
+            jobs.append(Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs, at,
+                            step_refs=step_refs))
     return jobs
 
 
@@ -190,7 +195,7 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
             reflection_share: float = 0.0, teacher_url: str | None = None, split: str = "train", workers: int = 2,
-            ray_address: str | None = None, task_dirs: Iterable[Path] = (),
+            ray_address: str | None = None, task_dirs: Iterable[Path] = (), step_refs: bool = False,
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
 
@@ -207,6 +212,8 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         workers: worker processes (1: in this process).
         ray_address: run the roll-outs as Ray tasks on this cluster instead.
         task_dirs: extra folders of task templates (your own apps' tasks).
+        step_refs: the oracle's planner answers ``step N`` where the procedure's current step, said by its
+            number, does what the oracle does (docs/distill.md, "Steps by number"); else it says the step.
         split: ``train``; a held-out split only for step-level evaluation data
             (:func:`edgepilot.distill.evaluate.step_accuracy`): ``train`` refuses such a dataset.
         progress: called with each finished row, how many are done, and how many in all.
@@ -221,7 +228,8 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     run_dir = Path(run_dir)
     (run_dir / "collect").mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
-                     task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url, split=split)
+                     task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url, split=split,
+                     step_refs=step_refs)
     done = done_rows(run_dir)
     todo = [j for j in jobs if j.key not in done]
     start = time.perf_counter()

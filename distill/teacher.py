@@ -42,9 +42,9 @@ from edgepilot.actions import (
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
 from edgepilot.perception.types import Observation
-from edgepilot.runtime.agent import Decision, Reflection, RoleAgent
+from edgepilot.runtime.agent import SEARCH_SCROLLS, Decision, Reflection, RoleAgent
 from edgepilot.runtime.models.base import Completion, Message
-from edgepilot.runtime.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for
+from edgepilot.runtime.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for, ground_subgoal
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 
@@ -64,7 +64,7 @@ class Teacher(Protocol):
     name: str
 
     def agent(self, instance: TaskInstance, phone: Any, sop: Any = None, *, inject_at: int | None = None,
-              seed: int = 0) -> RoleAgent: ...
+              seed: int = 0, step_refs: bool = False) -> RoleAgent: ...
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -218,12 +218,16 @@ class OracleTeacherAgent(RoleAgent):
         instance: the task.
         phone: the virtual phone (the oracle reads its state for ``when`` steps).
         sop: the retrieved SOP the prompts should carry, or None.
+        inject_at: the step at which a wrong tap is played instead of the oracle's (self-reflection data).
+        seed: draws which wrong tap.
+        step_refs: the planner's answer points at the current step (``step N``) where that does what the
+            oracle does (:meth:`_pointer`).
     """
 
     name = "oracle-teacher"
 
     def __init__(self, instance: TaskInstance, phone: Any, sop: Any = None, *,
-                 inject_at: int | None = None, seed: int = 0) -> None:
+                 inject_at: int | None = None, seed: int = 0, step_refs: bool = False) -> None:
         self.script = ScriptedBackend()
         super().__init__(instance.goal, self.script, sop=sop)
         self.oracle = Oracle(instance, phone.snapshot)
@@ -231,6 +235,7 @@ class OracleTeacherAgent(RoleAgent):
         self.answer = self._final_answer()
         self._subgoal = ""
         self.inject_at = inject_at
+        self.pointers = step_refs
         self._rng = random.Random(f"{instance.id}:{seed}")
         self._steps = 0
         self._wrong: str | None = None  # the subgoal a wrong step was injected in place of, until undone
@@ -257,8 +262,31 @@ class OracleTeacherAgent(RoleAgent):
                    and "back" not in obs.elements[i].resource_id and "home" not in obs.elements[i].resource_id]
         return Tap(target=self._rng.choice(choices)) if choices else None
 
+    def _pointer(self, obs: Observation, action: Action, subgoal: str) -> str:
+        """``step N`` when the procedure's current step N, said by number, brings the decider to the
+        oracle's action as surely as ``subgoal`` does: its words are the same, or they ground the decider's
+        grammar (:func:`~edgepilot.runtime.roles.ground_subgoal`) to one that allows that action; else
+        ``subgoal``. Not before the first action (there is no planner call then)."""
+        if self.sop is None or not self.history:
+            return subgoal
+        self._follow_sop(obs)  # the step the runtime will show as ``<- now`` (idempotent)
+        if self.sop.done:
+            return subgoal
+        ref = f"step {self.sop.current}"
+        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        pointed = self.step_words(ref, obs, schema)
+        words = pointed[1] if pointed is not None else None
+        if words is None:
+            return subgoal
+        if words == subgoal:
+            return ref
+        scroll = next((way for way in SEARCH_SCROLLS if way not in self.list_ends.get(words, set())), None)
+        grounded = ground_subgoal(schema, words, obs, scroll=scroll)
+        return ref if grounded is not None and fits_schema(action, grounded) else subgoal
+
     def _answer(self, obs: Observation, action: Action, subgoal: str, extra_error: str | None = None) -> Decision:
-        plan = Plan(progress=progress_text(self.done), subgoal=subgoal, memory=self._memory(obs))
+        said = self._pointer(obs, action, subgoal) if self.pointers and extra_error is None else subgoal
+        plan = Plan(progress=progress_text(self.done), subgoal=said, memory=self._memory(obs))
         self.script.answers = {"planner": dumps(plan.model_dump()), "decider": action_to_json(action)}
         decision = super().decide(obs)
         self.script.answers.pop("planner", None)  # no planner call before the first action
@@ -321,8 +349,8 @@ class OracleTeacher:
     name = "oracle"
 
     def agent(self, instance: TaskInstance, phone: Any, sop: Any = None, *, inject_at: int | None = None,
-              seed: int = 0) -> RoleAgent:
-        return OracleTeacherAgent(instance, phone, sop, inject_at=inject_at, seed=seed)
+              seed: int = 0, step_refs: bool = False) -> RoleAgent:
+        return OracleTeacherAgent(instance, phone, sop, inject_at=inject_at, seed=seed, step_refs=step_refs)
 
 
 TeacherFactory = Callable[[], Teacher]

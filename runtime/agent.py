@@ -13,6 +13,7 @@ refusal by the policy or a stuck loop reaches the agent through ``note``.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,11 +57,14 @@ from edgepilot.runtime.roles import (
     parse_react,
     render,
 )
+from edgepilot.sop.follow import step_subgoals
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
+STEP_REF = re.compile(r"^step (\d+)\.?$", re.IGNORECASE)
+"""A planner's subgoal that points at a step of the procedure instead of saying it (``step 3``)."""
 SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
 """The ways a grounded search for a label the screen lacks scrolls, in turn: the first whose end it has not
 reached; once it has reached both, the decider is free."""
@@ -277,7 +281,27 @@ class RoleAgent(AgentBase):
     def procedure_text(self) -> str:
         if self.sop is None:
             return ""
-        return "Procedure (follow it unless the screen disagrees):\n" + self.sop.render(screens=False).strip() + "\n"
+        return ('Procedure (follow it unless the screen disagrees; the subgoal "step N" does step N as written):\n'
+                + self.sop.render(screens=False).strip() + "\n")
+
+    def step_words(self, subgoal: str, obs: Observation, schema: dict) -> tuple[int, str | None] | None:
+        """What a planner's ``step N`` stands for: (N, the subgoal in words), or None when ``subgoal`` points
+        at no step of the procedure.
+
+        The words are the first of the step's ways (:func:`~edgepilot.sop.follow.step_subgoals`) whose
+        target this screen has, by the grounding's rules (:func:`ground_subgoal`), else its first way; None
+        for a step that names nothing to act on (reading an answer, finishing). A pointer spares a small
+        planner the copying of the step's labels and values, which it got wrong where a step departed from
+        a flow it had trained on (docs/distill.md, "Steps by number").
+        """
+        m = STEP_REF.match(subgoal.strip())
+        if m is None or self.sop is None or not 1 <= int(m[1]) <= len(self.sop.steps):
+            return None
+        number = int(m[1])
+        ways = step_subgoals(self.sop.steps[number - 1].text)
+        words = next((w for w in ways if ground_subgoal(schema, w, obs, scroll=None) is not None),
+                     ways[0] if ways else None)
+        return number, words
 
     def sop_sensitive(self) -> str | None:
         """The kind of the SOP step the agent is on when that step is marked sensitive (the policy then asks)."""
@@ -321,6 +345,9 @@ class RoleAgent(AgentBase):
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        pointed = self.step_words(self.plan.subgoal, obs, schema) if planned else None
+        if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
+            self.plan = self.plan.model_copy(update={"subgoal": pointed[1] or self.sop.steps[pointed[0] - 1].text})
         ends = self.list_ends.get(self.plan.subgoal, set())
         scroll = next((way for way in SEARCH_SCROLLS if way not in ends), None)
         grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=scroll) if planned and self.ground else None
@@ -338,7 +365,7 @@ class RoleAgent(AgentBase):
         if action is None:
             self.history.append("(an answer that was not a valid action)")
         plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {}) | \
-            ({"grounded": True} if grounded else {})
+            ({"grounded": True} if grounded else {}) | ({"step_ref": pointed[0]} if pointed is not None else {})
         return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
                         error=decide_call.error)
 

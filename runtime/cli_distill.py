@@ -68,11 +68,14 @@ def distill() -> None:
 @click.option("--teacher", "teacher_url", default=None,
               help="A model behind an OpenAI-compatible URL (http://host:port/v1#model) plays the tasks in the "
                    "runtime's agent instead of the oracle; its successful runs are kept.")
+@click.option("--step-refs/--no-step-refs", default=False, show_default=True,
+              help='Teach the planner to point at the procedure\'s current step ("step 3") where doing that step as '
+                   "written is what the oracle does, instead of saying the step in its own words.")
 @click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON
 def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
-                sop_share: float, reflection_share: float, teacher_url: str | None, workers: int,
+                sop_share: float, reflection_share: float, step_refs: bool, teacher_url: str | None, workers: int,
                 ray_address: str | None, as_json: bool) -> None:
     """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
     from tqdm import tqdm
@@ -90,7 +93,7 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
     try:
         summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
                           reflection_share=reflection_share, teacher_url=teacher_url, workers=workers,
-                          ray_address=ray_address, task_dirs=task_dirs, progress=progress)
+                          ray_address=ray_address, task_dirs=task_dirs, step_refs=step_refs, progress=progress)
     except EdgepilotError as exc:
         _fail(exc)
     finally:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-from edgepilot.actions import Action, Finish, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
+from edgepilot.actions import Action, Finish, KeyName, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
@@ -116,6 +116,60 @@ def read_alternatives(text: str) -> list[Instruction]:
             if other is not None:
                 ways.append(other)
     return ways
+
+
+def way_subgoal(way: Instruction) -> str | None:
+    """One way of doing a step in the words of a planner's subgoal, the forms the decider's grammar is
+    grounded by (``tap "X"``, ``long press "X"``, ``type "V" into F``, ``press enter``, ``swipe up``,
+    ``open Settings``); None for a form those words cannot say (a switch named by the label beside it, a
+    swipe on a named element, a wait) and for finishing, whose answer the planner reads off the screen.
+
+    It is a rewrite of the words alone: whether the screen has what they name is the grounding's business.
+    """
+    form = way.form
+    if form == "open":
+        app = way.get("app")
+        return f"open {app}" if app.casefold() != "the" else None  # ``Open the app "{app}"``: named later
+    if form in ("tap", "scroll"):
+        verb = "long press" if way.get("verb").lower() == "long-press" else "tap"
+        return f'{verb} "{way.get("handle")}"'
+    if form in ("type", "replace", "scroll_type"):
+        return f'type "{way.get("value")}" into {way.get("field")}'
+    if form == "type_focused":
+        return f'type "{way.get("value")}"'
+    if form == "key":
+        key = way.get("key").lower()
+        return f"press {key}" if key in get_args(KeyName) else None
+    if form == "swipe" and not way.get("handle"):
+        return f"swipe {way.get('direction').lower()}"
+    return None
+
+
+_LOOSE_TAP = re.compile(r'\b(?P<verb>tap|long-press)\b[^"]*?"(?P<handle>[^"]+)"', re.IGNORECASE)
+_LOOSE_TYPE = re.compile(r'\btype "(?P<value>[^"]*)"', re.IGNORECASE)
+_LOOSE_FIELD = re.compile(r'"(?P<field>[^"]+)" field\b', re.IGNORECASE)
+
+
+def step_subgoals(text: str) -> list[str]:
+    """A step's ways in the words of a planner's subgoal (:func:`way_subgoal`), first way first.
+
+    A step whose words fit no form but still say to tap or type something quoted (``Tap the note "To do"``,
+    ``Check the amount, then tap "Confirm transfer"``, ``Clear the "Phone" field and type "555-0199"``) is
+    read loosely: the first of those verbs, with the quoted words after it (and a quoted ``"F" field``
+    for typing). Empty when the step names nothing to act on (reading, finishing).
+    """
+    text = " ".join(text.split())
+    words = [w for w in map(way_subgoal, read_alternatives(text)) if w]
+    if words or read_alternatives(text):
+        return words
+    tap, typed = _LOOSE_TAP.search(text), _LOOSE_TYPE.search(text)
+    if typed is not None and (tap is None or typed.start() < tap.start()):
+        field = _LOOSE_FIELD.search(text)
+        return [f'type "{typed["value"]}"' + (f" into {field['field']}" if field else "")]
+    if tap is not None:
+        verb = "long press" if tap["verb"].lower() == "long-press" else "tap"
+        return [f'{verb} "{tap["handle"]}"']
+    return []
 
 
 class SopFollower:

@@ -71,6 +71,42 @@ def test_collect_is_resumable(run_dir: Path) -> None:
     assert summary["rolled_out_now"] == 0 and summary["kept"] == 2
 
 
+def test_with_step_refs_the_planner_points_at_the_step_it_does_and_says_the_rest(tmp_path: Path) -> None:
+    """``--step-refs``: where the procedure's current step, done as written, is the oracle's action, the
+    planner's target is ``step N`` (N the step marked ``<- now``) and the decider reads that step's words;
+    reading and finishing stay in the planner's own words (the answer is read off the screen)."""
+    import re
+
+    summary = collect(tmp_path, per_template=1, templates=["bank_check_balance", "contacts_call"], workers=1,
+                      sop_share=1.0, step_refs=True)
+    assert summary["kept"] == 2 and summary["with_sop"] == 2
+    examples = read_jsonl(tmp_path / "dataset.jsonl")
+    decider_subgoals = {ex["id"].rsplit("/", 1)[0]: re.search(r"^Next subgoal: (.*)$", ex["messages"][1]["content"],
+                                                                 re.M)[1]
+                        for ex in examples if ex["kind"] == "decider"}
+    pointed, said = [], []
+    for ex in (ex for ex in examples if ex["kind"] == "planner"):
+        subgoal = json.loads(ex["messages"][-1]["content"])["subgoal"]
+        now = re.search(r"^(\d+)\. (.*) <- now$", ex["messages"][1]["content"], re.M)
+        assert now is not None  # every planner prompt carries the procedure
+        if subgoal.startswith("step "):
+            assert subgoal == f"step {now[1]}"
+            words = decider_subgoals[ex["id"].rsplit("/", 1)[0]]
+            assert not words.startswith("step ") and words.split()[0] in ("tap", "type")
+            pointed.append(now[2])
+        else:
+            said.append((now[2], subgoal))
+    assert any(text.startswith('Tap "Call"') for text in pointed) and any("Log in" in t for t in pointed)
+    assert [s for _, s in said if s.startswith("finish")] and all(
+        t.startswith(("Read", "Finish")) for t, s in said if s.startswith("finish")), said
+
+
+def test_without_step_refs_the_planner_says_every_step(run_dir: Path) -> None:
+    plans = [json.loads(ex["messages"][-1]["content"]) for ex in read_jsonl(run_dir / "dataset.jsonl")
+             if ex["kind"] == "planner"]
+    assert plans and not any(p["subgoal"].startswith("step ") for p in plans)
+
+
 def test_sop_share_is_a_stable_draw() -> None:
     ids = [f"t#{i}" for i in range(400)]
     share = sum(wants_sop(i, 0.5) for i in ids) / len(ids)

@@ -474,6 +474,34 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     assert read_alternatives("Read the value, or tap \"Help\".") == []  # the first way fits no form: no ways
 
 
+@pytest.mark.parametrize("text,words", [
+    ('Tap "Log in".', ['tap "Log in"']),
+    ('Long-press "Ann Lee".', ['long press "Ann Lee"']),
+    ('Type "1234" in the "PIN" field.', ['type "1234" into PIN']),
+    ('Replace the text in the "Label" field with "Gym".', ['type "Gym" into Label']),
+    ('Tap "Mia" under "To", or type "Mia" in the "Recipient name" field.',
+     ['tap "Mia"', 'type "Mia" into Recipient name']),
+    ("Open the Bank app.", ["open Bank"]),
+    ("Press the back key.", ["press back"]),
+    ("Swipe up.", ["swipe up"]),
+    # no form, but a verb and a quoted thing: read loosely, the first verb with its quoted words
+    ('Check the amount, then tap "Confirm transfer".', ['tap "Confirm transfer"']),
+    ('Clear the "Phone" field and type "555-0199".', ['type "555-0199" into Phone']),
+    ('Tap its switch (described as "07:30 alarm") so it shows ON.', ['tap "07:30 alarm"']),
+    # nothing a subgoal can say: reading, finishing, a switch by its neighbour, a hotkey, an app named later
+    ('Read the balance shown under "Savings".', []),
+    ("Finish and answer with that value.", []),
+    ('Finish when "Transfer sent" shows.', []),
+    ('Tap the switch next to "Use Wi-Fi" if it is not on.', []),
+    ("Press the hotkey ctrl+alt+t.", []),
+    ('Open the app "{app}" (or tap its icon on the home screen).', []),
+])
+def test_a_steps_ways_in_the_words_of_a_subgoal(text, words):
+    from edgepilot.sop.follow import step_subgoals
+
+    assert step_subgoals(text) == words
+
+
 def test_going_back_or_home_is_never_a_step_that_does_not_say_so(bundled):
     """At ``Read the value under "Android version"`` a back press "worked" (the screen changed) and used to
     count as the step read, moving ``<- now`` to ``Finish`` on the Settings screen (an episode of the
