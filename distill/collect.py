@@ -48,7 +48,7 @@ class Job:
     teacher_url: str | None = None
     """A model behind an OpenAI-compatible server plays the task in the runtime's agent instead of the oracle."""
     step_refs: bool = False
-    """The oracle's planner points at the procedure's current step (``step N``) where that does what it says."""
+    """The oracle's planner points at the procedure's current step (``next step``) where that does what it says."""
 
     @property
     def key(self) -> str:
@@ -212,8 +212,8 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         workers: worker processes (1: in this process).
         ray_address: run the roll-outs as Ray tasks on this cluster instead.
         task_dirs: extra folders of task templates (your own apps' tasks).
-        step_refs: the oracle's planner answers ``step N`` where the procedure's current step, said by its
-            number, does what the oracle does (docs/distill.md, "Steps by number"); else it says the step.
+        step_refs: the oracle's planner answers ``next step`` where the procedure's current step, pointed at,
+            does what the oracle does (docs/distill.md, "Steps by number"); else it says the step.
         split: ``train``; a held-out split only for step-level evaluation data
             (:func:`edgepilot.distill.evaluate.step_accuracy`): ``train`` refuses such a dataset.
         progress: called with each finished row, how many are done, and how many in all.

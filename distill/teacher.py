@@ -42,7 +42,7 @@ from edgepilot.actions import (
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
 from edgepilot.perception.types import Observation
-from edgepilot.runtime.agent import SEARCH_SCROLLS, Decision, Reflection, RoleAgent
+from edgepilot.runtime.agent import NEXT_STEP, SEARCH_SCROLLS, Decision, Reflection, RoleAgent
 from edgepilot.runtime.models.base import Completion, Message
 from edgepilot.runtime.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for, ground_subgoal
 from edgepilot.sim.tasks.model import TaskInstance
@@ -220,8 +220,8 @@ class OracleTeacherAgent(RoleAgent):
         sop: the retrieved SOP the prompts should carry, or None.
         inject_at: the step at which a wrong tap is played instead of the oracle's (self-reflection data).
         seed: draws which wrong tap.
-        step_refs: the planner's answer points at the current step (``step N``) where that does what the
-            oracle does (:meth:`_pointer`).
+        step_refs: the planner's answer points at the step marked ``<- now`` (``next step``) where that does
+            what the oracle does (:meth:`_pointer`).
     """
 
     name = "oracle-teacher"
@@ -263,7 +263,7 @@ class OracleTeacherAgent(RoleAgent):
         return Tap(target=self._rng.choice(choices)) if choices else None
 
     def _pointer(self, obs: Observation, action: Action, subgoal: str) -> str:
-        """``step N`` when the procedure's current step N, said by number, brings the decider to the
+        """``next step`` when the procedure's step marked ``<- now``, pointed at, brings the decider to the
         oracle's action as surely as ``subgoal`` does: its words are the same, or they ground the decider's
         grammar (:func:`~edgepilot.runtime.roles.ground_subgoal`) to one that allows that action; else
         ``subgoal``. Not before the first action (there is no planner call then)."""
@@ -272,7 +272,7 @@ class OracleTeacherAgent(RoleAgent):
         self._follow_sop(obs)  # the step the runtime will show as ``<- now`` (idempotent)
         if self.sop.done:
             return subgoal
-        ref = f"step {self.sop.current}"
+        ref = NEXT_STEP
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
         pointed = self.step_words(ref, obs, schema)
         words = pointed[1] if pointed is not None else None

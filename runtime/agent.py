@@ -63,8 +63,10 @@ from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
+NEXT_STEP = "next step"
+"""A planner's subgoal that points at the procedure's step marked ``<- now`` instead of saying it."""
 STEP_REF = re.compile(r"^step (\d+)\.?$", re.IGNORECASE)
-"""A planner's subgoal that points at a step of the procedure instead of saying it (``step 3``)."""
+"""A planner's subgoal that points at a step of the procedure by its number (``step 3``)."""
 SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
 """The ways a grounded search for a label the screen lacks scrolls, in turn: the first whose end it has not
 reached; once it has reached both, the decider is free."""
@@ -281,23 +283,27 @@ class RoleAgent(AgentBase):
     def procedure_text(self) -> str:
         if self.sop is None:
             return ""
-        return ('Procedure (follow it unless the screen disagrees; the subgoal "step N" does step N as written):\n'
-                + self.sop.render(screens=False).strip() + "\n")
+        return (f'Procedure (follow it unless the screen disagrees; the subgoal "{NEXT_STEP}" does the step marked '
+                '<- now as written):\n' + self.sop.render(screens=False).strip() + "\n")
 
     def step_words(self, subgoal: str, obs: Observation, schema: dict) -> tuple[int, str | None] | None:
-        """What a planner's ``step N`` stands for: (N, the subgoal in words), or None when ``subgoal`` points
-        at no step of the procedure.
+        """What a planner's ``next step`` (the step marked ``<- now``) or ``step N`` stands for: (the step's
+        number, the step in words), or None when ``subgoal`` points at no step of the procedure.
 
         The words are the first of the step's ways (:func:`~edgepilot.sop.follow.step_subgoals`) whose
         target this screen has, by the grounding's rules (:func:`ground_subgoal`), else its first way; None
         for a step that names nothing to act on (reading an answer, finishing). A pointer spares a small
         planner the copying of the step's labels and values, which it got wrong where a step departed from
-        a flow it had trained on (docs/distill.md, "Steps by number").
+        a flow it had trained on; ``next step`` spares it the step's number too (docs/distill.md, "Steps by
+        number").
         """
-        m = STEP_REF.match(subgoal.strip())
-        if m is None or self.sop is None or not 1 <= int(m[1]) <= len(self.sop.steps):
+        if self.sop is None:
             return None
-        number = int(m[1])
+        said = subgoal.strip().rstrip(".")
+        m = STEP_REF.match(said)
+        number = self.sop.current if said.casefold() == NEXT_STEP else int(m[1]) if m is not None else 0
+        if not 1 <= number <= len(self.sop.steps):
+            return None
         ways = step_subgoals(self.sop.steps[number - 1].text)
         words = next((w for w in ways if ground_subgoal(schema, w, obs, scroll=None) is not None),
                      ways[0] if ways else None)

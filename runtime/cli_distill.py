@@ -69,8 +69,8 @@ def distill() -> None:
               help="A model behind an OpenAI-compatible URL (http://host:port/v1#model) plays the tasks in the "
                    "runtime's agent instead of the oracle; its successful runs are kept.")
 @click.option("--step-refs/--no-step-refs", default=False, show_default=True,
-              help='Teach the planner to point at the procedure\'s current step ("step 3") where doing that step as '
-                   "written is what the oracle does, instead of saying the step in its own words.")
+              help='Teach the planner to point at the procedure\'s current step ("next step") where doing that step '
+                   "as written is what the oracle does, instead of saying the step in its own words.")
 @click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON

@@ -270,7 +270,7 @@ def test_the_retrieved_sop_is_in_every_prompt_and_each_step_records_where_it_sto
     result = run_agent(device, agent, agent.goal, max_steps=10, writer=_writer(tmp_path))
     assert result.status == "finished", result.reason
     for _, messages in backend.prompts:
-        assert "Procedure (follow it unless the screen disagrees; the subgoal \"step N\"" in messages[1].content
+        assert 'Procedure (follow it unless the screen disagrees; the subgoal "next step" does' in messages[1].content
     assert "<- now" in backend.prompts[0][1][1].content
     steps = [s["plan"]["sop"] for s in read_trajectory(tmp_path / "run").steps]
     assert {s["sop"] for s in steps} == {"settings-airplane-mode"}
@@ -531,9 +531,10 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
 
 
 def test_a_planner_pointing_at_a_step_gives_the_decider_that_steps_words(served):
-    """``"subgoal": "step N"``: the decider reads step N in the words of a subgoal, grounded like any
-    (the step's way whose target the screen has), and the trajectory records the pointer. A step with
-    nothing to act on reaches the decider as written; a number past the procedure stays as it was."""
+    """``"subgoal": "next step"`` (the step marked ``<- now``) or ``"step N"``: the decider reads that step in the
+    words of a subgoal, grounded like any (the step's way whose target the screen has), and the trajectory
+    records the pointer. A step with nothing to act on reaches the decider as written; a number past the
+    procedure stays as it was."""
     from edgepilot.sop import load_library, retrieve
 
     phone, _, device = served
@@ -544,9 +545,10 @@ def test_a_planner_pointing_at_a_step_gives_the_decider_that_steps_words(served)
     match = retrieve("Send $25 to Mia Thompson from my checking account with the bank app, PIN 1234", load_library())
     assert match is not None and match.sop.name == "bank-transfer"
 
-    def ask(subgoal: str, decider: str):
+    def ask(subgoal: str, decider: str, now: int = 1):
         backend = ScriptedBackend(planner=[_plan(subgoal)], decider=[decider])
         agent = RoleAgent("pay Mia", backend, sop=match)
+        agent.sop = agent.sop.advance(now)
         agent.history.append("open Bank -> worked")
         decision = agent.decide(obs)
         prompt = [m for role, m in backend.prompts if role == "decider"][0][1].content
@@ -557,6 +559,11 @@ def test_a_planner_pointing_at_a_step_gives_the_decider_that_steps_words(served)
     assert decision.plan["grounded"] is True and 'Next subgoal: tap "Log in"\n' in prompt
     decision, _ = ask("step 2", json.dumps({"type": "type", "text": "1234", "target": pin}))
     assert decision.plan["subgoal"] == 'type "1234" into PIN' and decision.plan["grounded"] is True
+    decision, _ = ask("next step", json.dumps({"type": "type", "text": "1234", "target": pin}), now=2)
+    assert decision.plan["step_ref"] == 2 and decision.plan["subgoal"] == 'type "1234" into PIN'
+    decision, _ = ask("next step", json.dumps({"type": "tap", "target": login}), now=3)
+    assert decision.plan["step_ref"] == 3 and decision.plan["subgoal"] == 'tap "Log in"'
+    assert decision.action == Tap(target=login)
     decision, prompt = ask("step 10", '{"type": "finish", "status": "success"}')
     assert decision.plan["step_ref"] == 10 and "grounded" not in decision.plan
     assert 'Next subgoal: Finish when "Transfer sent" shows.' in prompt

@@ -71,9 +71,9 @@ def test_collect_is_resumable(run_dir: Path) -> None:
     assert summary["rolled_out_now"] == 0 and summary["kept"] == 2
 
 
-def test_with_step_refs_the_planner_points_at_the_step_it_does_and_says_the_rest(tmp_path: Path) -> None:
+def test_with_step_refs_the_planner_points_at_the_step_to_do_and_says_the_rest(tmp_path: Path) -> None:
     """``--step-refs``: where the procedure's current step, done as written, is the oracle's action, the
-    planner's target is ``step N`` (N the step marked ``<- now``) and the decider reads that step's words;
+    planner's target is ``next step`` (the step marked ``<- now``) and the decider reads that step's words;
     reading and finishing stay in the planner's own words (the answer is read off the screen)."""
     import re
 
@@ -89,10 +89,9 @@ def test_with_step_refs_the_planner_points_at_the_step_it_does_and_says_the_rest
         subgoal = json.loads(ex["messages"][-1]["content"])["subgoal"]
         now = re.search(r"^(\d+)\. (.*) <- now$", ex["messages"][1]["content"], re.M)
         assert now is not None  # every planner prompt carries the procedure
-        if subgoal.startswith("step "):
-            assert subgoal == f"step {now[1]}"
+        if subgoal == "next step":
             words = decider_subgoals[ex["id"].rsplit("/", 1)[0]]
-            assert not words.startswith("step ") and words.split()[0] in ("tap", "type")
+            assert words.split()[0] in ("tap", "type")
             pointed.append(now[2])
         else:
             said.append((now[2], subgoal))
@@ -104,7 +103,7 @@ def test_with_step_refs_the_planner_points_at_the_step_it_does_and_says_the_rest
 def test_without_step_refs_the_planner_says_every_step(run_dir: Path) -> None:
     plans = [json.loads(ex["messages"][-1]["content"]) for ex in read_jsonl(run_dir / "dataset.jsonl")
              if ex["kind"] == "planner"]
-    assert plans and not any(p["subgoal"].startswith("step ") for p in plans)
+    assert plans and not any(p["subgoal"] == "next step" for p in plans)
 
 
 def test_sop_share_is_a_stable_draw() -> None:
