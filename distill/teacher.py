@@ -272,17 +272,16 @@ class OracleTeacherAgent(RoleAgent):
         self._follow_sop(obs)  # the step the runtime will show as ``<- now`` (idempotent)
         if self.sop.done:
             return subgoal
-        ref = NEXT_STEP
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
-        pointed = self.step_words(ref, obs, schema)
+        pointed = self.step_words(NEXT_STEP, obs, schema)
         words = pointed[1] if pointed is not None else None
         if words is None:
             return subgoal
         if words == subgoal:
-            return ref
+            return NEXT_STEP
         scroll = next((way for way in SEARCH_SCROLLS if way not in self.list_ends.get(words, set())), None)
         grounded = ground_subgoal(schema, words, obs, scroll=scroll)
-        return ref if grounded is not None and fits_schema(action, grounded) else subgoal
+        return NEXT_STEP if grounded is not None and fits_schema(action, grounded) else subgoal
 
     def _answer(self, obs: Observation, action: Action, subgoal: str, extra_error: str | None = None) -> Decision:
         said = self._pointer(obs, action, subgoal) if self.pointers and extra_error is None else subgoal

@@ -283,8 +283,7 @@ class RoleAgent(AgentBase):
     def procedure_text(self) -> str:
         if self.sop is None:
             return ""
-        return (f'Procedure (follow it unless the screen disagrees; the subgoal "{NEXT_STEP}" does the step marked '
-                '<- now as written):\n' + self.sop.render(screens=False).strip() + "\n")
+        return "Procedure (follow it unless the screen disagrees):\n" + self.sop.render(screens=False).strip() + "\n"
 
     def step_words(self, subgoal: str, obs: Observation, schema: dict) -> tuple[int, str | None] | None:
         """What a planner's ``next step`` (the step marked ``<- now``) or ``step N`` stands for: (the step's

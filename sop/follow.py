@@ -159,9 +159,9 @@ def step_subgoals(text: str) -> list[str]:
     for typing). Empty when the step names nothing to act on (reading, finishing).
     """
     text = " ".join(text.split())
-    words = [w for w in map(way_subgoal, read_alternatives(text)) if w]
-    if words or read_alternatives(text):
-        return words
+    ways = read_alternatives(text)
+    if ways:
+        return [w for w in map(way_subgoal, ways) if w]
     tap, typed = _LOOSE_TAP.search(text), _LOOSE_TYPE.search(text)
     if typed is not None and (tap is None or typed.start() < tap.start()):
         field = _LOOSE_FIELD.search(text)
