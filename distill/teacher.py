@@ -42,9 +42,9 @@ from edgepilot.actions import (
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
 from edgepilot.perception.types import Observation
-from edgepilot.runtime.agent import NEXT_STEP, SEARCH_SCROLLS, Decision, Reflection, RoleAgent
+from edgepilot.runtime.agent import NEXT_STEP, Decision, Reflection, RoleAgent
 from edgepilot.runtime.models.base import Completion, Message
-from edgepilot.runtime.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for, ground_subgoal
+from edgepilot.runtime.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 
@@ -279,8 +279,7 @@ class OracleTeacherAgent(RoleAgent):
             return subgoal
         if words == subgoal:
             return NEXT_STEP
-        scroll = next((way for way in SEARCH_SCROLLS if way not in self.list_ends.get(words, set())), None)
-        grounded = ground_subgoal(schema, words, obs, scroll=scroll)
+        grounded = self.grounding(schema, words, obs)
         return NEXT_STEP if grounded is not None and fits_schema(action, grounded) else subgoal
 
     def _answer(self, obs: Observation, action: Action, subgoal: str, extra_error: str | None = None) -> Decision:

@@ -308,6 +308,13 @@ class RoleAgent(AgentBase):
                      ways[0] if ways else None)
         return number, words
 
+    def grounding(self, schema: dict, subgoal: str, obs: Observation) -> dict | None:
+        """``schema`` narrowed to what ``subgoal`` names (:func:`ground_subgoal`); a label the screen lacks is
+        searched by scrolling the first way whose list end this subgoal has not reached yet."""
+        ends = self.list_ends.get(subgoal, set())
+        scroll = next((way for way in SEARCH_SCROLLS if way not in ends), None)
+        return ground_subgoal(schema, subgoal, obs, scroll=scroll)
+
     def sop_sensitive(self) -> str | None:
         """The kind of the SOP step the agent is on when that step is marked sensitive (the policy then asks)."""
         step = self.sop.step if self.sop is not None else None
@@ -353,9 +360,7 @@ class RoleAgent(AgentBase):
         pointed = self.step_words(self.plan.subgoal, obs, schema) if planned else None
         if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
             self.plan = self.plan.model_copy(update={"subgoal": pointed[1] or self.sop.steps[pointed[0] - 1].text})
-        ends = self.list_ends.get(self.plan.subgoal, set())
-        scroll = next((way for way in SEARCH_SCROLLS if way not in ends), None)
-        grounded = ground_subgoal(schema, self.plan.subgoal, obs, scroll=scroll) if planned and self.ground else None
+        grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
