@@ -50,6 +50,7 @@ MAX_SCROLLS = 5
 _SHAPE_OF_WORDS = {word: shape for shape, word in ANSWER_WORDS.items()}
 _Q = r'"(?P<{}>[^"]+)"'
 FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
+    ("open", r"^open the app " + _Q.format("app")),
     ("open", r"^open (?:the )?(?P<app>.+?) app\b"),
     ("near", r"^(?P<verb>tap|long-press) the (?P<what>[\w -]+?) next to " + _Q.format("handle")
      + r"(?: if it is not (?P<state>on|off)\b)?"),
@@ -60,7 +61,8 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("type", r'^type "(?P<value>.*)" (?:in|into) the ' + _Q.format("field") + " field"),
     ("type_focused", r'^type "(?P<value>.*)"\.?$'),
     ("key", r"^press (?:the )?(?P<key>[a-z_]+)(?: key)?\b"),
-    ("swipe", r"^swipe (?P<direction>up|down|left|right)(?: on " + _Q.format("handle") + ")?"),
+    ("swipe", r"^swipe (?P<direction>up|down|left|right)(?: on " + _Q.format("handle")
+     + r"| (?:on|from) the (?P<place>[a-z -]+?)(?= at\b| to\b|[,.;]|$))?"),
     ("wait", r"^wait (?P<seconds>\d+(?:\.\d+)?) seconds?"),
     ("answer_literal", r'^finish and answer with "(?P<value>.*)"\.?$'),
     ("answer_after", r"^finish and answer with the (?P<what>[\w ]+?) after " + _Q.format("handle")),
@@ -71,7 +73,7 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
 ))
 FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Scroll to "X" and tap it; Tap the switch next to "X" '
               '[if it is not on|off]; Type "V" in the "F" field; Replace the text in the "F" field with "V"; '
-              'Press the back key; Swipe up [on "X"]; Wait N seconds; Finish; Finish and answer with ...')
+              'Press the back key; Swipe up [on "X" | from the X]; Wait N seconds; Finish; Finish and answer with ...')
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def way_subgoal(way: Instruction) -> str | None:
     form = way.form
     if form == "open":
         app = way.get("app")
-        return f"open {app}" if app.casefold() != "the" else None  # ``Open the app "{app}"``: named later
+        return None if PLACEHOLDER.search(app) else f"open {app}"  # ``Open the app "{app}"``: named later
     if form in ("tap", "scroll"):
         verb = "long press" if way.get("verb").lower() == "long-press" else "tap"
         return f'{verb} "{way.get("handle")}"'
@@ -140,7 +142,7 @@ def way_subgoal(way: Instruction) -> str | None:
     if form == "key":
         key = way.get("key").lower()
         return f"press {key}" if key in get_args(KeyName) else None
-    if form == "swipe" and not way.get("handle"):
+    if form == "swipe" and not way.get("handle") and not way.get("place"):
         return f"swipe {way.get('direction').lower()}"
     return None
 
@@ -277,6 +279,8 @@ class SopFollower:
                 if not hits:
                     return None
                 target = hits[0].index
+            elif instruction.get("place"):  # ``from the status bar``: that element when the screen has one
+                target = next((e.index for e in find(screen, instruction.get("place"))), None)
             return Swipe(direction=instruction.get("direction").lower(), target=target)  # type: ignore[arg-type]
         if form == "wait":
             return Wait(seconds=min(30.0, float(instruction.get("seconds"))))

@@ -311,6 +311,9 @@ class Retriever:
             if value.casefold() not in {v.casefold() for v in params.values()} and (not quoted or
                                                                                   value.casefold() in quoted):
                 params.setdefault(name, value)
+        for name, value in params.items():  # quoted words as the task wrote them: "Happy birthday!" keeps its !
+            params[name] = next((s.text for s in found if s.quoted and s.text != value
+                                 and s.text.strip(_STRIP).casefold() == value.casefold()), value)
         return {name: params[name] for name in sop.params if name in params}
 
     def _followed(self, i: int, task: str, params: dict[str, str], found: list[Span]) -> dict[str, str]:

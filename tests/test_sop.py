@@ -338,6 +338,8 @@ def bundled():
     ("Enable flight mode", "settings-airplane-mode", {}),
     ("Text Maria Gomez saying \"I'll be there at 8\"", "messages-send",
      {"name": "Maria Gomez", "message": "I'll be there at 8"}),
+    ('Text Olivia Adams: "Happy birthday!"', "messages-send",  # quoted words keep their "!"
+     {"name": "Olivia Adams", "message": "Happy birthday!"}),
     ("Add Tom Baker as a new contact with the number 555-0177", "contacts-add",
      {"name": "Tom Baker", "phone": "555-0177"}),
     ("Wake me at 05:45", "clock-add-alarm", {"time": "05:45"}),
@@ -461,7 +463,7 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     from edgepilot.actions import OpenApp, Tap, Type
     from edgepilot.sop.follow import read_alternatives
 
-    progress = _progress(bundled, "bank-transfer", payee="Mia Thompson", amount="25.00").advance(6)
+    progress = _progress(bundled, "bank-transfer", payee="Mia Thompson", amount="25.00").advance(5)
     assert progress.step.text == 'Tap "Mia Thompson" under "To", or type "Mia Thompson" in the "Recipient name" field.'
     assert [w.form for w in read_alternatives(progress.step.text)] == ["tap", "type"]
     assert progress.done_by(Type(text="Mia Thompson", target=7)) and progress.done_by(Tap(target=4))
@@ -495,6 +497,7 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     ('Tap the switch next to "Use Wi-Fi" if it is not on.', []),
     ("Press the hotkey ctrl+alt+t.", []),
     ('Open the app "{app}" (or tap its icon on the home screen).', []),
+    ('Open the app "Notes" (or tap its icon on the home screen).', ["open Notes"]),
 ])
 def test_a_steps_ways_in_the_words_of_a_subgoal(text, words):
     from edgepilot.sop.follow import step_subgoals

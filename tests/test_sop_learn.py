@@ -229,6 +229,29 @@ def test_the_checker_follows_steps_and_says_which_step_it_cannot(local):
         vague.next_action(wifi_screen(local))
 
 
+def test_every_bundled_sop_the_checker_reads_is_followed_to_its_tasks_checks(local):
+    """Each suite template's bundled SOP (sop/eval_map.yaml), on two instances: where the checker reads every
+    step, following the procedure to the letter must pass the task's checks. This caught bank-transfer
+    typing the amount before choosing the account (the keyboard then hid "From"), a quoted message losing
+    its "!" (``"Happy birthday!"``), ``Open the app "Notes"`` read as an app called "the", and ``Swipe down
+    from the status bar`` swiping the middle of the screen."""
+    from edgepilot.sop.evaluate import load_eval_map
+    from edgepilot.sop.follow import read_alternatives
+
+    library = load_library()
+    mapping, _ = load_eval_map()
+    readable = {template: name for template, name in mapping.items()
+                if name is not None and all(read_alternatives(s.text) for s in library.get(name).steps)}
+    assert {"bank_transfer", "messages_send_new", "system_open_app", "system_clear_notifications"} <= set(readable)
+    failed = []
+    for template, name in sorted(readable.items()):
+        for seed in (500, 501):
+            result = follow(local, library.get(name), template, seed)
+            if not result.success:
+                failed.append(f"{template}#{seed} with {name}: {result.reason}")
+    assert not failed, "\n".join(failed)
+
+
 def test_a_switch_already_in_the_wanted_state_is_left_alone(local):
     follower = SopFollower(parse_sop(GOOD), "Turn Wi-Fi off")
     follower.pos = 3
