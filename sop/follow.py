@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from edgepilot.actions import Action, Finish, KeyName, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
+from edgepilot.actions import Action, Finish, Key, KeyName, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
@@ -54,6 +54,9 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("open", r"^open (?:the )?(?P<app>.+?) app\b"),
     ("near", r"^(?P<verb>tap|long-press) the (?P<what>[\w -]+?) next to " + _Q.format("handle")
      + r"(?: if it is not (?P<state>on|off)\b)?"),
+    ("near", r"^(?P<verb>tap) the " + _Q.format("handle") + r" (?P<what>switch|toggle|checkbox)"
+     r"(?: if it is not (?:already )?(?P<state>on|off)\b)?"),
+    ("near", r"^if " + _Q.format("handle") + r" is (?P<unless>on|off), tap it\b"),
     ("scroll", r"^scroll to " + _Q.format("handle") + r" and (?P<verb>tap|long-press) it"),
     ("scroll_type", r"^scroll to the " + _Q.format("field") + r' field and type "(?P<value>.*)"\.?$'),
     ("tap", r"^(?P<verb>tap|long-press) " + _Q.format("handle")),
@@ -149,7 +152,10 @@ def way_subgoal(way: Instruction) -> str | None:
 
 _LOOSE_TAP = re.compile(r'\b(?P<verb>tap|long-press)\b[^"]*?"(?P<handle>[^"]+)"', re.IGNORECASE)
 _LOOSE_TYPE = re.compile(r'\btype "(?P<value>[^"]*)"', re.IGNORECASE)
-_LOOSE_FIELD = re.compile(r'"(?P<field>[^"]+)" field\b', re.IGNORECASE)
+_LOOSE_FIELD = re.compile(r'"(?P<field>[^"]+)" field\b|\bthe (?P<bare>[a-z]+(?: [a-z]+)?) field\b', re.IGNORECASE)
+_ADVICE = re.compile(r"\([^)]*\)")
+_GO_BACK = re.compile(r"\bgo back\b", re.IGNORECASE)
+_CONDITION = re.compile(r"\b(?:if|unless)\b", re.IGNORECASE)
 
 
 def step_subgoals(text: str) -> list[str]:
@@ -160,17 +166,30 @@ def step_subgoals(text: str) -> list[str]:
     read loosely: the first of those verbs, with the quoted words after it (and a quoted ``"F" field``
     for typing). Empty when the step names nothing to act on (reading, finishing).
     """
+    ways = read_alternatives(text) or read_loosely(text)
+    return [w for w in map(way_subgoal, ways) if w]
+
+
+def read_loosely(text: str) -> list[Instruction]:
+    """A step that fits no form read loosely: the first verb that taps or types something quoted, with the
+    quoted words after it (and a quoted ``"F" field`` for typing; ``Clear the "F" field and type`` replaces
+    its text). Empty when the step says neither, or when it says to act only on a condition (``if``,
+    ``unless``): a loose reading would act whatever the screen shows."""
     text = " ".join(text.split())
-    ways = read_alternatives(text)
-    if ways:
-        return [w for w in map(way_subgoal, ways) if w]
+    if _CONDITION.search(_ADVICE.sub("", text)):  # advice in parentheses (``scroll if it is not shown``) is no condition
+        return []
     tap, typed = _LOOSE_TAP.search(text), _LOOSE_TYPE.search(text)
     if typed is not None and (tap is None or typed.start() < tap.start()):
+        if re.match(r"\s*followed by\b", text[typed.end():], re.IGNORECASE):  # more than the quoted words
+            return []
         field = _LOOSE_FIELD.search(text)
-        return [f'type "{typed["value"]}"' + (f" into {field['field']}" if field else "")]
+        if field is None:
+            return [Instruction("type_focused", {"value": typed["value"]})]
+        form = "replace" if re.search(r"\bclear\b", text[:typed.start()], re.IGNORECASE) else "type"
+        return [Instruction(form, {"value": typed["value"], "field": field["field"] or field["bare"]})]
     if tap is not None:
-        verb = "long press" if tap["verb"].lower() == "long-press" else "tap"
-        return [f'{verb} "{tap["handle"]}"']
+        back = {"back_first": "yes"} if _GO_BACK.search(text[:tap.start()]) else {}
+        return [Instruction("tap", {"verb": tap["verb"], "handle": tap["handle"], **back})]
     return []
 
 
@@ -204,6 +223,7 @@ class SopFollower:
         self._scrolls = 0
         self._direction: Literal["up", "down"] = "up"
         self._last_scrolled: tuple[ScreenElement, ...] | None = None
+        self._went_back = False
         self.done: list[int] = []
         """The numbers of the steps carried out so far, in order (a skipped switch step counts)."""
 
@@ -222,6 +242,8 @@ class SopFollower:
                 continue
             if action is None:
                 return self._scroll(step, screen)
+            if isinstance(action, _Before):  # a move the step makes before its own, the step still to do
+                return action.action
             self._next()
             return action
         return Finish(status="success")
@@ -234,13 +256,18 @@ class SopFollower:
         self._scrolls = 0
         self._direction = "up"
         self._last_scrolled = None
+        self._went_back = False
 
-    def _act(self, step: SopStep, screen: Screen) -> Action | str | None:
+    def _act(self, step: SopStep, screen: Screen) -> Action | _Before | str | None:
         """The step's action, ``"skip"`` when it has nothing to do here, None when its target is not in sight."""
         filled = fill_text(step.text, self.params)
-        ways = read_alternatives(filled)
+        ways = read_alternatives(filled) or read_loosely(filled)
         if not ways:
-            raise self._error(step, f"its words fit no form the SOP checker knows ({FORMS_HELP})")
+            raise self._error(step, f"its words fit no form the SOP checker knows ({FORMS_HELP}), nor say to "
+                                    "tap or type something quoted")
+        if ways[0].get("back_first") and not self._went_back:  # ``Go back to the list and tap "X"``
+            self._went_back = True
+            return _Before(Key(key="back"))
         for instruction in ways:  # a second way only when the first one's target is not in sight
             action = self._act_one(step, screen, instruction, filled)
             if action is not None:
@@ -292,10 +319,11 @@ class SopFollower:
         handle = instruction.get("handle")
         if instruction.form == "near":
             label = next(iter(find(screen, handle)), None)
-            control = next_to(screen, label) if label is not None else None
+            control = label if label is not None and label.checkable else \
+                next_to(screen, label) if label is not None else None
             if control is None:
                 return None
-            state = instruction.get("state").lower()
+            state = instruction.get("state").lower() or {"on": "off", "off": "on"}.get(instruction.get("unless").lower(), "")
             if state and control.checked == (state == "on"):
                 return "skip"
             element = control
@@ -401,6 +429,13 @@ def fill_from_task(sop: Sop, task: str, library: Iterable[Sop] = ()) -> dict[str
 
 
 _LATE_FORMS = ("open", "tap", "scroll")
+
+
+@dataclass(frozen=True)
+class _Before:
+    """An action a step takes before the one it is for (the back press of ``Go back ... and tap "X"``)."""
+
+    action: Action
 
 
 def _lone(text: str) -> str | None:

@@ -206,7 +206,8 @@ def _usable(element: ScreenElement, want: str) -> bool:
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold().rstrip(ELLIPSIS)
+    text = " ".join(text.split()).casefold()
+    return text[:-3] if text.endswith("...") else text.rstrip(ELLIPSIS)  # ``"Pay $..."``: a line's start
 
 
 def _wordy(line: str) -> bool:

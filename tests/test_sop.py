@@ -498,6 +498,12 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     ("Press the hotkey ctrl+alt+t.", []),
     ('Open the app "{app}" (or tap its icon on the home screen).', []),
     ('Open the app "Notes" (or tap its icon on the home screen).', ["open Notes"]),
+    # read loosely: a bare field name, advice in parentheses; not a step that acts only on a condition
+    ('Type "10:30" in the time field (24-hour HH:MM).', ['type "10:30" into time']),
+    ('Tap the note "Chores" (scroll if it is not shown).', ['tap "Chores"']),
+    ('Tap the "Use Wi-Fi" switch if it is not already on.', []),
+    ('If "Use Bluetooth" is off, tap it to turn Bluetooth on.', []),
+    ('Type "Ann Lee: " followed by the number in the "Text message" field.', []),
 ])
 def test_a_steps_ways_in_the_words_of_a_subgoal(text, words):
     from edgepilot.sop.follow import step_subgoals
