@@ -176,7 +176,7 @@ def read_loosely(text: str) -> list[Instruction]:
     its text). Empty when the step says neither, or when it says to act only on a condition (``if``,
     ``unless``): a loose reading would act whatever the screen shows."""
     text = " ".join(text.split())
-    if _CONDITION.search(_ADVICE.sub("", text)):  # advice in parentheses (``scroll if it is not shown``) is no condition
+    if _CONDITION.search(_ADVICE.sub("", text)):  # advice in parentheses (``scroll if it is not shown``): no condition
         return []
     tap, typed = _LOOSE_TAP.search(text), _LOOSE_TYPE.search(text)
     if typed is not None and (tap is None or typed.start() < tap.start()):
@@ -323,7 +323,8 @@ class SopFollower:
                 next_to(screen, label) if label is not None else None
             if control is None:
                 return None
-            state = instruction.get("state").lower() or {"on": "off", "off": "on"}.get(instruction.get("unless").lower(), "")
+            unless = instruction.get("unless").lower()  # ``If "X" is off, tap it``: wanted on
+            state = instruction.get("state").lower() or {"on": "off", "off": "on"}.get(unless, "")
             if state and control.checked == (state == "on"):
                 return "skip"
             element = control
