@@ -254,6 +254,8 @@ class DesktopDevice:
         self._info: DeviceInfo | None = None
         self._typer: KeysymTyper | None = None
         self._mss: Any = None
+        self.launched: list[subprocess.Popen] = []
+        """The applications ``open_app`` started that are still running (a benchmark stops them after a task)."""
         self._x = open_x_display(self.display) if self.linux else None
         try:
             self._mss = self._open_mss()
@@ -610,6 +612,7 @@ class DesktopDevice:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise ActionError(f"cannot start {entry.name} ({' '.join(argv)}): {exc}") from exc
+        self.launched = [p for p in self.launched if p.poll() is None] + [proc]
         time.sleep(1.0)  # a window takes a moment to map; the loop observes right after
         return f"started {entry.name} (pid {proc.pid})"
 

@@ -425,6 +425,24 @@ def test_open_app_starts_an_application_by_its_menu_name(desktop, session):
         desktop.act(OpenApp(app="Photoshop"))
 
 
+def test_a_task_stops_the_applications_its_agent_opened_and_only_those(desktop):
+    """Seen in the desktop suite with the distilled model: it opened Mousepad during two tasks, the copies
+    stayed, and the next task's ``mousepad pets.txt`` went to their window, so its set-up timed out."""
+    before = TaskContext(desktop)
+    desktop.act(OpenApp(app="Galculator"))  # opened outside the task: left alone
+    kept = desktop.launched[-1]
+    ctx = TaskContext(desktop)
+    desktop.act(OpenApp(app="Galculator"))
+    opened = desktop.launched[-1]
+    try:
+        ctx.close()
+        assert opened.poll() is not None and kept.poll() is None
+        assert desktop.launched == [kept]
+    finally:
+        before.close()
+        assert kept.poll() is not None
+
+
 def test_keysym_typer_types_what_the_keymap_lacks_and_gives_keycodes_back(desktop, mousepad):
     ctx, obs = mousepad
     desktop.act(Click(target=find(obs, cls="EditText")))

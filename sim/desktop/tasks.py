@@ -53,12 +53,22 @@ class TaskContext:
     """One run of a task: the device, a fresh folder, the applications started for it.
 
     The folder holds the task's files and the applications' settings
-    (XDG_CONFIG_HOME and friends point into it), and is removed by :meth:`close`.
+    (XDG_CONFIG_HOME and friends point into it), and is removed by :meth:`close`,
+    which also stops what the agent opened with ``open_app`` during the task (a
+    Mousepad left running would take the next task's file into its own window).
     """
 
     device: Any
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edgepilot-task-")))
     procs: list[subprocess.Popen] = field(default_factory=list)
+    _already: tuple[int, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._already = tuple(p.pid for p in self._launched())
+
+    def _launched(self) -> list[subprocess.Popen]:
+        launched = getattr(self.device, "launched", None)
+        return launched if isinstance(launched, list) else []
 
     def launch(self, argv: list[str]) -> subprocess.Popen:
         """Start an application on the device's display, in the task's folder, with its own settings.
@@ -110,9 +120,12 @@ class TaskContext:
             self.device.move_pointer(*obs.elements[window].bounds.center)
 
     def close(self) -> None:
-        """Stop every application this task started and remove its folder."""
-        for proc in reversed(self.procs):
+        """Stop every application this task or its agent started and remove its folder."""
+        launched = self._launched()
+        opened = [p for p in launched if p.pid not in self._already]
+        for proc in [*reversed(self.procs), *opened]:
             _stop(proc)
+        launched[:] = [p for p in launched if p not in opened]
         self.procs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
