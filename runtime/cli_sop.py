@@ -363,6 +363,9 @@ def sop_check(name: str, task: str, project: Path | None, setup_task: str | None
         if instance is not None:
             success, failed = instance.evaluate(opened.phone.snapshot(), run.answer)
             verdict = "checks passed" if success else "checks failed: " + ", ".join(failed)
+    if follower.loose:
+        click.echo(click.style(f"read loosely (their words fit no form): step{'s' if len(follower.loose) > 1 else ''} "
+                               + ", ".join(map(str, sorted(follower.loose))), fg="yellow"))
     ok = run.status == "finished" and (verdict is None or verdict == "checks passed")
     answer = f", answer {run.answer!r}" if run.answer else ""
     click.echo(click.style(f"{run.status}: {run.reason}{answer}" + (f"; {verdict}" if verdict else ""),

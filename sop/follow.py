@@ -226,6 +226,8 @@ class SopFollower:
         self._went_back = False
         self.done: list[int] = []
         """The numbers of the steps carried out so far, in order (a skipped switch step counts)."""
+        self.loose: set[int] = set()
+        """The numbers of the steps read loosely (:func:`read_loosely`): in no form, so carried out as a guess."""
 
     @property
     def step(self) -> SopStep | None:
@@ -261,7 +263,9 @@ class SopFollower:
     def _act(self, step: SopStep, screen: Screen) -> Action | _Before | str | None:
         """The step's action, ``"skip"`` when it has nothing to do here, None when its target is not in sight."""
         filled = fill_text(step.text, self.params)
-        ways = read_alternatives(filled) or read_loosely(filled)
+        ways = read_alternatives(filled)
+        if not ways and (ways := read_loosely(filled)):
+            self.loose.add(self.pos + 1)
         if not ways:
             raise self._error(step, f"its words fit no form the SOP checker knows ({FORMS_HELP}), nor say to "
                                     "tap or type something quoted")

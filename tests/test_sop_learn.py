@@ -351,7 +351,11 @@ def test_sop_check_runs_a_learned_sop_from_the_command_line(local, tmp_path):
     result = CliRunner().invoke(sop, ["check", str(path), instance.goal, "--setup", instance.id,
                                       "--device", "virtual-local"])
     assert result.exit_code == 0, result.output
-    assert "{time}=" in result.output and "checks passed" in result.output
+    assert "{time}=" in result.output and "checks passed" in result.output and "loosely" not in result.output
+    bundled = CliRunner().invoke(sop, ["check", "clock-add-alarm", instance.goal, "--setup", instance.id,
+                                       "--device", "virtual-local"])  # plain words: said, and still checked
+    assert bundled.exit_code == 0, bundled.output
+    assert "read loosely (their words fit no form): steps 2, 3" in bundled.output
     bad = CliRunner().invoke(sop, ["check", str(path), "Wake me up", "--device", "virtual-local"])
     assert bad.exit_code == 1 and "does not say what {time} is" in bad.output
     refused = CliRunner().invoke(sop, ["check", str(path), "Wake me up at 07:00", "--device", "emulator-5554"])
