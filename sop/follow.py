@@ -145,7 +145,7 @@ def way_subgoal(way: Instruction) -> str | None:
     if form == "key":
         key = way.get("key").lower()
         return f"press {key}" if key in get_args(KeyName) else None
-    if form == "swipe" and not way.get("handle") and not way.get("place"):
+    if form == "swipe" and not way.get("handle"):  # a place (``from the status bar``) is left to the decider
         return f"swipe {way.get('direction').lower()}"
     return None
 
