@@ -166,3 +166,97 @@ class ChatEncoder:
             marks.append(any(a < end and at < b for a, b in spans))
             at = end
         return marks
+
+
+ENCODED = "encoded.jsonl.gz"
+"""The encoded copy of a run's dataset, beside it (:func:`encode_dataset_file`)."""
+_ENCODED_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EncodedDataset:
+    """A dataset's examples as token ids (every kind), and what they were made from."""
+
+    examples: list[tuple[str, Encoded]]
+    """(kind, example) in the dataset's order."""
+    rows: int
+    dataset_sha256: str
+    base_sha256: str
+
+
+def encoded_path(dataset: Path) -> Path:
+    return Path(dataset).parent / ENCODED
+
+
+def read_encoded(dataset: Path, base_gguf: Path) -> EncodedDataset | None:
+    """The encoded copy beside ``dataset``, if it was made from this dataset with this model's tokenizer;
+    None when it is missing, stale (the dataset or the model changed) or unreadable."""
+    import gzip
+
+    from edgepilot.distill.dataset import file_sha256
+
+    path = encoded_path(dataset)
+    if not path.is_file():
+        return None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            head = json.loads(f.readline())
+            if (head.get("format") != _ENCODED_FORMAT or head.get("dataset_sha256") != file_sha256(dataset)
+                    or head.get("base_sha256") != file_sha256(base_gguf)):
+                return None
+            examples = []
+            for line in f:
+                row = json.loads(line)
+                marks = [False] * len(row["input_ids"])
+                for at in row["deciding"]:
+                    marks[at] = True
+                examples.append((row["kind"], Encoded(row["id"], row["input_ids"], row["labels"], marks)))
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    if len(examples) != head.get("examples"):
+        return None  # cut short
+    return EncodedDataset(examples, head["rows"], head["dataset_sha256"], head["base_sha256"])
+
+
+def encode_dataset_file(dataset: Path, base_gguf: Path) -> EncodedDataset:
+    """Every example of ``dataset`` (a run's ``dataset.jsonl``) as token ids, for ``base_gguf``.
+
+    Read from the encoded copy beside it (:data:`ENCODED`) when that copy matches the dataset's and the
+    model's sha256; else encoded with llama.cpp (:class:`ChatEncoder`) and the copy (re)written. A run folder
+    with its copy can be trained on a machine without llama-cpp-python (a GPU box): ``edgepilot distill
+    encode`` writes it ahead.
+
+    Raises:
+        ConfigError: the dataset is missing or not JSON lines.
+        ModelError: llama-cpp-python is needed (no matching copy) and missing, or the model does not load.
+    """
+    import gzip
+    import os
+
+    from edgepilot.distill.dataset import file_sha256, read_jsonl
+
+    found = read_encoded(dataset, base_gguf)
+    if found is not None:
+        return found
+    rows = read_jsonl(dataset)
+    encoder = ChatEncoder(base_gguf)
+    examples = [(str(row.get("kind", "")), encoder.encode(row)) for row in rows]
+    out = EncodedDataset(examples, len(rows), file_sha256(dataset), file_sha256(base_gguf))
+    path = encoded_path(dataset)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with gzip.open(partial, "wt", encoding="utf-8") as f:
+            f.write(json.dumps({"format": _ENCODED_FORMAT, "dataset_sha256": out.dataset_sha256,
+                                "base_sha256": out.base_sha256, "base": Path(base_gguf).name,
+                                "rows": out.rows, "examples": len(examples)}) + "\n")
+            for kind, enc in examples:
+                f.write(json.dumps({"id": enc.id, "kind": kind, "input_ids": enc.input_ids, "labels": enc.labels,
+                                    "deciding": [i for i, d in enumerate(enc.deciding) if d]},
+                                   separators=(",", ":")) + "\n")
+        os.replace(partial, path)
+    except OSError as exc:  # a read-only run folder: train all the same, without the copy
+        import sys
+
+        print(f"edgepilot: could not keep the encoded examples in {path} ({exc})", file=sys.stderr)
+        partial.unlink(missing_ok=True)
+    return out

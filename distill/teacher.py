@@ -265,8 +265,10 @@ class OracleTeacherAgent(RoleAgent):
     def _pointer(self, obs: Observation, action: Action, subgoal: str) -> str:
         """``next step`` when the procedure's step marked ``<- now``, pointed at, brings the decider to the
         oracle's action as surely as ``subgoal`` does: its words are the same, or they ground the decider's
-        grammar (:func:`~edgepilot.runtime.roles.ground_subgoal`) to one that allows that action; else
-        ``subgoal``. Not before the first action (there is no planner call then)."""
+        grammar (:func:`~edgepilot.runtime.roles.ground_subgoal`) to one that allows that action, or the step
+        names nothing to act on (reading, finishing) and the oracle finishes (the decider then reads the
+        step's text and answers); else ``subgoal``. Not before the first action (there is no planner call
+        then)."""
         if self.sop is None or not self.history:
             return subgoal
         self._follow_sop(obs)  # the step the runtime will show as ``<- now`` (idempotent)
@@ -274,9 +276,11 @@ class OracleTeacherAgent(RoleAgent):
             return subgoal
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
         pointed = self.step_words(NEXT_STEP, obs, schema)
-        words = pointed[1] if pointed is not None else None
-        if words is None:
+        if pointed is None:
             return subgoal
+        words = pointed[1]
+        if words is None:  # a step to read or to finish on: the decider is given its text, and finishes
+            return NEXT_STEP if isinstance(action, Finish) else subgoal
         if words == subgoal:
             return NEXT_STEP
         grounded = self.grounding(schema, words, obs)

@@ -54,8 +54,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepilot.distill.dataset import file_sha256, read_jsonl
-from edgepilot.distill.encode import IGNORE, ChatEncoder, Encoded
+from edgepilot.distill.dataset import file_sha256
+from edgepilot.distill.encode import IGNORE, Encoded, EncodedDataset, encode_dataset_file
 from edgepilot.errors import ConfigError, ModelError
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -334,13 +334,12 @@ def pick_device(wanted: str, torch: Any) -> str:
     return wanted
 
 
-def encode_dataset(rows: list[dict[str, Any]], encoder: ChatEncoder, cfg: TrainConfig) -> tuple[list[Encoded], int]:
+def select_examples(data: EncodedDataset, cfg: TrainConfig) -> tuple[list[Encoded], int]:
     """Encoded examples of the wanted kinds that fit ``max_len``; and how many were too long."""
     out, too_long = [], 0
-    for row in rows:
-        if row.get("kind") not in cfg.kinds:
+    for kind, enc in data.examples:
+        if kind not in cfg.kinds:
             continue
-        enc = encoder.encode(row)
         if enc.trained_tokens == 0:
             continue
         if len(enc.input_ids) > cfg.max_len:
@@ -394,9 +393,8 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     summary = dataset.parent / "collect.json"
     if summary.is_file() and json.loads(summary.read_text(encoding="utf-8")).get("split", "train") != "train":
         raise ConfigError(f"{dataset} was collected on a held-out split; it is for evaluation, never for training")
-    rows = read_jsonl(dataset)
-    encoder = ChatEncoder(base_gguf)
-    examples, too_long = encode_dataset(rows, encoder, cfg)
+    data = encode_dataset_file(dataset, base_gguf)
+    examples, too_long = select_examples(data, cfg)
     if not examples:
         raise ConfigError(f"{dataset} has no trainable examples of kinds {cfg.kinds}")
     rng = random.Random(cfg.seed)
@@ -524,8 +522,8 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
     model.base_model.model.config.save_pretrained(str(adapter / "base"))
     recipe = {
         "format": 1,
-        "base_model": {"gguf": str(base_gguf), "name": base_gguf.name, "sha256": file_sha256(base_gguf)},
-        "dataset": {"path": str(dataset), "sha256": file_sha256(dataset), "rows": len(rows),
+        "base_model": {"gguf": str(base_gguf), "name": base_gguf.name, "sha256": data.base_sha256},
+        "dataset": {"path": str(dataset), "sha256": data.dataset_sha256, "rows": data.rows,
                     "examples": len(examples), "too_long": too_long, "trained_on": examples_seen,
                     "kinds": cfg.kinds},
         "hyper_parameters": asdict(cfg),

@@ -48,6 +48,7 @@ def distill() -> None:
     \b
       edgepilot distill synth   --run RUN                     (optional: tasks from exploration)
       edgepilot distill collect --run RUN --per-template 3 --workers 2 [--tasks RUN/synth]
+      edgepilot distill encode  --run RUN                     (optional: to train where llama.cpp is not)
       edgepilot distill train   --run RUN --max-examples 400
       edgepilot distill export  --run RUN
       edgepilot distill eval    --run RUN --split test-instances --split test
@@ -135,6 +136,29 @@ def synth_cmd(run_dir: Path, walks: int, depth: int, seed: int, as_json: bool) -
                            f"{len(report['rejected'])} not confirmed; kept {report['kept']} tasks "
                            f"({report['new_kinds']} checking a field no train template checks) "
                            f"in {report['seconds']:.0f} s → {report['tasks']}")
+
+
+@distill.command("encode")
+@_RUN
+@click.option("--model", default=None, help="Base model whose tokenizer encodes (default: the configured one).")
+@_JSON
+def encode_cmd(run_dir: Path, model: str | None, as_json: bool) -> None:
+    """Tokenize RUN/dataset.jsonl with llama.cpp into RUN/encoded.jsonl.gz (train reads it; then the run folder
+    trains on a machine without llama-cpp-python, such as a rented GPU: copy the folder and the base GGUF there
+    and run `edgepilot distill train --run RUN --model BASE.gguf --device cuda ...`)."""
+    from edgepilot.distill.encode import encode_dataset_file, encoded_path
+
+    start = time.perf_counter()
+    try:
+        data = encode_dataset_file(run_dir / "dataset.jsonl", _base(model))
+    except EdgepilotError as exc:
+        _fail(exc)
+    path = encoded_path(run_dir / "dataset.jsonl")
+    summary = {"encoded": str(path), "examples": len(data.examples),
+               "tokens": sum(len(e.input_ids) for _, e in data.examples),
+               "seconds": round(time.perf_counter() - start, 1)}
+    _echo(summary, as_json, f"{summary['examples']} examples, {summary['tokens']} tokens → {path} "
+                            f"({summary['seconds']} s)")
 
 
 @distill.command("train")
