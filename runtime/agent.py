@@ -53,9 +53,11 @@ from edgepilot.runtime.roles import (
     RoleCall,
     Verdict,
     decider_schema_for,
+    finishing,
     ground_subgoal,
     parse_react,
     render,
+    without_finish,
 )
 from edgepilot.sop.follow import step_subgoals
 from edgepilot.sop.progress import SopProgress
@@ -359,7 +361,11 @@ class RoleAgent(AgentBase):
         schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
         pointed = self.step_words(self.plan.subgoal, obs, schema) if planned else None
         if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
-            self.plan = self.plan.model_copy(update={"subgoal": pointed[1] or self.sop.steps[pointed[0] - 1].text})
+            number, words = pointed
+            self.plan = self.plan.model_copy(update={"subgoal": words or self.sop.steps[number - 1].text})
+            if words is None:  # a step with nothing to act on: the task ends there, or it does not
+                schema = (finishing(schema, answer=self.sop.answers(number)) if self.sop.closes(number)
+                          else without_finish(schema))
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,

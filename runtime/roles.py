@@ -372,6 +372,31 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     return None
 
 
+def finishing(schema: dict, *, answer: bool) -> dict:
+    """The decider's ``schema`` narrowed to finishing: the planner pointed at a procedure's step that the task
+    ends on (``Finish when ...``, ``Read ...`` before ``Finish and answer ...``). With ``answer`` the
+    procedure asks for one, and the answer must be a string that is not empty: a small decider otherwise
+    finishes a question with ``"answer": null``."""
+    narrowed = copy.deepcopy(schema)
+    narrowed["anyOf"] = [{"$ref": "#/$defs/Finish"}]
+    if answer:
+        finish = narrowed["$defs"]["Finish"]
+        bound = next((a.get("maxLength") for a in finish["properties"]["answer"].get("anyOf", [])
+                      if a.get("type") == "string"), None)
+        finish["properties"]["answer"] = {"type": "string", "minLength": 1,
+                                          **({"maxLength": bound} if bound else {})}
+        finish["required"] = ["type", "status", "answer"]  # in the properties' order, as trained
+    return narrowed
+
+
+def without_finish(schema: dict) -> dict:
+    """The decider's ``schema`` without finishing: the planner pointed at a procedure's step that is not the
+    last (``Find the row of the alarm``), and finishing does not do it."""
+    narrowed = copy.deepcopy(schema)
+    narrowed["anyOf"] = [ref for ref in narrowed["anyOf"] if ref.get("$ref") != "#/$defs/Finish"]
+    return narrowed
+
+
 PLANNER = Role("planner", "planner", Plan, max_tokens=200)
 DECIDER = Role("decider", "decider", "action", max_tokens=240)
 REFLECTOR = Role("reflector", "reflector", Verdict, max_tokens=100)

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgepilot.actions import Action, Key, LongPress, OpenApp, Tap, Type
 from edgepilot.perception.types import Observation
-from edgepilot.sop.follow import Instruction, read_alternatives
+from edgepilot.sop.follow import Instruction, read_alternatives, read_instruction, read_loosely
 from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen, find
@@ -64,8 +64,24 @@ class SopProgress:
         """
         if self.step is None:
             return True
-        ways = read_alternatives(self.step.text)
+        ways = read_alternatives(self.step.text) or read_loosely(self.step.text)
         return any(_does(way, action, before) for way in ways) if ways else not _leaves(action)
+
+    def closes(self, number: int) -> bool:
+        """Whether step ``number`` is one the task ends on: a ``Finish`` step, or a step to read (``Read ...``)
+        right before a step that finishes with the answer (``Finish and answer with ...``). A step to read
+        and keep for later (``Read the balance ... and remember it``, then more steps) does not close."""
+        if not 1 <= number <= len(self.steps):
+            return False
+        if _finishes(self.steps[number - 1].text):
+            return True
+        return (self.steps[number - 1].text.lstrip().lower().startswith("read ") and number < len(self.steps)
+                and _answers(self.steps[number].text))
+
+    def answers(self, number: int) -> bool:
+        """Whether the task closed at step ``number`` (:meth:`closes`) ends with an answer the procedure asks
+        for (that step, or the one after a step to read, says ``Finish and answer``)."""
+        return self.closes(number) and any(_answers(s.text) for s in self.steps[number - 1:number + 1])
 
     def depart(self, reason: str) -> SopProgress:
         """Record that the screen disagrees with the procedure and the run left it, and why."""
@@ -99,6 +115,17 @@ class SopProgress:
         """What a trajectory step stores: which SOP (name, version) and step the action served."""
         return {"sop": self.sop.name, "version": self.sop.version, "step": None if self.done else self.current,
                 "departed": self.departed}
+
+
+def _finishes(text: str) -> bool:
+    way = read_instruction(text)
+    return way is not None and (way.form == "finish" or way.form.startswith("answer"))
+
+
+def _answers(text: str) -> bool:
+    way = read_instruction(text)
+    return way is not None and (way.form.startswith("answer") or text.lstrip().lower().startswith(
+        "finish and answer"))
 
 
 def _leaves(action: Action) -> bool:

@@ -10,7 +10,7 @@ import json
 import pytest
 from scripted import ScriptedBackend
 
-from edgepilot.actions import OpenApp, Tap
+from edgepilot.actions import OpenApp, Swipe, Tap
 from edgepilot.errors import ConfigError
 from edgepilot.runtime.agent import ReactAgent, RoleAgent
 from edgepilot.runtime.loop import GateDecision, run_agent
@@ -573,6 +573,57 @@ def test_a_planner_pointing_at_a_step_gives_the_decider_that_steps_words(served)
     without = RoleAgent("pay Mia", ScriptedBackend(planner=[_plan("step 3")], decider=[back]))
     without.history.append("open Bank -> worked")
     assert "step_ref" not in without.decide(obs).plan  # no procedure, nothing to point at
+
+
+def test_pointing_at_a_step_with_nothing_to_act_on_finishes_only_where_the_task_ends(served):
+    """A step the task ends on (``Read ...`` before ``Finish and answer ...``, ``Finish when ...``) leaves the
+    decider only finishing, with a non-empty answer where the procedure asks for one; any other step with
+    nothing to act on (``Find the row of the {time} alarm``) leaves it everything but finishing."""
+    from edgepilot.sop import load_library, retrieve
+
+    from edgepilot.actions import Key
+
+    _, _, device = served
+    device.act(Key(key="home"))
+    obs = device.observe()  # a screen no step names: the procedure stays where each case puts it
+    library = load_library()
+
+    def decider_schema(goal: str, sop: str, now: int, decider: str) -> dict:
+        match = retrieve(goal, library)
+        assert match is not None and match.sop.name == sop
+        backend = ScriptedBackend(planner=[_plan("next step")], decider=[decider])
+        agent = RoleAgent(goal, backend, sop=match)
+        agent.sop = agent.sop.advance(now)
+        agent.history.append("press home -> worked")
+        decision = agent.decide(obs)
+        assert decision.plan["step_ref"] == now and decision.plan["subgoal"] == agent.sop.steps[now - 1].text
+        return next(s for role, s in backend.schemas if role == "decider")
+
+    read = decider_schema("What version of Android do I have?", "settings-about-phone", 3,
+                          '{"type": "finish", "status": "success", "answer": "14"}')
+    assert read["anyOf"] == [{"$ref": "#/$defs/Finish"}]
+    finish = read["$defs"]["Finish"]
+    assert finish["properties"]["answer"]["type"] == "string" and finish["properties"]["answer"]["minLength"] == 1
+    assert finish["required"] == ["type", "status", "answer"]
+    done = decider_schema("Pay $3 to Rosa Zhou from my Savings account, PIN 8165", "bank-transfer", 10,
+                          '{"type": "finish", "status": "success"}')
+    assert done["anyOf"] == [{"$ref": "#/$defs/Finish"}] and "answer" not in done["$defs"]["Finish"]["required"]
+    find = decider_schema("Disable the 07:00 alarm", "clock-toggle-alarm", 2, '{"type": "key", "key": "back"}')
+    assert {"$ref": "#/$defs/Finish"} not in find["anyOf"] and {"$ref": "#/$defs/Tap"} in find["anyOf"]
+
+
+def test_a_step_read_loosely_is_done_only_as_it_reads():
+    """``Tap the note "To do"`` fits no form, but the tracker reads it as the agent does (loosely): a scroll that
+    searched for the note does not do it, a tap does."""
+    from edgepilot.sop import load_library, retrieve
+    from edgepilot.sop.progress import SopProgress
+
+    match = retrieve('Add "Buy bread" to my "To do" note', load_library())
+    assert match is not None and match.sop.name == "notes-append"
+    progress = SopProgress.start(match).advance(2)
+    assert progress.step.text.startswith('Tap the note "To do"')
+    assert not progress.done_by(Swipe(direction="up"))
+    assert progress.done_by(Tap(target=3))
 
 
 class _GrammarBackend(ScriptedBackend):

@@ -137,3 +137,22 @@ def test_a_stop_also_ends_reading_a_long_prompt(backend):
         backend.should_stop = None
     assert len(checks) == 4  # cut before the second chunk (the 4th: the error is told apart from a failure)
     assert backend.complete([Message(role="user", content=long_prompt)], max_tokens=3).tokens_out == 3
+
+
+def test_a_finish_that_must_answer_answers_in_the_trained_key_order(backend):
+    """The grammar of a step the task ends on with an answer (``runtime.roles.finishing``): llama.cpp can
+    compile it, the answer is a string that is not empty, and the keys come as the model was trained to
+    write them (type, status, answer)."""
+    import json
+
+    from edgepilot.runtime.roles import decider_schema, finishing
+
+    schema = finishing(decider_schema("android"), answer=True)
+    out = backend.complete([
+        Message(role="system", content="You operate an Android phone. Answer with one JSON action."),
+        Message(role="user", content="Task: What is the Android version?\nScreen:\n[0] TextView \"Android version\"\n"
+                                     "[1] TextView \"14\"\nFinish with no answer."),
+    ], schema=schema, max_tokens=60)
+    data = json.loads(out.text)
+    assert list(data) == ["type", "status", "answer"] and data["type"] == "finish" and data["answer"].strip(), out.text
+    parse_action(out.text)
