@@ -52,6 +52,7 @@ from edgepilot.runtime.roles import (
     Plan,
     RoleCall,
     Verdict,
+    answer_choices,
     decider_schema_for,
     finishing,
     ground_subgoal,
@@ -364,8 +365,10 @@ class RoleAgent(AgentBase):
             number, words = pointed
             self.plan = self.plan.model_copy(update={"subgoal": words or self.sop.steps[number - 1].text})
             if words is None:  # a step with nothing to act on: the task ends there, or it does not
-                schema = (finishing(schema, answer=self.sop.answers(number)) if self.sop.closes(number)
-                          else without_finish(schema))
+                step = self.sop.steps[number - 1].text
+                schema = (finishing(schema, answer=self.sop.answers(number),
+                                    choices=answer_choices(obs, step, self.memory))
+                          if self.sop.closes(number) else without_finish(schema))
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,

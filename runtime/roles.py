@@ -372,21 +372,44 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     return None
 
 
-def finishing(schema: dict, *, answer: bool) -> dict:
+def finishing(schema: dict, *, answer: bool, choices: Iterable[str] = ()) -> dict:
     """The decider's ``schema`` narrowed to finishing: the planner pointed at a procedure's step that the task
-    ends on (``Finish when ...``, ``Read ...`` before ``Finish and answer ...``). With ``answer`` the
-    procedure asks for one, and the answer must be a string that is not empty: a small decider otherwise
-    finishes a question with ``"answer": null``."""
+    ends on (``Finish when ...``, ``Read ...`` before ``Finish and answer ...``).
+
+    With ``answer`` the procedure asks for one: the answer is one of ``choices`` (what the screen shows,
+    :func:`answer_choices`), or, without choices, any string that is not empty. A small decider left free
+    finished ``What version of Android do I have?`` with ``"answer": null``, and made one up when a string
+    was required; picking among the screen's texts, it picked ``14``.
+    """
     narrowed = copy.deepcopy(schema)
     narrowed["anyOf"] = [{"$ref": "#/$defs/Finish"}]
     if answer:
         finish = narrowed["$defs"]["Finish"]
         bound = next((a.get("maxLength") for a in finish["properties"]["answer"].get("anyOf", [])
                       if a.get("type") == "string"), None)
-        finish["properties"]["answer"] = {"type": "string", "minLength": 1,
-                                          **({"maxLength": bound} if bound else {})}
+        allowed = [c for c in dict.fromkeys(choices) if c.strip() and (bound is None or len(c) <= bound)]
+        finish["properties"]["answer"] = ({"enum": allowed} if allowed else
+                                          {"type": "string", "minLength": 1, **({"maxLength": bound} if bound else {})})
         finish["required"] = ["type", "status", "answer"]  # in the properties' order, as trained
     return narrowed
+
+
+def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = ()) -> list[str]:
+    """What an answer read off ``obs`` can be: each element's text, each of its lines, and the values of a
+    telling shape inside them (a code in a message, an amount in a row: :func:`~edgepilot.sop.values.values_in`);
+    then what the planner remembered. Not a label that ``step`` quotes: ``Read the value under "Android
+    version"`` names where to look, not the answer."""
+    from edgepilot.sop.values import values_in
+
+    quoted = {q.strip().casefold() for q in re.findall(r'"([^"]+)"', step)}
+    out: list[str] = []
+    for node in obs.elements:
+        for text in (node.text, *node.text.split("\n")) if node.text else ():
+            for choice in (text.strip(), *values_in(text)):
+                if choice and choice.casefold() not in quoted:
+                    out.append(choice)
+    out += [m.strip() for m in remembered if m.strip()]
+    return list(dict.fromkeys(out))
 
 
 def without_finish(schema: dict) -> dict:

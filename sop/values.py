@@ -46,6 +46,20 @@ def fits(value: str, wanted: str) -> bool:
     return (wanted, got) in {("amount", "digits"), ("phone", "digits")}
 
 
+STRONG = ("time", "email", "card", "phone", "domain", "amount", "digits")
+"""The shapes a value is told by on its own, whatever the words around it."""
+
+
+def values_in(text: str) -> list[str]:
+    """The values of a telling shape (:data:`STRONG`) inside ``text``, longest shape first, each once
+    (``Your code is 482913`` → ``482913``; ``Savings $1,204.50`` → ``$1,204.50``, ``1``, ``204``, ``50``)."""
+    out: list[str] = []
+    for name, pattern in _SHAPES:
+        if name in STRONG:
+            out += [m.group(0) for m in pattern.finditer(text) if m.group(0) not in out]
+    return out
+
+
 @dataclass(frozen=True)
 class Span:
     """A value found in a task sentence: its text, shape and position."""

@@ -582,6 +582,7 @@ def test_pointing_at_a_step_with_nothing_to_act_on_finishes_only_where_the_task_
     from edgepilot.sop import load_library, retrieve
 
     from edgepilot.actions import Key
+    from edgepilot.sop.values import values_in
 
     _, _, device = served
     device.act(Key(key="home"))
@@ -603,13 +604,29 @@ def test_pointing_at_a_step_with_nothing_to_act_on_finishes_only_where_the_task_
                           '{"type": "finish", "status": "success", "answer": "14"}')
     assert read["anyOf"] == [{"$ref": "#/$defs/Finish"}]
     finish = read["$defs"]["Finish"]
-    assert finish["properties"]["answer"]["type"] == "string" and finish["properties"]["answer"]["minLength"] == 1
+    screen_texts = [n.text for n in obs.elements if n.text]
+    choices = finish["properties"]["answer"]["enum"]  # what the screen shows, and the values in it (9:41, 9, 41)
+    assert set(screen_texts) <= set(choices) and all(any(c in t for t in screen_texts) for c in choices)
+    assert set(values_in("9:41")) <= set(choices)
     assert finish["required"] == ["type", "status", "answer"]
     done = decider_schema("Pay $3 to Rosa Zhou from my Savings account, PIN 8165", "bank-transfer", 10,
                           '{"type": "finish", "status": "success"}')
     assert done["anyOf"] == [{"$ref": "#/$defs/Finish"}] and "answer" not in done["$defs"]["Finish"]["required"]
     find = decider_schema("Disable the 07:00 alarm", "clock-toggle-alarm", 2, '{"type": "key", "key": "back"}')
     assert {"$ref": "#/$defs/Finish"} not in find["anyOf"] and {"$ref": "#/$defs/Tap"} in find["anyOf"]
+
+
+def test_an_answer_read_off_the_screen_is_a_text_it_shows_and_not_a_label_the_step_names():
+    from edgepilot.perception.types import Bounds, Observation, UINode
+    from edgepilot.runtime.roles import answer_choices
+
+    def node(i: int, text: str) -> UINode:
+        return UINode(text=text, bounds=Bounds(left=0, top=i * 10, right=100, bottom=i * 10 + 10))
+
+    obs = Observation(nodes=(node(0, "Android version"), node(1, "14"), node(2, "Inbox\nYour code is 482913")),
+                      screen_width=100, screen_height=100)
+    choices = answer_choices(obs, 'Read the value asked for under "Android version".', ["Ann"])
+    assert choices == ["14", "Inbox\nYour code is 482913", "482913", "Inbox", "Your code is 482913", "Ann"]
 
 
 def test_a_step_read_loosely_is_done_only_as_it_reads():
