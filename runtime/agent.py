@@ -367,7 +367,7 @@ class RoleAgent(AgentBase):
             if words is None:  # a step with nothing to act on: the task ends there, or it does not
                 step = self.sop.steps[number - 1].text
                 schema = (finishing(schema, answer=self.sop.answers(number),
-                                    choices=answer_choices(obs, step, self.memory))
+                                    choices=answer_choices(obs, step, self.memory, self.goal))
                           if self.sop.closes(number) else without_finish(schema))
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         schema = grounded or schema

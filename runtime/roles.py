@@ -394,22 +394,52 @@ def finishing(schema: dict, *, answer: bool, choices: Iterable[str] = ()) -> dic
     return narrowed
 
 
-def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = ()) -> list[str]:
-    """What an answer read off ``obs`` can be: each element's text, each of its lines, and the values of a
-    telling shape inside them (a code in a message, an amount in a row: :func:`~edgepilot.sop.values.values_in`);
-    then what the planner remembered. Not a label that ``step`` quotes: ``Read the value under "Android
-    version"`` names where to look, not the answer."""
-    from edgepilot.sop.values import values_in
+_ASKED_SHAPES = {"email": "email", "e-mail": "email", "phone": "phone"}
+"""Words of a task that ask for a value of one shape (``what's the phone number of ...``)."""
 
-    quoted = {q.strip().casefold() for q in re.findall(r'"([^"]+)"', step)}
-    out: list[str] = []
-    for node in obs.elements:
-        for text in (node.text, *node.text.split("\n")) if node.text else ():
-            for choice in (text.strip(), *values_in(text)):
-                if choice and choice.casefold() not in quoted:
-                    out.append(choice)
-    out += [m.strip() for m in remembered if m.strip()]
-    return list(dict.fromkeys(out))
+
+def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), goal: str = "") -> list[str]:
+    """What an answer read off ``obs`` for the procedure's ``step`` can be.
+
+    Where the step quotes where to look, the texts it points to: a line that starts with quoted words (``the
+    line that starts with "Saturday:"``, ``the line "Saturday: ..."``), else the line after a quoted label
+    (``under "Phone"``) or before it (``above "Mobile"``). Else every text of the screen. With them, the values of a telling shape inside
+    (a code in a message, an amount in a row: :func:`~edgepilot.sop.values.values_in`), then what the planner
+    remembered that the screen shows. A quoted label itself is never an answer (it names where to look).
+    Where ``goal`` asks for an email address or a phone number and some choices have that shape, only those
+    stay (``Read the number above "Mobile" or the address above "Email", whichever was asked``). Empty when
+    the screen has no text.
+    """
+    from edgepilot.sop.values import shape, values_in
+
+    lines = [line.strip() for node in obs.elements if node.text for line in node.text.split("\n") if line.strip()]
+    folded = [line.casefold() for line in lines]
+    quotes = [(m[1].strip().casefold(), step[:m.start()].split()[-1:]) for m in re.finditer(r'"([^"]+)"', step)]
+    labels = {q for q, _ in quotes}
+    starting: list[str] = []
+    near: list[str] = []
+    for quote, before in quotes:
+        above = bool(before) and before[0].casefold() in ("above", "before")
+        head = quote.rstrip(".… ")  # ``"Saturday: ..."``: a line that starts so
+        for i, line in enumerate(folded):
+            if line == quote:
+                j = i - 1 if above else i + 1
+                if 0 <= j < len(lines) and folded[j] not in labels:
+                    near.append(lines[j])
+            elif head and line.startswith(head):
+                starting.append(lines[i])
+    texts = starting or near or [t for node in obs.elements if node.text
+                        for t in (node.text.strip(), *lines_of(node.text)) if t.casefold() not in labels]
+    out = [choice for text in texts for choice in (text, *values_in(text)) if choice.strip()]
+    shown = " ".join(lines).casefold()
+    out += [m.strip() for m in remembered if m.strip() and m.strip().casefold() in shown]
+    out = list(dict.fromkeys(out))
+    asked = {_ASKED_SHAPES[w] for w in re.findall(r"[\w-]+", goal.casefold()) if w in _ASKED_SHAPES}
+    return [c for c in out if shape(c) in asked] or out
+
+
+def lines_of(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def without_finish(schema: dict) -> dict:

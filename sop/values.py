@@ -51,13 +51,19 @@ STRONG = ("time", "email", "card", "phone", "domain", "amount", "digits")
 
 
 def values_in(text: str) -> list[str]:
-    """The values of a telling shape (:data:`STRONG`) inside ``text``, longest shape first, each once
-    (``Your code is 482913`` → ``482913``; ``Savings $1,204.50`` → ``$1,204.50``, ``1``, ``204``, ``50``)."""
-    out: list[str] = []
+    """The values of a telling shape (:data:`STRONG`) inside ``text``, each once, none inside another
+    (``Your code is 482913`` → ``482913``; ``Savings $1,204.50`` → ``$1,204.50``; ``(555) 014-8974`` →
+    itself, not its digits)."""
+    taken: list[tuple[int, int]] = []
+    found: list[tuple[int, str]] = []
     for name, pattern in _SHAPES:
-        if name in STRONG:
-            out += [m.group(0) for m in pattern.finditer(text) if m.group(0) not in out]
-    return out
+        if name not in STRONG:
+            continue
+        for m in pattern.finditer(text):
+            if not any(a <= m.start() and m.end() <= b for a, b in taken):
+                taken.append(m.span())
+                found.append((m.start(), m.group(0)))
+    return list(dict.fromkeys(value for _, value in sorted(found)))
 
 
 @dataclass(frozen=True)

@@ -616,17 +616,29 @@ def test_pointing_at_a_step_with_nothing_to_act_on_finishes_only_where_the_task_
     assert {"$ref": "#/$defs/Finish"} not in find["anyOf"] and {"$ref": "#/$defs/Tap"} in find["anyOf"]
 
 
-def test_an_answer_read_off_the_screen_is_a_text_it_shows_and_not_a_label_the_step_names():
+def test_an_answer_read_off_the_screen_is_what_the_step_points_at():
+    """The choices of an answer the procedure asks for: the line a step's quoted words point at (after a
+    label, before it for ``above``, a line starting with them), the values inside, or every text when the
+    step points nowhere; a label the step quotes is never one, and a task that asks for an email keeps
+    the email."""
     from edgepilot.perception.types import Bounds, Observation, UINode
     from edgepilot.runtime.roles import answer_choices
 
-    def node(i: int, text: str) -> UINode:
-        return UINode(text=text, bounds=Bounds(left=0, top=i * 10, right=100, bottom=i * 10 + 10))
+    def screen(*texts: str) -> Observation:
+        return Observation(nodes=tuple(UINode(text=t, bounds=Bounds(left=0, top=i * 10, right=100, bottom=i * 10 + 9))
+                                       for i, t in enumerate(texts)), screen_width=100, screen_height=400)
 
-    obs = Observation(nodes=(node(0, "Android version"), node(1, "14"), node(2, "Inbox\nYour code is 482913")),
-                      screen_width=100, screen_height=100)
-    choices = answer_choices(obs, 'Read the value asked for under "Android version".', ["Ann"])
-    assert choices == ["14", "Inbox\nYour code is 482913", "482913", "Inbox", "Your code is 482913", "Ann"]
+    about = screen("About phone", "Device name", "Virtual Phone", "Android version", "14")
+    assert answer_choices(about, 'Read the value under "Android version".') == ["14"]
+    contact = screen("Ann Lee", "555-0110", "Mobile", "ann@example.com", "Email")
+    step = 'Read the number above "Mobile" or the address above "Email", whichever was asked.'
+    assert answer_choices(contact, step) == ["555-0110", "ann@example.com"]
+    assert answer_choices(contact, step, goal="Find Ann Lee's email") == ["ann@example.com"]
+    week = screen("Forecast", "Friday: Cloudy, high 72°F", "Saturday: Rain, high 55°F")
+    assert answer_choices(week, 'Read the line that starts with "Saturday:".') == ["Saturday: Rain, high 55°F", "55"]
+    inbox = screen("Inbox\nYour code is 482913")
+    assert answer_choices(inbox, "Read the code in the newest message.", ["482913", "elsewhere"]) == [
+        "Inbox\nYour code is 482913", "482913", "Inbox", "Your code is 482913"]
 
 
 def test_a_step_read_loosely_is_done_only_as_it_reads():
