@@ -6,7 +6,9 @@
 #   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
 #
 # Without DEVICE, the CPU recipe (run 5 in docs/distill.md, 52 min on 2 cores). With DEVICE=cuda, the GPU
-# recipe (run 6: all 30 blocks, 10 epochs, 16 examples a pass; 4 min of training on an H100).
+# recipe (run 11: pointer data, all 30 blocks, 10 epochs, 16 examples a pass; 6 min of training on an H200
+# beside two other runs). On a GPU machine without llama-cpp-python, run the collect and `distill encode`
+# stages here and train there (docs/distill.md, "Training").
 # The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
 # adapter, its recipe and its eval table (RUN/eval/eval.json, if `edgepilot distill eval` ran) into
 # runtime/models/adapters/ as smollm2-135m-agent, the default model: install only a student that
@@ -24,7 +26,12 @@ stage() {
     "$@"
     printf '%s\t%s\n' "$name" "$((SECONDS - start))" | tee -a "$log" >&2
 }
-stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-share 0.15 --workers 2
+if [ "${DEVICE:-cpu}" = cuda ]; then  # run 11: the planner points at the procedure's step (--step-refs)
+    stage collect "$EP" distill collect --run "$RUN" --per-template 5 --reflection-share 0.15 --sop-share 0.8 \
+        --step-refs --workers 2
+else
+    stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-share 0.15 --workers 2
+fi
 # 2.2 epochs in ~51 min on 2 cores: the LoRA on the last 10 of the 30 blocks (--top-layers), the 20 below run
 # once (~10 min) and every epoch runs the top 10 on their output; the gradient runs through each answer and
 # the 32 prompt tokens before it (--window), the system prompt's cache is shared by 8 optimizer steps
