@@ -195,8 +195,17 @@ def test_the_encoded_copy_is_read_back_without_llama_cpp_and_redone_when_the_dat
     from edgepilot.distill.encode import ChatEncoder, encode_dataset_file, encoded_path, read_encoded
     from edgepilot.runtime.models.builtin import builtin_path
 
+    from click.testing import CliRunner
+
+    from edgepilot.runtime.cli import main
+
+    missing = CliRunner().invoke(main, ["distill", "encode", "--run", str(tmp_path)])
+    assert missing.exit_code == 1 and "run `edgepilot distill collect` first" in missing.output
     dataset = tmp_path / "dataset.jsonl"
     shutil.copy(run_dir / "dataset.jsonl", dataset)
+    result = CliRunner().invoke(main, ["distill", "encode", "--run", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["examples"] == len(read_jsonl(dataset))  # llama.cpp logs to stderr
     made = encode_dataset_file(dataset, builtin_path())
     rows = read_jsonl(dataset)
     assert encoded_path(dataset).is_file() and made.rows == len(rows) == len(made.examples)
