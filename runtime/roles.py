@@ -394,8 +394,9 @@ def finishing(schema: dict, *, answer: bool, choices: Iterable[str] = ()) -> dic
     return narrowed
 
 
-_ASKED_SHAPES = {"email": "email", "e-mail": "email", "phone": "phone"}
-"""Words of a task that ask for a value of one shape (``what's the phone number of ...``)."""
+_ASKED_SHAPES = ((re.compile(r"\be-?mail\b"), "email"), (re.compile(r"\b(?:phone )?number\b"), "phone"))
+"""Words of a task that ask for a value of one shape (``what's the phone number of ...``); ``phone`` alone
+does not (``the Android version of this phone``)."""
 
 
 def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), goal: str = "") -> list[str]:
@@ -434,7 +435,7 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
     shown = " ".join(lines).casefold()
     out += [m.strip() for m in remembered if m.strip() and m.strip().casefold() in shown]
     out = list(dict.fromkeys(out))
-    asked = {_ASKED_SHAPES[w] for w in re.findall(r"[\w-]+", goal.casefold()) if w in _ASKED_SHAPES}
+    asked = {wanted for words, wanted in _ASKED_SHAPES if words.search(goal.casefold())}
     return [c for c in out if shape(c) in asked] or out
 
 
