@@ -311,6 +311,17 @@ class RoleAgent(AgentBase):
                      ways[0] if ways else None)
         return number, words
 
+    def unworded_step(self, schema: dict, number: int, obs: Observation) -> dict:
+        """The decider's ``schema`` for a pointed step with nothing to act on: only finishing where the task ends
+        there (:meth:`SopProgress.closes`), with an answer read where the step points when the procedure asks
+        for one (:func:`answer_choices`); anything but finishing elsewhere (``Find the row of the alarm``)."""
+        if self.sop is None:
+            return schema
+        if not self.sop.closes(number):
+            return without_finish(schema)
+        choices = answer_choices(obs, self.sop.steps[number - 1].text, self.memory, self.goal)
+        return finishing(schema, answer=self.sop.answers(number), choices=choices)
+
     def grounding(self, schema: dict, subgoal: str, obs: Observation) -> dict | None:
         """``schema`` narrowed to what ``subgoal`` names (:func:`ground_subgoal`); a label the screen lacks is
         searched by scrolling the first way whose list end this subgoal has not reached yet."""
@@ -364,11 +375,8 @@ class RoleAgent(AgentBase):
         if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
             number, words = pointed
             self.plan = self.plan.model_copy(update={"subgoal": words or self.sop.steps[number - 1].text})
-            if words is None:  # a step with nothing to act on: the task ends there, or it does not
-                step = self.sop.steps[number - 1].text
-                schema = (finishing(schema, answer=self.sop.answers(number),
-                                    choices=answer_choices(obs, step, self.memory, self.goal))
-                          if self.sop.closes(number) else without_finish(schema))
+            if words is None:
+                schema = self.unworded_step(schema, number, obs)
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,

@@ -404,16 +404,17 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
 
     Where the step quotes where to look, the texts it points to: a line that starts with quoted words (``the
     line that starts with "Saturday:"``, ``the line "Saturday: ..."``), else the line after a quoted label
-    (``under "Phone"``) or before it (``above "Mobile"``). Else every text of the screen. With them, the values of a telling shape inside
-    (a code in a message, an amount in a row: :func:`~edgepilot.sop.values.values_in`), then what the planner
-    remembered that the screen shows. A quoted label itself is never an answer (it names where to look).
+    (``under "Phone"``) or before it (``above "Mobile"``). Else every text of the screen. With them, the
+    values of a telling shape inside (a code in a message, an amount in a row:
+    :func:`~edgepilot.sop.values.values_in`), then what the planner remembered that the screen shows. A quoted
+    label itself is never an answer (it names where to look).
     Where ``goal`` asks for an email address or a phone number and some choices have that shape, only those
     stay (``Read the number above "Mobile" or the address above "Email", whichever was asked``). Empty when
     the screen has no text.
     """
     from edgepilot.sop.values import shape, values_in
 
-    lines = [line.strip() for node in obs.elements if node.text for line in node.text.split("\n") if line.strip()]
+    lines = [line for node in obs.elements for line in _lines(node.text)]
     folded = [line.casefold() for line in lines]
     quotes = [(m[1].strip().casefold(), step[:m.start()].split()[-1:]) for m in re.finditer(r'"([^"]+)"', step)]
     labels = {q for q, _ in quotes}
@@ -430,7 +431,7 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
             elif head and line.startswith(head):
                 starting.append(lines[i])
     texts = starting or near or [t for node in obs.elements if node.text
-                        for t in (node.text.strip(), *lines_of(node.text)) if t.casefold() not in labels]
+                                 for t in (node.text.strip(), *_lines(node.text)) if t.casefold() not in labels]
     out = [choice for text in texts for choice in (text, *values_in(text)) if choice.strip()]
     shown = " ".join(lines).casefold()
     out += [m.strip() for m in remembered if m.strip() and m.strip().casefold() in shown]
@@ -439,7 +440,7 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
     return [c for c in out if shape(c) in asked] or out
 
 
-def lines_of(text: str) -> list[str]:
+def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 

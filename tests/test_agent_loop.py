@@ -579,9 +579,8 @@ def test_pointing_at_a_step_with_nothing_to_act_on_finishes_only_where_the_task_
     """A step the task ends on (``Read ...`` before ``Finish and answer ...``, ``Finish when ...``) leaves the
     decider only finishing, with a non-empty answer where the procedure asks for one; any other step with
     nothing to act on (``Find the row of the {time} alarm``) leaves it everything but finishing."""
-    from edgepilot.sop import load_library, retrieve
-
     from edgepilot.actions import Key
+    from edgepilot.sop import load_library, retrieve
     from edgepilot.sop.values import values_in
 
     _, _, device = served

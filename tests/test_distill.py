@@ -192,12 +192,11 @@ def test_the_encoded_copy_is_read_back_without_llama_cpp_and_redone_when_the_dat
     import sys
 
     pytest.importorskip("llama_cpp")
-    from edgepilot.distill.encode import ChatEncoder, encode_dataset_file, encoded_path, read_encoded
-    from edgepilot.runtime.models.builtin import builtin_path
-
     from click.testing import CliRunner
 
+    from edgepilot.distill.encode import ChatEncoder, encode_dataset_file, encoded_path, read_encoded
     from edgepilot.runtime.cli import main
+    from edgepilot.runtime.models.builtin import builtin_path
 
     missing = CliRunner().invoke(main, ["distill", "encode", "--run", str(tmp_path)])
     assert missing.exit_code == 1 and "run `edgepilot distill collect` first" in missing.output
