@@ -80,6 +80,7 @@ class ConfirmScreen(ModalScreen[str | None]):
         self._clock = clock
         self._deadline = clock() + timeout
         self._timer: Timer | None = None
+        self._answered = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -106,18 +107,29 @@ class ConfirmScreen(ModalScreen[str | None]):
         return f"{self.seconds_left()} s to answer; no answer is a refusal.  y approve · n refuse · a always"
 
     def _tick(self) -> None:
+        if self._answered:
+            return
         if self.seconds_left() <= 0:
-            self.dismiss(None)
+            self._close(None)
             return
         self.query_one("#countdown", Static).update(self._countdown())
 
-    def action_answer(self, answer: str) -> None:
+    def _close(self, answer: str | None) -> None:
+        """Dismiss once: a second tick, or a key pressed as time runs out, would pop the screen below (seen in
+        CI: ``ScreenStackError`` from a tick after the timeout's dismissal). Not ``_closed``: Textual's message
+        pump owns that name, and setting it stops the screen's messages."""
+        if self._answered:
+            return
+        self._answered = True
         self.dismiss(answer)
+
+    def action_answer(self, answer: str) -> None:
+        self._close(answer)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id in ("yes", "no", "always"):
-            self.dismiss(event.button.id)
+            self._close(event.button.id)
 
 
 # ---------------------------------------------------------------- history
