@@ -30,7 +30,8 @@ if [ "${DEVICE:-cpu}" = cuda ]; then  # run 11: the planner points at the proced
     stage collect "$EP" distill collect --run "$RUN" --per-template 5 --reflection-share 0.15 --sop-share 0.8 \
         --step-refs --workers 2
 else
-    stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-share 0.15 --workers 2
+    stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-share 0.15 --sop-share 0.8 \
+        --step-refs --workers 2
 fi
 # 2.2 epochs in ~51 min on 2 cores: the LoRA on the last 10 of the 30 blocks (--top-layers), the 20 below run
 # once (~10 min) and every epoch runs the top 10 on their output; the gradient runs through each answer and
