@@ -5,8 +5,8 @@
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
 #
-# Without DEVICE, the CPU recipe (run 13 in docs/distill.md: run 11's data, 3 epochs of the top 10 blocks,
-# 38-53 min on 2 cores; 84% / 62% with the SOPs on held-out instances / kinds). With DEVICE=cuda, the GPU
+# Without DEVICE, the CPU recipe (run 14 in docs/distill.md: run 11's data, 6 instances a template, 2.5 epochs of
+# the top 10 blocks, 49.7 min on 2 cores; 92% / 50% with the SOPs on held-out instances / kinds). With DEVICE=cuda, the GPU
 # recipe (run 11: pointer data, all 30 blocks, 10 epochs, 16 examples a pass; 6 min of training on an H200
 # beside two other runs). On a GPU machine without llama-cpp-python, run the collect and `distill encode`
 # stages here and train there (docs/distill.md, "Training").
@@ -31,17 +31,17 @@ if [ "${DEVICE:-cpu}" = cuda ]; then  # run 11: the planner points at the proced
     stage collect "$EP" distill collect --run "$RUN" --per-template 5 --reflection-share 0.15 --sop-share 0.8 \
         --step-refs --workers 2
 else
-    stage collect "$EP" distill collect --run "$RUN" --per-template 4 --reflection-share 0.15 --sop-share 0.8 \
+    stage collect "$EP" distill collect --run "$RUN" --per-template 6 --reflection-share 0.15 --sop-share 0.8 \
         --step-refs --workers 2
 fi
-# 3 epochs in 38-53 min on 2 cores (the VM's speed varies): the LoRA on the last 10 of the 30 blocks
+# 2.5 epochs in ~50 min on 2 cores (the VM's speed varies): the LoRA on the last 10 of the 30 blocks
 # (--top-layers), the 20 below run once (~5 min) and every epoch runs the top 10 on their output; the gradient
 # runs through each answer and the 32 prompt tokens before it (--window), the system prompt's cache is shared
 # by 8 optimizer steps
 if [ "${DEVICE:-cpu}" = cuda ]; then  # whole examples 16 to a pass, the gradient through every token
     stage train "$EP" distill train --run "$RUN" --epochs 10 --lr 1e-3 --grad-accum 1 --batch 16 --device cuda
 else
-    stage train "$EP" distill train --run "$RUN" --epochs 3 --lr 1e-3 --grad-accum 2 --max-minutes 56 --threads 2 \
+    stage train "$EP" distill train --run "$RUN" --epochs 2.5 --lr 1e-3 --grad-accum 2 --max-minutes 56 --threads 2 \
         --top-layers 10
 fi
 stage export  "$EP" distill export  --run "$RUN" --merged   # + the merged f16, Q8_0 and Q4_K_M models
