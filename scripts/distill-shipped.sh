@@ -5,10 +5,10 @@
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
 #
-# Without DEVICE, the CPU recipe (run 14 in docs/distill.md: run 11's data, 6 instances a template, 2.5 epochs of
-# the top 10 blocks, 49.7 min on 2 cores; 92% / 50% with the SOPs on held-out instances / kinds). With DEVICE=cuda, the GPU
-# recipe (run 11: pointer data, all 30 blocks, 10 epochs, 16 examples a pass; 6 min of training on an H200
-# beside two other runs). On a GPU machine without llama-cpp-python, run the collect and `distill encode`
+# Without DEVICE, the CPU recipe (run 14 in docs/distill.md: run 11's data, 6 instances a template, 2.5
+# epochs of the top 10 blocks, 49.7 min on 2 cores; 92% / 50% with the SOPs on held-out instances / kinds).
+# With DEVICE=cuda, the GPU recipe (run 11: pointer data, all 30 blocks, 10 epochs, 16 examples a pass;
+# 6 min of training on an H200 beside two other runs). On a GPU machine without llama-cpp-python, run the collect and `distill encode`
 # stages here and train there (docs/distill.md, "Training").
 # The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
 # adapter, its recipe and its eval table (RUN/eval/eval.json, if `edgepilot distill eval` ran) into
@@ -27,13 +27,10 @@ stage() {
     "$@"
     printf '%s\t%s\n' "$name" "$((SECONDS - start))" | tee -a "$log" >&2
 }
-if [ "${DEVICE:-cpu}" = cuda ]; then  # run 11: the planner points at the procedure's step (--step-refs)
-    stage collect "$EP" distill collect --run "$RUN" --per-template 5 --reflection-share 0.15 --sop-share 0.8 \
-        --step-refs --workers 2
-else
-    stage collect "$EP" distill collect --run "$RUN" --per-template 6 --reflection-share 0.15 --sop-share 0.8 \
-        --step-refs --workers 2
-fi
+# the planner points at the procedure's step (--step-refs); instances a template: 5 (run 11, GPU), 6 (run 14, CPU)
+per_template=$([ "${DEVICE:-cpu}" = cuda ] && echo 5 || echo 6)
+stage collect "$EP" distill collect --run "$RUN" --per-template "$per_template" --reflection-share 0.15 --sop-share 0.8 \
+    --step-refs --workers 2
 # 2.5 epochs in ~50 min on 2 cores (the VM's speed varies): the LoRA on the last 10 of the 30 blocks
 # (--top-layers), the 20 below run once (~5 min) and every epoch runs the top 10 on their output; the gradient
 # runs through each answer and the 32 prompt tokens before it (--window), the system prompt's cache is shared
