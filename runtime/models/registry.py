@@ -50,7 +50,7 @@ def resolve(spec: str | None, config: Config | None = None) -> ModelSpec:
     if path.suffix == ".gguf" or path.exists():
         return ModelSpec(path.stem, "gguf", str(path))
     known = [*BUILTIN, *ADAPTERS, *config.models]
-    raise ConfigError(f"unknown model {spec!r}; use a built-in name ({', '.join(BUILTIN)}), a name from "
+    raise ConfigError(f"unknown model {spec!r}; use a built-in name ({', '.join([*BUILTIN, *ADAPTERS])}), a name from "
                       f"[models] in config.toml ({', '.join(config.models) or 'none set'}), a .gguf path or "
                       f"an http(s) URL of an OpenAI-compatible server. Known: {', '.join(known)}")
 
