@@ -5,8 +5,8 @@
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
 #
-# Without DEVICE, the CPU recipe (run 14 in docs/distill.md: run 11's data, 6 instances a template, 2.5
-# epochs of the top 10 blocks, 49.7 min on 2 cores; 92% / 50% with the SOPs on held-out instances / kinds).
+# Without DEVICE, the CPU recipe (runs 14 and 15 in docs/distill.md, run 15 shipped: run 11's data, 6 instances a template, 2.5
+# epochs of the top 10 blocks, 49.7 min on the 2-core EPYC, 50.7 on the Xeon; 92% / 50% with the SOPs on held-out instances / kinds).
 # With DEVICE=cuda, the GPU recipe (run 11: pointer data, all 30 blocks, 10 epochs, 16 examples a pass;
 # 6 min of training on an H200 beside two other runs). On a GPU machine without llama-cpp-python, run the collect and `distill encode`
 # stages here and train there (docs/distill.md, "Training").
