@@ -49,10 +49,10 @@ def resolve(spec: str | None, config: Config | None = None) -> ModelSpec:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" or path.exists():
         return ModelSpec(path.stem, "gguf", str(path))
-    known = [*BUILTIN, *ADAPTERS, *config.models]
-    raise ConfigError(f"unknown model {spec!r}; use a built-in name ({', '.join([*BUILTIN, *ADAPTERS])}), a name from "
+    builtin = [*BUILTIN, *ADAPTERS]
+    raise ConfigError(f"unknown model {spec!r}; use a built-in name ({', '.join(builtin)}), a name from "
                       f"[models] in config.toml ({', '.join(config.models) or 'none set'}), a .gguf path or "
-                      f"an http(s) URL of an OpenAI-compatible server. Known: {', '.join(known)}")
+                      f"an http(s) URL of an OpenAI-compatible server. Known: {', '.join([*builtin, *config.models])}")
 
 
 def open_model(spec: str | None = None, config: Config | None = None, *, lora_path: str | None = None) -> ModelBackend:
