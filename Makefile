@@ -24,7 +24,7 @@ bench: $(STAMP) $(LLM_STAMP)
 	$(VENV)/bin/edgepilot bench --suite observe
 	$(VENV)/bin/edgepilot bench --agent model --baseline --split test --per-template 1
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"  # first: the CPU build (distill), not the CUDA one pip would pick

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole distillation pipeline with the oracle teacher, each stage timed: the run measured in
-# docs/distill.md, and the way a model for runtime/models/adapters/ (smollm2-135m-agent) is made.
+# docs/distill.md, and the way a model for src/edgepilot/models/adapters/ (smollm2-135m-agent) is made.
 #
 #   scripts/distill-shipped.sh [RUN_FOLDER] [EDGEPILOT]     (defaults: runs/shipped, .venv/bin/edgepilot)
 #   DEVICE=cuda scripts/distill-shipped.sh [RUN_FOLDER]      (on an NVIDIA GPU: the recipe of the shipped model)
@@ -12,7 +12,7 @@
 # stages here and train there (docs/distill.md, "Training").
 # The settings are those of that run (each stage's recipe.json records them). INSTALL=1 copies the
 # adapter, its recipe and its eval table (RUN/eval/eval.json, if `edgepilot distill eval` ran) into
-# runtime/models/adapters/ as smollm2-135m-agent, the default model: install only a student that
+# src/edgepilot/models/adapters/ as smollm2-135m-agent, the default model: install only a student that
 # beats the one shipped there (its eval table is smollm2-135m-agent.eval.json).
 set -euo pipefail
 RUN=${1:-runs/shipped}
@@ -44,7 +44,7 @@ fi
 stage export  "$EP" distill export  --run "$RUN" --merged   # + the merged f16, Q8_0 and Q4_K_M models
 awk 'NR > 1 { s += $2 } END { printf "pipeline: %d s (%.1f min)\n", s, s / 60 }' "$log" >&2
 if [ "${INSTALL:-0}" = 1 ]; then
-    dest=runtime/models/adapters
+    dest=src/edgepilot/models/adapters
     cp "$RUN/student-lora.gguf" "$dest/smollm2-135m-agent.lora.gguf"
     cp "$RUN/student/recipe.json" "$dest/smollm2-135m-agent.recipe.json"
     if [ -f "$RUN/eval/eval.json" ]; then  # the table, without each episode's record

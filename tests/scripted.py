@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgepilot.runtime.models.base import Completion
+from edgepilot.models.base import Completion
 
 
 class ScriptedBackend:

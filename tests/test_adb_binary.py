@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_adb_server import FAKE_PNG, FakePhone
 
 from edgepilot.sim.adb import AdbServer
-from test_adb_server import FAKE_PNG, FakePhone
 
 ADB = "/usr/bin/adb"
 

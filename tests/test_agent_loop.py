@@ -11,12 +11,13 @@ import pytest
 from scripted import ScriptedBackend
 
 from edgepilot.actions import OpenApp, Swipe, Tap
+from edgepilot.agent.agents import ReactAgent, RoleAgent
+from edgepilot.agent.loop import run_agent
+from edgepilot.agent.roles import PLANNER, REFLECTOR, parse_react, render
+from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
 from edgepilot.errors import ConfigError
-from edgepilot.runtime.agent import ReactAgent, RoleAgent
-from edgepilot.runtime.loop import GateDecision, run_agent
-from edgepilot.runtime.models.base import Completion
-from edgepilot.runtime.roles import PLANNER, REFLECTOR, parse_react, render
-from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
+from edgepilot.models.base import Completion
+from edgepilot.policy.gate import GateDecision
 
 
 def _plan(subgoal: str, memory: str = "") -> str:
@@ -134,7 +135,7 @@ def test_going_back_and_forth_is_a_loop_and_the_looping_tap_is_banned_there(serv
 
 
 def test_the_decider_grammar_only_offers_what_the_screen_allows(served):
-    from edgepilot.runtime.roles import DECIDER, decider_schema_for
+    from edgepilot.agent.roles import DECIDER, decider_schema_for
 
     phone, _, device = served
     home = device.observe()
@@ -243,7 +244,7 @@ def test_role_schemas_bound_every_string():
 
 
 def test_max_tokens_cover_the_longest_answer_each_schema_allows():
-    from edgepilot.runtime.roles import DECIDER, max_answer_chars
+    from edgepilot.agent.roles import DECIDER, max_answer_chars
 
     for role in (PLANNER, DECIDER, REFLECTOR):
         assert role.max_tokens >= max_answer_chars(role.schema), role.name  # one token per char, worst case
@@ -251,7 +252,7 @@ def test_max_tokens_cover_the_longest_answer_each_schema_allows():
 
 
 def test_role_answers_with_raw_newlines_in_strings_still_parse():
-    from edgepilot.runtime.roles import RoleCall
+    from edgepilot.agent.roles import RoleCall
 
     record = RoleCall("planner", [])
     plan = PLANNER.parse('{"progress": "a", "subgoal": "b", "memory": "1.0}\n\nYou"}', record)
@@ -325,8 +326,8 @@ def test_a_back_press_is_not_a_step_read_and_the_procedure_goes_back_with_the_sc
 
 
 def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
-    from edgepilot.runtime.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy
-    from edgepilot.runtime.policy.confirm import ConfirmResult
+    from edgepilot.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy
+    from edgepilot.policy.confirm import ConfirmResult
     from edgepilot.sop import load_library, retrieve
 
     _, _, device = served
@@ -372,7 +373,7 @@ class _SlowBackend(ScriptedBackend):
 def test_a_stop_while_the_model_thinks_ends_the_run_without_acting(served, tmp_path):
     import threading
 
-    from edgepilot.runtime.loop import RunControl
+    from edgepilot.agent.loop import RunControl
 
     phone, _, device = served
     settings = device.observe().find(text="Settings")[0]
@@ -392,7 +393,7 @@ def test_a_paused_run_waits_and_resumes(served):
     import threading
     import time
 
-    from edgepilot.runtime.loop import RunControl
+    from edgepilot.agent.loop import RunControl
 
     _, _, device = served
     backend = ScriptedBackend(decider=['{"type": "swipe", "direction": "up"}'])
@@ -414,7 +415,7 @@ def test_a_paused_run_waits_and_resumes(served):
 def test_stopping_a_paused_run_ends_it(served):
     import threading
 
-    from edgepilot.runtime.loop import RunControl
+    from edgepilot.agent.loop import RunControl
 
     _, _, device = served
     control = RunControl()
@@ -425,11 +426,11 @@ def test_stopping_a_paused_run_ends_it(served):
 
 
 def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
-    from edgepilot.runtime.config import Config
-    from edgepilot.runtime.devices import OpenDevice
-    from edgepilot.runtime.policy import DEFAULT_POLICY, load_policy
-    from edgepilot.runtime.policy.confirm import RefuseAll
-    from edgepilot.runtime.session import execute, prepare_run
+    from edgepilot.agent.session import execute, prepare_run
+    from edgepilot.config import Config
+    from edgepilot.devices import OpenDevice
+    from edgepilot.policy import DEFAULT_POLICY, load_policy
+    from edgepilot.policy.confirm import RefuseAll
 
     phone, _, device = served
     backend = _SlowBackend(0.0, decider=['{"type": "open_app", "app": "Bank"}',
@@ -491,7 +492,7 @@ def test_voting_takes_the_commonest_valid_answer_and_ignores_invalid_ones(served
 
 def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(served):
     from edgepilot.actions import Key, OpenApp
-    from edgepilot.runtime.roles import decider_schema_for, ground_subgoal
+    from edgepilot.agent.roles import decider_schema_for, ground_subgoal
 
     phone, _, device = served
     device.act(OpenApp(app="Bank"))
@@ -620,8 +621,8 @@ def test_an_answer_read_off_the_screen_is_what_the_step_points_at():
     label, before it for ``above``, a line starting with them), the values inside, or every text when the
     step points nowhere; a label the step quotes is never one, and a task that asks for an email keeps
     the email."""
+    from edgepilot.agent.roles import answer_choices
     from edgepilot.perception.types import Bounds, Observation, UINode
-    from edgepilot.runtime.roles import answer_choices
 
     def screen(*texts: str) -> Observation:
         return Observation(nodes=tuple(UINode(text=t, bounds=Bounds(left=0, top=i * 10, right=100, bottom=i * 10 + 9))
@@ -676,7 +677,7 @@ def test_a_tap_on_a_name_the_screen_lacks_scrolls_the_list_until_it_shows_then_t
     """The planner names a contact the screen does not show; the decider is grounded to scroll its list (up,
     then down once a scroll changes nothing) and, once the name is in sight, to tap it."""
     from edgepilot.actions import Key, Swipe
-    from edgepilot.runtime.roles import decider_schema_for, ground_subgoal
+    from edgepilot.agent.roles import decider_schema_for, ground_subgoal
 
     phone, _, device = served
     device.act(OpenApp(app="Contacts"))

@@ -20,8 +20,6 @@ from edgepilot.sim.apps.notes import Notes
 from edgepilot.sim.phone import VirtualPhone
 from edgepilot.sim.tasks.oracle import select
 
-
-
 # ---------------------------------------------------------------- driving helpers
 
 

@@ -9,9 +9,9 @@ import random
 import pytest
 from click.testing import CliRunner
 
+from edgepilot.cli.main import main
 from edgepilot.errors import PolicyError
-from edgepilot.runtime.cli import main
-from edgepilot.runtime.policy import AuditLog, verify
+from edgepilot.policy import AuditLog, verify
 
 
 def _log(tmp_path, n=5) -> AuditLog:
@@ -58,7 +58,7 @@ def test_entries_cut_off_the_end_are_caught(tmp_path):
 
 
 def test_a_rehashed_forgery_still_breaks_the_links(tmp_path):
-    from edgepilot.runtime.policy.audit import entry_hash
+    from edgepilot.policy.audit import entry_hash
 
     log = _log(tmp_path)
     lines = _lines(log)

@@ -2,9 +2,9 @@
 
 import pytest
 
+from edgepilot.config import Config, load_config
 from edgepilot.errors import ConfigError, ModelError
-from edgepilot.runtime.config import Config, load_config
-from edgepilot.runtime.models.registry import list_models, open_model, resolve
+from edgepilot.models.registry import list_models, open_model, resolve
 
 
 def test_no_file_means_defaults(tmp_path):
@@ -74,8 +74,8 @@ def test_opening_a_missing_file_or_a_lora_on_a_server_fails_clearly(tmp_path):
 
 
 def test_a_builtin_base_with_its_adapter_resolves_to_the_base_file_and_the_adapter(tmp_path, monkeypatch):
-    from edgepilot.runtime.models import builtin
-    from edgepilot.runtime.models.registry import base_of
+    from edgepilot.models import builtin
+    from edgepilot.models.registry import base_of
 
     name, base, file = "tiny-agent", "smollm2-135m", "tiny-agent.lora.gguf"
     monkeypatch.setitem(builtin.ADAPTERS, name, (base, file, "a test adapter"))
@@ -96,7 +96,7 @@ def test_each_shipped_adapter_is_the_one_its_recipe_and_eval_table_describe():
     import hashlib
     import json
 
-    from edgepilot.runtime.models import builtin
+    from edgepilot.models import builtin
 
     assert builtin.DEFAULT_MODEL in builtin.ADAPTERS and Config().model == builtin.DEFAULT_MODEL
     for name, (base, file, _) in builtin.ADAPTERS.items():

@@ -1,11 +1,11 @@
 """The daemon as a user meets it: a real process, its real socket, real hotkeys on Xvfb, the real model.
 
-Three daemons serve the tests, each a real ``python -m edgepilot.runtime.daemon
+Three daemons serve the tests, each a real ``python -m edgepilot daemon
 start --foreground`` process with its own folders:
 
 - ``real``: the bundled SmolLM2 model on an Xvfb display (hotkeys on): runs on
   the virtual phone end to end, the hotkeys, a device that goes away.
-- ``scripted``: a scripted model (runtime/daemon/testing.py), no display: only
+- ``scripted``: a scripted model (daemon/testing.py), no display: only
   for the queue and confirmation mechanics, and the socket's defences.
 - a daemon whose model does not load, started in the background by the CLI.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepilot.runtime.daemon.client import DaemonClient, DaemonError, DaemonNotRunning
+from edgepilot.daemon.client import DaemonClient, DaemonError, DaemonNotRunning
 
 PROMPT_TITLE = "edgepilot: new task"
 
@@ -89,7 +89,7 @@ class DaemonProcess:
         if path_prefix:
             self.env["PATH"] = f"{path_prefix}{os.pathsep}{self.env['PATH']}"
         self.log = root / "daemon.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgepilot.runtime.daemon", "start", "--foreground",
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgepilot", "daemon", "start", "--foreground",
                                       *args], env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
@@ -110,7 +110,7 @@ class DaemonProcess:
         return DaemonClient.connect(self.socket, token=self.token, timeout=timeout)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "edgepilot.runtime.daemon", *args], env=self.env,
+        return subprocess.run([sys.executable, "-m", "edgepilot", "daemon", *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
@@ -388,7 +388,7 @@ def test_a_model_that_fails_to_load_keeps_the_daemon_up(tmp_path):
                "EDGEPILOT_CONFIG": str(tmp_path / "none.toml"), "DISPLAY": display}
 
         def cli(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "edgepilot.runtime.daemon", *args], env=env,
+            return subprocess.run([sys.executable, "-m", "edgepilot", "daemon", *args], env=env,
                                   capture_output=True, text=True, timeout=60)
 
         def xdotool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -503,7 +503,7 @@ def test_a_device_that_disappears_ends_the_run_not_the_daemon(real, served):
     assert json.loads((trajectory / "result.json").read_text())["status"] == "error"
     assert (trajectory / "meta.json").is_file()
     if real.audit.exists():
-        from edgepilot.runtime.policy.audit import verify
+        from edgepilot.policy.audit import verify
 
         assert verify(real.audit).ok
 
@@ -541,8 +541,8 @@ def _ask(sock: socket.socket, request: dict) -> dict:
 
 
 def test_daemon_settings_are_checked(tmp_path):
+    from edgepilot.config import Config, load_config
     from edgepilot.errors import ConfigError
-    from edgepilot.runtime.config import Config, load_config
 
     assert Config().daemon.hotkey == "<ctrl>+<alt>+<space>" and Config().daemon.device == "desktop"
     path = tmp_path / "config.toml"

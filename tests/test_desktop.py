@@ -30,6 +30,8 @@ from edgepilot.actions import (
     Type,
     parse_action,
 )
+from edgepilot.agent.agents import RoleAgent
+from edgepilot.agent.roles import DESKTOP_KEYS, decider_schema_for, max_answer_chars
 from edgepilot.controllers.desktop import (
     DesktopDevice,
     KeysymTyper,
@@ -38,7 +40,9 @@ from edgepilot.controllers.desktop import (
     find_desktop_entry,
     keysym_for,
 )
+from edgepilot.devices import open_device, parse_desktop_spec
 from edgepilot.errors import ActionError, ConfigError, DeviceError, PerceptionError
+from edgepilot.models.base import Completion
 from edgepilot.perception.atspi import (
     CHECKED,
     EDITABLE,
@@ -55,11 +59,8 @@ from edgepilot.perception.atspi import (
     collect,
     to_node,
 )
+from edgepilot.perception.describe import describe_action
 from edgepilot.perception.types import Bounds, Observation, UINode
-from edgepilot.runtime.agent import RoleAgent, describe_action
-from edgepilot.runtime.devices import open_device, parse_desktop_spec
-from edgepilot.runtime.models.base import Completion
-from edgepilot.runtime.roles import DESKTOP_KEYS, decider_schema_for, max_answer_chars
 from edgepilot.sim.desktop.tasks import TASKS, Script, TaskContext, find, tasks
 
 # ---------------------------------------------------------------- coordinates (pure)
@@ -515,7 +516,7 @@ def test_open_device_on_a_display_and_on_a_private_xvfb(session):
 
 @pytest.mark.slow
 def test_the_reference_passes_every_desktop_task(desktop):
-    from edgepilot.runtime.desktop_bench import format_desktop, run_desktop_suite
+    from edgepilot.bench.desktop import format_desktop, run_desktop_suite
 
     report = run_desktop_suite(desktop)
     failures = [(r["instance"], r["status"], r["reason"], r["failed_checks"]) for r in report["results"]
@@ -555,7 +556,7 @@ class CalculatorModel:
 
 @pytest.mark.slow
 def test_the_model_agent_runs_the_desktop_suite_through_its_grammar(desktop):
-    from edgepilot.runtime.desktop_bench import run_desktop_suite
+    from edgepilot.bench.desktop import run_desktop_suite
 
     model = CalculatorModel()
     report = run_desktop_suite(desktop, agent="model", only=["galculator-compute"],

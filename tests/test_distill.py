@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from edgepilot.actions import parse_action
+from edgepilot.agent.roles import Plan, decider_schema_for, render
 from edgepilot.distill.collect import collect, done_rows, wants_sop
 from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.distill.teacher import fits_schema, progress_text
-from edgepilot.runtime.roles import Plan, decider_schema_for, render
 
 TEMPLATES = ["settings_wifi_toggle", "contacts_lookup_phone"]
 
@@ -163,7 +163,7 @@ def test_a_files_hash_is_remembered_until_the_file_changes(tmp_path: Path) -> No
 def test_encoding_is_llama_cpps_prompt_plus_answer(run_dir: Path) -> None:
     pytest.importorskip("llama_cpp")
     from edgepilot.distill.encode import IGNORE, ChatEncoder
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     encoder = ChatEncoder(builtin_path())
     for example in read_jsonl(run_dir / "dataset.jsonl")[:6]:
@@ -194,9 +194,9 @@ def test_the_encoded_copy_is_read_back_without_llama_cpp_and_redone_when_the_dat
     pytest.importorskip("llama_cpp")
     from click.testing import CliRunner
 
+    from edgepilot.cli.main import main
     from edgepilot.distill.encode import ChatEncoder, encode_dataset_file, encoded_path, read_encoded
-    from edgepilot.runtime.cli import main
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     missing = CliRunner().invoke(main, ["distill", "encode", "--run", str(tmp_path)])
     assert missing.exit_code == 1 and "run `edgepilot distill collect` first" in missing.output
@@ -229,7 +229,7 @@ def student(tmp_path_factory) -> dict:
         pytest.importorskip(name)
     from edgepilot.distill.export import export_lora
     from edgepilot.distill.train import TrainConfig, train
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     tmp = tmp_path_factory.mktemp("student")
     rows = [{"id": f"tiny#0/{i}/{kind}", "kind": kind, "messages": [
@@ -374,7 +374,7 @@ def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replac
                                                                                      capsys) -> None:
     torch = _training_libraries()
     from edgepilot.distill.train import BASE_CACHE_ENV, _keep, base_cache, load_base
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     ids = torch.tensor([[1, 2, 3, 400, 5000, 12]])
     cached = base_cache(builtin_path())
@@ -428,7 +428,7 @@ def _adapted_base(top: int | None = None):
     import torch
 
     from edgepilot.distill.train import TARGET_MODULES, load_base
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     torch.manual_seed(0)
     model = load_base(builtin_path(), "cpu", torch)
@@ -472,7 +472,7 @@ def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
         common_prefix,
         group_by_step,
     )
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     encoder = ChatEncoder(builtin_path())
     examples = [encoder.encode(r) for r in _item_rows((7,), reflect=True)]
@@ -508,7 +508,7 @@ def test_a_padded_batch_computes_each_examples_own_loss() -> None:
 
     from edgepilot.distill.encode import IGNORE, ChatEncoder
     from edgepilot.distill.train import _batch_loss
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     encoder = ChatEncoder(builtin_path())
     examples = [encoder.encode(r) for r in _item_rows((7,), reflect=True) + _item_rows((3,))]
@@ -541,7 +541,7 @@ def test_top_blocks_fed_the_frozen_blocks_output_compute_the_whole_models_loss()
         group_by_step,
         run_blocks,
     )
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     examples = [ChatEncoder(builtin_path()).encode(r) for r in _item_rows((3, 7))]
     groups = group_by_step(examples)
@@ -807,7 +807,7 @@ def test_step_accuracy_answers_held_out_prompts_with_the_adapter(student: dict, 
 def test_eval_steps_on_the_train_split_reads_the_runs_own_dataset(run_dir: Path, student: dict) -> None:
     from click.testing import CliRunner
 
-    from edgepilot.runtime.cli import main
+    from edgepilot.cli.main import main
 
     runner = CliRunner()
     result = runner.invoke(main, ["distill", "eval-steps", "--run", str(run_dir), "--lora", str(student["lora"]),

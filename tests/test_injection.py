@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from edgepilot.runtime.cli import main
-from edgepilot.runtime.injection_bench import run_injection
+from edgepilot.bench.injection import run_injection
+from edgepilot.cli.main import main
 from edgepilot.sim.tasks.injection import GOALS, USER_TASKS, VECTORS, cases
 
 

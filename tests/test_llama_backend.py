@@ -6,8 +6,8 @@ import pytest
 
 from edgepilot.actions import action_json_schema, parse_action
 from edgepilot.errors import ModelError
-from edgepilot.runtime.models.base import Message
-from edgepilot.runtime.models.builtin import builtin_path
+from edgepilot.models.base import Message
+from edgepilot.models.builtin import builtin_path
 
 if not os.environ.get("CI"):  # in CI a missing llama-cpp-python is a failure, never a skip
     pytest.importorskip("llama_cpp", reason="`make install-llm` installs llama-cpp-python")
@@ -15,7 +15,7 @@ if not os.environ.get("CI"):  # in CI a missing llama-cpp-python is a failure, n
 
 @pytest.fixture(scope="module")
 def backend():
-    from edgepilot.runtime.models.llama_cpp import LlamaCppBackend
+    from edgepilot.models.llama_cpp import LlamaCppBackend
 
     return LlamaCppBackend(builtin_path(), n_ctx=2048)
 
@@ -59,7 +59,7 @@ def test_a_pinned_text_is_answered_exactly_whatever_its_characters(backend):
 
 
 def test_missing_file_is_a_model_error(tmp_path):
-    from edgepilot.runtime.models.llama_cpp import LlamaCppBackend
+    from edgepilot.models.llama_cpp import LlamaCppBackend
 
     with pytest.raises(ModelError, match="does not exist"):
         LlamaCppBackend(tmp_path / "nope.gguf")
@@ -71,7 +71,7 @@ def test_unknown_builtin_is_a_model_error():
 
 
 def test_the_action_grammar_names_the_type_first_and_text_models_refuse_images(backend):
-    from edgepilot.runtime.roles import DECIDER
+    from edgepilot.agent.roles import DECIDER
 
     out = backend.complete([Message(role="user", content="Open the Settings app. Answer with a JSON action.")],
                            schema=DECIDER.schema, max_tokens=DECIDER.max_tokens)
@@ -81,8 +81,8 @@ def test_the_action_grammar_names_the_type_first_and_text_models_refuse_images(b
 
 
 def test_numbers_in_answers_are_capped_even_when_the_prompt_begs_for_huge_ones(backend):
-    from edgepilot.runtime.models.llama_cpp import _bound_numbers
-    from edgepilot.runtime.roles import DECIDER
+    from edgepilot.agent.roles import DECIDER
+    from edgepilot.models.llama_cpp import _bound_numbers
 
     out = backend.complete([Message(role="user", content=(
         'Tap the pixel at x=1000000000000000, y=99999999999999999. Answer with {"type": "tap", "target": '
@@ -145,7 +145,7 @@ def test_a_finish_that_must_answer_answers_in_the_trained_key_order(backend):
     write them (type, status, answer)."""
     import json
 
-    from edgepilot.runtime.roles import decider_schema, finishing
+    from edgepilot.agent.roles import decider_schema, finishing
 
     schema = finishing(decider_schema("android"), answer=True)
     out = backend.complete([

@@ -7,6 +7,7 @@ import sys
 import pytest
 from PIL import Image, ImageDraw
 
+from edgepilot.bench.ocr import SCREENS, _find, format_ocr, go_to, ocr_bench
 from edgepilot.errors import PerceptionError
 from edgepilot.perception import Bounds, Observation, UINode
 from edgepilot.perception.android_tree import parse_uiautomator_xml
@@ -14,7 +15,6 @@ from edgepilot.perception.change import changed_regions, hamming, observations_d
 from edgepilot.perception.fusion import add_ocr, detect_widgets, fuse, keyboard_region, observe_pixels
 from edgepilot.perception.ocr import OcrEngine, OcrSettings, TextBox, model_dir
 from edgepilot.perception.som import PALETTE, downscale, encode, set_of_marks
-from edgepilot.runtime.ocr_bench import SCREENS, _find, format_ocr, go_to, ocr_bench
 from edgepilot.sim.phone import VirtualPhone
 from edgepilot.sim.ui import font
 

@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from edgepilot.errors import ModelError
-from edgepilot.runtime.models.base import Message, ModelBackend
+from edgepilot.models.base import Message, ModelBackend
 
 httpx = pytest.importorskip("httpx", reason="pip install 'edgepilot[llm]' installs httpx")
 
-from edgepilot.runtime.models.openai_compat import OpenAICompatBackend  # noqa: E402
+from edgepilot.models.openai_compat import OpenAICompatBackend  # noqa: E402
 
 
 def chat(text="hi", usage=True):
@@ -298,7 +298,7 @@ def test_missing_httpx_is_a_model_error(monkeypatch):
 def test_llama_cpp_python_server_answers_a_constrained_completion(tmp_path):
     pytest.importorskip("llama_cpp.server.app", reason="pip install 'llama-cpp-python[server]' (fastapi, uvicorn, "
                                                        "sse-starlette, starlette-context, pydantic-settings)")
-    from edgepilot.runtime.models.builtin import builtin_path
+    from edgepilot.models.builtin import builtin_path
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -354,8 +354,8 @@ def test_a_vision_backend_gets_the_numbered_screenshot_downscaled_with_each_deci
 
     from PIL import Image
 
-    from edgepilot.runtime.agent import RoleAgent
-    from edgepilot.runtime.loop import run_agent
+    from edgepilot.agent.agents import RoleAgent
+    from edgepilot.agent.loop import run_agent
 
     _, _, device = served
     settings = device.observe().find(text="Settings")[0]
@@ -376,8 +376,8 @@ def test_a_vision_backend_gets_the_numbered_screenshot_downscaled_with_each_deci
 
 
 def test_a_text_backend_gets_no_screenshot(server, served, backend):
-    from edgepilot.runtime.agent import RoleAgent
-    from edgepilot.runtime.loop import run_agent
+    from edgepilot.agent.agents import RoleAgent
+    from edgepilot.agent.loop import run_agent
 
     server.answer("/v1/chat/completions", chat('{"type": "swipe", "direction": "up"}'))
     run_agent(served[2], RoleAgent("scroll", backend), "scroll", max_steps=1)

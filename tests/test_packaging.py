@@ -16,7 +16,7 @@ def test_non_editable_install_imports_from_any_directory(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
     code = (
-        "import sys, edgepilot, edgepilot.runtime.cli, edgepilot.sim.phone, edgepilot.sim.tasks.suite as s;"
+        "import sys, edgepilot, edgepilot.cli.main, edgepilot.sim.phone, edgepilot.sim.tasks.suite as s;"
         f"assert edgepilot.__file__.startswith({str(target)!r}), edgepilot.__file__;"
         "assert len(s.load_templates()) >= 25;"
         "assert not {'adbutils', 'llama_cpp', 'pyautogui', 'onnxruntime'} & set(sys.modules)"

@@ -3,10 +3,9 @@
 import pytest
 
 from edgepilot.actions import Tap
-from edgepilot.controllers.android import AndroidDevice
+from edgepilot.bench.tasks import ground, run_tasks
 from edgepilot.errors import ConfigError
 from edgepilot.perception import Bounds, Observation, UINode
-from edgepilot.runtime.bench import ground, run_tasks
 
 
 def test_pixels_mode_never_reads_the_tree_and_its_indices_drive_taps(served):

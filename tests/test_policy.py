@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from edgepilot.actions import Finish, Key, OpenApp, Point, Swipe, Tap, Type, Wait
+from edgepilot.agent.loop import run_agent
+from edgepilot.cli.main import main
 from edgepilot.controllers.android import AndroidDevice
 from edgepilot.errors import PolicyError
-from edgepilot.runtime.cli import main
-from edgepilot.runtime.loop import GateDecision, run_agent
-from edgepilot.runtime.policy import (
+from edgepilot.policy import (
     DEFAULT_POLICY,
     AuditLog,
     PolicyEngine,
@@ -28,7 +28,8 @@ from edgepilot.runtime.policy import (
     resolve_target,
     verify,
 )
-from edgepilot.runtime.policy.confirm import ConfirmResult
+from edgepilot.policy.confirm import ConfirmResult
+from edgepilot.policy.gate import GateDecision
 from edgepilot.sim.local import LocalTransport
 from edgepilot.sim.phone import VirtualPhone
 
@@ -248,7 +249,7 @@ def test_scope_from_the_task_sentence(task, apps):
 
 
 def test_updates_during_a_run_only_narrow():
-    from edgepilot.runtime.policy import make_rule
+    from edgepilot.policy import make_rule
 
     engine = engine_for_task("turn on wifi", load_policy(DEFAULT_POLICY))
     engine.narrow(make_rule(id="no-typing", priority=1, effect="forbid", actions=["type"], fallback="block"))
@@ -313,8 +314,8 @@ def test_gate_refuses_when_the_screen_changed_under_the_target(phone):
 
 
 def test_terminate_rule_stops_the_run_and_refusals_reach_the_trajectory(phone, tmp_path):
-    from edgepilot.runtime.agent import FnAgent
-    from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
+    from edgepilot.agent.agents import FnAgent
+    from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
 
     policy = _policy("rules:\n  - {id: no-apps, effect: forbid, actions: [open_app], fallback: terminate}\n")
     gate = PolicyGate(PolicyEngine(policy), task="t")
@@ -338,7 +339,7 @@ def test_terminal_confirmer_reads_a_tty_and_times_out():
     master, slave = os.openpty()
     with os.fdopen(slave, "r") as tty_in, open(os.devnull, "w") as out:
         confirmer = TerminalConfirmer(stdin=tty_in, stdout=out)
-        from edgepilot.runtime.policy import ConfirmRequest
+        from edgepilot.policy import ConfirmRequest
 
         request = ConfirmRequest(task="t", action="tap 'Send'", target="Send", rule="send-message",
                                  category="send_message", reason="sending", app="messages")
@@ -355,7 +356,7 @@ def test_terminal_confirmer_reads_a_tty_and_times_out():
 def test_terminal_confirmer_without_a_terminal_refuses():
     import io
 
-    from edgepilot.runtime.policy import ConfirmRequest
+    from edgepilot.policy import ConfirmRequest
 
     result = TerminalConfirmer(stdin=io.StringIO("y\n")).ask(
         ConfirmRequest(task="t", action="a", target="", rule="r", category="", reason="", app=""), timeout=1)

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgepilot.actions import Finish, Key, LongPress, OpenApp, Swipe, Tap, Type, Wait
+from edgepilot.agent.record import Control, Recorder, parse_command
+from edgepilot.agent.report import format_replay
+from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
+from edgepilot.cli.record import record
+from edgepilot.devices import open_device
 from edgepilot.errors import ActionError, DeviceError
-from edgepilot.runtime.cli_record import record
-from edgepilot.runtime.devices import open_device
-from edgepilot.runtime.record import Control, Recorder, parse_command
-from edgepilot.runtime.report import format_replay
-from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,12 @@ import json
 import re
 
 import pytest
-from edgepilot.errors import ConfigError
-from edgepilot.runtime.report import THUMB_WIDTH, format_replay, write_report
-from edgepilot.runtime.trajectory import TrajectoryWriter, read_trajectory
-from edgepilot.sim.phone import VirtualPhone
 from PIL import Image
+
+from edgepilot.agent.report import THUMB_WIDTH, format_replay, write_report
+from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
+from edgepilot.errors import ConfigError
+from edgepilot.sim.phone import VirtualPhone
 
 XSS = "<script>alert(1)</script>"
 SCALE = THUMB_WIDTH / 1080

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+from edgepilot.cli.main import main
 from edgepilot.errors import ConfigError, SopError
-from edgepilot.runtime.cli import main
 from edgepilot.sop import (
     SENSITIVE_KINDS,
     Folder,
@@ -547,7 +547,7 @@ def test_retrieval_is_quick_and_pulls_in_no_heavy_modules(bundled):
     for _ in range(20):
         retriever.retrieve("Send Ann Lee a message saying \"hello there\"")
     assert (time.perf_counter() - start) / 20 < 0.1
-    code = "import sys, edgepilot.sop; assert not {'numpy', 'edgepilot.sim', 'edgepilot.runtime'} & set(sys.modules)"
+    code = "import sys, edgepilot.sop; assert not {'numpy', 'edgepilot.sim', 'edgepilot.agent'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -594,7 +594,7 @@ def test_an_installed_copy_finds_the_bundled_sops(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
-    code = ("import edgepilot.sop as s, edgepilot.sop.evaluate as e;"
+    code = ("import edgepilot.sop as s, edgepilot.bench.sop as e;"
             f"assert s.__file__.startswith({str(target)!r}), s.__file__;"
             "lib = s.load_library(); assert len(lib) >= 30 and not lib.problems, lib.problems;"
             "assert e.EVAL_MAP.is_file();"
@@ -665,8 +665,8 @@ def test_cli_eval_json():
 
 
 def test_eval_map_covers_every_template_and_names_real_sops():
+    from edgepilot.bench.sop import load_eval_map
     from edgepilot.sim.tasks.suite import load_templates
-    from edgepilot.sop.evaluate import load_eval_map
 
     mapping, unrelated = load_eval_map()
     assert set(mapping) == set(load_templates())
@@ -678,7 +678,7 @@ def test_eval_map_covers_every_template_and_names_real_sops():
 def test_held_out_retrieval_accuracy(split, floor):
     """Measured live with the settings of `edgepilot sop eval` (docs/sops.md has the figures: 85.2%,
     99.4%, 100%); breaks when retrieval, the SOPs or the map break."""
-    from edgepilot.sop.evaluate import PER_TEMPLATE, evaluate
+    from edgepilot.bench.sop import PER_TEMPLATE, evaluate
 
     report = evaluate(split, library=load_library([Folder("bundled", BUNDLED_DIR)]), per_template=PER_TEMPLATE)
     assert report.n >= 100
@@ -686,7 +686,7 @@ def test_held_out_retrieval_accuracy(split, floor):
 
 
 def test_a_template_mapped_to_null_is_right_when_nothing_is_retrieved(tmp_path):
-    from edgepilot.sop.evaluate import evaluate, load_eval_map
+    from edgepilot.bench.sop import evaluate, load_eval_map
 
     mapping, unrelated = load_eval_map()
     mapping = {k: None for k in mapping}

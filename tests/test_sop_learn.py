@@ -10,14 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from edgepilot.actions import Finish, OpenApp, Swipe, Tap, Type
+from edgepilot.agent.learn import policy_classifier
+from edgepilot.agent.trajectory import read_trajectory
+from edgepilot.bench.episode import run_episode
+from edgepilot.bench.sop import follower_factory, learn_eval
+from edgepilot.bench.tasks import agent_factory
+from edgepilot.cli.record import record
+from edgepilot.cli.sop import sop
+from edgepilot.devices import open_device
 from edgepilot.errors import SopError
-from edgepilot.runtime.bench import agent_factory
-from edgepilot.runtime.cli_record import record
-from edgepilot.runtime.cli_sop import follower_factory, learn_eval, policy_classifier, sop
-from edgepilot.runtime.devices import open_device
-from edgepilot.runtime.episode import run_episode
-from edgepilot.runtime.policy import DEFAULT_POLICY
-from edgepilot.runtime.trajectory import read_trajectory
+from edgepilot.policy import DEFAULT_POLICY
 from edgepilot.sim.tasks.suite import load_templates
 from edgepilot.sop import load_library, load_sop, parse_sop
 from edgepilot.sop.follow import SopFollower, read_instruction
@@ -235,7 +237,7 @@ def test_every_bundled_sop_the_checker_reads_is_followed_to_its_tasks_checks(loc
     must pass the task's checks. This caught bank-transfer typing the amount before choosing the account (the
     keyboard then hid "From"), a quoted message losing its "!" (``"Happy birthday!"``), ``Open the app
     "Notes"`` read as an app called "the", and ``Swipe down from the status bar`` swiping mid-screen."""
-    from edgepilot.sop.evaluate import load_eval_map
+    from edgepilot.bench.sop import load_eval_map
     from edgepilot.sop.follow import read_alternatives, read_loosely
 
     library = load_library()

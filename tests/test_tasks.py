@@ -116,9 +116,9 @@ def test_no_task_holds_before_the_agent_acts(templates):
 
 
 def test_oracle_solves_every_template_in_about_the_declared_steps(templates):
-    from edgepilot.runtime.bench import agent_factory
-    from edgepilot.runtime.devices import open_device
-    from edgepilot.runtime.episode import run_episode
+    from edgepilot.bench.episode import run_episode
+    from edgepilot.bench.tasks import agent_factory
+    from edgepilot.devices import open_device
 
     with open_device("virtual-local", screenshot=False) as opened:
         factory = agent_factory("oracle", opened.phone)

@@ -28,12 +28,12 @@ from scripted import ScriptedBackend
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select, Static
 
+from edgepilot.agent.trajectory import read_trajectory
+from edgepilot.config import Config
+from edgepilot.devices import OpenDevice, open_device
 from edgepilot.errors import ModelError
-from edgepilot.runtime.config import Config
-from edgepilot.runtime.devices import OpenDevice, open_device
-from edgepilot.runtime.policy import DEFAULT_POLICY
-from edgepilot.runtime.policy.confirm import ConfirmRequest
-from edgepilot.runtime.trajectory import read_trajectory
+from edgepilot.policy import DEFAULT_POLICY
+from edgepilot.policy.confirm import ConfirmRequest
 from edgepilot.tui.app import EdgepilotApp
 from edgepilot.tui.blocks import BlockImage, block_rows, crop_around, fit_cells
 from edgepilot.tui.confirm import TuiConfirmer
@@ -716,7 +716,7 @@ def write_trajectories(root: Path) -> None:
 
 
 def test_the_device_picker_offers_the_virtual_phone_adb_devices_and_this_desktop(monkeypatch):
-    import edgepilot.runtime.devices as devices
+    import edgepilot.devices as devices
     from edgepilot.tui.devices import device_choices
 
     rows = [{"serial": "emulator-5554", "state": "device", "kind": "adb", "address": "127.0.0.1:5037"},
@@ -749,7 +749,7 @@ def daemon(tmp_path_factory) -> Any:
     import subprocess
     import sys
 
-    from edgepilot.runtime.daemon.client import DaemonClient, DaemonError
+    from edgepilot.daemon.client import DaemonClient, DaemonError
 
     root = tmp_path_factory.mktemp("daemon")
     script = root / "script.json"
@@ -760,7 +760,7 @@ def daemon(tmp_path_factory) -> Any:
            "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(root / "audit.jsonl")}
     env.pop("DISPLAY", None)
     log = root / "daemon.log"
-    proc = subprocess.Popen([sys.executable, "-m", "edgepilot.runtime.daemon", "start", "--foreground",
+    proc = subprocess.Popen([sys.executable, "-m", "edgepilot", "daemon", "start", "--foreground",
                              "--scripted-model", str(script), "--device", "virtual", "--no-hotkeys", "--no-notify"],
                             env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     sock = root / "run" / "daemon.sock"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from edgepilot import yamltext
+from edgepilot.config import load_config
 from edgepilot.errors import ConfigError, TaskError
-from edgepilot.runtime.config import load_config
 from edgepilot.sim.tasks.suite import load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_deep_block_nesting_is_a_yaml_error_not_a_recursion_error():
 
 
 def test_every_bundled_yaml_file_loads_as_before():
-    files = [*ROOT.glob("sim/tasks/**/*.y*ml"), ROOT / "runtime/policy/default.yaml", *ROOT.glob("sop/**/*.y*ml")]
+    files = [*ROOT.glob("src/edgepilot/**/*.y*ml")]
     assert len(files) > 8
     for path in files:
         text = path.read_text(encoding="utf-8")

@@ -1,0 +1,424 @@
+"""Agents: what picks the next action for a screen and judges what it did.
+
+- :class:`RoleAgent`: planner → decider, then reflector after the action
+  (Mobile-Agent-v2), every answer grammar-constrained; the main agent.
+- :class:`ReactAgent`: the baseline, one free-text ReAct prompt per step with
+  the same model and no grammar; answers that do not parse are failed steps.
+- :class:`FnAgent`: wraps anything with ``next_action(obs)`` (the oracle).
+
+The loop (:mod:`edgepilot.agent.loop`) calls ``decide`` on a screen, acts,
+observes again and calls ``reflect`` with the screens before and after; a
+refusal by the policy or a stuck loop reaches the agent through ``note``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from edgepilot.actions import (
+    Action,
+    Click,
+    DeviceKind,
+    DoubleClick,
+    LongPress,
+    RightClick,
+    Swipe,
+    Tap,
+    Wait,
+)
+from edgepilot.agent.roles import (
+    DECIDER,
+    PLANNER,
+    REACT,
+    REFLECTOR,
+    Plan,
+    RoleCall,
+    Verdict,
+    answer_choices,
+    decider_schema_for,
+    finishing,
+    ground_subgoal,
+    parse_react,
+    render,
+    without_finish,
+)
+from edgepilot.controllers.base import ActResult
+from edgepilot.errors import ActionError
+from edgepilot.models.base import ModelBackend
+from edgepilot.perception.describe import describe_action
+from edgepilot.perception.diff import ScreenDiff, screen_diff
+from edgepilot.perception.types import Observation
+from edgepilot.sop.follow import step_subgoals
+from edgepilot.sop.progress import SopProgress
+from edgepilot.sop.retrieve import Match
+from edgepilot.sop.screen import Screen
+
+HISTORY = 5  # recent actions shown to the model
+NEXT_STEP = "next step"
+"""A planner's subgoal that points at the procedure's step marked ``<- now`` instead of saying it."""
+STEP_REF = re.compile(r"^step (\d+)\.?$", re.IGNORECASE)
+"""A planner's subgoal that points at a step of the procedure by its number (``step 3``)."""
+SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
+"""The ways a grounded search for a label the screen lacks scrolls, in turn: the first whose end it has not
+reached; once it has reached both, the decider is free."""
+
+
+def _points_at_screen(action: Action | None, obs: Observation) -> bool:
+    """A parsed action whose element targets (if any) are elements of ``obs``."""
+    if action is None:
+        return False
+    for name in ("target", "to"):
+        value = getattr(action, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < len(obs.elements):
+            return False
+    return True
+
+
+@dataclass
+class Decision:
+    """What an agent wants to do on a screen, and the model calls it took."""
+
+    action: Action | None
+    thought: str = ""
+    plan: dict[str, str] | None = None
+    calls: list[RoleCall] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Reflection:
+    """How an action turned out: ``kind`` is worked / wrong_screen / no_change / changed / failed."""
+
+    kind: str
+    note: str = ""
+    by: str = "check"
+    calls: list[RoleCall] = field(default_factory=list)
+
+
+class StepAgent(Protocol):
+    name: str
+
+    def decide(self, obs: Observation) -> Decision: ...
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection: ...
+
+    def note(self, text: str) -> None: ...
+
+    def avoid(self, obs: Observation, action: Action) -> None: ...
+
+
+class AgentBase:
+    """History of recent actions, notes from the loop, and the cheap part of reflection."""
+
+    name = "agent"
+
+    def __init__(self, goal: str, device_kind: DeviceKind = "android") -> None:
+        self.goal = goal
+        self.device_kind: DeviceKind = device_kind
+        self.system_prompt = "system" if device_kind == "android" else f"system_{device_kind}"
+        self.history: list[str] = []
+        self.notes: list[str] = []
+        self._context: tuple[Observation, str, str] | None = None
+
+    def context(self, obs: Observation) -> str:
+        """The shared start of every prompt for this screen (identical text → cached prefix)."""
+        procedure = self.procedure_text()
+        if self._context is None or self._context[0] is not obs or self._context[1] != procedure:
+            self._context = (obs, procedure, render("context", goal=self.goal, procedure=procedure,
+                                                    screen=obs.to_text()))
+        return self._context[2]
+
+    def procedure_text(self) -> str:
+        """The SOP the agent follows, as prompt lines ('' without one)."""
+        return ""
+
+    def history_text(self) -> str:
+        if not self.history:
+            return "(none yet)"
+        first = len(self.history) - len(self.history[-HISTORY:]) + 1
+        return "\n".join(f"{first + i}. {h}" for i, h in enumerate(self.history[-HISTORY:]))
+
+    def notes_text(self) -> str:
+        return "".join(f"Warning: {n}\n" for n in self.notes[-2:])
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def avoid(self, obs: Observation, action: Action) -> None:
+        """Told by the loop that ``action`` went round in circles on this screen; by default only the note counts."""
+
+    def remember(self, action: Action, obs: Observation, outcome: str) -> None:
+        self.history.append(f"{describe_action(action, obs)} -> {outcome}")
+
+    @staticmethod
+    def cheap_reflection(action: Action, result: ActResult, diff: ScreenDiff) -> Reflection | None:
+        """A verdict without a model call, when one is obvious."""
+        if not result.ok:
+            return Reflection("failed", result.message[:200])
+        if diff.same:
+            return Reflection("no_change", "the screen did not change")
+        if isinstance(action, Wait):
+            return Reflection("changed", "the screen changed while waiting")
+        return None
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
+        verdict = (self.cheap_reflection(action, result, screen_diff(before, after))
+                   or Reflection("changed", "the screen changed"))
+        self.remember(action, before, verdict.kind)
+        return verdict
+
+
+class FnAgent(AgentBase):
+    """An agent from a function of the screen (the oracle); it never calls a model."""
+
+    def __init__(self, name: str, next_action: Callable[[Observation], Action], goal: str = "") -> None:
+        super().__init__(goal)
+        self.name = name
+        self._next = next_action
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(self._next(obs))
+
+
+def screen_image(obs: Observation, max_side: int) -> tuple[bytes, ...]:
+    """For a backend that sees images (``vision`` = the longest side it takes, 0 for none): the screenshot with
+    each element's number drawn on it (set-of-mark), downscaled; nothing for a secure or missing screenshot."""
+    if not max_side or not obs.screenshot_png or obs.secure:
+        return ()
+    from edgepilot.perception.som import downscale, set_of_marks
+
+    return (downscale(set_of_marks(obs), max_side),)
+
+
+class RoleAgent(AgentBase):
+    """Planner, decider and reflector sharing one model.
+
+    Args:
+        goal: the task in the user's words.
+        backend: the model every role runs on.
+        reflect_with_model: ask the reflector when the cheap checks cannot tell.
+        sop: the procedure to follow, if one was retrieved.
+        device_kind: ``android`` or ``desktop`` (``Device.info.kind``): picks the
+            system prompt and the action set the decider's grammar offers.
+        vote: decider answers a step (above 1: self-consistent voting, :meth:`_vote`).
+        vote_temperature: the sampling temperature of the extra answers.
+        ground: when the planner's subgoal names an action on an element this screen
+            has (``tap "Wi-Fi"``), narrow the decider's grammar to it; a tap on a label the screen
+            lacks becomes a scroll of its list, up until a scroll changes nothing, then down, and
+            once both ends were reached the decider is free again (:func:`ground_subgoal`).
+    """
+
+    name = "model"
+
+    def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
+                 sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
+                 vote_temperature: float = 0.7, ground: bool = True) -> None:
+        super().__init__(goal, device_kind)
+        self.backend = backend
+        self.ground = ground
+        self.vote = max(1, vote)
+        self.vote_temperature = vote_temperature
+        self.sop = SopProgress.start(sop) if sop is not None else None
+        self.reflect_with_model = reflect_with_model
+        self.plan = Plan(progress="nothing yet", subgoal="", memory="")
+        self.memory: list[str] = []
+        self._last_decider: RoleCall | None = None
+        self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
+        self.list_ends: dict[str, set[str]] = {}  # subgoal -> the swipe directions that reached a list's end
+
+    def avoid(self, obs: Observation, action: Action) -> None:
+        """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
+        target = getattr(action, "target", None)
+        if isinstance(action, (Tap, LongPress, Click, DoubleClick, RightClick)) and isinstance(target, int):
+            self.banned.setdefault(obs.to_text(), set()).add(target)
+
+    def memory_text(self) -> str:
+        return "; ".join(self.memory[-3:]) or "(nothing)"
+
+    def procedure_text(self) -> str:
+        if self.sop is None:
+            return ""
+        return "Procedure (follow it unless the screen disagrees):\n" + self.sop.render(screens=False).strip() + "\n"
+
+    def step_words(self, subgoal: str, obs: Observation, schema: dict) -> tuple[int, str | None] | None:
+        """What a planner's ``next step`` (the step marked ``<- now``) or ``step N`` stands for: (the step's
+        number, the step in words), or None when ``subgoal`` points at no step of the procedure.
+
+        The words are the first of the step's ways (:func:`~edgepilot.sop.follow.step_subgoals`) whose
+        target this screen has, by the grounding's rules (:func:`ground_subgoal`), else its first way; None
+        for a step that names nothing to act on (reading an answer, finishing). A pointer spares a small
+        planner the copying of the step's labels and values, which it got wrong where a step departed from
+        a flow it had trained on; ``next step`` spares it the step's number too (docs/distill.md, "Steps by
+        number").
+        """
+        if self.sop is None:
+            return None
+        said = subgoal.strip().rstrip(".")
+        m = STEP_REF.match(said)
+        number = self.sop.current if said.casefold() == NEXT_STEP else int(m[1]) if m is not None else 0
+        if not 1 <= number <= len(self.sop.steps):
+            return None
+        ways = step_subgoals(self.sop.steps[number - 1].text)
+        words = next((w for w in ways if ground_subgoal(schema, w, obs, scroll=None) is not None),
+                     ways[0] if ways else None)
+        return number, words
+
+    def unworded_step(self, schema: dict, number: int, obs: Observation) -> dict:
+        """The decider's ``schema`` for a pointed step with nothing to act on: only finishing where the task ends
+        there (:meth:`SopProgress.closes`), with an answer read where the step points when the procedure asks
+        for one (:func:`answer_choices`); anything but finishing elsewhere (``Find the row of the alarm``)."""
+        if self.sop is None:
+            return schema
+        if not self.sop.closes(number):
+            return without_finish(schema)
+        choices = answer_choices(obs, self.sop.steps[number - 1].text, self.memory, self.goal)
+        return finishing(schema, answer=self.sop.answers(number), choices=choices)
+
+    def grounding(self, schema: dict, subgoal: str, obs: Observation) -> dict | None:
+        """``schema`` narrowed to what ``subgoal`` names (:func:`ground_subgoal`); a label the screen lacks is
+        searched by scrolling the first way whose list end this subgoal has not reached yet."""
+        ends = self.list_ends.get(subgoal, set())
+        scroll = next((way for way in SEARCH_SCROLLS if way not in ends), None)
+        return ground_subgoal(schema, subgoal, obs, scroll=scroll)
+
+    def sop_sensitive(self) -> str | None:
+        """The kind of the SOP step the agent is on when that step is marked sensitive (the policy then asks)."""
+        step = self.sop.step if self.sop is not None else None
+        return (step.kind or "sensitive") if step is not None and step.sensitive else None
+
+    def _follow_sop(self, obs: Observation) -> None:
+        """Move in the SOP to the step the screen's title belongs to (:meth:`SopProgress.locate`): ahead
+        when a later step expects it, back when the run returned to a screen an earlier step expects.
+
+        The title is the app bar's (:attr:`Screen.title`, the one learned SOPs record as ``(screen: ...)``),
+        else a text near the top that cannot be acted on. A row near the top of a list is not a title: on
+        Settings' first page ``Network & internet`` names where a tap leads, and taking it for the title
+        moved the procedure past the step still to do (the tap on that row).
+        """
+        if self.sop is None or self.sop.done:
+            return
+        title = Screen.from_observation(obs).title
+        titles = [title] if title else [
+            node.text.split("\n")[0] for node in obs.elements[:10]
+            if node.text and node.bounds.bottom < obs.screen_height * 0.2
+            and not (node.clickable or node.long_clickable or node.editable)]
+        for text in titles:
+            found = self.sop.locate(text)
+            if found is not None and found != self.sop.current:
+                self.sop = self.sop.advance(found)
+                return
+
+    def decide(self, obs: Observation) -> Decision:
+        self._follow_sop(obs)
+        context = self.context(obs)
+        calls, planned = [], False
+        if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
+            plan, plan_call = PLANNER.call(self.backend, context, system=self.system_prompt,
+                                           progress=self.plan.progress,
+                                           memory=self.memory_text(), history=self.history_text(),
+                                           notes=self.notes_text())
+            calls.append(plan_call)
+            if plan is not None:
+                self.plan, planned = plan, True
+                if plan.memory.strip() and plan.memory.strip() not in self.memory:
+                    self.memory.append(plan.memory.strip())
+        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        pointed = self.step_words(self.plan.subgoal, obs, schema) if planned else None
+        if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
+            number, words = pointed
+            self.plan = self.plan.model_copy(update={"subgoal": words or self.sop.steps[number - 1].text})
+            if words is None:
+                schema = self.unworded_step(schema, number, obs)
+        grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
+        schema = grounded or schema
+        values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
+                  "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
+        images = screen_image(obs, getattr(self.backend, "vision", 0))
+        action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
+                                           images=images, **values)
+        calls.append(decide_call)
+        if self.vote > 1:
+            action, decide_call, samples = self._vote(obs, context, schema, images, values, action, decide_call)
+            calls += samples
+        self._last_decider = decide_call
+        if action is None:
+            self.history.append("(an answer that was not a valid action)")
+        plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {}) | \
+            ({"grounded": True} if grounded else {}) | ({"step_ref": pointed[0]} if pointed is not None else {})
+        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
+                        error=decide_call.error)
+
+    def _vote(self, obs: Observation, context: str, schema: dict, images: tuple[bytes, ...],
+              values: dict[str, Any], greedy: Action | None,
+              greedy_call: RoleCall) -> tuple[Action | None, RoleCall, list[RoleCall]]:
+        """Self-consistent action voting: ``vote - 1`` sampled answers beside the greedy one; the commonest wins.
+
+        Answers that do not parse, or point at no element of this screen, get no vote; a tie goes to
+        the answer seen first (the greedy one first). The prompt is the greedy call's, so llama.cpp
+        reads it once and each sample costs only its few answer tokens. Returns the winner, the call
+        that gave it (the reflector follows that conversation) and the sample calls (all recorded,
+        as ``decider-sample``).
+        """
+        answers: list[tuple[Action, RoleCall]] = [(greedy, greedy_call)] if _points_at_screen(greedy, obs) else []
+        samples = []
+        for _ in range(self.vote - 1):
+            sampled, call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
+                                         images=images, temperature=self.vote_temperature, **values)
+            call.role = "decider-sample"
+            samples.append(call)
+            if _points_at_screen(sampled, obs):
+                answers.append((sampled, call))
+        if not answers:
+            return greedy, greedy_call, samples
+        counts = Counter(a for a, _ in answers)  # actions are frozen models: equal fields, equal actions
+        best = max(range(len(answers)), key=lambda i: (counts[answers[i][0]], -i))
+        return answers[best][0], answers[best][1], samples
+
+    def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
+        diff = screen_diff(before, after)
+        verdict = self.cheap_reflection(action, result, diff)
+        if verdict is None and not self.reflect_with_model:
+            verdict = Reflection("changed", "the screen changed")
+        if verdict is None:
+            answer, call = REFLECTOR.call(self.backend, self.context(before), after=self._last_decider,
+                                          action=describe_action(action, before), result=result.message[:200],
+                                          device="computer" if self.device_kind == "desktop" else "phone",
+                                          diff=diff.summary(limit=4))
+            if isinstance(answer, Verdict):
+                verdict = Reflection(answer.outcome, answer.note, "model", [call])
+            else:
+                verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
+        self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
+        if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
+            self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
+        if self.sop is not None and not self.sop.done:
+            if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
+                self.sop = self.sop.advance()
+            elif verdict.kind == "wrong_screen":
+                self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")
+        return verdict
+
+
+class ReactAgent(AgentBase):
+    """The baseline: one free-text ReAct prompt per step, same model, no grammar."""
+
+    name = "baseline"
+
+    def __init__(self, goal: str, backend: ModelBackend, *, device_kind: DeviceKind = "android") -> None:
+        super().__init__(goal, device_kind)
+        self.backend = backend
+
+    def decide(self, obs: Observation) -> Decision:
+        text, call = REACT.call(self.backend, self.context(obs), system=self.system_prompt,
+                                history=self.history_text(), notes=self.notes_text())
+        try:
+            thought, action = parse_react(text)
+        except ActionError as exc:
+            call.error = str(exc)
+            self.history.append("(an answer that was not a valid action)")
+            return Decision(None, calls=[call], error=str(exc))
+        return Decision(action, thought=thought, calls=[call])

@@ -1,0 +1,282 @@
+"""The agent loop: observe → plan → decide → (policy gate) → act → observe → reflect.
+
+One function, :func:`run_agent`, drives any :class:`StepAgent` on any
+:class:`Device` within a step budget. It writes the trajectory step by step,
+stops an agent going round in circles (the same action on the same screen a
+third time → re-plan, and the agent may ban that action there; again → stop
+with the reason), and passes every action through ``gate`` just before
+acting: the seam where the policy engine sits. Device and model failures end
+the run with status ``error`` and a reason; they never lose the steps already
+written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgepilot.actions import Action, Finish, action_to_json
+from edgepilot.agent.agents import Decision, Reflection, StepAgent
+from edgepilot.agent.roles import RoleCall
+from edgepilot.agent.trajectory import TrajectoryWriter
+from edgepilot.controllers.base import ActResult, Device
+from edgepilot.errors import ActionError, DeviceError, EdgepilotError, ModelError, PerceptionError
+from edgepilot.perception.describe import describe_action
+from edgepilot.perception.types import Observation
+from edgepilot.policy.gate import Gate, GateDecision, allow_all
+
+STUCK_REPEATS = 3
+
+
+@dataclass
+class StepReport:
+    """One step: what was seen, decided, done, and where the time went."""
+
+    index: int
+    obs: Observation
+    decision: Decision
+    gate: GateDecision | None = None
+    result: ActResult | None = None
+    outcome: Reflection | None = None
+    ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def action(self) -> Action | None:
+        return self.decision.action
+
+    @property
+    def calls(self) -> list[RoleCall]:
+        return self.decision.calls + (self.outcome.calls if self.outcome else [])
+
+    @property
+    def model_ms(self) -> float:
+        return sum(c.ms for c in self.calls)
+
+    def role_ms(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.calls:
+            out[c.role] = out.get(c.role, 0.0) + c.ms
+        return out
+
+    def summary(self) -> str:
+        return describe_action(self.action, self.obs) if self.action is not None else "(no valid action)"
+
+    def to_json(self) -> dict[str, Any]:
+        action = self.action
+        bounds = None
+        target = getattr(action, "target", None)
+        if isinstance(target, int) and 0 <= target < len(self.obs.elements):
+            b = self.obs.elements[target].bounds
+            bounds = [b.left, b.top, b.right, b.bottom]
+        return {
+            "index": self.index, "app": self.obs.package, "screen": self.obs.to_text(),
+            "plan": self.decision.plan, "thought": self.decision.thought,
+            "action": action.model_dump(mode="json") if action is not None else None,
+            "target_bounds": bounds,
+            "gate": self.gate.to_json() if self.gate else None,
+            "result": {"ok": self.result.ok, "message": self.result.message} if self.result else None,
+            "outcome": ({"kind": self.outcome.kind, "note": self.outcome.note, "by": self.outcome.by}
+                        if self.outcome else None),
+            "calls": [c.to_json() for c in self.calls],
+            "ms": {k: round(v, 1) for k, v in self.ms.items()},
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    goal: str
+    agent: str
+    status: str = "budget"
+    reason: str = ""
+    answer: str | None = None
+    steps: list[StepReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
+                "seconds": round(self.seconds, 3)}
+
+
+class RunControl:
+    """Pause, resume and stop a run from another thread (the TUI's buttons, the daemon's safety-stop hotkey).
+
+    A stop takes effect at once for everything that matters: no action is
+    carried out after :meth:`stop` returns (the loop checks just before
+    acting), a model call in progress is cut short where the backend can
+    (llama.cpp checks :meth:`stopped` between tokens), and the run ends with
+    status ``stopped``. A paused run waits before its next step.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()
+        self.reason = ""
+        self.stopped_at: float | None = None
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        with self._lock:
+            if not self._stop.is_set():
+                self.reason, self.stopped_at = reason, time.monotonic()
+                self._stop.set()
+        self._running.set()  # a paused run wakes up to stop
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def pause(self) -> None:
+        if not self._stop.is_set():
+            self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused; True when the run may go on, False when it was stopped."""
+        self._running.wait(timeout)
+        return not self._stop.is_set()
+
+
+class _Stopped(Exception):
+    """Raised inside the loop when its RunControl says stop."""
+
+
+class _LoopDetector:
+    """An agent going round in circles: the same action on the same screen for the ``STUCK_REPEATS``-th time.
+
+    That covers a failing action repeated in a row (the screen stays the
+    same) and two screens visited back and forth. Counting restarts after a
+    re-plan.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], int] = {}
+        self.replanned = False
+
+    def add(self, obs: Observation, action: Action | None) -> bool:
+        key = (obs.to_text(), action_to_json(action) if action is not None else "invalid")
+        self.seen[key] = self.seen.get(key, 0) + 1
+        return self.seen[key] >= STUCK_REPEATS
+
+
+def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 20, gate: Gate = allow_all,
+              writer: TrajectoryWriter | None = None,
+              on_step: Callable[[StepReport], None] | None = None,
+              control: RunControl | None = None) -> RunResult:
+    """Let ``agent`` work on ``device`` until it finishes, gets stuck, fails, or spends ``max_steps``.
+
+    Never raises edgepilot errors: they end the run with status ``error``.
+    Ctrl-C ends it with status ``interrupted``; ``control.stop()`` from another
+    thread with status ``stopped`` (no action is carried out after it); either
+    way the trajectory's result.json is written.
+    """
+    control = control or RunControl()
+
+    def check() -> None:
+        if not control.wait_while_paused():
+            raise _Stopped
+
+    result = RunResult(goal=goal, agent=agent.name, reason=f"step budget of {max_steps} spent")
+    loop = _LoopDetector()
+    start = time.perf_counter()
+    obs: Observation | None = None
+    try:
+        t0 = time.perf_counter()
+        obs = device.observe()
+        perceive_ms = (time.perf_counter() - t0) * 1000
+        for index in range(max_steps):
+            check()
+            step = StepReport(index, obs, Decision(None))
+            step_start = time.perf_counter()
+            step.ms["perceive"] = perceive_ms
+            step.decision = agent.decide(obs)
+            action = step.action
+            after = obs
+            if action is None:
+                step.error = step.decision.error or "no valid action"
+                step.outcome = Reflection("invalid", step.error[:200])
+            else:
+                # a pause waits here; a stop while the model was thinking or the user was being asked
+                # means its answer is not acted on (the step is still written, as stopped)
+                if control.wait_while_paused():
+                    step.gate = gate(action, obs)
+                if control.stopped():
+                    step.gate = GateDecision(False, control.reason, verdict="block", terminate=True)
+                if not step.gate.allowed:
+                    step.outcome = Reflection("refused", step.gate.reason)
+                    if not step.gate.terminate:
+                        agent.note(f"the action {describe_action(action, obs)} was refused: {step.gate.reason}")
+                else:
+                    t_act = time.perf_counter()
+                    try:
+                        step.result = device.act(action)
+                    except ActionError as exc:  # a bad index or app name: the model's mistake, not the device's
+                        step.result = ActResult(ok=False, message=str(exc))
+                    step.ms["act"] = (time.perf_counter() - t_act) * 1000
+                    if isinstance(action, Finish):
+                        step.outcome = Reflection("finished", action.answer or "")
+                    else:
+                        t_obs = time.perf_counter()
+                        after = device.observe()
+                        perceive_ms = (time.perf_counter() - t_obs) * 1000
+                        t_ref = time.perf_counter()
+                        step.outcome = agent.reflect(obs, action, step.result, after)
+                        step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
+            step.ms.update(step.role_ms())
+            step.ms["total"] = (time.perf_counter() - step_start) * 1000 + step.ms["perceive"]
+            if writer is not None:
+                writer.write_step(step.to_json(), obs.screenshot_png)
+            result.steps.append(step)
+            if on_step is not None:
+                on_step(step)
+            obs = after
+            if step.gate is not None and step.gate.terminate:
+                if control.stopped():
+                    raise _Stopped
+                result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
+                break
+            if isinstance(action, Finish) and step.gate and step.gate.allowed:
+                result.status = "finished" if action.status == "success" else "gave_up"
+                result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
+                result.answer = action.answer
+                break
+            if loop.add(step.obs, action):
+                what = step.summary()
+                if loop.replanned:
+                    result.status = "stuck"
+                    result.reason = f"{what} on the same screen {STUCK_REPEATS} times, again after a re-plan"
+                    break
+                loop.replanned = True
+                loop.seen.clear()
+                agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
+                if action is not None:
+                    agent.avoid(step.obs, action)
+    except _Stopped:
+        result.status, result.reason = "stopped", control.reason or "stopped"
+    except KeyboardInterrupt:
+        result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
+    except (DeviceError, PerceptionError) as exc:
+        result.status, result.reason = "error", f"device: {exc}"
+    except ModelError as exc:
+        if control.stopped():  # the model call was cut short by the stop
+            result.status, result.reason = "stopped", control.reason
+        else:
+            result.status, result.reason = "error", f"model: {exc}"
+    except EdgepilotError as exc:
+        result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - start
+    if writer is not None:
+        writer.finish(result.to_json(), obs.screenshot_png if obs is not None else None)
+    return result

@@ -1,0 +1,571 @@
+"""Reading a trajectory back: a plain-text replay and a self-contained HTML report.
+
+    format_replay(traj)     the run step by step, for the terminal (``edgepilot replay DIR``)
+    write_report(traj)      one HTML file with the screenshots inlined and each action's
+                            target marked on them (``edgepilot report DIR``)
+
+Both take a :class:`~edgepilot.agent.trajectory.Trajectory` from
+:func:`~edgepilot.agent.trajectory.read_trajectory` and cope with steps that
+lack fields or hold unexpected ones (older or interrupted runs): nothing in a
+trajectory is trusted to have a shape. Everything a trajectory says is
+untrusted text too (the screen text comes from whatever app or web page was
+on screen): the HTML escapes all of it and forbids scripts, and the replay
+drops terminal control characters.
+
+Screenshots in the report are scaled down to :data:`THUMB_WIDTH` pixels wide
+and re-encoded as PNG (exact colours for the red marks, and UI screens
+compress well), embedded as ``data:image/png;base64`` URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from edgepilot.agent.trajectory import Trajectory
+from edgepilot.errors import ConfigError
+
+THUMB_WIDTH = 360
+MARK = (255, 0, 0)
+SWIPE_DISTANCE = 0.6  # the Swipe action's default share of the span
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+# ---------------------------------------------------------------- shape helpers
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    """Any JSON value as text: strings as they are, the rest as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _clean(text: str) -> str:
+    """Text safe to print on a terminal: control characters (escape sequences) shown as U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def _steps(traj: Trajectory) -> list[dict[str, Any]]:
+    out = []
+    for n, step in enumerate(_list(traj.steps)):
+        if isinstance(step, dict):
+            out.append(step if "index" in step else {**step, "index": n})
+        else:
+            out.append({"index": n, "error": f"step is not a JSON object: {_text(step)[:200]}"})
+    return out
+
+
+def _index(step: dict[str, Any]) -> str:
+    return _text(step.get("index", "?"))
+
+
+def _action_text(action: Any) -> str:
+    return "(no action)" if action is None else _text(action)
+
+
+def _content_text(content: Any) -> str:
+    """A chat message's content: a string, or a list of parts (images shown as a placeholder)."""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            p = _dict(part)
+            if p.get("type") == "text":
+                parts.append(_text(p.get("text")))
+            elif p.get("type") in ("image_url", "image"):
+                parts.append("[image]")
+            else:
+                parts.append(_text(part))
+        return "\n".join(parts)
+    return _text(content)
+
+
+def _tokens(calls: list[Any]) -> tuple[int, int, int]:
+    """(tokens in, tokens out, number of calls) over a step's model calls."""
+    tin = tout = n = 0
+    for call in calls:
+        c = _dict(call)
+        n += 1
+        tin += int(_num(c.get("tokens_in")) or 0)
+        tout += int(_num(c.get("tokens_out")) or 0)
+    return tin, tout, n
+
+
+def _timing(ms: Any) -> str:
+    """``1610 ms (perceive 58, plan 812, ...)`` from a step's ``ms``; empty when there are none."""
+    ms = _dict(ms)
+    roles = [f"{k} {v:.0f}" for k, v in ((k, _num(v)) for k, v in ms.items() if k != "total") if v is not None]
+    total = _num(ms.get("total"))
+    if total is None and not roles:
+        return ""
+    head = f"{total:.0f} ms" if total is not None else "? ms"
+    return f"{head} ({', '.join(roles)})" if roles else head
+
+
+def _token_text(calls: list[Any]) -> str:
+    tin, tout, n = _tokens(calls)
+    if not n:
+        return ""
+    return f"{tin} in / {tout} out over {n} call{'s' if n != 1 else ''}"
+
+
+def _outcome_text(outcome: Any) -> str:
+    o = _dict(outcome)
+    if not o:
+        return ""
+    text = _text(o.get("kind", "?"))
+    if o.get("by"):
+        text += f" (by {_text(o.get('by'))})"
+    if o.get("note"):
+        text += f": {_text(o.get('note'))}"
+    return text
+
+
+def _result_text(result: Any) -> str:
+    r = _dict(result)
+    if not r:
+        return ""
+    ok = r.get("ok")
+    head = "ok" if ok is True else "failed" if ok is False else "?"
+    return f"{head}: {_text(r.get('message'))}" if r.get("message") else head
+
+
+def _refusal(gate: Any) -> str | None:
+    g = _dict(gate)
+    if g.get("allowed") is False:
+        return _text(g.get("reason")) or "(no reason given)"
+    return None
+
+
+def _result_summary(result: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(label, value) pairs describing how the run ended."""
+    if result is None:
+        return [("status", "interrupted (no result.json)")]
+    r = _dict(result)
+    rows = [("status", _text(r.get("status", "?")))]
+    for key in ("reason", "answer"):
+        if r.get(key) not in (None, ""):
+            rows.append((key, _text(r.get(key))))
+    if "success" in r:
+        rows.append(("success", "yes" if r.get("success") is True else "no"))
+        checks = _list(r.get("failed_checks"))
+        if checks:
+            rows.append(("failed checks", "; ".join(_text(c) for c in checks)))
+    if r.get("steps") is not None:
+        rows.append(("steps", _text(r.get("steps"))))
+    seconds = _num(r.get("seconds"))
+    if seconds is not None:
+        rows.append(("seconds", f"{seconds:.1f}"))
+    if r.get("finished_at"):
+        rows.append(("finished", _text(r.get("finished_at"))))
+    return rows
+
+
+_META_KEYS = ("goal", "agent", "model", "device", "started")
+
+
+# ---------------------------------------------------------------- text replay
+
+
+def format_replay(traj: Trajectory, *, verbose: bool = False) -> str:
+    """The trajectory as plain text for the terminal, one block per step.
+
+    Args:
+        traj: a trajectory from :func:`~edgepilot.agent.trajectory.read_trajectory`.
+        verbose: also print each step's screen text and every model call's prompt and output.
+
+    Missing or malformed fields are skipped, never fatal. Terminal control
+    characters in the trajectory (it holds text from the screen) are replaced.
+    """
+    meta = _dict(traj.meta)
+    lines = [f"trajectory {traj.folder}"]
+    for key in _META_KEYS:
+        lines.append(f"  {key + ':':9s}{_text(meta.get(key)) or '?'}")
+    steps = _steps(traj)
+    lines.append(f"  {'steps:':9s}{len(steps)}")
+    for step in steps:
+        lines.append("")
+        lines.append(f"step {_index(step)}  {_text(step.get('app')) or '?'}  {_action_text(step.get('action'))}")
+        detail: list[str] = []
+        if step.get("thought"):
+            detail.append(f"thought: {_text(step.get('thought'))}")
+        plan = step.get("plan")
+        if isinstance(plan, dict):
+            if plan.get("subgoal"):
+                detail.append(f"subgoal: {_text(plan.get('subgoal'))}")
+        elif plan:
+            detail.append(f"plan: {_text(plan)}")
+        refused = _refusal(step.get("gate"))
+        if refused is not None:
+            detail.append(f"refused by policy: {refused}")
+        if _result_text(step.get("result")):
+            detail.append(f"result: {_result_text(step.get('result'))}")
+        if _outcome_text(step.get("outcome")):
+            detail.append(f"outcome: {_outcome_text(step.get('outcome'))}")
+        calls = _list(step.get("calls"))
+        timing = _timing(step.get("ms"))
+        tokens = _token_text(calls)
+        if timing or tokens:
+            detail.append("time: " + "; ".join(t for t in (timing, f"tokens {tokens}" if tokens else "") if t))
+        if step.get("error"):
+            detail.append(f"error: {_text(step.get('error'))}")
+        if verbose:
+            if step.get("screen"):
+                detail.append("screen:")
+                detail.append(textwrap.indent(_text(step.get("screen")), "    "))
+            for n, call in enumerate(calls):
+                c = _dict(call)
+                detail.append(_call_head(n, c))
+                for m in _list(c.get("messages")):
+                    msg = _dict(m)
+                    detail.append(f"  [{_text(msg.get('role')) or '?'}]")
+                    detail.append(textwrap.indent(_content_text(msg.get("content")), "    "))
+                detail.append("  [output]")
+                detail.append(textwrap.indent(_text(c.get("output")), "    "))
+                if c.get("error"):
+                    detail.append(f"  error: {_text(c.get('error'))}")
+        lines.extend(textwrap.indent(d, "    ") for d in detail)
+    lines.append("")
+    lines.append("result")
+    for label, value in _result_summary(traj.result):
+        lines.append(f"  {label + ':':9s}{value}")
+    for warning in _list(traj.warnings):
+        lines.append(f"warning: {_text(warning)}")
+    return _clean("\n".join(lines)) + "\n"
+
+
+# ---------------------------------------------------------------- screenshots
+
+
+def _screen_size(meta: dict[str, Any]) -> tuple[float, float] | None:
+    screen = _list(meta.get("screen"))
+    if len(screen) == 2:
+        w, h = _num(screen[0]), _num(screen[1])
+        if w and h and w > 0 and h > 0:
+            return w, h
+    return None
+
+
+def _bounds(value: Any) -> tuple[float, float, float, float] | None:
+    b = _list(value)
+    if len(b) == 4:
+        nums = [_num(v) for v in b]
+        if all(v is not None for v in nums):
+            left, top, right, bottom = nums  # type: ignore[misc]
+            return left, top, right, bottom
+    return None
+
+
+def _point(target: Any) -> tuple[float, float] | None:
+    t = _dict(target)
+    x, y = _num(t.get("x")), _num(t.get("y"))
+    return (x, y) if x is not None and y is not None else None
+
+
+def _swipe_line(action: dict[str, Any], bounds: tuple[float, float, float, float] | None,
+                point: tuple[float, float] | None, screen: tuple[float, float]) -> tuple[tuple[float, float],
+                                                                                    tuple[float, float]] | None:
+    """Where a swipe's finger went, in screen pixels (as the Android controller computes it)."""
+    direction = action.get("direction")
+    if direction not in ("up", "down", "left", "right"):
+        return None
+    distance = _num(action.get("distance"))
+    distance = distance if distance and 0 < distance <= 1 else SWIPE_DISTANCE
+    w, h = screen
+    vertical = direction in ("up", "down")
+    if bounds is None and point is None:  # across the middle of the screen
+        span = h if vertical else w
+        a, z = span / 2 + span * distance / 2, span / 2 - span * distance / 2
+        if direction in ("down", "right"):
+            a, z = z, a
+        return ((w / 2, a), (w / 2, z)) if vertical else ((a, h / 2), (z, h / 2))
+    if bounds is not None:
+        left, top, right, bottom = bounds
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+        extent = max(bottom - top if vertical else right - left, (h if vertical else w) / 2)
+    else:
+        cx, cy = point  # type: ignore[misc]
+        extent = (h if vertical else w) / 2
+    length = extent * distance
+    dx, dy = {"up": (0, -length), "down": (0, length), "left": (-length, 0), "right": (length, 0)}[direction]
+    return (cx, cy), (min(max(cx + dx, 0), w - 1), min(max(cy + dy, 0), h - 1))
+
+
+def _annotate(img: Any, step: dict[str, Any], scale: float, screen: tuple[float, float]) -> None:
+    """Mark the step's target on a (scaled) screenshot: a box, a dot, and an arrow for a swipe."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(img)
+    action = _dict(step.get("action"))
+    bounds = _bounds(step.get("target_bounds"))
+    point = _point(action.get("target"))
+    if bounds is not None:
+        left, top, right, bottom = (v * scale for v in bounds)
+        if right > left and bottom > top:
+            draw.rectangle((round(left), round(top), round(right), round(bottom)), outline=MARK, width=3)
+    elif point is not None:
+        x, y = point[0] * scale, point[1] * scale
+        r = 7
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=MARK, outline=(255, 255, 255), width=2)
+    if action.get("type") == "swipe":
+        line = _swipe_line(action, bounds, point, screen)
+        if line is not None:
+            (x1, y1), (x2, y2) = ((x * scale, y * scale) for x, y in line)
+            draw.line((x1, y1, x2, y2), fill=MARK, width=4)
+            length = max(((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5, 1e-6)
+            ux, uy = (x2 - x1) / length, (y2 - y1) / length
+            head = 14
+            bx, by = x2 - ux * head, y2 - uy * head
+            draw.polygon([(x2, y2), (bx - uy * head / 2, by + ux * head / 2), (bx + uy * head / 2, by - ux * head / 2)],
+                         fill=MARK)
+
+
+def _thumbnail(path: Path, step: dict[str, Any] | None, screen: tuple[float, float] | None) -> str | None:
+    """A data URL of the screenshot at ``path`` scaled to THUMB_WIDTH and annotated; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as src:
+            src.load()
+            img = src.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    if img.width <= 0 or img.height <= 0:
+        return None
+    orig_w, orig_h = img.size
+    width = min(THUMB_WIDTH, img.width)
+    height = max(1, round(img.height * width / img.width))
+    img = img.resize((width, height), Image.Resampling.LANCZOS)
+    if step is not None:
+        size = screen or (float(orig_w), float(orig_h))
+        _annotate(img, step, width / size[0], size)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _screenshot_path(folder: Path, step: dict[str, Any]) -> Path | None:
+    name = step.get("screenshot")
+    if isinstance(name, str) and name:
+        return folder / Path(name).name  # never outside the trajectory folder
+    index = step.get("index")
+    if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+        guess = folder / f"step-{index:03d}.png"
+        return guess if guess.is_file() else None
+    return None
+
+
+# ---------------------------------------------------------------- HTML report
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:16px;
+color:#1d1d1f;background:#f6f6f8}
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:0 0 .4em}
+table{border-collapse:collapse}td,th{text-align:left;vertical-align:top;padding:2px 8px 2px 0}
+th{color:#666;font-weight:500;white-space:nowrap}
+.card{background:#fff;border-radius:8px;padding:12px 16px;margin:12px 0;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.step{display:flex;gap:16px;align-items:flex-start}.shot{flex:0 0 auto;width:360px}
+.shot img{width:100%;border:1px solid #ddd;border-radius:4px;display:block}
+.noshot{width:360px;height:120px;display:flex;align-items:center;justify-content:center;background:#eee;color:#777;
+border-radius:4px}
+.info{flex:1 1 auto;min-width:0}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600;font-size:.9em}
+.ok{background:#2e7d32}.bad{background:#c62828}.neutral{background:#6d6d6d}
+.refused{color:#c62828;font-weight:600}.error{color:#c62828}
+pre{white-space:pre-wrap;word-break:break-word;background:#f3f3f5;padding:6px 8px;border-radius:4px;margin:4px 0;
+font-size:.85em;max-height:400px;overflow:auto}
+code{font-size:.9em;word-break:break-word}details{margin:6px 0}summary{cursor:pointer;color:#444}
+.warn{background:#fff4e5;border-left:4px solid #f0a030}
+"""
+
+# No script, no external fetch: only inline styles and data: images, even if escaping ever failed.
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _e(value: Any) -> str:
+    return html.escape(_text(value), quote=True)
+
+
+def _row(label: str, value_html: str) -> str:
+    return f"<tr><th>{html.escape(label)}</th><td>{value_html}</td></tr>"
+
+
+def _badge(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return '<span class="badge bad">interrupted</span>'
+    r = _dict(result)
+    if "success" in r:
+        return ('<span class="badge ok">success</span>' if r.get("success") is True
+                else '<span class="badge bad">failure</span>')
+    status = _text(r.get("status")) or "unknown"
+    cls = "ok" if status == "finished" else "neutral" if status == "unknown" else "bad"
+    return f'<span class="badge {cls}">{html.escape(status)}</span>'
+
+
+def _call_head(n: int, c: dict[str, Any]) -> str:
+    """One line about a model call: role, time, tokens, constrained or free (plain text, not escaped)."""
+    head = f"call {n}: {_text(c.get('role')) or '?'}"
+    ms = _num(c.get("ms"))
+    if ms is not None:
+        head += f", {ms:.0f} ms"
+    if c.get("tokens_in") is not None or c.get("tokens_out") is not None:
+        head += f", {_text(c.get('tokens_in'))} in / {_text(c.get('tokens_out'))} out"
+    if c.get("constrained") is not None:
+        head += ", constrained" if c.get("constrained") else ", free"
+    return head
+
+
+def _calls_html(calls: list[Any]) -> str:
+    parts = []
+    for n, call in enumerate(calls):
+        c = _dict(call)
+        head = _call_head(n, c)
+        body = []
+        for m in _list(c.get("messages")):
+            msg = _dict(m)
+            body.append(f"<div><b>{_e(msg.get('role') or '?')}</b><pre>{_e(_content_text(msg.get('content')))}</pre>"
+                        "</div>")
+        body.append(f"<div><b>output</b><pre>{_e(c.get('output'))}</pre></div>")
+        if c.get("error"):
+            body.append(f'<div class="error">error: {_e(c.get("error"))}</div>')
+        parts.append(f"<details><summary>{html.escape(head)}</summary>{''.join(body)}</details>")
+    return "".join(parts)
+
+
+def _step_html(folder: Path, step: dict[str, Any], screen: tuple[float, float] | None) -> str:
+    idx = _index(step)
+    path = _screenshot_path(folder, step)
+    url = _thumbnail(path, step, screen) if path is not None else None
+    shot = (f'<img alt="screenshot of step {html.escape(idx)}" src="{url}">' if url
+            else '<div class="noshot">no screenshot</div>')
+    rows = [_row("app", _e(step.get("app") or "?")),
+            _row("action", f"<code>{_e(_action_text(step.get('action')))}</code>")]
+    if step.get("thought"):
+        rows.append(_row("thought", _e(step.get("thought"))))
+    plan = step.get("plan")
+    if isinstance(plan, dict):
+        for key in ("progress", "subgoal", "memory"):
+            if plan.get(key):
+                rows.append(_row(key, _e(plan.get(key))))
+    elif plan:
+        rows.append(_row("plan", _e(plan)))
+    refused = _refusal(step.get("gate"))
+    if refused is not None:
+        rows.append(_row("policy", f'<span class="refused">refused: {_e(refused)}</span>'))
+    if _result_text(step.get("result")):
+        rows.append(_row("result", _e(_result_text(step.get("result")))))
+    if _outcome_text(step.get("outcome")):
+        rows.append(_row("outcome", _e(_outcome_text(step.get("outcome")))))
+    if _timing(step.get("ms")):
+        rows.append(_row("time", _e(_timing(step.get("ms")))))
+    calls = _list(step.get("calls"))
+    if _token_text(calls):
+        rows.append(_row("tokens", _e(_token_text(calls))))
+    if step.get("error"):
+        rows.append(_row("error", f'<span class="error">{_e(step.get("error"))}</span>'))
+    more = []
+    if step.get("screen"):
+        more.append(f"<details><summary>screen text</summary><pre>{_e(step.get('screen'))}</pre></details>")
+    if calls:
+        more.append(f"<details><summary>model calls ({len(calls)})</summary>{_calls_html(calls)}</details>")
+    return (f'<section class="card" id="step-{html.escape(idx)}"><h2>step {html.escape(idx)}</h2>'
+            f'<div class="step"><div class="shot">{shot}</div><div class="info"><table>{"".join(rows)}</table>'
+            f'{"".join(more)}</div></div></section>')
+
+
+def render_report(traj: Trajectory) -> str:
+    """The HTML of :func:`write_report`, as a string."""
+    meta = _dict(traj.meta)
+    screen = _screen_size(meta)
+    steps = _steps(traj)
+    goal = _text(meta.get("goal")) or "(no goal)"
+    head_rows = [_row(key, _e(meta.get(key) or "?")) for key in _META_KEYS[1:]]
+    if screen:
+        head_rows.append(_row("screen", f"{screen[0]:.0f} × {screen[1]:.0f}"))
+    if meta.get("max_steps") is not None:
+        head_rows.append(_row("max steps", _e(meta.get("max_steps"))))
+    head_rows.append(_row("folder", _e(str(traj.folder))))
+    result_rows = [_row(label, _e(value)) for label, value in _result_summary(traj.result)]
+    final = ""
+    final_name = _dict(traj.result).get("final_screenshot") or "final.png"
+    if isinstance(final_name, str):
+        final_path = Path(traj.folder) / Path(final_name).name
+        if final_path.is_file():
+            url = _thumbnail(final_path, None, screen)
+            final = (f'<details><summary>final screen</summary><img alt="final screen" src="{url}" width="{THUMB_WIDTH}">'
+                     "</details>" if url else "")
+    warnings = _list(traj.warnings)
+    warn_html = ("" if not warnings else '<section class="card warn"><h2>warnings</h2><ul>'
+                 + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul></section>")
+    body = "".join(_step_html(Path(traj.folder), step, screen) for step in steps)
+    if not steps:
+        body = '<section class="card">no steps were recorded</section>'
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>edgepilot: {html.escape(goal)}</title><style>{_CSS}</style></head><body>"
+            f'<header class="card"><h1>{html.escape(goal)} {_badge(traj.result)}</h1>'
+            f"<table>{''.join(head_rows)}</table></header>"
+            f'<section class="card"><h2>result</h2><table>{"".join(result_rows)}</table>{final}</section>'
+            f"{warn_html}{body}</body></html>\n")
+
+
+def write_report(traj: Trajectory, out: Path | None = None) -> Path:
+    """Write a self-contained HTML report of a trajectory.
+
+    One file, no external resources: inline CSS, screenshots scaled to
+    :data:`THUMB_WIDTH` px wide and embedded as PNG data URLs with each
+    action's target marked in red. A step whose screenshot is missing or
+    unreadable shows "no screenshot".
+
+    Args:
+        traj: a trajectory from :func:`~edgepilot.agent.trajectory.read_trajectory`.
+        out: the file to write; default ``<trajectory folder>/report.html``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    out = Path(out) if out is not None else Path(traj.folder) / "report.html"
+    page = render_report(traj)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise ConfigError(f"cannot write the report to {out}: {exc}; pick a writable path (--out FILE)") from exc
+    return out

@@ -1,0 +1,1 @@
+"""Every benchmark suite, behind one registry (:mod:`.registry`): what ``edgepilot bench --suite`` runs."""

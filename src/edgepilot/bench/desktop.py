@@ -1,0 +1,221 @@
+"""The desktop suite as a benchmark: real applications on an X display, by the scripted reference or a model agent.
+
+Every episode starts its application fresh (:mod:`edgepilot.sim.desktop.tasks`),
+runs an agent through the same loop as ``edgepilot run`` and judges the
+task from the real world. The report has the task benchmark's fields
+(:func:`edgepilot.bench.tasks.summarise`, docs/bench.md) with
+``benchmark: "desktop"``, plus ``observe``: how long observations took and
+where their elements came from.
+
+    report = desktop_bench(device="desktop:xvfb", agent="reference")
+    print(format_desktop(report))
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgepilot.actions import Action
+from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent, StepAgent
+from edgepilot.agent.loop import run_agent
+from edgepilot.agent.trajectory import TrajectoryWriter
+from edgepilot.bench.episode import EpisodeResult
+from edgepilot.controllers.base import ActResult, DeviceInfo
+from edgepilot.errors import ConfigError, EdgepilotError
+from edgepilot.perception.types import Observation
+from edgepilot.sim.desktop.tasks import DesktopTask, Script, TaskContext, tasks
+
+DesktopAgentFactory = Callable[[str], StepAgent]
+"""Makes the agent for one episode from its goal sentence."""
+DESKTOP_AGENTS = ("reference", "model", "baseline")
+MAX_STEPS = 30
+
+
+def model_factory(backend: Any, *, baseline: bool = False) -> DesktopAgentFactory:
+    """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop."""
+    if baseline:
+        return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
+    return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
+
+
+class _Timed:
+    """The device, with the timings of every observation kept (for the report)."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.observations: list[dict[str, Any]] = []
+
+    @property
+    def info(self) -> DeviceInfo:
+        return self.device.info
+
+    def observe(self) -> Observation:
+        obs = self.device.observe()
+        t = self.device.timings
+        self.observations.append({"total_ms": t.total_ms, "screenshot_ms": t.screenshot_ms, "tree_ms": t.tree_ms,
+                                  "pixels_ms": t.pixels_ms, "source": t.source, "elements": len(obs.elements)})
+        return obs
+
+    def act(self, action: Action) -> ActResult:
+        return self.device.act(action)
+
+    def close(self) -> None:
+        self.device.close()
+
+    def __getattr__(self, name: str) -> Any:  # app_env, move_pointer, a11y_address... of the desktop device
+        return getattr(self.device, name)
+
+
+def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFactory | None = None, *,
+                        max_steps: int | None = None, save_to: Path | None = None,
+                        meta: dict[str, Any] | None = None) -> EpisodeResult:
+    """Start ``task``'s application, let an agent work (the scripted reference when ``factory`` is None), check.
+
+    Errors of the set-up, the device or the agent end the episode as a failure with the reason recorded;
+    the applications are stopped and the task's folder removed either way.
+    """
+    ctx = TaskContext(device.device if isinstance(device, _Timed) else device)  # set-up looks are not timed
+    name = "reference" if factory is None else "agent"
+    try:
+        try:
+            task.start(ctx)
+            goal = task.goal(ctx)
+            agent = FnAgent("reference", Script(task.reference(ctx)).next_action, goal) if factory is None \
+                else factory(goal)
+        except EdgepilotError as exc:
+            return EpisodeResult(instance=task.id, template=task.id, split="desktop", goal=task.id, agent=name,
+                                 success=False, failed_checks=[], status="error", reason=f"set-up failed: {exc}",
+                                 answer=None)
+        budget = max_steps or MAX_STEPS
+        writer = None
+        if save_to is not None:
+            info = device.info
+            writer = TrajectoryWriter.new(goal, {"agent": agent.name, "task": task.id, "template": task.id,
+                                                 "device": info.serial, "screen": [info.screen_width,
+                                                                                   info.screen_height],
+                                                 "max_steps": budget, **(meta or {})}, root=save_to)
+        run = run_agent(device, agent, goal, max_steps=budget, writer=writer)
+        try:
+            check = task.check(ctx, run.answer)
+            success, failed = check.success and run.status != "error", list(check.failed)
+        except EdgepilotError as exc:
+            success, failed = False, [f"check failed: {exc}"]
+        if writer is not None:
+            writer.amend_result({"success": success, "failed_checks": failed})
+        return EpisodeResult(instance=task.id, template=task.id, split="desktop", goal=goal, agent=agent.name,
+                             success=success, failed_checks=failed, status=run.status, reason=run.reason,
+                             answer=run.answer, steps=run.steps, seconds=run.seconds,
+                             trajectory=str(writer.folder) if writer else None)
+    finally:
+        ctx.close()
+
+
+def run_desktop_suite(device: Any, *, agent: str = "reference", factory: DesktopAgentFactory | None = None,
+                      only: Iterable[str] = (), max_steps: int | None = None, save_to: Path | None = None,
+                      meta: dict[str, Any] | None = None,
+                      progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
+    """Run every desktop task (or those in ``only``) on an open desktop device; the report (see module docs).
+
+    ``agent`` names the agent in the report; ``factory`` makes it per goal
+    (None: the scripted reference). Tasks whose application is not installed
+    are not run and are listed under ``unavailable``.
+
+    Raises:
+        TaskError: ``only`` names a task that does not exist.
+    """
+    from edgepilot.bench.tasks import peak_rss_mb, summarise
+
+    timed = _Timed(device)
+    todo = tasks(only)
+    unavailable = {t.id: why for t in todo if (why := t.available())}
+    runnable = [t for t in todo if t.id not in unavailable]
+    started = time.time()
+    results = []
+    for i, task in enumerate(runnable):
+        result = run_desktop_episode(timed, task, factory, max_steps=max_steps, save_to=save_to, meta=meta)
+        results.append(result)
+        if progress is not None:
+            progress(result, i + 1, len(runnable))
+    report = summarise(results, agent=agent, split="desktop", per_template=1, started=started)
+    info = device.info
+    report.update(benchmark="desktop", perception="pixels" if getattr(device, "perception", "") == "pixels"
+                  else "tree", device={"serial": info.serial, "model": info.model,
+                                       "screen": [info.screen_width, info.screen_height]},
+                  observe=_observe_figures(timed.observations), unavailable=unavailable,
+                  peak_rss_mb=round(peak_rss_mb(), 1), **(meta or {}))
+    return report
+
+
+def _observe_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(key: str, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float | None:
+        values = [r[key] for r in rows if where(r)]
+        return round(statistics.median(values), 1) if values else None
+
+    return {"observations": len(rows), "median_ms": median("total_ms"),
+            "median_screenshot_ms": median("screenshot_ms"),
+            "median_tree_ms": median("tree_ms", lambda r: r["source"] == "tree"),
+            "median_pixels_ms": median("pixels_ms", lambda r: r["source"] == "pixels"),
+            "median_elements": median("elements"), "sources": dict(Counter(r["source"] for r in rows))}
+
+
+def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", model: str | None = None,
+                  config: Any = None, only: Iterable[str] = (), max_steps: int | None = None,
+                  save_to: Path | None = None, factory: DesktopAgentFactory | None = None,
+                  progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
+    """Open a desktop (``desktop``, ``desktop:DISPLAY``, ``desktop:xvfb``) and run the suite with an agent.
+
+    ``agent``: ``reference`` (scripted), ``model`` (planner, decider,
+    reflector on ``model``) or ``baseline`` (plain ReAct on ``model``);
+    ``factory`` replaces the agent ``model``/``baseline`` would build (tests
+    pass one with a scripted backend).
+
+    Raises:
+        ConfigError: unknown agent, or a device spec that is no desktop.
+        ModelError: the model cannot be loaded.
+        DeviceError: the display cannot be reached.
+        SimError: ``desktop:xvfb`` cannot start its session.
+    """
+    from edgepilot.devices import open_device, parse_desktop_spec
+
+    if agent not in DESKTOP_AGENTS:
+        raise ConfigError(f"unknown desktop agent {agent!r}; available: {', '.join(DESKTOP_AGENTS)}")
+    if parse_desktop_spec(device) is None:
+        raise ConfigError(f"the desktop suite runs on a desktop, not on {device!r}; use --device desktop "
+                          "(this display), desktop:DISPLAY or desktop:xvfb (a private Xvfb)")
+    meta: dict[str, Any] = {"model": None, "model_load_ms": 0.0}
+    if agent != "reference" and factory is None:
+        from edgepilot.config import load_config
+        from edgepilot.models.registry import open_model
+
+        start = time.perf_counter()
+        backend = open_model(model, config or load_config())
+        meta = {"model": backend.name, "model_load_ms": round((time.perf_counter() - start) * 1000, 1)}
+        factory = model_factory(backend, baseline=agent == "baseline")
+    with open_device(device) as opened:
+        report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
+                                   only=only, max_steps=max_steps, save_to=save_to, meta=meta, progress=progress)
+        report["device"]["description"] = opened.description
+    return report
+
+
+def format_desktop(report: dict[str, Any]) -> str:
+    """The desktop benchmark as plain text: the task table, then how observations went."""
+    from edgepilot.bench.tasks import format_tasks
+
+    lines = [f"desktop: {report['device'].get('description') or report['device']['serial']}", format_tasks(report)]
+    o = report["observe"]
+    if o["observations"]:
+        sources = ", ".join(f"{k or '?'} {v}" for k, v in sorted(o["sources"].items()))
+        lines.append(f"observe: median {o['median_ms']:.0f} ms over {o['observations']} (screenshot "
+                     f"{o['median_screenshot_ms']:.0f} ms, accessibility tree "
+                     f"{o['median_tree_ms'] if o['median_tree_ms'] is not None else '-'} ms, pixels "
+                     f"{o['median_pixels_ms'] if o['median_pixels_ms'] is not None else '-'} ms); "
+                     f"median {o['median_elements']:.0f} elements; from: {sources}")
+    for tid, why in report.get("unavailable", {}).items():
+        lines.append(f"NOT RUN {tid}: {why}")
+    return "\n".join(lines)

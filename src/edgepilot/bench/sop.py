@@ -1,0 +1,271 @@
+"""Retrieval top-1 accuracy on the task suite's goal sentences (``edgepilot sop eval``).
+
+Each template of the suite maps to the SOP that should serve it (``eval_map.yaml``,
+null when none should). For every distinct goal sentence of a split, the
+retrieved SOP (or nothing, below the threshold) is compared with that map. This
+module is the one place ``edgepilot.sop`` reads the task suite, and it imports it
+only when called.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgepilot import yamltext
+from edgepilot.agent.agents import FnAgent
+from edgepilot.agent.learn import policy_classifier
+from edgepilot.agent.trajectory import read_trajectory
+from edgepilot.bench.episode import run_episode
+from edgepilot.bench.tasks import agent_factory
+from edgepilot.devices import open_device
+from edgepilot.errors import EdgepilotError, SopError
+from edgepilot.sim.tasks.suite import instances, load_templates
+from edgepilot.sop.follow import SopFollower
+from edgepilot.sop.learn import Demo, learn_sop
+from edgepilot.sop.library import load_library
+from edgepilot.sop.retrieve import Retriever, retriever_for
+
+EVAL_MAP = Path(__file__).with_name("sop_eval_map.yaml")
+EVAL_SPLITS = ("test", "test-instances", "train", "unrelated")
+PER_TEMPLATE = 20
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One goal sentence: which SOP it should get, which it got, with what score and parameters."""
+
+    template: str
+    goal: str
+    expected: str | None
+    got: str | None
+    score: float
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> bool:
+        return self.expected == self.got
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Top-1 accuracy of retrieval on one split."""
+
+    split: str
+    per_template: int
+    threshold: float
+    cases: tuple[EvalCase, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.cases)
+
+    @property
+    def correct(self) -> int:
+        return sum(c.correct for c in self.cases)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def misses(self) -> list[EvalCase]:
+        return [c for c in self.cases if not c.correct]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "per_template": self.per_template, "threshold": self.threshold,
+                "n": self.n, "correct": self.correct, "accuracy": round(self.accuracy, 4),
+                "misses": [{"template": c.template, "goal": c.goal, "expected": c.expected, "got": c.got,
+                            "score": c.score} for c in self.misses]}
+
+    def format(self) -> str:
+        lines = [f"split={self.split} goals={self.n} (distinct, up to {self.per_template} per template) "
+                 f"threshold={self.threshold}",
+                 f"top-1 accuracy: {self.correct}/{self.n} = {self.accuracy:.1%}"]
+        for c in self.misses:
+            lines.append(f"  miss {c.template}: {c.goal!r}\n       expected {c.expected or 'nothing'}, "
+                         f"got {c.got or 'nothing'} (score {c.score:.2f})")
+        return "\n".join(lines)
+
+
+def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[str]]:
+    """The template → SOP map and the unrelated sentences of an evaluation file.
+
+    Raises:
+        SopError: the file is missing or malformed.
+    """
+    try:
+        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SopError(f"cannot read the evaluation map {path}: {exc}") from exc
+    templates = data.get("templates") if isinstance(data, dict) else None
+    unrelated = data.get("unrelated", []) if isinstance(data, dict) else None
+    if not isinstance(templates, dict) or not isinstance(unrelated, list):
+        raise SopError(f"{path}: expected a mapping `templates: {{id: sop-name or null}}` and a list `unrelated`")
+    return {str(k): (str(v) if v is not None else None) for k, v in templates.items()}, [str(u) for u in unrelated]
+
+
+def evaluate(split: str = "test", *, library: object | None = None, per_template: int = PER_TEMPLATE,
+             eval_map: Path = EVAL_MAP, threshold: float | None = None) -> EvalReport:
+    """Retrieve an SOP for every distinct goal of a split and compare with the evaluation map.
+
+    Args:
+        split: ``test`` (held-out templates), ``test-instances`` (held-out goals of train templates, chosen
+            as ``edgepilot bench --split test-instances`` chooses them), ``train``, or ``unrelated`` (the
+            map's sentences that no SOP serves).
+        library: a library, retriever or SOPs (default: the library of the current directory).
+        per_template: instances drawn per template (distinct goals are kept).
+        threshold: override the retriever's threshold.
+
+    Raises:
+        SopError: unknown split; the map misses a template of the suite or names an SOP the library lacks.
+    """
+    if split not in EVAL_SPLITS:
+        raise SopError(f"unknown split {split!r}; use one of {', '.join(EVAL_SPLITS)}")
+    retriever: Retriever = retriever_for(library)
+    limit = retriever.threshold if threshold is None else threshold
+    mapping, unrelated = load_eval_map(eval_map)
+    known = {s.name for s in retriever.sops}
+    wrong = sorted({v for v in mapping.values() if v is not None and v not in known})
+    if wrong:
+        raise SopError(f"{eval_map} names SOPs the library does not have: {', '.join(wrong)}")
+    if split == "unrelated":
+        goals = [("unrelated", sentence) for sentence in dict.fromkeys(unrelated)]
+        expected: dict[str, str | None] = {"unrelated": None}
+    else:
+        goals, expected = _suite_goals(split, per_template, mapping, eval_map), mapping
+    cases = []
+    for template, goal in goals:
+        match = retriever.retrieve(goal, threshold=limit)
+        best = match or next(iter(retriever.rank(goal, k=1)), None)
+        cases.append(EvalCase(template, goal, expected[template], match.sop.name if match else None,
+                              best.score if best else 0.0, dict(match.params) if match else {}))
+    return EvalReport(split, per_template if split != "unrelated" else 1, limit, tuple(cases))
+
+
+def _suite_goals(split: str, per_template: int, mapping: dict[str, str | None],
+                 eval_map: Path) -> list[tuple[str, str]]:
+
+    templates = load_templates()
+    missing = sorted(set(templates) - set(mapping))
+    if missing:
+        raise SopError(f"{eval_map} has no entry for the template(s) {', '.join(missing)}; map each to the SOP "
+                       "that should serve it, or to null")
+    seen: set[str] = set()
+    goals = []
+    for inst in instances(split, per_template, templates=templates):  # type: ignore[arg-type]
+        if inst.goal not in seen:
+            seen.add(inst.goal)
+            goals.append((inst.template.id, inst.goal))
+    return goals
+
+
+def follower_factory(sop, library=()):
+    """The episode runner's agent factory for the SOP checker: a fresh :class:`SopFollower` per task."""
+
+    def make(instance):
+        follower = SopFollower(sop, instance.goal, library=library)
+        return FnAgent(follower.name, follower.next_action, instance.goal)
+
+    return make
+
+
+def learn_eval(*, templates: tuple[str, ...] = (), demos: int = 1, variants: int = 3, device: str = "virtual",
+               keep: Path | None = None,
+               progress: Callable[[str, Any, Any], None] | None = None) -> dict[str, Any]:
+    """Learned SOPs on held-out variants: for each train template, the oracle's runs of its first ``demos``
+    train instances are the demonstrations; the SOP learned from them is followed by the SOP checker (no
+    oracle, no model) on ``variants`` other instances, from the held-out goals of the template
+    (``test-instances``) first, then further train instances.
+
+    Raises:
+        TaskError: unknown templates.
+        DeviceError: the virtual phone cannot be reached.
+    """
+
+    chosen = [t for t in load_templates().values() if t.split == "train" and (not templates or t.id in templates)]
+    if templates:
+        instances("train", 1, only=templates)  # unknown ids: TaskError
+
+    classify = policy_classifier()
+    library = load_library().sops
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="edgepilot-learn-eval-") as scratch, open_device(device) as opened:
+        root = keep if keep is not None else Path(scratch)
+        for template in chosen:
+            row: dict[str, Any] = {"template": template.id, "demos": [], "variants": []}
+            rows.append(row)
+            train = instances("train", demos + variants, only=[template.id])
+            shown, rest = train[:demos], train[demos:]
+            held = instances("test-instances", variants, only=[template.id])
+            checks = (held + rest)[:variants]
+            if len(shown) < demos or not checks:
+                row["error"] = "the suite has too few distinct instances of this template"
+                continue
+            learned_from = []
+            for inst in shown:
+                result = run_episode(opened.device, opened.phone, inst, agent_factory("oracle", opened.phone),
+                                     save_to=root / "demos" / template.id)
+                row["demos"].append({"instance": inst.id, "goal": inst.goal, "success": result.success})
+                learned_from.append(Demo.from_trajectory(read_trajectory(result.trajectory)))
+            try:
+                learned = learn_sop(learned_from, name="learned-" + template.id.replace("_", "-"), classify=classify)
+            except EdgepilotError as exc:
+                row["error"] = f"learning failed: {exc}"
+                continue
+            row.update(sop=learned.sop.name, steps=len(learned.sop.steps), params=list(learned.sop.params),
+                       notes=list(learned.notes))
+            if keep is not None:
+                row["path"] = str(learned.write(keep / f"{learned.sop.name}.md"))
+            factory = follower_factory(learned.sop, library)
+            for inst in checks:
+                result = run_episode(opened.device, opened.phone, inst, factory,
+                                     save_to=root / "variants" / template.id if keep is not None else None)
+                row["variants"].append({"instance": inst.id, "held_out": inst in held, "goal": inst.goal,
+                                        "success": result.success, "status": result.status,
+                                        "reason": result.reason if not result.success else "",
+                                        "failed_checks": result.failed_checks})
+                if progress is not None:
+                    progress(template.id, inst, result)
+    done = [v for row in rows for v in row["variants"]]
+    held_out = [v for v in done if v["held_out"]]
+    return {
+        "benchmark": "sop-learn", "demos_per_template": demos, "variants_per_template": variants,
+        "device": device, "templates": len(rows),
+        "learned": sum(1 for row in rows if "sop" in row),
+        "variants": len(done), "succeeded": sum(v["success"] for v in done),
+        "success_rate": round(sum(v["success"] for v in done) / len(done), 4) if done else 0.0,
+        "held_out_variants": len(held_out), "held_out_succeeded": sum(v["success"] for v in held_out),
+        "rows": rows,
+    }
+
+
+def format_learn_eval(report: dict[str, Any]) -> str:
+    """The learn-eval report as a table, with why each failure failed."""
+    lines = [f"{'template':28} {'learned':8} {'variants':>9}  why runs failed"]
+    for row in report["rows"]:
+        vs = row["variants"]
+        ok = sum(v["success"] for v in vs)
+        why = row.get("error") or "; ".join(sorted({_failure(v) for v in vs if not v["success"]}))
+        lines.append(f"{row['template']:28} {'yes' if 'sop' in row else 'no':8} {ok:>4}/{len(vs):<4}  {why}")
+    lines.append(f"\nlearned {report['learned']}/{report['templates']} SOPs from {report['demos_per_template']} "
+                 f"oracle demonstration(s) each; SOP checker on held-out variants: {report['succeeded']}/"
+                 f"{report['variants']} = {report['success_rate']:.1%} (held-out goals of the templates: "
+                 f"{report['held_out_succeeded']}/{report['held_out_variants']}; the rest are further train "
+                 "instances)")
+    return "\n".join(lines)
+
+
+def _failure(variant: dict[str, Any]) -> str:
+    """Why one run failed, in a few words: the SOP step that could not be followed, or the failed check."""
+    if variant["status"] == "finished":  # the check without this run's values, so that runs group
+        checks = [re.sub(r"\[\w+=[^\]]*\]", "[…]", re.sub(r"'[^']*'", "…", c)) for c in variant["failed_checks"]]
+        return "wrong end state: " + ", ".join(checks)[:90]
+    m = re.search(r"step (\d+) \(.*\): (.*?)(?: \(filled from.*)?$", variant["reason"])
+    return f"step {m.group(1)}: {m.group(2)}"[:100] if m else variant["reason"][:100]

@@ -1,0 +1,379 @@
+"""Benchmarks: task success on the virtual phone, and observation latency.
+
+Every benchmark returns a JSON-able report (fields in docs/bench.md) and can
+print it as a table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgepilot import __version__
+from edgepilot.actions import Action
+from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent
+from edgepilot.agent.loop import StepReport
+from edgepilot.bench.episode import AgentFactory, EpisodeResult, run_episode
+from edgepilot.config import Config, load_config
+from edgepilot.devices import open_device
+from edgepilot.errors import ConfigError
+from edgepilot.models.base import ModelBackend
+from edgepilot.models.registry import open_model
+from edgepilot.perception.types import Observation
+from edgepilot.sim.tasks.model import TaskInstance
+from edgepilot.sim.tasks.oracle import Oracle
+from edgepilot.sim.tasks.suite import instances
+
+
+def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
+                  sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1) -> AgentFactory:
+    """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
+
+    With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP;
+    with ``vote`` above 1 it votes over that many decider answers a step.
+
+    Raises:
+        ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
+    """
+    if name == "oracle":
+        if phone is None:
+            raise ConfigError("the oracle reads the virtual phone's state; use --device virtual")
+        return lambda instance: FnAgent("oracle", Oracle(instance, phone.snapshot).next_action, instance.goal)
+    if name in ("model", "baseline"):
+        if backend is None:
+            raise ConfigError(f"the {name} agent needs a model")
+        if name == "model":
+            return lambda instance: RoleAgent(instance.goal, backend, vote=vote,
+                                              sop=sop_for(instance) if sop_for is not None else None)
+        return lambda instance: ReactAgent(instance.goal, backend)
+    raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
+
+
+AGENTS = ("oracle", "model", "baseline")
+
+SOP_MODES: dict[str, tuple[bool, ...]] = {"off": (False,), "on": (True,), "both": (False, True)}
+"""``--sop``: whether the model agent runs without SOPs, with the SOP each goal retrieves, or both (in that order)."""
+
+
+def sop_runs(sop: str) -> tuple[bool, ...]:
+    """The runs ``--sop`` asks for (:data:`SOP_MODES`); ConfigError for another word."""
+    if sop not in SOP_MODES:
+        raise ConfigError(f"--sop takes {', '.join(SOP_MODES)}, not {sop!r}")
+    return SOP_MODES[sop]
+
+
+def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None) -> dict[str, Any]:
+    """The SOP match each instance's goal retrieves, as ``edgepilot run`` would (None where none fits);
+    ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
+    from edgepilot.sop import load_library, retrieve
+
+    library = library if library is not None else load_library()
+    return {i.id: retrieve(i.goal, library) for i in todo}
+
+
+def sop_report(sops: dict[str, Any]) -> dict[str, Any]:
+    """What a report says of the SOPs its runs followed: how many were retrieved, and which."""
+    return {"sop_retrieved": sum(m is not None for m in sops.values()),
+            "sops": {tid: m.sop.name if m else None for tid, m in sops.items()}}
+
+
+def ground(action: Action, tree: Observation, seen: Observation) -> Action | None:
+    """``action``, decided on the tree, aimed at the element of ``seen`` that covers its target; None if none does.
+
+    Candidates are the elements whose centre lies inside the tree target, or that contain the target's
+    centre; one showing a line of the target's text wins (a button drawn over a card must not), then the
+    largest overlap (intersection over union).
+    """
+    target = getattr(action, "target", None)
+    if not isinstance(target, int) or isinstance(target, bool):
+        return action
+    if not 0 <= target < len(tree.elements):
+        return None
+    node_wanted = tree.elements[target]
+    want = node_wanted.bounds
+    cx, cy = want.center
+    lines = {line.strip().casefold() for line in (node_wanted.text or node_wanted.content_desc).splitlines()} - {""}
+
+    def iou(b) -> float:
+        w = max(0, min(b.right, want.right) - max(b.left, want.left))
+        h = max(0, min(b.bottom, want.bottom) - max(b.top, want.top))
+        inter = w * h
+        union = b.width * b.height + want.width * want.height - inter
+        return inter / union if union else 0.0
+
+    best, best_score = None, (False, 0.0)
+    for i, node in enumerate(seen.elements):
+        b = node.bounds
+        inside = want.left <= b.center[0] <= want.right and want.top <= b.center[1] <= want.bottom
+        covers = b.left <= cx <= b.right and b.top <= cy <= b.bottom
+        score = (node.text.strip().casefold() in lines, iou(b))
+        if (inside or covers) and score > best_score:
+            best, best_score = i, score
+    return None if best is None else action.model_copy(update={"target": best})
+
+
+def grounded_oracle(phone: Any, tree_view: Any) -> AgentFactory:
+    """The oracle deciding on the tree (read from ``tree_view``) and acting on the elements the agent sees."""
+
+    def make(instance: TaskInstance):
+        oracle = Oracle(instance, phone.snapshot)
+
+        def next_action(seen: Observation) -> Action | None:
+            tree = tree_view.observe()
+            return ground(oracle.next_action(tree), tree, seen)
+
+        return FnAgent("oracle", next_action, instance.goal)
+
+    return make
+
+
+def _median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux and macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
+              per_template: int = 3, templates: Iterable[str] = (), device: str = "virtual",
+              max_steps: int | None = None, save_to: Path | None = None, config: Config | None = None,
+              sop: str = "off", perception: str = "tree",
+              progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
+    """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
+
+    ``sop``: ``off``, ``on`` (the model agent follows the retrieved SOP) or ``both`` (the model agent twice,
+    without and with SOPs, side by side: the report's ``with_sop``).
+    ``perception``: where the agents' element lists come from (``tree``, ``pixels``: OCR and the widget
+    detector only, ``fused``). With ``pixels`` the oracle still decides on the tree (its privilege) but must
+    act on the element list read from pixels: its success rate measures whether perception found what
+    each step needs.
+
+    Raises:
+        TaskError: unknown split or templates.
+        ConfigError: unknown agent or model.
+        ModelError: the model cannot be loaded.
+        DeviceError: the device cannot be reached.
+    """
+    if not device.startswith("virtual"):
+        raise ConfigError(f"task benchmarks set tasks up on the virtual phone, not on {device!r}; "
+                          "use --device virtual (or virtual-local)")
+    if agent not in AGENTS:
+        raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
+    runs = sop_runs(sop)
+    if sop != "off" and agent != "model":
+        raise ConfigError("SOPs are followed by the model agent: use --agent model with --sop")
+    arms = ["model+sop" if with_sop else "model" for with_sop in runs] if agent == "model" else [agent]
+    agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
+    todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
+    backend, load_ms, model_name = None, 0.0, None
+    sops = retrieve_sops(todo) if "model+sop" in agents else {}
+    if any(a != "oracle" for a in agents):
+        config = config or load_config()
+        start = time.perf_counter()
+        backend = open_model(model, config)
+        load_ms = (time.perf_counter() - start) * 1000
+        model_name = backend.name
+    reports: dict[str, dict[str, Any]] = {}
+    started = time.time()
+    with open_device(device) as opened:
+        if opened.phone is None:
+            raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
+        tree_view = None
+        if perception != "tree":
+            from edgepilot.controllers.android import AndroidDevice
+
+            tree_view = AndroidDevice(opened.device.transport, screenshot=False)  # the oracle's privileged view
+            opened.device.perception = perception
+        for name in agents:
+            factory = agent_factory(name.split("+")[0], opened.phone, backend,
+                                    (lambda i: sops[i.id]) if name == "model+sop" else None)
+            if name == "oracle" and tree_view is not None:
+                factory = grounded_oracle(opened.phone, tree_view)
+            results: list[EpisodeResult] = []
+            for i, instance in enumerate(todo):
+                result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
+                                     save_to=save_to, meta={"model": model_name})
+                results.append(result)
+                if progress is not None:
+                    progress(result, i + 1, len(todo))
+            reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
+            if name == "model+sop":
+                reports[name].update(sop_report(sops))
+    report = reports[agents[0]]
+    report.update(perception=perception, model=model_name, model_load_ms=round(load_ms, 1),
+                  peak_rss_mb=round(peak_rss_mb(), 1))
+    if "baseline" in reports and agents[0] != "baseline":
+        report["baseline"] = reports["baseline"]
+    if sop == "both":
+        report["with_sop"] = reports["model+sop"]
+    return report
+
+
+def _rate(calls: list[Any]) -> float | None:
+    """Decode speed over a role's calls: generated tokens per second of decoding."""
+    timed = [c for c in calls if c.decode_ms]
+    ms = sum(c.decode_ms for c in timed)
+    return round(sum(c.tokens_out for c in timed) / ms * 1000, 1) if ms else None
+
+
+def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
+    """Medians of where a step's time went, tokens per role, and the share spent outside the model."""
+    roles = sorted({c.role for s in steps for c in s.calls})
+    total = sum(s.ms.get("total", 0.0) for s in steps)
+    model = sum(s.model_ms for s in steps)
+    per_role = {}
+    for role in roles:
+        calls = [c for s in steps for c in s.calls if c.role == role]
+        per_role[role] = {"calls": len(calls), "median_ms": round(_median(c.ms for c in calls), 1),
+                          "median_tokens_in": _median(c.tokens_in for c in calls),
+                          "median_tokens_out": _median(c.tokens_out for c in calls),
+                          "median_prompt_evaluated": _median(c.prompt_evaluated for c in calls
+                                                             if c.prompt_evaluated is not None),
+                          "median_prefill_ms": round(_median(c.prefill_ms for c in calls if c.prefill_ms is not None), 1),
+                          "median_decode_ms": round(_median(c.decode_ms for c in calls if c.decode_ms is not None), 1),
+                          "decode_tokens_per_s": _rate(calls),
+                          "parse_failures": sum(c.error is not None for c in calls)}
+    return {
+        "median_ms": {
+            "step": round(_median(s.ms.get("total", 0.0) for s in steps), 1),
+            "perceive": round(_median(s.ms.get("perceive", 0.0) for s in steps), 1),
+            "model": round(_median(s.model_ms for s in steps), 1),
+            "act": round(_median(s.ms["act"] for s in steps if "act" in s.ms), 1),
+        },
+        "roles": per_role,
+        "outside_model_share": round((total - model) / total, 4) if total else 0.0,
+        "valid_action_rate": round(sum(s.action is not None for s in steps) / len(steps), 4) if steps else 0.0,
+    }
+
+
+def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
+    by_template: dict[str, list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        by_template[r.template].append(r)
+    steps = [s for r in results for s in r.steps]
+    templates = {}
+    for tid, rs in sorted(by_template.items()):
+        t_steps = [s for r in rs for s in r.steps]
+        templates[tid] = {
+            "episodes": len(rs),
+            "success_rate": sum(r.success for r in rs) / len(rs),
+            "mean_steps": statistics.mean(len(r.steps) for r in rs),
+            "seconds_per_step": sum(r.seconds for r in rs) / max(1, len(t_steps)),
+        }
+    statuses: dict[str, int] = defaultdict(int)
+    for r in results:
+        statuses[r.status] += 1
+    return {
+        "benchmark": "tasks",
+        "edgepilot": __version__,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        **meta,
+        "episodes": len(results),
+        "success_rate": sum(r.success for r in results) / len(results) if results else 0.0,
+        "mean_steps": statistics.mean(len(r.steps) for r in results) if results else 0.0,
+        "seconds_per_step": sum(r.seconds for r in results) / max(1, len(steps)),
+        "first_step_ms": round(results[0].steps[0].ms.get("total", 0.0), 1) if results and results[0].steps else None,
+        "statuses": dict(statuses),
+        **_step_figures(steps),
+        "templates": templates,
+        "results": [r.to_json() for r in results],
+    }
+
+
+def _format_one(report: dict[str, Any]) -> list[str]:
+    lines = [f"agent={report['agent']} model={report.get('model') or '-'} split={report['split']} "
+             f"episodes={report['episodes']}", "",
+             f"{'template':32} {'success':>8} {'steps':>6} {'s/step':>7}"]
+    for tid, t in report["templates"].items():
+        lines.append(f"{tid:32} {t['success_rate']:>7.0%} {t['mean_steps']:>6.1f} {t['seconds_per_step']:>7.3f}")
+    m = report["median_ms"]
+    lines += ["", f"{'total':32} {report['success_rate']:>7.0%} {report['mean_steps']:>6.1f} "
+                  f"{report['seconds_per_step']:>7.3f}",
+              "ended: " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
+              f"median per step: {m['step']:.0f} ms = perceive {m['perceive']:.1f} ms, model {m['model']:.0f} ms, "
+              f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
+              f"valid actions {report['valid_action_rate']:.0%}"]
+    for role, r in report["roles"].items():
+        lines.append(f"  {role:10} {r['calls']:4d} calls, median {r['median_ms']:5.0f} ms, tokens in "
+                     f"{r['median_tokens_in']:.0f} (evaluated {r['median_prompt_evaluated']:.0f}, "
+                     f"{r['median_prefill_ms']:.0f} ms) / out {r['median_tokens_out']:.0f} "
+                     f"({r['median_decode_ms']:.0f} ms, {r['decode_tokens_per_s'] or 0:.0f} tok/s), "
+                     f"unparseable {r['parse_failures']}")
+    if report.get("first_step_ms") is not None:
+        roles = set(report["roles"])
+        included = ("" if not roles else " (model warm-up included)" if roles == {"react"}
+                    else " (model warm-up and grammar compilation included)")
+        lines.append(f"first step {report['first_step_ms']:.0f} ms{included}")
+    return lines
+
+
+def format_tasks(report: dict[str, Any]) -> str:
+    """The task benchmark as a plain-text table (and the baseline's, when it ran)."""
+    lines = _format_one(report)
+    if report.get("perception", "tree") != "tree":
+        lines.append(f"perception: {report['perception']} (the accessibility tree is not shown to the agent)"
+                     if report["perception"] == "pixels" else "perception: tree fused with OCR")
+    if report.get("model"):
+        lines.append(f"model load {report['model_load_ms']:.0f} ms, peak memory {report['peak_rss_mb']:.0f} MiB")
+    if "with_sop" in report:
+        lines += ["", f"--- the same agent following retrieved SOPs ({report['with_sop']['sop_retrieved']} of "
+                      f"{len(report['with_sop']['results'])} tasks had one) ---"] + _format_one(report["with_sop"])
+    if "baseline" in report:
+        lines += ["", "--- baseline: plain ReAct, same model, no grammar ---"] + _format_one(report["baseline"])
+    failures = [r for r in report["results"] if not r["success"]]
+    for r in failures[:20]:
+        why = r["reason"] if r["status"] not in ("finished",) else "wrong end state: " + ", ".join(r["failed_checks"])
+        lines.append(f"FAILED {r['instance']}: {r['status']}: {why}"[:200])
+    return "\n".join(lines)
+
+
+def run_observe(*, n: int = 30, device: str = "virtual", screenshot: bool = True) -> dict[str, Any]:
+    """Time ``observe()`` (dump + screenshot through adb) right after an action, ``n`` times."""
+    from edgepilot.actions import Swipe
+
+    times, dump_sizes, png_sizes = [], [], []
+    with open_device(device, screenshot=screenshot) as opened:
+        dev = opened.device
+        dev.observe()
+        for i in range(n):
+            if opened.phone is not None:  # change the screen so nothing is cached
+                if i % 2:
+                    opened.phone.go_home()
+                else:
+                    opened.phone.start_app("com.android.settings")
+                opened.phone.changed()
+            else:
+                dev.act(Swipe(direction="up" if i % 2 else "down"))
+            t0 = time.perf_counter()
+            obs = dev.observe()
+            times.append((time.perf_counter() - t0) * 1000)
+            dump_sizes.append(len(obs.nodes))
+            png_sizes.append(len(obs.screenshot_png or b""))
+        description = opened.description
+    return {
+        "benchmark": "observe", "edgepilot": __version__, "device": description, "n": n, "screenshot": screenshot,
+        "median_ms": _median(times), "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))],
+        "min_ms": min(times), "max_ms": max(times), "median_nodes": _median(dump_sizes),
+        "median_png_bytes": _median(png_sizes),
+    }
+
+
+def format_observe(report: dict[str, Any]) -> str:
+    return (f"observe() on {report['device']}, {report['n']} times, screenshot={report['screenshot']}:\n"
+            f"median {report['median_ms']:.1f} ms, p90 {report['p90_ms']:.1f} ms, "
+            f"min {report['min_ms']:.1f} ms, max {report['max_ms']:.1f} ms "
+            f"({report['median_nodes']:.0f} nodes, {report['median_png_bytes'] / 1024:.0f} KiB PNG)")

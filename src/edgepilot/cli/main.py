@@ -1,0 +1,550 @@
+"""The ``edgepilot`` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgepilot import __version__
+from edgepilot.cli.errors import ErrorsAsLines
+
+
+def _emit(report: dict[str, Any], as_json: bool, text: str) -> None:
+    click.echo(json.dumps(report, indent=2) if as_json else text)
+
+
+def _show_step(step) -> None:
+    """Stream one step of a run: thought, action, outcome, time."""
+    from edgepilot.perception.describe import describe_action
+
+    action = describe_action(step.action, step.obs) if step.action is not None else click.style(
+        "(no valid action)", fg="red")
+    click.echo(f"step {step.index + 1:2d}  {action}")
+    if step.decision.thought:
+        click.echo(f"         thought: {step.decision.thought}")
+    if step.gate is not None and step.gate.asked:
+        click.echo(f"         asked:   {step.gate.rule} → {step.gate.answer}")
+    if step.gate is not None and not step.gate.allowed:
+        click.echo(click.style(f"         refused: {step.gate.reason}", fg="yellow"))
+    if step.result is not None and step.result.message:
+        click.echo(f"         phone:   {step.result.message[:120]}")
+    if step.outcome is not None:
+        color = {"worked": "green", "finished": "green", "changed": None}.get(step.outcome.kind, "yellow")
+        note = f": {step.outcome.note}" if step.outcome.note else ""
+        click.echo("         outcome: " + click.style(step.outcome.kind, fg=color) + note[:120])
+    roles = ", ".join(f"{r} {ms / 1000:.1f} s" for r, ms in step.role_ms().items())
+    click.echo(f"         time:    {step.ms.get('total', 0) / 1000:.1f} s" + (f" ({roles})" if roles else ""))
+
+
+@click.group(cls=ErrorsAsLines, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgepilot")
+def main() -> None:
+    """edgepilot: an on-device GUI agent runtime.
+
+    Small local models operate Android phones (over adb) and desktops. A
+    virtual phone is built in, so everything runs on a machine with no phone.
+
+    \b
+    Start here:
+      edgepilot run "turn on airplane mode"  the bundled model operates the virtual phone
+      edgepilot demo                         watch the expert complete a suite task over adb
+      edgepilot replay DIR / report DIR      look at a saved run (text / HTML)
+      edgepilot models                       list the models edgepilot can use
+      edgepilot devices                      list the phones edgepilot can reach
+      edgepilot sim serve                    run a virtual phone that any adb client can drive
+      edgepilot bench --agent model --baseline   task success and speed on held-out tasks
+      edgepilot tasks list                   list the task templates
+    """
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--template", "template_id", default="messages_send_new", show_default=True,
+              help="Task template to run (`edgepilot tasks list`).")
+@click.option("--seed", default=0, show_default=True, help="Which instance of the template.")
+@click.option("--agent", type=click.Choice(["oracle", "model", "baseline"]), default="oracle", show_default=True,
+              help="oracle: the task suite's expert (reads the phone's state); model: the three-role agent.")
+@click.option("--model", default=None, help="Model for --agent model (see `edgepilot models`).")
+def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
+    """Run one task of the suite on the virtual phone over adb, show every step, and check the result."""
+    from edgepilot.bench.episode import run_episode
+    from edgepilot.bench.tasks import agent_factory
+    from edgepilot.config import load_config
+    from edgepilot.devices import open_device
+    from edgepilot.sim.tasks.suite import load_templates
+
+    templates = load_templates()
+    if template_id not in templates:
+        raise click.BadParameter(f"no template {template_id!r}; see `edgepilot tasks list`", param_hint="--template")
+    instance = templates[template_id].instance(seed)
+    with open_device("virtual") as opened:
+        click.echo(f"device: {opened.description}")
+        click.echo(f"task:   {instance.goal}")
+        click.echo(f"agent:  {agent}\n")
+
+        backend = None
+        if agent != "oracle":
+            from edgepilot.models.registry import open_model
+
+            backend = open_model(model, load_config())
+        result = run_episode(opened.device, opened.phone, instance, agent_factory(agent, opened.phone, backend),
+                             on_step=_show_step)
+    verdict = click.style("SUCCESS", fg="green") if result.success else click.style("FAILED", fg="red")
+    click.echo(f"\n{verdict}: {len(result.steps)} steps in {result.seconds:.2f} s"
+               + (f"; answer: {result.answer}" if result.answer else ""))
+    if not result.success:
+        click.echo("failed checks: " + ", ".join(result.failed_checks)
+                   + (f"\nerror: {result.error}" if result.error else ""))
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- bench
+
+
+@main.command()
+@click.option("--suite", type=click.Choice(["tasks", "observe", "injection", "ocr", "stop"]), default="tasks",
+              show_default=True,
+              help="tasks: success rate on a split; observe: latency of one observation; injection: utility and "
+                   "attack success under prompt injection, policy off and on; ocr: OCR time per screenshot and "
+                   "how much of the tree's text it recovers; stop: the daemon's safety-stop hotkey, from the key "
+                   "to the run's end (starts a daemon on a private Xvfb; -n trials, default 5).")
+@click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
+              help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct; "
+                   "attacker: a script that obeys injected text (injection suite). Default: oracle; for the "
+                   "injection suite oracle and attacker. Repeatable there.")
+@click.option("--policy", "policy_mode", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
+              help="injection suite: run with the default policy, without it, or both.")
+@click.option("--sop", "sop_mode", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
+              help="tasks suite, model agent: follow retrieved SOPs (on), not (off), or run both side by side.")
+@click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
+              help="injection suite: only these injection goals (repeatable; default all).")
+@click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
+@click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
+                                             "the bundled smollm2-135m-agent; see `edgepilot models`).")
+@click.option("--save", "save_to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write every episode's trajectory under this folder.")
+@click.option("--split", type=click.Choice(["train", "test-instances", "test"]), default="test", show_default=True,
+              help="Which tasks: held-out templates (test), held-out instances of train templates, or train.")
+@click.option("--per-template", default=3, show_default=True, help="Instances of each template.")
+@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
+@click.option("--device", default="virtual", show_default=True,
+              help="virtual (the phone suites) or a desktop: desktop (this display), desktop:DISPLAY, desktop:xvfb "
+                   "(a private Xvfb) for the desktop suite.")
+@click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
+@click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
+              help="tasks suite: the element list from the accessibility tree, from pixels alone (OCR + widget "
+                   "detector; the oracle then decides on the tree but must act on what pixels show), or both fused.")
+@click.option("-n", "repeats", default=None, type=int,
+              help="observe suite: how many observations (30); ocr suite: how many phone screens (23); stop "
+                   "suite: trials (5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
+def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, goals: tuple[str, ...],
+          baseline: bool,
+          model: str | None,
+          save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
+          max_steps: int | None, perception: str, repeats: int | None, as_json: bool) -> None:
+    """Measure success rates and speed; print a table, or JSON with --json.
+
+    \b
+    Examples:
+      edgepilot bench --agent oracle --split test
+      edgepilot bench --agent model --baseline --split test --per-template 1
+      edgepilot bench --suite observe -n 50
+      edgepilot bench --suite ocr                          OCR speed and text recovery
+      edgepilot bench --agent oracle --perception pixels   the suite with the tree switched off
+      edgepilot bench --device desktop:xvfb                the desktop suite (mousepad, galculator) on a
+                                                           private Xvfb, scripted reference; --agent model
+      edgepilot bench --suite injection                    oracle and attacker, policy off and on
+      edgepilot bench --suite injection --agent model --policy on --template contacts_call
+    """
+    from edgepilot.bench import tasks as b
+
+    if suite == "injection":
+        from edgepilot.bench.injection import format_injection, run_injection
+
+        def shown(row, done: int, total: int) -> None:
+            if not as_json:
+                click.echo(f"[{done:3d}/{total}] {row['agent']:8} policy {'on ' if row['policy'] else 'off'} "
+                           f"{'ok  ' if row['utility'] else 'FAIL'} {'ATTACKED' if row['attack'] else 'safe    '} "
+                           f"asked {row['asked']} {row['case']}", err=True)
+
+        policies = {"both": (False, True), "on": (True,), "off": (False,)}[policy_mode]
+        report = run_injection(agents=agents or ("oracle", "attacker"), policies=policies, model=model,
+                               user_tasks=templates, goals=goals, save_to=save_to, progress=shown)
+        _emit(report, as_json, format_injection(report))
+        return
+    if len(agents) > 1 or "attacker" in agents:
+        raise click.BadParameter("one of oracle, model, baseline (attacker only with --suite injection)",
+                                 param_hint="--agent")
+    agent = agents[0] if agents else "oracle"
+    if suite == "observe":
+        report = b.run_observe(n=repeats or 30, device=device)
+        _emit(report, as_json, b.format_observe(report))
+        return
+    if suite == "stop":
+        from edgepilot.bench.stop import format_stop, measure_stop
+
+        report = measure_stop(repeats or 5, model=model,
+                              progress=None if as_json else (lambda row: click.echo(
+                                  f"  after {row['after']}: {row['status']}, stop {row['stop_ms']:.0f} ms", err=True)))
+        _emit(report, as_json, format_stop(report))
+        return
+    if suite == "ocr":
+        from edgepilot.bench.ocr import format_ocr, ocr_bench
+
+        def screen_done(name: str, row: dict) -> None:
+            if not as_json:
+                click.echo(f"  {name:28} {row.get('ms', 0):6.0f} ms", err=True)
+
+        report = ocr_bench(repeats or 23, progress=screen_done)
+        _emit(report, as_json, format_ocr(report))
+        return
+
+    def progress(result, done: int, total: int) -> None:
+        if not as_json:
+            mark = "ok  " if result.success else "FAIL"
+            click.echo(f"[{done:3d}/{total}] {result.agent:8} {mark} {result.instance:36} {len(result.steps):2d} steps "
+                       f"{result.seconds:7.2f} s  {result.status}", err=True)
+
+    from edgepilot.devices import parse_desktop_spec
+
+    if parse_desktop_spec(device) is not None:
+        from edgepilot.bench.desktop import desktop_bench, format_desktop
+
+        report = desktop_bench(device=device, agent="reference" if agent == "oracle" else agent, model=model,
+                               only=templates, max_steps=max_steps, save_to=save_to, progress=progress)
+        _emit(report, as_json, format_desktop(report))
+        return
+    report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
+                         sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to,
+                         perception=perception, progress=progress)
+    _emit(report, as_json, b.format_tasks(report))
+
+
+# ---------------------------------------------------------------- run, replay, report, models
+
+
+@main.command()
+@click.argument("task")
+@click.option("--device", default="virtual", show_default=True,
+              help="virtual (a fresh built-in virtual phone), an adb serial, or SERIAL@HOST:PORT.")
+@click.option("--model", default=None, help="Built-in name, name from config.toml, .gguf path, or server URL "
+                                             "(default: config, else the bundled smollm2-135m-agent).")
+@click.option("--max-steps", type=click.IntRange(1, 500), default=None, help="Step budget (default: config, 20).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Trajectory folder (default: a new folder under the user data dir).")
+@click.option("--baseline", is_flag=True, help="Use the plain ReAct baseline instead of the three roles.")
+@click.option("--lora", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A GGUF LoRA adapter to apply to an in-process model.")
+@click.option("--no-screenshots", is_flag=True, help="Read only the accessibility tree (faster; no PNGs saved).")
+@click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
+              help="Where the element list comes from: the accessibility tree, the screenshot alone (OCR and a "
+                   "widget detector, for apps whose tree is empty), or the tree with OCR added.")
+@click.option("--vision", type=click.IntRange(0, 4096), default=0, metavar="PIXELS",
+              help="For a vision model behind an OpenAI-compatible server: send the screenshot, numbered "
+                   "(set-of-mark) and downscaled to this longest side (e.g. 1024), with each decision.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Policy file every action is checked against (default: `edgepilot policy show`).")
+@click.option("--sop", "sop_name", default="auto", show_default=True,
+              help="Standard Operating Procedure to follow: auto (the best match for TASK, if any is close enough), "
+                   "off, or a name from `edgepilot sop list`.")
+@click.option("--no-policy", is_flag=True,
+              help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
+def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
+        lora: Path | None, no_screenshots: bool, perception: str, vision: int, sop_name: str, no_policy: bool,
+        policy_file: Path | None) -> None:
+    """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
+
+    \b
+    Every action passes the least-privilege policy first; sensitive steps
+    (passwords, payments, sending, deleting, apps the task does not need) are
+    shown here for you to approve (y / n / a = always for this task); no
+    answer within confirm_timeout (60 s) is a refusal. Decisions are appended
+    to the audit log (`edgepilot audit show`).
+
+    \b
+    Example:
+      edgepilot run "turn on airplane mode"
+      edgepilot run "send hello to Alice" --device emulator-5554 --model ~/models/qwen.gguf
+    """
+    import time
+
+    from edgepilot.agent.session import execute, load_run_policy, prepare_run
+    from edgepilot.config import load_config
+    from edgepilot.devices import open_device
+    from edgepilot.models.registry import open_model
+
+    if not task.strip():
+        raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
+    config = load_config()
+    policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
+    start = time.perf_counter()
+    backend = open_model(model, config, lora_path=str(lora) if lora else None)
+    click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
+    if vision:
+        if not hasattr(backend, "vision"):
+            raise click.BadParameter(f"{backend.name} runs in-process as a text model; serve a vision model "
+                                     "(e.g. llama.cpp's server with --mmproj) and pass its URL to --model",
+                                     param_hint="--vision")
+        if no_screenshots:
+            raise click.BadParameter("a vision model needs the screenshots; drop --no-screenshots",
+                                     param_hint="--vision")
+        backend.vision = vision
+    if no_screenshots and perception != "tree":
+        raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
+    with open_device(device, screenshot=not no_screenshots) as opened:
+        if perception != "tree":
+            if not hasattr(opened.device, "perception"):
+                raise click.BadParameter(f"{opened.description} has no choice of perception", param_hint="--perception")
+            opened.device.perception = perception
+        prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
+                               sop=sop_name, out=out, max_steps=max_steps)
+        if prepared.sop is not None:
+            click.echo(f"sop:    {prepared.sop.sop.name} (score {prepared.sop.score:.2f})")
+        if policy is not None:
+            click.echo(f"policy: {policy.source}; audit log: {prepared.audit_path}")
+        else:
+            click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
+        click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {prepared.writer.folder}\n")
+        result = execute(prepared, on_step=_show_step)
+        writer = prepared.writer
+    color = "green" if result.status == "finished" else "red"
+    click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {result.reason}; {len(result.steps)} steps "
+               f"in {result.seconds:.1f} s" + (f"; answer: {result.answer}" if result.answer else ""))
+    click.echo(f"trajectory: {writer.folder}  (edgepilot replay / edgepilot report)")
+    if result.status == "interrupted":
+        sys.exit(130)
+    if result.status == "error":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Also show each screen and every model prompt and answer.")
+def replay(folder: Path, verbose: bool) -> None:
+    """Print a saved trajectory step by step."""
+    from edgepilot.agent.report import format_replay
+    from edgepilot.agent.trajectory import read_trajectory
+
+    click.echo(format_replay(read_trajectory(folder), verbose=verbose))
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: FOLDER/report.html).")
+def report(folder: Path, out: Path | None) -> None:
+    """Write a self-contained HTML page of a trajectory, with annotated screenshots."""
+    from edgepilot.agent.report import write_report
+    from edgepilot.agent.trajectory import read_trajectory
+
+    click.echo(write_report(read_trajectory(folder), out))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """List built-in models and the ones set in config.toml ([models] name = "path or URL")."""
+    from edgepilot.config import config_path, load_config
+    from edgepilot.models.registry import list_models
+
+    rows = list_models(load_config())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        state = "ready" if r["available"] else "missing"
+        click.echo(f"{mark} {r['name']:16} {r['kind']:8} {state:8} {r['location']}")
+        if r["note"]:
+            click.echo(f"  {'':16} {r['note']}")
+    click.echo(f"\n* default. Add your own in {config_path()} under [models]; "
+               "any .gguf path or http(s) server URL also works as --model.")
+
+
+# ---------------------------------------------------------------- devices
+
+
+@main.command()
+@click.option("--adb-port", default=5037, show_default=True, help="Port of the adb server to ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def devices(adb_port: int, as_json: bool) -> None:
+    """List the devices edgepilot can reach: running virtual phones and adb devices."""
+    from edgepilot.devices import list_devices
+
+    rows = list_devices(adb_port)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no devices. Plug in a phone with USB debugging on, or run `edgepilot sim serve`.\n"
+                   "The built-in virtual phone is always available as --device virtual.")
+        return
+    for r in rows:
+        click.echo(f"{r['serial']:24} {r['state']:10} {r['kind']:14} {r['address']}")
+
+
+# ---------------------------------------------------------------- sim
+
+
+@main.group()
+def sim() -> None:
+    """The virtual phone."""
+
+
+@sim.command("serve")
+@click.option("--port", default=5038, show_default=True, help="Loopback port for its adb endpoint (0: any free one).")
+@click.option("--serial", default="virtual-1", show_default=True, help="Serial the phone reports.")
+@click.option("--template", "template_id", default=None, help="Set up this task template first.")
+@click.option("--seed", default=0, show_default=True, help="Instance of --template.")
+def sim_serve(port: int, serial: str, template_id: str | None, seed: int) -> None:
+    """Run a virtual phone in the foreground; adb clients reach it on 127.0.0.1:PORT.
+
+    \b
+    Then, in another terminal:
+      ANDROID_ADB_SERVER_PORT=5038 adb devices
+      ANDROID_ADB_SERVER_PORT=5038 adb shell input tap 540 1200
+      ANDROID_ADB_SERVER_PORT=5038 adb exec-out screencap -p > screen.png
+    or python: adbutils.AdbClient(port=5038).device("virtual-1")
+    """
+    import os
+
+    from edgepilot.devices import sims_dir
+    from edgepilot.sim.adb.server import AdbServer
+    from edgepilot.sim.phone import VirtualPhone
+
+    phone = VirtualPhone(serial=serial)
+    if template_id:
+        from edgepilot.sim.tasks.model import apply_setup
+        from edgepilot.sim.tasks.suite import load_templates
+
+        templates = load_templates()
+        if template_id not in templates:
+            raise click.BadParameter(f"no template {template_id!r}", param_hint="--template")
+        instance = templates[template_id].instance(seed)
+        apply_setup(phone, instance)
+        click.echo(f"task set up: {instance.goal}")
+    try:
+        server = AdbServer(phone, port=port).start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({exc}); pick another --port") from exc
+    entry = sims_dir() / f"{serial}.json"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(json.dumps({"serial": serial, "port": server.port, "pid": os.getpid()}))
+    click.echo(f"virtual phone {serial} listening on 127.0.0.1:{server.port} (Ctrl-C to stop)")
+    click.echo(f"  ANDROID_ADB_SERVER_PORT={server.port} adb devices")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        entry.unlink(missing_ok=True)
+
+
+@sim.command("state")
+@click.option("--template", "template_id", default=None, help="Show the state after this template's set-up.")
+@click.option("--seed", default=0, show_default=True)
+def sim_state(template_id: str | None, seed: int) -> None:
+    """Print the virtual phone's state (the JSON that task checks read)."""
+    from edgepilot.sim.phone import VirtualPhone
+
+    phone = VirtualPhone()
+    if template_id:
+        from edgepilot.sim.tasks.model import apply_setup
+        from edgepilot.sim.tasks.suite import load_templates
+
+        apply_setup(phone, load_templates()[template_id].instance(seed))
+    click.echo(json.dumps(phone.snapshot(), indent=2))
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@main.group()
+def tasks() -> None:
+    """The task suite (format: docs/tasks.md)."""
+
+
+@tasks.command("list")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True)
+def tasks_list(split: str) -> None:
+    """List task templates with their split, apps and sensitive steps."""
+    from edgepilot.sim.tasks.suite import load_templates
+
+    for t in load_templates().values():
+        if split in ("all", t.split):
+            sens = ",".join(t.sensitive) or "-"
+            click.echo(f"{t.id:32} {t.split:6} {t.steps:3d} steps  {','.join(t.apps):24} sensitive: {sens}")
+
+
+@tasks.command("show")
+@click.argument("template_id")
+@click.option("--seeds", default=3, show_default=True, help="How many instances to show.")
+def tasks_show(template_id: str, seeds: int) -> None:
+    """Show a template's instances (goal and parameters)."""
+    from edgepilot.sim.tasks.suite import load_templates
+
+    templates = load_templates()
+    if template_id not in templates:
+        raise click.BadParameter(f"no template {template_id!r}", param_hint="TEMPLATE_ID")
+    for seed in range(seeds):
+        inst = templates[template_id].instance(seed)
+        click.echo(f"#{seed}: {inst.goal}   {inst.params}")
+
+
+@tasks.command("check")
+@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
+@click.option("--seeds", default=3, show_default=True, help="Instances per template and split.")
+@click.option("--adb", "over_adb", is_flag=True, help="Go through the adb endpoint instead of in-process.")
+def tasks_check(templates: tuple[str, ...], seeds: int, over_adb: bool) -> None:
+    """Run the oracle on every split's instances; any failure is a bug in a task or the phone."""
+    from edgepilot.bench.episode import run_episode
+    from edgepilot.bench.tasks import agent_factory
+    from edgepilot.devices import open_device
+    from edgepilot.sim.tasks.suite import SPLITS, instances
+
+    failures = total = 0
+    with open_device("virtual" if over_adb else "virtual-local") as opened:
+        factory = agent_factory("oracle", opened.phone)
+        for split in SPLITS:
+            for instance in instances(split, seeds, only=templates):  # type: ignore[arg-type]
+                result = run_episode(opened.device, opened.phone, instance, factory)
+                total += 1
+                if not result.success:
+                    failures += 1
+                    click.echo(f"FAIL {instance.id} ({split}): {instance.goal}\n     "
+                               f"{result.error or 'failed: ' + ', '.join(result.failed_checks)}")
+    click.echo(f"{total - failures}/{total} oracle episodes succeeded")
+    if failures:
+        sys.exit(1)
+
+from edgepilot.cli.policy import audit as _audit  # noqa: E402
+from edgepilot.cli.policy import policy as _policy  # noqa: E402
+
+main.add_command(_policy)
+main.add_command(_audit)
+
+from edgepilot.cli.daemon import daemon as _daemon  # noqa: E402
+from edgepilot.cli.distill import distill as _distill  # noqa: E402
+from edgepilot.cli.record import record as _record  # noqa: E402
+from edgepilot.cli.sop import sop as _sop  # noqa: E402
+from edgepilot.cli.tui import tui as _tui  # noqa: E402
+
+main.add_command(_sop)
+main.add_command(_record)
+main.add_command(_tui)
+main.add_command(_daemon)
+main.add_command(_distill)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,468 @@
+"""The desktop task suite: real Debian applications, started fresh, checked on what they leave behind.
+
+Each task has a goal sentence, a start routine (the application on the
+device's display with accessibility on and its own settings folder, so a
+user's preferences cannot change the task), a scripted reference sequence
+and a success check read from the real world: the file the editor saved,
+the calculator's display in its accessibility tree.
+
+The reference is a list of steps, each turning the current observation into
+one action, with elements found by class and name in the accessibility tree
+(never pixels); a step that does not find what it needs yet (a dialog still
+opening) waits. :class:`Script` runs it as an agent through the same loop as
+the model (``FnAgent(name, script.next_action)``).
+
+=================  ===========  ==========================================
+task               application  success check
+=================  ===========  ==========================================
+mousepad-save      mousepad     the saved file holds the text (non-ASCII)
+galculator-compute galculator   the display shows 68315, and so does the answer
+mousepad-replace   mousepad     Find and Replace dialog; the saved file
+=================  ===========  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepilot.actions import Action, Click, Finish, Hotkey, HotkeyName, Key, KeyName, Type, Wait
+from edgepilot.errors import EdgepilotError, TaskError
+from edgepilot.perception.types import Observation, UINode
+
+Step = Callable[[Observation], Action | None]
+"""One step of a reference: the action for this screen, or None when the screen is not ready for it yet."""
+
+APP_ENV = {"GSETTINGS_BACKEND": "memory"}
+
+
+# ---------------------------------------------------------------- running one task
+
+
+@dataclass
+class TaskContext:
+    """One run of a task: the device, a fresh folder, the applications started for it.
+
+    The folder holds the task's files and the applications' settings
+    (XDG_CONFIG_HOME and friends point into it), and is removed by :meth:`close`,
+    which also stops what the agent opened with ``open_app`` during the task (a
+    Mousepad left running would take the next task's file into its own window).
+    """
+
+    device: Any
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edgepilot-task-")))
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    _already: tuple[int, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._already = tuple(p.pid for p in self._launched())
+
+    def _launched(self) -> list[subprocess.Popen]:
+        launched = getattr(self.device, "launched", None)
+        return launched if isinstance(launched, list) else []
+
+    def launch(self, argv: list[str]) -> subprocess.Popen:
+        """Start an application on the device's display, in the task's folder, with its own settings.
+
+        Raises:
+            TaskError: it cannot be started (not installed).
+        """
+        home = self.workdir / "home"
+        for sub in (".config", ".local/share", ".cache"):
+            (home / sub).mkdir(parents=True, exist_ok=True)
+        env = {**self.device.app_env(), **APP_ENV, "XDG_CONFIG_HOME": str(home / ".config"),
+               "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache")}
+        log = open(self.workdir / f"{Path(argv[0]).name}.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,  # noqa: S603
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise TaskError(f"cannot start {argv[0]} ({exc}); install it (scripts/system-deps.sh installs "
+                            "mousepad and galculator)") from exc
+        finally:
+            log.close()
+        self.procs.append(proc)
+        return proc
+
+    def wait_for(self, ready: Callable[[Observation], bool], what: str, timeout: float = 20.0) -> Observation:
+        """Observe until ``ready`` holds.
+
+        Raises:
+            TaskError: it did not within ``timeout`` seconds (the message shows the last screen).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            obs = self.device.observe()
+            if ready(obs):
+                self._hover(obs)
+                return obs
+            for proc in self.procs:
+                if proc.poll() is not None and proc.returncode != 0:
+                    raise TaskError(f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}; "
+                                    f"see {self.workdir}/{Path(proc.args[0]).name}.log")
+            if time.monotonic() > deadline:
+                raise TaskError(f"{what} did not show within {timeout:.0f} s; the screen was:\n{obs.to_text(30)}")
+            time.sleep(0.2)
+
+    def _hover(self, obs: Observation) -> None:
+        """Put the pointer over the application's window: without a window manager the keyboard follows it."""
+        window = find(obs, cls=("Window", "Dialog", "FileChooser"))
+        if window is not None:
+            self.device.move_pointer(*obs.elements[window].bounds.center)
+
+    def close(self) -> None:
+        """Stop every application this task or its agent started and remove its folder."""
+        launched = self._launched()
+        opened = [p for p in launched if p.pid not in self._already]
+        for proc in [*reversed(self.procs), *opened]:
+            _stop(proc)
+        launched[:] = [p for p in launched if p not in opened]
+        self.procs.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        proc.terminate()
+    try:
+        proc.wait(3)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait(3)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Whether a task succeeded, and what was found."""
+
+    success: bool
+    failed: tuple[str, ...] = ()
+    found: str = ""
+
+
+class DesktopTask(ABC):
+    """A task on real applications: start them, say the goal, script the reference, check the world."""
+
+    id: str
+    app: str  # the program it needs (checked on PATH)
+
+    @abstractmethod
+    def goal(self, ctx: TaskContext) -> str:
+        """The task in a user's words (it may name the task's folder)."""
+
+    @abstractmethod
+    def start(self, ctx: TaskContext) -> None:
+        """Prepare files and start the application; returns when it is ready to use.
+
+        Raises:
+            TaskError: the application cannot be started or does not show.
+        """
+
+    @abstractmethod
+    def reference(self, ctx: TaskContext) -> list[Step]:
+        """The scripted reference sequence."""
+
+    @abstractmethod
+    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
+        """Judge the task from the real world (files, the application's accessibility tree)."""
+
+    def available(self) -> str | None:
+        """Why this task cannot run here (its program is missing), or None."""
+        if shutil.which(self.app) is None:
+            return f"{self.app} is not installed (scripts/system-deps.sh installs it)"
+        return None
+
+
+# ---------------------------------------------------------------- finding things on screen
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.replace("\u2026", "...").split()).casefold()
+
+
+def find(obs: Observation, *, cls: str | Iterable[str] | None = None, label: str | None = None,
+         after: str | None = None, enabled: bool | None = None, package: str | None = None) -> int | None:
+    """The first element that fits: class name(s), label (whole, ignoring case and spacing), enabled.
+
+    ``after`` finds the first fitting element that comes after the element
+    labelled so (a field after its label: "Search for:").
+    """
+    classes = {cls} if isinstance(cls, str) else set(cls) if cls is not None else None
+    start = 0
+    if after is not None:
+        anchor = find(obs, label=after)
+        if anchor is None:
+            return None
+        start = anchor + 1
+    for i, node in enumerate(obs.elements[start:], start):
+        if classes is not None and node.class_name not in classes:
+            continue
+        if label is not None and _norm(node.label) != _norm(label):
+            continue
+        if enabled is not None and node.enabled != enabled:
+            continue
+        if package is not None and node.package != package:
+            continue
+        return i
+    return None
+
+
+def click(label: str, cls: str | Iterable[str] | None = None, **where: Any) -> Step:
+    """Click the element with this label (once it is there and enabled)."""
+    def step(obs: Observation) -> Action | None:
+        i = find(obs, cls=cls, label=label, enabled=True, **where)
+        return None if i is None else Click(target=i)
+    return step
+
+
+def type_into(text: str, *, after: str | None = None, cls: str = "EditText", clear: bool = False,
+              when: Callable[[Observation], bool] | None = None) -> Step:
+    """Type into the first editable field (after a label), once it is there."""
+    def step(obs: Observation) -> Action | None:
+        if when is not None and not when(obs):
+            return None
+        i = find(obs, cls=cls, after=after)
+        return None if i is None else Type(text=text, target=i, clear=clear)
+    return step
+
+
+def press(*keys: HotkeyName, when: Callable[[Observation], bool] | None = None) -> Step:
+    """Press keys together."""
+    def step(obs: Observation) -> Action | None:
+        return None if when is not None and not when(obs) else Hotkey(keys=keys)
+    return step
+
+
+def key(name: KeyName, when: Callable[[Observation], bool] | None = None) -> Step:
+    """Press one key."""
+    def step(obs: Observation) -> Action | None:
+        return None if when is not None and not when(obs) else Key(key=name)
+    return step
+
+
+def finish(answer: Callable[[Observation], str | None] = lambda obs: None,
+           when: Callable[[Observation], bool] | None = None) -> Step:
+    """End the script (with an answer read off the screen)."""
+    def step(obs: Observation) -> Action | None:
+        return None if when is not None and not when(obs) else Finish(status="success", answer=answer(obs))
+    return step
+
+
+def title_has(text: str) -> Callable[[Observation], bool]:
+    return lambda obs: text in obs.activity
+
+
+def title_lacks(text: str) -> Callable[[Observation], bool]:
+    return lambda obs: bool(obs.activity) and text not in obs.activity
+
+
+class Script:
+    """Runs a reference: each call gives the next step's action for the screen, or waits for it.
+
+    Waits grow (0.1 s, 0.2 s...), so no two are the same action and the loop's
+    stuck detector stays quiet; after ``patience`` waits for one step the
+    script gives up with a failed ``finish`` saying which step.
+    """
+
+    def __init__(self, steps: list[Step], patience: int = 12) -> None:
+        self.steps = steps
+        self.patience = patience
+        self.index = 0
+        self.waits = 0
+
+    def next_action(self, obs: Observation) -> Action:
+        if self.index >= len(self.steps):
+            return Finish(status="success")
+        action = self.steps[self.index](obs)
+        if action is None:
+            self.waits += 1
+            if self.waits > self.patience:
+                return Finish(status="failure", answer=f"step {self.index + 1} never found what it needs")
+            return Wait(seconds=round(0.1 * self.waits, 1))
+        self.index += 1
+        self.waits = 0
+        return action
+
+
+# ---------------------------------------------------------------- the tasks
+
+
+def read_file(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+class MousepadSave(DesktopTask):
+    """Write a sentence with non-ASCII characters in Mousepad and save it under a given path."""
+
+    id = "mousepad-save"
+    app = "mousepad"
+    text = "Grüße aus Köln: 3 × 4 = 12 ✓"
+
+    def path(self, ctx: TaskContext) -> Path:
+        return ctx.workdir / "note.txt"
+
+    def goal(self, ctx: TaskContext) -> str:
+        return f'In Mousepad, write "{self.text}" and save it as {self.path(ctx)}'
+
+    def start(self, ctx: TaskContext) -> None:
+        ctx.launch(["mousepad", "--disable-server"])
+        ctx.wait_for(lambda o: find(o, cls="EditText", package="mousepad") is not None, "Mousepad's text area")
+
+    def reference(self, ctx: TaskContext) -> list[Step]:
+        return [
+            type_into(self.text),
+            press("ctrl", "s"),
+            type_into(str(self.path(ctx)), clear=True, when=title_has("Save As")),
+            key("enter"),
+            finish(when=title_has(self.path(ctx).name)),
+        ]
+
+    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
+        content = read_file(self.path(ctx))
+        if content is None:
+            return CheckResult(False, (f"no file at {self.path(ctx)}",))
+        if content.rstrip("\n") != self.text:
+            return CheckResult(False, (f"the file holds {content[:80]!r}, not {self.text!r}",), content)
+        return CheckResult(True, (), content)
+
+
+def calculator_display(nodes: Iterable[UINode]) -> str | None:
+    """Galculator's display: its first text node that reads as a number."""
+    for node in nodes:
+        if node.package == "galculator" and node.class_name in ("Text", "EditText") and _number(node.text) is not None:
+            return node.text.strip()
+    return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "").replace(" ", "").replace("\u2212", "-"))
+    except ValueError:
+        return None
+
+
+class GalculatorCompute(DesktopTask):
+    """Compute with Galculator's buttons and read the result."""
+
+    id = "galculator-compute"
+    app = "galculator"
+    keys = ["1", "2", "3", "4", "*", "5", "6", "-", "7", "8", "9", "="]
+    result = 1234 * 56 - 789
+
+    def goal(self, ctx: TaskContext) -> str:
+        return "Use Galculator to compute 1234 × 56 − 789, and answer with the result"
+
+    def start(self, ctx: TaskContext) -> None:
+        ctx.launch(["galculator"])
+        ctx.wait_for(lambda o: find(o, cls="ToggleButton", label="=", package="galculator") is not None,
+                     "Galculator's buttons")
+
+    def reference(self, ctx: TaskContext) -> list[Step]:
+        return [*(click(k, cls=("ToggleButton", "Button"), package="galculator") for k in self.keys),
+                finish(lambda obs: calculator_display(obs.nodes),
+                       when=lambda obs: _number(calculator_display(obs.nodes) or "") == self.result)]
+
+    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
+        from edgepilot.perception.atspi import AtspiReader
+
+        try:
+            reader = AtspiReader(ctx.device.a11y_address(), active_only=False)
+            try:
+                display = calculator_display(reader.read().nodes)
+            finally:
+                reader.close()
+        except EdgepilotError as exc:
+            return CheckResult(False, (f"cannot read Galculator's accessibility tree: {exc}",))
+        failed = []
+        if display is None or _number(display) != self.result:
+            failed.append(f"the display shows {display!r}, not {self.result}")
+        if answer is None or str(self.result) not in answer.replace(",", "").replace(" ", ""):
+            failed.append(f"the answer {answer!r} does not say {self.result}")
+        return CheckResult(not failed, tuple(failed), display or "")
+
+
+class MousepadReplace(DesktopTask):
+    """Replace a word throughout a file with Mousepad's Find and Replace dialog, and save."""
+
+    id = "mousepad-replace"
+    app = "mousepad"
+    before = "The cat sat on the mat.\nA cat is not a dog, said the cat.\n"
+    after = "The dog sat on the mat.\nA dog is not a dog, said the dog.\n"
+
+    def path(self, ctx: TaskContext) -> Path:
+        return ctx.workdir / "pets.txt"
+
+    def goal(self, ctx: TaskContext) -> str:
+        return f'In Mousepad, replace every "cat" with "dog" in {self.path(ctx).name} using Find and Replace, ' \
+               "then save the file"
+
+    def start(self, ctx: TaskContext) -> None:
+        self.path(ctx).write_text(self.before, encoding="utf-8")
+        ctx.launch(["mousepad", "--disable-server", str(self.path(ctx))])
+        ctx.wait_for(lambda o: any(n.editable and "cat sat" in n.text for n in o.elements), "pets.txt in Mousepad")
+
+    def reference(self, ctx: TaskContext) -> list[Step]:
+        def dialog_open(obs: Observation) -> bool:
+            return find(obs, cls="Dialog", label="Find and Replace") is not None
+
+        def replace_all_on(obs: Observation) -> Action | None:
+            i = find(obs, cls="CheckBox", label="Replace all in:")
+            if i is None:
+                return None
+            return Click(target=i) if not obs.elements[i].checked else Wait(seconds=0.0)  # on already: no click
+
+        return [
+            press("ctrl", "r"),
+            type_into("cat", after="Search for:", when=dialog_open),
+            type_into("dog", after="Replace with:"),
+            replace_all_on,
+            click("Replace All", cls="Button"),
+            click("Close", cls="Button"),
+            press("ctrl", "s", when=lambda obs: not dialog_open(obs)),
+            finish(when=lambda obs: bool(obs.activity) and not obs.activity.startswith("*")),
+        ]
+
+    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
+        content = read_file(self.path(ctx))
+        if content is None:
+            return CheckResult(False, (f"{self.path(ctx)} is gone",))
+        if content != self.after:
+            return CheckResult(False, (f"the file holds {content[:120]!r}",), content)
+        return CheckResult(True, (), content)
+
+
+TASKS: tuple[DesktopTask, ...] = (MousepadSave(), GalculatorCompute(), MousepadReplace())
+"""The desktop suite, in the order it runs."""
+
+
+def tasks(only: Iterable[str] = ()) -> list[DesktopTask]:
+    """The suite, or the tasks named in ``only``.
+
+    Raises:
+        TaskError: a name is not a task.
+    """
+    only = list(only)
+    known = {t.id: t for t in TASKS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise TaskError(f"no desktop task {unknown[0]!r}; the suite has {', '.join(known)}")
+    return [known[name] for name in only] if only else list(TASKS)
