@@ -307,7 +307,7 @@ class _Connection:
     def _simple_answers(self) -> dict[str, Any]:
         features = ",".join(FEATURES)
         return {
-            "version": lambda: "%04x" % ADB_SERVER_VERSION,
+            "version": lambda: f"{ADB_SERVER_VERSION:04x}",
             "devices": lambda: self.server.device_line(long=False),
             "devices-l": lambda: self.server.device_line(long=True),
             "features": lambda: features,
