@@ -77,16 +77,16 @@ def test_roles_run_in_order_and_the_task_gets_done(served, tmp_path):
     assert planner_msgs[1].content.startswith("Task: turn on airplane mode\n\nScreen:\nApp: com.android.settings")
 
     traj = read_trajectory(tmp_path / "run")
-    assert traj.result["status"] == "finished" and not traj.warnings
+    assert traj.result.status == "finished" and not traj.warnings
     assert len(traj.steps) == len(result.steps) == 5
     first = traj.steps[0]
-    assert first["action"] == {"type": "tap", "target": settings}
-    assert first["target_bounds"] and first["outcome"]["by"] == "model"
-    assert [c["role"] for c in first["calls"]] == ["decider", "reflector"]
-    assert first["calls"][0]["messages"][0]["role"] == "system"
-    assert (tmp_path / "run" / first["screenshot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert traj.steps[-1]["outcome"]["kind"] == "finished"
-    assert set(first["ms"]) >= {"perceive", "decider", "reflector", "act", "total"}
+    assert first.action == {"type": "tap", "target": settings}
+    assert first.target_bounds and first.outcome.by == "model"
+    assert [c.role for c in first.calls] == ["decider", "reflector"]
+    assert first.calls[0].messages[0]["role"] == "system"
+    assert (tmp_path / "run" / first.screenshot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert traj.steps[-1].outcome.kind == "finished"
+    assert set(first.ms) >= {"perceive", "decider", "reflector", "act", "total"}
 
 
 def test_steps_are_on_disk_before_the_run_ends(served, tmp_path):
@@ -192,7 +192,7 @@ def test_a_device_that_disconnects_ends_the_run_with_the_steps_kept(served, tmp_
     result = run_agent(device, agent, "scroll", max_steps=10, writer=_writer(tmp_path), on_step=pull_the_cable)
     assert result.status == "error" and result.reason.startswith("device:")
     traj = read_trajectory(tmp_path / "run")
-    assert len(traj.steps) == 2 and traj.result["status"] == "error"
+    assert len(traj.steps) == 2 and traj.result.status == "error"
 
 
 def test_the_baseline_counts_nonsense_as_failed_steps(served):
@@ -273,7 +273,7 @@ def test_the_retrieved_sop_is_in_every_prompt_and_each_step_records_where_it_sto
     for _, messages in backend.prompts:
         assert "Procedure (follow it unless the screen disagrees):" in messages[1].content
     assert "<- now" in backend.prompts[0][1][1].content
-    steps = [s["plan"]["sop"] for s in read_trajectory(tmp_path / "run").steps]
+    steps = [s.plan["sop"] for s in read_trajectory(tmp_path / "run").steps]
     assert {s["sop"] for s in steps} == {"settings-airplane-mode"}
     numbers = [s["step"] for s in steps if s["step"] is not None]
     assert numbers == sorted(numbers) and numbers[0] == 1 and numbers[-1] > 2  # it moved along the procedure
@@ -385,8 +385,8 @@ def test_a_stop_while_the_model_thinks_ends_the_run_without_acting(served, tmp_p
     assert result.status == "stopped" and result.reason == "safety stop"
     assert device.observe().package != "com.android.settings"  # the decided tap was never carried out
     traj = read_trajectory(tmp_path / "run")
-    assert traj.result["status"] == "stopped"
-    assert traj.steps[0]["gate"]["allowed"] is False and traj.steps[0]["result"] is None
+    assert traj.result.status == "stopped"
+    assert traj.steps[0].gate.allowed is False and traj.steps[0].result is None
 
 
 def test_a_paused_run_waits_and_resumes(served):
@@ -442,9 +442,9 @@ def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
     result = execute(run)
     assert backend.should_stop is None  # unhooked after the run
     traj = read_trajectory(tmp_path / "run")
-    first = traj.steps[0]["gate"]
-    assert first["allowed"] is False and first["asked"] is True and first["answer"] == "no"  # the bank is out of scope
-    assert result.status == "finished" and traj.meta["policy"].endswith("default.yaml")
+    first = traj.steps[0].gate
+    assert first.allowed is False and first.asked is True and first.answer == "no"  # the bank is out of scope
+    assert result.status == "finished" and traj.meta.policy.endswith("default.yaml")
 
 
 class _VotingBackend(ScriptedBackend):

@@ -324,8 +324,8 @@ def test_terminate_rule_stops_the_run_and_refusals_reach_the_trajectory(phone, t
     result = run_agent(phone, agent, "t", max_steps=5, gate=gate, writer=writer)
     assert result.status == "stopped" and "no-apps" in result.reason and len(result.steps) == 1
     step = read_trajectory(tmp_path / "run").steps[0]
-    assert step["gate"]["allowed"] is False and step["gate"]["rule"] == "no-apps"
-    assert step["outcome"]["kind"] == "refused"
+    assert step.gate.allowed is False and step.gate.rule == "no-apps"
+    assert step.outcome.kind == "refused"
 
 
 def test_gate_decision_json_is_compact_for_plain_allows():

@@ -138,17 +138,17 @@ def test_a_scripted_recording_over_adb_writes_an_ordinary_trajectory(tmp_path):
     folder = only_folder(out)
     trajectory = read_trajectory(folder)
     assert trajectory.warnings == []
-    assert trajectory.meta["agent"] == "human" and trajectory.meta["goal"] == instance.goal
-    assert trajectory.meta["task"] == instance.id and trajectory.meta["recorder"] == "step-by-step"
-    assert trajectory.result["status"] == "finished" and trajectory.result["success"] is True
+    assert trajectory.meta.agent == "human" and trajectory.meta.goal == instance.goal
+    assert trajectory.meta.task == instance.id and trajectory.meta.recorder == "step-by-step"
+    assert trajectory.result.status == "finished" and trajectory.result.success is True
     steps = trajectory.steps
-    assert [s["action"]["type"] for s in steps] == ["open_app", "tap", "type", "type", "tap", "finish"]
-    assert [s["thought"] for s in steps][:2] == ["open Contacts", 'tap "Add contact"']
+    assert [s.action["type"] for s in steps] == ["open_app", "tap", "type", "type", "tap", "finish"]
+    assert [s.thought for s in steps][:2] == ["open Contacts", 'tap "Add contact"']
     typed = steps[2]
-    assert typed["action"]["text"] == instance.params["name"] and typed["target_bounds"] is not None
-    assert "[" in typed["screen"] and typed["app"] == "com.android.contacts"
-    assert typed["outcome"]["kind"] == "changed" and steps[-1]["outcome"]["kind"] == "finished"
-    assert all((folder / s["screenshot"]).is_file() for s in steps)
+    assert typed.action["text"] == instance.params["name"] and typed.target_bounds is not None
+    assert "[" in typed.screen and typed.app == "com.android.contacts"
+    assert typed.outcome.kind == "changed" and steps[-1].outcome.kind == "finished"
+    assert all((folder / s.screenshot).is_file() for s in steps)
     assert (folder / "final.png").is_file()
     replay = format_replay(trajectory)
     assert "agent:   human" in replay and "open_app" in replay
@@ -160,7 +160,7 @@ def test_the_end_of_the_input_keeps_what_was_recorded(tmp_path):
     assert result.exit_code == 0, result.output
     assert "interrupted: the input ended before `done`, 1 steps" in result.output
     trajectory = read_trajectory(only_folder(tmp_path))
-    assert trajectory.result["status"] == "interrupted" and len(trajectory.steps) == 1
+    assert trajectory.result.status == "interrupted" and len(trajectory.steps) == 1
 
 
 def test_quit_and_a_goal_are_needed(tmp_path):
@@ -183,7 +183,7 @@ def test_ctrl_c_keeps_the_steps_already_written(local, tmp_path):
     run = Recorder(local.device, writer, say=said.append).run("Open Notes", lines())
     assert run.status == "interrupted" and run.reason == "stopped by the person (Ctrl-C)"
     trajectory = read_trajectory(tmp_path / "run")
-    assert len(trajectory.steps) == 1 and trajectory.result["status"] == "interrupted"
+    assert len(trajectory.steps) == 1 and trajectory.result.status == "interrupted"
     assert any("1. open Notes" in line for line in said)
 
 

@@ -10,6 +10,7 @@ import re
 import pytest
 from PIL import Image
 
+from edgepilot.agent.records import RunRecord, StepRecord
 from edgepilot.agent.report import THUMB_WIDTH, format_replay, write_report
 from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
 from edgepilot.errors import ConfigError
@@ -62,12 +63,123 @@ def _write(folder, png, *, finish=True):
     w = TrajectoryWriter(folder, {"goal": "turn on wifi", "agent": "edge", "model": "tiny-q4",
                                   "device": "virtual", "screen": [1080, 2400], "max_steps": 10})
     for step in STEPS:
-        w.write_step(step, png)
+        w.write_step(StepRecord.model_validate(step), png)
     if finish:
-        w.finish({"status": "finished", "answer": None, "reason": "the agent finished", "steps": 5,
-                  "seconds": 9.8, "success": True, "failed_checks": []}, png)
+        w.finish(RunRecord(status="finished", answer=None, reason="the agent finished", steps=5, seconds=9.8,
+                           success=True, failed_checks=[]), png)
     else:
         w.close()
+    return folder
+
+
+# A run as written before the records were typed: plain dicts from the loop and the policy gate, result.json
+# with finished_at first and a benchmark's verdict added by amend_result.
+OLD_META = {"format": 1, "started": "2024-05-01T10:00:00+00:00", "edgepilot": "0.3.0", "goal": "turn on wifi",
+            "agent": "edge", "model": "tiny-q4", "device": "virtual", "screen": [1080, 2400], "max_steps": 10,
+            "sop": "wifi"}
+OLD_STEPS = [
+    {"index": 0, "app": "com.android.launcher3", "screen": "App: launcher\n[3] Settings",
+     "plan": {"progress": "nothing yet", "subgoal": "open Settings", "memory": ""}, "thought": "open it",
+     "action": {"type": "tap", "target": 3}, "target_bounds": [40, 300, 280, 540],
+     "gate": {"allowed": True, "reason": ""}, "result": {"ok": True, "message": "tapped [3] Settings"},
+     "outcome": {"kind": "worked", "note": "Settings opened", "by": "model"},
+     "calls": [{"role": "decider", "messages": [
+         {"role": "user", "content": [{"type": "text", "text": "PROMPT-OLD"}, {"type": "image_url", "image_url": {}}]}],
+         "output": '{"type": "tap", "target": 3}', "ms": 400.0, "tokens_in": 300, "tokens_out": 20,
+         "constrained": False, "error": None}],
+     "ms": {"perceive": 58.1, "decide": 400.0, "total": 470.2}, "error": None},
+    {"index": 1, "app": "com.android.settings", "screen": "App: settings", "plan": None, "thought": "reset it",
+     "action": {"type": "tap", "target": 9}, "target_bounds": [0, 1000, 1080, 1100],
+     "gate": {"allowed": False, "reason": "factory reset is forbidden by policy"}, "result": None,
+     "outcome": {"kind": "refused", "note": "", "by": "check"}, "calls": [], "ms": {"total": 5.0}, "error": None},
+    {"index": 2, "app": "com.android.settings", "screen": "App: settings", "plan": None, "thought": None,
+     "action": {"type": "swipe", "direction": "up"}, "target_bounds": None, "gate": {"allowed": True, "reason": ""},
+     "result": {"ok": False, "message": "the screen is locked"},
+     "outcome": {"kind": "failed", "note": "nothing moved", "by": "check"}, "calls": [], "ms": {"decide": 3.0},
+     "error": "boom"},
+]
+OLD_RESULT = {"finished_at": "2024-05-01T10:01:00+00:00", "status": "finished", "reason": "the agent finished",
+              "answer": None, "steps": 3, "seconds": 12.345, "success": False, "failed_checks": ["wifi is off"]}
+
+
+# What the replay showed for that run before the change (verbose; {folder} stands for the folder).
+OLD_REPLAY = """\
+trajectory {folder}
+  goal:    turn on wifi
+  agent:   edge
+  model:   tiny-q4
+  device:  virtual
+  started: 2024-05-01T10:00:00+00:00
+  steps:   3
+
+step 0  com.android.launcher3  {"type":"tap","target":3}
+    thought: open it
+    subgoal: open Settings
+    result: ok: tapped [3] Settings
+    outcome: worked (by model): Settings opened
+    time: 470 ms (perceive 58, decide 400); tokens 300 in / 20 out over 1 call
+    screen:
+        App: launcher
+        [3] Settings
+    call 0: decider, 400 ms, 300 in / 20 out, free
+      [user]
+        PROMPT-OLD
+        [image]
+      [output]
+        {"type": "tap", "target": 3}
+
+step 1  com.android.settings  {"type":"tap","target":9}
+    thought: reset it
+    refused by policy: factory reset is forbidden by policy
+    outcome: refused (by check)
+    time: 5 ms
+    screen:
+        App: settings
+
+step 2  com.android.settings  {"type":"swipe","direction":"up"}
+    result: failed: the screen is locked
+    outcome: failed (by check): nothing moved
+    time: ? ms (decide 3)
+    error: boom
+    screen:
+        App: settings
+
+result
+  status:  finished
+  reason:  the agent finished
+  success: no
+  failed checks:wifi is off
+  steps:   3
+  seconds: 12.3
+  finished:2024-05-01T10:01:00+00:00
+"""
+# And rows of its HTML report.
+OLD_REPORT_ROWS = [
+    '<h1>turn on wifi <span class="badge bad">failure</span></h1>',
+    "<tr><th>agent</th><td>edge</td></tr>", "<tr><th>started</th><td>2024-05-01T10:00:00+00:00</td></tr>",
+    "<tr><th>screen</th><td>1080 × 2400</td></tr>", "<tr><th>max steps</th><td>10</td></tr>",
+    "<tr><th>status</th><td>finished</td></tr>", "<tr><th>success</th><td>no</td></tr>",
+    "<tr><th>failed checks</th><td>wifi is off</td></tr>", "<tr><th>seconds</th><td>12.3</td></tr>",
+    "<tr><th>finished</th><td>2024-05-01T10:01:00+00:00</td></tr>",
+    "<tr><th>action</th><td><code>{&quot;type&quot;:&quot;tap&quot;,&quot;target&quot;:3}</code></td></tr>",
+    "<tr><th>progress</th><td>nothing yet</td></tr>", "<tr><th>subgoal</th><td>open Settings</td></tr>",
+    "<tr><th>result</th><td>ok: tapped [3] Settings</td></tr>",
+    "<tr><th>outcome</th><td>worked (by model): Settings opened</td></tr>",
+    "<tr><th>time</th><td>470 ms (perceive 58, decide 400)</td></tr>",
+    "<tr><th>tokens</th><td>300 in / 20 out over 1 call</td></tr>",
+    '<tr><th>policy</th><td><span class="refused">refused: factory reset is forbidden by policy</span></td></tr>',
+    "<tr><th>outcome</th><td>refused (by check)</td></tr>",
+    "<tr><th>result</th><td>failed: the screen is locked</td></tr>",
+    "<tr><th>outcome</th><td>failed (by check): nothing moved</td></tr>",
+    "<tr><th>time</th><td>? ms (decide 3)</td></tr>", '<tr><th>error</th><td><span class="error">boom</span></td></tr>',
+]
+
+
+def _write_old(folder):
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps(OLD_META), encoding="utf-8")
+    (folder / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in OLD_STEPS), encoding="utf-8")
+    (folder / "result.json").write_text(json.dumps(OLD_RESULT), encoding="utf-8")
     return folder
 
 
@@ -112,8 +224,8 @@ def test_replay_verbose_shows_prompts_outputs_and_screen(tmp_path, png):
 def test_replay_drops_terminal_escapes(tmp_path, png):
     folder = tmp_path / "run"
     w = TrajectoryWriter(folder, {"goal": "x"})
-    w.write_step({"index": 0, "screen": "evil \x1b]0;pwned\x07 \x1b[2J", "action": None}, png)
-    w.finish({"status": "error"})
+    w.write_step(StepRecord(index=0, screen="evil \x1b]0;pwned\x07 \x1b[2J"), png)
+    w.finish(RunRecord(status="error"))
     text = format_replay(read_trajectory(folder), verbose=True)
     assert "\x1b" not in text and "\x07" not in text and "evil" in text
 
@@ -184,9 +296,23 @@ def test_partial_and_odd_steps_do_not_crash(tmp_path):
     ]) + "\n", encoding="utf-8")
     traj = read_trajectory(folder)
     assert any("meta.json" in w for w in traj.warnings)
-    assert "step 2" in format_replay(traj, verbose=True)
+    text = format_replay(traj, verbose=True)
+    assert "step 2" in text
+    assert len(traj.warnings) > 1 and all(w in text for w in traj.warnings)  # what was left out is said
     page = write_report(traj).read_text(encoding="utf-8")
     assert page.count("no screenshot") == 4
+
+
+def test_trajectory_written_before_the_records_reads_the_same(tmp_path):
+    folder = _write_old(tmp_path / "old")
+    traj = read_trajectory(folder)
+    assert traj.warnings == []
+    assert format_replay(traj, verbose=True) == OLD_REPLAY.replace("{folder}", str(folder))
+    page = write_report(traj).read_text(encoding="utf-8")
+    for row in OLD_REPORT_ROWS:
+        assert row in page
+    assert page.count("no screenshot") == len(OLD_STEPS)
+    assert "PROMPT-OLD" in page and "[image]" in page
 
 
 def test_read_trajectory_needs_steps(tmp_path):

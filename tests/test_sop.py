@@ -31,6 +31,7 @@ from edgepilot.sop import (
 )
 from edgepilot.sop.format import MAX_BYTES, MAX_STEP_CHARS, MAX_STEPS
 from edgepilot.sop.library import BUNDLED_DIR
+from edgepilot.sop.retrieve import retriever_for
 from edgepilot.sop.values import shape, spans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -542,7 +543,7 @@ def test_the_screen_moves_the_procedure_back_to_a_step_it_had_left(bundled):
 def test_retrieval_is_quick_and_pulls_in_no_heavy_modules(bundled):
     import time
 
-    retriever = bundled.retriever()
+    retriever = retriever_for(bundled)
     start = time.perf_counter()
     for _ in range(20):
         retriever.retrieve("Send Ann Lee a message saying \"hello there\"")

@@ -206,7 +206,7 @@ def test_a_task_runs_on_the_virtual_phone_and_shows_its_steps(tmp_path):
     drive(app, scenario)
     assert phones.phone.foreground == "com.android.settings"
     traj = trajectory(app)
-    assert traj.result["status"] == "finished" and len(traj.steps) == 2
+    assert traj.result.status == "finished" and len(traj.steps) == 2
 
 
 @pytest.mark.parametrize(("keys", "answer"), [(["y"], "yes"), (["n"], "no"), (["escape"], "no"), (["a"], "always"),
@@ -237,8 +237,8 @@ def test_a_confirmation_is_answered_from_the_keyboard(tmp_path, keys, answer):
             assert "the user refused" in first["reason"]
 
     drive(app, scenario)
-    gate = trajectory(app).steps[0]["gate"]
-    assert gate["asked"] is True and gate["answer"] == answer and gate["allowed"] is (answer != "no")
+    gate = trajectory(app).steps[0].gate
+    assert gate.asked is True and gate.answer == answer and gate.allowed is (answer != "no")
     in_front = phones.phone.foreground
     assert (in_front == "com.example.bank") is (answer != "no")
 
@@ -253,7 +253,7 @@ def test_the_approve_button_approves(tmp_path):
         await until(pilot, finished(app))
 
     drive(app, scenario)
-    assert trajectory(app).steps[0]["gate"]["answer"] == "yes"
+    assert trajectory(app).steps[0].gate.answer == "yes"
 
 
 def test_a_confirmation_nobody_answers_is_a_refusal(tmp_path):
@@ -265,8 +265,8 @@ def test_a_confirmation_nobody_answers_is_a_refusal(tmp_path):
         assert "ConfirmScreen" in app.pushed and not isinstance(app.screen, ConfirmScreen)
 
     drive(app, scenario)
-    gate = trajectory(app).steps[0]["gate"]
-    assert gate["allowed"] is False and gate["answer"] == "no"
+    gate = trajectory(app).steps[0].gate
+    assert gate.allowed is False and gate.answer == "no"
     assert ("warning", "no answer in time: the step was refused") in app.notes
 
 
@@ -285,7 +285,7 @@ def test_stop_ends_a_run_and_nothing_is_done_after_it(tmp_path):
         assert not app.query_one("#progress").display
         await pilot.pause(0.3)
         traj = trajectory(app)
-        assert traj.result["status"] == "stopped" and len(traj.steps) < 20
+        assert traj.result.status == "stopped" and len(traj.steps) < 20
         assert len(traj.steps) == len(steps_of(app))  # every step written is shown, none after the stop
 
     drive(app, scenario)
@@ -527,12 +527,12 @@ def test_the_bundled_model_runs_a_couple_of_steps_through_the_tui(tmp_path):
     asyncio.run(go())
     assert app.result is not None and app.result["status"] in ("budget", "finished", "gave_up", "stuck"), app.result
     traj = trajectory(app)
-    assert traj.meta["model"] == "smollm2-135m-agent" and 1 <= len(traj.steps) <= 2
-    assert all(c["role"] in ("planner", "decider", "reflector") for s in traj.steps for c in s["calls"])
+    assert traj.meta.model == "smollm2-135m-agent" and 1 <= len(traj.steps) <= 2
+    assert all(c.role in ("planner", "decider", "reflector") for s in traj.steps for c in s.calls)
     for step in traj.steps:
-        decider = [c for c in step["calls"] if c["role"] == "decider"]
-        assert decider and decider[0]["constrained"] and decider[0]["error"] is None
-        assert step["action"] is not None  # the grammar makes every answer an action
+        decider = [c for c in step.calls if c.role == "decider"]
+        assert decider and decider[0].constrained and decider[0].error is None
+        assert step.action is not None  # the grammar makes every answer an action
     assert shown_steps == [len(traj.steps)]
 
 

@@ -31,7 +31,6 @@ the file, and the closest known key.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edgepilot import paths
 from edgepilot.errors import ConfigError
 
 _HOTKEY_PART = re.compile(r"<[a-z][a-z0-9_]*>|[^<>+\s]")
@@ -96,9 +96,8 @@ class Config(BaseModel):
 
 
 def config_path() -> Path:
-    from platformdirs import user_config_dir
-
-    return Path(os.environ.get("EDGEPILOT_CONFIG") or Path(user_config_dir("edgepilot")) / "config.toml")
+    """The config file (:func:`edgepilot.paths.config_file`)."""
+    return paths.config_file()
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -31,5 +31,10 @@ def step_event(run: str, step: StepReport) -> dict[str, Any]:
     }
 
 
+def finished_fields(result: RunResult) -> dict[str, Any]:
+    """How a run ended, as the ``finished`` event says it."""
+    return result.to_record().model_dump(mode="json", include={"status", "reason", "answer", "steps", "seconds"})
+
+
 def finished_event(run: str, result: RunResult) -> dict[str, Any]:
-    return {"event": "finished", "run": run, **result.to_json()}
+    return {"event": "finished", "run": run, **finished_fields(result)}

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from edgepilot.actions import Action, Finish, action_to_json
 from edgepilot.agent.agents import Decision, Reflection, StepAgent
+from edgepilot.agent.records import CallRecord, GateRecord, OutcomeRecord, ResultRecord, RunRecord, StepRecord
 from edgepilot.agent.roles import RoleCall
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.controllers.base import ActResult, Device
@@ -65,26 +65,23 @@ class StepReport:
     def summary(self) -> str:
         return describe_action(self.action, self.obs) if self.action is not None else "(no valid action)"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_record(self) -> StepRecord:
+        """The step as written to the trajectory (``steps.jsonl``)."""
         action = self.action
         bounds = None
         target = getattr(action, "target", None)
         if isinstance(target, int) and 0 <= target < len(self.obs.elements):
             b = self.obs.elements[target].bounds
             bounds = [b.left, b.top, b.right, b.bottom]
-        return {
-            "index": self.index, "app": self.obs.package, "screen": self.obs.to_text(),
-            "plan": self.decision.plan, "thought": self.decision.thought,
-            "action": action.model_dump(mode="json") if action is not None else None,
-            "target_bounds": bounds,
-            "gate": self.gate.to_json() if self.gate else None,
-            "result": {"ok": self.result.ok, "message": self.result.message} if self.result else None,
-            "outcome": ({"kind": self.outcome.kind, "note": self.outcome.note, "by": self.outcome.by}
-                        if self.outcome else None),
-            "calls": [c.to_json() for c in self.calls],
-            "ms": {k: round(v, 1) for k, v in self.ms.items()},
-            "error": self.error,
-        }
+        return StepRecord(
+            index=self.index, app=self.obs.package, screen=self.obs.to_text(), plan=self.decision.plan,
+            thought=self.decision.thought, action=action.model_dump(mode="json") if action is not None else None,
+            target_bounds=bounds, gate=GateRecord(**self.gate.to_json()) if self.gate else None,
+            result=ResultRecord(ok=self.result.ok, message=self.result.message) if self.result else None,
+            outcome=(OutcomeRecord(kind=self.outcome.kind, note=self.outcome.note, by=self.outcome.by)
+                     if self.outcome else None),
+            calls=[CallRecord(**c.to_json()) for c in self.calls],
+            ms={k: round(v, 1) for k, v in self.ms.items()}, error=self.error)
 
 
 @dataclass
@@ -99,9 +96,10 @@ class RunResult:
     steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
-                "seconds": round(self.seconds, 3)}
+    def to_record(self) -> RunRecord:
+        """How the run ended, as written to the trajectory (``result.json``)."""
+        return RunRecord(status=self.status, reason=self.reason, answer=self.answer, steps=len(self.steps),
+                         seconds=round(self.seconds, 3))
 
 
 class RunControl:
@@ -182,101 +180,135 @@ def run_agent(device: Device, agent: StepAgent, goal: str, *, max_steps: int = 2
     thread with status ``stopped`` (no action is carried out after it); either
     way the trajectory's result.json is written.
     """
-    control = control or RunControl()
+    return _Run(device, agent, gate, writer, on_step, control or RunControl()).go(goal, max_steps)
 
-    def check() -> None:
-        if not control.wait_while_paused():
-            raise _Stopped
 
-    result = RunResult(goal=goal, agent=agent.name, reason=f"step budget of {max_steps} spent")
-    loop = _LoopDetector()
-    start = time.perf_counter()
-    obs: Observation | None = None
-    try:
-        t0 = time.perf_counter()
-        obs = device.observe()
-        perceive_ms = (time.perf_counter() - t0) * 1000
-        for index in range(max_steps):
-            check()
-            step = StepReport(index, obs, Decision(None))
-            step_start = time.perf_counter()
-            step.ms["perceive"] = perceive_ms
-            step.decision = agent.decide(obs)
-            action = step.action
-            after = obs
-            if action is None:
-                step.error = step.decision.error or "no valid action"
-                step.outcome = Reflection("invalid", step.error[:200])
-            else:
-                # a pause waits here; a stop while the model was thinking or the user was being asked
-                # means its answer is not acted on (the step is still written, as stopped)
-                if control.wait_while_paused():
-                    step.gate = gate(action, obs)
-                if control.stopped():
-                    step.gate = GateDecision(False, control.reason, verdict="block", terminate=True)
-                if not step.gate.allowed:
-                    step.outcome = Reflection("refused", step.gate.reason)
-                    if not step.gate.terminate:
-                        agent.note(f"the action {describe_action(action, obs)} was refused: {step.gate.reason}")
-                else:
-                    t_act = time.perf_counter()
-                    try:
-                        step.result = device.act(action)
-                    except ActionError as exc:  # a bad index or app name: the model's mistake, not the device's
-                        step.result = ActResult(ok=False, message=str(exc))
-                    step.ms["act"] = (time.perf_counter() - t_act) * 1000
-                    if isinstance(action, Finish):
-                        step.outcome = Reflection("finished", action.answer or "")
-                    else:
-                        t_obs = time.perf_counter()
-                        after = device.observe()
-                        perceive_ms = (time.perf_counter() - t_obs) * 1000
-                        t_ref = time.perf_counter()
-                        step.outcome = agent.reflect(obs, action, step.result, after)
-                        step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
-            step.ms.update(step.role_ms())
-            step.ms["total"] = (time.perf_counter() - step_start) * 1000 + step.ms["perceive"]
-            if writer is not None:
-                writer.write_step(step.to_json(), obs.screenshot_png)
-            result.steps.append(step)
-            if on_step is not None:
-                on_step(step)
-            obs = after
-            if step.gate is not None and step.gate.terminate:
-                if control.stopped():
+class _Run:
+    """One run of the loop: what it holds between steps, and the steps of a step, each by name."""
+
+    def __init__(self, device: Device, agent: StepAgent, gate: Gate, writer: TrajectoryWriter | None,
+                 on_step: Callable[[StepReport], None] | None, control: RunControl) -> None:
+        self.device, self.agent, self.gate, self.writer = device, agent, gate, writer
+        self.on_step, self.control = on_step, control
+        self.loop = _LoopDetector()
+        self.obs: Observation | None = None
+        self.perceive_ms = 0.0
+
+    def go(self, goal: str, max_steps: int) -> RunResult:
+        """Observe, then step until the run ends; every way it can end becomes a status."""
+        result = RunResult(goal=goal, agent=self.agent.name, reason=f"step budget of {max_steps} spent")
+        start = time.perf_counter()
+        try:
+            self.obs = self._observe()
+            for index in range(max_steps):
+                if not self.control.wait_while_paused():
                     raise _Stopped
-                result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
-                break
-            if isinstance(action, Finish) and step.gate and step.gate.allowed:
-                result.status = "finished" if action.status == "success" else "gave_up"
-                result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
-                result.answer = action.answer
-                break
-            if loop.add(step.obs, action):
-                what = step.summary()
-                if loop.replanned:
-                    result.status = "stuck"
-                    result.reason = f"{what} on the same screen {STUCK_REPEATS} times, again after a re-plan"
+                step = self._step(index, self.obs)
+                result.steps.append(step)
+                if self._ended(step, result):
                     break
-                loop.replanned = True
-                loop.seen.clear()
-                agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
-                if action is not None:
-                    agent.avoid(step.obs, action)
-    except _Stopped:
-        result.status, result.reason = "stopped", control.reason or "stopped"
-    except KeyboardInterrupt:
-        result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
-    except (DeviceError, PerceptionError) as exc:
-        result.status, result.reason = "error", f"device: {exc}"
-    except ModelError as exc:
-        if control.stopped():  # the model call was cut short by the stop
-            result.status, result.reason = "stopped", control.reason
-        else:
-            result.status, result.reason = "error", f"model: {exc}"
-    except EdgepilotError as exc:
-        result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
-    result.seconds = time.perf_counter() - start
-    if writer is not None:
-        writer.finish(result.to_json(), obs.screenshot_png if obs is not None else None)
-    return result
+        except _Stopped:
+            result.status, result.reason = "stopped", self.control.reason or "stopped"
+        except KeyboardInterrupt:
+            result.status, result.reason = "interrupted", "stopped by the user (Ctrl-C)"
+        except EdgepilotError as exc:
+            result.status, result.reason = self._failure(exc)
+        result.seconds = time.perf_counter() - start
+        if self.writer is not None:
+            self.writer.finish(result.to_record(), self.obs.screenshot_png if self.obs is not None else None)
+        return result
+
+    def _observe(self) -> Observation:
+        t0 = time.perf_counter()
+        obs = self.device.observe()
+        self.perceive_ms = (time.perf_counter() - t0) * 1000
+        return obs
+
+    def _step(self, index: int, obs: Observation) -> StepReport:
+        """Decide on ``obs``, pass the gate, act, reflect; the step is written and shown before it is judged."""
+        step = StepReport(index, obs, Decision(None))
+        started = time.perf_counter()
+        step.ms["perceive"] = self.perceive_ms
+        step.decision = self.agent.decide(obs)
+        after = obs
+        if step.action is None:
+            step.error = step.decision.error or "no valid action"
+            step.outcome = Reflection("invalid", step.error[:200])
+        elif self._passes_gate(step, step.action):
+            after = self._act(step, step.action)
+        step.ms.update(step.role_ms())
+        step.ms["total"] = (time.perf_counter() - started) * 1000 + step.ms["perceive"]
+        if self.writer is not None:
+            self.writer.write_step(step.to_record(), obs.screenshot_png)
+        if self.on_step is not None:
+            self.on_step(step)
+        self.obs = after
+        return step
+
+    def _passes_gate(self, step: StepReport, action: Action) -> bool:
+        """Ask the gate just before acting; a stop while the model thought or the user was asked wins."""
+        if self.control.wait_while_paused():
+            step.gate = self.gate(action, step.obs)
+        if self.control.stopped():
+            step.gate = GateDecision(False, self.control.reason, verdict="block", terminate=True)
+        assert step.gate is not None
+        if step.gate.allowed:
+            return True
+        step.outcome = Reflection("refused", step.gate.reason)
+        if not step.gate.terminate:
+            self.agent.note(f"the action {describe_action(action, step.obs)} was refused: {step.gate.reason}")
+        return False
+
+    def _act(self, step: StepReport, action: Action) -> Observation:
+        """Carry the action out and reflect on the screen it leads to; that screen is returned."""
+        t_act = time.perf_counter()
+        try:
+            step.result = self.device.act(action)
+        except ActionError as exc:  # a bad index or app name: the model's mistake, not the device's
+            step.result = ActResult(ok=False, message=str(exc))
+        step.ms["act"] = (time.perf_counter() - t_act) * 1000
+        if isinstance(action, Finish):
+            step.outcome = Reflection("finished", action.answer or "")
+            return step.obs
+        after = self._observe()
+        t_ref = time.perf_counter()
+        step.outcome = self.agent.reflect(step.obs, action, step.result, after)
+        step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
+        return after
+
+    def _ended(self, step: StepReport, result: RunResult) -> bool:
+        """Whether ``step`` ends the run (the policy stopped it, the agent finished, or it is stuck), and how."""
+        action = step.action
+        if step.gate is not None and step.gate.terminate:
+            if self.control.stopped():
+                raise _Stopped
+            result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
+            return True
+        if isinstance(action, Finish) and step.gate and step.gate.allowed:
+            result.status = "finished" if action.status == "success" else "gave_up"
+            result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
+            result.answer = action.answer
+            return True
+        if not self.loop.add(step.obs, action):
+            return False
+        what = step.summary()
+        if self.loop.replanned:
+            result.status = "stuck"
+            result.reason = f"{what} on the same screen {STUCK_REPEATS} times, again after a re-plan"
+            return True
+        self.loop.replanned = True
+        self.loop.seen.clear()
+        self.agent.note(f"{what} on this screen {STUCK_REPEATS} times did not get anywhere; do something different")
+        if action is not None:
+            self.agent.avoid(step.obs, action)
+        return False
+
+    def _failure(self, exc: EdgepilotError) -> tuple[str, str]:
+        """The status and reason of a run an error ended."""
+        if isinstance(exc, (DeviceError, PerceptionError)):
+            return "error", f"device: {exc}"
+        if isinstance(exc, ModelError):
+            if self.control.stopped():  # the model call was cut short by the stop
+                return "stopped", self.control.reason
+            return "error", f"model: {exc}"
+        return "error", f"{type(exc).__name__}: {exc}"

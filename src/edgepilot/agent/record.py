@@ -223,7 +223,7 @@ class Recorder:
         except EdgepilotError as exc:
             result.status, result.reason = "error", f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - start
-        self.writer.finish(result.to_json(), obs.screenshot_png if obs is not None else None)
+        self.writer.finish(result.to_record(), obs.screenshot_png if obs is not None else None)
         return result
 
     def _step(self, index: int, line: str, action: Action, obs: Observation) -> tuple[StepReport | None, Observation]:
@@ -244,7 +244,7 @@ class Recorder:
             changed = after.to_text() != obs.to_text() or after.screenshot_png != obs.screenshot_png
             step.outcome = Reflection("changed" if changed else "no_change")
         step.ms["total"] = (time.perf_counter() - t0) * 1000
-        self.writer.write_step(step.to_json(), obs.screenshot_png)
+        self.writer.write_step(step.to_record(), obs.screenshot_png)
         self.say(f"  {index + 1}. {describe_action(action, obs)}: {_said(done)}")
         return step, after
 

@@ -5,9 +5,12 @@
                             target marked on them (``edgepilot report DIR``)
 
 Both take a :class:`~edgepilot.agent.trajectory.Trajectory` from
-:func:`~edgepilot.agent.trajectory.read_trajectory` and cope with steps that
-lack fields or hold unexpected ones (older or interrupted runs): nothing in a
-trajectory is trusted to have a shape. Everything a trajectory says is
+:func:`~edgepilot.agent.trajectory.read_trajectory`, whose typed records
+(:mod:`edgepilot.agent.records`) already hold only fields of their declared
+types (a damaged field is dropped there, with a warning). What is free-form
+inside them is still trusted to have no shape: an action's, a plan's and a
+chat message's values, the bounds' length, extra meta fields such as
+``screen``, a screenshot's file name. Everything a trajectory says is
 untrusted text too (the screen text comes from whatever app or web page was
 on screen): the HTML escapes all of it and forbids scripts, and the replay
 drops terminal control characters.
@@ -29,6 +32,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from edgepilot.agent.records import CallRecord, GateRecord, OutcomeRecord, ResultRecord, RunMeta, RunRecord, StepRecord
 from edgepilot.agent.trajectory import Trajectory
 from edgepilot.errors import ConfigError
 
@@ -39,15 +43,11 @@ SWIPE_DISTANCE = 0.6  # the Swipe action's default share of the span
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-# ---------------------------------------------------------------- shape helpers
+# ---------------------------------------------------------------- shape helpers (for the free-form parts)
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _num(value: Any) -> float | None:
@@ -73,21 +73,7 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
-def _steps(traj: Trajectory) -> list[dict[str, Any]]:
-    out = []
-    for n, step in enumerate(_list(traj.steps)):
-        if isinstance(step, dict):
-            out.append(step if "index" in step else {**step, "index": n})
-        else:
-            out.append({"index": n, "error": f"step is not a JSON object: {_text(step)[:200]}"})
-    return out
-
-
-def _index(step: dict[str, Any]) -> str:
-    return _text(step.get("index", "?"))
-
-
-def _action_text(action: Any) -> str:
+def _action_text(action: dict[str, Any] | None) -> str:
     return "(no action)" if action is None else _text(action)
 
 
@@ -107,88 +93,75 @@ def _content_text(content: Any) -> str:
     return _text(content)
 
 
-def _tokens(calls: list[Any]) -> tuple[int, int, int]:
-    """(tokens in, tokens out, number of calls) over a step's model calls."""
-    tin = tout = n = 0
-    for call in calls:
-        c = _dict(call)
-        n += 1
-        tin += int(_num(c.get("tokens_in")) or 0)
-        tout += int(_num(c.get("tokens_out")) or 0)
-    return tin, tout, n
-
-
-def _timing(ms: Any) -> str:
+def _timing(ms: dict[str, float]) -> str:
     """``1610 ms (perceive 58, plan 812, ...)`` from a step's ``ms``; empty when there are none."""
-    ms = _dict(ms)
-    roles = [f"{k} {v:.0f}" for k, v in ((k, _num(v)) for k, v in ms.items() if k != "total") if v is not None]
-    total = _num(ms.get("total"))
+    roles = [f"{k} {v:.0f}" for k, v in ms.items() if k != "total"]
+    total = ms.get("total")
     if total is None and not roles:
         return ""
     head = f"{total:.0f} ms" if total is not None else "? ms"
     return f"{head} ({', '.join(roles)})" if roles else head
 
 
-def _token_text(calls: list[Any]) -> str:
-    tin, tout, n = _tokens(calls)
-    if not n:
+def _token_text(calls: list[CallRecord]) -> str:
+    """``800 in / 60 out over 2 calls`` over a step's model calls; empty when there were none."""
+    if not calls:
         return ""
-    return f"{tin} in / {tout} out over {n} call{'s' if n != 1 else ''}"
+    tin = sum(c.tokens_in or 0 for c in calls)
+    tout = sum(c.tokens_out or 0 for c in calls)
+    return f"{tin} in / {tout} out over {len(calls)} call{'s' if len(calls) != 1 else ''}"
 
 
-def _outcome_text(outcome: Any) -> str:
-    o = _dict(outcome)
-    if not o:
+def _outcome_text(outcome: OutcomeRecord | None) -> str:
+    if outcome is None:
         return ""
-    text = _text(o.get("kind", "?"))
-    if o.get("by"):
-        text += f" (by {_text(o.get('by'))})"
-    if o.get("note"):
-        text += f": {_text(o.get('note'))}"
+    text = outcome.kind
+    if outcome.by:
+        text += f" (by {outcome.by})"
+    if outcome.note:
+        text += f": {outcome.note}"
     return text
 
 
-def _result_text(result: Any) -> str:
-    r = _dict(result)
-    if not r:
+def _result_text(result: ResultRecord | None) -> str:
+    if result is None:
         return ""
-    ok = r.get("ok")
-    head = "ok" if ok is True else "failed" if ok is False else "?"
-    return f"{head}: {_text(r.get('message'))}" if r.get("message") else head
+    head = "ok" if result.ok else "failed"
+    return f"{head}: {result.message}" if result.message else head
 
 
-def _refusal(gate: Any) -> str | None:
-    g = _dict(gate)
-    if g.get("allowed") is False:
-        return _text(g.get("reason")) or "(no reason given)"
+def _refusal(gate: GateRecord | None) -> str | None:
+    if gate is not None and not gate.allowed:
+        return gate.reason or "(no reason given)"
     return None
 
 
-def _result_summary(result: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _result_summary(result: RunRecord | None) -> list[tuple[str, str]]:
     """(label, value) pairs describing how the run ended."""
     if result is None:
         return [("status", "interrupted (no result.json)")]
-    r = _dict(result)
-    rows = [("status", _text(r.get("status", "?")))]
-    for key in ("reason", "answer"):
-        if r.get(key) not in (None, ""):
-            rows.append((key, _text(r.get(key))))
-    if "success" in r:
-        rows.append(("success", "yes" if r.get("success") is True else "no"))
-        checks = _list(r.get("failed_checks"))
-        if checks:
-            rows.append(("failed checks", "; ".join(_text(c) for c in checks)))
-    if r.get("steps") is not None:
-        rows.append(("steps", _text(r.get("steps"))))
-    seconds = _num(r.get("seconds"))
-    if seconds is not None:
-        rows.append(("seconds", f"{seconds:.1f}"))
-    if r.get("finished_at"):
-        rows.append(("finished", _text(r.get("finished_at"))))
+    rows = [("status", result.status)]
+    if result.reason:
+        rows.append(("reason", result.reason))
+    if result.answer:
+        rows.append(("answer", result.answer))
+    if result.success is not None:
+        rows.append(("success", "yes" if result.success else "no"))
+        if result.failed_checks:
+            rows.append(("failed checks", "; ".join(result.failed_checks)))
+    if result.steps is not None:
+        rows.append(("steps", str(result.steps)))
+    if result.seconds is not None:
+        rows.append(("seconds", f"{result.seconds:.1f}"))
+    if result.finished_at:
+        rows.append(("finished", result.finished_at))
     return rows
 
 
-_META_KEYS = ("goal", "agent", "model", "device", "started")
+def _meta_fields(meta: RunMeta) -> list[tuple[str, str]]:
+    """What ran, as (name, value) pairs: goal, agent, model, device, start time; a value missing is empty."""
+    return [("goal", meta.goal), ("agent", meta.agent or ""), ("model", meta.model or ""),
+            ("device", meta.device or ""), ("started", meta.started or "")]
 
 
 # ---------------------------------------------------------------- text replay
@@ -204,82 +177,71 @@ def format_replay(traj: Trajectory, *, verbose: bool = False) -> str:
     Missing or malformed fields are skipped, never fatal. Terminal control
     characters in the trajectory (it holds text from the screen) are replaced.
     """
-    meta = _dict(traj.meta)
     lines = [f"trajectory {traj.folder}"]
-    for key in _META_KEYS:
-        lines.append(f"  {key + ':':9s}{_text(meta.get(key)) or '?'}")
-    steps = _steps(traj)
-    lines.append(f"  {'steps:':9s}{len(steps)}")
-    for step in steps:
+    for key, value in _meta_fields(traj.meta):
+        lines.append(f"  {key + ':':9s}{value or '?'}")
+    lines.append(f"  {'steps:':9s}{len(traj.steps)}")
+    for step in traj.steps:
         lines.append("")
-        lines.append(f"step {_index(step)}  {_text(step.get('app')) or '?'}  {_action_text(step.get('action'))}")
+        lines.append(f"step {step.index}  {step.app or '?'}  {_action_text(step.action)}")
         detail: list[str] = []
-        if step.get("thought"):
-            detail.append(f"thought: {_text(step.get('thought'))}")
-        plan = step.get("plan")
-        if isinstance(plan, dict):
-            if plan.get("subgoal"):
-                detail.append(f"subgoal: {_text(plan.get('subgoal'))}")
-        elif plan:
-            detail.append(f"plan: {_text(plan)}")
-        refused = _refusal(step.get("gate"))
+        if step.thought:
+            detail.append(f"thought: {step.thought}")
+        if step.plan and step.plan.get("subgoal"):
+            detail.append(f"subgoal: {_text(step.plan.get('subgoal'))}")
+        refused = _refusal(step.gate)
         if refused is not None:
             detail.append(f"refused by policy: {refused}")
-        if _result_text(step.get("result")):
-            detail.append(f"result: {_result_text(step.get('result'))}")
-        if _outcome_text(step.get("outcome")):
-            detail.append(f"outcome: {_outcome_text(step.get('outcome'))}")
-        calls = _list(step.get("calls"))
-        timing = _timing(step.get("ms"))
-        tokens = _token_text(calls)
+        if _result_text(step.result):
+            detail.append(f"result: {_result_text(step.result)}")
+        if _outcome_text(step.outcome):
+            detail.append(f"outcome: {_outcome_text(step.outcome)}")
+        timing = _timing(step.ms)
+        tokens = _token_text(step.calls)
         if timing or tokens:
             detail.append("time: " + "; ".join(t for t in (timing, f"tokens {tokens}" if tokens else "") if t))
-        if step.get("error"):
-            detail.append(f"error: {_text(step.get('error'))}")
+        if step.error:
+            detail.append(f"error: {step.error}")
         if verbose:
-            if step.get("screen"):
+            if step.screen:
                 detail.append("screen:")
-                detail.append(textwrap.indent(_text(step.get("screen")), "    "))
-            for n, call in enumerate(calls):
-                c = _dict(call)
-                detail.append(_call_head(n, c))
-                for m in _list(c.get("messages")):
-                    msg = _dict(m)
+                detail.append(textwrap.indent(step.screen, "    "))
+            for n, call in enumerate(step.calls):
+                detail.append(_call_head(n, call))
+                for msg in call.messages:
                     detail.append(f"  [{_text(msg.get('role')) or '?'}]")
                     detail.append(textwrap.indent(_content_text(msg.get("content")), "    "))
                 detail.append("  [output]")
-                detail.append(textwrap.indent(_text(c.get("output")), "    "))
-                if c.get("error"):
-                    detail.append(f"  error: {_text(c.get('error'))}")
+                detail.append(textwrap.indent(call.output or "", "    "))
+                if call.error:
+                    detail.append(f"  error: {call.error}")
         lines.extend(textwrap.indent(d, "    ") for d in detail)
     lines.append("")
     lines.append("result")
     for label, value in _result_summary(traj.result):
         lines.append(f"  {label + ':':9s}{value}")
-    for warning in _list(traj.warnings):
-        lines.append(f"warning: {_text(warning)}")
+    for warning in traj.warnings:
+        lines.append(f"warning: {warning}")
     return _clean("\n".join(lines)) + "\n"
 
 
 # ---------------------------------------------------------------- screenshots
 
 
-def _screen_size(meta: dict[str, Any]) -> tuple[float, float] | None:
-    screen = _list(meta.get("screen"))
-    if len(screen) == 2:
+def _screen_size(meta: RunMeta) -> tuple[float, float] | None:
+    """The device screen in pixels, from the meta's ``screen`` (an extra field of any shape, or none)."""
+    screen = getattr(meta, "screen", None)
+    if isinstance(screen, list) and len(screen) == 2:
         w, h = _num(screen[0]), _num(screen[1])
         if w and h and w > 0 and h > 0:
             return w, h
     return None
 
 
-def _bounds(value: Any) -> tuple[float, float, float, float] | None:
-    b = _list(value)
-    if len(b) == 4:
-        nums = [_num(v) for v in b]
-        if all(v is not None for v in nums):
-            left, top, right, bottom = nums  # type: ignore[misc]
-            return left, top, right, bottom
+def _bounds(value: list[int] | None) -> tuple[float, float, float, float] | None:
+    if value is not None and len(value) == 4:
+        left, top, right, bottom = (float(v) for v in value)
+        return left, top, right, bottom
     return None
 
 
@@ -318,13 +280,13 @@ def _swipe_line(action: dict[str, Any], bounds: tuple[float, float, float, float
     return (cx, cy), (min(max(cx + dx, 0), w - 1), min(max(cy + dy, 0), h - 1))
 
 
-def _annotate(img: Any, step: dict[str, Any], scale: float, screen: tuple[float, float]) -> None:
+def _annotate(img: Any, step: StepRecord, scale: float, screen: tuple[float, float]) -> None:
     """Mark the step's target on a (scaled) screenshot: a box, a dot, and an arrow for a swipe."""
     from PIL import ImageDraw
 
     draw = ImageDraw.Draw(img)
-    action = _dict(step.get("action"))
-    bounds = _bounds(step.get("target_bounds"))
+    action = step.action or {}
+    bounds = _bounds(step.target_bounds)
     point = _point(action.get("target"))
     if bounds is not None:
         left, top, right, bottom = (v * scale for v in bounds)
@@ -347,7 +309,7 @@ def _annotate(img: Any, step: dict[str, Any], scale: float, screen: tuple[float,
                          fill=MARK)
 
 
-def _thumbnail(path: Path, step: dict[str, Any] | None, screen: tuple[float, float] | None) -> str | None:
+def _thumbnail(path: Path, step: StepRecord | None, screen: tuple[float, float] | None) -> str | None:
     """A data URL of the screenshot at ``path`` scaled to THUMB_WIDTH and annotated; None if unreadable."""
     from PIL import Image
 
@@ -371,13 +333,11 @@ def _thumbnail(path: Path, step: dict[str, Any] | None, screen: tuple[float, flo
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _screenshot_path(folder: Path, step: dict[str, Any]) -> Path | None:
-    name = step.get("screenshot")
-    if isinstance(name, str) and name:
-        return folder / Path(name).name  # never outside the trajectory folder
-    index = step.get("index")
-    if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
-        guess = folder / f"step-{index:03d}.png"
+def _screenshot_path(folder: Path, step: StepRecord) -> Path | None:
+    if step.screenshot:
+        return folder / Path(step.screenshot).name  # never outside the trajectory folder
+    if step.index >= 0:
+        guess = folder / f"step-{step.index:03d}.png"
         return guess if guess.is_file() else None
     return None
 
@@ -417,84 +377,75 @@ def _row(label: str, value_html: str) -> str:
     return f"<tr><th>{html.escape(label)}</th><td>{value_html}</td></tr>"
 
 
-def _badge(result: dict[str, Any] | None) -> str:
+def _badge(result: RunRecord | None) -> str:
     if result is None:
         return '<span class="badge bad">interrupted</span>'
-    r = _dict(result)
-    if "success" in r:
-        return ('<span class="badge ok">success</span>' if r.get("success") is True
+    if result.success is not None:
+        return ('<span class="badge ok">success</span>' if result.success
                 else '<span class="badge bad">failure</span>')
-    status = _text(r.get("status")) or "unknown"
+    status = result.status if result.status not in ("", "?") else "unknown"  # "?": result.json said none
     cls = "ok" if status == "finished" else "neutral" if status == "unknown" else "bad"
     return f'<span class="badge {cls}">{html.escape(status)}</span>'
 
 
-def _call_head(n: int, c: dict[str, Any]) -> str:
+def _call_head(n: int, call: CallRecord) -> str:
     """One line about a model call: role, time, tokens, constrained or free (plain text, not escaped)."""
-    head = f"call {n}: {_text(c.get('role')) or '?'}"
-    ms = _num(c.get("ms"))
-    if ms is not None:
-        head += f", {ms:.0f} ms"
-    if c.get("tokens_in") is not None or c.get("tokens_out") is not None:
-        head += f", {_text(c.get('tokens_in'))} in / {_text(c.get('tokens_out'))} out"
-    if c.get("constrained") is not None:
-        head += ", constrained" if c.get("constrained") else ", free"
+    head = f"call {n}: {call.role or '?'}"
+    if call.ms is not None:
+        head += f", {call.ms:.0f} ms"
+    if call.tokens_in is not None or call.tokens_out is not None:
+        head += f", {_text(call.tokens_in)} in / {_text(call.tokens_out)} out"
+    if call.constrained is not None:
+        head += ", constrained" if call.constrained else ", free"
     return head
 
 
-def _calls_html(calls: list[Any]) -> str:
+def _calls_html(calls: list[CallRecord]) -> str:
     parts = []
     for n, call in enumerate(calls):
-        c = _dict(call)
-        head = _call_head(n, c)
+        head = _call_head(n, call)
         body = []
-        for m in _list(c.get("messages")):
-            msg = _dict(m)
+        for msg in call.messages:
             body.append(f"<div><b>{_e(msg.get('role') or '?')}</b><pre>{_e(_content_text(msg.get('content')))}</pre>"
                         "</div>")
-        body.append(f"<div><b>output</b><pre>{_e(c.get('output'))}</pre></div>")
-        if c.get("error"):
-            body.append(f'<div class="error">error: {_e(c.get("error"))}</div>')
+        body.append(f"<div><b>output</b><pre>{_e(call.output)}</pre></div>")
+        if call.error:
+            body.append(f'<div class="error">error: {_e(call.error)}</div>')
         parts.append(f"<details><summary>{html.escape(head)}</summary>{''.join(body)}</details>")
     return "".join(parts)
 
 
-def _step_html(folder: Path, step: dict[str, Any], screen: tuple[float, float] | None) -> str:
-    idx = _index(step)
+def _step_html(folder: Path, step: StepRecord, screen: tuple[float, float] | None) -> str:
+    idx = str(step.index)
     path = _screenshot_path(folder, step)
     url = _thumbnail(path, step, screen) if path is not None else None
     shot = (f'<img alt="screenshot of step {html.escape(idx)}" src="{url}">' if url
             else '<div class="noshot">no screenshot</div>')
-    rows = [_row("app", _e(step.get("app") or "?")),
-            _row("action", f"<code>{_e(_action_text(step.get('action')))}</code>")]
-    if step.get("thought"):
-        rows.append(_row("thought", _e(step.get("thought"))))
-    plan = step.get("plan")
-    if isinstance(plan, dict):
-        for key in ("progress", "subgoal", "memory"):
-            if plan.get(key):
-                rows.append(_row(key, _e(plan.get(key))))
-    elif plan:
-        rows.append(_row("plan", _e(plan)))
-    refused = _refusal(step.get("gate"))
+    rows = [_row("app", _e(step.app or "?")),
+            _row("action", f"<code>{_e(_action_text(step.action))}</code>")]
+    if step.thought:
+        rows.append(_row("thought", _e(step.thought)))
+    for key in ("progress", "subgoal", "memory"):
+        if step.plan and step.plan.get(key):
+            rows.append(_row(key, _e(step.plan.get(key))))
+    refused = _refusal(step.gate)
     if refused is not None:
         rows.append(_row("policy", f'<span class="refused">refused: {_e(refused)}</span>'))
-    if _result_text(step.get("result")):
-        rows.append(_row("result", _e(_result_text(step.get("result")))))
-    if _outcome_text(step.get("outcome")):
-        rows.append(_row("outcome", _e(_outcome_text(step.get("outcome")))))
-    if _timing(step.get("ms")):
-        rows.append(_row("time", _e(_timing(step.get("ms")))))
-    calls = _list(step.get("calls"))
-    if _token_text(calls):
-        rows.append(_row("tokens", _e(_token_text(calls))))
-    if step.get("error"):
-        rows.append(_row("error", f'<span class="error">{_e(step.get("error"))}</span>'))
+    if _result_text(step.result):
+        rows.append(_row("result", _e(_result_text(step.result))))
+    if _outcome_text(step.outcome):
+        rows.append(_row("outcome", _e(_outcome_text(step.outcome))))
+    if _timing(step.ms):
+        rows.append(_row("time", _e(_timing(step.ms))))
+    if _token_text(step.calls):
+        rows.append(_row("tokens", _e(_token_text(step.calls))))
+    if step.error:
+        rows.append(_row("error", f'<span class="error">{_e(step.error)}</span>'))
     more = []
-    if step.get("screen"):
-        more.append(f"<details><summary>screen text</summary><pre>{_e(step.get('screen'))}</pre></details>")
-    if calls:
-        more.append(f"<details><summary>model calls ({len(calls)})</summary>{_calls_html(calls)}</details>")
+    if step.screen:
+        more.append(f"<details><summary>screen text</summary><pre>{_e(step.screen)}</pre></details>")
+    if step.calls:
+        more.append(f"<details><summary>model calls ({len(step.calls)})</summary>{_calls_html(step.calls)}</details>")
     return (f'<section class="card" id="step-{html.escape(idx)}"><h2>step {html.escape(idx)}</h2>'
             f'<div class="step"><div class="shot">{shot}</div><div class="info"><table>{"".join(rows)}</table>'
             f'{"".join(more)}</div></div></section>')
@@ -502,30 +453,27 @@ def _step_html(folder: Path, step: dict[str, Any], screen: tuple[float, float] |
 
 def render_report(traj: Trajectory) -> str:
     """The HTML of :func:`write_report`, as a string."""
-    meta = _dict(traj.meta)
+    meta = traj.meta
     screen = _screen_size(meta)
-    steps = _steps(traj)
-    goal = _text(meta.get("goal")) or "(no goal)"
-    head_rows = [_row(key, _e(meta.get(key) or "?")) for key in _META_KEYS[1:]]
+    goal = meta.goal or "(no goal)"
+    head_rows = [_row(key, _e(value or "?")) for key, value in _meta_fields(meta)[1:]]
     if screen:
         head_rows.append(_row("screen", f"{screen[0]:.0f} × {screen[1]:.0f}"))
-    if meta.get("max_steps") is not None:
-        head_rows.append(_row("max steps", _e(meta.get("max_steps"))))
+    if meta.max_steps is not None:
+        head_rows.append(_row("max steps", _e(meta.max_steps)))
     head_rows.append(_row("folder", _e(str(traj.folder))))
     result_rows = [_row(label, _e(value)) for label, value in _result_summary(traj.result)]
     final = ""
-    final_name = _dict(traj.result).get("final_screenshot") or "final.png"
-    if isinstance(final_name, str):
-        final_path = Path(traj.folder) / Path(final_name).name
-        if final_path.is_file():
-            url = _thumbnail(final_path, None, screen)
-            final = (f'<details><summary>final screen</summary><img alt="final screen" src="{url}" width="{THUMB_WIDTH}">'
-                     "</details>" if url else "")
-    warnings = _list(traj.warnings)
-    warn_html = ("" if not warnings else '<section class="card warn"><h2>warnings</h2><ul>'
-                 + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul></section>")
-    body = "".join(_step_html(Path(traj.folder), step, screen) for step in steps)
-    if not steps:
+    final_name = (traj.result.final_screenshot if traj.result is not None else None) or "final.png"
+    final_path = Path(traj.folder) / Path(final_name).name  # never outside the trajectory folder
+    if final_path.is_file():
+        url = _thumbnail(final_path, None, screen)
+        final = (f'<details><summary>final screen</summary><img alt="final screen" src="{url}" '
+                 f'width="{THUMB_WIDTH}"></details>' if url else "")
+    warn_html = ("" if not traj.warnings else '<section class="card warn"><h2>warnings</h2><ul>'
+                 + "".join(f"<li>{_e(w)}</li>" for w in traj.warnings) + "</ul></section>")
+    body = "".join(_step_html(Path(traj.folder), step, screen) for step in traj.steps)
+    if not traj.steps:
         body = '<section class="card">no steps were recorded</section>'
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'

@@ -6,8 +6,8 @@
     <dir>/result.json    how the run ended (written last; missing if the process died)
 
 The format is plain JSON and PNG so that a trajectory is readable without
-edgepilot; the fields of a step are listed in docs/trajectories.md. A crash
-loses at most the step in flight.
+edgepilot; the fields of a step are listed in docs/trajectories.md and typed by
+:mod:`edgepilot.agent.records`. A crash loses at most the step in flight.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgepilot import __version__
+from pydantic import ValidationError
+
+from edgepilot import __version__, paths
+from edgepilot.agent.records import RunMeta, RunRecord, StepRecord
 from edgepilot.errors import ConfigError
 
 FORMAT = 1
@@ -29,10 +32,7 @@ FORMAT = 1
 
 def trajectories_dir() -> Path:
     """Default home of trajectories: ``$EDGEPILOT_HOME/trajectories`` or the user data dir."""
-    from platformdirs import user_data_dir
-
-    home = os.environ.get("EDGEPILOT_HOME")
-    return (Path(home) if home else Path(user_data_dir("edgepilot"))) / "trajectories"
+    return paths.trajectories_dir()
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -81,23 +81,24 @@ class TrajectoryWriter:
             folder = base.with_name(f"{base.name}-{n}")
         return cls(folder, {"goal": goal, **meta})
 
-    def write_step(self, step: dict[str, Any], screenshot_png: bytes | None = None) -> None:
+    def write_step(self, step: StepRecord, screenshot_png: bytes | None = None) -> None:
         """Append one step (and its screenshot) and flush both to disk."""
         if screenshot_png:
-            name = f"step-{step['index']:03d}.png"
+            name = f"step-{step.index:03d}.png"
             (self.folder / name).write_bytes(screenshot_png)
-            step = {**step, "screenshot": name}
-        self._steps.write(json.dumps(step, ensure_ascii=False) + "\n")
+            step = step.model_copy(update={"screenshot": name})
+        self._steps.write(json.dumps(step.to_json(), ensure_ascii=False) + "\n")
         self._steps.flush()
         os.fsync(self._steps.fileno())
         self.count += 1
 
-    def finish(self, result: dict[str, Any], final_png: bytes | None = None) -> None:
+    def finish(self, result: RunRecord, final_png: bytes | None = None) -> None:
         """Write result.json (and the last screen) and close the folder."""
         if final_png:
             (self.folder / "final.png").write_bytes(final_png)
-            result = {**result, "final_screenshot": "final.png"}
-        _write_json(self.folder / "result.json", {"finished_at": datetime.now(UTC).isoformat(), **result})
+            result = result.model_copy(update={"final_screenshot": "final.png"})
+        done = result.model_copy(update={"finished_at": datetime.now(UTC).isoformat()})
+        _write_json(self.folder / "result.json", done.model_dump(mode="json", exclude_none=True))
         self.close()
 
     def amend_result(self, extra: dict[str, Any]) -> None:
@@ -113,13 +114,32 @@ class TrajectoryWriter:
 
 @dataclass
 class Trajectory:
-    """A trajectory read back from its folder."""
+    """A trajectory read back from its folder: typed records, and what could not be read as written."""
 
     folder: Path
-    meta: dict[str, Any]
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    result: dict[str, Any] | None = None
+    meta: RunMeta
+    steps: list[StepRecord] = field(default_factory=list)
+    result: RunRecord | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def _salvage(model: type[Any], data: Any, warnings: list[str], where: str, **defaults: Any) -> Any:
+    """``data`` read as ``model``; fields of the wrong shape are dropped (and said), so that a damaged or foreign
+    record still shows what it holds."""
+    data = dict(data) if isinstance(data, dict) else {}
+    for key, value in defaults.items():
+        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool):
+            data[key] = value
+    for _ in range(len(data) + 1):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad & set(data):
+                raise
+            warnings.append(f"{where}: {', '.join(sorted(bad & set(data)))} of an unexpected shape; left out")
+            data = {k: v for k, v in data.items() if k not in bad}
+    return model.model_validate({})
 
 
 def read_trajectory(folder: str | Path) -> Trajectory:
@@ -134,28 +154,34 @@ def read_trajectory(folder: str | Path) -> Trajectory:
         raise ConfigError(f"{folder} is not a trajectory (no steps.jsonl); runs are written under {trajectories_dir()}")
     warnings: list[str] = []
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8", errors="replace"))
-        if not isinstance(meta, dict):
+        raw_meta = json.loads((folder / "meta.json").read_text(encoding="utf-8", errors="replace"))
+        if not isinstance(raw_meta, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        meta = {}
+        raw_meta = {}
         warnings.append(f"meta.json unreadable ({exc})")
-    steps = []
+    meta = _salvage(RunMeta, raw_meta, warnings, "meta.json")
     try:
         text = steps_file.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"cannot read {steps_file}: {exc}") from exc
+    steps = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            steps.append(json.loads(line))
+            data = json.loads(line)
         except json.JSONDecodeError:
             warnings.append(f"steps.jsonl line {n} is torn or not JSON; skipped")
+            continue
+        if not isinstance(data, dict):
+            warnings.append(f"steps.jsonl line {n} is not a JSON object")
+        steps.append(_salvage(StepRecord, data, warnings, f"steps.jsonl line {n}", index=len(steps)))
     result = None
     if (folder / "result.json").is_file():
         try:
-            result = json.loads((folder / "result.json").read_text(encoding="utf-8", errors="replace"))
+            raw = json.loads((folder / "result.json").read_text(encoding="utf-8", errors="replace"))
+            result = _salvage(RunRecord, raw if isinstance(raw, dict) else {}, warnings, "result.json")
         except (OSError, ValueError) as exc:
             warnings.append(f"result.json unreadable ({exc})")
     else:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepilot import paths
 from edgepilot.errors import ConfigError
 
 SOCKET_NAME = "daemon.sock"
@@ -35,17 +35,8 @@ class DaemonPaths:
     @classmethod
     def default(cls) -> DaemonPaths:
         """The paths from ``$EDGEPILOT_RUNTIME_DIR``, ``$EDGEPILOT_HOME`` and the platform's user dirs."""
-        import platformdirs
-
-        home = os.environ.get("EDGEPILOT_HOME")
-        runtime = os.environ.get("EDGEPILOT_RUNTIME_DIR")
-        if not runtime:
-            with warnings.catch_warnings():  # no XDG_RUNTIME_DIR: platformdirs falls back to /tmp/runtime-UID
-                warnings.simplefilter("ignore")
-                runtime = platformdirs.user_runtime_dir("edgepilot")
-        config = Path(home) if home else Path(platformdirs.user_config_dir("edgepilot"))
-        state = Path(home) if home else Path(platformdirs.user_state_dir("edgepilot"))
-        return cls(socket=Path(runtime) / SOCKET_NAME, token=config / TOKEN_NAME,
+        state = paths.state_dir()
+        return cls(socket=paths.runtime_dir() / SOCKET_NAME, token=paths.secrets_dir() / TOKEN_NAME,
                    pid=state / "daemon.pid", log=state / "daemon.log")
 
     def check_socket_path(self) -> None:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edgepilot.agent.events import step_event
+from edgepilot.agent.events import finished_fields, step_event
 from edgepilot.agent.loop import RunControl, StepReport
+from edgepilot.agent.records import RunRecord
 from edgepilot.agent.session import execute, load_run_policy, prepare_run
 from edgepilot.config import Config
 from edgepilot.daemon.bus import EventBus
@@ -286,11 +287,11 @@ class Runner:
                        "trajectory": job.trajectory, "sop": prepared.meta.get("sop"),
                        "policy": prepared.meta.get("policy")})
         try:
-            return execute(prepared, on_step=lambda step: self._step(job, step)).to_json()
+            return finished_fields(execute(prepared, on_step=lambda step: self._step(job, step)))
         except Exception as exc:  # edgepilot errors end the run inside the loop; this is a bug: keep the trajectory
             if not (prepared.writer.folder / "result.json").exists():
-                prepared.writer.finish({"status": "error", "reason": f"internal error: {type(exc).__name__}: {exc}",
-                                        "steps": job.steps})
+                prepared.writer.finish(RunRecord(status="error", steps=job.steps,
+                                                 reason=f"internal error: {type(exc).__name__}: {exc}"))
             raise
 
     def _step(self, job: Job, step: StepReport) -> None:

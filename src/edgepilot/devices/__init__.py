@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepilot import paths
 from edgepilot.controllers.android import AndroidDevice, adb_server_listening
 from edgepilot.controllers.base import Device
 from edgepilot.errors import ConfigError
@@ -97,9 +98,7 @@ def open_desktop(spec: DesktopSpec, *, screenshot: bool = True) -> Iterator[Open
 
 def sims_dir() -> Path:
     """Where running ``edgepilot sim serve`` phones announce themselves."""
-    from platformdirs import user_runtime_dir
-
-    return Path(os.environ.get("EDGEPILOT_RUNTIME_DIR") or user_runtime_dir("edgepilot")) / "sims"
+    return paths.sims_dir()
 
 
 def running_sims() -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from edgepilot.agent.records import CallRecord, StepRecord
 from edgepilot.agent.trajectory import Trajectory, read_trajectory
 from edgepilot.errors import ConfigError
 
@@ -40,38 +41,38 @@ def _assistant(text: str, train: bool) -> dict[str, Any]:
     return {"role": "assistant", "content": text.strip(), "train": train}
 
 
-def _trainable(call: dict[str, Any]) -> bool:
-    return call.get("error") is None and bool(call.get("output", "").strip())
+def _trainable(call: CallRecord) -> bool:
+    return call.error is None and bool((call.output or "").strip())
 
 
-def step_examples(step: dict[str, Any], *, instance: str, template: str, sop: bool) -> list[Example]:
+def step_examples(step: StepRecord, *, instance: str, template: str, sop: bool) -> list[Example]:
     """The training examples of one trajectory step (see the module's docstring)."""
-    calls = {c["role"]: c for c in step.get("calls", [])}
+    calls = {c.role: c for c in step.calls}
     base = {"instance": instance, "template": template, "sop": sop}
     out: list[Example] = []
     planner = calls.get("planner")
     if planner is not None and _trainable(planner):
-        out.append({"id": f"{instance}/{step['index']}/planner", "kind": "planner", **base,
-                    "messages": [*planner["messages"], _assistant(planner["output"], True)]})
+        out.append({"id": f"{instance}/{step.index}/planner", "kind": "planner", **base,
+                    "messages": [*planner.messages, _assistant(planner.output or "", True)]})
     decider = calls.get("decider")
     if decider is None:
         return out
-    messages = [*decider["messages"], _assistant(decider["output"], _trainable(decider))]
+    messages = [*decider.messages, _assistant(decider.output or "", _trainable(decider))]
     reflector = calls.get("reflector")
     if reflector is not None:
-        asked = reflector["messages"]
-        if asked[: len(decider["messages"])] != decider["messages"]:
-            raise ConfigError(f"{instance} step {step['index']}: the reflector's conversation does not follow "
+        asked = reflector.messages
+        if asked[: len(decider.messages)] != decider.messages:
+            raise ConfigError(f"{instance} step {step.index}: the reflector's conversation does not follow "
                               "the decider's; the trajectory was not written by this edgepilot")
-        messages = [*messages, asked[-1], _assistant(reflector["output"], _trainable(reflector))]
+        messages = [*messages, asked[-1], _assistant(reflector.output or "", _trainable(reflector))]
     if any(m.get("train") for m in messages):
-        out.append({"id": f"{instance}/{step['index']}/decider", "kind": "decider", **base, "messages": messages})
+        out.append({"id": f"{instance}/{step.index}/decider", "kind": "decider", **base, "messages": messages})
     return out
 
 
 def trajectory_examples(trajectory: Trajectory) -> list[Example]:
     """Every example of one trajectory (kept or not: the caller decides which trajectories count)."""
-    meta = trajectory.meta
+    meta = trajectory.meta.model_dump()
     task = str(meta.get("task", trajectory.folder.name))
     template = str(meta.get("template", task.split("#")[0]))
     instance = task + (f"+{meta['variant']}" if meta.get("variant") else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from edgepilot import paths
 from edgepilot.errors import ModelError
 
 BUILTIN = {
@@ -74,15 +75,13 @@ def _assembled(module: str, dist: str, assemble: bool = True) -> Path:
     """Join a chunked model once into edgepilot's cache (checked by size on later calls, by sha256 when joined)."""
     import importlib
 
-    from platformdirs import user_cache_dir
-
     try:
         package = importlib.import_module(module)
         chunks = package.chunk_paths()
         size = sum(p.stat().st_size for p in chunks)
     except (ImportError, AttributeError, OSError) as exc:
         raise ModelError(f"the chunks of {dist} are missing ({exc}); pip install --force-reinstall {dist}") from exc
-    target = Path(user_cache_dir("edgepilot")) / "models" / package.MODEL_NAME
+    target = paths.cache_dir() / "models" / package.MODEL_NAME
     if (target.is_file() and target.stat().st_size == size) or not assemble:
         return target  # (not assembled yet: joined on first use)
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepilot import paths
 from edgepilot.errors import PolicyError
 
 GENESIS = "0" * 64
@@ -28,11 +29,7 @@ MAX_LINE = 1 << 20
 
 def default_audit_path() -> Path:
     """``$EDGEPILOT_AUDIT``, else ``audit.jsonl`` in ``$EDGEPILOT_HOME`` or the user data directory."""
-    if os.environ.get("EDGEPILOT_AUDIT"):
-        return Path(os.environ["EDGEPILOT_AUDIT"])
-    from platformdirs import user_data_dir
-
-    return Path(os.environ.get("EDGEPILOT_HOME") or user_data_dir("edgepilot")) / "audit.jsonl"
+    return paths.audit_file()
 
 
 def entry_hash(entry: dict[str, Any]) -> str:

@@ -8,13 +8,13 @@ broken file does not take the library down: it is kept in :attr:`SopLibrary.prob
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from edgepilot import paths
 from edgepilot.errors import SopError
 from edgepilot.sop.format import Sop, SopProblem, load_sop
 
@@ -28,12 +28,7 @@ SKIPPED_FILES = {"readme.md"}
 
 def user_dir() -> Path:
     """The user's SOP folder: ``$EDGEPILOT_SOPS``, else ``sops`` in the platform's user data folder."""
-    env = os.environ.get(USER_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("edgepilot")) / "sops"
+    return paths.user_sops_dir()
 
 
 def project_dir(cwd: Path | None = None) -> Path:

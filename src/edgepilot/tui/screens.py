@@ -230,19 +230,18 @@ class HistoryScreen(Screen[None]):
             head.update(Text(str(exc), style="red"))
             return
         self.folder = folder
-        meta = traj.meta
+        meta = traj.meta.model_dump(mode="json")
         text = Text()
         text.append(clean(meta.get("goal") or folder.name, 200) + "\n", style="bold")
         text.append(f"{folder.name} · {clean(meta.get('device'), 80)} · model {clean(meta.get('model'), 40)}"
                     f" · SOP {clean(meta.get('sop'), 40) or 'none'}\n", style="dim")
-        text.append_text(result_text(traj.result) if traj.result else Text("no result: running, or interrupted",
+        text.append_text(result_text(traj.result.to_json()) if traj.result else Text("no result: running, or interrupted",
                                                                            style="yellow"))
         for warning in traj.warnings:
             text.append(f"\n{clean(warning, 200)}", style="yellow")
         head.update(text)
-        for n, step in enumerate(traj.steps):
-            if isinstance(step, dict):
-                await steps.append(StepItem(step, n))
+        for n, step in enumerate(traj.steps):  # the list shows steps in the shape the live run's events have
+            await steps.append(StepItem(step.to_json(), n))
         if len(steps):
             steps.index = 0
             steps.focus()
