@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgepilot.actions import Finish, OpenApp, Swipe, Tap, Type
-from edgepilot.agent.learn import policy_classifier
-from edgepilot.agent.trajectory import read_trajectory
+from edgepilot.agent.learn import demo_from_trajectory, demos_from, policy_classifier
+from edgepilot.agent.records import RunMeta, RunRecord, StepRecord
+from edgepilot.agent.trajectory import Trajectory, read_trajectory
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.sop import follower_factory, learn_eval
 from edgepilot.bench.tasks import agent_factory
@@ -23,7 +24,7 @@ from edgepilot.policy import DEFAULT_POLICY
 from edgepilot.sim.tasks.suite import load_templates
 from edgepilot.sop import load_library, load_sop, parse_sop
 from edgepilot.sop.follow import SopFollower, read_instruction
-from edgepilot.sop.learn import Demo, demos_from, learn_sop
+from edgepilot.sop.learn import Demo, learn_sop
 from edgepilot.sop.screen import Screen, find
 
 SEND = load_templates()["messages_send_new"]
@@ -61,7 +62,7 @@ def oracle_demo(opened, template_id: str, seed: int, root: Path) -> Demo:
     result = run_episode(opened.device, opened.phone, instance, agent_factory("oracle", opened.phone),
                          save_to=root)
     assert result.success, result.reason
-    return Demo.from_trajectory(read_trajectory(result.trajectory))
+    return demo_from_trajectory(read_trajectory(result.trajectory))
 
 
 def follow(opened, learned_sop, template_id: str, seed: int):
@@ -152,20 +153,18 @@ def test_a_value_the_goal_does_not_give_stays_as_demonstrated_with_a_note(local,
 
 
 def test_only_successful_trajectories_are_learned_from(tmp_path):
-    class Fake:
-        folder = tmp_path
-        meta = {"goal": "Turn off Wi-Fi"}
-        steps = [{"index": 0, "action": {"type": "open_app", "app": "Settings"}, "screen": "App: x"}]
-        result = {"status": "interrupted", "reason": "stopped by the person (Ctrl-C)"}
+    steps = [StepRecord(index=0, action={"type": "open_app", "app": "Settings"}, screen="App: x")]
+    interrupted = RunRecord(status="interrupted", reason="stopped by the person (Ctrl-C)")
+    trajectory = Trajectory(tmp_path, RunMeta(goal="Turn off Wi-Fi"), steps, interrupted)
 
     with pytest.raises(SopError, match="not a successful run .*Ctrl-C"):
-        demos_from([Fake()])
-    Fake.result = {"status": "finished", "success": False, "failed_checks": ["settings.wifi equals False"]}
+        demos_from([trajectory])
+    trajectory.result = RunRecord(status="finished", success=False, failed_checks=["settings.wifi equals False"])
     with pytest.raises(SopError, match="failed: settings.wifi"):
-        Demo.from_trajectory(Fake())
-    Fake.meta = {}
+        demo_from_trajectory(trajectory)
+    trajectory.meta = RunMeta()
     with pytest.raises(SopError, match="no goal"):
-        Demo.from_trajectory(Fake())
+        demo_from_trajectory(trajectory)
     with pytest.raises(SopError, match="no demonstrations"):
         learn_sop([])
 
@@ -327,8 +326,8 @@ def test_a_recorded_demonstration_learns_an_sop_that_completes_a_held_out_varian
     assert "adb on 127.0.0.1:" in recorded.output and "checks passed" in recorded.output
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     trajectory = read_trajectory(folder)
-    assert trajectory.meta["agent"] == "human" and trajectory.meta["goal"] == shown.goal
-    assert trajectory.result["success"] is True
+    assert trajectory.meta.agent == "human" and trajectory.meta.goal == shown.goal
+    assert trajectory.result.success is True
 
     out = tmp_path / "learned.md"
     learned = CliRunner().invoke(sop, ["learn", str(folder), "--out", str(out), "--name", "text-someone"])

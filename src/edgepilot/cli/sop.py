@@ -235,8 +235,9 @@ def sop_learn(trajectories: tuple[Path, ...], name: str | None, out: Path | None
     policy's rules mark sensitive steps. The draft passes `edgepilot sop lint`; read it, then
     `edgepilot sop check` it on the virtual phone and `edgepilot sop add` it.
     """
+    from edgepilot.agent.learn import demos_from
     from edgepilot.agent.trajectory import read_trajectory
-    from edgepilot.sop.learn import demos_from, learn_sop
+    from edgepilot.sop.learn import learn_sop
 
     demos = demos_from(read_trajectory(folder) for folder in trajectories)
     learned = learn_sop(demos, name=name, classify=policy_classifier(policy_file),

@@ -1,24 +1,12 @@
 """The desktop: screenshots with mss, mouse and keyboard with pyautogui, the accessibility tree when there is one.
 
-Three coordinate spaces meet here (:class:`ScreenGeometry` maps between them):
-
-- **screenshot pixels**: what the model sees; observation bounds and
-  ``Point`` targets are in them, origin at the observed monitor's corner;
-- **pointer coordinates**: what pyautogui moves the mouse in; on X11 and
-  Windows (pyautogui makes the process DPI-aware) these are physical pixels of
-  the whole virtual screen, on macOS points (a Retina screenshot has two
-  pixels per point); a monitor right of or above the primary one has an offset,
-  possibly negative;
-- **accessibility coordinates**: the toolkit's screen coordinates; on X11 the
-  same as pointer coordinates, except for applications scaled by the toolkit
-  (GTK with ``GDK_SCALE=2`` reports logical pixels: ``a11y_scale=2``).
-
-Text: printable ASCII goes through pyautogui's key presses. Anything else
-(``héllo``, ``日本``) on X11 goes through :class:`KeysymTyper`: XTEST key
-presses on spare keycodes that carry the missing characters for the moment
-(``xdotool type`` does the same one character at a time and was seen to drop
-characters on Xvfb). On Windows and macOS such text is pasted through the
-clipboard (pyperclip).
+Screenshot pixels, pointer coordinates and the accessibility tree's
+coordinates meet here; :class:`~edgepilot.controllers.screen.ScreenGeometry`
+maps between them. Text that pyautogui cannot type by key presses goes through
+:mod:`edgepilot.controllers.keyboard`; ``open_app`` starts applications from
+their .desktop entries (:mod:`edgepilot.controllers.apps`); the X display,
+pyautogui and the accessibility reader are opened lazily
+(:mod:`edgepilot.controllers.backends`).
 
 The observation's nodes come from the accessibility tree (AT-SPI on Linux,
 UI Automation on Windows, AX on macOS) when it shows anything, else from the
@@ -28,17 +16,11 @@ detection, ``edgepilot[ocr]``).
 
 from __future__ import annotations
 
-import configparser
-import importlib
 import os
-import re
-import shlex
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from edgepilot.actions import (
@@ -51,7 +33,6 @@ from edgepilot.actions import (
     Key,
     LongPress,
     OpenApp,
-    Point,
     RightClick,
     Scroll,
     Swipe,
@@ -60,139 +41,30 @@ from edgepilot.actions import (
     Type,
     Wait,
 )
+from edgepilot.controllers.apps import GTK_A11Y_ENV, DesktopEntry, desktop_entries, find_desktop_entry, launch_app
+from edgepilot.controllers.backends import default_display, open_mss, open_reader, open_x_display, pyautogui_for
 from edgepilot.controllers.base import ActResult, DeviceInfo
+from edgepilot.controllers.keyboard import (
+    HOTKEY_NAMES,
+    KEYS,
+    KeysymTyper,
+    ascii_typable,
+    hotkey_name,
+    keysym_for,
+    paste_text,
+)
+from edgepilot.controllers.screen import ScreenGeometry, pointer_for
 from edgepilot.errors import ActionError, DeviceError, EdgepilotError, PerceptionError
-from edgepilot.perception.types import Bounds, Observation, UINode
+from edgepilot.perception.types import Observation, UINode
+
+# the names this module held before it was split, for the code that imports them from here
+__all__ = [
+    "GTK_A11Y_ENV", "HOTKEY_NAMES", "KEYS", "DesktopDevice", "DesktopEntry", "KeysymTyper", "Perception",
+    "ScreenGeometry", "Timings", "ascii_typable", "desktop_entries", "find_desktop_entry", "keysym_for",
+    "open_reader", "open_x_display", "paste_text", "pyautogui_for",
+]
 
 Perception = Literal["auto", "tree", "pixels"]
-
-KEYS = {"enter": "enter", "delete": "backspace", "tab": "tab", "space": "space", "escape": "esc", "back": "esc",
-        "menu": "apps"}
-"""``key`` actions on a desktop, as pyautogui key names (``delete`` is Android's DEL: the key left of the cursor)."""
-HOTKEY_NAMES = {"super": "winleft", "page_up": "pageup", "page_down": "pagedown", "escape": "esc",
-                "minus": "-", "equal": "=", "comma": ",", "period": ".", "slash": "/", "plus": "+"}
-"""Hotkey names that pyautogui spells differently; the others are the same."""
-GTK_A11Y_ENV = {"GTK_MODULES": "gail:atk-bridge", "NO_AT_BRIDGE": "0", "QT_ACCESSIBILITY": "1"}
-"""Environment that makes GTK 2/3 and Qt applications expose their accessibility tree."""
-_FIELD_CODES = re.compile(r"%[fFuUdDnNickvm%]")
-
-
-@dataclass(frozen=True)
-class ScreenGeometry:
-    """Where the observed monitor lies, and the scale factors between the coordinate spaces.
-
-    Args:
-        left, top: the monitor's corner in pointer coordinates (negative left of the primary monitor).
-        width, height: its size in pointer coordinates.
-        scale: screenshot pixels per pointer unit (2.0 on a Retina display, else 1.0).
-        a11y_scale: pointer units per accessibility unit (2.0 for GTK at GDK_SCALE=2 on X11, else 1.0).
-    """
-
-    left: int
-    top: int
-    width: int
-    height: int
-    scale: float = 1.0
-    a11y_scale: float = 1.0
-
-    @property
-    def shot_size(self) -> tuple[int, int]:
-        """The screenshot's size in pixels."""
-        return round(self.width * self.scale), round(self.height * self.scale)
-
-    def to_pointer(self, x: float, y: float) -> tuple[int, int]:
-        """A screenshot pixel → the pointer position on its centre."""
-        return (self.left + int((x + 0.5) / self.scale), self.top + int((y + 0.5) / self.scale))
-
-    def to_shot(self, x: float, y: float) -> tuple[int, int]:
-        """A pointer position → the screenshot pixel under it."""
-        return (int((x - self.left) * self.scale), int((y - self.top) * self.scale))
-
-    def a11y_bounds(self, b: Bounds) -> Bounds:
-        """Accessibility bounds → screenshot bounds (empty stays empty)."""
-        if b.area == 0:
-            return b
-        f = self.a11y_scale * self.scale
-        return Bounds(left=round(b.left * f - self.left * self.scale), top=round(b.top * f - self.top * self.scale),
-                      right=round(b.right * f - self.left * self.scale),
-                      bottom=round(b.bottom * f - self.top * self.scale))
-
-    @classmethod
-    def from_monitor(cls, monitor: dict[str, int], shot_width: int, a11y_scale: float = 1.0) -> ScreenGeometry:
-        """From an mss monitor (pointer coordinates) and the width of a screenshot of it."""
-        width = int(monitor["width"])
-        return cls(left=int(monitor["left"]), top=int(monitor["top"]), width=width, height=int(monitor["height"]),
-                   scale=shot_width / width if width else 1.0, a11y_scale=a11y_scale)
-
-
-def _default_display(display: str | None) -> str:
-    name = display or os.environ.get("DISPLAY", "")
-    if not name:
-        wayland = " (this is a Wayland session: run under XWayland with DISPLAY set)" \
-            if os.environ.get("WAYLAND_DISPLAY") else ""
-        raise DeviceError("no X display: DISPLAY is not set" + wayland + ". Set DISPLAY (e.g. DISPLAY=:0), or start "
-                          "a virtual one: `Xvfb :99 -screen 0 1280x800x24 &` and use --device desktop::99")
-    return name
-
-
-def open_x_display(display: str | None) -> Any:
-    """Connect to an X display with python-xlib.
-
-    Raises:
-        DeviceError: it cannot be reached; the message says to set DISPLAY or start Xvfb.
-    """
-    name = _default_display(display)
-    try:
-        from Xlib.display import Display
-
-        return Display(name)
-    except ImportError as exc:
-        raise DeviceError("the desktop controller needs python-xlib and pyautogui: pip install 'edgepilot[desktop]'") \
-            from exc
-    except Exception as exc:  # noqa: BLE001 - python-xlib raises DisplayConnectionError, OSError, ValueError...
-        raise DeviceError(f"cannot open X display {name!r} ({str(exc).strip()}); set DISPLAY to a running X server, "
-                          "or start Xvfb: `Xvfb :99 -screen 0 1280x800x24 &` and use --device desktop::99") from exc
-
-
-_PYAUTOGUI_LOCK = threading.Lock()
-
-
-def pyautogui_for(display: str | None) -> Any:
-    """pyautogui, with its X11 backend talking to ``display``.
-
-    pyautogui opens ``$DISPLAY`` when it is imported and computes its key
-    codes from that server; for another display its X11 module is loaded
-    again with ``DISPLAY`` set to it. One display at a time per process.
-
-    Raises:
-        DeviceError: pyautogui is not installed or cannot reach the display.
-    """
-    with _PYAUTOGUI_LOCK:
-        saved = os.environ.get("DISPLAY")
-        if display is not None:
-            os.environ["DISPLAY"] = display
-        try:
-            import pyautogui
-
-            if sys.platform.startswith("linux") and display is not None:
-                from pyautogui import _pyautogui_x11 as x11
-
-                if x11._display.get_display_name() != display:
-                    x11._display.close()
-                    importlib.reload(x11)
-                    pyautogui.platformModule = x11
-        except ImportError as exc:
-            raise DeviceError("the desktop controller needs pyautogui: pip install 'edgepilot[desktop]'") from exc
-        except Exception as exc:  # noqa: BLE001 - Xlib's connection errors, KeyError('DISPLAY')
-            raise DeviceError(f"pyautogui cannot reach display {display!r} ({exc}); set DISPLAY or start Xvfb") \
-                from exc
-        finally:
-            if saved is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = saved
-        pyautogui.PAUSE = 0.0  # pyautogui sleeps 0.1 s after every call by default; the device settles once per action
-        return pyautogui
 
 
 @dataclass
@@ -236,7 +108,7 @@ class DesktopDevice:
                  settle: float = 0.25, ocr: Any = None, env: dict[str, str] | None = None,
                  reader: Any = None, screenshot: bool = True) -> None:
         self.linux = sys.platform.startswith("linux")
-        self.display = _default_display(display) if self.linux else None
+        self.display = default_display(display) if self.linux else None
         self.perception: Perception = perception
         self.screenshot = screenshot
         self.settle = settle
@@ -258,7 +130,7 @@ class DesktopDevice:
         """The applications ``open_app`` started that are still running (a benchmark stops them after a task)."""
         self._x = open_x_display(self.display) if self.linux else None
         try:
-            self._mss = self._open_mss()
+            self._mss = open_mss(self.display)
             monitors = self._mss.monitors
             if not 0 <= monitor < len(monitors):
                 raise DeviceError(f"no monitor {monitor} on {self.display or 'this screen'}: it has "
@@ -346,18 +218,6 @@ class DesktopDevice:
         self.close()
 
     # ------------------------------------------------------------ seeing
-
-    def _open_mss(self) -> Any:
-        try:
-            import mss
-        except ImportError as exc:
-            raise DeviceError("the desktop controller needs mss: pip install 'edgepilot[desktop]'") from exc
-        factory = getattr(mss, "MSS", None) or mss.mss
-        try:
-            return factory(display=self.display) if self.linux else factory()
-        except Exception as exc:  # noqa: BLE001 - mss raises ScreenShotError and Xlib errors
-            raise DeviceError(f"cannot take screenshots of {self.display or 'the screen'} ({exc}); "
-                              "set DISPLAY or start Xvfb") from exc
 
     def _grab(self) -> bytes:
         import mss.tools
@@ -488,7 +348,7 @@ class DesktopDevice:
                 self._gui().press(KEYS[key])
                 return f"pressed {key}"
             case Hotkey(keys=keys):
-                names = [self._key_name(k) for k in keys]
+                names = [hotkey_name(k) for k in keys]
                 self._gui().hotkey(*names, interval=0.02)
                 return "pressed " + "+".join(keys)
             case OpenApp(app=app):
@@ -503,39 +363,8 @@ class DesktopDevice:
     def _gui(self) -> Any:
         return pyautogui_for(self.display)
 
-    def _key_name(self, key: str) -> str:
-        if key == "super" and sys.platform == "darwin":
-            return "command"
-        return HOTKEY_NAMES.get(key, key)
-
-    def _observation(self) -> Observation:
-        if self._last is None:
-            raise ActionError("an element index needs an observation first; call observe()")
-        return self._last
-
-    def _shot_point(self, target: Target) -> tuple[int, int]:
-        w, h = self.geometry.shot_size
-        if isinstance(target, Point):
-            if target.x >= w or target.y >= h:
-                raise ActionError(f"point {target.x},{target.y} is off the {w}x{h} screen")
-            return target.x, target.y
-        obs = self._observation()
-        try:
-            node = obs.element(target)
-        except IndexError as exc:
-            raise ActionError(str(exc)) from exc
-        visible = node.bounds.intersect(Bounds(left=0, top=0, right=w, bottom=h))
-        if visible.area == 0:
-            raise ActionError(f"element {target} is off screen; scroll to it first")
-        return visible.center
-
     def _pointer(self, target: Target) -> tuple[int, int]:
-        """A target → pointer coordinates, kept off the screen's corners (pyautogui's fail-safe)."""
-        x, y = self.geometry.to_pointer(*self._shot_point(target))
-        g = self.geometry
-        if x in (g.left, g.left + g.width - 1) and y in (g.top, g.top + g.height - 1):
-            x += 1 if x == g.left else -1
-        return x, y
+        return pointer_for(target, self.geometry, self._last)
 
     def _drag(self, target: Target, to: Target) -> str:
         (x1, y1), (x2, y2) = self._pointer(target), self._pointer(to)
@@ -601,236 +430,7 @@ class DesktopDevice:
             return f"asked macOS to open {app}"
         if not self.linux:
             raise ActionError("open_app is not supported on this system yet; press [\"super\"], type the name, enter")
-        entry = find_desktop_entry(app)
-        if entry is None:
-            raise ActionError(f"no application called {app!r}; open_app takes an application's name as its "
-                              "menu shows it (e.g. \"Mousepad\"), from the .desktop files in "
-                              "/usr/share/applications and ~/.local/share/applications")
-        argv = [a for a in (_FIELD_CODES.sub("", part) for part in shlex.split(entry.exec)) if a]
-        try:
-            proc = subprocess.Popen(argv, env=self.app_env(), stdin=subprocess.DEVNULL,  # noqa: S603
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            raise ActionError(f"cannot start {entry.name} ({' '.join(argv)}): {exc}") from exc
+        proc, entry = launch_app(app, self.app_env())
         self.launched = [p for p in self.launched if p.poll() is None] + [proc]
         time.sleep(1.0)  # a window takes a moment to map; the loop observes right after
         return f"started {entry.name} (pid {proc.pid})"
-
-
-# ---------------------------------------------------------------- typing
-
-
-def keysym_for(ch: str) -> int:
-    """The X keysym of a character: Latin-1 as itself, everything else as 0x01000000 + its code point."""
-    code = ord(ch)
-    if ch == "\n":
-        return 0xFF0D  # Return
-    if ch == "\t":
-        return 0xFF09  # Tab
-    if ch == "\b":
-        return 0xFF08  # BackSpace
-    return code if 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xFF else 0x01000000 + code
-
-
-class KeysymTyper:
-    """Types any text on X11 through XTEST: characters the keyboard map lacks are put on spare keycodes.
-
-    Every character missing from the map (``é``, ``✓``, ``日``) is mapped onto
-    a keycode that has no symbols, all of a chunk at once, then the keys are
-    pressed. The map is left that way until the spare keycodes are needed for
-    other characters or :meth:`close`: a client reads the map when it handles
-    a key press, possibly after the typing ended, and a map restored too early
-    turns the last characters into nothing (what ``xdotool type``, which maps
-    and restores each character in turn, was seen to do on Xvfb: it dropped
-    one or two characters in most runs).
-
-    Raises:
-        ActionError: (from :meth:`type`) the keyboard map has no spare keycode.
-    """
-
-    def __init__(self, x: Any, delay: float = 0.004, settle: float = 0.08) -> None:
-        self.x = x
-        self.delay = delay
-        self.settle = settle
-        self.assigned: dict[int, int] = {}  # keysym → spare keycode now carrying it
-
-    def type(self, text: str) -> None:
-        from Xlib import XK, X
-        from Xlib.ext.xtest import fake_input
-
-        info = self.x.display.info
-        first = info.min_keycode
-        mapping = self.x.get_keyboard_mapping(first, info.max_keycode - first + 1)
-        width = len(mapping[0]) if mapping else 2
-        known: dict[int, tuple[int, bool]] = {}
-        for i, syms in enumerate(mapping):
-            for level, sym in enumerate(syms[:2]):
-                if sym and sym not in known and first + i not in self.assigned.values():
-                    known[sym] = (first + i, level == 1)
-        spare = [first + i for i, syms in enumerate(mapping) if not any(syms) or first + i in self.assigned.values()]
-        if not spare:
-            raise ActionError("the X keyboard map has no free keycode to type non-ASCII text with")
-        shift = self.x.keysym_to_keycode(XK.XK_Shift_L)
-        pos = 0
-        while pos < len(text):
-            plan, wanted = [], {}
-            while pos < len(text):
-                sym = keysym_for(text[pos])
-                if sym in known:
-                    plan.append(known[sym])
-                elif sym in wanted or len(wanted) < len(spare):
-                    wanted.setdefault(sym, len(wanted))
-                    plan.append((-1 - wanted[sym], False))  # a spare keycode, decided below
-                else:
-                    break
-                pos += 1
-            codes = self._map(wanted, spare, width)
-            for code, shifted in plan:
-                code = codes[-1 - code] if code < 0 else code
-                if shifted:
-                    fake_input(self.x, X.KeyPress, shift)
-                fake_input(self.x, X.KeyPress, code)
-                fake_input(self.x, X.KeyRelease, code)
-                if shifted:
-                    fake_input(self.x, X.KeyRelease, shift)
-                self.x.sync()
-                time.sleep(self.delay)
-
-    def _map(self, wanted: dict[int, int], spare: list[int], width: int) -> list[int]:
-        """Keycodes for the wanted keysyms (in order), reusing ones already mapped; remaps only what must change."""
-        codes = [0] * len(wanted)
-        free = [c for c in spare if c not in {self.assigned.get(sym) for sym in wanted}]
-        changed = False
-        for sym, slot in wanted.items():
-            if sym in self.assigned:
-                codes[slot] = self.assigned[sym]
-                continue
-            code = free.pop(0)
-            old = next((s for s, c in self.assigned.items() if c == code), None)
-            if old is not None:
-                del self.assigned[old]
-            if not changed:
-                time.sleep(self.settle)  # keys typed earlier with this keycode must be read before it changes
-            self.x.change_keyboard_mapping(code, [(sym,) * width])
-            self.assigned[sym] = codes[slot] = code
-            changed = True
-        if changed:
-            self.x.sync()
-            time.sleep(self.settle)  # clients see the new map before its first key arrives
-        return codes
-
-    def close(self) -> None:
-        """Give the spare keycodes their empty map back."""
-        if not self.assigned:
-            return
-        info = self.x.display.info
-        width = len(self.x.get_keyboard_mapping(info.min_keycode, 1)[0])
-        time.sleep(self.settle)
-        for code in self.assigned.values():
-            self.x.change_keyboard_mapping(code, [(0,) * width])
-        self.x.sync()
-        self.assigned.clear()
-
-
-def ascii_typable(text: str) -> bool:
-    """Whether pyautogui can type this by key presses (printable ASCII, newlines, tabs)."""
-    return all(32 <= ord(ch) < 127 or ch in "\n\t" for ch in text)
-
-
-def paste_text(text: str, gui: Any) -> None:
-    """Windows and macOS: paste text through the clipboard (restored afterwards).
-
-    Raises:
-        ActionError: pyperclip is not installed.
-    """
-    try:
-        import pyperclip
-    except ImportError as exc:
-        raise ActionError("typing non-ASCII text here pastes it through the clipboard: pip install pyperclip") from exc
-    saved = pyperclip.paste()
-    pyperclip.copy(text)
-    gui.hotkey("command" if sys.platform == "darwin" else "ctrl", "v")
-    time.sleep(0.1)
-    pyperclip.copy(saved)
-
-
-# ---------------------------------------------------------------- applications
-
-
-@dataclass(frozen=True)
-class DesktopEntry:
-    """An application as its .desktop file describes it."""
-
-    name: str
-    exec: str
-    path: Path
-
-
-def _entry_dirs() -> list[Path]:
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    data_dirs = os.environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share"
-    return [Path(d) / "applications" for d in [data_home, *data_dirs.split(":")] if d]
-
-
-def desktop_entries(dirs: list[Path] | None = None) -> list[DesktopEntry]:
-    """The launchable applications (``Type=Application`` with an ``Exec``), first directory first."""
-    out, seen = [], set()
-    for folder in dirs if dirs is not None else _entry_dirs():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.desktop")):
-            if path.name in seen:
-                continue
-            seen.add(path.name)
-            parser = configparser.ConfigParser(interpolation=None, strict=False)
-            try:
-                parser.read(path, encoding="utf-8")
-                section = parser["Desktop Entry"]
-            except (configparser.Error, KeyError, UnicodeDecodeError, OSError):
-                continue
-            if section.get("Type", "Application") != "Application" or not section.get("Exec"):
-                continue
-            out.append(DesktopEntry(name=section.get("Name", path.stem), exec=section["Exec"], path=path))
-    return out
-
-
-def find_desktop_entry(app: str, dirs: list[Path] | None = None) -> DesktopEntry | None:
-    """The application called ``app``: by menu name, else file name (``org.xfce.mousepad``), else command."""
-    want = app.strip().casefold()
-    entries = desktop_entries(dirs)
-    for key in (lambda e: e.name.casefold(), lambda e: e.path.stem.casefold(),
-                lambda e: e.path.stem.casefold().rsplit(".", 1)[-1],
-                lambda e: Path(shlex.split(e.exec)[0]).name.casefold() if e.exec.strip() else ""):
-        for entry in entries:
-            try:
-                if key(entry) == want:
-                    return entry
-            except ValueError:  # an Exec line with unbalanced quotes
-                continue
-    return None
-
-
-# ---------------------------------------------------------------- accessibility backends
-
-
-def open_reader(*, display: str | None = None, a11y_bus: str | None = None, session_bus: str | None = None) -> Any:
-    """The accessibility tree reader of this system: AT-SPI (Linux), UI Automation (Windows), AX (macOS).
-
-    Raises:
-        PerceptionError: there is none, or it cannot be reached.
-    """
-    if sys.platform == "win32":
-        from edgepilot.perception.uia import UiaReader
-
-        return UiaReader()
-    if sys.platform == "darwin":
-        from edgepilot.perception.ax import AxReader
-
-        return AxReader()
-    try:
-        import jeepney  # noqa: F401
-    except ImportError as exc:
-        raise PerceptionError("reading the AT-SPI tree needs jeepney: pip install 'edgepilot[desktop]'") from exc
-    from edgepilot.perception.atspi import AtspiReader
-
-    return AtspiReader(a11y_bus, session_bus=session_bus, display=display)

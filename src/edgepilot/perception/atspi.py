@@ -30,75 +30,61 @@ corrects that.
 The same seam (:class:`AccessibilityReader`, :class:`A11yTree`) has two small
 optional backends that cannot be tested here: :mod:`edgepilot.perception.uia`
 (Windows UI Automation) and :mod:`edgepilot.perception.ax` (macOS).
+
+The bus and finding it are in :mod:`edgepilot.perception.atspi_bus`; roles and
+states become a :class:`UINode` in :mod:`edgepilot.perception.atspi_nodes`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from edgepilot.errors import PerceptionError
+from edgepilot.perception.atspi_bus import (
+    ACCESSIBLE,
+    COMPONENT,
+    PROPERTIES,
+    REGISTRY,
+    SCREEN_COORDS,
+    TEXT,
+    VALUE,
+    Ref,
+    a11y_bus_from_session,
+    bus_address,
+)
+from edgepilot.perception.atspi_bus import Bus as _Bus
+from edgepilot.perception.atspi_bus import Call as _Call
+from edgepilot.perception.atspi_bus import Failed as _Failed
+from edgepilot.perception.atspi_nodes import (
+    ACTIVE,
+    CHECKED,
+    EDITABLE,
+    EXPANDED,
+    FOCUSABLE,
+    FOCUSED,
+    ICONIFIED,
+    SELECTED,
+    SENSITIVE,
+    SHOWING,
+    TEXT_ROLES,
+    VALUE_ROLES,
+    VISIBLE,
+    RawNode,
+    bounds_of,
+    class_for,
+    to_node,
+)
 from edgepilot.perception.types import Bounds, UINode
 
-ACCESSIBLE = "org.a11y.atspi.Accessible"
-COMPONENT = "org.a11y.atspi.Component"
-TEXT = "org.a11y.atspi.Text"
-VALUE = "org.a11y.atspi.Value"
-ACTION = "org.a11y.atspi.Action"
-EDITABLE_TEXT = "org.a11y.atspi.EditableText"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-REGISTRY: Ref = ("org.a11y.atspi.Registry", "/org/a11y/atspi/accessible/root")
-SCREEN_COORDS = 0  # ATSPI_COORD_TYPE_SCREEN
-
-# AtspiStateType bit numbers (at-spi2-core atspi-constants.h); GetState answers two 32-bit words
-ACTIVE, CHECKED, EDITABLE, ENABLED, EXPANDED, FOCUSABLE, FOCUSED = 1, 4, 7, 8, 10, 11, 12
-ICONIFIED, PRESSED, SELECTABLE, SELECTED, SENSITIVE, SHOWING, VISIBLE = 15, 20, 22, 23, 24, 25, 30
-CHECKABLE = 41
-
-ROLE_CLASSES: dict[str, str] = {
-    "push button": "Button", "push button menu": "Button", "toggle button": "ToggleButton",
-    "check box": "CheckBox", "radio button": "RadioButton", "switch": "Switch",
-    "menu item": "MenuItem", "check menu item": "CheckMenuItem", "radio menu item": "RadioMenuItem",
-    "tearoff menu item": "MenuItem", "menu": "Menu", "menu bar": "MenuBar", "popup menu": "Menu",
-    "combo box": "ComboBox", "link": "Link", "page tab": "Tab", "page tab list": "TabList",
-    "list": "List", "list box": "List", "list item": "ListItem", "table": "Table", "tree table": "Table",
-    "tree": "Tree", "tree item": "TreeItem", "table cell": "Cell", "table row": "Row",
-    "table column header": "ColumnHeader", "table row header": "RowHeader", "column header": "ColumnHeader",
-    "scroll pane": "ScrollPane", "scroll bar": "ScrollBar", "slider": "Slider", "spin button": "SpinButton",
-    "progress bar": "ProgressBar", "level bar": "ProgressBar",
-    "label": "Text", "static": "Text", "caption": "Text", "paragraph": "Text", "heading": "Heading",
-    "text": "Text", "entry": "EditText", "password text": "EditText",
-    "document frame": "Document", "document web": "Document", "document text": "Document",
-    "frame": "Window", "window": "Window", "dialog": "Dialog", "alert": "Alert", "file chooser": "FileChooser",
-    "color chooser": "ColorChooser", "font chooser": "FontChooser",
-    "tool bar": "ToolBar", "status bar": "StatusBar", "icon": "Icon", "image": "Image", "separator": "Separator",
-    "tool tip": "ToolTip", "panel": "Panel", "filler": "Panel", "section": "Panel", "grouping": "Group",
-    "notification": "Notification", "info bar": "InfoBar", "terminal": "Terminal",
-}
-"""AT-SPI role names (``GetRoleName``, never localized) mapped to the class names a model reads."""
-
-CLICK_ROLES = frozenset({
-    "push button", "push button menu", "toggle button", "check box", "radio button", "switch", "menu item",
-    "check menu item", "radio menu item", "tearoff menu item", "menu", "combo box", "link", "page tab",
-    "list item", "tree item", "table cell", "icon", "spin button", "slider",
-})
-UNNAMED_INERT = frozenset({"table cell", "icon", "list item", "tree item", "image"})
-CHECK_ROLES = frozenset({"check box", "radio button", "check menu item", "radio menu item", "switch"})
-CONTAINER_ROLES = frozenset({
-    "separator",
-    "application", "frame", "window", "dialog", "alert", "file chooser", "panel", "filler", "section", "grouping",
-    "scroll pane", "menu bar", "tool bar", "status bar", "page tab list", "list", "list box", "table",
-    "tree table", "tree", "viewport", "split pane", "layered pane", "root pane", "glass pane", "desktop frame",
-})
-TOP_LEVEL_ROLES = frozenset({"frame", "window", "dialog", "alert", "file chooser", "color chooser", "font chooser"})
-TEXT_ROLES = frozenset({"text", "entry", "password text", "label", "static", "caption", "paragraph", "heading",
-                        "document text", "terminal"})
-VALUE_ROLES = frozenset({"slider", "spin button", "progress bar", "level bar", "scroll bar"})
-
-Ref = tuple[str, str]  # (bus name, object path) of one accessible object
+# names that lived here before the bus and the node conversion moved out, for the code that imports them from here
+__all__ = [
+    "CHECKED", "EDITABLE", "FOCUSABLE", "FOCUSED", "SELECTED", "SENSITIVE", "SHOWING", "A11yTree",
+    "AccessibilityReader", "AtspiReader", "Limits", "RawNode", "Ref", "Window", "a11y_bus_from_session",
+    "bounds_of", "bus_address", "class_for", "collect", "to_node",
+]
 
 
 @dataclass(frozen=True)
@@ -157,231 +143,6 @@ class AccessibilityReader(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-# ---------------------------------------------------------------- raw answers to UINodes
-
-
-@dataclass
-class RawNode:
-    """What one accessible object answered; ``None`` fields were not answered (or made no sense)."""
-
-    role: str = ""
-    name: str = ""
-    description: str = ""
-    states: int = 0
-    interfaces: frozenset[str] = frozenset()
-    extents: tuple[int, int, int, int] | None = None
-    child_count: int = 0
-    accessible_id: str = ""
-    text: str | None = None
-    value: float | None = None
-    children: list[Ref] = field(default_factory=list)
-
-    def has(self, state: int) -> bool:
-        return bool(self.states >> state & 1)
-
-
-def bounds_of(extents: tuple[int, int, int, int] | None) -> Bounds:
-    """Screen bounds from ``GetExtents``' (x, y, width, height); nonsense (off-screen markers, negatives) is empty."""
-    if extents is None:
-        return Bounds(left=0, top=0, right=0, bottom=0)
-    x, y, w, h = extents
-    if w <= 0 or h <= 0 or not (-100_000 < x < 100_000 and -100_000 < y < 100_000) or w > 100_000 or h > 100_000:
-        return Bounds(left=0, top=0, right=0, bottom=0)
-    return Bounds(left=x, top=y, right=x + w, bottom=y + h)
-
-
-def class_for(raw: RawNode) -> str:
-    """The class name a model reads for an accessible object (``EditText`` for anything editable)."""
-    if raw.has(EDITABLE) and (EDITABLE_TEXT in raw.interfaces or raw.role in ("text", "entry", "password text")):
-        return "EditText"
-    return ROLE_CLASSES.get(raw.role) or "".join(w.capitalize() for w in raw.role.split()) or "View"
-
-
-def to_node(raw: RawNode, *, depth: int, parent: int | None, app: str) -> UINode:
-    """One :class:`UINode` from an object's answers: role → class, states → flags, name and text → labels."""
-    cls = class_for(raw)
-    editable = cls == "EditText"
-    password = raw.role == "password text"
-    name = " ".join(raw.name.split())
-    description = " ".join(raw.description.split())
-    content = (raw.text or "").replace("\u00a0", " ").replace("\ufffc", "")
-    if editable or (raw.role in TEXT_ROLES and not name):
-        text, desc = ("" if password else content), name
-    else:
-        text, desc = name, ""
-    if raw.value is not None and not text and raw.role in VALUE_ROLES:
-        text = f"{raw.value:g}"
-    if description and description not in (text, desc):
-        desc = f"{desc} · {description}" if desc else description
-    checkable = raw.role in CHECK_ROLES or raw.has(CHECKABLE) or (
-        raw.role == "toggle button" and (raw.has(CHECKED) or raw.has(PRESSED)))
-    clickable = raw.role in CLICK_ROLES or editable or (ACTION in raw.interfaces and raw.role not in CONTAINER_ROLES)
-    if raw.role in UNNAMED_INERT and not (text or desc):
-        clickable = False  # a table's empty cells, an icon without a name: nothing a model could pick on purpose
-    if raw.role in ("panel", "filler"):
-        text = ""  # layout boxes carry developers' widget names ("Browse Header Stack"), not what the user sees
-    return UINode(
-        bounds=bounds_of(raw.extents), text=text, content_desc=desc, resource_id=raw.accessible_id[:200],
-        class_name=cls, package=app, clickable=clickable, focusable=raw.has(FOCUSABLE), focused=raw.has(FOCUSED),
-        checkable=checkable, checked=checkable and (raw.has(CHECKED) or raw.has(PRESSED)),
-        enabled=raw.has(ENABLED) or raw.has(SENSITIVE), scrollable=raw.role == "scroll pane",
-        selected=raw.has(SELECTED), password=password, depth=depth, parent=parent,
-    )
-
-
-# ---------------------------------------------------------------- the bus
-
-
-class _Failed(NamedTuple):
-    reason: str
-
-
-class _Call(NamedTuple):
-    ref: Ref
-    interface: str
-    method: str
-    signature: str | None = None
-    body: tuple = ()
-
-
-class _Bus:
-    """A connection to the accessibility bus that pipelines method calls."""
-
-    CHUNK = 256  # calls in flight at once
-
-    def __init__(self, address: str, call_timeout: float) -> None:
-        from jeepney.io.blocking import open_dbus_connection
-
-        try:
-            self.conn = open_dbus_connection(bus=address)
-        except (OSError, ValueError, KeyError) as exc:
-            raise PerceptionError(f"cannot connect to the accessibility bus at {address} ({exc}); "
-                                  "is at-spi-bus-launcher still running?") from exc
-        self.call_timeout = call_timeout
-        self.silent: set[str] = set()  # applications that did not answer in time, skipped from then on
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def many(self, calls: Sequence[_Call], deadline: float) -> list[Any]:
-        """Answer every call: its reply body, or :class:`_Failed` (error reply, no answer, past the deadline)."""
-        out: list[Any] = [_Failed("not asked")] * len(calls)
-        for start in range(0, len(calls), self.CHUNK):
-            self._chunk(calls, range(start, min(start + self.CHUNK, len(calls))), out, deadline)
-        return out
-
-    def _chunk(self, calls: Sequence[_Call], indices: range, out: list[Any], deadline: float) -> None:
-        from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
-
-        pending: dict[int, int] = {}
-        data = bytearray()
-        for i in indices:
-            call = calls[i]
-            if call.ref[0] in self.silent:
-                out[i] = _Failed(f"{call.ref[0]} did not answer")
-                continue
-            address = DBusAddress(call.ref[1], bus_name=call.ref[0], interface=call.interface)
-            serial = next(self.conn.outgoing_serial)
-            data += new_method_call(address, call.method, call.signature, call.body).serialise(serial=serial)
-            pending[serial] = i
-        try:
-            self.conn.sock.sendall(data)  # one write per chunk: a syscall per message costs more than the rest
-        except OSError as exc:
-            raise PerceptionError(f"the accessibility bus went away ({exc}); is at-spi-bus-launcher running?") from exc
-        while pending:
-            wait = min(self.call_timeout, deadline - time.perf_counter())
-            try:
-                msg = self.conn.receive(timeout=max(wait, 0.0))
-            except TimeoutError:
-                for i in pending.values():  # whoever still owes an answer is skipped for the rest of the read
-                    self.silent.add(calls[i].ref[0])
-                    out[i] = _Failed("no answer in time")
-                return
-            except OSError as exc:
-                raise PerceptionError(f"the accessibility bus went away ({exc}); is at-spi-bus-launcher running?") \
-                    from exc
-            i = pending.pop(msg.header.fields.get(HeaderFields.reply_serial, -1), -1)
-            if i < 0:
-                continue  # a signal, or a late answer to an earlier read
-            if msg.header.message_type == MessageType.error:
-                out[i] = _Failed(str(msg.body[0])[:200] if msg.body else "error")
-            else:
-                out[i] = msg.body
-
-
-def bus_address(*, session_bus: str | None = None, display: str | None = None, timeout: float = 2.0) -> str:
-    """Find the accessibility bus, the way libatspi does.
-
-    In order: ``$AT_SPI_BUS_ADDRESS``; ``org.a11y.Bus.GetAddress`` on the session
-    bus (``session_bus``, else ``$DBUS_SESSION_BUS_ADDRESS``; D-Bus starts
-    at-spi-bus-launcher when it is installed); the ``AT_SPI_BUS`` property of
-    the X display's root window.
-
-    Raises:
-        PerceptionError: none of them gives an address; the message says what to start.
-    """
-    if os.environ.get("AT_SPI_BUS_ADDRESS"):
-        return os.environ["AT_SPI_BUS_ADDRESS"]
-    problems = []
-    session = session_bus or os.environ.get("DBUS_SESSION_BUS_ADDRESS")
-    if session:
-        try:
-            return a11y_bus_from_session(session, timeout)
-        except (OSError, ValueError, TimeoutError, PerceptionError) as exc:
-            problems.append(f"session bus: {exc}")
-    else:
-        problems.append("no session bus (DBUS_SESSION_BUS_ADDRESS is not set)")
-    try:
-        found = _root_window_property(display)
-    except Exception as exc:  # noqa: BLE001 - python-xlib raises many unrelated types for a missing display
-        found, problems = None, [*problems, f"X display: {exc}"]
-    if found:
-        return found
-    raise PerceptionError(
-        "no accessibility bus (" + "; ".join(problems) + "). Start a session bus and the AT-SPI bus: "
-        "`eval $(dbus-launch --sh-syntax)` and `/usr/libexec/at-spi-bus-launcher --launch-immediately &` "
-        "(Debian package at-spi2-core), then start applications with GTK_MODULES=gail:atk-bridge")
-
-
-def a11y_bus_from_session(address: str, timeout: float = 2.0) -> str:
-    """Ask a session bus for the accessibility bus (``org.a11y.Bus.GetAddress``).
-
-    Raises:
-        PerceptionError: org.a11y.Bus is not there.
-        OSError, TimeoutError: the session bus cannot be reached.
-    """
-    from jeepney import DBusAddress, MessageType, new_method_call
-    from jeepney.io.blocking import open_dbus_connection
-
-    conn = open_dbus_connection(bus=address, auth_timeout=timeout)
-    try:
-        bus = DBusAddress("/org/a11y/bus", bus_name="org.a11y.Bus", interface="org.a11y.Bus")
-        reply = conn.send_and_get_reply(new_method_call(bus, "GetAddress"), timeout=timeout)
-    finally:
-        conn.close()
-    if reply.header.message_type == MessageType.error or not reply.body or not reply.body[0]:
-        raise PerceptionError(f"org.a11y.Bus is not on the session bus ({reply.body[0] if reply.body else '?'}); "
-                              "install at-spi2-core")
-    return str(reply.body[0])
-
-
-def _root_window_property(display: str | None) -> str | None:
-    from Xlib import X
-    from Xlib.display import Display
-
-    if not (display or os.environ.get("DISPLAY")):
-        raise PerceptionError("DISPLAY is not set")
-    conn = Display(display)
-    try:
-        atom = conn.intern_atom("AT_SPI_BUS", only_if_exists=True)
-        if not atom:
-            return None
-        prop = conn.screen().root.get_full_property(atom, X.AnyPropertyType)
-        return bytes(prop.value).decode("utf-8", "replace").strip("\0") if prop and prop.value else None
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------- the walk
