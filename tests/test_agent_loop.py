@@ -357,17 +357,16 @@ class _SlowBackend(ScriptedBackend):
     def __init__(self, delay: float, **answers) -> None:
         super().__init__(**answers)
         self.delay = delay
-        self.should_stop = None
 
-    def complete(self, messages, **kw):
+    def complete(self, messages, *, should_stop=None, **kw):
         import time
 
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
-            if self.should_stop is not None and self.should_stop():
+            if should_stop is not None and should_stop():
                 break
             time.sleep(0.005)
-        return super().complete(messages, **kw)
+        return super().complete(messages, should_stop=should_stop, **kw)
 
 
 def test_a_stop_while_the_model_thinks_ends_the_run_without_acting(served, tmp_path):
@@ -440,7 +439,7 @@ def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
                       confirmer=RefuseAll("test"), out=tmp_path / "run", max_steps=3)
     assert run.sop is not None and run.meta["sop"] == run.sop.sop.name  # the airplane-mode SOP was retrieved
     result = execute(run)
-    assert backend.should_stop is None  # unhooked after the run
+    assert backend.stop_checks and all(check == run.control.stopped for check in backend.stop_checks)
     traj = read_trajectory(tmp_path / "run")
     first = traj.steps[0].gate
     assert first.allowed is False and first.asked is True and first.answer == "no"  # the bank is out of scope
@@ -455,7 +454,7 @@ class _VotingBackend(ScriptedBackend):
         self.samples = list(samples)
         self.temperatures: list[float] = []
 
-    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0, should_stop=None):
         out = super().complete(messages, schema=schema, max_tokens=max_tokens, temperature=temperature)
         if "You are the decider" in messages[-1].content:
             self.temperatures.append(temperature)
@@ -663,7 +662,7 @@ def test_a_step_read_loosely_is_done_only_as_it_reads():
 class _GrammarBackend(ScriptedBackend):
     """A decider that answers within its grammar (the first choice it leaves); the planner's queue as scripted."""
 
-    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0, should_stop=None):
         done = super().complete(messages, schema=schema, max_tokens=max_tokens, temperature=temperature)
         if self.prompts[-1][0] != "decider" or schema is None or len(schema.get("anyOf", ())) != 1:
             return done

@@ -531,13 +531,14 @@ class CalculatorModel:
     """A model stand-in that plays Galculator: it reads the numbered screen in its prompt and answers JSON."""
 
     name = "scripted-calculator"
+    vision = 0
 
     def __init__(self) -> None:
         self.keys = list("1234*56-789=")
         self.decider_schemas: list[dict] = []
         self.systems: list[str] = []
 
-    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0):
+    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0, should_stop=None):
         prompt = messages[-1].content
         if "You are the planner" in prompt:
             return Completion(text='{"progress": "pressing keys", "subgoal": "press the next key", "memory": ""}')

@@ -110,12 +110,9 @@ def test_should_stop_cuts_an_answer_short_and_the_next_call_is_whole(backend):
         tokens.append(1)
         return len(tokens) > 5
 
-    backend.should_stop = stop_after_five
-    try:
-        with pytest.raises(ModelError, match="cut short"):
-            backend.complete([Message(role="user", content="Write a long story about a phone.")], max_tokens=200)
-    finally:
-        backend.should_stop = None
+    with pytest.raises(ModelError, match="cut short"):
+        backend.complete([Message(role="user", content="Write a long story about a phone.")], max_tokens=200,
+                         should_stop=stop_after_five)
     assert len(tokens) < 10  # checked as tokens come, and generation ended soon after the first True
     whole = backend.complete([Message(role="user", content="Write a long story about a phone.")], max_tokens=30)
     assert whole.tokens_out == 30
@@ -129,12 +126,8 @@ def test_a_stop_also_ends_reading_a_long_prompt(backend):
         return len(checks) > 2  # complete() checks first, then before each prompt chunk
 
     long_prompt = " ".join(f"item {i} is on the screen;" for i in range(200))
-    backend.should_stop = stop_on_second_check
-    try:
-        with pytest.raises(ModelError, match="cut short"):
-            backend.complete([Message(role="user", content=long_prompt)], max_tokens=5)
-    finally:
-        backend.should_stop = None
+    with pytest.raises(ModelError, match="cut short"):
+        backend.complete([Message(role="user", content=long_prompt)], max_tokens=5, should_stop=stop_on_second_check)
     assert len(checks) == 4  # cut before the second chunk (the 4th: the error is told apart from a failure)
     assert backend.complete([Message(role="user", content=long_prompt)], max_tokens=3).tokens_out == 3
 

@@ -71,13 +71,12 @@ class SlowBackend(ScriptedBackend):
     def __init__(self, delay: float, **answers: list[str]) -> None:
         super().__init__(**answers)
         self.delay = delay
-        self.should_stop: Callable[[], bool] | None = None
 
-    def complete(self, messages, **kw):
+    def complete(self, messages, *, should_stop=None, **kw):
         end = time.monotonic() + self.delay
-        while time.monotonic() < end and not (self.should_stop and self.should_stop()):
+        while time.monotonic() < end and not (should_stop and should_stop()):
             time.sleep(0.01)
-        return super().complete(messages, **kw)
+        return super().complete(messages, should_stop=should_stop, **kw)
 
 
 class Phones:

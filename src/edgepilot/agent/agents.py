@@ -48,7 +48,7 @@ from edgepilot.agent.roles import (
 )
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ActionError
-from edgepilot.models.base import ModelBackend
+from edgepilot.models.base import ModelBackend, StopCheck
 from edgepilot.perception.describe import describe_action
 from edgepilot.perception.diff import ScreenDiff, screen_diff
 from edgepilot.perception.types import Observation
@@ -206,6 +206,7 @@ class RoleAgent(AgentBase):
             system prompt and the action set the decider's grammar offers.
         vote: decider answers a step (above 1: self-consistent voting, :meth:`_vote`).
         vote_temperature: the sampling temperature of the extra answers.
+        should_stop: asked during every model call (the run's stop; :class:`~edgepilot.agent.loop.RunControl`).
         ground: when the planner's subgoal names an action on an element this screen
             has (``tap "Wi-Fi"``), narrow the decider's grammar to it; a tap on a label the screen
             lacks becomes a scroll of its list, up until a scroll changes nothing, then down, and
@@ -216,9 +217,10 @@ class RoleAgent(AgentBase):
 
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
                  sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
-                 vote_temperature: float = 0.7, ground: bool = True) -> None:
+                 vote_temperature: float = 0.7, ground: bool = True, should_stop: StopCheck | None = None) -> None:
         super().__init__(goal, device_kind)
         self.backend = backend
+        self.should_stop = should_stop
         self.ground = ground
         self.vote = max(1, vote)
         self.vote_temperature = vote_temperature
@@ -317,8 +319,8 @@ class RoleAgent(AgentBase):
         context = self.context(obs)
         calls, planned = [], False
         if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
-            plan, plan_call = PLANNER.call(self.backend, context, system=self.system_prompt,
-                                           progress=self.plan.progress,
+            plan, plan_call = PLANNER.call(self.backend, context, should_stop=self.should_stop,
+                                           system=self.system_prompt, progress=self.plan.progress,
                                            memory=self.memory_text(), history=self.history_text(),
                                            notes=self.notes_text())
             calls.append(plan_call)
@@ -337,9 +339,9 @@ class RoleAgent(AgentBase):
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
-        images = screen_image(obs, getattr(self.backend, "vision", 0))
-        action, decide_call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
-                                           images=images, **values)
+        images = screen_image(obs, self.backend.vision)
+        action, decide_call = DECIDER.call(self.backend, context, should_stop=self.should_stop, schema=schema,
+                                           system=self.system_prompt, images=images, **values)
         calls.append(decide_call)
         if self.vote > 1:
             action, decide_call, samples = self._vote(obs, context, schema, images, values, action, decide_call)
@@ -366,8 +368,9 @@ class RoleAgent(AgentBase):
         answers: list[tuple[Action, RoleCall]] = [(greedy, greedy_call)] if _points_at_screen(greedy, obs) else []
         samples = []
         for _ in range(self.vote - 1):
-            sampled, call = DECIDER.call(self.backend, context, schema=schema, system=self.system_prompt,
-                                         images=images, temperature=self.vote_temperature, **values)
+            sampled, call = DECIDER.call(self.backend, context, should_stop=self.should_stop, schema=schema,
+                                         system=self.system_prompt, images=images,
+                                         temperature=self.vote_temperature, **values)
             call.role = "decider-sample"
             samples.append(call)
             if _points_at_screen(sampled, obs):
@@ -384,7 +387,8 @@ class RoleAgent(AgentBase):
         if verdict is None and not self.reflect_with_model:
             verdict = Reflection("changed", "the screen changed")
         if verdict is None:
-            answer, call = REFLECTOR.call(self.backend, self.context(before), after=self._last_decider,
+            answer, call = REFLECTOR.call(self.backend, self.context(before), should_stop=self.should_stop,
+                                          after=self._last_decider,
                                           action=describe_action(action, before), result=result.message[:200],
                                           device="computer" if self.device_kind == "desktop" else "phone",
                                           diff=diff.summary(limit=4))
@@ -408,13 +412,15 @@ class ReactAgent(AgentBase):
 
     name = "baseline"
 
-    def __init__(self, goal: str, backend: ModelBackend, *, device_kind: DeviceKind = "android") -> None:
+    def __init__(self, goal: str, backend: ModelBackend, *, device_kind: DeviceKind = "android",
+                 should_stop: StopCheck | None = None) -> None:
         super().__init__(goal, device_kind)
         self.backend = backend
+        self.should_stop = should_stop
 
     def decide(self, obs: Observation) -> Decision:
-        text, call = REACT.call(self.backend, self.context(obs), system=self.system_prompt,
-                                history=self.history_text(), notes=self.notes_text())
+        text, call = REACT.call(self.backend, self.context(obs), should_stop=self.should_stop,
+                                system=self.system_prompt, history=self.history_text(), notes=self.notes_text())
         try:
             thought, action = parse_react(text)
         except ActionError as exc:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgepilot.actions import Action, DeviceKind, action_json_schema, parse_action
 from edgepilot.errors import ActionError, ConfigError
-from edgepilot.models.base import Message, ModelBackend
+from edgepilot.models.base import Message, ModelBackend, StopCheck
 from edgepilot.perception.types import Observation
 from edgepilot.sop.screen import Screen, find
 
@@ -205,7 +205,7 @@ class Role:
 
     def call(self, backend: ModelBackend, context: str, *, after: RoleCall | None = None,
              schema: dict | None = None, system: str = "system", images: tuple[bytes, ...] = (),
-             temperature: float = 0.0, **values: Any) -> tuple[Any, RoleCall]:
+             temperature: float = 0.0, should_stop: StopCheck | None = None, **values: Any) -> tuple[Any, RoleCall]:
         """Ask the model; returns the parsed answer (None when it does not parse) and the call record.
 
         With ``after``, the question is a follow-up turn to that earlier call
@@ -214,7 +214,8 @@ class Role:
         replaces the role's own (the decider's, narrowed to one screen).
         ``system`` names the system prompt file (``system_desktop`` on a desktop).
         ``images`` (PNG) go with the question, for a backend that sees images.
-        ``temperature`` above 0 samples (self-consistent voting); 0 is greedy.
+        ``temperature`` above 0 samples (self-consistent voting); 0 is greedy. ``should_stop`` goes to the
+        backend, which ends the call when it says stop (a run's stop).
 
         Raises:
             ModelError: the backend failed (not: the answer did not parse).
@@ -226,7 +227,7 @@ class Role:
                                       for m in messages])
         start = time.perf_counter()
         completion = backend.complete(messages, schema=schema or self.schema, max_tokens=self.max_tokens,
-                                      temperature=temperature)
+                                      temperature=temperature, should_stop=should_stop)
         record.ms = completion.ms or (time.perf_counter() - start) * 1000
         record.output = completion.text
         record.tokens_in, record.tokens_out = completion.tokens_in, completion.tokens_out

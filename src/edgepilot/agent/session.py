@@ -78,11 +78,13 @@ class PreparedRun:
 def prepare_run(task: str, opened, backend, *, config: Config, policy=None, confirmer=None,
                 baseline: bool = False, sop: str = "auto", out: Path | None = None,
                 max_steps: int | None = None, extra_meta: dict[str, Any] | None = None,
-                run_id: str | None = None) -> PreparedRun:
+                run_id: str | None = None, control: RunControl | None = None) -> PreparedRun:
     """Build the agent, trajectory and gate for ``task`` on ``opened`` (a :class:`OpenDevice`).
 
     ``policy=None`` runs without checks (the caller has warned the user);
-    ``confirmer`` asks the person (default: the terminal); ``run_id`` names the run in the audit log.
+    ``confirmer`` asks the person (default: the terminal); ``run_id`` names the run in the audit log;
+    ``control`` pauses and stops it from another thread (the TUI's stop key, the daemon's safety stop): a stop
+    also ends the model call in progress.
 
     Raises:
         SopError: a named SOP does not exist.
@@ -95,8 +97,9 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     budget = max_steps or config.max_steps
     info = opened.device.info
     match = None if baseline else find_sop(task, sop)
-    agent = (ReactAgent(task, backend, device_kind=info.kind) if baseline
-             else RoleAgent(task, backend, sop=match, device_kind=info.kind))
+    control = control or RunControl()
+    agent = (ReactAgent(task, backend, device_kind=info.kind, should_stop=control.stopped) if baseline
+             else RoleAgent(task, backend, sop=match, device_kind=info.kind, should_stop=control.stopped))
     meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
             "screen": [info.screen_width, info.screen_height], "max_steps": budget,
             "policy": policy.source if policy is not None else "off",
@@ -110,21 +113,10 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
         gate = gate_for(task, device=opened.device, config=config, policy=policy, confirmer=confirmer,
                         sensitive_step=getattr(agent, "sop_sensitive", None), run_id=run_id)
     return PreparedRun(task=task, device=opened.device, agent=agent, writer=writer, gate=gate, max_steps=budget,
-                       meta=meta, sop=match, backend=backend)
+                       meta=meta, sop=match, backend=backend, control=control)
 
 
 def execute(run: PreparedRun, *, on_step: Callable[[StepReport], None] | None = None) -> RunResult:
-    """Drive a prepared run to its end; ``run.control`` pauses or stops it from another thread.
-
-    A stop also cuts short the model call in progress when the backend offers
-    ``should_stop`` (llama.cpp does, between tokens).
-    """
-    hooked = hasattr(run.backend, "should_stop")
-    if hooked:
-        run.backend.should_stop = run.control.stopped
-    try:
-        return run_agent(run.device, run.agent, run.task, max_steps=run.max_steps, gate=run.gate,
-                         writer=run.writer, on_step=on_step, control=run.control)
-    finally:
-        if hooked:
-            run.backend.should_stop = None
+    """Drive a prepared run to its end; ``run.control`` pauses or stops it from another thread."""
+    return run_agent(run.device, run.agent, run.task, max_steps=run.max_steps, gate=run.gate,
+                     writer=run.writer, on_step=on_step, control=run.control)

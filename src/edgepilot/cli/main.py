@@ -6,16 +6,11 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from edgepilot import __version__
 from edgepilot.cli.errors import ErrorsAsLines
-
-
-def _emit(report: dict[str, Any], as_json: bool, text: str) -> None:
-    click.echo(json.dumps(report, indent=2) if as_json else text)
 
 
 def _show_step(step) -> None:
@@ -105,129 +100,6 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
         sys.exit(1)
 
 
-# ---------------------------------------------------------------- bench
-
-
-@main.command()
-@click.option("--suite", type=click.Choice(["tasks", "observe", "injection", "ocr", "stop"]), default="tasks",
-              show_default=True,
-              help="tasks: success rate on a split; observe: latency of one observation; injection: utility and "
-                   "attack success under prompt injection, policy off and on; ocr: OCR time per screenshot and "
-                   "how much of the tree's text it recovers; stop: the daemon's safety-stop hotkey, from the key "
-                   "to the run's end (starts a daemon on a private Xvfb; -n trials, default 5).")
-@click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
-              help="oracle: the expert; model: planner/decider/reflector with grammars; baseline: plain ReAct; "
-                   "attacker: a script that obeys injected text (injection suite). Default: oracle; for the "
-                   "injection suite oracle and attacker. Repeatable there.")
-@click.option("--policy", "policy_mode", type=click.Choice(["both", "on", "off"]), default="both", show_default=True,
-              help="injection suite: run with the default policy, without it, or both.")
-@click.option("--sop", "sop_mode", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
-              help="tasks suite, model agent: follow retrieved SOPs (on), not (off), or run both side by side.")
-@click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
-              help="injection suite: only these injection goals (repeatable; default all).")
-@click.option("--baseline", is_flag=True, help="Also run the plain ReAct baseline with the same model, side by side.")
-@click.option("--model", default=None, help="Model for the model and baseline agents (default: config, else "
-                                             "the bundled smollm2-135m-agent; see `edgepilot models`).")
-@click.option("--save", "save_to", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write every episode's trajectory under this folder.")
-@click.option("--split", type=click.Choice(["train", "test-instances", "test"]), default="test", show_default=True,
-              help="Which tasks: held-out templates (test), held-out instances of train templates, or train.")
-@click.option("--per-template", default=3, show_default=True, help="Instances of each template.")
-@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
-@click.option("--device", default="virtual", show_default=True,
-              help="virtual (the phone suites) or a desktop: desktop (this display), desktop:DISPLAY, desktop:xvfb "
-                   "(a private Xvfb) for the desktop suite.")
-@click.option("--max-steps", type=int, default=None, help="Step budget per task (default: twice the expert's + 5).")
-@click.option("--perception", type=click.Choice(["tree", "pixels", "fused"]), default="tree", show_default=True,
-              help="tasks suite: the element list from the accessibility tree, from pixels alone (OCR + widget "
-                   "detector; the oracle then decides on the tree but must act on what pixels show), or both fused.")
-@click.option("-n", "repeats", default=None, type=int,
-              help="observe suite: how many observations (30); ocr suite: how many phone screens (23); stop "
-                   "suite: trials (5).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy_mode: str, sop_mode: str, goals: tuple[str, ...],
-          baseline: bool,
-          model: str | None,
-          save_to: Path | None, split: str, per_template: int, templates: tuple[str, ...], device: str,
-          max_steps: int | None, perception: str, repeats: int | None, as_json: bool) -> None:
-    """Measure success rates and speed; print a table, or JSON with --json.
-
-    \b
-    Examples:
-      edgepilot bench --agent oracle --split test
-      edgepilot bench --agent model --baseline --split test --per-template 1
-      edgepilot bench --suite observe -n 50
-      edgepilot bench --suite ocr                          OCR speed and text recovery
-      edgepilot bench --agent oracle --perception pixels   the suite with the tree switched off
-      edgepilot bench --device desktop:xvfb                the desktop suite (mousepad, galculator) on a
-                                                           private Xvfb, scripted reference; --agent model
-      edgepilot bench --suite injection                    oracle and attacker, policy off and on
-      edgepilot bench --suite injection --agent model --policy on --template contacts_call
-    """
-    from edgepilot.bench import tasks as b
-
-    if suite == "injection":
-        from edgepilot.bench.injection import format_injection, run_injection
-
-        def shown(row, done: int, total: int) -> None:
-            if not as_json:
-                click.echo(f"[{done:3d}/{total}] {row['agent']:8} policy {'on ' if row['policy'] else 'off'} "
-                           f"{'ok  ' if row['utility'] else 'FAIL'} {'ATTACKED' if row['attack'] else 'safe    '} "
-                           f"asked {row['asked']} {row['case']}", err=True)
-
-        policies = {"both": (False, True), "on": (True,), "off": (False,)}[policy_mode]
-        report = run_injection(agents=agents or ("oracle", "attacker"), policies=policies, model=model,
-                               user_tasks=templates, goals=goals, save_to=save_to, progress=shown)
-        _emit(report, as_json, format_injection(report))
-        return
-    if len(agents) > 1 or "attacker" in agents:
-        raise click.BadParameter("one of oracle, model, baseline (attacker only with --suite injection)",
-                                 param_hint="--agent")
-    agent = agents[0] if agents else "oracle"
-    if suite == "observe":
-        report = b.run_observe(n=repeats or 30, device=device)
-        _emit(report, as_json, b.format_observe(report))
-        return
-    if suite == "stop":
-        from edgepilot.bench.stop import format_stop, measure_stop
-
-        report = measure_stop(repeats or 5, model=model,
-                              progress=None if as_json else (lambda row: click.echo(
-                                  f"  after {row['after']}: {row['status']}, stop {row['stop_ms']:.0f} ms", err=True)))
-        _emit(report, as_json, format_stop(report))
-        return
-    if suite == "ocr":
-        from edgepilot.bench.ocr import format_ocr, ocr_bench
-
-        def screen_done(name: str, row: dict) -> None:
-            if not as_json:
-                click.echo(f"  {name:28} {row.get('ms', 0):6.0f} ms", err=True)
-
-        report = ocr_bench(repeats or 23, progress=screen_done)
-        _emit(report, as_json, format_ocr(report))
-        return
-
-    def progress(result, done: int, total: int) -> None:
-        if not as_json:
-            mark = "ok  " if result.success else "FAIL"
-            click.echo(f"[{done:3d}/{total}] {result.agent:8} {mark} {result.instance:36} {len(result.steps):2d} steps "
-                       f"{result.seconds:7.2f} s  {result.status}", err=True)
-
-    from edgepilot.devices import parse_desktop_spec
-
-    if parse_desktop_spec(device) is not None:
-        from edgepilot.bench.desktop import desktop_bench, format_desktop
-
-        report = desktop_bench(device=device, agent="reference" if agent == "oracle" else agent, model=model,
-                               only=templates, max_steps=max_steps, save_to=save_to, progress=progress)
-        _emit(report, as_json, format_desktop(report))
-        return
-    report = b.run_tasks(agent=agent, baseline=baseline, model=model, split=split, per_template=per_template,
-                         sop=sop_mode, templates=templates, device=device, max_steps=max_steps, save_to=save_to,
-                         perception=perception, progress=progress)
-    _emit(report, as_json, b.format_tasks(report))
-
-
 # ---------------------------------------------------------------- run, replay, report, models
 
 
@@ -283,27 +155,16 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
 
     if not task.strip():
         raise click.BadParameter("say what to do, e.g. \"turn on airplane mode\"", param_hint="TASK")
+    if vision and no_screenshots:
+        raise click.BadParameter("a vision model needs the screenshots; drop --no-screenshots", param_hint="--vision")
+    if no_screenshots and perception != "tree":
+        raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
     config = load_config()
     policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
     start = time.perf_counter()
-    backend = open_model(model, config, lora_path=str(lora) if lora else None)
+    backend = open_model(model, config, lora_path=str(lora) if lora else None, vision=vision)
     click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
-    if vision:
-        if not hasattr(backend, "vision"):
-            raise click.BadParameter(f"{backend.name} runs in-process as a text model; serve a vision model "
-                                     "(e.g. llama.cpp's server with --mmproj) and pass its URL to --model",
-                                     param_hint="--vision")
-        if no_screenshots:
-            raise click.BadParameter("a vision model needs the screenshots; drop --no-screenshots",
-                                     param_hint="--vision")
-        backend.vision = vision
-    if no_screenshots and perception != "tree":
-        raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
-    with open_device(device, screenshot=not no_screenshots) as opened:
-        if perception != "tree":
-            if not hasattr(opened.device, "perception"):
-                raise click.BadParameter(f"{opened.description} has no choice of perception", param_hint="--perception")
-            opened.device.perception = perception
+    with open_device(device, screenshot=not no_screenshots, perception=perception) as opened:
         prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
                                sop=sop_name, out=out, max_steps=max_steps)
         if prepared.sop is not None:
@@ -533,6 +394,7 @@ from edgepilot.cli.policy import policy as _policy  # noqa: E402
 main.add_command(_policy)
 main.add_command(_audit)
 
+from edgepilot.cli.bench import bench as _bench  # noqa: E402
 from edgepilot.cli.daemon import daemon as _daemon  # noqa: E402
 from edgepilot.cli.distill import distill as _distill  # noqa: E402
 from edgepilot.cli.record import record as _record  # noqa: E402
@@ -544,6 +406,7 @@ main.add_command(_record)
 main.add_command(_tui)
 main.add_command(_daemon)
 main.add_command(_distill)
+main.add_command(_bench)
 
 
 if __name__ == "__main__":

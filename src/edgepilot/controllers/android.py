@@ -159,6 +159,10 @@ def _connection(adbutils, host: str, port: int):
     return _no_spawn_connection_class(adbutils)(host, port)
 
 
+Perception = Literal["tree", "pixels", "fused"]
+"""Where a phone's element list comes from (see :class:`AndroidDevice`)."""
+
+
 class AndroidDevice:
     """An Android device driven over a :class:`ShellTransport`.
 
@@ -170,26 +174,15 @@ class AndroidDevice:
             ``fused`` (the tree, with OCR filling nodes that have no text and adding what the tree lacks).
     """
 
-    def __init__(self, transport: ShellTransport, *, screenshot: bool = True,
-                 perception: Literal["tree", "pixels", "fused"] = "tree") -> None:
+    def __init__(self, transport: ShellTransport, *, screenshot: bool = True, perception: Perception = "tree") -> None:
+        if perception not in ("tree", "pixels", "fused"):
+            raise ConfigError(f"unknown perception {perception!r}; use tree, pixels or fused")
         self.transport = transport
-        self.screenshot = screenshot
-        self.perception = perception
+        self.perception: Perception = perception
+        self.screenshot = screenshot or perception != "tree"  # OCR reads the screenshot
         self._info: DeviceInfo | None = None
         self._packages: list[str] | None = None
         self._last: Observation | None = None
-
-    @property
-    def perception(self) -> str:
-        return self._perception
-
-    @perception.setter
-    def perception(self, mode: str) -> None:
-        if mode not in ("tree", "pixels", "fused"):
-            raise ConfigError(f"unknown perception {mode!r}; use tree, pixels or fused")
-        self._perception = mode
-        if mode != "tree":
-            self.screenshot = True  # OCR reads the screenshot
 
     @classmethod
     def connect(cls, serial: str | None = None, host: str = "127.0.0.1", port: int = 5037,

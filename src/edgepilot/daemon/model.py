@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from edgepilot.errors import EdgepilotError, ModelError
-from edgepilot.models.base import Completion, Message
+from edgepilot.models.base import Message
 
 log = logging.getLogger("edgepilot.daemon")
 
@@ -80,36 +80,3 @@ class ModelHolder:
     def status(self) -> dict[str, Any]:
         return {"spec": self.spec, "name": getattr(self.backend, "name", None), "state": self.state,
                 "error": self.error or None, "load_s": self.load_s}
-
-
-class StopAwareModel:
-    """One run's view of the shared backend: after a stop, no new model call starts, and one in progress ends
-    between tokens or between prompt chunks (``LlamaCppBackend.should_stop``).
-
-    ``should_stop`` (set by session.execute) is passed on to the backend when it has the hook.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name: str = inner.name
-        self._should_stop: Callable[[], bool] | None = None
-
-    @property
-    def should_stop(self) -> Callable[[], bool] | None:
-        return self._should_stop
-
-    @should_stop.setter
-    def should_stop(self, check: Callable[[], bool] | None) -> None:
-        self._should_stop = check
-        if hasattr(self.inner, "should_stop"):
-            self.inner.should_stop = check
-
-    def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
-        check = self._should_stop
-        if check is not None and check():
-            raise ModelError(f"{self.name}: not asked (the run was stopped)")
-        return self.inner.complete(messages, schema=schema, max_tokens=max_tokens, temperature=temperature)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

@@ -27,7 +27,7 @@ from edgepilot.agent.session import execute, load_run_policy, prepare_run
 from edgepilot.config import Config
 from edgepilot.daemon.bus import EventBus
 from edgepilot.daemon.confirm import Confirmations, DaemonConfirmer
-from edgepilot.daemon.model import ModelHolder, StopAwareModel
+from edgepilot.daemon.model import ModelHolder
 from edgepilot.errors import EdgepilotError
 
 log = logging.getLogger("edgepilot.daemon")
@@ -276,12 +276,12 @@ class Runner:
     def _run_on(self, job: Job, opened: Any, backend: Any, policy: Any) -> dict[str, Any]:
         try:
             confirmer = DaemonConfirmer(self.confirmations, job.id, job.control)
-            prepared = prepare_run(job.task, opened, StopAwareModel(backend), config=self.config, policy=policy,
+            prepared = prepare_run(job.task, opened, backend, config=self.config, policy=policy,
                                    confirmer=confirmer, sop=job.sop, max_steps=job.max_steps,
-                                   extra_meta={"daemon_run": job.id, "source": job.source}, run_id=job.id)
+                                   extra_meta={"daemon_run": job.id, "source": job.source}, run_id=job.id,
+                                   control=job.control)
         except (EdgepilotError, ValueError) as exc:
             return self._ended_early("error", f"{type(exc).__name__}: {exc}")
-        prepared.control = job.control
         job.trajectory = str(prepared.writer.folder)
         self.bus.emit({"event": "started", "run": job.id, "task": job.task, "device": opened.description,
                        "trajectory": job.trajectory, "sop": prepared.meta.get("sop"),

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edgepilot.errors import ConfigError, ModelError
-from edgepilot.models.base import Completion, Message
+from edgepilot.models.base import Completion, Message, StopCheck
 
 ROLES = ("planner", "decider", "reflector")
 
 
 class ScriptedModel:
-    """Answers from a script; sleeps ``delay`` seconds per answer, checking ``should_stop`` meanwhile."""
+    """Answers from a script; sleeps ``delay`` seconds per answer, checking the call's stop check meanwhile."""
 
     name = "scripted"
 
@@ -37,7 +36,7 @@ class ScriptedModel:
         self.tasks = {task: {role: list(texts) for role, texts in roles.items()}
                       for task, roles in (tasks or {}).items()}
         self.delay = delay
-        self.should_stop: Callable[[], bool] | None = None
+        self.vision = 0
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedModel:
@@ -52,12 +51,14 @@ class ScriptedModel:
             raise ConfigError(f"{path} is not a model script: {exc}") from exc
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
+                 temperature: float = 0.0, should_stop: StopCheck | None = None) -> Completion:
+        if should_stop is not None and should_stop():
+            raise ModelError("scripted: not asked (the run was stopped)")
         last = messages[-1].content
         role = next((r for r in ROLES if f"You are the {r}" in last), "react")
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
-            if self.should_stop is not None and self.should_stop():
+            if should_stop is not None and should_stop():
                 raise ModelError("scripted: the answer was cut short (the run was stopped)")
             time.sleep(min(0.01, max(0.0, end - time.monotonic())))
         script = next((answers for task, answers in self.tasks.items()

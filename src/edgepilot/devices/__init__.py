@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepilot import paths
-from edgepilot.controllers.android import AndroidDevice, adb_server_listening
+from edgepilot.controllers.android import AndroidDevice, Perception, adb_server_listening
 from edgepilot.controllers.base import Device
 from edgepilot.errors import ConfigError
 
@@ -119,7 +119,8 @@ def running_sims() -> list[dict[str, Any]]:
 
 
 @contextmanager
-def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int = 5037) -> Iterator[OpenDevice]:
+def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int = 5037,
+                perception: Perception = "tree") -> Iterator[OpenDevice]:
     """Open a device for the duration of a ``with`` block.
 
     Args:
@@ -128,14 +129,23 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
             a running ``edgepilot sim serve`` phone, ``SERIAL@HOST:PORT``, or a desktop:
             ``desktop`` ($DISPLAY), ``desktop:DISPLAY`` (``desktop::99``), ``desktop:xvfb`` (a private
             Xvfb with its session and accessibility buses), each with an optional ``@MONITOR``.
+        screenshot: take a screenshot with every observation (OCR, vision models and trajectories need them).
+        adb_port: the adb server asked for serials.
+        perception: where a phone's element list comes from: ``tree`` (uiautomator), ``pixels`` (OCR and a
+            widget detector on the screenshot) or ``fused`` (:class:`~edgepilot.controllers.android.AndroidDevice`).
 
     Raises:
         DeviceError: the device cannot be reached.
         ConfigError: the spec is malformed.
         SimError: ``desktop:xvfb`` cannot start its session.
     """
+    if perception != "tree" and not screenshot:
+        raise ConfigError("OCR reads the screenshots: perception other than the tree needs them")
     desktop = parse_desktop_spec(spec)
     if desktop is not None:
+        if perception != "tree":
+            raise ConfigError(f"the desktop has no choice of perception (asked for {perception!r}): it reads "
+                              "the accessibility tree")
         with open_desktop(desktop, screenshot=screenshot) as opened:
             yield opened
         return
@@ -144,7 +154,7 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
         from edgepilot.sim.phone import VirtualPhone
 
         phone = VirtualPhone(serial="virtual-1")
-        yield OpenDevice(AndroidDevice(LocalTransport(phone), screenshot=screenshot), phone,
+        yield OpenDevice(AndroidDevice(LocalTransport(phone), screenshot=screenshot, perception=perception), phone,
                          f"virtual phone {phone.serial} (in-process, no adb)")
         return
     if spec == "virtual":
@@ -154,13 +164,15 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
         phone = VirtualPhone(serial="virtual-1")
         server = AdbServer(phone, port=0).start()
         try:
-            device = AndroidDevice.connect(phone.serial, port=server.port, screenshot=screenshot)
+            device = AndroidDevice.connect(phone.serial, port=server.port, screenshot=screenshot,
+                                           perception=perception)
             yield OpenDevice(device, phone, f"virtual phone {phone.serial} (adb on 127.0.0.1:{server.port})")
         finally:
             server.stop()
         return
     serial, host, port = _parse(spec, adb_port)
-    device = AndroidDevice.connect(serial or None, host=host, port=port, screenshot=screenshot)
+    device = AndroidDevice.connect(serial or None, host=host, port=port, screenshot=screenshot,
+                                   perception=perception)
     try:
         yield OpenDevice(device, None, f"{device.transport.serial} (adb at {host}:{port})")
     finally:

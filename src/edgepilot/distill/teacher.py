@@ -43,7 +43,7 @@ from edgepilot.agent.agents import NEXT_STEP, Decision, Reflection, RoleAgent
 from edgepilot.agent.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
-from edgepilot.models.base import Completion, Message
+from edgepilot.models.base import Completion, Message, StopCheck
 from edgepilot.perception.types import Observation
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
@@ -128,6 +128,7 @@ class ScriptedBackend:
     """
 
     name = "oracle-teacher"
+    vision = 0
 
     def __init__(self) -> None:
         self.answers: dict[str, str] = {}
@@ -142,7 +143,7 @@ class ScriptedBackend:
         return "decider"
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
+                 temperature: float = 0.0, should_stop: StopCheck | None = None) -> Completion:
         role = self.role_of(schema)
         if role == "decider":
             self.last_decider_schema = schema
@@ -225,6 +226,7 @@ class OracleTeacherAgent(RoleAgent):
     """
 
     name = "oracle-teacher"
+    vision = 0
 
     def __init__(self, instance: TaskInstance, phone: Any, sop: Any = None, *,
                  inject_at: int | None = None, seed: int = 0, step_refs: bool = False) -> None:

@@ -13,11 +13,11 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgepilot.errors import ModelError
-from edgepilot.models.base import Completion, Message
+from edgepilot.models.base import Completion, Message, StopCheck
 
 # chat formats for GGUF files without a chat template (Gemma 3 270M base), by architecture
 _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "phi": "chatml"}
@@ -110,13 +110,15 @@ class LlamaCppBackend:
         n_ctx: context length in tokens.
         lora_path: a GGUF LoRA adapter to apply.
         seed: sampling seed.
+        name: what runs and trajectories call it (default: the file's stem).
 
     Raises:
         ModelError: llama-cpp-python is missing, or the file does not load.
     """
 
     def __init__(self, path: str | Path, *, n_threads: int | None = None, n_gpu_layers: int = 0,
-                 n_ctx: int = 4096, lora_path: str | Path | None = None, seed: int = 0) -> None:
+                 n_ctx: int = 4096, lora_path: str | Path | None = None, seed: int = 0,
+                 name: str | None = None) -> None:
         try:
             import llama_cpp
         except ImportError as exc:
@@ -128,7 +130,8 @@ class LlamaCppBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist")
-        self.name = self.path.stem
+        self.name = name or self.path.stem
+        self.vision = 0  # a text model: llama.cpp in-process takes no images here
         threads = n_threads or min(8, os.cpu_count() or 2)
         start = time.perf_counter()
         try:
@@ -144,12 +147,11 @@ class LlamaCppBackend:
             arch = str(self.llm.metadata.get("general.architecture", ""))
             self.llm.chat_format = _FALLBACK_FORMATS.get(arch.rstrip("0123456789"), "chatml")
         self._grammars: dict[str, object] = {}
-        self.should_stop: Callable[[], bool] | None = None
-        """Checked between generated tokens; when it returns True the call ends with a ModelError (a run's stop)."""
+        self._should_stop: StopCheck | None = None  # the current call's stop check (see complete)
         self._hook_stopping()
 
     def _hook_stopping(self) -> None:
-        """Make ``should_stop`` end generation between tokens.
+        """Make the current call's stop check end generation between tokens.
 
         llama-cpp-python's chat handlers drop a caller's ``stopping_criteria``
         (they pass only the chat format's own), and an exception raised in a
@@ -160,7 +162,7 @@ class LlamaCppBackend:
         stopping_list = self._llama_cpp.StoppingCriteriaList
 
         def create_completion(*args, stopping_criteria=None, **kwargs):
-            check = self.should_stop
+            check = self._should_stop
             if check is not None:
                 extra = [lambda input_ids, logits: check()]
                 stopping_criteria = stopping_list([*(stopping_criteria or []), *extra])
@@ -170,21 +172,21 @@ class LlamaCppBackend:
         self._chunk_prefill()
 
     def _chunk_prefill(self) -> None:
-        """While ``should_stop`` is set, read prompts in chunks and check it between them.
+        """While a call has a stop check, read prompts in chunks and check it between them.
 
         llama.cpp checks the stopping criterion between generated tokens only;
         reading a new screen's prompt (~1000 tokens) is one call that takes
         seconds on a small or busy CPU. Each chunk extends the KV cache (the
         same computation); a stop between two raises, which ``complete`` turns
         into a ModelError. The chunk size adapts (64 to 512 tokens) so one
-        chunk takes about ``PREFILL_SECONDS``. Without ``should_stop`` (the
+        chunk takes about ``PREFILL_SECONDS``. Without a stop check (the
         benchmarks) prompts are read as llama.cpp does.
         """
         original = self.llm.eval
         size = [_CHUNK_MIN]  # grows when chunks are quick: a first slow chunk would hold a stop up
 
         def evaluate(tokens) -> None:
-            check = self.should_stop
+            check = self._should_stop
             if check is None or len(tokens) <= size[0]:
                 return original(tokens)
             start = 0
@@ -226,8 +228,8 @@ class LlamaCppBackend:
         return self._grammars[key]
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
-        if self.should_stop is not None and self.should_stop():
+                 temperature: float = 0.0, should_stop: StopCheck | None = None) -> Completion:
+        if should_stop is not None and should_stop():
             raise ModelError(f"{self.name}: not asked (the run was stopped)")
         if any(m.images for m in messages):
             raise ModelError(f"{self.name} is a text model and cannot read screenshots; "
@@ -235,6 +237,7 @@ class LlamaCppBackend:
         grammar = self.grammar(schema) if schema is not None else None
         before = self._perf()
         start = time.perf_counter()
+        self._should_stop = should_stop
         try:
             out = self.llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages], grammar=grammar,
@@ -242,10 +245,12 @@ class LlamaCppBackend:
                 temperature=temperature, top_k=1 if temperature == 0 else 40,
             )
         except (ValueError, RuntimeError) as exc:
-            if self.should_stop is not None and self.should_stop():
+            if should_stop is not None and should_stop():
                 raise ModelError(f"{self.name}: the answer was cut short (the run was stopped)") from None
             raise ModelError(f"{self.name} failed to answer: {exc}") from exc
-        if self.should_stop is not None and self.should_stop():
+        finally:
+            self._should_stop = None
+        if should_stop is not None and should_stop():
             raise ModelError(f"{self.name}: the answer was cut short (the run was stopped)")
         usage = out.get("usage", {})
         after = self._perf()

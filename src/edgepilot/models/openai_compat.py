@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from edgepilot.errors import ModelError
-from edgepilot.models.base import Completion, Message
+from edgepilot.models.base import Completion, Message, StopCheck
 
 EXCERPT = 200
 """At most this many characters of a server's reply are quoted in an error."""
@@ -218,15 +218,18 @@ class OpenAICompatBackend:
     # -- ModelBackend ----------------------------------------------------------------------------
 
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
+                 temperature: float = 0.0, should_stop: StopCheck | None = None) -> Completion:
         """Answer the conversation; with ``schema``, ask the server for JSON valid against it.
 
-        ``ms`` is the wall time of the whole call, retries included.
+        ``ms`` is the wall time of the whole call, retries included. ``should_stop`` is asked before the
+        request and before the answer is returned (a request in flight is not cut).
 
         Raises:
             ModelError: the server cannot be reached, refused the request, or answered
                 something that is not a chat completion.
         """
+        if should_stop is not None and should_stop():
+            raise ModelError(f"{self.name}: not asked (the run was stopped)")
         start = time.perf_counter()
         payload: dict = {
             "model": self._model_name(),
@@ -242,6 +245,8 @@ class OpenAICompatBackend:
                 "json_schema": {"name": "answer", "schema": schema, "strict": True},
             }
         response = self._request("POST", "/chat/completions", payload)
+        if should_stop is not None and should_stop():
+            raise ModelError(f"{self.name}: the answer came after the run was stopped; dropped")
         body = response.text
         try:
             out = json.loads(body)

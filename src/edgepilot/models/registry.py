@@ -55,8 +55,10 @@ def resolve(spec: str | None, config: Config | None = None) -> ModelSpec:
                       f"an http(s) URL of an OpenAI-compatible server. Known: {', '.join([*builtin, *config.models])}")
 
 
-def open_model(spec: str | None = None, config: Config | None = None, *, lora_path: str | None = None) -> ModelBackend:
-    """A ready backend for ``spec`` with the threads, GPU layers and context of ``config``.
+def open_model(spec: str | None = None, config: Config | None = None, *, lora_path: str | None = None,
+               vision: int = 0) -> ModelBackend:
+    """A ready backend for ``spec`` with the threads, GPU layers and context of ``config``; ``vision`` (the
+    longest side of the screenshot sent with each question, 0 for none) needs a vision model behind a server.
 
     Raises:
         ConfigError: unknown spec.
@@ -71,7 +73,11 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
         from edgepilot.models.openai_compat import OpenAICompatBackend
 
         url, _, name = found.location.partition("#")
-        return OpenAICompatBackend(url, model=name or None, schema_format=config.server_schema_format)
+        return OpenAICompatBackend(url, model=name or None, schema_format=config.server_schema_format,
+                                   vision=vision)
+    if vision:
+        raise ConfigError(f"{found.name} runs in-process as a text model; serve a vision model (e.g. llama.cpp's "
+                          "server with --mmproj) and pass its URL to --model")
     from edgepilot.models.llama_cpp import LlamaCppBackend
 
     path = builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
@@ -80,10 +86,8 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
         lora_path = str(shipped[1])
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
-    backend = LlamaCppBackend(path, n_threads=config.threads, n_gpu_layers=config.gpu_layers, n_ctx=config.context,
-                              lora_path=lora_path)
-    backend.name = found.name
-    return backend
+    return LlamaCppBackend(path, n_threads=config.threads, n_gpu_layers=config.gpu_layers, n_ctx=config.context,
+                           lora_path=lora_path, name=found.name)
 
 
 def base_of(spec: str | None, config: Config | None = None) -> str | None:

@@ -270,10 +270,9 @@ class LocalRunner:
             raise _CannotStart(f"device {device!r} cannot be reached: {exc}") from exc
         try:
             prepared = prepare_run(task, opened, backend, config=self.config, policy=policy, confirmer=confirmer,
-                                   max_steps=self.max_steps)
+                                   max_steps=self.max_steps, control=control)
         except (EdgepilotError, ValueError) as exc:  # an SOP that does not exist, an audit log that cannot be opened
             raise _CannotStart(str(exc)) from exc
-        prepared.control = control
         return prepared
 
 
