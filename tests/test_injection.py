@@ -51,3 +51,6 @@ def test_bench_cli_runs_the_injection_suite():
     report = json.loads(out.output[out.output.index("{"):])
     assert {(s["agent"], s["policy"]) for s in report["summary"]} == {
         ("oracle", "off"), ("oracle", "on"), ("attacker", "off"), ("attacker", "on")}
+    assert report["benchmark"] == "injection" and report["options"] == {
+        "suite": "injection", "agents": ["oracle", "attacker"], "model": None, "templates": ["contacts_call"],
+        "goals": [], "policy": "both", "save_to": None}

@@ -25,22 +25,41 @@ from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent, StepAgent
 from edgepilot.agent.loop import run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.bench.episode import EpisodeResult
+from edgepilot.bench.gate import POLICY_OFF, BenchGates, SimulatedUser
 from edgepilot.controllers.base import ActResult, DeviceInfo
 from edgepilot.errors import ConfigError, EdgepilotError
 from edgepilot.perception.types import Observation
+from edgepilot.policy.gate import Gate, allow_all
 from edgepilot.sim.desktop.tasks import DesktopTask, Script, TaskContext, tasks
 
 DesktopAgentFactory = Callable[[str], StepAgent]
 """Makes the agent for one episode from its goal sentence."""
+DesktopGateFactory = Callable[[DesktopTask, str, StepAgent], Gate]
+"""Makes the policy gate of one episode from its task, its goal sentence and its agent."""
 DESKTOP_AGENTS = ("reference", "model", "baseline")
 MAX_STEPS = 30
 
 
-def model_factory(backend: Any, *, baseline: bool = False) -> DesktopAgentFactory:
-    """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop."""
+def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) -> DesktopAgentFactory:
+    """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop; with
+    ``sop`` the model agent follows the SOP its goal retrieves, as ``edgepilot run`` does."""
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
+    if sop:
+        from edgepilot.sop import load_library, retrieve
+
+        library = load_library()
+        return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=retrieve(goal, library))
     return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
+
+
+def desktop_gates(gates: BenchGates, device: Any) -> DesktopGateFactory | None:
+    """The policy gate of desktop episodes (None with the policy off): confirmations answered by a
+    :class:`SimulatedUser` whose task uses the task's application and has no sensitive steps."""
+    if not gates.on:
+        return None
+    return lambda task, goal, agent: gates.gate(goal, SimulatedUser((), {task.app}, {task.app}), device=device,
+                                                agent=agent)
 
 
 class _Timed:
@@ -73,8 +92,11 @@ class _Timed:
 
 def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFactory | None = None, *,
                         max_steps: int | None = None, save_to: Path | None = None,
-                        meta: dict[str, Any] | None = None) -> EpisodeResult:
+                        meta: dict[str, Any] | None = None,
+                        gate_for: DesktopGateFactory | None = None) -> EpisodeResult:
     """Start ``task``'s application, let an agent work (the scripted reference when ``factory`` is None), check.
+
+    Every action passes the gate ``gate_for`` makes for the episode (none when it is None).
 
     Errors of the set-up, the device or the agent end the episode as a failure with the reason recorded;
     the applications are stopped and the task's folder removed either way.
@@ -99,7 +121,8 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
                                                  "device": info.serial, "screen": [info.screen_width,
                                                                                    info.screen_height],
                                                  "max_steps": budget, **(meta or {})}, root=save_to)
-        run = run_agent(device, agent, goal, max_steps=budget, writer=writer)
+        gate = gate_for(task, goal, agent) if gate_for is not None else allow_all
+        run = run_agent(device, agent, goal, max_steps=budget, gate=gate, writer=writer)
         try:
             check = task.check(ctx, run.answer)
             success, failed = check.success and run.status != "error", list(check.failed)
@@ -117,13 +140,14 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
 
 def run_desktop_suite(device: Any, *, agent: str = "reference", factory: DesktopAgentFactory | None = None,
                       only: Iterable[str] = (), max_steps: int | None = None, save_to: Path | None = None,
-                      meta: dict[str, Any] | None = None,
+                      meta: dict[str, Any] | None = None, gates: BenchGates | None = None,
                       progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Run every desktop task (or those in ``only``) on an open desktop device; the report (see module docs).
 
     ``agent`` names the agent in the report; ``factory`` makes it per goal
     (None: the scripted reference). Tasks whose application is not installed
-    are not run and are listed under ``unavailable``.
+    are not run and are listed under ``unavailable``. With ``gates`` (on),
+    every action passes the policy gate (:func:`desktop_gates`).
 
     Raises:
         TaskError: ``only`` names a task that does not exist.
@@ -131,13 +155,15 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
     from edgepilot.bench.tasks import peak_rss_mb, summarise
 
     timed = _Timed(device)
+    gate_for = desktop_gates(gates, device) if gates is not None else None  # its re-checks are not timed
     todo = tasks(only)
     unavailable = {t.id: why for t in todo if (why := t.available())}
     runnable = [t for t in todo if t.id not in unavailable]
     started = time.time()
     results = []
     for i, task in enumerate(runnable):
-        result = run_desktop_episode(timed, task, factory, max_steps=max_steps, save_to=save_to, meta=meta)
+        result = run_desktop_episode(timed, task, factory, max_steps=max_steps, save_to=save_to, meta=meta,
+                                     gate_for=gate_for)
         results.append(result)
         if progress is not None:
             progress(result, i + 1, len(runnable))
@@ -147,7 +173,8 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
                   else "tree", device={"serial": info.serial, "model": info.model,
                                        "screen": [info.screen_width, info.screen_height]},
                   observe=_observe_figures(timed.observations), unavailable=unavailable,
-                  peak_rss_mb=round(peak_rss_mb(), 1), **(meta or {}))
+                  peak_rss_mb=round(peak_rss_mb(), 1), max_steps=max_steps, only=list(only),
+                  **(gates.to_json() if gates is not None else POLICY_OFF), **(meta or {}))
     return report
 
 
@@ -166,16 +193,22 @@ def _observe_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", model: str | None = None,
                   config: Any = None, only: Iterable[str] = (), max_steps: int | None = None,
                   save_to: Path | None = None, factory: DesktopAgentFactory | None = None,
+                  sop: str | None = None, policy: str = "on",
                   progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Open a desktop (``desktop``, ``desktop:DISPLAY``, ``desktop:xvfb``) and run the suite with an agent.
 
     ``agent``: ``reference`` (scripted), ``model`` (planner, decider,
     reflector on ``model``) or ``baseline`` (plain ReAct on ``model``);
     ``factory`` replaces the agent ``model``/``baseline`` would build (tests
-    pass one with a scripted backend).
+    pass one with a scripted backend). As in ``edgepilot run``: ``sop``
+    ``on`` (the default for the model agent: it follows the SOP its goal
+    retrieves) or ``off``; ``policy`` ``on`` (the default: every action
+    passes the policy gate, the simulated user answers; the audit log goes to
+    ``save_to`` or a temporary folder) or ``off``.
 
     Raises:
-        ConfigError: unknown agent, or a device spec that is no desktop.
+        ConfigError: unknown agent, ``sop`` or ``policy``, or a device spec that is no desktop.
+        PolicyError: the policy file is missing or invalid.
         ModelError: the model cannot be loaded.
         DeviceError: the display cannot be reached.
         SimError: ``desktop:xvfb`` cannot start its session.
@@ -187,18 +220,26 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
     if parse_desktop_spec(device) is None:
         raise ConfigError(f"the desktop suite runs on a desktop, not on {device!r}; use --device desktop "
                           "(this display), desktop:DISPLAY or desktop:xvfb (a private Xvfb)")
-    meta: dict[str, Any] = {"model": None, "model_load_ms": 0.0}
+    from edgepilot.bench.tasks import resolve_sop
+    from edgepilot.config import load_config
+
+    sop = resolve_sop(sop, agent)
+    if sop == "both":
+        raise ConfigError("the desktop suite runs --sop on or off, not both")
+    config = config or load_config()
+    gates = BenchGates.open(policy, config=config, folder=save_to)
+    meta: dict[str, Any] = {"model": None, "model_load_ms": 0.0, "sop": sop}
     if agent != "reference" and factory is None:
-        from edgepilot.config import load_config
         from edgepilot.models.registry import open_model
 
         start = time.perf_counter()
-        backend = open_model(model, config or load_config())
-        meta = {"model": backend.name, "model_load_ms": round((time.perf_counter() - start) * 1000, 1)}
-        factory = model_factory(backend, baseline=agent == "baseline")
+        backend = open_model(model, config)
+        meta.update(model=backend.name, model_load_ms=round((time.perf_counter() - start) * 1000, 1))
+        factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on")
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
-                                   only=only, max_steps=max_steps, save_to=save_to, meta=meta, progress=progress)
+                                   only=only, max_steps=max_steps, save_to=save_to, meta=meta, gates=gates,
+                                   progress=progress)
         report["device"]["description"] = opened.description
     return report
 

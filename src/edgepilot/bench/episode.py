@@ -16,6 +16,8 @@ from edgepilot.policy.gate import Gate, allow_all
 from edgepilot.sim.tasks.model import TaskInstance, apply_setup
 
 AgentFactory = Callable[[TaskInstance], StepAgent]
+GateFactory = Callable[[TaskInstance, StepAgent], Gate]
+"""Makes one episode's gate from its task and its agent (:meth:`edgepilot.bench.gate.BenchGates.for_phone`)."""
 
 
 @dataclass
@@ -46,8 +48,18 @@ class EpisodeResult:
             "agent": self.agent, "success": self.success, "failed_checks": self.failed_checks,
             "status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
             "seconds": round(self.seconds, 3), "trajectory": self.trajectory,
+            **gate_record(self.steps),
             "step_stats": [step_stats(s) for s in self.steps],
         }
+
+
+def gate_record(steps: list[StepReport]) -> dict[str, Any]:
+    """What the policy gate did in an episode: the confirmations asked (step, rule, answer), and how many
+    actions it refused without asking (blocked, or refused before)."""
+    asked = [{"step": s.index + 1, "rule": s.gate.rule, "answer": s.gate.answer}
+             for s in steps if s.gate is not None and s.gate.asked]
+    refused = sum(1 for s in steps if s.gate is not None and not s.gate.allowed and not s.gate.asked)
+    return {"confirmations": asked, "refused_unasked": refused}
 
 
 def step_stats(step: StepReport) -> dict[str, Any]:
@@ -65,7 +77,8 @@ def step_stats(step: StepReport) -> dict[str, Any]:
 
 
 def run_episode(device: Device, phone: Any, instance: TaskInstance, agent_factory: AgentFactory, *,
-                max_steps: int | None = None, gate: Gate = allow_all, save_to: Path | None = None,
+                max_steps: int | None = None, gate: Gate = allow_all, gate_for: GateFactory | None = None,
+                save_to: Path | None = None,
                 meta: dict[str, Any] | None = None,
                 on_step: Callable[[StepReport], None] | None = None) -> EpisodeResult:
     """Set the task up on ``phone``, let the agent act on ``device`` until it stops, then check the phone.
@@ -73,6 +86,7 @@ def run_episode(device: Device, phone: Any, instance: TaskInstance, agent_factor
     Errors of the agent or the device end the episode as a failure with the
     reason recorded; they never escape, so that a benchmark goes on. With
     ``save_to``, the episode's trajectory is written under that folder.
+    Every action passes ``gate``, or the gate ``gate_for`` makes for this task and agent.
 
     Raises:
         TaskError: the task cannot be set up.
@@ -86,6 +100,8 @@ def run_episode(device: Device, phone: Any, instance: TaskInstance, agent_factor
         writer = TrajectoryWriter.new(instance.goal, {
             "agent": agent.name, "task": instance.id, "template": instance.template.id, "device": info.serial,
             "screen": [info.screen_width, info.screen_height], "max_steps": budget, **(meta or {})}, root=save_to)
+    if gate_for is not None:
+        gate = gate_for(instance, agent)
     run = run_agent(device, agent, instance.goal, max_steps=budget, gate=gate, writer=writer, on_step=on_step)
     try:
         success, failed = instance.evaluate(phone.snapshot(), run.answer)

@@ -20,7 +20,7 @@ import yaml
 
 from edgepilot import yamltext
 from edgepilot.agent.agents import FnAgent
-from edgepilot.agent.learn import policy_classifier
+from edgepilot.agent.learn import demo_from_trajectory, policy_classifier
 from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.tasks import agent_factory
@@ -28,7 +28,7 @@ from edgepilot.devices import open_device
 from edgepilot.errors import EdgepilotError, SopError
 from edgepilot.sim.tasks.suite import instances, load_templates
 from edgepilot.sop.follow import SopFollower
-from edgepilot.sop.learn import Demo, learn_sop
+from edgepilot.sop.learn import learn_sop
 from edgepilot.sop.library import load_library
 from edgepilot.sop.retrieve import Retriever, retriever_for
 
@@ -85,13 +85,19 @@ class EvalReport:
                             "score": c.score} for c in self.misses]}
 
     def format(self) -> str:
-        lines = [f"split={self.split} goals={self.n} (distinct, up to {self.per_template} per template) "
-                 f"threshold={self.threshold}",
-                 f"top-1 accuracy: {self.correct}/{self.n} = {self.accuracy:.1%}"]
-        for c in self.misses:
-            lines.append(f"  miss {c.template}: {c.goal!r}\n       expected {c.expected or 'nothing'}, "
-                         f"got {c.got or 'nothing'} (score {c.score:.2f})")
-        return "\n".join(lines)
+        return format_eval(self.to_dict())
+
+
+def format_eval(report: dict[str, Any]) -> str:
+    """A retrieval evaluation (:meth:`EvalReport.to_dict`) as text: the accuracy, then every miss."""
+    lines = [f"split={report['split']} goals={report['n']} (distinct, up to {report['per_template']} per template) "
+             f"threshold={report['threshold']}",
+             f"top-1 accuracy: {report['correct']}/{report['n']} = "
+             f"{report['correct'] / report['n'] if report['n'] else 0.0:.1%}"]
+    for c in report["misses"]:
+        lines.append(f"  miss {c['template']}: {c['goal']!r}\n       expected {c['expected'] or 'nothing'}, "
+                     f"got {c['got'] or 'nothing'} (score {c['score']:.2f})")
+    return "\n".join(lines)
 
 
 def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[str]]:
@@ -213,7 +219,7 @@ def learn_eval(*, templates: tuple[str, ...] = (), demos: int = 1, variants: int
                 result = run_episode(opened.device, opened.phone, inst, agent_factory("oracle", opened.phone),
                                      save_to=root / "demos" / template.id)
                 row["demos"].append({"instance": inst.id, "goal": inst.goal, "success": result.success})
-                learned_from.append(Demo.from_trajectory(read_trajectory(result.trajectory)))
+                learned_from.append(demo_from_trajectory(read_trajectory(result.trajectory)))
             try:
                 learned = learn_sop(learned_from, name="learned-" + template.id.replace("_", "-"), classify=classify)
             except EdgepilotError as exc:

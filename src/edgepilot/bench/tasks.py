@@ -20,7 +20,7 @@ from edgepilot import __version__
 from edgepilot.actions import Action
 from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent
 from edgepilot.agent.loop import StepReport
-from edgepilot.bench.episode import AgentFactory, EpisodeResult, run_episode
+from edgepilot.bench.episode import AgentFactory, EpisodeResult, gate_record, run_episode
 from edgepilot.config import Config, load_config
 from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError
@@ -147,48 +147,74 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def resolve_sop(sop: str | None, agent: str) -> str:
+    """``--sop`` as a run uses it: None means the default of ``edgepilot run`` (procedures on) for the model
+    agent; the other agents (oracle, scripted reference, baseline) follow no procedures (off). ConfigError
+    for another word, or for SOPs asked of an agent that does not follow them."""
+    if sop is None:
+        return "on" if agent == "model" else "off"
+    sop_runs(sop)
+    if sop != "off" and agent != "model":
+        raise ConfigError("SOPs are followed by the model agent: use --agent model with --sop")
+    return sop
+
+
 def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
-              per_template: int = 3, templates: Iterable[str] = (), device: str = "virtual",
-              max_steps: int | None = None, save_to: Path | None = None, config: Config | None = None,
-              sop: str = "off", perception: str = "tree",
+              per_template: int = 3, templates: Iterable[str] = (), task_dirs: Iterable[Path] = (),
+              device: str = "virtual", max_steps: int | None = None, save_to: Path | None = None,
+              config: Config | None = None, sop: str | None = None, policy: str = "on", perception: str = "tree",
               progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
-    ``sop``: ``off``, ``on`` (the model agent follows the retrieved SOP) or ``both`` (the model agent twice,
-    without and with SOPs, side by side: the report's ``with_sop``).
+    The defaults are those of ``edgepilot run``:
+
+    ``sop``: ``on`` (the model agent follows the SOP its goal retrieves; the default for the model agent),
+    ``off`` (the default for the oracle and the baseline, which follow none) or ``both`` (the model agent
+    twice, without and with SOPs, side by side: the report's ``with_sop``).
+    ``policy``: ``on`` (every action passes the policy gate ``run`` builds; confirmations are answered by
+    :class:`edgepilot.bench.gate.SimulatedUser`; decisions go to ``save_to/audit.jsonl`` or a temporary
+    folder's) or ``off``.
     ``perception``: where the agents' element lists come from (``tree``, ``pixels``: OCR and the widget
     detector only, ``fused``). With ``pixels`` the oracle still decides on the tree (its privilege) but must
     act on the element list read from pixels: its success rate measures whether perception found what
     each step needs.
+    ``task_dirs``: folders of extra task templates, read after the built-in ones (docs/tasks.md).
 
     Raises:
-        TaskError: unknown split or templates.
-        ConfigError: unknown agent or model.
+        TaskError: unknown split or templates; an invalid extra template.
+        ConfigError: unknown agent, model, ``sop`` or ``policy``.
+        PolicyError: the policy file is missing or invalid.
         ModelError: the model cannot be loaded.
         DeviceError: the device cannot be reached.
     """
+    from edgepilot.bench.gate import BenchGates
+    from edgepilot.sim.tasks.suite import load_templates
+
     if not device.startswith("virtual"):
         raise ConfigError(f"task benchmarks set tasks up on the virtual phone, not on {device!r}; "
                           "use --device virtual (or virtual-local)")
     if agent not in AGENTS:
         raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
+    sop = resolve_sop(sop, agent)
     runs = sop_runs(sop)
-    if sop != "off" and agent != "model":
-        raise ConfigError("SOPs are followed by the model agent: use --agent model with --sop")
     arms = ["model+sop" if with_sop else "model" for with_sop in runs] if agent == "model" else [agent]
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
-    todo: list[TaskInstance] = instances(split, per_template, only=templates)  # type: ignore[arg-type]
+    task_dirs = [Path(d) for d in task_dirs]
+    suite = load_templates(extra_dirs=task_dirs)
+    todo: list[TaskInstance] = instances(split, per_template, templates=suite,  # type: ignore[arg-type]
+                                         only=templates)
+    config = config or load_config()
+    gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None
     sops = retrieve_sops(todo) if "model+sop" in agents else {}
     if any(a != "oracle" for a in agents):
-        config = config or load_config()
         start = time.perf_counter()
         backend = open_model(model, config)
         load_ms = (time.perf_counter() - start) * 1000
         model_name = backend.name
     reports: dict[str, dict[str, Any]] = {}
     started = time.time()
-    with open_device(device) as opened:
+    with open_device(device, perception=perception) as opened:  # type: ignore[arg-type]
         if opened.phone is None:
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
         tree_view = None
@@ -196,7 +222,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
             from edgepilot.controllers.android import AndroidDevice
 
             tree_view = AndroidDevice(opened.device.transport, screenshot=False)  # the oracle's privileged view
-            opened.device.perception = perception
+        gate_for = gates.for_phone(opened.phone, opened.device)
         for name in agents:
             factory = agent_factory(name.split("+")[0], opened.phone, backend,
                                     (lambda i: sops[i.id]) if name == "model+sop" else None)
@@ -205,7 +231,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
             results: list[EpisodeResult] = []
             for i, instance in enumerate(todo):
                 result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
-                                     save_to=save_to, meta={"model": model_name})
+                                     gate_for=gate_for, save_to=save_to,
+                                     meta={"model": model_name, "policy": gates.to_json()["policy"]})
                 results.append(result)
                 if progress is not None:
                     progress(result, i + 1, len(todo))
@@ -213,8 +240,9 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
             if name == "model+sop":
                 reports[name].update(sop_report(sops))
     report = reports[agents[0]]
-    report.update(perception=perception, model=model_name, model_load_ms=round(load_ms, 1),
-                  peak_rss_mb=round(peak_rss_mb(), 1))
+    report.update(perception=perception, sop=sop, **gates.to_json(), max_steps=max_steps,
+                  only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
+                  model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
     if "baseline" in reports and agents[0] != "baseline":
         report["baseline"] = reports["baseline"]
     if sop == "both":
@@ -242,7 +270,8 @@ def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
                           "median_tokens_out": _median(c.tokens_out for c in calls),
                           "median_prompt_evaluated": _median(c.prompt_evaluated for c in calls
                                                              if c.prompt_evaluated is not None),
-                          "median_prefill_ms": round(_median(c.prefill_ms for c in calls if c.prefill_ms is not None), 1),
+                          "median_prefill_ms": round(_median(c.prefill_ms for c in calls
+                                                             if c.prefill_ms is not None), 1),
                           "median_decode_ms": round(_median(c.decode_ms for c in calls if c.decode_ms is not None), 1),
                           "decode_tokens_per_s": _rate(calls),
                           "parse_failures": sum(c.error is not None for c in calls)}
@@ -276,6 +305,8 @@ def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
     statuses: dict[str, int] = defaultdict(int)
     for r in results:
         statuses[r.status] += 1
+    gated = [gate_record(r.steps) for r in results]
+    answers = [c["answer"] for g in gated for c in g["confirmations"]]
     return {
         "benchmark": "tasks",
         "edgepilot": __version__,
@@ -288,6 +319,10 @@ def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
         "seconds_per_step": sum(r.seconds for r in results) / max(1, len(steps)),
         "first_step_ms": round(results[0].steps[0].ms.get("total", 0.0), 1) if results and results[0].steps else None,
         "statuses": dict(statuses),
+        "gate": {"asked": len(answers), "approved": sum(a in ("yes", "always") for a in answers),
+                 "refused": sum(a == "no" for a in answers),
+                 "refused_unasked": sum(g["refused_unasked"] for g in gated),
+                 "confirmations_per_task": round(len(answers) / len(results), 2) if results else 0.0},
         **_step_figures(steps),
         "templates": templates,
         "results": [r.to_json() for r in results],
@@ -321,9 +356,33 @@ def _format_one(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_switches(report: dict[str, Any]) -> str:
+    """The header line of a task benchmark: every switch it ran with."""
+    policy = report.get("policy", "off")
+    if policy == "on":
+        policy += f" ({report.get('policy_file')}; answered by the {report.get('confirmer')}; audit log " \
+                  f"{report.get('audit_log')})"
+    parts = [f"sop={report.get('sop', 'off')}", f"policy={policy}", f"perception={report.get('perception', 'tree')}",
+             f"model={report.get('model') or '-'}", f"split={report.get('split')}",
+             f"per_template={report.get('per_template')}", f"max_steps={report.get('max_steps') or 'default'}"]
+    if report.get("only"):
+        parts.append("templates=" + ",".join(report["only"]))
+    if report.get("task_dirs"):
+        parts.append("tasks=" + ",".join(report["task_dirs"]))
+    return "switches: " + " ".join(parts)
+
+
+def _format_gate(report: dict[str, Any]) -> str:
+    g = report.get("gate") or {}
+    return (f"policy gate: {g.get('asked', 0)} confirmations asked ({g.get('approved', 0)} approved, "
+            f"{g.get('refused', 0)} refused), {g.get('refused_unasked', 0)} actions refused without asking")
+
+
 def format_tasks(report: dict[str, Any]) -> str:
     """The task benchmark as a plain-text table (and the baseline's, when it ran)."""
-    lines = _format_one(report)
+    lines = [format_switches(report), *_format_one(report)]
+    if report.get("policy") == "on":
+        lines.append(_format_gate(report))
     if report.get("perception", "tree") != "tree":
         lines.append(f"perception: {report['perception']} (the accessibility tree is not shown to the agent)"
                      if report["perception"] == "pixels" else "perception: tree fused with OCR")
