@@ -373,7 +373,7 @@ def _training_libraries():
 def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replaced(monkeypatch, tmp_path,
                                                                                      capsys) -> None:
     torch = _training_libraries()
-    from edgepilot.distill.train import BASE_CACHE_ENV, _keep, base_cache, load_base
+    from edgepilot.distill.base import BASE_CACHE_ENV, _keep, base_cache, load_base
     from edgepilot.models.builtin import builtin_path
 
     ids = torch.tensor([[1, 2, 3, 400, 5000, 12]])
@@ -403,7 +403,7 @@ def test_the_base_is_read_from_its_dequantized_copy_and_a_damaged_copy_is_replac
 
 
 def test_keeping_a_copy_replaces_one_cut_short_keeps_a_whole_one_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    from edgepilot.distill.train import _keep
+    from edgepilot.distill.base import _keep
 
     class Saves:  # stands in for a transformers model: only its save_pretrained is used
         def __init__(self, text: str) -> None:
@@ -466,7 +466,7 @@ def test_windowed_training_computes_the_loss_of_the_whole_examples() -> None:
     torch = _training_libraries()
 
     from edgepilot.distill.encode import IGNORE, ChatEncoder
-    from edgepilot.distill.train import (
+    from edgepilot.distill.loss import (
         _group_loss,
         _prefix_cache,
         common_prefix,
@@ -507,7 +507,7 @@ def test_a_padded_batch_computes_each_examples_own_loss() -> None:
     torch = _training_libraries()
 
     from edgepilot.distill.encode import IGNORE, ChatEncoder
-    from edgepilot.distill.train import _batch_loss
+    from edgepilot.distill.loss import _batch_loss
     from edgepilot.models.builtin import builtin_path
 
     encoder = ChatEncoder(builtin_path())
@@ -532,7 +532,7 @@ def test_top_blocks_fed_the_frozen_blocks_output_compute_the_whole_models_loss()
     torch = _training_libraries()
 
     from edgepilot.distill.encode import ChatEncoder
-    from edgepilot.distill.train import (
+    from edgepilot.distill.loss import (
         _group_loss,
         _inner,
         _prefix_cache,

@@ -204,7 +204,7 @@ def read_lora(lora_gguf: Path) -> GgufLora:
     """A GGUF LoRA's alpha, pairs and architecture.
 
     The matrices are in llama.cpp's layout: for a llama model the rows of ``attn_q``'s and ``attn_k``'s B are
-    in the order the converter permutes them to (:func:`edgepilot.distill.train.lora_from_gguf` undoes it).
+    in the order the converter permutes them to (:func:`edgepilot.distill.base.lora_from_gguf` undoes it).
 
     Raises:
         ConfigError: not a readable GGUF LoRA, or half of a pair is missing.
