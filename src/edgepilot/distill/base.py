@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgepilot import paths
 from edgepilot.distill.dataset import file_sha256
 from edgepilot.errors import ConfigError, ModelError
 
@@ -82,9 +83,7 @@ def base_cache(gguf: Path) -> Path | None:
     if setting:
         root = Path(setting).expanduser()
     else:
-        from platformdirs import user_cache_dir
-
-        root = Path(user_cache_dir("edgepilot")) / "hf-base"
+        root = paths.cache_dir() / "hf-base"
     return root / f"{gguf.stem}-{file_sha256(gguf)[:16]}-transformers{transformers.__version__}"
 
 

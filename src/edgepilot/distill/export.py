@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepilot import paths
 from edgepilot.errors import ConfigError, ModelError
 
 _WANTED = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "gguf-py/", "conversion/")
@@ -58,11 +59,10 @@ def converter_dir(explicit: Path | None = None) -> Path:
         if not (tree / "convert_lora_to_gguf.py").is_file() or not (tree / "gguf-py").is_dir():
             raise ConfigError(f"{tree} is not llama.cpp's source tree (no convert_lora_to_gguf.py and gguf-py/)")
         return tree
-    from platformdirs import user_cache_dir
 
     version = _llama_cpp_version()
     tree = Path(os.environ.get("EDGEPILOT_LLAMA_CPP_SRC") or
-                Path(user_cache_dir("edgepilot")) / f"llama.cpp-{version}")
+                paths.cache_dir() / f"llama.cpp-{version}")
     if (tree / "convert_lora_to_gguf.py").is_file():
         return tree
     with tempfile.TemporaryDirectory() as tmp:
