@@ -66,8 +66,8 @@ def test_the_shipped_model_turns_on_airplane_mode_following_its_sop(tmp_path):
 
 
 def test_bench_model_and_baseline_side_by_side(tmp_path):
-    proc = run("bench", "--agent", "model", "--baseline", "--split", "train", "--template", "settings_airplane_mode",
-               "--per-template", "1", "--max-steps", "2", "--json",
+    proc = run("bench", "--agent", "model", "--baseline", "--sop", "off", "--split", "train",
+               "--template", "settings_airplane_mode", "--per-template", "1", "--max-steps", "2", "--json",
                env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

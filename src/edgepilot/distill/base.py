@@ -32,7 +32,9 @@ def frozen_dtype(device: str, torch: Any) -> Any:
     """The dtype of the frozen weights: bfloat16 where the device multiplies in it fast, float32 elsewhere.
 
     CUDA: bfloat16. A CPU: whichever of the two multiplies a 256x256 matrix faster, measured (a fraction of a
-    second). With AVX-512 (BF16 or AMX) bfloat16 is about 4x faster than float32; on an AVX2-only CPU torch's
+    second) once per process, so that every model a process trains, loads or resumes computes alike (a busy
+    machine could otherwise time the two differently from one call to the next). With AVX-512 (BF16 or AMX)
+    bfloat16 is about 4x faster than float32; on an AVX2-only CPU torch's
     bfloat16 product is a slow fallback (2-core AMD EPYC, torch 2.13: 0.95 GFLOPS, against 122 in float32).
 
     Args:
@@ -44,6 +46,15 @@ def frozen_dtype(device: str, torch: Any) -> Any:
     """
     if device.startswith("cuda"):
         return torch.bfloat16
+    if "cpu" not in _CPU_DTYPE:
+        _CPU_DTYPE["cpu"] = _faster_on_cpu(torch)
+    return _CPU_DTYPE["cpu"]
+
+
+_CPU_DTYPE: dict[str, Any] = {}
+
+
+def _faster_on_cpu(torch: Any) -> Any:
     square = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))  # leaves the seeded stream alone
 
     def seconds(x: Any) -> float:
