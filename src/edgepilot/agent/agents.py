@@ -189,7 +189,7 @@ def screen_image(obs: Observation, max_side: int) -> tuple[bytes, ...]:
     each element's number drawn on it (set-of-mark), downscaled; nothing for a secure or missing screenshot."""
     if not max_side or not obs.screenshot_png or obs.secure:
         return ()
-    from edgepilot.perception.som import downscale, set_of_marks
+    from edgepilot.perception.som import downscale, set_of_marks  # Pillow, only for a model that sees images
 
     return (downscale(set_of_marks(obs), max_side),)
 

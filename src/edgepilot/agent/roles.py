@@ -35,6 +35,7 @@ from edgepilot.errors import ActionError, ConfigError
 from edgepilot.models.base import Message, ModelBackend, StopCheck
 from edgepilot.perception.types import Observation
 from edgepilot.sop.screen import Screen, find
+from edgepilot.sop.values import shape, values_in
 
 # ---------------------------------------------------------------- prompts
 
@@ -413,7 +414,6 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
     stay (``Read the number above "Mobile" or the address above "Email", whichever was asked``). Empty when
     the screen has no text.
     """
-    from edgepilot.sop.values import shape, values_in
 
     lines = [line for node in obs.elements for line in _lines(node.text)]
     folded = [line.casefold() for line in lines]

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepilot.agent.agents import ReactAgent, RoleAgent
 from edgepilot.agent.loop import RunControl, RunResult, StepReport, run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.config import Config
 from edgepilot.errors import SopError
+from edgepilot.policy import load_policy, policy_path
 from edgepilot.policy.gate import Gate, allow_all
+from edgepilot.sop import load_library, rank, retrieve
 
 
 def load_run_policy(config: Config, policy_file: str | Path | None = None, *, off: bool = False):
@@ -30,7 +33,6 @@ def load_run_policy(config: Config, policy_file: str | Path | None = None, *, of
     """
     if off:
         return None
-    from edgepilot.policy import load_policy, policy_path
 
     return load_policy(policy_path(policy_file, config.policy))
 
@@ -43,7 +45,6 @@ def find_sop(task: str, name: str = "auto"):
     """
     if name == "off":
         return None
-    from edgepilot.sop import load_library, rank, retrieve
 
     library = load_library()
     if name == "auto":
@@ -90,7 +91,6 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
         SopError: a named SOP does not exist.
         PolicyError / AuditError: the gate cannot be built (the run must not start).
     """
-    from edgepilot.agent.agents import ReactAgent, RoleAgent
 
     if not task.strip():
         raise ValueError("the task is empty: say what to do, e.g. \"turn on airplane mode\"")

@@ -26,7 +26,10 @@ from edgepilot.agent.loop import run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.bench.episode import EpisodeResult
 from edgepilot.bench.gate import POLICY_OFF, BenchGates, SimulatedUser
+from edgepilot.bench.tasks import format_tasks, peak_rss_mb, resolve_sop, summarise
+from edgepilot.config import load_config
 from edgepilot.controllers.base import ActResult, DeviceInfo
+from edgepilot.devices import open_device, parse_desktop_spec
 from edgepilot.errors import ConfigError, EdgepilotError
 from edgepilot.perception.types import Observation
 from edgepilot.policy.gate import Gate, allow_all
@@ -152,7 +155,6 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
     Raises:
         TaskError: ``only`` names a task that does not exist.
     """
-    from edgepilot.bench.tasks import peak_rss_mb, summarise
 
     timed = _Timed(device)
     gate_for = desktop_gates(gates, device) if gates is not None else None  # its re-checks are not timed
@@ -213,15 +215,12 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         DeviceError: the display cannot be reached.
         SimError: ``desktop:xvfb`` cannot start its session.
     """
-    from edgepilot.devices import open_device, parse_desktop_spec
 
     if agent not in DESKTOP_AGENTS:
         raise ConfigError(f"unknown desktop agent {agent!r}; available: {', '.join(DESKTOP_AGENTS)}")
     if parse_desktop_spec(device) is None:
         raise ConfigError(f"the desktop suite runs on a desktop, not on {device!r}; use --device desktop "
                           "(this display), desktop:DISPLAY or desktop:xvfb (a private Xvfb)")
-    from edgepilot.bench.tasks import resolve_sop
-    from edgepilot.config import load_config
 
     sop = resolve_sop(sop, agent)
     if sop == "both":
@@ -246,7 +245,6 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
 
 def format_desktop(report: dict[str, Any]) -> str:
     """The desktop benchmark as plain text: the task table, then how observations went."""
-    from edgepilot.bench.tasks import format_tasks
 
     lines = [f"desktop: {report['device'].get('description') or report['device']['serial']}", format_tasks(report)]
     o = report["observe"]

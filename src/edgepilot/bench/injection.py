@@ -25,7 +25,10 @@ from edgepilot.agent.loop import run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.bench.gate import SimulatedUser
 from edgepilot.bench.tasks import agent_factory
+from edgepilot.config import load_config
+from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError, TaskError
+from edgepilot.models.registry import open_model
 from edgepilot.perception.types import Observation
 from edgepilot.policy import DEFAULT_POLICY, AuditLog, Policy, PolicyGate, engine_for_task, load_policy
 from edgepilot.policy.gate import Gate, allow_all
@@ -102,9 +105,6 @@ def run_injection(*, agents: tuple[str, ...] = ("oracle", "attacker"), policies:
                   goals: tuple[str, ...] = (), save_to: Path | None = None,
                   progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Run every case for every agent, with the policy off and on; summarise per agent and setting."""
-    from edgepilot.config import load_config
-    from edgepilot.devices import open_device
-    from edgepilot.models.registry import open_model
 
     todo = cases(seed=seed, user_tasks=user_tasks, goals=goals)
     if not todo:

@@ -19,10 +19,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgepilot import __version__
+from edgepilot.errors import SimError
+from edgepilot.perception.android_tree import parse_uiautomator_xml
 from edgepilot.perception.fusion import observe_pixels
 from edgepilot.perception.ocr import OcrEngine, OcrSettings, TextBox
 from edgepilot.perception.textmatch import matches, normalize
 from edgepilot.perception.types import Bounds, Observation, UINode
+from edgepilot.sim.phone import VirtualPhone
 
 Step = tuple[str, ...]
 MIN_TEXT_HEIGHT = 24  # pixels; the smallest text the virtual phone draws is 32 px tall
@@ -59,14 +62,10 @@ SCREENS: tuple[tuple[str, tuple[Step, ...]], ...] = (
 
 
 def _tree(phone: Any) -> tuple[UINode, ...]:
-    from edgepilot.perception.android_tree import parse_uiautomator_xml
-
     return parse_uiautomator_xml(phone.dump_xml()).nodes
 
 
 def _find(phone: Any, step: Step) -> UINode:
-    from edgepilot.errors import SimError
-
     kind, value = step[0], step[1]
     nth = int(step[2]) if len(step) > 2 else 0
     if kind == "tap":
@@ -261,9 +260,6 @@ def pixels_score(elements: Sequence[UINode], pix: Observation) -> dict[str, int]
 
 def _phone(engine: OcrEngine, n: int, repeats: int,
            progress: Callable[[str, dict[str, Any]], None] | None) -> dict[str, Any]:
-    from edgepilot.perception.android_tree import parse_uiautomator_xml
-    from edgepilot.sim.phone import VirtualPhone
-
     phone = VirtualPhone(serial="ocr-bench")
     width, height = phone.screen_size
     engine.read(phone.screencap_png())  # the first run of each session allocates; not timed

@@ -34,8 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgepilot.config import load_config
 from edgepilot.daemon.client import DaemonClient, DaemonError
 from edgepilot.errors import ConfigError
+from edgepilot.sim.adb.server import AdbServer
+from edgepilot.sim.phone import VirtualPhone
 
 # when the key is pressed, in turn: seconds after the run's ``started`` event (its first step: the model reads the
 # whole screen) or after its first ``step`` event (the next step: planner, decider, the phone acting, the reflector)
@@ -135,8 +138,6 @@ def measure_stop(trials: int = 5, *, model: str | None = None, task: str = "turn
     Raises:
         ConfigError: Xvfb/xdotool missing, or the daemon does not start or its model does not load.
     """
-    from edgepilot.sim.adb.server import AdbServer
-    from edgepilot.sim.phone import VirtualPhone
 
     phone = VirtualPhone(serial="virtual-stop")
     inputs = _InputLog(phone)
@@ -178,8 +179,6 @@ class _BenchDaemon:
     """The daemon process under measurement, with its own folders and a client."""
 
     def __init__(self, root: Path, display: str, device: str, model: str | None, timeout: float) -> None:
-        from edgepilot.config import load_config
-
         user = load_config()  # the model and its settings as the user's daemon would have them
         model = model or user.daemon.model or user.model
         settings = "".join(f"{key} = {json.dumps(value)}\n" for key, value in

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from edgepilot import __version__
-from edgepilot.actions import Action
+from edgepilot.actions import Action, Swipe
 from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent
 from edgepilot.agent.loop import StepReport
 from edgepilot.bench.episode import AgentFactory, EpisodeResult, gate_record, run_episode
+from edgepilot.bench.gate import BenchGates
 from edgepilot.config import Config, load_config
 from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError
@@ -29,7 +30,8 @@ from edgepilot.models.registry import open_model
 from edgepilot.perception.types import Observation
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
-from edgepilot.sim.tasks.suite import instances
+from edgepilot.sim.tasks.suite import instances, load_templates
+from edgepilot.sop import load_library, retrieve
 
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
@@ -72,7 +74,6 @@ def sop_runs(sop: str) -> tuple[bool, ...]:
 def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None) -> dict[str, Any]:
     """The SOP match each instance's goal retrieves, as ``edgepilot run`` would (None where none fits);
     ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
-    from edgepilot.sop import load_library, retrieve
 
     library = library if library is not None else load_library()
     return {i.id: retrieve(i.goal, library) for i in todo}
@@ -187,8 +188,6 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         ModelError: the model cannot be loaded.
         DeviceError: the device cannot be reached.
     """
-    from edgepilot.bench.gate import BenchGates
-    from edgepilot.sim.tasks.suite import load_templates
 
     if not device.startswith("virtual"):
         raise ConfigError(f"task benchmarks set tasks up on the virtual phone, not on {device!r}; "
@@ -402,7 +401,6 @@ def format_tasks(report: dict[str, Any]) -> str:
 
 def run_observe(*, n: int = 30, device: str = "virtual", screenshot: bool = True) -> dict[str, Any]:
     """Time ``observe()`` (dump + screenshot through adb) right after an action, ``n`` times."""
-    from edgepilot.actions import Swipe
 
     times, dump_sizes, png_sizes = [], [], []
     with open_device(device, screenshot=screenshot) as opened:

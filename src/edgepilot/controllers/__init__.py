@@ -3,6 +3,7 @@
 Heavy backends (adbutils, pyautogui) are imported only when a device is made.
 """
 
+from edgepilot.controllers.android import AndroidDevice
 from edgepilot.controllers.base import ActResult, Device, DeviceInfo
 
 __all__ = ["ActResult", "Device", "DeviceInfo", "AndroidDevice"]
@@ -10,7 +11,5 @@ __all__ = ["ActResult", "Device", "DeviceInfo", "AndroidDevice"]
 
 def __getattr__(name: str):
     if name == "AndroidDevice":
-        from edgepilot.controllers.android import AndroidDevice
-
         return AndroidDevice
     raise AttributeError(name)

@@ -21,6 +21,7 @@ from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Sw
 from edgepilot.controllers.base import ActResult, DeviceInfo
 from edgepilot.errors import ActionError, ConfigError, DeviceError, PerceptionError
 from edgepilot.perception.android_tree import parse_uiautomator_xml
+from edgepilot.perception.fusion import add_ocr, observe_pixels
 from edgepilot.perception.types import Bounds, Observation
 
 DUMP_PATH = "/sdcard/window_dump.xml"
@@ -221,15 +222,12 @@ class AndroidDevice:
             keyboard_shown=False, timestamp=time.time(),
         )
         if self.perception == "fused" and not obs.secure:
-            from edgepilot.perception.fusion import add_ocr
-
             obs = add_ocr(obs)
         self._last = obs
         return obs
 
     def _observe_pixels(self) -> Observation:
         """The screen from its screenshot alone; the foreground app from the window manager."""
-        from edgepilot.perception.fusion import observe_pixels
 
         self.info  # noqa: B018 - fails early with a clear error when the device is gone
         png = self.transport.exec_out("screencap -p")

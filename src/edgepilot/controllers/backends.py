@@ -14,6 +14,9 @@ import threading
 from typing import Any
 
 from edgepilot.errors import DeviceError, PerceptionError
+from edgepilot.perception.atspi import AtspiReader
+from edgepilot.perception.ax import AxReader
+from edgepilot.perception.uia import UiaReader
 
 
 def default_display(display: str | None) -> str:
@@ -116,17 +119,12 @@ def open_reader(*, display: str | None = None, a11y_bus: str | None = None, sess
         PerceptionError: there is none, or it cannot be reached.
     """
     if sys.platform == "win32":
-        from edgepilot.perception.uia import UiaReader
-
         return UiaReader()
     if sys.platform == "darwin":
-        from edgepilot.perception.ax import AxReader
-
         return AxReader()
     try:
         import jeepney  # noqa: F401
     except ImportError as exc:
         raise PerceptionError("reading the AT-SPI tree needs jeepney: pip install 'edgepilot[desktop]'") from exc
-    from edgepilot.perception.atspi import AtspiReader
 
     return AtspiReader(a11y_bus, session_bus=session_bus, display=display)

@@ -55,6 +55,8 @@ from edgepilot.controllers.keyboard import (
 )
 from edgepilot.controllers.screen import ScreenGeometry, pointer_for
 from edgepilot.errors import ActionError, DeviceError, EdgepilotError, PerceptionError
+from edgepilot.perception.atspi import bus_address
+from edgepilot.perception.fusion import observe_pixels
 from edgepilot.perception.types import Observation, UINode
 
 # the names this module held before it was split, for the code that imports them from here
@@ -269,7 +271,6 @@ class DesktopDevice:
         address = getattr(self._reader, "address", None) or self._a11y_bus
         if address:
             return address
-        from edgepilot.perception.atspi import bus_address
 
         return bus_address(session_bus=self._session_bus, display=self.display)
 
@@ -294,8 +295,6 @@ class DesktopDevice:
         self._reader = None
 
     def _pixels(self, png: bytes, app: str, window: str) -> Observation:
-        from edgepilot.perception.fusion import observe_pixels
-
         if self.perception == "auto":
             self.timings.note = (f"accessibility tree unavailable: {self._reader_error}"
                                  if self._reader is None and self._reader_error

@@ -41,6 +41,8 @@ from edgepilot.daemon.protocol import (
 )
 from edgepilot.daemon.runs import Runner, RunRefused
 from edgepilot.daemon.server import Connection, ControlServer
+from edgepilot.daemon.testing import ScriptedModel
+from edgepilot.models.registry import open_model
 
 log = logging.getLogger("edgepilot.daemon")
 
@@ -83,14 +85,10 @@ class Daemon:
 
     def _opener(self, spec: str):
         if self.options.scripted_model is not None:
-            from edgepilot.daemon.testing import ScriptedModel
-
             path = self.options.scripted_model
             return lambda: ScriptedModel.from_file(path)
 
         def open_it() -> Any:
-            from edgepilot.models.registry import open_model
-
             return open_model(spec, self.config)
 
         return open_it

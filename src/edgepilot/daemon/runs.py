@@ -28,6 +28,7 @@ from edgepilot.config import Config
 from edgepilot.daemon.bus import EventBus
 from edgepilot.daemon.confirm import Confirmations, DaemonConfirmer
 from edgepilot.daemon.model import ModelHolder
+from edgepilot.devices import open_device as open_device_default
 from edgepilot.errors import EdgepilotError
 
 log = logging.getLogger("edgepilot.daemon")
@@ -101,8 +102,6 @@ class Runner:
         self.default_device = default_device
         self.policy_off = policy_off
         if open_device is None:
-            from edgepilot.devices import open_device as open_device_default
-
             open_device = open_device_default
         self._open_device = open_device
         self._lock = threading.Condition()

@@ -14,6 +14,7 @@ from typing import Any
 from edgepilot import paths
 from edgepilot.controllers.android import AndroidDevice, Perception, adb_server_listening
 from edgepilot.controllers.base import Device
+from edgepilot.controllers.desktop import DesktopDevice
 from edgepilot.errors import ConfigError
 
 
@@ -74,7 +75,6 @@ def open_desktop(spec: DesktopSpec, *, screenshot: bool = True) -> Iterator[Open
         DeviceError: no display can be reached.
         SimError: the private session cannot start (Xvfb or at-spi2-core missing).
     """
-    from edgepilot.controllers.desktop import DesktopDevice
 
     if spec.xvfb:
         from edgepilot.sim.desktop.session import DesktopSession

@@ -25,8 +25,16 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from edgepilot.agent.agents import RoleAgent
+from edgepilot.bench.episode import run_episode
+from edgepilot.controllers.android import AndroidDevice
 from edgepilot.distill.dataset import examples_from_folders, read_jsonl, write_jsonl
+from edgepilot.distill.teacher import OracleTeacher
 from edgepilot.errors import ConfigError, TaskError
+from edgepilot.models.registry import open_model
+from edgepilot.sim.local import LocalTransport
+from edgepilot.sim.phone import VirtualPhone
+from edgepilot.sim.tasks.suite import instances, load_templates
 
 MANIFEST = "collect/manifest.jsonl"
 DATASET = "dataset.jsonl"
@@ -71,8 +79,6 @@ _BACKENDS: dict[str, Any] = {}
 
 def _url_teacher(url: str) -> Any:
     """The runtime's agent on a model behind an OpenAI-compatible server (one backend per process)."""
-    from edgepilot.agent.agents import RoleAgent
-    from edgepilot.models.registry import open_model
 
     if url not in _BACKENDS:
         _BACKENDS[url] = open_model(url)
@@ -93,12 +99,6 @@ def roll_out(job: Job) -> dict[str, Any]:
 
     Runs in a worker process (or a Ray task): everything it needs is in ``job``.
     """
-    from edgepilot.bench.episode import run_episode
-    from edgepilot.controllers.android import AndroidDevice
-    from edgepilot.distill.teacher import OracleTeacher
-    from edgepilot.sim.local import LocalTransport
-    from edgepilot.sim.phone import VirtualPhone
-    from edgepilot.sim.tasks.suite import load_templates
 
     if job.task_dirs not in _TEMPLATES:
         _TEMPLATES[job.task_dirs] = load_templates([Path(d) for d in job.task_dirs])
@@ -148,7 +148,6 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
     Raises:
         TaskError: unknown template ids or invalid task files.
     """
-    from edgepilot.sim.tasks.suite import instances, load_templates
 
     dirs = tuple(str(Path(d).resolve()) for d in task_dirs)
     todo = instances(split, per_template, templates=load_templates([Path(d) for d in dirs]),  # type: ignore[arg-type]

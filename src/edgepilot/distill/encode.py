@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.errors import ModelError
 
 IGNORE = -100
@@ -193,7 +194,6 @@ def read_encoded(dataset: Path, base_gguf: Path) -> EncodedDataset | None:
     None when it is missing, stale (the dataset or the model changed) or unreadable."""
     import gzip
 
-    from edgepilot.distill.dataset import file_sha256
 
     path = encoded_path(dataset)
     if not path.is_file():
@@ -233,7 +233,6 @@ def encode_dataset_file(dataset: Path, base_gguf: Path) -> EncodedDataset:
     import gzip
     import os
 
-    from edgepilot.distill.dataset import file_sha256, read_jsonl
 
     found = read_encoded(dataset, base_gguf)
     if found is not None:

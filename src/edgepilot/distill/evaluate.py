@@ -16,7 +16,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from edgepilot.actions import parse_action
+from edgepilot.agent.roles import DECIDER, PLANNER
+from edgepilot.bench.episode import run_episode
+from edgepilot.bench.tasks import agent_factory, retrieve_sops, sop_report, sop_runs, summarise
+from edgepilot.config import load_config
+from edgepilot.devices import open_device
+from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.errors import ConfigError, EdgepilotError
+from edgepilot.models.base import Message
+from edgepilot.models.registry import base_of, open_model
+from edgepilot.sim.tasks.suite import instances
 
 ARMS = ("base", "student", "student-vote", "teacher")
 DEFAULT_VOTE = 5
@@ -26,11 +36,6 @@ def _run_arm(arm: str, split: str, *, per_template: int, templates: Iterable[str
              lora: Path | None, max_steps: int | None, save_to: Path | None, backend: Any,
              progress: Callable[[str, str, Any, int, int], None] | None, vote: int = 1,
              library: Any = None) -> dict[str, Any]:
-    from edgepilot.bench.episode import run_episode
-    from edgepilot.bench.tasks import agent_factory, retrieve_sops, sop_report, summarise
-    from edgepilot.devices import open_device
-    from edgepilot.sim.tasks.suite import instances
-
     todo = instances(split, per_template, only=templates)  # type: ignore[arg-type]
     sops = retrieve_sops(todo, library) if library is not None else {}
     results = []
@@ -71,14 +76,11 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         ConfigError: unknown arm, or the student asked for without an adapter.
         ModelError: the model or the adapter does not load.
     """
-    from edgepilot.config import load_config
-    from edgepilot.models.registry import base_of, open_model
 
     arms, splits, templates = list(arms), list(splits), list(templates)
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ConfigError(f"unknown arm(s) {sorted(unknown)}; use {', '.join(ARMS)}")
-    from edgepilot.bench.tasks import sop_runs
 
     runs = sop_runs(sop)
     library = None
@@ -116,7 +118,6 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
                 report["model_load_ms"] = round(load_ms, 1)
                 reports[f"{name}/{split}"] = report
         del backend
-    from edgepilot.distill.dataset import file_sha256
 
     lora_sha256 = file_sha256(Path(lora)) if lora else None
     if out is not None:
@@ -203,12 +204,6 @@ def step_accuracy(dataset: Path, *, lora: Path | None, model: str | None = None,
     trajectory) and the action must equal the oracle's; for each planner example, the subgoal must.
     Much cheaper than episodes (one call a step, no wandering), and it isolates each decision.
     """
-    from edgepilot.actions import parse_action
-    from edgepilot.agent.roles import DECIDER, PLANNER
-    from edgepilot.config import load_config
-    from edgepilot.distill.dataset import read_jsonl
-    from edgepilot.models.base import Message
-    from edgepilot.models.registry import base_of, open_model
 
     rows = [r for r in read_jsonl(dataset) if r["kind"] in ("decider", "planner")]
     if limit is not None and len(rows) > limit:  # an even spread over the split's templates

@@ -36,6 +36,8 @@ from typing import Any
 
 from edgepilot import paths
 from edgepilot.errors import ConfigError, ModelError
+from edgepilot.models.base import Message
+from edgepilot.models.llama_cpp import LlamaCppBackend
 
 _WANTED = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "gguf-py/", "conversion/")
 
@@ -141,8 +143,6 @@ def check_loads(base_gguf: Path, lora: Path | None, prompt: str = "Say OK.") -> 
     Raises:
         ModelError: llama.cpp rejects the adapter.
     """
-    from edgepilot.models.base import Message
-    from edgepilot.models.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend(base_gguf, lora_path=lora, n_ctx=512)
     answer = backend.complete([Message(role="user", content=prompt)], max_tokens=8)

@@ -35,7 +35,14 @@ from typing import Any
 import yaml
 
 from edgepilot.actions import OpenApp, Tap
+from edgepilot.bench.episode import run_episode
+from edgepilot.bench.tasks import agent_factory
+from edgepilot.controllers.android import AndroidDevice
 from edgepilot.errors import EdgepilotError
+from edgepilot.sim.local import LocalTransport
+from edgepilot.sim.phone import VirtualPhone
+from edgepilot.sim.tasks.model import TaskTemplate, apply_setup
+from edgepilot.sim.tasks.suite import load_templates
 
 _KEYS = ("id", "name", "title", "time", "label", "ssid", "contact")
 _SKIP_IDS = ("back", "home_button", "up", "status_bar")
@@ -115,9 +122,6 @@ def state_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Change]
 def explore(walks: int = 40, depth: int = 6, seed: int = 0,
             progress: Callable[[int, int], None] | None = None) -> list[Walk]:
     """Random, coverage-driven walks on fresh virtual phones (in-process, no screenshots)."""
-    from edgepilot.controllers.android import AndroidDevice
-    from edgepilot.sim.local import LocalTransport
-    from edgepilot.sim.phone import VirtualPhone
 
     rng = random.Random(seed)
     tapped: dict[tuple[str, str], int] = {}
@@ -192,12 +196,6 @@ def template_for(walk: Walk, upto: int, change: Change) -> dict[str, Any]:
 
 def verify(template: dict[str, Any]) -> tuple[bool, str]:
     """Whether the oracle solves the derived task: the check fails after set-up and holds at the end."""
-    from edgepilot.bench.episode import run_episode
-    from edgepilot.bench.tasks import agent_factory
-    from edgepilot.controllers.android import AndroidDevice
-    from edgepilot.sim.local import LocalTransport
-    from edgepilot.sim.phone import VirtualPhone
-    from edgepilot.sim.tasks.model import TaskTemplate, apply_setup
 
     try:
         tt = TaskTemplate.model_validate(template)
@@ -231,7 +229,6 @@ def prune(template: dict[str, Any]) -> dict[str, Any]:
 def synthesize(run_dir: Path, *, walks: int = 40, depth: int = 6, seed: int = 0,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Explore, derive, verify; write ``RUN/synth/tasks.yaml`` and ``RUN/synth/report.json``."""
-    from edgepilot.sim.tasks.suite import load_templates
 
     start = time.perf_counter()
     existing = load_templates()

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from edgepilot import __version__
 from edgepilot.distill.base import (
     BASE_CACHE_ENV,
     GGUF_MODULES,
@@ -150,7 +151,6 @@ def _versions() -> dict[str, str]:
             out[name.removesuffix("_python")] = version(name)
         except PackageNotFoundError:
             out[name.removesuffix("_python")] = "missing"
-    from edgepilot import __version__
 
     out["edgepilot"] = __version__
     return out

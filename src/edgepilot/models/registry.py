@@ -17,6 +17,7 @@ from edgepilot.config import Config
 from edgepilot.errors import ConfigError, ModelError
 from edgepilot.models.base import ModelBackend
 from edgepilot.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path
+from edgepilot.models.llama_cpp import LlamaCppBackend
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,6 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
     if vision:
         raise ConfigError(f"{found.name} runs in-process as a text model; serve a vision model (e.g. llama.cpp's "
                           "server with --mmproj) and pass its URL to --model")
-    from edgepilot.models.llama_cpp import LlamaCppBackend
 
     path = builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
     shipped = adapter_of(found.location) if found.kind == "builtin" else None

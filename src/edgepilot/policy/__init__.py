@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgepilot.config import Config, config_path
 from edgepilot.policy.audit import AuditLog, verify
 from edgepilot.policy.confirm import Confirmer, ConfirmRequest, ConfirmResult, RefuseAll, TerminalConfirmer
 from edgepilot.policy.engine import PolicyEngine, PolicyGate, Verdict, facts, resolve_target
@@ -30,7 +31,6 @@ __all__ = [
 
 def user_policy_path() -> Path:
     """Where ``edgepilot policy init`` puts the user's own copy: ``policy.yaml`` beside config.toml."""
-    from edgepilot.config import config_path
 
     return config_path().with_name("policy.yaml")
 
@@ -59,7 +59,6 @@ def gate_for(task: str, *, device=None, config=None, policy: Policy | None = Non
     Raises:
         PolicyError: the policy file is missing or invalid (the run does not start: fail closed).
     """
-    from edgepilot.config import Config
 
     config = config or Config()
     policy = policy or load_policy(policy_path(policy_file, config.policy))

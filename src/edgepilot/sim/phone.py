@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from edgepilot.errors import SimError
 from edgepilot.sim import ui
+from edgepilot.sim.apps import APP_CLASSES
 from edgepilot.sim.apps.base import App
 from edgepilot.sim.ui import HEIGHT, KEYBOARD_H, NAV_H, STATUS_H, TITLE_H, WIDTH, Page, View
 
@@ -39,8 +40,6 @@ class Notification:
 
 
 def _all_app_classes() -> list[type[App]]:
-    from edgepilot.sim.apps import APP_CLASSES
-
     return list(APP_CLASSES)
 
 

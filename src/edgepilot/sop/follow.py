@@ -43,8 +43,9 @@ from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
 from edgepilot.sop.learn import ANSWER_WORDS
+from edgepilot.sop.retrieve import Retriever
 from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, in_list, next_to
-from edgepilot.sop.values import spans
+from edgepilot.sop.values import shape, spans
 
 MAX_SCROLLS = 5
 _SHAPE_OF_WORDS = {word: shape for shape, word in ANSWER_WORDS.items()}
@@ -422,8 +423,6 @@ def fill_from_task(sop: Sop, task: str, library: Iterable[Sop] = ()) -> dict[str
     The first wins; from the second, only values with a telling shape (a time, a number, on/off...) are
     added, since a name found by the SOP alone may well be an ordinary word.
     """
-    from edgepilot.sop.retrieve import Retriever
-    from edgepilot.sop.values import shape
 
     others = [s for s in library if s.name != sop.name]
     params = Retriever([*others, sop]).fill(sop, task) if others else {}

@@ -27,6 +27,7 @@ from textual.widgets import Button, Footer, Header, Input, ListView, Select, Sta
 
 from edgepilot.config import Config
 from edgepilot.errors import EdgepilotError
+from edgepilot.policy import load_policy, policy_path
 from edgepilot.policy.confirm import ConfirmRequest
 from edgepilot.tui.blocks import BlockImage
 from edgepilot.tui.devices import VIRTUAL, DeviceChoice
@@ -43,6 +44,7 @@ from edgepilot.tui.screens import (
     screenshot_path,
 )
 from edgepilot.tui.steps import clean, result_text
+from edgepilot.tui.views import policy_label
 from edgepilot.tui.widgets import Spinner, StepItem, StepList
 
 DeviceLister = Callable[[], list[DeviceChoice]]
@@ -294,9 +296,6 @@ class EdgepilotApp(App[None]):
         self.main_screen.query_one("#model-status", Static).update(text)
 
     def _check_policy(self) -> None:
-        from edgepilot.policy import load_policy, policy_path
-        from edgepilot.tui.views import policy_label
-
         status = self.main_screen.query_one("#policy-status", Static)
         try:
             path = policy_path(self.policy_file, self.config.policy)

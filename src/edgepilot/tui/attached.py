@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from edgepilot.config import Config
-from edgepilot.errors import EdgepilotError
+from edgepilot.daemon.client import DaemonClient, DaemonError
+from edgepilot.errors import ConfigError, EdgepilotError
 from edgepilot.tui.confirm import EventSink
 
 ClientFactory = Callable[[], Any]
@@ -101,8 +102,6 @@ class AttachedRunner:
             self._daemon().stop(self._run)
 
     def answer(self, confirm_id: str, answer: str) -> None:
-        from edgepilot.daemon.client import DaemonError
-
         try:
             self._daemon().answer(confirm_id, answer)
         except DaemonError as exc:
@@ -124,8 +123,6 @@ class AttachedRunner:
 
 
 def _default_connect() -> Any:
-    from edgepilot.daemon.client import DaemonClient
-
     return DaemonClient.connect()
 
 
@@ -135,7 +132,6 @@ def attached_runner(config: Config | None = None) -> AttachedRunner:
     Raises:
         ConfigError: this edgepilot has no daemon client.
     """
-    from edgepilot.errors import ConfigError
 
     try:
         from edgepilot.daemon import client  # noqa: F401

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from edgepilot.devices import list_devices
+
 VIRTUAL = "virtual"
 DESKTOP = "desktop"
 
@@ -49,7 +51,6 @@ def _desktop_choice(rows: list[dict[str, Any]]) -> DeviceChoice:
 def device_choices(adb_port: int = 5037) -> list[DeviceChoice]:
     """The picker's entries, the built-in virtual phone first, this desktop last; never raises (adb that
     cannot be asked is an entry with the reason)."""
-    from edgepilot.devices import list_devices
 
     choices = [DeviceChoice(VIRTUAL, "virtual phone (new, built in)")]
     try:

@@ -8,12 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edgepilot.agent.trajectory import trajectories_dir
 from edgepilot.config import Config
 
 
 def trajectories_root(config: Config) -> Path:
     """Where runs are written: ``trajectories`` in config.toml, else the default folder."""
-    from edgepilot.agent.trajectory import trajectories_dir
 
     return Path(config.trajectories).expanduser() if config.trajectories else trajectories_dir()
 

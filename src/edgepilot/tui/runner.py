@@ -20,9 +20,11 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgepilot.agent.events import finished_event, step_event
 from edgepilot.agent.loop import RunControl
+from edgepilot.agent.session import execute, load_run_policy, prepare_run
 from edgepilot.config import Config
-from edgepilot.devices import OpenDevice
+from edgepilot.devices import OpenDevice, open_device
 from edgepilot.errors import EdgepilotError
 from edgepilot.tui.confirm import EventSink, TuiConfirmer
 
@@ -69,8 +71,6 @@ class RunBusy(EdgepilotError):
 
 
 def _default_opener(spec: str) -> AbstractContextManager[OpenDevice]:
-    from edgepilot.devices import open_device
-
     return open_device(spec)
 
 
@@ -219,9 +219,6 @@ class LocalRunner:
                 pass
 
     def _run(self, run_id: str, task: str, device: str, control: RunControl, confirmer: TuiConfirmer) -> None:
-        from edgepilot.agent.events import finished_event, step_event
-        from edgepilot.agent.session import execute
-
         started = time.perf_counter()
         try:
             prepared = self._prepare(task, device, control, confirmer)
@@ -252,7 +249,6 @@ class LocalRunner:
         Raises:
             _CannotStart: the run cannot start (or was stopped before it did).
         """
-        from edgepilot.agent.session import load_run_policy, prepare_run
 
         try:
             policy = load_run_policy(self.config, self.policy_file)  # a broken policy stops the run before the model

@@ -16,9 +16,11 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, ListItem, ListView, OptionList, Static
 from textual.widgets.option_list import Option
 
+from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.config import Config
 from edgepilot.errors import EdgepilotError
 from edgepilot.policy.confirm import ConfirmRequest
+from edgepilot.sop import load_library
 from edgepilot.tui.blocks import BlockImage
 from edgepilot.tui.history import RunSummary, list_runs
 from edgepilot.tui.steps import STATUS_STYLES, clean, elements_text, result_text
@@ -219,7 +221,6 @@ class HistoryScreen(Screen[None]):
 
     async def open_run(self, folder: Path) -> None:
         """Show one trajectory: its header, its steps, the screenshot of the step under the cursor."""
-        from edgepilot.agent.trajectory import read_trajectory
 
         head = self.query_one("#run-head", Static)
         steps = self.query_one("#run-steps", StepList)
@@ -286,8 +287,6 @@ class SopScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from edgepilot.sop import load_library
-
         self.title = "edgepilot · SOPs"
         options = self.query_one("#sop-list", OptionList)
         self.query_one("#sop-scroll").border_title = "procedure"

@@ -16,6 +16,9 @@ from typing import Any
 
 from rich.text import Text
 
+from edgepilot.actions import parse_action
+from edgepilot.perception.describe import describe_action
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 OUTCOME_STYLES = {"worked": "green", "finished": "bold green", "changed": "cyan", "no_change": "yellow",
                   "wrong_screen": "yellow", "failed": "red", "refused": "yellow", "invalid": "red"}
@@ -62,8 +65,6 @@ def action_summary(step: Mapping[str, Any]) -> str:
     action = step.get("action")
     if not isinstance(action, dict):
         return "(no valid action)"
-    from edgepilot.actions import parse_action
-    from edgepilot.perception.describe import describe_action
 
     try:
         parsed = parse_action(action)

@@ -12,12 +12,12 @@ from pathlib import Path
 from rich.text import Text
 
 from edgepilot.config import Config
+from edgepilot.policy import DEFAULT_POLICY, derive_scope, engine_for_task, load_policy, policy_path
 from edgepilot.tui.steps import clean
 
 
 def policy_label(path: Path) -> str:
     """A policy file as the user thinks of it: ``bundled default`` for the shipped one, else its path."""
-    from edgepilot.policy import DEFAULT_POLICY
 
     try:
         if path.resolve() == DEFAULT_POLICY.resolve():
@@ -62,7 +62,6 @@ def policy_text(task: str, config: Config, policy_file: Path | None = None) -> T
     Raises:
         PolicyError: the policy file is missing or invalid.
     """
-    from edgepilot.policy import derive_scope, engine_for_task, load_policy, policy_path
 
     path = policy_path(policy_file, config.policy)
     loaded = load_policy(path)

@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgepilot.errors import SimError
+from edgepilot.controllers.desktop import GTK_A11Y_ENV, DesktopDevice
+from edgepilot.errors import PerceptionError, SimError
+from edgepilot.perception.atspi import a11y_bus_from_session
 
 AT_SPI_LAUNCHERS = ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher",
                     "/usr/lib/at-spi-bus-launcher", "/usr/lib/x86_64-linux-gnu/at-spi-bus-launcher")
@@ -113,7 +115,6 @@ class DesktopSession:
         Raises:
             SimError: the program cannot be started.
         """
-        from edgepilot.controllers.desktop import GTK_A11Y_ENV
 
         out = open(self.workdir / (log or f"{Path(argv[0]).name}.log"), "ab")  # noqa: SIM115 - the child owns it
         try:
@@ -135,7 +136,6 @@ class DesktopSession:
 
     def device(self, **kwargs: Any) -> Any:
         """A :class:`~edgepilot.controllers.desktop.DesktopDevice` on this session's display and buses."""
-        from edgepilot.controllers.desktop import DesktopDevice
 
         kwargs.setdefault("a11y_bus", self.a11y_bus)
         kwargs.setdefault("env", self.env)
@@ -214,9 +214,6 @@ class DesktopSession:
         self.env["DBUS_SESSION_BUS_ADDRESS"] = self.session_bus
 
     def _start_a11y_bus(self) -> None:
-        from edgepilot.errors import PerceptionError
-        from edgepilot.perception.atspi import a11y_bus_from_session
-
         launcher = at_spi_launcher()
         assert launcher is not None
         proc = self._spawn([launcher, "--launch-immediately"], "at-spi.log")

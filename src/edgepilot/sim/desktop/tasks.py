@@ -37,6 +37,7 @@ from typing import Any
 
 from edgepilot.actions import Action, Click, Finish, Hotkey, HotkeyName, Key, KeyName, Type, Wait
 from edgepilot.errors import EdgepilotError, TaskError
+from edgepilot.perception.atspi import AtspiReader
 from edgepilot.perception.types import Observation, UINode
 
 Step = Callable[[Observation], Action | None]
@@ -382,8 +383,6 @@ class GalculatorCompute(DesktopTask):
                        when=lambda obs: _number(calculator_display(obs.nodes) or "") == self.result)]
 
     def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
-        from edgepilot.perception.atspi import AtspiReader
-
         try:
             reader = AtspiReader(ctx.device.a11y_address(), active_only=False)
             try:
