@@ -1,6 +1,8 @@
-"""What a run tells its watchers, as JSON-ready dicts: the TUI shows them, the daemon streams them to clients.
+"""What a run tells its watchers: the TUI shows these events, the daemon streams them to its clients.
 
-Every event has ``event`` (its kind) and ``run`` (the run's id). Kinds:
+Each event is built through its model in :mod:`edgepilot.agent.records` (the :data:`RunEvent` union, tagged by
+``event``), so every front end emits the same shapes, and travels as that model's JSON object (the daemon's
+socket, the TUI's message queue). Every event has ``event`` (its kind) and ``run`` (the run's id). Kinds:
 
 - ``started``: ``task``, ``device``, ``trajectory`` (folder), ``sop`` (name or null), ``policy``
 - ``step``: ``index``, ``app``, ``thought``, ``action`` (the Action as JSON), ``summary`` (one line),
@@ -8,8 +10,10 @@ Every event has ``event`` (its kind) and ``run`` (the run's id). Kinds:
   (the numbered element list the model saw)
 - ``confirm``: ``id`` (answer with it), ``timeout`` (seconds), ``request`` (ConfirmRequest.to_json)
 - ``confirmed``: ``id``, ``answer`` (yes / no / always; a timeout is no)
-- ``paused`` / ``resumed``
+- ``paused`` / ``resumed``; ``queued`` (the daemon's: behind the run in progress)
 - ``finished``: ``status``, ``reason``, ``answer``, ``steps``, ``seconds``
+
+A front end may add fields of its own (the daemon's ``finished`` carries ``trajectory`` and ``stop``).
 """
 
 from __future__ import annotations
@@ -17,18 +21,57 @@ from __future__ import annotations
 from typing import Any
 
 from edgepilot.agent.loop import RunResult, StepReport
+from edgepilot.agent.records import (
+    ConfirmedEvent,
+    ConfirmEvent,
+    FinishedEvent,
+    GateRecord,
+    OutcomeRecord,
+    PausedEvent,
+    QueuedEvent,
+    ResumedEvent,
+    StartedEvent,
+    StepEvent,
+)
+
+Event = dict[str, Any]
+"""An event as it travels: the JSON object of one :data:`~edgepilot.agent.records.RunEvent`."""
 
 
-def step_event(run: str, step: StepReport) -> dict[str, Any]:
-    gate = step.gate.to_json() if step.gate is not None else None
-    return {
-        "event": "step", "run": run, "index": step.index, "app": step.obs.package,
-        "thought": step.decision.thought, "action": step.action.model_dump(mode="json") if step.action else None,
-        "summary": step.summary(), "gate": gate,
-        "outcome": {"kind": step.outcome.kind, "note": step.outcome.note} if step.outcome else None,
-        "ms": {k: round(v, 1) for k, v in step.ms.items()}, "elements": step.obs.to_text(),
-        "error": step.error,
-    }
+def started_event(run: str, *, task: str, device: str, trajectory: str | None, sop: str | None,
+                  policy: str | None, **extra: Any) -> Event:
+    return StartedEvent(run=run, task=task, device=device, trajectory=trajectory, sop=sop, policy=policy,
+                        **extra).to_json()
+
+
+def step_event(run: str, step: StepReport) -> Event:
+    return StepEvent(
+        run=run, index=step.index, app=step.obs.package, thought=step.decision.thought,
+        action=step.action.model_dump(mode="json") if step.action else None, summary=step.summary(),
+        gate=GateRecord(**step.gate.to_json()) if step.gate is not None else None,
+        outcome=OutcomeRecord(kind=step.outcome.kind, note=step.outcome.note) if step.outcome else None,
+        ms={k: round(v, 1) for k, v in step.ms.items()}, elements=step.obs.to_text(), error=step.error,
+    ).to_json()
+
+
+def confirm_event(run: str, *, id: str, timeout: float | None, request: dict[str, Any]) -> Event:
+    return ConfirmEvent(run=run, id=id, timeout=timeout, request=request).to_json()
+
+
+def confirmed_event(run: str, *, id: str, answer: str, **extra: Any) -> Event:
+    return ConfirmedEvent(run=run, id=id, answer=answer, **extra).to_json()
+
+
+def paused_event(run: str) -> Event:
+    return PausedEvent(run=run).to_json()
+
+
+def resumed_event(run: str) -> Event:
+    return ResumedEvent(run=run).to_json()
+
+
+def queued_event(run: str, **extra: Any) -> Event:
+    return QueuedEvent(run=run, **extra).to_json()
 
 
 def finished_fields(result: RunResult) -> dict[str, Any]:
@@ -36,5 +79,12 @@ def finished_fields(result: RunResult) -> dict[str, Any]:
     return result.to_record().model_dump(mode="json", include={"status", "reason", "answer", "steps", "seconds"})
 
 
-def finished_event(run: str, result: RunResult) -> dict[str, Any]:
-    return {"event": "finished", "run": run, **finished_fields(result)}
+def finished_event(run: str, result: RunResult) -> Event:
+    return ended_event(run, **finished_fields(result))
+
+
+def ended_event(run: str, *, status: str, reason: str = "", answer: str | None = None, steps: int | None = None,
+                seconds: float | None = None, **extra: Any) -> Event:
+    """A ``finished`` event for a run that ended without a result of the loop (it could not start, or crashed)."""
+    return FinishedEvent(run=run, status=status, reason=reason, answer=answer, steps=steps, seconds=seconds,
+                         **extra).to_json()

@@ -1,15 +1,10 @@
-"""Devices to observe and act on: Android over adb, the desktop (later).
+"""Devices to observe and act on: the :class:`Device` seam, Android over adb (``android.py``; real phones and the
+virtual one alike) and the X11 desktop (``desktop.py``: mss, pyautogui, AT-SPI).
 
-Heavy backends (adbutils, pyautogui) are imported only when a device is made.
+Heavy backends (adbutils, pyautogui, mss, jeepney) are imported only when a device is made.
 """
 
 from edgepilot.controllers.android import AndroidDevice
 from edgepilot.controllers.base import ActResult, Device, DeviceInfo
 
-__all__ = ["ActResult", "Device", "DeviceInfo", "AndroidDevice"]
-
-
-def __getattr__(name: str):
-    if name == "AndroidDevice":
-        return AndroidDevice
-    raise AttributeError(name)
+__all__ = ["ActResult", "AndroidDevice", "Device", "DeviceInfo"]

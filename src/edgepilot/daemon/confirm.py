@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edgepilot.agent.events import confirm_event, confirmed_event
 from edgepilot.agent.loop import RunControl
 from edgepilot.daemon.bus import EventBus
 from edgepilot.policy.confirm import Answer, ConfirmRequest, ConfirmResult
@@ -163,7 +164,7 @@ class Confirmations:
         pending = Pending(id=f"c{next(self._ids)}", run=run, request=request, timeout=timeout)
         with self._lock:
             self._open[pending.id] = pending
-        event = {"event": "confirm", "run": run, "id": pending.id, "timeout": timeout, "request": request.to_json()}
+        event = confirm_event(run, id=pending.id, timeout=timeout, request=request.to_json())
         full = {**event, "request": request.to_json(screenshot=True)} if request.screenshot_png else None
         self.bus.emit(event, full, keep_full=True)
         shown = self.notifier.show(pending, lambda answer: pending.settle(answer, "notification"))
@@ -179,7 +180,7 @@ class Confirmations:
                 self._open.pop(pending.id, None)
             Notifier.close(shown)
         answer: Answer = pending.answer or "no"
-        self.bus.emit({"event": "confirmed", "run": run, "id": pending.id, "answer": answer, "by": pending.by})
+        self.bus.emit(confirmed_event(run, id=pending.id, answer=answer, by=pending.by))
         log.info("confirmation %s of run %s: %s (by %s)", pending.id, run, answer, pending.by)
         return ConfirmResult(answer, pending.note or ("" if answer != "no" else f"refused by the user ({pending.by})"))
 

@@ -20,7 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edgepilot.agent.events import finished_fields, step_event
+from edgepilot.agent.events import (
+    ended_event,
+    finished_fields,
+    paused_event,
+    queued_event,
+    resumed_event,
+    started_event,
+    step_event,
+)
 from edgepilot.agent.loop import RunControl, StepReport
 from edgepilot.agent.records import RunRecord
 from edgepilot.agent.session import execute, load_run_policy, prepare_run
@@ -141,8 +149,7 @@ class Runner:
             position = len(self._queue) + (self.current is not None)
             self._lock.notify_all()
         log.info("queued %s (%s): %r on %s", job.id, source, task, job.device)
-        self.bus.emit({"event": "queued", "run": job.id, "task": job.task, "device": job.device,
-                       "position": position, "source": source})
+        self.bus.emit(queued_event(job.id, task=job.task, device=job.device, position=position, source=source))
         return job
 
     def find(self, run: str | None) -> Job | None:
@@ -155,7 +162,7 @@ class Runner:
             return False
         if not job.control.paused:
             job.control.pause()
-            self.bus.emit({"event": "paused", "run": job.id})
+            self.bus.emit(paused_event(job.id))
         return True
 
     def resume(self, job: Job) -> bool:
@@ -163,7 +170,7 @@ class Runner:
             return False
         if job.control.paused:
             job.control.resume()
-            self.bus.emit({"event": "resumed", "run": job.id})
+            self.bus.emit(resumed_event(job.id))
         return True
 
     def stop(self, job: Job, reason: str = "stopped by the user", by: str = "client") -> None:
@@ -233,9 +240,9 @@ class Runner:
             self._finish(job, result)
 
     def _finish(self, job: Job, result: dict[str, Any]) -> None:
-        event = {"event": "finished", "run": job.id, **result, "trajectory": job.trajectory}
-        if job.control.stopped():
-            event["stop"] = {"by": job.stop_by or "policy", "requested_at": job.control.stopped_at}
+        stop = ({"stop": {"by": job.stop_by or "policy", "requested_at": job.control.stopped_at}}
+                if job.control.stopped() else {})
+        event = ended_event(job.id, **result, trajectory=job.trajectory, **stop)
         with self._lock:
             job.result, job.state = result, "finished"
             if self.current is job:
@@ -282,9 +289,8 @@ class Runner:
         except (EdgepilotError, ValueError) as exc:
             return self._ended_early("error", f"{type(exc).__name__}: {exc}")
         job.trajectory = str(prepared.writer.folder)
-        self.bus.emit({"event": "started", "run": job.id, "task": job.task, "device": opened.description,
-                       "trajectory": job.trajectory, "sop": prepared.meta.get("sop"),
-                       "policy": prepared.meta.get("policy")})
+        self.bus.emit(started_event(job.id, task=job.task, device=opened.description, trajectory=job.trajectory,
+                                    sop=prepared.meta.get("sop"), policy=prepared.meta.get("policy")))
         try:
             return finished_fields(execute(prepared, on_step=lambda step: self._step(job, step)))
         except Exception as exc:  # edgepilot errors end the run inside the loop; this is a bug: keep the trajectory

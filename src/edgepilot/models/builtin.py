@@ -19,9 +19,9 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     # name: (built-in base model, GGUF LoRA file in models/adapters/, note); the file's recipe
     # (data and base hashes, hyper-parameters) and eval table lie beside it as NAME.recipe.json, NAME.eval.json
     "smollm2-135m-agent": ("smollm2-135m", "smollm2-135m-agent.lora.gguf",
-                           "SmolLM2-135M + the LoRA the 2-core CPU recipe distilled (docs/distill.md, run 15; default)"),
+                           "SmolLM2-135M + the LoRA of the 2-core CPU recipe (docs/distill.md; the default)"),
     "smollm2-135m-agent-gpu": ("smollm2-135m", "smollm2-135m-agent-gpu.lora.gguf",
-                               "SmolLM2-135M + the LoRA of the GPU recipe (docs/distill.md, run 11; stronger)"),
+                               "SmolLM2-135M + the LoRA of the GPU recipe (docs/distill.md; stronger)"),
 }
 ADAPTER_DIR = Path(__file__).parent / "adapters"
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from edgepilot.agent.events import ended_event
 from edgepilot.config import Config
 from edgepilot.daemon.client import DaemonClient, DaemonError
 from edgepilot.errors import ConfigError, EdgepilotError
@@ -81,13 +82,12 @@ class AttachedRunner:
                 self._sink(event)
         except EdgepilotError as exc:
             if not self._closed.is_set():
-                self._sink({"event": "finished", "run": run, "status": "error", "answer": None, "steps": None,
-                            "reason": f"lost the daemon's events: {exc}; the run may go on there "
-                                      "(`edgepilot daemon status`)"})
+                self._sink(ended_event(run, status="error", reason=f"lost the daemon's events: {exc}; the run may "
+                                                                   "go on there (`edgepilot daemon status`)"))
             return
         if not finished and not self._closed.is_set():
-            self._sink({"event": "finished", "run": run, "status": "error", "answer": None, "steps": None,
-                        "reason": "the daemon closed the event stream (did it shut down?)"})
+            self._sink(ended_event(run, status="error",
+                                   reason="the daemon closed the event stream (did it shut down?)"))
 
     def pause(self) -> None:
         if self._run is not None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from edgepilot.agent.events import confirm_event, confirmed_event
 from edgepilot.policy.confirm import Answer, ConfirmRequest, ConfirmResult
 
 ANSWERS: tuple[str, ...] = get_args(Answer)
@@ -51,15 +52,14 @@ class TuiConfirmer:
             if self._closed:
                 return ConfirmResult("no", self._closed)
             self._pending[confirm_id] = slot
-        self._emit({"event": "confirm", "run": self.run_id, "id": confirm_id, "timeout": timeout,
-                    "request": request.to_json(screenshot=True)})
+        self._emit(confirm_event(self.run_id, id=confirm_id, timeout=timeout, request=request.to_json(screenshot=True)))
         slot.done.wait(timeout)
         with self._lock:
             self._pending.pop(confirm_id, None)
             answer, note = slot.answer, slot.note
         if answer is None:
             answer, note = "no", f"no answer within {timeout:g} s"
-        self._emit({"event": "confirmed", "run": self.run_id, "id": confirm_id, "answer": answer})
+        self._emit(confirmed_event(self.run_id, id=confirm_id, answer=answer))
         return ConfirmResult(answer, note)
 
     def answer(self, confirm_id: str, answer: str, note: str = "") -> bool:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from edgepilot.devices import list_devices
+from edgepilot import devices
 
 VIRTUAL = "virtual"
 DESKTOP = "desktop"
@@ -54,7 +54,7 @@ def device_choices(adb_port: int = 5037) -> list[DeviceChoice]:
 
     choices = [DeviceChoice(VIRTUAL, "virtual phone (new, built in)")]
     try:
-        rows = list_devices(adb_port)
+        rows = devices.list_devices(adb_port)
     except Exception as exc:  # the picker must open whatever adb does
         choices.append(DeviceChoice("adb", "adb devices", f"cannot list them: {exc}"))
         rows = []

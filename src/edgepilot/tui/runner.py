@@ -20,7 +20,15 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgepilot.agent.events import finished_event, step_event
+from edgepilot.agent.events import (
+    Event,
+    ended_event,
+    finished_event,
+    paused_event,
+    resumed_event,
+    started_event,
+    step_event,
+)
 from edgepilot.agent.loop import RunControl
 from edgepilot.agent.session import execute, load_run_policy, prepare_run
 from edgepilot.config import Config
@@ -28,7 +36,7 @@ from edgepilot.devices import OpenDevice, open_device
 from edgepilot.errors import EdgepilotError
 from edgepilot.tui.confirm import EventSink, TuiConfirmer
 
-RunEvent = dict[str, Any]
+RunEvent = Event
 BackendFactory = Callable[[], Any]
 DeviceOpener = Callable[[str], AbstractContextManager[OpenDevice]]
 
@@ -146,7 +154,7 @@ class LocalRunner:
             if control is None or control.stopped() or control.paused:
                 return
             control.pause()
-            self._emit({"event": "paused", "run": self._run_id})
+            self._emit(paused_event(self._run_id))
 
     def resume(self) -> None:
         with self._lock:
@@ -154,7 +162,7 @@ class LocalRunner:
             if control is None or not control.paused:
                 return
             control.resume()
-            self._emit({"event": "resumed", "run": self._run_id})
+            self._emit(resumed_event(self._run_id))
 
     def stop(self) -> None:
         with self._lock:
@@ -223,19 +231,18 @@ class LocalRunner:
         try:
             prepared = self._prepare(task, device, control, confirmer)
         except _CannotStart as why:
-            self._emit({"event": "finished", "run": run_id, "status": why.status, "reason": str(why), "answer": None,
-                        "steps": 0, "seconds": round(time.perf_counter() - started, 3)})
+            self._emit(ended_event(run_id, status=why.status, reason=str(why), steps=0,
+                                   seconds=round(time.perf_counter() - started, 3)))
             return
-        self._emit({"event": "started", "run": run_id, "task": task, "device": prepared.meta.get("device", device),
-                    "trajectory": str(prepared.writer.folder),
-                    "sop": prepared.sop.sop.name if prepared.sop is not None else None,
-                    "policy": prepared.meta.get("policy", "off")})
+        self._emit(started_event(run_id, task=task, device=prepared.meta.get("device", device),
+                                 trajectory=str(prepared.writer.folder),
+                                 sop=prepared.sop.sop.name if prepared.sop is not None else None,
+                                 policy=prepared.meta.get("policy", "off")))
         try:
             result = execute(prepared, on_step=lambda step: self._emit(step_event(run_id, step)))
         except Exception as exc:  # a bug must still end the run on screen, not leave it spinning
-            self._emit({"event": "finished", "run": run_id, "status": "error",
-                        "reason": f"internal error: {type(exc).__name__}: {exc}", "answer": None,
-                        "steps": prepared.writer.count, "seconds": round(time.perf_counter() - started, 3)})
+            self._emit(ended_event(run_id, status="error", reason=f"internal error: {type(exc).__name__}: {exc}",
+                                   steps=prepared.writer.count, seconds=round(time.perf_counter() - started, 3)))
             return
         finally:
             confirmer.close("the run has ended")

@@ -236,8 +236,9 @@ class HistoryScreen(Screen[None]):
         text.append(clean(meta.get("goal") or folder.name, 200) + "\n", style="bold")
         text.append(f"{folder.name} · {clean(meta.get('device'), 80)} · model {clean(meta.get('model'), 40)}"
                     f" · SOP {clean(meta.get('sop'), 40) or 'none'}\n", style="dim")
-        text.append_text(result_text(traj.result.to_json()) if traj.result else Text("no result: running, or interrupted",
-                                                                           style="yellow"))
+        ended = traj.result
+        text.append_text(result_text(ended.to_json()) if ended else Text("no result: running, or interrupted",
+                                                                         style="yellow"))
         for warning in traj.warnings:
             text.append(f"\n{clean(warning, 200)}", style="yellow")
         head.update(text)
