@@ -25,6 +25,16 @@ def test_help_lists_the_commands():
         assert command in out.stdout
 
 
+def test_python_dash_m_edgepilot_is_the_same_command_line():
+    out = subprocess.run([sys.executable, "-m", "edgepilot", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    usage, _, body = out.stdout.partition("\n")
+    assert usage.startswith("Usage: python -m edgepilot ") and body == run("--help").stdout.partition("\n")[2]
+    version = subprocess.run([sys.executable, "-m", "edgepilot", "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("edgepilot, version ")
+
+
 def test_demo_runs_a_task_over_adb():
     out = run("demo", "--template", "settings_wifi_connect")
     assert out.returncode == 0, out.stderr
