@@ -30,7 +30,7 @@ from edgepilot.models.registry import open_model
 from edgepilot.perception.types import Observation
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
-from edgepilot.sim.tasks.suite import instances, load_templates
+from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
 from edgepilot.sop import load_library, retrieve
 
 
@@ -434,3 +434,26 @@ def format_observe(report: dict[str, Any]) -> str:
             f"median {report['median_ms']:.1f} ms, p90 {report['p90_ms']:.1f} ms, "
             f"min {report['min_ms']:.1f} ms, max {report['max_ms']:.1f} ms "
             f"({report['median_nodes']:.0f} nodes, {report['median_png_bytes'] / 1024:.0f} KiB PNG)")
+
+
+def check_tasks(templates: tuple[str, ...] = (), seeds: int = 3, *, device: str = "virtual-local",
+                on_failure: Callable[[str, TaskInstance, EpisodeResult], None] | None = None) -> tuple[int, int]:
+    """The oracle on ``seeds`` instances of every split of ``templates`` (all when empty): how many episodes ran
+    and how many failed. A failure is a bug in a task or in the virtual phone.
+
+    Raises:
+        TaskError: an unknown template.
+        DeviceError: the virtual phone cannot be reached.
+    """
+    failures = total = 0
+    with open_device(device) as opened:
+        factory = agent_factory("oracle", opened.phone)
+        for split in SPLITS:
+            for instance in instances(split, seeds, only=templates):  # type: ignore[arg-type]
+                result = run_episode(opened.device, opened.phone, instance, factory)
+                total += 1
+                if not result.success:
+                    failures += 1
+                    if on_failure is not None:
+                        on_failure(split, instance, result)
+    return total, failures

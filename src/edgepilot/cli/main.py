@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -252,162 +251,17 @@ def devices(adb_port: int, as_json: bool) -> None:
         click.echo(f"{r['serial']:24} {r['state']:10} {r['kind']:14} {r['address']}")
 
 
-# ---------------------------------------------------------------- sim
+# ---------------------------------------------------------------- the other groups
 
+from edgepilot.cli.bench import bench  # noqa: E402
+from edgepilot.cli.daemon import daemon  # noqa: E402
+from edgepilot.cli.distill import distill  # noqa: E402
+from edgepilot.cli.policy import audit, policy  # noqa: E402
+from edgepilot.cli.record import record  # noqa: E402
+from edgepilot.cli.sim import sim  # noqa: E402
+from edgepilot.cli.sop import sop  # noqa: E402
+from edgepilot.cli.tasks import tasks  # noqa: E402
+from edgepilot.cli.tui import tui  # noqa: E402
 
-@main.group()
-def sim() -> None:
-    """The virtual phone."""
-
-
-@sim.command("serve")
-@click.option("--port", default=5038, show_default=True, help="Loopback port for its adb endpoint (0: any free one).")
-@click.option("--serial", default="virtual-1", show_default=True, help="Serial the phone reports.")
-@click.option("--template", "template_id", default=None, help="Set up this task template first.")
-@click.option("--seed", default=0, show_default=True, help="Instance of --template.")
-def sim_serve(port: int, serial: str, template_id: str | None, seed: int) -> None:
-    """Run a virtual phone in the foreground; adb clients reach it on 127.0.0.1:PORT.
-
-    \b
-    Then, in another terminal:
-      ANDROID_ADB_SERVER_PORT=5038 adb devices
-      ANDROID_ADB_SERVER_PORT=5038 adb shell input tap 540 1200
-      ANDROID_ADB_SERVER_PORT=5038 adb exec-out screencap -p > screen.png
-    or python: adbutils.AdbClient(port=5038).device("virtual-1")
-    """
-    import os
-
-    from edgepilot.devices import sims_dir
-    from edgepilot.sim.adb.server import AdbServer
-    from edgepilot.sim.phone import VirtualPhone
-
-    phone = VirtualPhone(serial=serial)
-    if template_id:
-        from edgepilot.sim.tasks.model import apply_setup
-        from edgepilot.sim.tasks.suite import load_templates
-
-        templates = load_templates()
-        if template_id not in templates:
-            raise click.BadParameter(f"no template {template_id!r}", param_hint="--template")
-        instance = templates[template_id].instance(seed)
-        apply_setup(phone, instance)
-        click.echo(f"task set up: {instance.goal}")
-    try:
-        server = AdbServer(phone, port=port).start()
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({exc}); pick another --port") from exc
-    entry = sims_dir() / f"{serial}.json"
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.write_text(json.dumps({"serial": serial, "port": server.port, "pid": os.getpid()}))
-    click.echo(f"virtual phone {serial} listening on 127.0.0.1:{server.port} (Ctrl-C to stop)")
-    click.echo(f"  ANDROID_ADB_SERVER_PORT={server.port} adb devices")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        entry.unlink(missing_ok=True)
-
-
-@sim.command("state")
-@click.option("--template", "template_id", default=None, help="Show the state after this template's set-up.")
-@click.option("--seed", default=0, show_default=True)
-def sim_state(template_id: str | None, seed: int) -> None:
-    """Print the virtual phone's state (the JSON that task checks read)."""
-    from edgepilot.sim.phone import VirtualPhone
-
-    phone = VirtualPhone()
-    if template_id:
-        from edgepilot.sim.tasks.model import apply_setup
-        from edgepilot.sim.tasks.suite import load_templates
-
-        apply_setup(phone, load_templates()[template_id].instance(seed))
-    click.echo(json.dumps(phone.snapshot(), indent=2))
-
-
-# ---------------------------------------------------------------- tasks
-
-
-@main.group()
-def tasks() -> None:
-    """The task suite (format: docs/tasks.md)."""
-
-
-@tasks.command("list")
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True)
-def tasks_list(split: str) -> None:
-    """List task templates with their split, apps and sensitive steps."""
-    from edgepilot.sim.tasks.suite import load_templates
-
-    for t in load_templates().values():
-        if split in ("all", t.split):
-            sens = ",".join(t.sensitive) or "-"
-            click.echo(f"{t.id:32} {t.split:6} {t.steps:3d} steps  {','.join(t.apps):24} sensitive: {sens}")
-
-
-@tasks.command("show")
-@click.argument("template_id")
-@click.option("--seeds", default=3, show_default=True, help="How many instances to show.")
-def tasks_show(template_id: str, seeds: int) -> None:
-    """Show a template's instances (goal and parameters)."""
-    from edgepilot.sim.tasks.suite import load_templates
-
-    templates = load_templates()
-    if template_id not in templates:
-        raise click.BadParameter(f"no template {template_id!r}", param_hint="TEMPLATE_ID")
-    for seed in range(seeds):
-        inst = templates[template_id].instance(seed)
-        click.echo(f"#{seed}: {inst.goal}   {inst.params}")
-
-
-@tasks.command("check")
-@click.option("--template", "templates", multiple=True, help="Only these templates (repeatable).")
-@click.option("--seeds", default=3, show_default=True, help="Instances per template and split.")
-@click.option("--adb", "over_adb", is_flag=True, help="Go through the adb endpoint instead of in-process.")
-def tasks_check(templates: tuple[str, ...], seeds: int, over_adb: bool) -> None:
-    """Run the oracle on every split's instances; any failure is a bug in a task or the phone."""
-    from edgepilot.bench.episode import run_episode
-    from edgepilot.bench.tasks import agent_factory
-    from edgepilot.devices import open_device
-    from edgepilot.sim.tasks.suite import SPLITS, instances
-
-    failures = total = 0
-    with open_device("virtual" if over_adb else "virtual-local") as opened:
-        factory = agent_factory("oracle", opened.phone)
-        for split in SPLITS:
-            for instance in instances(split, seeds, only=templates):  # type: ignore[arg-type]
-                result = run_episode(opened.device, opened.phone, instance, factory)
-                total += 1
-                if not result.success:
-                    failures += 1
-                    click.echo(f"FAIL {instance.id} ({split}): {instance.goal}\n     "
-                               f"{result.error or 'failed: ' + ', '.join(result.failed_checks)}")
-    click.echo(f"{total - failures}/{total} oracle episodes succeeded")
-    if failures:
-        sys.exit(1)
-
-from edgepilot.cli.policy import audit as _audit  # noqa: E402
-from edgepilot.cli.policy import policy as _policy  # noqa: E402
-
-main.add_command(_policy)
-main.add_command(_audit)
-
-from edgepilot.cli.bench import bench as _bench  # noqa: E402
-from edgepilot.cli.daemon import daemon as _daemon  # noqa: E402
-from edgepilot.cli.distill import distill as _distill  # noqa: E402
-from edgepilot.cli.record import record as _record  # noqa: E402
-from edgepilot.cli.sop import sop as _sop  # noqa: E402
-from edgepilot.cli.tui import tui as _tui  # noqa: E402
-
-main.add_command(_sop)
-main.add_command(_record)
-main.add_command(_tui)
-main.add_command(_daemon)
-main.add_command(_distill)
-main.add_command(_bench)
-
-
-if __name__ == "__main__":
-    main()
+for _group in (sim, tasks, bench, policy, audit, sop, record, tui, daemon, distill):
+    main.add_command(_group)

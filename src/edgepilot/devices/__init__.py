@@ -101,6 +101,18 @@ def sims_dir() -> Path:
     return paths.sims_dir()
 
 
+@contextmanager
+def announce_sim(serial: str, port: int) -> Iterator[Path]:
+    """While the block runs, ``edgepilot devices`` (and ``--device SERIAL``) find a served virtual phone."""
+    entry = sims_dir() / f"{serial}.json"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(json.dumps({"serial": serial, "port": port, "pid": os.getpid()}))
+    try:
+        yield entry
+    finally:
+        entry.unlink(missing_ok=True)
+
+
 def running_sims() -> list[dict[str, Any]]:
     """Virtual phones served by live ``edgepilot sim serve`` processes on this machine."""
     out = []
@@ -124,11 +136,11 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
     """Open a device for the duration of a ``with`` block.
 
     Args:
-        spec: ``virtual`` (a fresh in-process virtual phone behind its own adb
-            endpoint), ``virtual-local`` (the same phone without adb, for speed), a serial at the adb server on ``adb_port``, the serial of
-            a running ``edgepilot sim serve`` phone, ``SERIAL@HOST:PORT``, or a desktop:
-            ``desktop`` ($DISPLAY), ``desktop:DISPLAY`` (``desktop::99``), ``desktop:xvfb`` (a private
-            Xvfb with its session and accessibility buses), each with an optional ``@MONITOR``.
+        spec: ``virtual`` (a fresh in-process virtual phone behind its own adb endpoint), ``virtual-local``
+            (the same phone without adb, for speed), a serial at the adb server on ``adb_port``, the serial of a
+            running ``edgepilot sim serve`` phone, ``SERIAL@HOST:PORT``, or a desktop: ``desktop`` ($DISPLAY),
+            ``desktop:DISPLAY`` (``desktop::99``), ``desktop:xvfb`` (a private Xvfb with its session and
+            accessibility buses), each with an optional ``@MONITOR``.
         screenshot: take a screenshot with every observation (OCR, vision models and trajectories need them).
         adb_port: the adb server asked for serials.
         perception: where a phone's element list comes from: ``tree`` (uiautomator), ``pixels`` (OCR and a
