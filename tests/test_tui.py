@@ -208,6 +208,22 @@ def test_a_task_runs_on_the_virtual_phone_and_shows_its_steps(tmp_path):
     assert traj.result.status == "finished" and len(traj.steps) == 2
 
 
+def test_an_event_of_the_run_that_does_not_read_is_passed_over(tmp_path):
+    """A daemon of another version (or a bug) sends an event this TUI cannot read: nothing breaks, nothing shows."""
+    app = make_app(tmp_path, lambda: ScriptedBackend(), phones=Phones())
+
+    async def scenario(pilot: Pilot) -> None:
+        app.run_id = "r1"
+        await app.handle_event({"event": "step", "run": "r1", "index": "not a number", "gate": "x"})
+        await app.handle_event({"event": "teleported", "run": "r1"})
+        await app.handle_event({"event": "finished", "run": "another run", "status": "error", "reason": "theirs"})
+        assert steps_of(app) == [] and app.state == "idle" and app.result is None
+        await app.handle_event({"event": "finished", "run": "r1", "status": "stuck", "reason": "went round"})
+        assert app.state == "finished" and app.result["status"] == "stuck"
+
+    drive(app, scenario)
+
+
 @pytest.mark.parametrize(("keys", "answer"), [(["y"], "yes"), (["n"], "no"), (["escape"], "no"), (["a"], "always"),
                                               (["tab", "enter"], "always"), (["enter"], "no")])
 def test_a_confirmation_is_answered_from_the_keyboard(tmp_path, keys, answer):

@@ -25,6 +25,17 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, ListView, Select, Static
 
+from edgepilot.agent.records import (
+    ConfirmedEvent,
+    ConfirmEvent,
+    FinishedEvent,
+    PausedEvent,
+    QueuedEvent,
+    ResumedEvent,
+    StartedEvent,
+    StepEvent,
+    parse_event,
+)
 from edgepilot.config import Config
 from edgepilot.errors import EdgepilotError
 from edgepilot.policy import load_policy, policy_path
@@ -385,22 +396,27 @@ class EdgepilotApp(App[None]):
     async def on_runner_event(self, message: RunnerEvent) -> None:
         await self.handle_event(message.event)
 
-    async def handle_event(self, event: RunEvent) -> None:
-        """Show one runner event (the shapes of :mod:`edgepilot.agent.events`)."""
-        kind = event.get("event")
-        if event.get("run") != self.run_id or not isinstance(kind, str):
-            return  # another run's (a daemon serves several clients)
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is not None:
-            await handler(event)
+    async def handle_event(self, raw: RunEvent) -> None:
+        """Show one runner event: a :data:`~edgepilot.agent.records.RunEvent` as JSON (:mod:`edgepilot.agent.events`).
 
-    async def _on_started(self, event: RunEvent) -> None:
-        folder = event.get("trajectory")
-        self.trajectory = Path(folder) if isinstance(folder, str) and folder else None
-        head = Text(clean(event.get("task"), 200), style="bold")
+        Events of other runs (a daemon serves several clients) are passed over, and so are events this version
+        does not read (a daemon of another version): the log says which.
+        """
+        if raw.get("run") != self.run_id:
+            return
+        try:
+            event = parse_event(raw)
+        except ValueError as exc:
+            self.log.warning(f"an event of the run that cannot be shown: {exc}")
+            return
+        await getattr(self, f"_on_{event.event}")(event, raw)
+
+    async def _on_started(self, event: StartedEvent, raw: RunEvent) -> None:
+        self.trajectory = Path(event.trajectory) if event.trajectory else None
+        head = Text(clean(event.task, 200), style="bold")
         choice = self._choices.get(self._device)
-        head.append(f"\non {choice.label if choice is not None else clean(event.get('device'), 80)}", style="dim")
-        head.append(f" · SOP {clean(event.get('sop'), 60)}" if event.get("sop") else " · no SOP", style="dim")
+        head.append(f"\non {choice.label if choice is not None else clean(event.device, 80)}", style="dim")
+        head.append(f" · SOP {clean(event.sop, 60)}" if event.sop else " · no SOP", style="dim")
         self.main_screen.query_one("#run-head", Static).update(head)
         if self.state == "starting":
             self.state = "running"
@@ -408,22 +424,19 @@ class EdgepilotApp(App[None]):
             self.warm_up()  # the run loaded it: ask again for its name (at once now)
         self._show_state()
 
-    async def _on_step(self, event: RunEvent) -> None:
+    async def _on_step(self, event: StepEvent, raw: RunEvent) -> None:
         steps = self.main_screen.query_one("#steps", StepList)
-        item = await steps.add_step(event)
+        item = await steps.add_step(raw)  # the step list shows live steps and saved ones in one JSON shape
         if steps.highlighted_child is item:
             self._show_step(item)
         if self.state == "starting":
             self.state = "running"
         self._show_state()
 
-    async def _on_confirm(self, event: RunEvent) -> None:
-        confirm_id = str(event.get("id", ""))
-        raw = event.get("request")
-        timeout = event.get("timeout")
-        request = ConfirmRequest.from_json(raw if isinstance(raw, dict) else {})
-        screen = ConfirmScreen(confirm_id, request, float(timeout) if isinstance(timeout, (int, float)) else 60.0,
-                               self.clock)
+    async def _on_confirm(self, event: ConfirmEvent, raw: RunEvent) -> None:
+        confirm_id = event.id
+        request = ConfirmRequest.from_json(event.request)
+        screen = ConfirmScreen(confirm_id, request, event.timeout if event.timeout is not None else 60.0, self.clock)
         self.confirms[confirm_id] = screen
         self.state = "waiting"
         self._show_state()
@@ -436,36 +449,36 @@ class EdgepilotApp(App[None]):
 
         await self.push_screen(screen, answered)
 
-    async def _on_confirmed(self, event: RunEvent) -> None:
-        confirm_id = str(event.get("id", ""))
+    async def _on_confirmed(self, event: ConfirmedEvent, raw: RunEvent) -> None:
+        confirm_id = event.id
         screen = self.confirms.pop(confirm_id, None)
         if screen is not None and self.screen is screen:  # nothing is pushed over a modal (check_action)
             screen.dismiss(None)
-        if event.get("answer") == "no" and confirm_id not in self.answered:
+        if event.answer == "no" and confirm_id not in self.answered:
             self.notify("no answer in time: the step was refused", title="confirmation", severity="warning")
         if self.state == "waiting":
             self.state = "running"
         self._show_state()
 
-    async def _on_queued(self, event: RunEvent) -> None:
+    async def _on_queued(self, event: QueuedEvent, raw: RunEvent) -> None:
         self.main_screen.query_one("#progress", Spinner).spin("queued: the daemon runs it after the tasks before it")
 
-    async def _on_paused(self, event: RunEvent) -> None:
+    async def _on_paused(self, event: PausedEvent, raw: RunEvent) -> None:
         self.state = "paused"
         self._show_state()
 
-    async def _on_resumed(self, event: RunEvent) -> None:
+    async def _on_resumed(self, event: ResumedEvent, raw: RunEvent) -> None:
         self.state = "running"
         self._show_state()
 
-    async def _on_finished(self, event: RunEvent) -> None:
+    async def _on_finished(self, event: FinishedEvent, raw: RunEvent) -> None:
         for screen in list(self.confirms.values()):
             if self.screen is screen:
                 screen.dismiss(None)
         self.confirms.clear()
-        self.state, self.result = "finished", dict(event)
-        if event.get("status") == "error":
-            self.notify(clean(event.get("reason"), 400), title="the run failed", severity="error", timeout=15)
+        self.state, self.result = "finished", dict(raw)
+        if event.status == "error":
+            self.notify(clean(event.reason, 400), title="the run failed", severity="error", timeout=15)
         if self.trajectory is not None:
             final = self.trajectory / "final.png"
             if final.is_file():
