@@ -149,7 +149,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
 
     from edgepilot.agent.session import execute, load_run_policy, prepare_run
     from edgepilot.config import load_config
-    from edgepilot.devices import open_device
+    from edgepilot.devices import open_device, parse_desktop_spec
     from edgepilot.models.registry import open_model
 
     if not task.strip():
@@ -158,6 +158,9 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         raise click.BadParameter("a vision model needs the screenshots; drop --no-screenshots", param_hint="--vision")
     if no_screenshots and perception != "tree":
         raise click.BadParameter("OCR reads the screenshots; drop --no-screenshots", param_hint="--perception")
+    if perception != "tree" and parse_desktop_spec(device) is not None:
+        raise click.BadParameter("the desktop reads its accessibility tree; --perception is for phones",
+                                 param_hint="--perception")
     config = load_config()
     policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
     start = time.perf_counter()
