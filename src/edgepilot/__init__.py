@@ -1,8 +1,9 @@
 """edgepilot: an on-device GUI agent runtime.
 
-The distribution's subpackages are ``edgepilot.runtime``, ``edgepilot.perception``,
-``edgepilot.controllers``, ``edgepilot.sim``, ``edgepilot.sop``, ``edgepilot.distill``
-and ``edgepilot.tui``. Importing ``edgepilot`` imports none of the heavy
+Small local models read a screen and operate an Android phone or a desktop, under a least-privilege policy.
+The packages, each one concept (docs/architecture.md): ``perception``, ``controllers``, ``models``, ``sop``,
+``policy``, ``sim``, ``devices``, ``agent``, ``bench``, ``distill``, ``daemon``, ``tui``, ``cli``; the root
+modules ``errors``, ``actions``, ``config``, ``paths``. Importing ``edgepilot`` imports none of the heavy
 backends (llama_cpp, adbutils, pyautogui, onnxruntime).
 """
 
