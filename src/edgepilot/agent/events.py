@@ -25,8 +25,6 @@ from edgepilot.agent.records import (
     ConfirmedEvent,
     ConfirmEvent,
     FinishedEvent,
-    GateRecord,
-    OutcomeRecord,
     PausedEvent,
     QueuedEvent,
     ResumedEvent,
@@ -45,13 +43,11 @@ def started_event(run: str, *, task: str, device: str, trajectory: str | None, s
 
 
 def step_event(run: str, step: StepReport) -> Event:
-    return StepEvent(
-        run=run, index=step.index, app=step.obs.package, thought=step.decision.thought,
-        action=step.action.model_dump(mode="json") if step.action else None, summary=step.summary(),
-        gate=GateRecord(**step.gate.to_json()) if step.gate is not None else None,
-        outcome=OutcomeRecord(kind=step.outcome.kind, note=step.outcome.note) if step.outcome else None,
-        ms={k: round(v, 1) for k, v in step.ms.items()}, elements=step.obs.to_text(), error=step.error,
-    ).to_json()
+    """The step as its trajectory record says it, with a one-line summary; the model calls stay in the record."""
+    record = step.to_record()
+    return StepEvent(run=run, index=record.index, app=record.app, thought=record.thought, action=record.action,
+                     summary=step.summary(), gate=record.gate, outcome=record.outcome, ms=record.ms,
+                     elements=record.screen, error=record.error).to_json()
 
 
 def confirm_event(run: str, *, id: str, timeout: float | None, request: dict[str, Any]) -> Event:
