@@ -95,18 +95,13 @@ class Config(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
 
-def config_path() -> Path:
-    """The config file (:func:`edgepilot.paths.config_file`)."""
-    return paths.config_file()
-
-
 def load_config(path: Path | None = None) -> Config:
     """Read the config file (defaults when there is none).
 
     Raises:
         ConfigError: the file is not TOML, has an unknown key, or a value of the wrong type.
     """
-    path = Path(path) if path else config_path()
+    path = Path(path) if path else paths.config_file()
     if not path.is_file():
         return Config()
     try:

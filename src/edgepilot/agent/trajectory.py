@@ -30,11 +30,6 @@ from edgepilot.errors import ConfigError
 FORMAT = 1
 
 
-def trajectories_dir() -> Path:
-    """Default home of trajectories: ``$EDGEPILOT_HOME/trajectories`` or the user data dir."""
-    return paths.trajectories_dir()
-
-
 def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "run"
 
@@ -71,8 +66,9 @@ class TrajectoryWriter:
 
     @classmethod
     def new(cls, goal: str, meta: dict[str, Any], root: Path | None = None) -> TrajectoryWriter:
-        """A fresh folder under ``root`` (default :func:`trajectories_dir`) named after the time and the goal."""
-        root = Path(root) if root else trajectories_dir()
+        """A fresh folder under ``root`` (default: :func:`edgepilot.paths.trajectories_dir`), named after the time
+        and the goal."""
+        root = Path(root) if root else paths.trajectories_dir()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = root / f"{stamp}-{_slug(goal)}"
         folder, n = base, 1
@@ -151,7 +147,8 @@ def read_trajectory(folder: str | Path) -> Trajectory:
     folder = Path(folder)
     steps_file = folder / "steps.jsonl"
     if not steps_file.is_file():
-        raise ConfigError(f"{folder} is not a trajectory (no steps.jsonl); runs are written under {trajectories_dir()}")
+        raise ConfigError(f"{folder} is not a trajectory (no steps.jsonl); runs are written under "
+                          f"{paths.trajectories_dir()}")
     warnings: list[str] = []
     try:
         raw_meta = json.loads((folder / "meta.json").read_text(encoding="utf-8", errors="replace"))

@@ -215,7 +215,8 @@ def report(folder: Path, out: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(as_json: bool) -> None:
     """List built-in models and the ones set in config.toml ([models] name = "path or URL")."""
-    from edgepilot.config import config_path, load_config
+    from edgepilot import paths
+    from edgepilot.config import load_config
     from edgepilot.models.registry import list_models
 
     rows = list_models(load_config())
@@ -228,7 +229,7 @@ def models(as_json: bool) -> None:
         click.echo(f"{mark} {r['name']:16} {r['kind']:8} {state:8} {r['location']}")
         if r["note"]:
             click.echo(f"  {'':16} {r['note']}")
-    click.echo(f"\n* default. Add your own in {config_path()} under [models]; "
+    click.echo(f"\n* default. Add your own in {paths.config_file()} under [models]; "
                "any .gguf path or http(s) server URL also works as --model.")
 
 

@@ -96,15 +96,10 @@ def open_desktop(spec: DesktopSpec, *, screenshot: bool = True) -> Iterator[Open
         device.close()
 
 
-def sims_dir() -> Path:
-    """Where running ``edgepilot sim serve`` phones announce themselves."""
-    return paths.sims_dir()
-
-
 @contextmanager
 def announce_sim(serial: str, port: int) -> Iterator[Path]:
     """While the block runs, ``edgepilot devices`` (and ``--device SERIAL``) find a served virtual phone."""
-    entry = sims_dir() / f"{serial}.json"
+    entry = paths.sims_dir() / f"{serial}.json"
     entry.parent.mkdir(parents=True, exist_ok=True)
     entry.write_text(json.dumps({"serial": serial, "port": port, "pid": os.getpid()}))
     try:
@@ -116,7 +111,7 @@ def announce_sim(serial: str, port: int) -> Iterator[Path]:
 def running_sims() -> list[dict[str, Any]]:
     """Virtual phones served by live ``edgepilot sim serve`` processes on this machine."""
     out = []
-    folder = sims_dir()
+    folder = paths.sims_dir()
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgepilot.config import Config, config_path
+from edgepilot import paths
+from edgepilot.config import Config
 from edgepilot.policy.audit import AuditLog, verify
 from edgepilot.policy.confirm import Confirmer, ConfirmRequest, ConfirmResult, RefuseAll, TerminalConfirmer
 from edgepilot.policy.engine import PolicyEngine, PolicyGate, Verdict, facts, resolve_target
@@ -32,7 +33,7 @@ __all__ = [
 def user_policy_path() -> Path:
     """Where ``edgepilot policy init`` puts the user's own copy: ``policy.yaml`` beside config.toml."""
 
-    return config_path().with_name("policy.yaml")
+    return paths.config_file().with_name("policy.yaml")
 
 
 def policy_path(explicit: str | Path | None = None, configured: str | Path | None = None) -> Path:

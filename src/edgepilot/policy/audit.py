@@ -27,11 +27,6 @@ GENESIS = "0" * 64
 MAX_LINE = 1 << 20
 
 
-def default_audit_path() -> Path:
-    """``$EDGEPILOT_AUDIT``, else ``audit.jsonl`` in ``$EDGEPILOT_HOME`` or the user data directory."""
-    return paths.audit_file()
-
-
 def entry_hash(entry: dict[str, Any]) -> str:
     body = {k: v for k, v in entry.items() if k != "hash"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
@@ -47,7 +42,7 @@ class AuditLog:
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else default_audit_path()
+        self.path = Path(path) if path is not None else paths.audit_file()
         self.head_path = self.path.with_name(self.path.name + ".head")
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:

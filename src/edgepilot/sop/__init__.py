@@ -10,12 +10,12 @@ Nothing here imports the agent, the task suite or numpy.
 
 from edgepilot.errors import SopError
 from edgepilot.sop.format import SENSITIVE_KINDS, Sop, SopParam, SopProblem, SopStep, load_sop, parse_sop, render_steps
-from edgepilot.sop.library import Entry, Folder, SopLibrary, default_folders, install_sop, load_library, user_dir
+from edgepilot.sop.library import Entry, Folder, SopLibrary, default_folders, install_sop, load_library
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import THRESHOLD, Match, Retriever, fill_params, rank, retrieve
 
 __all__ = [
     "SENSITIVE_KINDS", "THRESHOLD", "Entry", "Folder", "Match", "Retriever", "Sop", "SopError", "SopLibrary",
     "SopParam", "SopProblem", "SopProgress", "SopStep", "default_folders", "fill_params", "install_sop", "load_library",
-    "load_sop", "parse_sop", "rank", "render_steps", "retrieve", "user_dir",
+    "load_sop", "parse_sop", "rank", "render_steps", "retrieve",
 ]

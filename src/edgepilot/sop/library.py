@@ -22,13 +22,7 @@ Origin = Literal["project", "user", "bundled"]
 ORIGINS: tuple[Origin, ...] = ("project", "user", "bundled")
 BUNDLED_DIR = Path(__file__).with_name("bundled")
 PROJECT_SUBDIR = "sops"
-USER_ENV = "EDGEPILOT_SOPS"
 SKIPPED_FILES = {"readme.md"}
-
-
-def user_dir() -> Path:
-    """The user's SOP folder: ``$EDGEPILOT_SOPS``, else ``sops`` in the platform's user data folder."""
-    return paths.user_sops_dir()
 
 
 def project_dir(cwd: Path | None = None) -> Path:
@@ -56,7 +50,7 @@ class Entry:
 def default_folders(project: Path | None = None, user: Path | None = None) -> list[Folder]:
     """The search order: project folder, user folder, bundled SOPs."""
     return [Folder("project", project if project is not None else project_dir()),
-            Folder("user", user if user is not None else user_dir()),
+            Folder("user", user if user is not None else paths.user_sops_dir()),
             Folder("bundled", BUNDLED_DIR)]
 
 
@@ -156,7 +150,7 @@ def install_sop(path: Path, folder: Path | None = None, *, force: bool = False) 
         SopError: the file is invalid, or an SOP of that name is already there and ``force`` is off.
     """
     sop = load_sop(path)
-    folder = folder if folder is not None else user_dir()
+    folder = folder if folder is not None else paths.user_sops_dir()
     target = folder / f"{sop.name}.md"
     same = [e.path for e in _read_folder(Folder("user", folder), []) if e.sop.name == sop.name]
     if target.exists() and target not in same:

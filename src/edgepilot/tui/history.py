@@ -8,14 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edgepilot.agent.trajectory import trajectories_dir
+from edgepilot import paths
 from edgepilot.config import Config
 
 
 def trajectories_root(config: Config) -> Path:
     """Where runs are written: ``trajectories`` in config.toml, else the default folder."""
 
-    return Path(config.trajectories).expanduser() if config.trajectories else trajectories_dir()
+    return Path(config.trajectories).expanduser() if config.trajectories else paths.trajectories_dir()
 
 
 @dataclass(frozen=True)
