@@ -136,7 +136,7 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
             running ``edgepilot sim serve`` phone, ``SERIAL@HOST:PORT``, or a desktop: ``desktop`` ($DISPLAY),
             ``desktop:DISPLAY`` (``desktop::99``), ``desktop:xvfb`` (a private Xvfb with its session and
             accessibility buses), each with an optional ``@MONITOR``.
-        screenshot: take a screenshot with every observation (OCR, vision models and trajectories need them).
+        screenshot: take a screenshot with every observation (a phone read from pixels takes them anyway).
         adb_port: the adb server asked for serials.
         perception: where a phone's element list comes from: ``tree`` (uiautomator), ``pixels`` (OCR and a
             widget detector on the screenshot) or ``fused`` (:class:`~edgepilot.controllers.android.AndroidDevice`).
@@ -146,8 +146,6 @@ def open_device(spec: str = "virtual", *, screenshot: bool = True, adb_port: int
         ConfigError: the spec is malformed.
         SimError: ``desktop:xvfb`` cannot start its session.
     """
-    if perception != "tree" and not screenshot:
-        raise ConfigError("OCR reads the screenshots: perception other than the tree needs them")
     desktop = parse_desktop_spec(spec)
     if desktop is not None:
         if perception != "tree":
