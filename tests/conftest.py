@@ -26,6 +26,7 @@ def served(phone):
 def _own_audit_log(tmp_path_factory, monkeypatch):
     """Runs started by tests write their policy decisions to a scratch log, not the user's."""
     monkeypatch.setenv("EDGEPILOT_AUDIT", str(tmp_path_factory.mktemp("audit") / "audit.jsonl"))
+    monkeypatch.setenv("EDGEPILOT_AUDIT_KEY", str(tmp_path_factory.mktemp("audit-key") / "audit.key"))
 
 
 @pytest.fixture(scope="session", autouse=True)
