@@ -5,7 +5,8 @@
      │    └── SopError        an SOP file is invalid (each problem names file and line)
      ├── PerceptionError      a screen could not be read (bad dump, bad image)
      ├── DeviceError          a device is missing, disconnected or refused an action
-     │    └── ActionError     an action does not fit the current observation
+     │    ├── ActionError     an action does not fit the current observation
+     │    └── OutputTooLarge  a device sent more than edgepilot reads from one command
      ├── ModelError           a model failed to load or answered nonsense
      ├── PolicyError          a policy file is invalid
      ├── TaskError            a task template is invalid or cannot be set up
@@ -43,6 +44,16 @@ class DeviceError(EdgepilotError):
 
 class ActionError(DeviceError):
     """An action does not fit the current observation (bad index, no focus)."""
+
+
+class OutputTooLarge(DeviceError):
+    """A device sent more than edgepilot reads from one command (a huge UI dump or screenshot); reading stopped
+    at ``received`` bytes, past the ``limit``."""
+
+    def __init__(self, message: str, *, received: int, limit: int) -> None:
+        super().__init__(message)
+        self.received = received
+        self.limit = limit
 
 
 class ModelError(EdgepilotError):

@@ -5,6 +5,10 @@ commands. Text: printable ASCII goes through ``input text``; anything else
 needs the ADB Keyboard IME (package ``com.android.adbkeyboard``, set as the
 active keyboard with ``adb shell ime set com.android.adbkeyboard/.AdbIME``),
 which receives the text base64-encoded through ``am broadcast -a ADB_INPUT_B64``.
+
+A command's output is capped while it streams (16 MiB of text, 64 MiB for a
+screenshot): past the cap the connection is closed and :class:`OutputTooLarge`
+raised, so a hostile app's endless dump costs a fraction of a second.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from typing import Literal, Protocol
 
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Target, Type, Wait
 from edgepilot.controllers.base import ActResult, DeviceInfo
-from edgepilot.errors import ActionError, ConfigError, DeviceError, PerceptionError
-from edgepilot.perception.android_tree import parse_uiautomator_xml
+from edgepilot.errors import ActionError, ConfigError, DeviceError, OutputTooLarge, PerceptionError
+from edgepilot.perception.android_tree import MAX_DUMP_BYTES, parse_uiautomator_xml
 from edgepilot.perception.fusion import add_ocr, observe_pixels
 from edgepilot.perception.types import Bounds, Observation
 
 DUMP_PATH = "/sdcard/window_dump.xml"
 ADB_KEYBOARD = "com.android.adbkeyboard"
+
+MAX_TEXT_BYTES = MAX_DUMP_BYTES  # one shell command's output (16 MiB): a UI dump is the largest, and no more parses
+MAX_IMAGE_BYTES = 64 << 20  # one exec-out's output: a PNG of a 1440x3200 screen is a few MB
+READ_CHUNK = 64 << 10  # reading stops at most this far past a cap
 
 KEYCODES = {
     "home": 3, "back": 4, "volume_up": 24, "volume_down": 25, "power": 26, "tab": 61, "space": 62,
@@ -73,6 +81,11 @@ class AdbutilsTransport:
         DeviceError: (from every call) the server or the device cannot be reached.
     """
 
+    text_limit = MAX_TEXT_BYTES
+    """Bytes read from one :meth:`shell` command before it is refused."""
+    image_limit = MAX_IMAGE_BYTES
+    """Bytes read from one :meth:`exec_out` command (a screenshot) before it is refused."""
+
     def __init__(self, serial: str | None = None, host: str = "127.0.0.1", port: int = 5037) -> None:
         import adbutils
 
@@ -113,7 +126,7 @@ class AdbutilsTransport:
                 "check the cable or the emulator and run again"
             ) from exc
 
-    def _run(self, service: str, timeout: float) -> bytes:
+    def _run(self, service: str, timeout: float, limit: int) -> bytes:
         # One connection per command, straight to the device: adbutils' own
         # shell() first asks the server's version on a second connection.
         conn = _connection(self._adbutils, self._host, self._port)
@@ -123,17 +136,53 @@ class AdbutilsTransport:
             conn.check_okay()
             conn.send_command(service)
             conn.check_okay()
-            return conn.read_until_close(encoding=None)
+            return _read_capped(conn.conn, limit, service, self.serial)
         finally:
-            # The device has closed its end; adbutils' close() would sleep 10 ms.
+            # The device has closed its end (or is cut off mid-stream); adbutils' close() would sleep 10 ms.
             conn.conn.close()
 
     def shell(self, command: str, timeout: float = 20.0) -> str:
-        out = self._call(lambda: self._run("shell:" + command, timeout), command)
+        """The output of ``command`` as text.
+
+        Raises:
+            OutputTooLarge: it passed :attr:`text_limit` bytes (reading stopped there).
+            DeviceError: the device stopped answering.
+        """
+        out = self._call(lambda: self._run("shell:" + command, timeout, self.text_limit), command)
         return out.decode("utf-8", errors="replace")
 
     def exec_out(self, command: str, timeout: float = 20.0) -> bytes:
-        return self._call(lambda: self._run("exec:" + command, timeout), command)
+        """The raw output of ``command`` (a screenshot).
+
+        Raises:
+            OutputTooLarge: it passed :attr:`image_limit` bytes (reading stopped there).
+            DeviceError: the device stopped answering.
+        """
+        return self._call(lambda: self._run("exec:" + command, timeout, self.image_limit), command)
+
+
+def _read_capped(sock: socket.socket, limit: int, service: str, serial: str) -> bytes:
+    """Everything ``sock`` sends until it closes, refused as soon as it passes ``limit`` bytes.
+
+    Raises:
+        OutputTooLarge: more than ``limit`` bytes came (at most :data:`READ_CHUNK` more were read).
+    """
+    data = bytearray()
+    while chunk := sock.recv(READ_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            kind, command = service.split(":", 1)
+            todo = ("a UI dump this large comes from a broken or hostile app: leave that screen, or run with "
+                    "--perception pixels (screenshots only)" if kind == "shell" else
+                    "no phone screen makes a screenshot this large: check what `adb exec-out screencap -p` sends")
+            raise OutputTooLarge(f"`{command[:60]}` on {serial} sent more than {_size(limit)}; edgepilot stopped "
+                                 f"reading at {_size(len(data))} and closed the connection ({todo})",
+                                 received=len(data), limit=limit)
+    return bytes(data)
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def adb_server_listening(host: str, port: int, timeout: float = 2.0) -> bool:

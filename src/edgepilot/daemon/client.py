@@ -14,14 +14,16 @@ Requests go over one connection, one at a time (a lock makes the client safe
 to share between threads); each :meth:`events` call opens its own connection,
 so a UI can read events on one thread and send answers, pauses and stops from
 another. Every method raises :class:`DaemonError` when the daemon refuses
-(``code`` says why: ``not_found``, ``no_model``, ``answered``...) and
-:class:`DaemonNotRunning` when there is no daemon to talk to.
+(``code`` says why: ``not_found``, ``no_model``, ``answered``...),
+:class:`DaemonBusy` when it runs but has no room for another client (try
+again), and :class:`DaemonNotRunning` when there is no daemon to talk to.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +47,14 @@ class DaemonNotRunning(DaemonError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "not_running")
+
+
+class DaemonBusy(DaemonError):
+    """The daemon runs but takes no more clients just now (its queue of new connections stayed full, or every
+    place is taken); trying again later works."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "busy")
 
 
 class _Lines:
@@ -165,6 +175,7 @@ class DaemonClient:
 
         Raises:
             DaemonNotRunning: nothing listens on the socket.
+            DaemonBusy: the daemon has no room for another client now; try again.
             DaemonError: the token was refused.
             ConfigError: there is no token file (the daemon never started).
         """
@@ -231,6 +242,7 @@ class DaemonClient:
 
         Raises:
             DaemonError: the daemon answered ``ok: false`` (``code`` and message from it), or hung up.
+            DaemonBusy: the daemon has no room for this client now (it says so, or its backlog stayed full).
             DaemonNotRunning: the daemon cannot be reached.
         """
         with self._lock:
@@ -250,10 +262,13 @@ class DaemonClient:
                 self._drop()
                 raise DaemonError(f"no reply to {op!r} within {self.timeout:g} s", "timeout") from exc
             except OSError as exc:
+                said = _last_words(lines)  # e.g. "busy", written just before it hung up on us
                 self._drop()
+                if said is not None:
+                    raise _refusal(said, op) from exc
                 raise DaemonError(f"lost the connection to the daemon during {op!r}: {exc}", "closed") from exc
         if not reply.get("ok"):
-            raise DaemonError(str(reply.get("error", "the daemon refused")), str(reply.get("code", "error")))
+            raise _refusal(reply, op)
         return reply
 
     # ------------------------------------------------------------ events
@@ -288,7 +303,10 @@ class DaemonClient:
             self._send(sock, fields)
             _expect_ok(lines.read(), "subscribe")
         except OSError as exc:
+            said = _last_words(lines)
             sock.close()
+            if said is not None:
+                raise _refusal(said, "subscribe") from exc
             raise DaemonError(f"cannot subscribe to the daemon's events: {exc}", "closed") from exc
         except BaseException:
             sock.close()
@@ -328,16 +346,20 @@ class DaemonClient:
 
     def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
+            _connect(sock, str(self.socket_path), self.timeout)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             raise DaemonNotRunning(f"no daemon is running (nothing answers on {self.socket_path}); "
                                    "start one with `edgepilot daemon start`") from exc
+        except (BlockingIOError, TimeoutError) as exc:  # EAGAIN: the listen backlog stayed full
+            sock.close()
+            raise DaemonBusy(f"the daemon on {self.socket_path} is busy: it did not take the connection within "
+                             f"{self.timeout:g} s (too many clients at once); try again in a moment") from exc
         except OSError as exc:
             sock.close()
             raise DaemonNotRunning(f"cannot reach the daemon on {self.socket_path}: {exc}") from exc
+        sock.settimeout(self.timeout)  # only now: a socket with a timeout connects without waiting in the backlog
         return sock
 
     @staticmethod
@@ -350,6 +372,54 @@ class DaemonClient:
         self._sock, self._lines = None, None
 
 
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting at most ``timeout`` seconds in the listen backlog when it is full.
+
+    A socket with a Python timeout is non-blocking, and a non-blocking connect to a Unix socket whose backlog
+    is full fails at once with EAGAIN; so connect blocking, bounded by SO_SNDTIMEO (which Linux applies to that
+    wait), and let the caller set the timeout of reads and writes afterwards.
+
+    Raises:
+        BlockingIOError / TimeoutError: the backlog stayed full for ``timeout`` seconds.
+        OSError: the connect failed otherwise (FileNotFoundError, ConnectionRefusedError: no daemon).
+    """
+    sock.settimeout(None)
+    bounded = _send_timeout(sock, timeout)
+    sock.connect(path)
+    if bounded:
+        _send_timeout(sock, 0.0)  # 0: no limit, as before; the I/O timeout is the caller's settimeout
+
+
+def _send_timeout(sock: socket.socket, seconds: float) -> bool:
+    """Set SO_SNDTIMEO (0: none); False where the platform refuses it."""
+    whole = int(seconds)
+    micro = int((seconds - whole) * 1_000_000) or (1 if seconds > 0 and not whole else 0)  # 0 would mean forever
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", whole, micro))
+    except (OSError, struct.error):
+        return False  # the connect then waits in the backlog unbounded, as a blocking connect does
+    return True
+
+
+def _last_words(lines: _Lines | None) -> dict[str, Any] | None:
+    """A reply the daemon wrote before it hung up, if one is waiting unread (a send fails with EPIPE while the
+    daemon's "busy" sits in our receive buffer)."""
+    if lines is None:
+        return None
+    try:
+        lines.sock.settimeout(0.0)  # it is there already, or never will be
+        said = lines.read()
+    except (OSError, DaemonError):
+        return None
+    return said if said is not None and not said.get("ok", True) else None
+
+
+def _refusal(reply: dict[str, Any], op: str) -> DaemonError:
+    """The error for an ``ok: false`` reply (:class:`DaemonBusy` for ``busy``)."""
+    message, code = str(reply.get("error", f"the daemon refused {op!r}")), str(reply.get("code", "error"))
+    return DaemonBusy(message) if code == "busy" else DaemonError(message, code)
+
+
 def _run(run: str | None) -> dict[str, Any]:
     return {"run": run} if run is not None else {}
 
@@ -358,4 +428,4 @@ def _expect_ok(reply: dict[str, Any] | None, op: str) -> None:
     if reply is None:
         raise DaemonError(f"the daemon closed the connection during {op!r}", "closed")
     if not reply.get("ok"):
-        raise DaemonError(str(reply.get("error", "refused")), str(reply.get("code", "error")))
+        raise _refusal(reply, op)

@@ -4,9 +4,14 @@ Only the user who runs the daemon can connect (the socket's mode, its
 folder's mode, and the peer's uid checked with SO_PEERCRED), and a
 connection must present the token before anything but ``hello`` is answered.
 Nothing a client sends can crash or block the daemon: every line is parsed
-and checked (:mod:`.protocol`), a line over 1 MiB closes the connection, a
-client that never authenticates is dropped after a few seconds, and each
-connection has its own thread, so a slow one holds up only itself.
+and checked (:mod:`.protocol`), a line over 1 MiB closes the connection, and
+each connection has its own thread, so a slow one holds up only itself.
+Silent or hostile clients cannot lock others out: a connection must say hello
+within :data:`HELLO_SECONDS` (and in :data:`MAX_HELLO_LINE` bytes), anything
+but a request before the hello closes it, and when all :data:`MAX_CLIENTS`
+places are taken the oldest connection that has not said hello makes room for
+the newcomer. Only when every place holds an authenticated client is a new
+connection told ``busy`` and closed, at once.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from edgepilot.errors import ConfigError
 
 log = logging.getLogger("edgepilot.daemon")
 
-MAX_CLIENTS = 64
-AUTH_SECONDS = 10.0  # a connection must authenticate within this time
+MAX_CLIENTS = 128  # connections at once, each with its own thread
+LISTEN_BACKLOG = 128  # connections the kernel holds until accepted; a client waits there, not refused
+HELLO_SECONDS = 5.0  # a connection must authenticate within this time; a silent one is closed then
+MAX_HELLO_LINE = 4096  # bytes before the first newline of a connection that has not said hello
 SEND_TIMEOUT = 5.0  # a client that does not take a line within this time is dropped
 MAX_FAILED_AUTH = 3
 
@@ -130,7 +137,7 @@ class ControlServer:
         if self._sock is None:
             self.bind()
         assert self._sock is not None
-        self._sock.listen(16)
+        self._sock.listen(LISTEN_BACKLOG)
         threading.Thread(target=self._accept, name="daemon-accept", daemon=True).start()
         log.info("listening on %s", self.paths.socket)
 
@@ -163,26 +170,45 @@ class ControlServer:
                     return
                 time.sleep(0.05)  # EMFILE and the like: do not spin
                 continue
-            with self._lock:
-                self._count += 1
-                conn = Connection(sock, self._count)
-                full = len(self._clients) >= MAX_CLIENTS
-                if not full:
-                    self._clients.add(conn)
-            if full:
-                sock.settimeout(1.0)
-                conn.reply(error("busy", f"too many clients ({MAX_CLIENTS}); close some and retry"))
-                conn.close()
+            conn = self._admit(sock)
+            if conn is None:
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name=f"daemon-client-{conn.number}",
-                             daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, args=(conn,), name=f"daemon-client-{conn.number}",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had
+                with self._lock:
+                    self._clients.discard(conn)
+                _turn_away(conn, "it cannot start another thread for a client")
+                conn.close()
+
+    def _admit(self, sock: socket.socket) -> Connection | None:
+        """A place for a new connection; when all are taken, the oldest connection that has not said hello
+        gives up its place (its thread ends). None, and the newcomer told ``busy``, when every place holds an
+        authenticated client."""
+        with self._lock:
+            self._count += 1
+            conn = Connection(sock, self._count)
+            waiting = [c for c in self._clients if not c.authed] if len(self._clients) >= MAX_CLIENTS else []
+            evicted = min(waiting, key=lambda c: c.number) if waiting else None
+            if evicted is not None:
+                self._clients.discard(evicted)
+            full = len(self._clients) >= MAX_CLIENTS
+            if not full:
+                self._clients.add(conn)
+        if evicted is not None:
+            _turn_away(evicted, "it needed this connection's place for a new client, and no hello came on it")
+        if full:
+            _turn_away(conn, f"{MAX_CLIENTS} clients are connected")
+            conn.close()
+            return None
+        return conn
 
     def _serve(self, conn: Connection) -> None:
         try:
             if not self._same_user(conn):
                 conn.reply(error("unauthorized", "the daemon answers only the user who started it"))
                 return
-            conn.sock.settimeout(SEND_TIMEOUT)
             self._read(conn)
         except Exception:  # noqa: BLE001 - one client's trouble must never reach the daemon
             log.exception("client %d", conn.number)
@@ -196,21 +222,28 @@ class ControlServer:
     def _read(self, conn: Connection) -> None:
         buffer = bytearray()
         while not conn.closed:
+            if not conn.authed:
+                left = HELLO_SECONDS - (time.monotonic() - conn.opened)
+                if left <= 0:
+                    conn.reply(error("unauthorized", f"no hello with the token within {HELLO_SECONDS:g} s; "
+                                     "connection closed"))
+                    return
+                conn.sock.settimeout(left)  # the hello deadline, not SEND_TIMEOUT: a silent client goes then
+            elif conn.sock.gettimeout() != SEND_TIMEOUT:
+                conn.sock.settimeout(SEND_TIMEOUT)
             try:
                 chunk = conn.sock.recv(65536)
             except TimeoutError:
-                if not conn.authed and time.monotonic() - conn.opened > AUTH_SECONDS:
-                    conn.reply(error("unauthorized", f"no hello with the token within {AUTH_SECONDS:g} s"))
-                    return
                 continue
             except OSError:
                 return
             if not chunk:
                 return  # the client left (a half line, if any, is dropped)
-            if not conn.authed and time.monotonic() - conn.opened > AUTH_SECONDS:
-                conn.reply(error("unauthorized", f"no hello with the token within {AUTH_SECONDS:g} s"))
-                return
             buffer += chunk
+            if not conn.authed and buffer.find(b"\n", 0, MAX_HELLO_LINE) < 0 and len(buffer) > MAX_HELLO_LINE:
+                conn.reply(error("too_long", f"the first line (the hello) is at most {MAX_HELLO_LINE} bytes; "
+                                 "connection closed"))
+                return
             while (end := buffer.find(b"\n")) >= 0:
                 line = bytes(buffer[:end]).rstrip(b"\r")
                 del buffer[:end + 1]
@@ -228,6 +261,10 @@ class ControlServer:
         try:
             request = parse_request(line)
         except ProtocolError as exc:
+            if not conn.authed:  # not a client of ours: say why, and hang up
+                conn.reply(error(exc.code, f"{exc}; connection closed (the first line must be a hello)",
+                                 exc.request_id))
+                return False
             return conn.reply(error(exc.code, str(exc), exc.request_id))
         if request.token is not None:
             if hmac.compare_digest(request.token.encode("utf-8", "replace"), self._token):
@@ -257,6 +294,21 @@ class ControlServer:
             return True  # no SO_PEERCRED on this platform: the socket's mode 0600 is the guard
         _pid, uid, _gid = struct.unpack("3i", creds)
         return uid == os.getuid()
+
+
+def _turn_away(conn: Connection, why: str) -> None:
+    """Tell ``conn`` the daemon is busy and hang up, without ever waiting on it (the line fits in the socket's
+    buffer unless the client stopped reading, and then it is not listening anyway). Its thread, if it has one,
+    sees the hang-up and closes the socket."""
+    try:
+        conn.sock.setblocking(False)
+        conn.sock.send(encode(error("busy", f"the daemon is busy: {why}; try again in a moment")))
+    except OSError:
+        pass
+    try:
+        conn.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _answers(path: os.PathLike[str] | str) -> bool:
