@@ -230,7 +230,10 @@ def test_default_policy_on_sensitive_steps(phone):
     open_bank = engine.evaluate(OpenApp(app="Bank"), settings)
     assert (open_bank.effect, open_bank.category) == ("ask_user", "out_of_scope")
     notes = _screen(phone, "notes")
-    assert engine.evaluate(Tap(target=0), notes).effect == "ask_user"  # an app the task does not need
+    in_notes = next(i for i, e in enumerate(notes.elements) if e.package == notes.package and e.clickable)
+    assert engine.evaluate(Tap(target=in_notes), notes).effect == "ask_user"  # an app the task does not need
+    status_bar = next(i for i, e in enumerate(notes.elements) if e.package == "com.android.systemui")
+    assert engine.evaluate(Tap(target=status_bar), notes).effect == "allow"  # the status bar is no app's
     bank = _screen(phone, "bank")
     pin = next(i for i, e in enumerate(bank.elements) if e.password)
     assert engine.evaluate(Type(text="1", target=pin), bank).category == "password"
@@ -396,11 +399,11 @@ def test_default_policy_on_desktop_actions():
     from edgepilot.actions import Click, Hotkey, Scroll
     from edgepilot.perception import Bounds, Observation, UINode
 
-    def node(text, cls="Button", **kw):
-        return UINode(text=text, class_name=cls, bounds=Bounds(left=0, top=0, right=100, bottom=40), clickable=True,
-                      package="mousepad", **kw)
+    def node(text, cls="Button", top=0, **kw):
+        return UINode(text=text, class_name=cls, bounds=Bounds(left=0, top=top, right=100, bottom=top + 40),
+                      clickable=True, package="mousepad", **kw)
 
-    screen = Observation(nodes=(node("Delete"), node("", cls="EditText", focusable=True), node("Save")),
+    screen = Observation(nodes=(node("Delete"), node("", cls="EditText", top=50, focusable=True), node("Save", top=100)),
                          package="mousepad", screen_width=1280, screen_height=800)
     engine = engine_for_task('In Mousepad, write "hi" and save it as /tmp/x.txt', load_policy(DEFAULT_POLICY))
     assert "editor" in derive_scope('In Mousepad, write "hi" and save it as /tmp/x.txt').apps

@@ -83,7 +83,7 @@ class SimulatedUser:
         elif request.opens:
             answer = ConfirmResult("yes" if request.opens.casefold() in self.labels else "no",
                                    "" if request.opens.casefold() in self.labels else "my task does not need that app")
-        elif request.category in ("out_of_scope", "unmatched") and request.app in self.packages:
+        elif request.category in ("out_of_scope", "unmatched", "unknown") and request.app in self.packages:
             answer = ConfirmResult("yes")
         else:
             answer = ConfirmResult("no", "my task does not need that")

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Point, Swipe, Tap, Target, Type, Wait
 from edgepilot.controllers.base import ActResult, DeviceInfo
+from edgepilot.controllers.gestures import swipe_points
 from edgepilot.errors import ActionError, ConfigError, DeviceError, OutputTooLarge, PerceptionError
 from edgepilot.perception.android_tree import MAX_DUMP_BYTES, parse_uiautomator_xml
 from edgepilot.perception.fusion import add_ocr, observe_pixels
@@ -360,24 +361,8 @@ class AndroidDevice:
 
     def _swipe_points(self, action: Swipe) -> tuple[tuple[int, int], tuple[int, int]]:
         info = self.info
-        b = self._bounds(action.target)
-        cx, cy = b.center
-        if action.target is None:  # across the middle, clear of the status and navigation bars
-            vertical = action.direction in ("up", "down")
-            span = info.screen_height if vertical else info.screen_width
-            half = int(span * action.distance / 2)
-            mid = span // 2
-            a, z = mid + half, mid - half
-            if action.direction in ("down", "right"):
-                a, z = z, a
-            return ((cx, a), (cx, z)) if vertical else ((a, cy), (z, cy))
-        vertical = action.direction in ("up", "down")
-        extent = max(b.height if vertical else b.width, (info.screen_height if vertical else info.screen_width) // 2)
-        length = int(extent * action.distance)
-        dx, dy = {"up": (0, -length), "down": (0, length), "left": (-length, 0), "right": (length, 0)}[action.direction]
-        x2 = min(max(cx + dx, 0), info.screen_width - 1)
-        y2 = min(max(cy + dy, 0), info.screen_height - 1)
-        return (cx, cy), (x2, y2)
+        bounds = self._bounds(action.target) if action.target is not None else None
+        return swipe_points(action, bounds, info.screen_width, info.screen_height)
 
     def _type(self, text: str, target: Target | None, clear: bool) -> str:
         if target is not None:

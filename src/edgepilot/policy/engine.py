@@ -10,19 +10,38 @@ decision to the audit log.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edgepilot.actions import Action, Click, DoubleClick, Hotkey, Key, LongPress, Point, Tap, Type, action_to_json
+from edgepilot.actions import (
+    Action,
+    Click,
+    DoubleClick,
+    Finish,
+    Hotkey,
+    Key,
+    LongPress,
+    OpenApp,
+    RightClick,
+    Swipe,
+    Tap,
+    Type,
+    Wait,
+)
 from edgepilot.errors import PolicyError
 from edgepilot.perception.describe import describe_action
+from edgepilot.perception.signature import SYSTEM_UI, describe_change, layout_signature
 from edgepilot.perception.types import Observation, UINode
 from edgepilot.policy.audit import AuditLog, redact_action
 from edgepilot.policy.confirm import Confirmer, ConfirmRequest, RefuseAll
+from edgepilot.policy.consent import consequence
+from edgepilot.policy.effects import CANONICAL_ACTION, DeviceEffect, effects_of, node_at
 from edgepilot.policy.gate import GateDecision
+from edgepilot.policy.labels import normalise, readings, resource_words
 from edgepilot.policy.language import Policy, Rule
 
 Effect = Literal["allow", "block", "ask_user", "terminate"]
@@ -31,49 +50,87 @@ NO_POLICY = "no policy is loaded, so every action is refused (fail closed); load
 
 @dataclass(frozen=True)
 class Verdict:
-    """The engine's answer for one action."""
+    """The engine's answer for one action: the outcome, the rule that gave it, and the effect it judged."""
 
     effect: Effect
     rule: str = ""
     category: str = ""
     reason: str = ""
+    cause: DeviceEffect | None = None
+
+
+STRICTNESS: dict[str, int] = {"allow": 0, "ask_user": 1, "block": 2, "terminate": 3}
 
 
 def resolve_target(action: Action, obs: Observation) -> UINode | None:
     """The UI node an action presses or types into: by element index, or the element under a pixel."""
-    target = getattr(action, "target", None)
-    if isinstance(target, bool) or target is None:
-        return None
-    if isinstance(target, int):
-        return obs.elements[target] if 0 <= target < len(obs.elements) else None
-    if isinstance(target, Point):
-        hit = obs.element_at(target.x, target.y)
-        return hit[1] if hit else None
-    return None
+    return node_at(obs, getattr(action, "target", None))
 
 
-def facts(action: Action, obs: Observation, target: UINode | None = None) -> dict[str, Any]:
-    """What rules can test (see :data:`~edgepilot.policy.language.FACTS`); absent facts are left out."""
+SECRET_WORDS = re.compile(r"\b(pin|pins|password|passwort|passcode|passphrase|contrasena|mot de passe|senha|"
+                          r"cvv|cvc|cvv2|csc|card number|card no|security code|secret|one time (pass)?code|otp)\b")
+"""Words that make a field secret when its label, id, description or the text beside it says them (normalised)."""
+
+
+def is_secret(node: UINode, obs: Observation) -> bool:
+    """Whether typing into ``node`` enters a secret: a password field, or a field whose context says PIN, CVV..."""
+    if node.password:
+        return True
+    if not node.editable:
+        return False
+    said = [node.label, node.content_desc, resource_words(node.resource_id), *_captions(node, obs)]
+    return any(SECRET_WORDS.search(normalise(text)) for text in said if text)
+
+
+def _captions(node: UINode, obs: Observation, reach: int = 220) -> list[str]:
+    """The plain text nearest a field: just above it, or just left of it on its row."""
+    b = node.bounds
+    near: list[tuple[int, str]] = []
+    for other in obs.elements:
+        if other is node or other.clickable or other.editable or not other.label:
+            continue
+        o = other.bounds
+        overlaps_x = o.left < b.right and o.right > b.left
+        same_row = o.top < b.bottom and o.bottom > b.top
+        if overlaps_x and 0 <= b.top - o.bottom <= reach:
+            near.append((b.top - o.bottom, other.label))
+        elif same_row and 0 <= b.left - o.right <= reach:
+            near.append((b.left - o.right, other.label))
+    return [label for _, label in sorted(near)[:1]]
+
+
+def effect_facts(effect: DeviceEffect, action: Action, obs: Observation) -> dict[str, Any]:
+    """What rules can test about one effect (see :data:`~edgepilot.policy.language.FACTS`); absent facts are left
+    out. Strings that name things (labels, ids) are :func:`~edgepilot.policy.labels.normalise`\\ d."""
+    out: dict[str, Any] = {"action.type": CANONICAL_ACTION[effect.kind], "effect": effect.kind}
     data = action.model_dump(mode="json")
-    out: dict[str, Any] = {"action.type": data["type"]}
-    for key in ("text", "app", "key", "direction", "seconds", "status"):
+    for key in ("direction", "seconds", "status"):
         if data.get(key) is not None:
             out[f"action.{key}"] = data[key]
-    if data.get("keys"):
-        out["action.keys"] = "+".join(data["keys"])
+    for key, value in (("text", effect.text), ("key", effect.key), ("keys", effect.keys), ("app", effect.app)):
+        if value is not None:
+            out[f"action.{key}"] = value
     out.update({"screen.package": obs.package, "screen.secure": obs.secure, "screen.keyboard": obs.keyboard_shown})
     if obs.activity:
         out["screen.activity"] = obs.activity
+    target = effect.node
     if target is not None:
-        rid = target.resource_id
         out.update({
-            "target.text": target.text, "target.desc": target.content_desc, "target.label": target.label,
-            "target.resource_id": rid.split(":id/", 1)[-1] if ":id/" in rid else rid,
+            "target.text": readings(target.text), "target.desc": readings(target.content_desc),
+            "target.label": readings(target.label), "target.resource_id": resource_words(target.resource_id),
             "target.class": target.class_name, "target.password": target.password,
+            "target.secret": is_secret(target, obs),
             "target.editable": target.editable, "target.clickable": target.clickable,
             "target.checked": target.checked, "target.package": target.package,
         })
     return out
+
+
+def facts(action: Action, obs: Observation, target: UINode | None = None) -> dict[str, Any]:
+    """The facts of an action's main effect (the first one that names an element, else the first)."""
+    found = effects_of(action, obs)
+    main = next((e for e in found if e.node is not None), found[0])
+    return effect_facts(main, action, obs)
 
 
 def _order(rule: Rule) -> tuple[int, int]:
@@ -100,18 +157,34 @@ class PolicyEngine:
         return list(self._rules)
 
     def evaluate(self, action: Action, obs: Observation, target: UINode | None = None) -> Verdict:
+        """The verdict on everything ``action`` does: each of its effects is judged, the strictest verdict wins.
+
+        ``target`` is accepted for callers of the old signature and not needed: effects name their elements.
+        """
         if self.policy is None:
             return Verdict("block", "no-policy", "", NO_POLICY)
-        known = facts(action, obs, target if target is not None else resolve_target(action, obs))
+        verdicts = [self.judge(effect, action, obs) for effect in effects_of(action, obs)]
+        return max(verdicts, key=lambda v: STRICTNESS[v.effect])
+
+    def judge(self, effect: DeviceEffect, action: Action, obs: Observation) -> Verdict:
+        """The first matching rule's verdict on one effect; an effect the screen cannot explain is never allowed."""
+        if self.policy is None:
+            return Verdict("block", "no-policy", "", NO_POLICY, effect)
+        known = effect_facts(effect, action, obs)
+        verdict = Verdict(self.policy.default, "default", "unmatched",
+                          "no rule allows this action (the task may not need this app)", effect)
         for rule in self._rules:
-            if not rule.covers(known["action.type"]):
+            if not rule.covers(effect.kind):
                 continue
             if rule.condition is not None and rule.condition.holds(known) is not True:
                 continue
-            effect: Effect = "allow" if rule.effect == "allow" else rule.fallback
-            return Verdict(effect, rule.id, rule.category, rule.reason)
-        return Verdict(self.policy.default, "default", "unmatched",
-                       "no rule allows this action (the task may not need this app)")
+            outcome: Effect = "allow" if rule.effect == "allow" else rule.fallback
+            verdict = Verdict(outcome, rule.id, rule.category, rule.reason, effect)
+            break
+        if effect.kind == "unknown" and (verdict.effect == "allow" or verdict.rule == "default"):
+            return Verdict("ask_user", "undetermined-effect", "unknown",
+                           f"the screen does not show what this does: it {effect.describe()}", effect)
+        return verdict
 
     def narrow(self, rule: Rule) -> None:
         """Add a rule during a run. Only ``forbid`` rules: anything that widens needs the user (:meth:`widen`).
@@ -174,14 +247,16 @@ class PolicyGate:
 
     def __call__(self, action: Action, obs: Observation) -> GateDecision:
         target = resolve_target(action, obs)
-        verdict = self.engine.evaluate(action, obs, target)
-        if verdict.effect == "allow" and self.sensitive_step is not None and \
-                isinstance(action, Tap | LongPress | Type | Key | Click | DoubleClick | Hotkey) and (kind := self.sensitive_step()):
-            verdict = Verdict("ask_user", "sop-sensitive", kind, f"the procedure marks this step as sensitive ({kind})")
-        record: dict[str, Any] = {"verdict": verdict.effect, "rule": verdict.rule, "category": verdict.category}
+        verdict = self.engine.evaluate(action, obs)
+        if verdict.effect == "allow" and self.sensitive_step is not None and _may_be_sensitive(action, obs) \
+                and (kind := self.sensitive_step()):
+            verdict = Verdict("ask_user", "sop-sensitive", kind, f"the procedure marks this step as sensitive ({kind})",
+                              verdict.cause)
+        record: dict[str, Any] = {"verdict": verdict.effect, "rule": verdict.rule, "category": verdict.category,
+                                  "effects": [_effect_json(e) for e in effects_of(action, obs)]}
         decision = self._decide(action, obs, target, verdict, record)
         if decision.allowed:
-            changed = self._recheck(action, obs, target)
+            changed = self._recheck(action, obs)
             if changed:
                 self.stats.rechecks_failed += 1
                 record["recheck"] = changed
@@ -193,6 +268,10 @@ class PolicyGate:
         record["allowed"] = decision.allowed
         self._log(action, obs, target, record, decision.reason)
         return decision
+
+    def refused_here(self, action: Action, obs: Observation) -> bool:
+        """Whether the user already refused an action with these effects on this screen (any spelling of it)."""
+        return _refusal_key(action, obs) in self._refused
 
     def _decide(self, action: Action, obs: Observation, target: UINode | None, verdict: Verdict,
                 record: dict[str, Any]) -> GateDecision:
@@ -208,17 +287,21 @@ class PolicyGate:
             record["answer"] = "always"
             return GateDecision(True, "the user allowed this for the task", verdict="ask_user", rule=verdict.rule,
                                 answer="always")
-        key = (obs.to_text(), action_to_json(action))
+        key = _refusal_key(action, obs)
         if key in self._refused:
             record["answer"] = "refused before"
-            return GateDecision(False, f"the user already refused this here: {why}; choose another way or finish",
-                                verdict="ask_user", rule=verdict.rule, answer="no")
-        request = ConfirmRequest(task=self.task, action=describe_action(action, obs), target=_target_text(target),
+            return GateDecision(False, f"the user already refused this here: {why}; do not do it again on this "
+                                       "screen: choose another way or finish", verdict="ask_user", rule=verdict.rule,
+                                answer="no")
+        shown = verdict.cause.node if verdict.cause is not None and verdict.cause.node is not None else target
+        request = ConfirmRequest(task=self.task, action=describe_action(action, obs), target=_target_text(shown),
                                  rule=verdict.rule, category=verdict.category, reason=why, app=obs.package,
                                  screen=obs.to_text(), opens=getattr(action, "app", "") or "",
                                  screenshot_png=obs.screenshot_png,
-                                 target_bounds=(target.bounds.left, target.bounds.top, target.bounds.right,
-                                                target.bounds.bottom) if target is not None else None)
+                                 target_bounds=(shown.bounds.left, shown.bounds.top, shown.bounds.right,
+                                                shown.bounds.bottom) if shown is not None else None,
+                                 **_consequence_field(verdict, obs, self.task))
+        record["consequence"] = getattr(request, "consequence", "")
         self.stats.asked += 1
         started = time.monotonic()
         result = self.confirmer.ask(request, self.timeout)
@@ -227,28 +310,21 @@ class PolicyGate:
             self.stats.refused += 1
             self._refused.add(key)
             note = f": {result.note}" if result.note else ""
-            return GateDecision(False, f"the user refused ({why}){note}; choose another way or finish",
-                                verdict="ask_user", rule=verdict.rule, asked=True, answer="no")
+            return GateDecision(False, f"the user refused ({why}){note}; do not do it again on this screen: choose "
+                                       "another way or finish", verdict="ask_user", rule=verdict.rule, asked=True,
+                                answer="no")
         self.stats.approved += 1
         if result.answer == "always":
             self._always.add(verdict.rule)
         return GateDecision(True, "approved by the user", verdict="ask_user", rule=verdict.rule, asked=True,
                             answer=result.answer)
 
-    def _recheck(self, action: Action, obs: Observation, target: UINode | None) -> str:
-        """Why the screen no longer fits the action ('' when it does)."""
-        if self.device is None or getattr(action, "target", None) is None:
+    def _recheck(self, action: Action, obs: Observation) -> str:
+        """Why the screen no longer fits the action ('' when it does): any change to the app in front, its windows
+        or its interactive elements means the action is decided again on the new screen."""
+        if self.device is None or isinstance(action, Wait | Finish | OpenApp):
             return ""
-        now = self.device.observe()
-        if now.package != obs.package:
-            return f"{now.package or 'another app'} is now in front instead of {obs.package}"
-        if target is None:
-            return ""
-        again = resolve_target(action, now)
-        if again is None or _identity(again) != _identity(target):
-            what = f"'{again.label[:40]}'" if again is not None else "nothing"
-            return f"the element under the target is now {what}, not '{target.label[:40]}'"
-        return ""
+        return describe_change(obs, self.device.observe())
 
     def _log(self, action: Action, obs: Observation, target: UINode | None, record: dict[str, Any],
              reason: str) -> None:
@@ -261,8 +337,43 @@ class PolicyGate:
         })
 
 
-def _identity(node: UINode) -> tuple[Any, ...]:
-    return node.text, node.content_desc, node.resource_id, node.class_name, node.password, node.bounds
+NAVIGATION_KEYS = ("back", "home", "app_switch", "escape")
+
+
+def _may_be_sensitive(action: Action, obs: Observation) -> bool:
+    """Actions a procedure's sensitive step is confirmed for: anything that presses, types or keys, except
+    navigation (a navigation key, the system's own buttons: going back or home never asks)."""
+    if not isinstance(action, Tap | LongPress | Type | Click | DoubleClick | RightClick | Hotkey | Swipe | Key):
+        return False
+    return not all(e.kind == "key" and e.key in NAVIGATION_KEYS or e.kind == "scroll"
+                   or e.kind == "activate" and e.node is not None and e.node.package == SYSTEM_UI
+                   for e in effects_of(action, obs))
+
+
+def _effect_key(effect: DeviceEffect) -> tuple[Any, ...]:
+    node = effect.node
+    where = (node.class_name, node.resource_id, node.label, node.bounds) if node is not None else None
+    return effect.kind, where, effect.text, effect.key, effect.keys, effect.app
+
+
+def _refusal_key(action: Action, obs: Observation) -> tuple[Any, ...]:
+    """A refusal holds for every spelling of the same effects on the same screen."""
+    return layout_signature(obs), frozenset(_effect_key(e) for e in effects_of(action, obs))
+
+
+def _effect_json(effect: DeviceEffect) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": effect.kind, "via": effect.via}
+    if effect.node is not None:
+        out["on"] = "" if effect.node.password else effect.node.label[:60]
+    if effect.detail:
+        out["detail"] = effect.detail
+    return out
+
+
+def _consequence_field(verdict: Verdict, obs: Observation, task: str) -> dict[str, str]:
+    if "consequence" not in getattr(ConfirmRequest, "__dataclass_fields__", {}):
+        return {}
+    return {"consequence": consequence(verdict.cause, verdict.category, obs, task)}
 
 
 def _target_text(node: UINode | None) -> str:

@@ -39,11 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from edgepilot import yamltext
 from edgepilot.actions import Action
 from edgepilot.errors import PolicyError
+from edgepilot.policy.effects import ACTION_EFFECTS, EFFECT_KINDS
+from edgepilot.policy.labels import normalise
 
 MAX_POLICY_BYTES = 1 << 20
 
 FACTS: dict[str, str] = {
-    "action.type": "the action's type (tap, type, open_app, ...)",
+    "effect": "what the action does: activate, focus, enter_text, dismiss, scroll, key, hotkey, drag, open_app, "
+              "wait, finish, unknown (docs/policy.md)",
+    "action.type": "the plain action for that effect (tap for activate, type for enter_text, swipe for scroll...)",
     "action.text": "the text a `type` action enters",
     "action.app": "the app an `open_app` action opens, as the model named it",
     "action.key": "the key a `key` action presses (back, home, enter, ...)",
@@ -51,12 +55,15 @@ FACTS: dict[str, str] = {
     "action.seconds": "a `wait` action's seconds",
     "action.status": "a `finish` action's status (success, failure)",
     "action.keys": "a desktop `hotkey`'s keys joined with +, modifiers first (ctrl+s, alt+f4)",
-    "target.text": "the text of the element under the finger",
-    "target.desc": "its content description",
-    "target.label": "its text, or its content description when it has no text",
-    "target.resource_id": "its resource id (with or without the package prefix)",
+    "target.text": "the text of the element the effect is on, normalised (lower-case plain words: docs/policy.md)",
+    "target.desc": "its content description, normalised",
+    "target.label": "its text, or its content description when it has no text, normalised",
+    "target.resource_id": "its resource id without the package prefix, as words (btnSend, send_button: btn send, "
+                          "send button)",
     "target.class": "its class name (android.widget.Button)",
     "target.password": "whether it is a password field",
+    "target.secret": "whether typing into it enters a secret (a password field, or a field whose label, id or "
+                     "nearest text says PIN, password, CVV, card number, security code...)",
     "target.editable": "whether it takes text",
     "target.clickable": "whether it is clickable",
     "target.checked": "whether it is checked",
@@ -87,8 +94,15 @@ class _CondError(Exception):
         self.path = path
 
 
-def _norm(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+NORMALISED_FACTS = frozenset({"target.text", "target.desc", "target.label", "target.resource_id"})
+"""Facts whose values are normalised words (:func:`~edgepilot.policy.labels.normalise`); so are the values that
+``equals`` and ``in`` compare them with."""
+
+
+def _norm(value: Any, fact: str = "") -> Any:
+    if not isinstance(value, str):
+        return value
+    return normalise(value) if fact in NORMALISED_FACTS else value.casefold()
 
 
 @dataclass(frozen=True)
@@ -103,10 +117,15 @@ class Test:
         if facts.get(self.fact) is None:
             return None
         have = facts[self.fact]
+        if isinstance(have, tuple):  # a label's readings (labels.readings): the test holds when one reading does
+            return any(self._one(h) for h in have)
+        return self._one(have)
+
+    def _one(self, have: Any) -> Truth:
         if self.op == "equals":
-            return _norm(have) == _norm(self.value)
+            return _norm(have, self.fact) == _norm(self.value, self.fact)
         if self.op == "in":
-            return _norm(have) in {_norm(v) for v in self.value}
+            return _norm(have, self.fact) in {_norm(v, self.fact) for v in self.value}
         if self.op == "regex":
             return self.value.search(str(have)) is not None
         if isinstance(have, bool) or not isinstance(have, int | float):
@@ -222,8 +241,14 @@ class Rule(BaseModel):
     _condition: Condition | None = PrivateAttr(None)
     _source: str = PrivateAttr("")
 
-    def covers(self, action_type: str) -> bool:
-        return "*" in self.actions or action_type in self.actions
+    def covers(self, effect: str) -> bool:
+        """Whether the rule applies to an effect of this kind (``actions:`` names effects, or actions standing for
+        the effect they have when spelled plainly: ``tap`` for ``activate``)."""
+        return "*" in self.actions or effect in self._effects
+
+    @property
+    def _effects(self) -> frozenset[str]:
+        return frozenset(e for a in self.actions for e in ACTION_EFFECTS.get(a, (a,)))
 
     def describe(self) -> str:
         what = "any action" if "*" in self.actions else "/".join(self.actions)
@@ -275,10 +300,11 @@ def make_rule(source: str = "task", **fields: Any) -> Rule:
 
 
 def _attach(rule: Rule, path: tuple[Any, ...]) -> None:
-    unknown = [a for a in rule.actions if a != "*" and a not in action_types()]
+    known = [*action_types(), *EFFECT_KINDS]
+    unknown = [a for a in rule.actions if a != "*" and a not in known]
     if unknown:
         raise _CondError((*path, "actions"),
-                         f"unknown action type {unknown[0]!r}" + _suggest(unknown[0], action_types()))
+                         f"unknown action or effect {unknown[0]!r}" + _suggest(unknown[0], known))
     rule._condition = compile_condition(rule.when, (*path, "when")) if rule.when is not None else None
 
 
@@ -363,6 +389,8 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
             node = loader.get_single_node()
             if node is not None and _count_aliases(node) > 0:
                 raise PolicyError(f"{name}: YAML anchors and aliases are not allowed in policy files")
+            if node is not None:
+                _duplicate_key(node, name)
             raw = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -389,6 +417,23 @@ def _count_aliases(node: yaml.Node, seen: set[int] | None = None) -> int:
     if isinstance(node, yaml.SequenceNode):
         return sum(_count_aliases(v, seen) for v in node.value)
     return 0
+
+
+def _duplicate_key(node: yaml.Node, name: str) -> None:
+    """Raise on the first mapping that names a key twice (PyYAML keeps the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise PolicyError(f"{name}:{line}: key {key.value!r} appears twice in one mapping (first on line "
+                                      f"{seen[key.value]}); YAML would silently keep only the last one")
+                seen[key.value] = line
+            _duplicate_key(value, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for value in node.value:
+            _duplicate_key(value, name)
 
 
 def _yaml_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:

@@ -15,8 +15,8 @@ from edgepilot.controllers.android import APP_PACKAGES
 from edgepilot.policy.language import Rule, make_rule
 
 SCOPE_PRIORITY = 50
-INTERACTIONS = ["tap", "long_press", "swipe", "type", "key",
-                "click", "double_click", "right_click", "drag", "scroll", "hotkey"]
+INTERACTIONS = ["activate", "focus", "enter_text", "scroll", "key", "hotkey", "drag"]
+"""Effects allowed inside the task's apps (a swipe that dismisses a list item is not among them: it may delete)."""
 # desktop applications, by the name the desktop's accessibility tree gives them (Observation.package)
 DESKTOP_APPS: dict[str, tuple[str, ...]] = {
     "editor": ("mousepad", "gedit", "gnome-text-editor", "org.gnome.TextEditor", "kate", "kwrite", "xed", "pluma"),

@@ -1,0 +1,51 @@
+"""A screen's signature: what a person could act on, without what ticks by itself.
+
+Two observations with the same signature offer the same actions in the same
+places: the same app in front, the same windows, the same interactive
+elements with the same labels, states and bounds. The status bar (a clock, a
+battery) and plain text are left out, so a ticking clock does not make a
+screen new, while a dialog that appears, a button that moves or a label that
+changes does.
+"""
+
+from __future__ import annotations
+
+from edgepilot.perception.types import Observation, UINode
+
+SYSTEM_UI = "com.android.systemui"
+
+
+def _interactive(node: UINode) -> bool:
+    return node.clickable or node.long_clickable or node.checkable or node.editable or node.scrollable
+
+
+def layout_signature(obs: Observation) -> tuple:
+    """The foreground app, the window roots and every interactive element (class, id, label, state, bounds)."""
+    roots = tuple((n.package, n.class_name, n.resource_id, n.bounds) for n in obs.nodes
+                  if n.parent is None and not (n.package == SYSTEM_UI and "status" in n.resource_id))
+    elements = []
+    for n in obs.elements:
+        if not _interactive(n) or n.package == SYSTEM_UI and obs.package != SYSTEM_UI and "status" in n.resource_id:
+            continue
+        label = "" if n.editable else n.label  # a field's text is what is typed, not what the field is
+        elements.append((n.class_name, n.resource_id, label, n.content_desc, n.bounds, n.enabled, n.checked,
+                         n.password))
+    return obs.package, obs.secure, roots, tuple(elements)
+
+
+def describe_change(before: Observation, after: Observation) -> str:
+    """In words, the first way ``after``'s signature differs from ``before``'s ('' when it does not)."""
+    if before.package != after.package:
+        return f"{after.package or 'another app'} is now in front instead of {before.package}"
+    a, b = layout_signature(before), layout_signature(after)
+    if a == b:
+        return ""
+    if a[2] != b[2]:
+        return "a window opened or closed"
+    gone = [e for e in a[3] if e not in b[3]]
+    new = [e for e in b[3] if e not in a[3]]
+    if new:
+        return f"'{(new[0][2] or new[0][3] or new[0][1] or new[0][0])[:40]}' appeared or changed"
+    if gone:
+        return f"'{(gone[0][2] or gone[0][3] or gone[0][1] or gone[0][0])[:40]}' is gone or changed"
+    return "the screen's state changed"

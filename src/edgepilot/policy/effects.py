@@ -1,0 +1,306 @@
+"""What an action does to the device, read from the screen it was decided on.
+
+Rules judge effects, not spellings. A tap on Send, a long press on it, a swipe
+shorter than the touch slop that starts on it, a tap on the pixel at its
+centre, ``type`` with empty text and Send as the target (the controller taps the
+target first), ENTER in the message field next to it and a newline typed there
+all *activate Send*, so every one of them meets the same rules and gets the
+same verdict. :func:`effects_of` rewrites one action into its effects:
+
+========== =====================================================================================
+activate   a non-editable element is pressed (tap, long press, clicks, a tiny swipe, ``type`` on a
+           non-editable target, a form submitted with ENTER or a typed newline: its submit button)
+focus      an editable field is pressed (the caret moves there; nothing is sent)
+enter_text text goes into a field
+dismiss    a swipe across a list item (apps delete or archive items that way)
+scroll     a swipe or wheel turn that moves content
+key        a key that submits nothing (back, home, volume...)
+hotkey     a desktop key chord
+drag       a mouse drag (from the element under its start)
+open_app   an app is launched
+wait       nothing
+finish     the run ends
+unknown    the screen does not say what the action does; the engine asks the user
+========== =====================================================================================
+
+The policy language's ``actions:`` names stand for the effects of those
+actions (``tap`` stands for ``activate``); see :data:`ACTION_EFFECTS`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edgepilot.actions import (
+    Action,
+    Click,
+    DoubleClick,
+    Drag,
+    Finish,
+    Hotkey,
+    Key,
+    LongPress,
+    OpenApp,
+    Point,
+    RightClick,
+    Scroll,
+    Swipe,
+    Tap,
+    Type,
+    Wait,
+)
+from edgepilot.controllers.gestures import TOUCH_SLOP_PX, swipe_points
+from edgepilot.perception.types import Bounds, Observation, UINode
+from edgepilot.policy.labels import normalise
+
+EffectKind = Literal["activate", "focus", "enter_text", "dismiss", "scroll", "key", "hotkey", "drag", "open_app",
+                     "wait", "finish", "unknown"]
+EFFECT_KINDS: tuple[str, ...] = ("activate", "focus", "enter_text", "dismiss", "scroll", "key", "hotkey", "drag",
+                                 "open_app", "wait", "finish", "unknown")
+
+ACTION_EFFECTS: dict[str, tuple[str, ...]] = {
+    "tap": ("activate",), "long_press": ("activate",), "click": ("activate",), "double_click": ("activate",),
+    "right_click": ("activate",), "type": ("enter_text",), "swipe": ("scroll",), "scroll": ("scroll",),
+    "key": ("key",), "hotkey": ("hotkey",), "drag": ("drag",), "open_app": ("open_app",), "wait": ("wait",),
+    "finish": ("finish",),
+}
+"""What a policy rule's ``actions:`` entry covers: the effect an action of that type has when spelled plainly."""
+
+CANONICAL_ACTION: dict[str, str] = {
+    "activate": "tap", "focus": "tap", "enter_text": "type", "dismiss": "swipe", "scroll": "swipe", "key": "key",
+    "hotkey": "hotkey", "drag": "drag", "open_app": "open_app", "wait": "wait", "finish": "finish",
+    "unknown": "unknown",
+}
+"""The ``action.type`` fact of an effect: one name per effect, whatever action was sent."""
+
+MULTILINE_SHARE = 0.15
+"""A field taller than this share of the screen takes ENTER as a new line (a note's body), not as submit."""
+NAVIGATION = re.compile(r"^(navigate up|up|back|home|close|cancel|menu|more options|overflow)$")
+_FORM_HOPS = 4
+
+
+@dataclass(frozen=True)
+class DeviceEffect:
+    """One thing an action does: its kind, the element it does it to, and how that was read."""
+
+    kind: EffectKind
+    node: UINode | None = None
+    text: str | None = None
+    key: str | None = None
+    keys: str | None = None
+    app: str | None = None
+    via: str = ""
+    detail: str = ""
+    related: tuple[UINode, ...] = field(default=(), compare=False)  # submit: the field whose form is submitted
+
+    def describe(self) -> str:
+        what = f' "{_short(self.node.label)}"' if self.node is not None and self.node.label else ""
+        if self.kind == "enter_text":
+            return f"enters text into{what or ' the focused field'}"
+        return {"activate": f"presses{what}", "focus": f"puts the caret in{what}", "dismiss": f"swipes away{what}",
+                "scroll": "scrolls", "key": f"presses {self.key}", "hotkey": f"presses {self.keys}",
+                "drag": f"drags{what}", "open_app": f"opens {self.app}", "wait": "waits", "finish": "finishes",
+                "unknown": self.detail or "does something the screen does not explain"}[self.kind]
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def node_at(obs: Observation, target: int | Point | None) -> UINode | None:
+    """The element an action's target names: by index, or the element under a pixel."""
+    if isinstance(target, bool) or target is None:
+        return None
+    if isinstance(target, int):
+        return obs.elements[target] if 0 <= target < len(obs.elements) else None
+    hit = obs.element_at(target.x, target.y)
+    return hit[1] if hit else None
+
+
+def effects_of(action: Action, obs: Observation) -> tuple[DeviceEffect, ...]:
+    """Every effect ``action`` has on the screen ``obs``, in the order they happen."""
+    via = action.type
+    match action:
+        case Tap(target=t) | LongPress(target=t) | Click(target=t) | DoubleClick(target=t) | RightClick(target=t):
+            return press_effects(obs, t, via)
+        case Swipe():
+            return _swipe(action, obs)
+        case Type(text=text, target=t):
+            return _type(obs, text, t)
+        case Key(key="enter"):
+            return _enter(obs, via="key enter")
+        case Key(key=key):
+            return (DeviceEffect("key", key=key, via=via),)
+        case Hotkey(keys=keys):
+            chord = "+".join(keys)
+            if "enter" in keys and len(keys) <= 2:  # enter, ctrl+enter, shift+enter: sends in chat apps
+                return (*_enter(obs, via=f"hotkey {chord}"), DeviceEffect("hotkey", keys=chord, via=via))
+            return (DeviceEffect("hotkey", keys=chord, via=via),)
+        case Scroll():
+            return (DeviceEffect("scroll", node=node_at(obs, action.target), via=via),)
+        case Drag(target=t):
+            return (DeviceEffect("drag", node=node_at(obs, t), via=via),)
+        case OpenApp(app=app):
+            return (DeviceEffect("open_app", app=app, via=via),)
+        case Wait():
+            return (DeviceEffect("wait", via=via),)
+        case Finish():
+            return (DeviceEffect("finish", via=via),)
+    return (DeviceEffect("unknown", via=via, detail=f"no effect is known for {via}"),)
+
+
+def _press(obs: Observation, target: int | Point | None, via: str, detail: str = "") -> DeviceEffect:
+    """The strictest-to-judge of :func:`press_effects` (kept for callers that need one)."""
+    return press_effects(obs, target, via, detail)[0]
+
+
+def press_effects(obs: Observation, target: int | Point | None, via: str, detail: str = "") -> tuple[DeviceEffect,
+                                                                                                     ...]:
+    """What a finger down at ``target`` activates: every interactive element under the point it lands on.
+
+    The point is the element's centre (as the controller taps it) or the pixel itself. Which of several
+    overlapping elements takes the touch depends on drawing order the tree does not show (an overlay smaller
+    than the button under it, a transparent view over a page), so each of them counts as activated.
+    """
+    node = node_at(obs, target)
+    if node is None:
+        where = f"element {target}" if isinstance(target, int) else "that point"
+        return (DeviceEffect("unknown", via=via, detail=f"presses {where}, which the screen does not show"),)
+    x, y = (target.x, target.y) if isinstance(target, Point) else node.bounds.center
+    under = [n for n in obs.elements if n.bounds.contains(x, y) and (n.clickable or n.long_clickable or n.checkable
+                                                                      or n.editable)]
+    if node not in under:
+        under.insert(0, node)
+    return tuple(DeviceEffect("focus" if n.editable else "activate", node=n, via=via, detail=detail) for n in under)
+
+
+def _swipe(action: Swipe, obs: Observation) -> tuple[DeviceEffect, ...]:
+    target = node_at(obs, action.target)
+    if action.target is not None and target is None:
+        return (DeviceEffect("unknown", via="swipe", detail="swipes an element the screen does not show"),)
+    bounds = target.bounds if target is not None else None
+    if isinstance(action.target, Point):  # as the controller does: the finger starts at the point itself
+        bounds = Bounds(left=action.target.x, top=action.target.y, right=action.target.x + 1,
+                        bottom=action.target.y + 1)
+    (x1, y1), (x2, y2) = swipe_points(action, bounds, obs.screen_width, obs.screen_height)
+    if abs(x2 - x1) <= TOUCH_SLOP_PX and abs(y2 - y1) <= TOUCH_SLOP_PX:  # a touch that never moved far: a tap
+        moved = max(abs(x2 - x1), abs(y2 - y1))
+        return press_effects(obs, Point(x=x1, y=y1), "swipe", detail=f"a swipe of {moved} px is a tap")
+    start = obs.element_at(x1, y1)
+    item = start[1] if start else None
+    if action.direction in ("left", "right") and item is not None and _list_item(item, obs):
+        return (DeviceEffect("dismiss", node=item, via="swipe", detail="a sideways swipe on a list item"),
+                DeviceEffect("scroll", via="swipe"))
+    return (DeviceEffect("scroll", node=target, via="swipe"),)
+
+
+def _list_item(node: UINode, obs: Observation) -> bool:
+    """Whether ``node`` is a row of a list (apps swipe rows away to delete or archive them)."""
+    if node.scrollable or not (node.clickable or node.long_clickable or node.label):
+        return False
+    index = _node_index(obs, node)
+    parent = obs.nodes[index].parent if index is not None else None
+    hops = 0
+    while parent is not None and 0 <= parent < len(obs.nodes) and hops < _FORM_HOPS:
+        if obs.nodes[parent].scrollable:
+            return True
+        parent, hops = obs.nodes[parent].parent, hops + 1
+    return False
+
+
+def _type(obs: Observation, text: str, target: int | Point | None) -> tuple[DeviceEffect, ...]:
+    out: list[DeviceEffect] = []
+    field_node: UINode | None
+    if target is not None:
+        pressed = press_effects(obs, target, "type", detail="type presses its target before typing")
+        field_node = pressed[0].node if pressed[0].kind == "focus" else None
+        out.extend(p for p in pressed if p.kind != "focus")  # a button pressed on the way is an effect of its own
+    else:
+        index = obs.focused_element
+        field_node = obs.elements[index] if index is not None else None
+    lines = re.split(r"\r\n|\r|\n", text)
+    if text or not out:
+        out.append(DeviceEffect("enter_text", node=field_node, text=text, via="type",
+                                detail="" if field_node is not None else "no field is focused"))
+    if len(lines) > 1 and not (field_node is not None and _multiline(field_node, obs)):
+        out.extend(_submit(obs, field_node, via="type with a new line"))
+    return tuple(out)
+
+
+def _enter(obs: Observation, via: str) -> tuple[DeviceEffect, ...]:
+    index = obs.focused_element
+    if index is None:
+        focused = next((n for n in obs.elements if n.focused and not n.editable), None)
+        if focused is not None:  # ENTER on a focused button presses it
+            return (DeviceEffect("activate", node=focused, via=via, detail="enter presses the focused element"),)
+        if obs.keyboard_shown:
+            return (DeviceEffect("unknown", via=via, detail="presses enter on the keyboard, and no field is focused"),)
+        return (DeviceEffect("key", key="enter", via=via),)
+    node = obs.elements[index]
+    if _multiline(node, obs):
+        return (DeviceEffect("enter_text", node=node, text="\n", via=via, detail="a new line in a multi-line field"),)
+    return _submit(obs, node, via=via)
+
+
+def _multiline(node: UINode, obs: Observation) -> bool:
+    return node.editable and node.bounds.height > MULTILINE_SHARE * obs.screen_height
+
+
+def _submit(obs: Observation, node: UINode | None, via: str) -> tuple[DeviceEffect, ...]:
+    """Submitting ``node``'s form: pressing each button of the form (the screen cannot say which one the app runs)."""
+    if node is None:
+        return (DeviceEffect("unknown", via=via, detail="submits a form, and no field is focused"),)
+    buttons = form_buttons(obs, node)
+    if not buttons:
+        return (DeviceEffect("unknown", node=node, via=via, related=(node,),
+                             detail=f'submits the form of "{_short(node.label) or "a field"}", and the screen shows '
+                                    "no button of that form"),)
+    return tuple(DeviceEffect("activate", node=b, via=via, related=(node,),
+                              detail=f'{via} submits the form of "{_short(node.label) or "a field"}"')
+                 for b in buttons)
+
+
+def _button(node: UINode) -> bool:
+    return ((node.clickable or node.long_clickable) and node.enabled and not node.editable and not node.checkable
+            and not node.scrollable and not NAVIGATION.match(normalise(node.label)))
+
+
+def _node_index(obs: Observation, node: UINode) -> int | None:
+    for i, n in enumerate(obs.nodes):
+        if n.bounds == node.bounds and n.class_name == node.class_name and n.resource_id == node.resource_id:
+            return i
+    return None
+
+
+def form_buttons(obs: Observation, node: UINode) -> list[UINode]:
+    """The buttons of ``node``'s form: those under the nearest ancestor that holds any, within a list or window.
+
+    The walk stops at a scrolling container (a list of many forms) and at the window's root: a field whose
+    form shows no button gives none, and its submit is then unknown.
+    """
+    index = _node_index(obs, node)
+    if index is None:
+        return []
+    by_bounds = {(n.bounds, n.class_name, n.resource_id): n for n in obs.elements}
+    parent, hops = obs.nodes[index].parent, 0
+    while parent is not None and 0 <= parent < len(obs.nodes) and hops < _FORM_HOPS:
+        below = [n for n in _descendants(obs, parent) if _button(n)]
+        if below:
+            return [by_bounds.get((n.bounds, n.class_name, n.resource_id), n) for n in below]
+        if obs.nodes[parent].scrollable or obs.nodes[parent].parent is None:
+            return []
+        parent, hops = obs.nodes[parent].parent, hops + 1
+    return []
+
+
+def _descendants(obs: Observation, root: int) -> list[UINode]:
+    inside = {root}
+    out = []
+    for i in range(root + 1, len(obs.nodes)):
+        if obs.nodes[i].parent in inside:
+            inside.add(i)
+            out.append(obs.nodes[i])
+    return out
