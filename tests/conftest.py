@@ -26,7 +26,15 @@ def served(phone):
 def _own_audit_log(tmp_path_factory, monkeypatch):
     """Runs started by tests write their policy decisions to a scratch log, not the user's."""
     monkeypatch.setenv("EDGEPILOT_AUDIT", str(tmp_path_factory.mktemp("audit") / "audit.jsonl"))
-    monkeypatch.setenv("EDGEPILOT_AUDIT_KEY", str(tmp_path_factory.mktemp("audit-key") / "audit.key"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_audit_key(tmp_path_factory):
+    """One audit key for the session, never the user's: set before any fixture (daemons started by module-scoped
+    fixtures sign with it; tests verify with it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEPILOT_AUDIT_KEY", str(tmp_path_factory.mktemp("audit-key") / "audit.key"))
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -230,3 +235,141 @@ def test_sim_serve_is_reachable_by_the_adb_binary_and_listed(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert not list((tmp_path / "sims").glob("*.json"))
+
+
+# ---------------------------------------------------------------- run: what it prints, how SIGTERM ends it
+
+
+class FakeModel(ThreadingHTTPServer):
+    """An OpenAI-compatible server answering each role of the agent from a script (the last answer repeats),
+    ``delay`` seconds per answer: ``edgepilot run --model URL`` drives the virtual phone with no model loaded.
+    These tests are about the command line, not the model."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, delay: float = 0.0, **answers: list[str]) -> None:
+        super().__init__(("127.0.0.1", 0), _FakeModelHandler)
+        self.delay = delay  # may be changed while a run goes
+        self.answers = {role: list(texts) for role, texts in answers.items()}
+        self.lock = threading.Lock()
+        self.stalling = threading.Event()  # set when an answer of more than 5 s has begun
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1#fake"
+
+    def answer(self, prompt: str) -> str:
+        role = next((r for r in ("planner", "decider", "reflector") if f"You are the {r}" in prompt), "react")
+        with self.lock:
+            queue = self.answers.get(role) or ['{"progress": "", "subgoal": "", "memory": ""}']
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+class _FakeModelHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        last = body["messages"][-1]["content"]
+        text = self.server.answer(last if isinstance(last, str) else json.dumps(last))
+        delay = self.server.delay
+        if delay > 5:
+            self.server.stalling.set()
+        time.sleep(delay)
+        data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e"
+WAITS = [json.dumps({"type": "wait", "seconds": round(0.2 + i / 100, 2)}) for i in range(60)]  # no two alike
+
+
+def _forbidden(text: str) -> list[str]:
+    """The characters of ``text`` a terminal would act on or hide (newlines and tabs aside)."""
+    return sorted({f"U+{ord(c):04X}" for c in text if c not in "\n\t"
+                   and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")})
+
+
+def _run_args(task: str, model: FakeModel, out: Path, *more: str) -> list[str]:
+    return [sys.executable, "-m", "edgepilot", "run", task, "--model", model.url, "--out", str(out), "--sop", "off",
+            "--no-screenshots", *more]
+
+
+def test_run_prints_the_task_the_screen_and_the_models_words_safely(tmp_path):
+    plan = json.dumps({"progress": "x", "subgoal": f"wait {HOSTILE}", "memory": ""})
+    model = FakeModel(planner=[plan], decider=[WAITS[0], json.dumps({"type": "finish", "status": "success",
+                                                                      "answer": f"done {HOSTILE}"})],
+                      reflector=[json.dumps({"outcome": "worked", "note": ""})])
+    try:
+        proc = subprocess.run(_run_args(f"wait a moment {HOSTILE}", model, tmp_path / "run"), capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "EDGEPILOT_CONFIG": str(tmp_path / "none")})
+    finally:
+        model.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert "thought: wait" in proc.stdout and "FINISHED" in proc.stdout
+    assert _forbidden(proc.stdout) == [] and _forbidden(proc.stderr) == []
+    assert "task:   wait a moment \\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202e" in proc.stdout  # seen, inert
+    assert 'finish (success): "done \\x1b[2J' in proc.stdout and "outcome: finished: done \\x1b[2J" in proc.stdout
+    assert "answer: done \\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202e" in proc.stdout
+
+
+def _sigterm_mid_run(tmp_path: Path, model: FakeModel, before: Callable[[], None] = lambda: None,
+                     ) -> tuple[subprocess.Popen, str, str]:
+    """Start a long run, wait for its first step, call ``before``, send SIGTERM; the process and its output."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_run_args("wait a long time", model, out, "--max-steps", "60"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "EDGEPILOT_CONFIG": str(tmp_path / "none")})
+    try:
+        deadline = time.monotonic() + 90
+        while not ((out / "steps.jsonl").is_file() and (out / "steps.jsonl").read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        before()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        model.shutdown()
+    return proc, stdout, stderr
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_and_keeps_its_result(tmp_path):
+    """SIGTERM mid-run: the run stops (no action after it), result.json says so, the exit status is 143."""
+    model = FakeModel(delay=0.2, decider=WAITS, reflector=[json.dumps({"outcome": "worked", "note": ""})])
+    proc, stdout, stderr = _sigterm_mid_run(tmp_path, model)
+    out = tmp_path / "run"
+    assert proc.returncode == 143, stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "stopped" and result["reason"] == "ended by SIGTERM", result
+    steps = (out / "steps.jsonl").read_text().splitlines()
+    assert result["steps"] == len(steps) >= 1
+    assert "STOPPED: ended by SIGTERM" in stdout and "Traceback" not in stderr
+
+
+def test_sigterm_cuts_a_model_call_that_does_not_end_and_still_keeps_the_result(tmp_path):
+    """A model call that cannot be cut short (an HTTP request in flight): after the grace period the run is
+    interrupted where it stands, as Ctrl-C would, and result.json is still written."""
+    model = FakeModel(delay=0.1, decider=WAITS, reflector=[json.dumps({"outcome": "worked", "note": ""})])
+
+    def stall() -> None:
+        model.delay = 60
+        assert model.stalling.wait(30), "no request began after the delay was raised"
+
+    started = time.monotonic()
+    proc, stdout, stderr = _sigterm_mid_run(tmp_path, model, stall)
+    assert proc.returncode == 143, stderr
+    assert time.monotonic() - started < 40  # the grace period (5 s), not the answer's 60 s
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["reason"].startswith("ended by SIGTERM"), result
+    assert "INTERRUPTED: ended by SIGTERM" in stdout and "Traceback" not in stderr

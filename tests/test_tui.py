@@ -16,6 +16,7 @@ import asyncio
 import json
 import threading
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
@@ -256,6 +257,36 @@ def test_a_confirmation_is_answered_from_the_keyboard(tmp_path, keys, answer):
     assert gate.asked is True and gate.answer == answer and gate.allowed is (answer != "no")
     in_front = phones.phone.foreground
     assert (in_front == "com.example.bank") is (answer != "no")
+
+
+def test_the_confirmation_says_what_the_step_will_do_first_and_shows_hostile_text_inert(tmp_path):
+    hostile = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e"
+    request = ConfirmRequest(task=f"tidy notes {hostile}", action=f'tap [4] "Delete{hostile}"',
+                             target=f"Delete {hostile}", rule="delete-data", category="delete",
+                             reason=f"deleting {hostile}", app="com.example.notes",
+                             consequence=f'this deletes the note "Packing list{hostile}" (the task names "groceries")')
+    app = make_app(tmp_path, lambda: ScriptedBackend(), phones=Phones())
+
+    async def scenario(pilot: Pilot) -> None:
+        app.run_id = "r1"
+        await app.handle_event({"event": "confirm", "run": "r1", "id": "c1", "timeout": 30,
+                                "request": request.to_json()})
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        consequence = app.screen.query_one("#confirm-consequence", Static)
+        assert consequence.display
+        assert shown(app, "#confirm-consequence") == ('this deletes the note "Packing list\\x1b[2J\\x1b]0;pwned'
+                                                      '\\x07\\x9b31m\\u202e" (the task names "groceries")')
+        details = shown(app, "#confirm-details")
+        assert "Delete \\x1b[2J" in details
+        assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in details.replace("\n", ""))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="the answer")
+        await app.handle_event({"event": "confirm", "run": "r1", "id": "c2", "timeout": 30,
+                                "request": {**request.to_json(), "consequence": ""}})
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the second confirmation")
+        assert not app.screen.query_one("#confirm-consequence", Static).display  # as before there was one
+
+    drive(app, scenario)
 
 
 def test_the_approve_button_approves(tmp_path):

@@ -12,8 +12,9 @@ inside them is still trusted to have no shape: an action's, a plan's and a
 chat message's values, the bounds' length, extra meta fields such as
 ``screen``, a screenshot's file name. Everything a trajectory says is
 untrusted text too (the screen text comes from whatever app or web page was
-on screen): the HTML escapes all of it and forbids scripts, and the replay
-drops terminal control characters.
+on screen): the HTML escapes all of it and forbids scripts, and both show control and
+invisible characters (escape sequences, bidi overrides, zero-width
+characters) as visible escapes (:func:`edgepilot.safetext.for_terminal`).
 
 Screenshots in the report are scaled down to :data:`THUMB_WIDTH` pixels wide
 and re-encoded as PNG (exact colours for the red marks, and UI screens
@@ -27,7 +28,6 @@ import html
 import io
 import json
 import os
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,11 @@ from typing import Any
 from edgepilot.agent.records import CallRecord, GateRecord, OutcomeRecord, ResultRecord, RunMeta, RunRecord, StepRecord
 from edgepilot.agent.trajectory import Trajectory
 from edgepilot.errors import ConfigError
+from edgepilot.safetext import for_terminal
 
 THUMB_WIDTH = 360
 MARK = (255, 0, 0)
 SWIPE_DISTANCE = 0.6  # the Swipe action's default share of the span
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # ---------------------------------------------------------------- shape helpers (for the free-form parts)
@@ -66,11 +65,6 @@ def _text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError):
         return str(value)
-
-
-def _clean(text: str) -> str:
-    """Text safe to print on a terminal: control characters (escape sequences) shown as U+FFFD."""
-    return _CONTROL.sub("\ufffd", text)
 
 
 def _action_text(action: dict[str, Any] | None) -> str:
@@ -174,8 +168,8 @@ def format_replay(traj: Trajectory, *, verbose: bool = False) -> str:
         traj: a trajectory from :func:`~edgepilot.agent.trajectory.read_trajectory`.
         verbose: also print each step's screen text and every model call's prompt and output.
 
-    Missing or malformed fields are skipped, never fatal. Terminal control
-    characters in the trajectory (it holds text from the screen) are replaced.
+    Missing or malformed fields are skipped, never fatal. Control and invisible
+    characters in the trajectory (it holds text from the screen) are shown as escapes.
     """
     lines = [f"trajectory {traj.folder}"]
     for key, value in _meta_fields(traj.meta):
@@ -222,7 +216,7 @@ def format_replay(traj: Trajectory, *, verbose: bool = False) -> str:
         lines.append(f"  {label + ':':9s}{value}")
     for warning in traj.warnings:
         lines.append(f"warning: {warning}")
-    return _clean("\n".join(lines)) + "\n"
+    return for_terminal("\n".join(lines)) + "\n"
 
 
 # ---------------------------------------------------------------- screenshots
@@ -370,7 +364,7 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def _e(value: Any) -> str:
-    return html.escape(_text(value), quote=True)
+    return html.escape(for_terminal(_text(value)), quote=True)  # a bidi override would reorder the page too
 
 
 def _row(label: str, value_html: str) -> str:

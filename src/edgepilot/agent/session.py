@@ -83,7 +83,8 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     """Build the agent, trajectory and gate for ``task`` on ``opened`` (a :class:`OpenDevice`).
 
     ``policy=None`` runs without checks (the caller has warned the user);
-    ``confirmer`` asks the person (default: the terminal); ``run_id`` names the run in the audit log;
+    ``confirmer`` asks the person (default: the terminal, which a stop also answers); ``run_id`` names the run
+    in the audit log;
     ``control`` pauses and stops it from another thread (the TUI's stop key, the daemon's safety stop): a stop
     also ends the model call in progress.
 
@@ -108,8 +109,9 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
               else TrajectoryWriter.new(task, meta, root=config.trajectories))
     gate: Gate = allow_all
     if policy is not None:
-        from edgepilot.policy import gate_for
+        from edgepilot.policy import TerminalConfirmer, gate_for
 
+        confirmer = confirmer or TerminalConfirmer(should_stop=control.stopped)
         gate = gate_for(task, device=opened.device, config=config, policy=policy, confirmer=confirmer,
                         sensitive_step=getattr(agent, "sop_sensitive", None), run_id=run_id)
     return PreparedRun(task=task, device=opened.device, agent=agent, writer=writer, gate=gate, max_steps=budget,

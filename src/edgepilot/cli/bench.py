@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgepilot.bench.registry import SUITES, BenchOptions, run_suite
+from edgepilot.safetext import for_terminal
 
 _SUITE_LINES = "\n".join(f"  {name:10} {suite.help}" for name, suite in SUITES.items())
 
@@ -40,10 +41,12 @@ Examples:
 """)
 @click.option("--suite", type=click.Choice(list(SUITES)), default="tasks", show_default=True,
               help="Which benchmark (listed above).")
-@click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker"]), multiple=True,
+@click.option("--agent", "agents", type=click.Choice(["oracle", "model", "baseline", "attacker", "adaptive"]),
+              multiple=True,
               help="oracle: the expert (desktop: the scripted reference); model: planner/decider/reflector with "
-                   "grammars; baseline: plain ReAct; attacker: a script that obeys injected text (injection "
-                   "suite). Default: oracle; for the injection suite oracle and attacker. Repeatable there.")
+                   "grammars; baseline: plain ReAct; attacker: a script that obeys injected text; adaptive: one "
+                   "that tries every spelling of each step until one gets through (injection suite). Default: "
+                   "oracle; for the injection suite oracle and attacker. Repeatable there.")
 @click.option("--policy", type=click.Choice(["on", "off", "both"]), default=None,
               help="The policy gate. tasks, desktop: on (default, as `edgepilot run`) or off; injection: both "
                    "(default), on or off.")
@@ -89,5 +92,7 @@ def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | No
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
                            perception=perception, sop=sop, policy=policy, goals=goals, repeats=repeats,
                            save_to=save_to)
-    ran, report = run_suite(suite, options, progress=None if as_json else (lambda line: click.echo(line, err=True)))
-    click.echo(json.dumps(report, indent=2) if as_json else ran.format(report))
+    # the report quotes the model's answers and the screens' text: safe to print (JSON escapes them itself)
+    ran, report = run_suite(suite, options, progress=None if as_json else
+                            (lambda line: click.echo(for_terminal(line), err=True)))
+    click.echo(json.dumps(report, indent=2) if as_json else for_terminal(ran.format(report)))

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from edgepilot.cli.errors import ErrorsAsLines
+from edgepilot.safetext import for_terminal
 
 
 @click.group(cls=ErrorsAsLines, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -110,8 +111,9 @@ def run_task(task: str, device: str | None, max_steps: int | None, sop_name: str
     client = _client()
     run = client.submit(task, device=device, max_steps=max_steps, sop=sop_name)
     if not wait:
-        click.echo(run)
+        click.echo(_line(run))
         return
+    run = _line(run)
     if not as_json:
         click.echo(f"run {run} queued; watching (Ctrl-C stops watching; `edgepilot daemon stop-run {run}` stops it)")
     status_ = "?"
@@ -133,23 +135,23 @@ def stop_run(run: str | None, stop_all: bool) -> None:
     """Stop RUN (default: the running task); no action is taken after the stop."""
     reply = _client().stop(run, all=stop_all)
     if stop_all:
-        click.echo("stopped: " + (", ".join(reply["stopped"]) or "nothing was running or queued"))
+        click.echo("stopped: " + (_line(", ".join(reply["stopped"])) or "nothing was running or queued"))
     else:
-        click.echo(f"stopping {reply['run']}")
+        click.echo(f"stopping {_line(reply['run'])}")
 
 
 @daemon.command()
 @click.argument("run", required=False)
 def pause(run: str | None) -> None:
     """Pause RUN (default: the running task) before its next step."""
-    click.echo(f"paused {_client().pause(run)['run']}")
+    click.echo(f"paused {_line(_client().pause(run)['run'])}")
 
 
 @daemon.command()
 @click.argument("run", required=False)
 def resume(run: str | None) -> None:
     """Resume a paused RUN (default: the running task)."""
-    click.echo(f"resumed {_client().resume(run)['run']}")
+    click.echo(f"resumed {_line(_client().resume(run)['run'])}")
 
 
 @daemon.command()
@@ -159,7 +161,7 @@ def answer(confirm: str, answer: str) -> None:
     """Answer confirmation CONFIRM (its id, e.g. c1, from `status` or the notification): yes, no, or always
     (yes, and do not ask again for this rule during this task)."""
     reply = _client().answer(confirm, answer)  # type: ignore[arg-type]
-    click.echo(f"{reply['confirm']} ({reply['run']}): {reply['answer']}")
+    click.echo(_line(f"{reply['confirm']} ({reply['run']}): {reply['answer']}"))
 
 
 @daemon.command()
@@ -183,67 +185,90 @@ def _client():
     return DaemonClient.connect()
 
 
+def _line(value: object, limit: int | None = None) -> str:
+    """Text of an event (the task, the screen, the model's words, all untrusted) as one line safe to print."""
+    return for_terminal(value, newlines=False, limit=limit)
+
+
 def _describe(event: dict[str, Any]) -> str:
-    kind, run = event.get("event"), event.get("run")
+    kind, run = _line(event.get("event")), _line(event.get("run"))
     if kind == "queued":
-        return f"[{run}] queued: {event['task']} (on {event['device']})"
+        return f"[{run}] queued: {_line(event['task'])} (on {_line(event['device'])})"
     if kind == "started":
-        return f"[{run}] started on {event['device']}; trajectory {event['trajectory']}"
+        return f"[{run}] started on {_line(event['device'])}; trajectory {_line(event['trajectory'])}"
     if kind == "step":
-        line = f"[{run}] step {event['index'] + 1:2d}  {event['summary']}"
+        line = f"[{run}] step {event['index'] + 1:2d}  {_line(event['summary'], 300)}"
         gate, outcome = event.get("gate") or {}, event.get("outcome") or {}
         if gate and not gate.get("allowed", True):
-            line += click.style(f"\n         refused: {gate.get('reason', '')}", fg="yellow")
+            line += click.style(f"\n         refused: {_line(gate.get('reason', ''), 400)}", fg="yellow")
         if outcome:
-            line += f"\n         outcome: {outcome.get('kind')}" + (f": {outcome['note'][:100]}" if outcome.get("note")
-                                                                   else "")
+            line += f"\n         outcome: {_line(outcome.get('kind'), 30)}" + (
+                f": {_line(outcome['note'], 100)}" if outcome.get("note") else "")
         return line
     if kind == "confirm":
-        request = event["request"]
-        return click.style(f"[{run}] confirmation {event['id']}: the agent wants to {request['action']}", fg="cyan") + \
-            (f" on {request['target']}" if request.get("target") else "") + \
-            f"\n         why: {request['reason']} (rule {request['rule']})" + \
-            f"\n         answer within {event['timeout']:g} s: edgepilot daemon answer {event['id']} yes|no|always"
+        return _describe_confirm(run, event)
     if kind == "confirmed":
-        return f"[{run}] confirmation {event['id']}: {event['answer']} (by {event.get('by', '?')})"
+        return f"[{run}] confirmation {_line(event['id'])}: {_line(event['answer'])} (by {_line(event.get('by', '?'))})"
     if kind in ("paused", "resumed"):
         return f"[{run}] {kind}"
     if kind == "finished":
-        color = "green" if event["status"] == "finished" else "red"
-        return f"[{run}] " + click.style(event["status"].upper(), fg=color) + \
-            f": {event['reason']}; {event['steps']} steps in {event.get('seconds', 0):.1f} s" + \
-            (f"; answer: {event['answer']}" if event.get("answer") else "")
+        status = _line(event["status"], 30)
+        color = "green" if status == "finished" else "red"
+        return f"[{run}] " + click.style(status.upper(), fg=color) + \
+            f": {_line(event['reason'])}; {event['steps']} steps in {event.get('seconds', 0):.1f} s" + \
+            (f"; answer: {_line(event['answer'], 400)}" if event.get("answer") else "")
     return json.dumps(event)
+
+
+def _describe_confirm(run: str, event: dict[str, Any]) -> str:
+    """A confirmation: the action, then what it will do (when the policy says), its target, why, how to answer."""
+    request, confirm = event["request"], _line(event["id"])
+    head = click.style(f"[{run}] confirmation {confirm}: the agent wants to {_line(request['action'], 200)}",
+                       fg="cyan") + (f" on {_line(request['target'], 200)}" if request.get("target") else "")
+    effect = click.style(f"\n         effect: {_line(request['consequence'], 300)}", bold=True) \
+        if request.get("consequence") else ""
+    return head + effect + f"\n         why: {_line(request['reason'], 300)} (rule {_line(request['rule'], 80)})" + \
+        f"\n         answer within {event['timeout']:g} s: edgepilot daemon answer {confirm} yes|no|always"
 
 
 def _print_status(report: dict[str, Any], brief: bool = False) -> None:
     model = report["model"]
     loaded = {"ready": f"ready (loaded in {model['load_s']} s)", "loading": "loading...",
-              "failed": click.style(f"FAILED: {model['error']}", fg="red")}[model["state"]]
+              "failed": click.style(f"FAILED: {_line(model['error'])}", fg="red")}[model["state"]]
     hotkeys = report["hotkeys"]
     up = _duration(report["uptime_s"])
-    lines = [f"daemon:  running, pid {report['pid']}, up {up} (edgepilot {report['version']})",
-             f"model:   {model['name'] or model['spec']}: {loaded}",
-             f"device:  {report['device']} (tasks that name none)   policy: {report['policy']}",
+    lines = [f"daemon:  running, pid {report['pid']}, up {up} (edgepilot {_line(report['version'])})",
+             f"model:   {_line(model['name'] or model['spec'])}: {loaded}",
+             f"device:  {_line(report['device'])} (tasks that name none)   policy: {_line(report['policy'])}",
              "hotkeys: " + (f"{hotkeys['prompt']} opens the task prompt, {hotkeys['stop']} stops the running task"
                             if hotkeys["enabled"] else f"off: {hotkeys['reason']}"),
              f"notify:  {report['notifications']['mode']} ({report['notifications']['reason']})"]
     if not brief:
-        current = report["current"]
-        if current:
-            state = " (paused)" if current.get("paused") else " (stopping)" if current.get("stopping") else ""
-            lines.append(f"running: {current['run']} {current['task']!r} on {current['device']}, "
-                         f"{current['steps']} steps{state}")
-        else:
-            lines.append("running: nothing")
-        lines += [f"queued:  {job['run']} {job['task']!r} on {job['device']}" for job in report["queue"]]
-        for pending in report["confirmations"]:
-            lines.append(f"confirm: {pending['id']} ({pending['run']}): {pending['action']}; {pending['reason']}; "
-                         f"{pending['seconds_left']:.0f} s left: edgepilot daemon answer {pending['id']} yes|no|always")
-        lines += [f"recent:  {job['run']} {job.get('status')}: {job['task']!r} ({job.get('reason')})"
-                  for job in report["recent"][:5]]
+        lines += _status_runs(report)
         lines.append(f"socket:  {report['socket']}\nlog:     {report['log']}")
     click.echo("\n".join(lines))
+
+
+def _status_runs(report: dict[str, Any]) -> list[str]:
+    """The running task, the queue, the open confirmations and the recent runs (their text made safe)."""
+    lines = []
+    current = report["current"]
+    if current:
+        state = " (paused)" if current.get("paused") else " (stopping)" if current.get("stopping") else ""
+        lines.append(f"running: {_line(current['run'])} {_line(repr(current['task']))} on "
+                     f"{_line(current['device'])}, {current['steps']} steps{state}")
+    else:
+        lines.append("running: nothing")
+    lines += [f"queued:  {_line(job['run'])} {_line(repr(job['task']))} on {_line(job['device'])}"
+              for job in report["queue"]]
+    for pending in report["confirmations"]:
+        confirm = _line(pending["id"])
+        what = "; ".join(_line(v) for v in (pending.get("consequence"), pending["reason"]) if v)
+        lines.append(f"confirm: {confirm} ({_line(pending['run'])}): {_line(pending['action'])}; {what}; "
+                     f"{pending['seconds_left']:.0f} s left: edgepilot daemon answer {confirm} yes|no|always")
+    lines += [f"recent:  {_line(job['run'])} {_line(job.get('status'))}: {_line(repr(job['task']))} "
+              f"({_line(job.get('reason'))})" for job in report["recent"][:5]]
+    return lines
 
 
 def _duration(seconds: float) -> str:

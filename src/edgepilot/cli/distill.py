@@ -15,6 +15,7 @@ import click
 
 from edgepilot.distill.export import QUANT_TYPES
 from edgepilot.errors import ConfigError, EdgepilotError
+from edgepilot.safetext import for_json, for_terminal
 
 _RUN = click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
                     help="The run folder (created): trajectories, dataset, adapter, eval.")
@@ -22,12 +23,13 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _fail(exc: EdgepilotError) -> None:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(f"error: {for_terminal(exc)}", err=True)
     sys.exit(1)
 
 
 def _echo(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else text)
+    """JSON or text; either way safe to print (results quote the model's output and the screen)."""
+    click.echo(for_json(json.dumps(data, indent=2, ensure_ascii=False)) if as_json else for_terminal(text))
 
 
 def _base(model: str | None) -> Path:
@@ -324,7 +326,7 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
 
     def progress(arm: str, split: str, result: Any, done: int, total: int) -> None:
         if not as_json:
-            click.echo(f"[{arm} {split} {done}/{total}] {result.instance}: "
+            click.echo(f"[{arm} {split} {done}/{total}] {for_terminal(result.instance, newlines=False)}: "
                        f"{'ok' if result.success else result.status} ({len(result.steps)} steps, "
                        f"{result.seconds:.0f} s)", err=True)
 

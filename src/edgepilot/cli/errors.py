@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from edgepilot.errors import EdgepilotError
+from edgepilot.safetext import for_terminal
 
 
 class ErrorsAsLines(click.Group):
@@ -18,5 +19,5 @@ class ErrorsAsLines(click.Group):
         try:
             return super().invoke(ctx)
         except EdgepilotError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {for_terminal(exc)}", fg="red", err=True)  # it may quote a task or a file
             sys.exit(1)

@@ -10,27 +10,33 @@ import click
 
 from edgepilot import __version__
 from edgepilot.cli.errors import ErrorsAsLines
+from edgepilot.safetext import for_terminal
+
+
+def _line(value: object, limit: int | None = None) -> str:
+    """Untrusted text (the task, the screen, the model's words) as one safe line."""
+    return for_terminal(value, newlines=False, limit=limit)
 
 
 def _show_step(step) -> None:
-    """Stream one step of a run: thought, action, outcome, time."""
+    """Stream one step of a run: thought, action, outcome, time (every text from the screen or model made safe)."""
     from edgepilot.perception.describe import describe_action
 
-    action = describe_action(step.action, step.obs) if step.action is not None else click.style(
+    action = _line(describe_action(step.action, step.obs), 300) if step.action is not None else click.style(
         "(no valid action)", fg="red")
     click.echo(f"step {step.index + 1:2d}  {action}")
     if step.decision.thought:
-        click.echo(f"         thought: {step.decision.thought}")
+        click.echo(f"         thought: {_line(step.decision.thought, 400)}")
     if step.gate is not None and step.gate.asked:
-        click.echo(f"         asked:   {step.gate.rule} → {step.gate.answer}")
+        click.echo(f"         asked:   {_line(step.gate.rule, 80)} → {_line(step.gate.answer, 20)}")
     if step.gate is not None and not step.gate.allowed:
-        click.echo(click.style(f"         refused: {step.gate.reason}", fg="yellow"))
+        click.echo(click.style(f"         refused: {_line(step.gate.reason, 400)}", fg="yellow"))
     if step.result is not None and step.result.message:
-        click.echo(f"         phone:   {step.result.message[:120]}")
+        click.echo(f"         phone:   {_line(step.result.message, 120)}")
     if step.outcome is not None:
         color = {"worked": "green", "finished": "green", "changed": None}.get(step.outcome.kind, "yellow")
-        note = f": {step.outcome.note}" if step.outcome.note else ""
-        click.echo("         outcome: " + click.style(step.outcome.kind, fg=color) + note[:120])
+        note = f": {_line(step.outcome.note, 118)}" if step.outcome.note else ""
+        click.echo("         outcome: " + click.style(_line(step.outcome.kind, 30), fg=color) + note)
     roles = ", ".join(f"{r} {ms / 1000:.1f} s" for r, ms in step.role_ms().items())
     click.echo(f"         time:    {step.ms.get('total', 0) / 1000:.1f} s" + (f" ({roles})" if roles else ""))
 
@@ -79,8 +85,8 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
         raise click.BadParameter(f"no template {template_id!r}; see `edgepilot tasks list`", param_hint="--template")
     instance = templates[template_id].instance(seed)
     with open_device("virtual") as opened:
-        click.echo(f"device: {opened.description}")
-        click.echo(f"task:   {instance.goal}")
+        click.echo(f"device: {_line(opened.description)}")
+        click.echo(f"task:   {_line(instance.goal)}")
         click.echo(f"agent:  {agent}\n")
 
         backend = None
@@ -92,10 +98,10 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
                              on_step=_show_step)
     verdict = click.style("SUCCESS", fg="green") if result.success else click.style("FAILED", fg="red")
     click.echo(f"\n{verdict}: {len(result.steps)} steps in {result.seconds:.2f} s"
-               + (f"; answer: {result.answer}" if result.answer else ""))
+               + (f"; answer: {_line(result.answer, 400)}" if result.answer else ""))
     if not result.success:
-        click.echo("failed checks: " + ", ".join(result.failed_checks)
-                   + (f"\nerror: {result.error}" if result.error else ""))
+        click.echo("failed checks: " + _line(", ".join(result.failed_checks))
+                   + (f"\nerror: {_line(result.error)}" if result.error else ""))
         sys.exit(1)
 
 
@@ -141,6 +147,10 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     to the audit log (`edgepilot audit show`).
 
     \b
+    Ctrl-C or SIGTERM ends the run; its trajectory is kept, with how it
+    ended (SIGTERM: status stopped, exit status 143).
+
+    \b
     Example:
       edgepilot run "turn on airplane mode"
       edgepilot run "send hello to Alice" --device emulator-5554 --model ~/models/qwen.gguf
@@ -148,6 +158,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     import time
 
     from edgepilot.agent.session import execute, load_run_policy, prepare_run
+    from edgepilot.cli.signals import EXIT_CODE, REASON, sigterm_like_ctrl_c
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
     from edgepilot.models.registry import open_model
@@ -163,25 +174,34 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
                                  param_hint="--perception")
     config = load_config()
     policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
-    start = time.perf_counter()
-    backend = open_model(model, config, lora_path=str(lora) if lora else None, vision=vision)
-    click.echo(f"model:  {backend.name} (loaded in {time.perf_counter() - start:.1f} s)")
-    with open_device(device, screenshot=not no_screenshots, perception=perception) as opened:
-        prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
-                               sop=sop_name, out=out, max_steps=max_steps)
-        if prepared.sop is not None:
-            click.echo(f"sop:    {prepared.sop.sop.name} (score {prepared.sop.score:.2f})")
-        if policy is not None:
-            click.echo(f"policy: {policy.source}; audit log: {prepared.audit_path}")
-        else:
-            click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
-        click.echo(f"device: {opened.description}\ntask:   {task}\ntrajectory: {prepared.writer.folder}\n")
-        result = execute(prepared, on_step=_show_step)
-        writer = prepared.writer
+    with sigterm_like_ctrl_c() as termination:
+        start = time.perf_counter()
+        backend = open_model(model, config, lora_path=str(lora) if lora else None, vision=vision)
+        click.echo(f"model:  {_line(backend.name, 120)} (loaded in {time.perf_counter() - start:.1f} s)")
+        with open_device(device, screenshot=not no_screenshots, perception=perception) as opened:
+            prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
+                                   sop=sop_name, out=out, max_steps=max_steps)
+            if prepared.sop is not None:
+                click.echo(f"sop:    {_line(prepared.sop.sop.name, 120)} (score {prepared.sop.score:.2f})")
+            if policy is not None:
+                click.echo(f"policy: {_line(policy.source)}; audit log: {_line(prepared.audit_path)}")
+            else:
+                click.secho("policy: OFF (--no-policy): actions are neither checked nor confirmed", fg="yellow")
+            click.echo(f"device: {_line(opened.description)}\ntask:   {_line(task)}\n"
+                       f"trajectory: {_line(prepared.writer.folder)}\n")
+            with termination.stopping(prepared.control):
+                result = execute(prepared, on_step=_show_step)
+            writer = prepared.writer
+    if termination.received and result.status == "interrupted":  # the grace period ran out: cut short, not Ctrl-C
+        result.reason = f"{REASON}; the step in progress was cut short"
+        writer.amend_result({"reason": result.reason})
     color = "green" if result.status == "finished" else "red"
-    click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {result.reason}; {len(result.steps)} steps "
-               f"in {result.seconds:.1f} s" + (f"; answer: {result.answer}" if result.answer else ""))
-    click.echo(f"trajectory: {writer.folder}  (edgepilot replay / edgepilot report)")
+    click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {_line(result.reason)}; "
+               f"{len(result.steps)} steps in {result.seconds:.1f} s"
+               + (f"; answer: {_line(result.answer, 400)}" if result.answer else ""))
+    click.echo(f"trajectory: {_line(writer.folder)}  (edgepilot replay / edgepilot report)")
+    if termination.received:
+        sys.exit(EXIT_CODE)
     if result.status == "interrupted":
         sys.exit(130)
     if result.status == "error":
@@ -196,7 +216,7 @@ def replay(folder: Path, verbose: bool) -> None:
     from edgepilot.agent.report import format_replay
     from edgepilot.agent.trajectory import read_trajectory
 
-    click.echo(format_replay(read_trajectory(folder), verbose=verbose))
+    click.echo(format_replay(read_trajectory(folder), verbose=verbose))  # made safe for the terminal there
 
 
 @main.command()
@@ -226,9 +246,9 @@ def models(as_json: bool) -> None:
     for r in rows:
         mark = "*" if r["default"] else " "
         state = "ready" if r["available"] else "missing"
-        click.echo(f"{mark} {r['name']:16} {r['kind']:8} {state:8} {r['location']}")
+        click.echo(f"{mark} {_line(r['name']):16} {r['kind']:8} {state:8} {_line(r['location'])}")
         if r["note"]:
-            click.echo(f"  {'':16} {r['note']}")
+            click.echo(f"  {'':16} {_line(r['note'])}")
     click.echo(f"\n* default. Add your own in {paths.config_file()} under [models]; "
                "any .gguf path or http(s) server URL also works as --model.")
 
@@ -252,7 +272,7 @@ def devices(adb_port: int, as_json: bool) -> None:
                    "The built-in virtual phone is always available as --device virtual.")
         return
     for r in rows:
-        click.echo(f"{r['serial']:24} {r['state']:10} {r['kind']:14} {r['address']}")
+        click.echo(f"{_line(r['serial'], 80):24} {_line(r['state'], 30):10} {r['kind']:14} {_line(r['address'], 80)}")
 
 
 # ---------------------------------------------------------------- the other groups

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import click
 
+from edgepilot.safetext import for_terminal
+
+
+def _line(value: object) -> str:
+    """Text from the task or a policy file, as one line safe to print."""
+    return for_terminal(value, newlines=False)
+
 
 @click.group()
 def policy() -> None:
@@ -48,16 +55,16 @@ def explain(task: str, file: Path | None, as_json: bool) -> None:
             "policy": str(path), "default": loaded.default, "task_apps": list(scope.apps),
             "rules": [{**r.model_dump(mode="json"), "source": r.source} for r in engine.rules]}, indent=2))
         return
-    click.echo(f"policy: {path}")
-    click.echo(f"task:   {task}")
-    click.echo(f"apps the task needs (from its words): {', '.join(scope.apps) or 'none found'}")
+    click.echo(f"policy: {_line(path)}")
+    click.echo(f"task:   {_line(task)}")
+    click.echo(f"apps the task needs (from its words): {_line(', '.join(scope.apps)) or 'none found'}")
     click.echo("rules, in the order they are tried (first match decides):")
     for rule in engine.rules:
         origin = click.style(" (task)", fg="cyan") if rule.source == "task" else ""
-        click.echo(f"  {rule.describe()}{origin}")
+        click.echo(f"  {_line(rule.describe())}{origin}")
         if rule.reason:
-            click.echo(f"         {rule.reason}")
-    click.echo(f"  no rule matches: {loaded.default}")
+            click.echo(f"         {_line(rule.reason)}")
+    click.echo(f"  no rule matches: {_line(loaded.default)}")
 
 
 @policy.command()
@@ -72,10 +79,10 @@ def check(files: tuple[Path, ...]) -> None:
         try:
             loaded = load_policy(path)
         except PolicyError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {for_terminal(exc)}", fg="red", err=True)
             bad += 1
             continue
-        click.echo(f"{path}: ok ({len(loaded.rules)} rules, default {loaded.default})")
+        click.echo(f"{for_terminal(path)}: ok ({len(loaded.rules)} rules, default {for_terminal(loaded.default)})")
     if bad:
         sys.exit(1)
 
@@ -86,8 +93,8 @@ def check(files: tuple[Path, ...]) -> None:
 def show(file: Path | None) -> None:
     """Print the policy file in force (its path first)."""
     path, _ = _load(file)
-    click.echo(f"# {path}")
-    click.echo(path.read_text(encoding="utf-8"))
+    click.echo(f"# {for_terminal(path, newlines=False)}")
+    click.echo(for_terminal(path.read_text(encoding="utf-8")))
 
 
 @policy.command()
@@ -107,21 +114,27 @@ def init(force: bool) -> None:
 
 @click.group()
 def audit() -> None:
-    """The audit log: every policy decision, hash-chained so edits and removals show."""
+    """The audit log: every policy decision, chained and signed with a key kept apart, so edits, removals and
+    cuts show."""
 
 
 @audit.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
-def verify(path: Path | None) -> None:
-    """Check the audit log's chain (default: the log in force); exit 1 when an entry was edited or removed."""
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The audit key (default: $EDGEPILOT_AUDIT_KEY, else keys/audit.key in the user config folder).")
+def verify(path: Path | None, key_path: Path | None) -> None:
+    """Check the audit log (default: the log in force) against its key and signed head; exit 1 when an entry
+    was edited, reordered, inserted or removed, the log was cut, or the head or the key is missing or wrong."""
     from edgepilot.config import load_config
     from edgepilot.policy import AuditLog
     from edgepilot.policy import verify as verify_log
 
     path = path or AuditLog(load_config().audit).path
-    report = verify_log(path)
+    report = verify_log(path, key_path=key_path)
+    for note in report.notes:
+        click.secho(f"{path}: note: {note}", fg="yellow")
     if report.ok:
-        click.echo(f"{path}: ok, {report.entries} entries, chain intact")
+        click.echo(f"{path}: ok, {report.entries} entries, chain intact and signed")
         return
     for problem in report.problems:
         click.secho(f"{path}: {problem}", fg="red", err=True)

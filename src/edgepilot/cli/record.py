@@ -9,6 +9,8 @@ from typing import TextIO
 
 import click
 
+from edgepilot.safetext import for_terminal
+
 
 def _lines(stream: TextIO) -> Iterator[str]:
     """Lines as they come (a terminal, a pipe, a file), without reading ahead."""
@@ -73,8 +75,10 @@ def record(goal: str | None, device: str, task_spec: str | None, script: TextIO 
             meta.update(task=instance.id, template=instance.template.id)
         writer = TrajectoryWriter.new(goal, meta, root=out)
         click.echo(f"recording on {opened.description} into {writer.folder}")
-        recorder = Recorder(opened.device, writer, say=click.echo,
-                            ask=(lambda text: click.echo(text, nl=False)) if interactive else (lambda text: None))
+        # what the recorder says shows the screen's elements: text from the device, made safe to print
+        recorder = Recorder(opened.device, writer, say=lambda text: click.echo(for_terminal(text)),
+                            ask=(lambda text: click.echo(for_terminal(text), nl=False)) if interactive
+                            else (lambda text: None))
         run = recorder.run(goal, _lines(stream))
         verdict = ""
         if instance is not None:
@@ -82,6 +86,7 @@ def record(goal: str | None, device: str, task_spec: str | None, script: TextIO 
             writer.amend_result({"success": success, "failed_checks": failed})
             verdict = "; the task's checks " + ("passed" if success else "failed: " + ", ".join(failed))
     color = "green" if run.status == "finished" else "yellow"
-    click.echo(click.style(f"{run.status}: {run.reason}, {len(run.steps)} steps{verdict}", fg=color))
+    click.echo(click.style(for_terminal(f"{run.status}: {run.reason}, {len(run.steps)} steps{verdict}",
+                                        newlines=False), fg=color))
     click.echo(f"trajectory: {writer.folder}\n  edgepilot replay {writer.folder}\n"
                f"  edgepilot sop learn {writer.folder} --out my-sop.md")

@@ -13,6 +13,7 @@ import click
 from edgepilot.agent.learn import policy_classifier
 from edgepilot.bench.sop import format_learn_eval, learn_eval
 from edgepilot.errors import SopError
+from edgepilot.safetext import for_json, for_terminal
 from edgepilot.sim.tasks.suite import task_instance
 from edgepilot.sop.retrieve import retriever_for
 
@@ -28,7 +29,17 @@ def _library(project: Path | None):
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(for_json(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def _line(value: object) -> str:
+    """Text of an SOP file or a task sentence (neither is trusted) as one line safe to print."""
+    return for_terminal(value, newlines=False)
+
+
+def _text(value: object) -> str:
+    """The same for text of several lines."""
+    return for_terminal(value)
 
 
 @click.group("sop")
@@ -69,16 +80,17 @@ def sop_list(project: Path | None, as_json: bool) -> None:
             "problems": [str(p) for p in lib.problems],
         })
         return
-    width = max((len(name) for name in lib.entries), default=4)
+    width = max((len(_line(name)) for name in lib.entries), default=4)
     click.echo(f"{'NAME':{width}}  {'FROM':8} APPS")
     for e in sorted(lib.entries.values(), key=lambda e: e.sop.name):
-        click.echo(f"{e.sop.name:{width}}  {e.origin:8} {', '.join(e.sop.app_labels)}")
+        click.echo(f"{_line(e.sop.name):{width}}  {e.origin:8} {_line(', '.join(e.sop.app_labels))}")
     click.echo(f"\n{len(lib)} SOPs. Folders, first wins: "
-               + "; ".join(f"{f.origin} {f.path}" + ("" if f.path.is_dir() else " (none)") for f in lib.folders))
+               + "; ".join(f"{f.origin} {_line(f.path)}" + ("" if f.path.is_dir() else " (none)")
+                           for f in lib.folders))
     for hidden, by in lib.shadowed:
-        click.echo(click.style(f"shadowed: {hidden.path} (by {by.path})", fg="yellow"))
+        click.echo(click.style(f"shadowed: {_line(hidden.path)} (by {_line(by.path)})", fg="yellow"))
     for problem in lib.problems:
-        click.echo(click.style(f"problem: {problem}", fg="red"))
+        click.echo(click.style(f"problem: {_text(problem)}", fg="red"))
 
 
 @sop.command("show")
@@ -91,19 +103,20 @@ def sop_show(name: str, project: Path | None, raw: bool, as_json: bool) -> None:
     entry = _library(project).entry(name)
     s = entry.sop
     if raw:
-        click.echo(entry.path.read_text(encoding="utf-8"), nl=False)
+        click.echo(_text(entry.path.read_text(encoding="utf-8")), nl=False)
         return
     if as_json:
         _echo_json({"origin": entry.origin, "path": str(entry.path), **s.model_dump(mode="json")})
         return
-    click.echo(f"{s.name} (version {s.version}, {entry.origin}: {entry.path})")
-    click.echo(f"{s.description}\napps: {', '.join(s.apps)}")
+    click.echo(f"{_line(s.name)} (version {_line(s.version)}, {entry.origin}: {_line(entry.path)})")
+    click.echo(f"{_line(s.description)}\napps: {_line(', '.join(s.apps))}")
     if s.params:
         click.echo("params:")
         for pname, p in s.params.items():
-            click.echo(f"  {{{pname}}}: {p.description}" + (f" (e.g. {p.example})" if p.example else ""))
-    click.echo("phrasings:\n" + "\n".join(f"  - {p}" for p in s.phrasings))
-    click.echo("\n" + s.render())
+            click.echo(f"  {{{_line(pname)}}}: {_line(p.description)}"
+                       + (f" (e.g. {_line(p.example)})" if p.example else ""))
+    click.echo("phrasings:\n" + "\n".join(f"  - {_line(p)}" for p in s.phrasings))
+    click.echo("\n" + _text(s.render()))
 
 
 @sop.command("lint")
@@ -120,9 +133,9 @@ def sop_lint(paths: tuple[Path, ...]) -> None:
         except SopError as exc:
             bad += 1
             for problem in exc.problems or [str(exc)]:
-                click.echo(click.style(str(problem), fg="red"))
+                click.echo(click.style(_text(problem), fg="red"))
             continue
-        click.echo(f"{path}: ok ({s.name}, {len(s.steps)} steps, {len(s.params)} params)")
+        click.echo(f"{_line(path)}: ok ({_line(s.name)}, {len(s.steps)} steps, {len(s.params)} params)")
     if not files:
         click.echo("no .md files found")
     if bad:
@@ -138,7 +151,7 @@ def sop_add(path: Path, force: bool) -> None:
     from edgepilot.sop.library import install_sop
 
     target = install_sop(path, force=force)
-    click.echo(f"added {target}")
+    click.echo(f"added {_line(target)}")
 
 
 @sop.command("find")
@@ -163,18 +176,18 @@ def sop_find(task: str, project: Path | None, top: int, threshold: float | None,
     if match is None:
         best = ranked[0] if ranked else None
         click.echo(f"no SOP for this task (threshold {limit}"
-                   + (f"; closest: {best.sop.name}, score {best.score:.2f})" if best else ")"))
+                   + (f"; closest: {_line(best.sop.name)}, score {best.score:.2f})" if best else ")"))
     else:
-        click.echo(f"{match.sop.name}  score {match.score:.2f}")
+        click.echo(f"{_line(match.sop.name)}  score {match.score:.2f}")
         for name, value in match.params.items():
-            click.echo(f"  {{{name}}} = {value}")
+            click.echo(f"  {{{_line(name)}}} = {_line(value)}")
         for name in match.missing:
-            click.echo(click.style(f"  {{{name}}} not found in the task", fg="yellow"))
-        click.echo("\n" + match.text)
+            click.echo(click.style(f"  {{{_line(name)}}} not found in the task", fg="yellow"))
+        click.echo("\n" + _text(match.text))  # the steps, with values from the task filled in
     if top > 1:
         click.echo("\nranking:")
         for m in ranked:
-            click.echo(f"  {m.score:.2f}  {m.sop.name}")
+            click.echo(f"  {m.score:.2f}  {_line(m.sop.name)}")
 
 
 @sop.command("eval")
@@ -196,7 +209,7 @@ def sop_eval(split: str, per_template: int, project: Path | None, as_json: bool)
     if as_json:
         _echo_json(report.to_dict())
     else:
-        click.echo(report.format())
+        click.echo(_text(report.format()))
 
 
 # ---------------------------------------------------------------- learned SOPs
@@ -243,14 +256,14 @@ def sop_learn(trajectories: tuple[Path, ...], name: str | None, out: Path | None
     learned = learn_sop(demos, name=name, classify=policy_classifier(policy_file),
                         path=str(out) if out is not None else "<learned>")
     for note in learned.notes:
-        click.echo(click.style(f"note: {note}", fg="yellow"), err=True)
+        click.echo(click.style(f"note: {_text(note)}", fg="yellow"), err=True)
     if out is None:
-        click.echo(learned.text, nl=False)
+        click.echo(_text(learned.text), nl=False)  # it quotes what the demonstrations typed and tapped
         return
     target = learned.write(out)
     s = learned.sop
-    click.echo(f"wrote {target} ({s.name}: {len(s.steps)} steps, params {', '.join(s.params) or 'none'}, "
-               f"{len(s.sensitive_steps)} sensitive)")
+    click.echo(f"wrote {_line(target)} ({_line(s.name)}: {len(s.steps)} steps, params "
+               f"{_line(', '.join(s.params)) or 'none'}, {len(s.sensitive_steps)} sensitive)")
 
 
 @sop.command("check")
@@ -285,11 +298,11 @@ def sop_check(name: str, task: str, project: Path | None, setup_task: str | None
                           "use --device virtual or virtual-local")
     s = _load_sop(name, project)
     follower = SopFollower(s, task, library=_library(project))
-    click.echo(f"{s.name}: {len(s.steps)} steps; params " +
-               (", ".join(f"{{{k}}}={v!r}" for k, v in follower.params.items()) or "none"))
+    click.echo(f"{_line(s.name)}: {len(s.steps)} steps; params " +
+               (_line(", ".join(f"{{{k}}}={v!r}" for k, v in follower.params.items())) or "none"))
     missing = [p for p in s.params if p not in follower.params]
     if missing:
-        click.echo(click.style(f"not in the task: {', '.join('{' + m + '}' for m in missing)}", fg="yellow"))
+        click.echo(click.style(f"not in the task: {_line(', '.join('{' + m + '}' for m in missing))}", fg="yellow"))
     instance = task_instance(setup_task) if setup_task else None
     budget = max_steps or 3 * len(s.steps) + 10
     with open_device(device) as opened:
@@ -305,7 +318,7 @@ def sop_check(name: str, task: str, project: Path | None, setup_task: str | None
         def show(step) -> None:
             number = follower.done[-1] if follower.done else 0
             click.echo(f"  step {step.index + 1:2d}  (SOP step {number})  "
-                       f"{describe_action(step.action, step.obs) if step.action is not None else '-'}")
+                       f"{_line(describe_action(step.action, step.obs)) if step.action is not None else '-'}")
 
         run = run_agent(opened.device, FnAgent(follower.name, follower.next_action, task), task,
                         max_steps=budget, writer=writer, on_step=show)
@@ -318,10 +331,10 @@ def sop_check(name: str, task: str, project: Path | None, setup_task: str | None
                                + ", ".join(map(str, sorted(follower.loose))), fg="yellow"))
     ok = run.status == "finished" and (verdict is None or verdict == "checks passed")
     answer = f", answer {run.answer!r}" if run.answer else ""
-    click.echo(click.style(f"{run.status}: {run.reason}{answer}" + (f"; {verdict}" if verdict else ""),
+    click.echo(click.style(_line(f"{run.status}: {run.reason}{answer}" + (f"; {verdict}" if verdict else "")),
                            fg="green" if ok else "red"))
     if writer is not None:
-        click.echo(f"trajectory: {writer.folder}")
+        click.echo(f"trajectory: {_line(writer.folder)}")
     if not ok:
         sys.exit(1)
 
@@ -358,11 +371,11 @@ def sop_learn_eval(templates: tuple[str, ...], demos: int, variants: int, device
     def progress(template: str, inst, result) -> None:
         if not as_json:
             mark = click.style("ok  ", fg="green") if result.success else click.style("FAIL", fg="red")
-            click.echo(f"{mark} {inst.id:34} {inst.goal[:70]}", err=True)
+            click.echo(f"{mark} {inst.id:34} {_line(inst.goal[:70])}", err=True)
 
     report = learn_eval(templates=templates, demos=demos, variants=variants, device=device, keep=keep,
                         progress=progress)
     if as_json:
         _echo_json(report)
     else:
-        click.echo(format_learn_eval(report))
+        click.echo(_text(format_learn_eval(report)))

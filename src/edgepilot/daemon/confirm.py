@@ -11,6 +11,7 @@ on a client.
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import os
@@ -27,6 +28,7 @@ from edgepilot.agent.events import confirm_event, confirmed_event
 from edgepilot.agent.loop import RunControl
 from edgepilot.daemon.bus import EventBus
 from edgepilot.policy.confirm import Answer, ConfirmRequest, ConfirmResult
+from edgepilot.safetext import for_terminal
 
 log = logging.getLogger("edgepilot.daemon")
 
@@ -72,7 +74,7 @@ class Pending:
         left = max(0.0, self.timeout - (time.monotonic() - self.asked_at))
         return {"id": self.id, "run": self.run, "action": self.request.action, "target": self.request.target,
                 "rule": self.request.rule, "reason": self.request.reason, "app": self.request.app,
-                "seconds_left": round(left, 1)}
+                "consequence": self.request.consequence, "seconds_left": round(left, 1)}
 
 
 class Notifier:
@@ -107,13 +109,13 @@ class Notifier:
         """Show the question; with actions, a click on a button calls ``on_answer`` (from a watcher thread)."""
         if self.mode == "off":
             return None
-        body = "\n".join(pending.request.lines())
+        summary, body = notification_text(pending.request)
         how = (f"Answer in `edgepilot tui --attach` or `edgepilot daemon answer {pending.id} yes|no|always`; "
                f"no answer in {int(pending.timeout)} s is a refusal.")
         cmd = ["notify-send", "-a", "edgepilot", "-u", "critical", "-t", str(int(pending.timeout * 1000))]
         if self.mode == "actions":
             cmd += ["-A", "yes=Allow", "-A", "no=Refuse", "-A", "always=Always (this task)"]
-        cmd += [f"edgepilot asks before: {pending.request.action}"[:200], f"{body}\n\n{how}"]
+        cmd += [summary, f"{body}\n\n{how}"]
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, start_new_session=True)
@@ -147,6 +149,15 @@ class Notifier:
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def notification_text(request: ConfirmRequest) -> tuple[str, str]:
+    """The notification's summary (the action) and body (what it will do first, when known, then the rest of
+    :meth:`ConfirmRequest.lines`). The body is escaped for the notification servers that read it as markup
+    (``<a href>``, ``<img>``); both are made safe like a terminal line."""
+    summary = f"edgepilot asks before: {for_terminal(request.action, newlines=False, limit=170)}"
+    body = "\n".join(line.strip() for line in request.lines()[1:])
+    return summary, html.escape(body, quote=False)
 
 
 class Confirmations:

@@ -40,6 +40,7 @@ from edgepilot.config import Config
 from edgepilot.errors import EdgepilotError
 from edgepilot.policy import load_policy, policy_path
 from edgepilot.policy.confirm import ConfirmRequest
+from edgepilot.safetext import for_terminal
 from edgepilot.tui.blocks import BlockImage
 from edgepilot.tui.devices import VIRTUAL, DeviceChoice
 from edgepilot.tui.devices import device_choices as list_device_choices
@@ -243,9 +244,9 @@ class EdgepilotApp(App[None]):
     def _options(choices: list[DeviceChoice]) -> list[tuple[Text, str]]:
         options = []
         for c in choices:
-            label = Text(c.label)
+            label = Text(clean(c.label, 120))  # an adb serial is whatever the device says
             if not c.available:
-                label = Text.assemble((c.label, "dim"), (f" — {c.reason}", "dim italic"))
+                label = Text.assemble((clean(c.label, 120), "dim"), (f" — {clean(c.reason, 200)}", "dim italic"))
             options.append((label, c.spec))
         return options
 
@@ -261,7 +262,7 @@ class EdgepilotApp(App[None]):
             return
         choice = self._choices.get(event.value)
         if choice is not None and not choice.available:
-            self.notify(f"{choice.label} cannot be used: {choice.reason}", title="device", severity="warning")
+            self.tell(f"{choice.label} cannot be used: {choice.reason}", title="device", severity="warning")
             with event.select.prevent(Select.Changed):
                 event.select.value = self._device
             return
@@ -288,7 +289,7 @@ class EdgepilotApp(App[None]):
     def on_warmed_up(self, message: WarmedUp) -> None:
         if message.error is not None:
             self.model_state, self.model_label = "failed", message.error
-            self.notify(message.error, title="not ready", severity="error", timeout=15)
+            self.tell(message.error, title="not ready", severity="error", timeout=15)
         elif message.label is None:
             self.model_state, self.model_label = "loading", ""
         else:
@@ -313,8 +314,8 @@ class EdgepilotApp(App[None]):
             load_policy(path)
         except EdgepilotError as exc:
             status.update(Text("policy: BROKEN (F4)", style="bold red"))
-            self.notify(f"the policy does not load, so no run can start: {exc}", title="policy", severity="error",
-                        timeout=20)
+            self.tell(f"the policy does not load, so no run can start: {exc}", title="policy", severity="error",
+                      timeout=20)
             return
         status.update(Text.assemble(("policy: ", "dim"), (policy_label(path), "")))
 
@@ -342,12 +343,12 @@ class EdgepilotApp(App[None]):
             return
         choice = self._choices.get(self._device)
         if choice is not None and not choice.available:
-            self.notify(f"{choice.label} cannot be used: {choice.reason}", title="device", severity="warning")
+            self.tell(f"{choice.label} cannot be used: {choice.reason}", title="device", severity="warning")
             return
         try:
             run_id = self.runner.start(task, self._device)
         except EdgepilotError as exc:
-            self.notify(str(exc), title="run", severity="error")
+            self.tell(str(exc), title="run", severity="error")
             return
         self.run_id, self.trajectory, self.result = run_id, None, None
         self.answered.clear()
@@ -364,7 +365,7 @@ class EdgepilotApp(App[None]):
         try:
             call()
         except EdgepilotError as exc:
-            self.notify(f"could not {what}: {exc}", title="run", severity="error")
+            self.tell(f"could not {what}: {exc}", title="run", severity="error")
 
     def action_pause(self) -> None:
         if self.state in ("starting", "running", "waiting"):
@@ -478,7 +479,7 @@ class EdgepilotApp(App[None]):
         self.confirms.clear()
         self.state, self.result = "finished", dict(raw)
         if event.status == "error":
-            self.notify(clean(event.reason, 400), title="the run failed", severity="error", timeout=15)
+            self.tell(event.reason, title="the run failed", severity="error", timeout=15)
         if self.trajectory is not None:
             final = self.trajectory / "final.png"
             if final.is_file():
@@ -487,6 +488,11 @@ class EdgepilotApp(App[None]):
         self._show_state()
 
     # ------------------------------------------------------------ what the user sees
+
+    def tell(self, message: str, **kw: Any) -> None:
+        """A notification that quotes untrusted text (an error, a run's reason, a device's name): shown as plain
+        text, never read as markup, control and invisible characters escaped."""
+        self.notify(for_terminal(message, limit=600), markup=False, **kw)
 
     def _show_state(self) -> None:
         state = self.state

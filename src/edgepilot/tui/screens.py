@@ -20,6 +20,7 @@ from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.config import Config
 from edgepilot.errors import EdgepilotError
 from edgepilot.policy.confirm import ConfirmRequest
+from edgepilot.safetext import for_terminal
 from edgepilot.sop import load_library
 from edgepilot.tui.blocks import BlockImage
 from edgepilot.tui.history import RunSummary, list_runs
@@ -48,6 +49,11 @@ def request_text(request: ConfirmRequest) -> Text:
     return out
 
 
+def consequence_text(request: ConfirmRequest) -> Text:
+    """What approving will do, in one sentence (empty when the policy did not say)."""
+    return Text(clean(request.consequence, 300), style="bold") if request.consequence else Text()
+
+
 class ConfirmScreen(ModalScreen[str | None]):
     """Allow one sensitive step? ``y`` approve, ``n`` or Escape refuse, ``a`` always for this task.
 
@@ -66,6 +72,7 @@ class ConfirmScreen(ModalScreen[str | None]):
     #dialog { width: 100; height: auto; max-height: 90%; border: thick $warning; background: $surface;
               padding: 0 1; }
     #confirm-title { text-style: bold; color: $warning; padding-bottom: 1; }
+    #confirm-consequence { padding-bottom: 1; }
     #confirm-body { height: 20; }
     #confirm-crop { width: 40; height: 20; }
     #confirm-details { width: 1fr; padding-left: 2; }
@@ -87,6 +94,9 @@ class ConfirmScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static("Allow this step?", id="confirm-title")
+            consequence = Static(consequence_text(self.request), id="confirm-consequence")
+            consequence.display = bool(self.request.consequence)
+            yield consequence
             with Horizontal(id="confirm-body"):
                 yield BlockImage(id="confirm-crop", empty="no screenshot")
                 yield Static(request_text(self.request), id="confirm-details")
@@ -141,7 +151,7 @@ class RunItem(ListItem):
     def __init__(self, run: RunSummary) -> None:
         line = Text()
         line.append(f"{run.started or '?':16} ", style="dim")
-        line.append(f"{run.status:10}", style=STATUS_STYLES.get(run.status, "dim"))
+        line.append(f"{clean(run.status, 10):10}", style=STATUS_STYLES.get(run.status, "dim"))
         line.append(f"{run.steps if run.steps is not None else '-':>3} ", style="dim")
         line.append(clean(run.goal, 120))
         super().__init__(Static(line))
@@ -228,7 +238,7 @@ class HistoryScreen(Screen[None]):
         try:
             traj = read_trajectory(folder)
         except EdgepilotError as exc:
-            head.update(Text(str(exc), style="red"))
+            head.update(Text(for_terminal(exc), style="red"))
             return
         self.folder = folder
         meta = traj.meta.model_dump(mode="json")
@@ -294,7 +304,8 @@ class SopScreen(Screen[None]):
         try:
             self.library = (self._loader or load_library)()
         except EdgepilotError as exc:
-            self.query_one("#sop-detail", Static).update(Text(f"the SOP library does not load: {exc}", style="red"))
+            self.query_one("#sop-detail", Static).update(Text(f"the SOP library does not load: {for_terminal(exc)}",
+                                                              style="red"))
             return
         entries = sorted(self.library.entries.values(), key=lambda e: e.sop.name)
         options.border_title = f"{len(entries)} SOPs"
@@ -355,7 +366,7 @@ class PolicyScreen(Screen[None]):
         try:
             text = policy_text(self.task_text, self.config, self.policy_file)
         except EdgepilotError as exc:
-            text = Text(f"the policy does not load, so no run can start:\n{exc}", style="red")
+            text = Text(f"the policy does not load, so no run can start:\n{for_terminal(exc)}", style="red")
         self.query_one("#policy-text", Static).update(text)
         scroll.focus()
 

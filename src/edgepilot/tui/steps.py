@@ -5,7 +5,8 @@ Both shapes share the fields that matter here (``index``, ``thought``,
 one-line ``summary`` and the ``elements`` the model saw, a trajectory step has
 ``screen`` (the same list) and ``screenshot`` (its PNG's file name). Nothing
 in either is trusted to have a shape, and every text in them (thoughts,
-screen text) is shown as plain text with control characters removed.
+screen text) is shown as plain text (a Rich ``Text``, never markup) with
+control and invisible characters shown as escapes (:mod:`edgepilot.safetext`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from rich.text import Text
 
 from edgepilot.actions import parse_action
 from edgepilot.perception.describe import describe_action
+from edgepilot.safetext import for_terminal
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 OUTCOME_STYLES = {"worked": "green", "finished": "bold green", "changed": "cyan", "no_change": "yellow",
                   "wrong_screen": "yellow", "failed": "red", "refused": "yellow", "invalid": "red"}
 STATUS_STYLES = {"finished": "bold green", "gave_up": "bold yellow", "budget": "bold yellow", "stuck": "bold yellow",
@@ -27,10 +28,9 @@ STATUS_STYLES = {"finished": "bold green", "gave_up": "bold yellow", "budget": "
 
 
 def clean(value: Any, limit: int = 400) -> str:
-    """Any value as one-line-safe text for the terminal: control characters shown as U+FFFD, cut at ``limit``."""
-    text = value if isinstance(value, str) else ("" if value is None else str(value))
-    text = _CONTROL.sub("\ufffd", text.replace("\n", " ").replace("\t", " "))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Any value as one line safe for the terminal: control and invisible characters shown as escapes
+    (``\\x1b``, ``\\u202e``), newlines as `` / ``, cut at ``limit`` (:func:`edgepilot.safetext.for_terminal`)."""
+    return for_terminal(value, limit=limit, newlines=False)
 
 
 def _dict(value: Any) -> dict[str, Any]:
