@@ -35,6 +35,7 @@ Examples:
   edgepilot bench --suite desktop                        scripted reference on a private Xvfb
   edgepilot bench --device desktop:xvfb --agent model    the model agent there
   edgepilot bench --suite injection                      oracle and attacker, policy off and on
+  edgepilot bench --suite injection --agent adaptive     an attacker that tries every spelling of each step
   edgepilot bench --suite injection --agent model --policy on --template contacts_call
   edgepilot bench --suite sop --split test               SOP retrieval (edgepilot sop eval)
   edgepilot bench --suite sop-learn -t contacts_call     learned SOPs (edgepilot sop learn-eval)
