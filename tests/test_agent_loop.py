@@ -346,7 +346,8 @@ def test_a_sensitive_sop_step_is_confirmed_even_where_the_policy_allows(served):
                       sensitive_step=agent.sop_sensitive)
     device.act(OpenApp(app="Messages"))
     obs = device.observe()
-    decision = gate(Tap(target=0), obs)
+    in_app = next(i for i, e in enumerate(obs.elements) if e.package == obs.package and e.clickable)
+    decision = gate(Tap(target=in_app), obs)  # the status bar and the navigation buttons never ask
     assert decision.allowed and decision.asked and asked[0].rule == "sop-sensitive"
     assert asked[0].category == "send_message"
 
