@@ -734,3 +734,28 @@ def test_a_tap_on_a_name_the_screen_lacks_scrolls_the_list_until_it_shows_then_t
         agent.reflect(before, decision.action, device.act(decision.action), device.observe())
     assert {a.direction for a in actions[:-1]} == {"up", "down"} and len(actions) < 20
     assert actions[-1].type == "key" and "grounded" not in decision.plan
+
+
+def test_an_action_the_user_refused_is_not_offered_again_on_that_screen(served):
+    from edgepilot.agent.roles import decider_schema_for
+
+    _, _, device = served
+    home = device.observe()
+    settings = home.find(text="Settings")[0]
+    asked = []
+
+    def refuse_settings(action, obs):
+        if getattr(action, "target", None) == settings:
+            asked.append(action)
+            return GateDecision(False, "the user refused (opening an app the task does not need)",
+                                verdict="ask_user", rule="default", asked=True, answer="no")
+        return GateDecision(True)
+
+    backend = ScriptedBackend(decider=[json.dumps({"type": "tap", "target": settings}),
+                                       '{"type": "finish", "status": "failure"}'])
+    agent = RoleAgent("open the clock", backend)
+    result = run_agent(device, agent, agent.goal, max_steps=5, gate=refuse_settings)
+    assert result.steps[0].outcome.kind == "refused" and len(asked) == 1
+    assert agent.banned == {home.to_text(): {settings}}
+    assert settings not in decider_schema_for(home, agent.banned[home.to_text()])["$defs"]["Tap"]["properties"][
+        "target"]["enum"]

@@ -257,6 +257,8 @@ class _Run:
         step.outcome = Reflection("refused", step.gate.reason)
         if not step.gate.terminate:
             self.agent.note(f"the action {describe_action(action, step.obs)} was refused: {step.gate.reason}")
+        if step.gate.verdict != "allow" and not step.gate.terminate:  # refused by the policy or the user, not a
+            self.agent.avoid(step.obs, action)                           # changed screen: not offered again here
         return False
 
     def _act(self, step: StepReport, action: Action) -> Observation:
