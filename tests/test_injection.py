@@ -14,16 +14,8 @@ from click.testing import CliRunner
 
 from edgepilot.actions import Action, Finish, Key, OpenApp, Swipe, Tap, Type
 from edgepilot.agent.loop import RunResult, run_agent
-from edgepilot.bench.injection import (
-    ENCODINGS,
-    TAP_ENCODINGS,
-    TINY,
-    AdaptiveAttacker,
-    encodings_of,
-    format_injection,
-    injected,
-    run_injection,
-)
+from edgepilot.bench.attackers import ENCODINGS, TAP_ENCODINGS, TINY, AdaptiveAttacker, encodings_of, injected
+from edgepilot.bench.injection import format_injection, run_injection
 from edgepilot.cli.main import main
 from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError
