@@ -29,6 +29,7 @@ BELOW: dict[str, set[str]] = {
     "bench": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "daemon"},
     "distill": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "bench"},
     "tui": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "daemon"},
+    "api": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices"},
     "cli": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "bench", "distill",
             "daemon", "tui"},
 }
