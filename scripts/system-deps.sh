@@ -6,6 +6,8 @@
 #   dbus-x11, at-spi2-core: a session bus and the accessibility bus (the desktop's accessibility tree)
 #   mousepad, galculator:   real GTK applications the desktop suite operates
 #   libnotify-bin:   notify-send, the daemon's desktop notifications
+#   chromium:        a real browser, headless, that opens the HTML reports as a person would (Debian's package;
+#                    the tests drive it over its DevTools pipe, nothing downloaded)
 set -euo pipefail
 need=()
 command -v adb >/dev/null 2>&1 || need+=(adb)
@@ -17,6 +19,7 @@ command -v dbus-launch >/dev/null 2>&1 || need+=(dbus-x11)
 command -v mousepad >/dev/null 2>&1 || need+=(mousepad)
 command -v galculator >/dev/null 2>&1 || need+=(galculator)
 command -v notify-send >/dev/null 2>&1 || need+=(libnotify-bin)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "edgepilot: please install these packages with your package manager: ${need[*]}" >&2

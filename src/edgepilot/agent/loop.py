@@ -248,7 +248,9 @@ class _Run:
     def _passes_gate(self, step: StepReport, action: Action) -> bool:
         """Ask the gate just before acting; a stop while the model thought or the user was asked wins."""
         if self.control.wait_while_paused():
+            t_gate = time.perf_counter()
             step.gate = self.gate(action, step.obs)
+            step.ms["policy"] = (time.perf_counter() - t_gate) * 1000  # the user's answer and the re-check too
         if self.control.stopped():
             step.gate = GateDecision(False, self.control.reason, verdict="block", terminate=True)
         assert step.gate is not None

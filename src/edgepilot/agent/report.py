@@ -2,7 +2,10 @@
 
     format_replay(traj)     the run step by step, for the terminal (``edgepilot replay DIR``)
     write_report(traj)      one HTML file with the screenshots inlined and each action's
-                            target marked on them (``edgepilot report DIR``)
+                            target marked on them (``edgepilot report DIR``): a strip of
+                            thumbnails at the top, each step's action in words, the
+                            confirmations asked and how they were answered
+    describe_step(step)     a step's action in words: ``tap "Send" (element 12)``
 
 Both take a :class:`~edgepilot.agent.trajectory.Trajectory` from
 :func:`~edgepilot.agent.trajectory.read_trajectory`, whose typed records
@@ -18,7 +21,14 @@ characters) as visible escapes (:func:`edgepilot.safetext.for_terminal`).
 
 Screenshots in the report are scaled down to :data:`THUMB_WIDTH` pixels wide
 and re-encoded as PNG (exact colours for the red marks, and UI screens
-compress well), embedded as ``data:image/png;base64`` URLs.
+compress well), embedded as ``data:image/png;base64`` URLs. The strip at the
+top repeats them at :data:`STRIP_WIDTH` pixels as JPEG: at that size the
+strip is for finding a step, not for reading the marks, and JPEG keeps a long
+run's page light.
+
+:func:`page_html`, :func:`escape` and :func:`write_page` are shared with the
+benchmark's page (:mod:`edgepilot.bench.report`): one look, one content
+security policy (no script, nothing fetched).
 """
 
 from __future__ import annotations
@@ -28,16 +38,22 @@ import html
 import io
 import json
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from edgepilot.actions import Click, DoubleClick, Drag, LongPress, Point, RightClick, Scroll, Swipe, Tap, Type
 from edgepilot.agent.records import CallRecord, GateRecord, OutcomeRecord, ResultRecord, RunMeta, RunRecord, StepRecord
 from edgepilot.agent.trajectory import Trajectory
 from edgepilot.errors import ConfigError
+from edgepilot.perception.describe import describe_action
 from edgepilot.safetext import for_terminal
 
 THUMB_WIDTH = 360
+STRIP_WIDTH = 96
+NO_MODEL_AGENTS = frozenset({"oracle", "reference", "human", "attacker", "adaptive"})
+"""Agents that are scripts or people: a run of theirs has no model, and the report names the agent instead."""
 MARK = (255, 0, 0)
 SWIPE_DISTANCE = 0.6  # the Swipe action's default share of the span
 
@@ -152,10 +168,76 @@ def _result_summary(result: RunRecord | None) -> list[tuple[str, str]]:
     return rows
 
 
+def model_name(meta: RunMeta) -> str:
+    """The model that ran: the meta's, else the agent's own name where it needs none (``oracle``); else empty."""
+    if meta.model:
+        return meta.model
+    return meta.agent if meta.agent in NO_MODEL_AGENTS else ""
+
+
 def _meta_fields(meta: RunMeta) -> list[tuple[str, str]]:
     """What ran, as (name, value) pairs: goal, agent, model, device, start time; a value missing is empty."""
-    return [("goal", meta.goal), ("agent", meta.agent or ""), ("model", meta.model or ""),
+    return [("goal", meta.goal), ("agent", meta.agent or ""), ("model", model_name(meta)),
             ("device", meta.device or ""), ("started", meta.started or "")]
+
+
+# ---------------------------------------------------------------- actions in words
+
+# ``[12] Button "Send" desc="..." id=send (clickable)``: a line of Observation.to_text, which quotes with
+# no inner double quote (perception.types._quote turns them into single ones)
+_ELEMENT_LINE = re.compile(r'^\[(\d+)\] \S+(?: "([^"]*)")?(?: desc="([^"]*)")?', re.MULTILINE)
+_TARGETED = (Tap, LongPress, Click, DoubleClick, RightClick)
+
+
+def _element_labels(screen: str) -> dict[int, str]:
+    """Each element's label (its text, else its description) from a step's screen text."""
+    labels = {}
+    for m in _ELEMENT_LINE.finditer(screen):
+        label = " ".join((m.group(2) or m.group(3) or "").split())
+        labels[int(m.group(1))] = label if len(label) <= 40 else label[:39].rstrip(" ·") + "…"
+    return labels
+
+
+def _target_words(target: int | Point | None, labels: dict[int, str]) -> str:
+    if isinstance(target, Point):
+        return f"at ({target.x}, {target.y})"
+    if target is None:
+        return ""
+    label = labels.get(target)
+    return f'"{label}" (element {target})' if label else f"element {target}"
+
+
+def describe_step(step: StepRecord) -> str:
+    """The step's action in words, naming the element by the label its screen showed: ``tap "Send" (element
+    12)``, ``type "hello" into element 4``, ``swipe up``; the raw JSON where it no longer parses, and
+    ``(no valid action)`` where there was none."""
+    if step.action is None:
+        return "(no valid action)"
+    action = step.parsed_action()
+    if action is None:
+        return _text(step.action)
+    labels = _element_labels(step.screen)
+    if isinstance(action, _TARGETED):
+        return f"{action.type.replace('_', ' ')} {_target_words(action.target, labels)}"
+    if isinstance(action, Drag):
+        return f"drag {_target_words(action.target, labels)} to {_target_words(action.to, labels)}"
+    if isinstance(action, (Swipe, Scroll)):
+        on = f" on {_target_words(action.target, labels)}" if action.target is not None else ""
+        return f"{action.type} {action.direction}{on}"
+    if isinstance(action, Type):
+        into = f" into {_target_words(action.target, labels)}" if action.target is not None else ""
+        return f'type "{action.text[:60]}"{into}'
+    return describe_action(action)
+
+
+def _confirmation_text(gate: GateRecord | None) -> str:
+    """The confirmation a step asked, its answer and what followed; empty when none was asked."""
+    if gate is None or not gate.asked:
+        return ""
+    rule = f" (rule {gate.rule})" if gate.rule else ""
+    answer = gate.answer or "no answer"
+    consequence = "carried out" if gate.allowed else "refused"
+    return f"asked the user{rule}: {answer}; {consequence}" + (f": {gate.reason}" if gate.reason else "")
 
 
 # ---------------------------------------------------------------- text replay
@@ -303,8 +385,8 @@ def _annotate(img: Any, step: StepRecord, scale: float, screen: tuple[float, flo
                          fill=MARK)
 
 
-def _thumbnail(path: Path, step: StepRecord | None, screen: tuple[float, float] | None) -> str | None:
-    """A data URL of the screenshot at ``path`` scaled to THUMB_WIDTH and annotated; None if unreadable."""
+def _open_screenshot(path: Path) -> Any:
+    """The image at ``path`` as RGB; None if it is missing, unreadable or empty."""
     from PIL import Image
 
     try:
@@ -313,18 +395,33 @@ def _thumbnail(path: Path, step: StepRecord | None, screen: tuple[float, float] 
             img = src.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
-    if img.width <= 0 or img.height <= 0:
-        return None
+    return img if img.width > 0 and img.height > 0 else None
+
+
+def _scaled(img: Any, step: StepRecord | None, screen: tuple[float, float] | None, width: int,
+            fmt: str = "PNG") -> str:
+    """A data URL of ``img`` scaled to ``width`` (never up) and annotated with the step's target."""
+    from PIL import Image
+
     orig_w, orig_h = img.size
-    width = min(THUMB_WIDTH, img.width)
+    width = min(width, img.width)
     height = max(1, round(img.height * width / img.width))
     img = img.resize((width, height), Image.Resampling.LANCZOS)
     if step is not None:
         size = screen or (float(orig_w), float(orig_h))
         _annotate(img, step, width / size[0], size)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=80, optimize=True)
+    else:
+        img.save(buf, format="PNG", optimize=True)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _thumbnail(path: Path, step: StepRecord | None, screen: tuple[float, float] | None) -> str | None:
+    """A data URL of the screenshot at ``path`` scaled to THUMB_WIDTH and annotated; None if unreadable."""
+    img = _open_screenshot(path)
+    return None if img is None else _scaled(img, step, screen, THUMB_WIDTH)
 
 
 def _screenshot_path(folder: Path, step: StepRecord) -> Path | None:
@@ -352,19 +449,40 @@ border-radius:4px}
 .info{flex:1 1 auto;min-width:0}
 .badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600;font-size:.9em}
 .ok{background:#2e7d32}.bad{background:#c62828}.neutral{background:#6d6d6d}
-.refused{color:#c62828;font-weight:600}.error{color:#c62828}
+.refused{color:#c62828;font-weight:600}.error{color:#c62828}.asked{color:#8a5a00;font-weight:600}
 pre{white-space:pre-wrap;word-break:break-word;background:#f3f3f5;padding:6px 8px;border-radius:4px;margin:4px 0;
 font-size:.85em;max-height:400px;overflow:auto}
 code{font-size:.9em;word-break:break-word}details{margin:6px 0}summary{cursor:pointer;color:#444}
 .warn{background:#fff4e5;border-left:4px solid #f0a030}
+.strip{display:flex;gap:8px;overflow-x:auto;padding-bottom:4px}
+.strip a{flex:0 0 auto;width:96px;color:inherit;text-decoration:none;font-size:.75em;line-height:1.25}
+.strip img,.strip .nothumb{width:96px;display:block;border:2px solid #ddd;border-radius:4px;box-sizing:border-box}
+.strip .nothumb{height:60px;background:#eee}
+.strip .st-asked img,.strip .st-asked .nothumb{border-color:#f0a030}
+.strip .st-refused img,.strip .st-refused .nothumb,.strip .st-error img,.strip .st-error .nothumb{border-color:#c62828}
+.strip span{display:block;margin-top:2px;overflow-wrap:anywhere}
+.back{font-size:.9em}
 """
 
 # No script, no external fetch: only inline styles and data: images, even if escaping ever failed.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """Untrusted text (any JSON value) as HTML: control and invisible characters shown as escapes, then escaped."""
     return html.escape(for_terminal(_text(value)), quote=True)  # a bidi override would reorder the page too
+
+
+_e = escape
+
+
+def page_html(title: str, body: str, css: str = "") -> str:
+    """A whole page: the report's style (plus ``css``), its content security policy, ``title`` (plain text,
+    escaped here) and ``body`` (HTML, already escaped)."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{_CSS}{css}</style></head><body>{body}</body></html>\n")
 
 
 def _row(label: str, value_html: str) -> str:
@@ -409,12 +527,7 @@ def _calls_html(calls: list[CallRecord]) -> str:
     return "".join(parts)
 
 
-def _step_html(folder: Path, step: StepRecord, screen: tuple[float, float] | None) -> str:
-    idx = str(step.index)
-    path = _screenshot_path(folder, step)
-    url = _thumbnail(path, step, screen) if path is not None else None
-    shot = (f'<img alt="screenshot of step {html.escape(idx)}" src="{url}">' if url
-            else '<div class="noshot">no screenshot</div>')
+def _step_rows(step: StepRecord) -> list[str]:
     rows = [_row("app", _e(step.app or "?")),
             _row("action", f"<code>{_e(_action_text(step.action))}</code>")]
     if step.thought:
@@ -422,6 +535,8 @@ def _step_html(folder: Path, step: StepRecord, screen: tuple[float, float] | Non
     for key in ("progress", "subgoal", "memory"):
         if step.plan and step.plan.get(key):
             rows.append(_row(key, _e(step.plan.get(key))))
+    if _confirmation_text(step.gate):
+        rows.append(_row("confirmation", f'<span class="asked">{_e(_confirmation_text(step.gate))}</span>'))
     refused = _refusal(step.gate)
     if refused is not None:
         rows.append(_row("policy", f'<span class="refused">refused: {_e(refused)}</span>'))
@@ -435,19 +550,60 @@ def _step_html(folder: Path, step: StepRecord, screen: tuple[float, float] | Non
         rows.append(_row("tokens", _e(_token_text(step.calls))))
     if step.error:
         rows.append(_row("error", f'<span class="error">{_e(step.error)}</span>'))
+    return rows
+
+
+def _shots(folder: Path, step: StepRecord, screen: tuple[float, float] | None) -> tuple[str | None, str | None]:
+    """The step's screenshot as data URLs: for its card (PNG) and for the strip (JPEG); None where there is none.
+    The screenshot is read once for both, and not kept (a long run's full-size screens would add up)."""
+    path = _screenshot_path(folder, step)
+    img = _open_screenshot(path) if path is not None else None
+    if img is None:
+        return None, None
+    return _scaled(img, step, screen, THUMB_WIDTH), _scaled(img, step, screen, STRIP_WIDTH, "JPEG")
+
+
+def _step_html(step: StepRecord, url: str | None) -> str:
+    idx = str(step.index)
+    shot = (f'<img alt="screenshot of step {html.escape(idx)}" src="{url}">' if url
+            else '<div class="noshot">no screenshot</div>')
     more = []
     if step.screen:
         more.append(f"<details><summary>screen text</summary><pre>{_e(step.screen)}</pre></details>")
     if step.calls:
         more.append(f"<details><summary>model calls ({len(step.calls)})</summary>{_calls_html(step.calls)}</details>")
-    return (f'<section class="card" id="step-{html.escape(idx)}"><h2>step {html.escape(idx)}</h2>'
-            f'<div class="step"><div class="shot">{shot}</div><div class="info"><table>{"".join(rows)}</table>'
-            f'{"".join(more)}</div></div></section>')
+    return (f'<section class="card" id="step-{html.escape(idx)}"><h2>step {html.escape(idx)}: '
+            f'{_e(describe_step(step))}</h2>'
+            f'<div class="step"><div class="shot">{shot}</div><div class="info"><table>{"".join(_step_rows(step))}'
+            f'</table>{"".join(more)}</div></div></section>')
 
 
-def render_report(traj: Trajectory) -> str:
-    """The HTML of :func:`write_report`, as a string."""
+def _strip_html(steps: list[tuple[StepRecord, str | None]]) -> str:
+    """The thumbnails of every step, in a row at the top, each a link to its step (a border says how it went)."""
+    cells = []
+    for step, url in steps:
+        idx = html.escape(str(step.index))
+        words = _e(describe_step(step))
+        state = ("error" if step.error or step.action is None else "refused" if _refusal(step.gate) is not None
+                 else "asked" if step.gate is not None and step.gate.asked else "ok")
+        thumb = f'<img alt="step {idx}" src="{url}">' if url else '<div class="nothumb"></div>'
+        cells.append(f'<a class="st-{state}" href="#step-{idx}" title="{words}">{thumb}<span>{idx}. {words}</span></a>')
+    return f'<nav class="card strip" aria-label="steps">{"".join(cells)}</nav>'
+
+
+def _confirmations_html(steps: list[StepRecord]) -> str:
+    asked = [(step.index, _confirmation_text(step.gate)) for step in steps if _confirmation_text(step.gate)]
+    if not asked:
+        return ""
+    items = "".join(f'<li><a href="#step-{html.escape(str(i))}">step {html.escape(str(i))}</a>: {_e(text)}</li>'
+                    for i, text in asked)
+    return f"<h2>confirmations</h2><ul>{items}</ul>"
+
+
+def render_report(traj: Trajectory, *, back: tuple[str, str] | None = None) -> str:
+    """The HTML of :func:`write_report`, as a string; ``back`` is a link (href, text) shown above the title."""
     meta = traj.meta
+    folder = Path(traj.folder)
     screen = _screen_size(meta)
     goal = meta.goal or "(no goal)"
     head_rows = [_row(key, _e(value or "?")) for key, value in _meta_fields(meta)[1:]]
@@ -459,46 +615,35 @@ def render_report(traj: Trajectory) -> str:
     result_rows = [_row(label, _e(value)) for label, value in _result_summary(traj.result)]
     final = ""
     final_name = (traj.result.final_screenshot if traj.result is not None else None) or "final.png"
-    final_path = Path(traj.folder) / Path(final_name).name  # never outside the trajectory folder
+    final_path = folder / Path(final_name).name  # never outside the trajectory folder
     if final_path.is_file():
         url = _thumbnail(final_path, None, screen)
         final = (f'<details><summary>final screen</summary><img alt="final screen" src="{url}" '
                  f'width="{THUMB_WIDTH}"></details>' if url else "")
     warn_html = ("" if not traj.warnings else '<section class="card warn"><h2>warnings</h2><ul>'
                  + "".join(f"<li>{_e(w)}</li>" for w in traj.warnings) + "</ul></section>")
-    body = "".join(_step_html(Path(traj.folder), step, screen) for step in traj.steps)
+    cards, strip = [], []
+    for step in traj.steps:
+        card_url, strip_url = _shots(folder, step, screen)
+        cards.append(_step_html(step, card_url))
+        strip.append((step, strip_url))
+    body = "".join(cards)
     if not traj.steps:
         body = '<section class="card">no steps were recorded</section>'
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>edgepilot: {html.escape(goal)}</title><style>{_CSS}</style></head><body>"
-            f'<header class="card"><h1>{html.escape(goal)} {_badge(traj.result)}</h1>'
-            f"<table>{''.join(head_rows)}</table></header>"
-            f'<section class="card"><h2>result</h2><table>{"".join(result_rows)}</table>{final}</section>'
-            f"{warn_html}{body}</body></html>\n")
+    link = f'<div class="back"><a href="{escape(back[0])}">{escape(back[1])}</a></div>' if back else ""
+    return page_html(f"edgepilot: {goal}",
+                     f'<header class="card">{link}<h1>{_e(goal)} {_badge(traj.result)}</h1>'
+                     f"<table>{''.join(head_rows)}</table></header>{_strip_html(strip) if strip else ''}"
+                     f'<section class="card"><h2>result</h2><table>{"".join(result_rows)}</table>{final}'
+                     f"{_confirmations_html(traj.steps)}</section>{warn_html}{body}")
 
 
-def write_report(traj: Trajectory, out: Path | None = None) -> Path:
-    """Write a self-contained HTML report of a trajectory.
-
-    One file, no external resources: inline CSS, screenshots scaled to
-    :data:`THUMB_WIDTH` px wide and embedded as PNG data URLs with each
-    action's target marked in red. A step whose screenshot is missing or
-    unreadable shows "no screenshot".
-
-    Args:
-        traj: a trajectory from :func:`~edgepilot.agent.trajectory.read_trajectory`.
-        out: the file to write; default ``<trajectory folder>/report.html``.
-
-    Returns:
-        The path written.
+def write_page(out: Path, page: str) -> Path:
+    """Write ``page`` to ``out`` whole (a temporary file renamed over it), creating its folder.
 
     Raises:
         ConfigError: the file cannot be written.
     """
-    out = Path(out) if out is not None else Path(traj.folder) / "report.html"
-    page = render_report(traj)
     tmp = out.with_name(out.name + ".tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -511,3 +656,29 @@ def write_report(traj: Trajectory, out: Path | None = None) -> Path:
             pass
         raise ConfigError(f"cannot write the report to {out}: {exc}; pick a writable path (--out FILE)") from exc
     return out
+
+
+def write_report(traj: Trajectory, out: Path | None = None, *, back: Path | None = None) -> Path:
+    """Write a self-contained HTML report of a trajectory.
+
+    One file, no external resources: inline CSS, screenshots scaled to
+    :data:`THUMB_WIDTH` px wide and embedded as PNG data URLs with each
+    action's target marked in red, and a strip of them at the top. A step
+    whose screenshot is missing or unreadable shows "no screenshot".
+
+    Args:
+        traj: a trajectory from :func:`~edgepilot.agent.trajectory.read_trajectory`.
+        out: the file to write; default ``<trajectory folder>/report.html``.
+        back: a page to link back to (a benchmark's), linked relative to ``out``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    out = Path(out) if out is not None else Path(traj.folder) / "report.html"
+    link = None
+    if back is not None:
+        link = (Path(os.path.relpath(back, out.parent)).as_posix(), "← all episodes")
+    return write_page(out, render_report(traj, back=link))

@@ -33,8 +33,9 @@ small on 2 CPU cores, where a backward pass has a large fixed cost).
 
 Writes ``OUT/adapter/`` (peft's files, plus the base model's ``config.json``
 that the GGUF converter reads), ``OUT/recipe.json`` (data and base-model
-hashes, hyper-parameters, seed, library versions, loss curve, time) and
-``OUT/train-log.jsonl``.
+hashes, hyper-parameters, seed, library versions, loss curve, time),
+``OUT/train-log.jsonl`` and ``OUT/loss.png`` (the loss curve drawn:
+:func:`write_loss_curve`).
 
 This module holds the run: :class:`TrainConfig`, :func:`train` and its steps.
 :mod:`edgepilot.distill.base` holds the base model and its adapter,
@@ -89,6 +90,7 @@ __all__ = [
     "BASE_CACHE_ENV", "GGUF_MODULES", "LONE_SUFFIX", "READ_BACK_ARCHITECTURES", "TARGET_MODULES", "TrainConfig",
     "base_cache", "chunks", "common_prefix", "frozen_blocks", "frozen_dtype", "group_by_step", "group_cut",
     "load_base", "lora_from_gguf", "pick_device", "run_blocks", "select_examples", "shared_cut", "train",
+    "write_loss_curve",
 ]
 
 
@@ -158,12 +160,13 @@ def _versions() -> dict[str, str]:
 
 def _libraries() -> tuple[Any, Any, Any]:
     try:
+        import matplotlib  # noqa: F401 - the loss curve's PNG at the end: missing, say so before training
         import peft
         import torch
         import transformers
     except ImportError as exc:
         raise ConfigError("training needs the distill extra: pip install 'edgepilot[distill]' "
-                          "(torch, transformers, peft, gguf, accelerate)") from exc
+                          "(torch, transformers, peft, gguf, accelerate, matplotlib)") from exc
     return torch, transformers, peft
 
 
@@ -253,7 +256,44 @@ def train(dataset: Path, out: Path, *, base_gguf: Path, cfg: TrainConfig | None 
                      model=model, device=device, torch=torch, plan=plan, tally=tally, load_s=load_s, start=start,
                      adapter=adapter)
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    write_loss_curve(out / "loss.png", tally.losses, tally.decision_losses)
     return recipe
+
+
+def write_loss_curve(path: Path, losses: list[float], decision_losses: list[float | None] | None = None) -> Path | None:
+    """Draw the loss of each optimizer step as a PNG (and the deciding tokens' loss, on the steps that had some).
+
+    matplotlib is imported here and draws with its Agg canvas: no display, no pyplot state.
+
+    Args:
+        path: the PNG to write (``OUT/loss.png`` beside ``recipe.json``).
+        losses: each step's loss per trained token (``recipe.json``'s ``loss.curve``).
+        decision_losses: each step's loss on its deciding tokens (None: the step had none).
+
+    Returns:
+        The path written; None when there was no step to draw.
+    """
+    if not losses:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    steps = range(1, len(losses) + 1)
+    ax.plot(steps, losses, label="loss per trained token", color="#4e79a7")
+    decided = [(n, v) for n, v in zip(steps, decision_losses or [], strict=False) if v is not None]
+    if decided:
+        ax.plot(*zip(*decided, strict=True), label="deciding tokens", color="#e15759")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"training loss: {losses[0]:.3f} → {losses[-1]:.3f} over {len(losses)} steps")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
 
 
 def _too_low(cfg: TrainConfig) -> ConfigError:
