@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ class EpisodeResult:
     steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
     trajectory: str | None = None
+    attempts: int | None = None
+    """Run on a worker pool (:mod:`edgepilot.bench.pool`): how many tries it took (more than 1: a worker died
+    or failed under it); None when it ran in the driver's own process."""
 
     @property
     def error(self) -> str | None:
@@ -48,9 +51,22 @@ class EpisodeResult:
             "agent": self.agent, "success": self.success, "failed_checks": self.failed_checks,
             "status": self.status, "reason": self.reason, "answer": self.answer, "steps": len(self.steps),
             "seconds": round(self.seconds, 3), "trajectory": self.trajectory,
+            **({"attempts": self.attempts} if self.attempts is not None else {}),
             **gate_record(self.steps),
             "step_stats": [step_stats(s) for s in self.steps],
         }
+
+    @classmethod
+    def not_played(cls, instance: TaskInstance, agent: str, reason: str, attempts: int) -> EpisodeResult:
+        """An episode that no worker finished (each attempt's worker died or failed): a failure, ``error``."""
+        return cls(instance=instance.id, template=instance.template.id, split=instance.template.split,
+                   goal=instance.goal, agent=agent, success=False, failed_checks=[], status="error",
+                   reason=reason, answer=None, attempts=attempts)
+
+    def shipped(self) -> EpisodeResult:
+        """This result without its screenshots: what a worker sends back (the trajectory keeps them)."""
+        steps = [replace(s, obs=s.obs.model_copy(update={"screenshot_png": None})) for s in self.steps]
+        return replace(self, steps=steps)
 
 
 def gate_record(steps: list[StepReport]) -> dict[str, Any]:

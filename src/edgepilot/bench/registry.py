@@ -46,6 +46,10 @@ class BenchOptions:
     goals: tuple[str, ...] = ()
     repeats: int | None = None
     save_to: Path | None = None
+    workers: int | None = None
+    """Worker processes for the episodes (a suite that :attr:`Suite.scales`); 1 or None: this process."""
+    ray: str | None = None
+    """Run the episodes as Ray tasks on this cluster (``local``, ``auto``, ``ray://HOST:10001``)."""
 
     def filled(self, **defaults: Any) -> BenchOptions:
         """These options with ``defaults`` where a field is None or empty."""
@@ -84,6 +88,12 @@ class Suite:
     """Fills in the suite's defaults and checks the options (ConfigError for what it cannot run)."""
     run: Callable[[BenchOptions, Progress | None], dict[str, Any]]
     format: Callable[[dict[str, Any]], str]
+    scales: bool = False
+    """It takes :data:`SCALE_OPTIONS` (its episodes can run on a worker pool, :mod:`edgepilot.bench.pool`)."""
+
+
+SCALE_OPTIONS = ("workers", "ray")
+"""The options of a suite that scales out; its report's ``options`` has them when the run was spread."""
 
 
 # ---------------------------------------------------------------- the suites
@@ -119,7 +129,7 @@ def _prepare_tasks(options: BenchOptions) -> BenchOptions:
 
     agent = _one_agent(options)
     return options.filled(agents=(agent,), split="test", per_template=3, device="virtual", perception="tree",
-                          policy=_task_policy(options), sop=resolve_sop(options.sop, agent))
+                          policy=_task_policy(options), sop=resolve_sop(options.sop, agent), workers=1)
 
 
 def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, Any]:
@@ -128,7 +138,8 @@ def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, An
     return run_tasks(agent=options.agents[0], baseline=options.baseline, model=options.model, split=options.split,
                      per_template=options.per_template, templates=options.templates, task_dirs=options.task_dirs,
                      device=options.device, max_steps=options.max_steps, save_to=options.save_to, sop=options.sop,
-                     policy=options.policy, perception=options.perception, progress=_episodes(progress))
+                     policy=options.policy, perception=options.perception, progress=_episodes(progress),
+                     workers=options.workers or 1, ray=options.ray)
 
 
 def _format_tasks(report: dict[str, Any]) -> str:
@@ -299,7 +310,7 @@ _TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "templa
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("tasks", "task success and speed on the phone suite (SOPs and policy gate on, as `run`)",
-          _TASK_OPTIONS, _prepare_tasks, _run_tasks, _format_tasks),
+          _TASK_OPTIONS, _prepare_tasks, _run_tasks, _format_tasks, scales=True),
     Suite("observe", "latency of one observation (dump + screenshot over adb)",
           ("device", "repeats"), _prepare_observe, _run_observe, _format_observe),
     Suite("ocr", "OCR time per screenshot, and how much of the tree's text it recovers",
@@ -354,13 +365,17 @@ def run_suite(name: str, options: BenchOptions | None = None, *,
     """
     options = options or BenchOptions()
     suite = select(name, options)
+    takes = suite.options + (SCALE_OPTIONS if suite.scales else ())
     unused = [f.name for f in fields(BenchOptions)
-              if f.name not in suite.options and getattr(options, f.name) != f.default]
+              if f.name not in takes and getattr(options, f.name) != f.default]
     if unused:
         raise ConfigError(f"{', '.join(map(flag, unused))}: not an option of the {suite.name} suite "
-                          f"(it takes {', '.join(map(flag, suite.options)) or 'none'})")
+                          f"(it takes {', '.join(map(flag, takes)) or 'none'})")
+    if options.workers is not None and options.workers < 1:
+        raise ConfigError(f"--workers {options.workers}: at least 1 (1: the episodes run in this process)")
     resolved = suite.prepare(options)
     report = suite.run(resolved, progress)
     report.setdefault("benchmark", suite.name)
-    report["options"] = {"suite": suite.name, **resolved.record(suite.options)}
+    spread = (resolved.workers or 1) > 1 or resolved.ray is not None
+    report["options"] = {"suite": suite.name, **resolved.record(suite.options + (SCALE_OPTIONS if spread else ()))}
     return suite, report

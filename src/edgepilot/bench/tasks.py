@@ -6,13 +6,17 @@ print it as a table.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +26,14 @@ from edgepilot.agent.agents import FnAgent, ReactAgent, RoleAgent
 from edgepilot.agent.loop import StepReport
 from edgepilot.bench.episode import AgentFactory, EpisodeResult, gate_record, run_episode
 from edgepilot.bench.gate import BenchGates
+from edgepilot.bench.pool import Unit, kept, run_units, worker_name
 from edgepilot.config import Config, load_config
 from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError
 from edgepilot.models.base import ModelBackend
-from edgepilot.models.registry import open_model
+from edgepilot.models.registry import open_model, resolve
 from edgepilot.perception.types import Observation
+from edgepilot.policy import AuditLog, Policy
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
@@ -164,7 +170,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
               per_template: int = 3, templates: Iterable[str] = (), task_dirs: Iterable[Path] = (),
               device: str = "virtual", max_steps: int | None = None, save_to: Path | None = None,
               config: Config | None = None, sop: str | None = None, policy: str = "on", perception: str = "tree",
-              progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[EpisodeResult, int, int], None] | None = None, workers: int = 1,
+              ray: str | None = None) -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
     The defaults are those of ``edgepilot run``:
@@ -180,10 +187,14 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     act on the element list read from pixels: its success rate measures whether perception found what
     each step needs.
     ``task_dirs``: folders of extra task templates, read after the built-in ones (docs/tasks.md).
+    ``workers``, ``ray``: above 1, the episodes run on that many worker processes, each with its own phone
+    and model; with ``ray``, as Ray tasks on that cluster (:func:`edgepilot.bench.pool.run_units`). Each
+    episode is retried when its worker dies; trajectories and audit decisions come back to this process,
+    which writes them under ``save_to``. The report's ``scale_out`` says how it ran.
 
     Raises:
         TaskError: unknown split or templates; an invalid extra template.
-        ConfigError: unknown agent, model, ``sop`` or ``policy``.
+        ConfigError: unknown agent, model, ``sop`` or ``policy``; Ray asked for and not reachable.
         PolicyError: the policy file is missing or invalid.
         ModelError: the model cannot be loaded.
         DeviceError: the device cannot be reached.
@@ -206,13 +217,50 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None
     sops = retrieve_sops(todo) if "model+sop" in agents else {}
-    if any(a != "oracle" for a in agents):
+    pooled = workers > 1 or ray is not None
+    if any(a != "oracle" for a in agents) and not pooled:  # a pool's workers open their own
         start = time.perf_counter()
         backend = open_model(model, config)
         load_ms = (time.perf_counter() - start) * 1000
         model_name = backend.name
-    reports: dict[str, dict[str, Any]] = {}
     started = time.time()
+    scale: dict[str, Any] | None = None
+    workers_rss = 0.0
+    if pooled:
+        played = _run_pooled(agents, todo, sops, model=model, gates=gates, device=device, perception=perception,
+                             max_steps=max_steps, save_to=save_to, workers=workers, ray=ray, progress=progress)
+        ran = {name: played.results[n * len(todo):(n + 1) * len(todo)] for n, name in enumerate(agents)}
+        model_name, load_ms, scale = played.model(), played.load_ms(), played.scale_out(workers, ray)
+        workers_rss = played.peak_rss_mb()
+    else:
+        ran = _run_here(agents, todo, sops, backend, device=device, perception=perception, max_steps=max_steps,
+                        save_to=save_to, gates=gates, meta={"model": model_name, "policy": gates.to_json()["policy"]},
+                        progress=progress)
+    reports: dict[str, dict[str, Any]] = {}
+    for name in agents:
+        reports[name] = summarise(ran[name], agent=name, split=split, per_template=per_template, started=started)
+        if name == "model+sop":
+            reports[name].update(sop_report(sops))
+    report = reports[agents[0]]
+    report.update(perception=perception, sop=sop, **gates.to_json(), max_steps=max_steps,
+                  only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
+                  model=model_name, model_load_ms=round(load_ms, 1),
+                  peak_rss_mb=round(max(peak_rss_mb(), workers_rss), 1))
+    if "baseline" in reports and agents[0] != "baseline":
+        report["baseline"] = reports["baseline"]
+    if sop == "both":
+        report["with_sop"] = reports["model+sop"]
+    if scale is not None:
+        report["scale_out"] = scale
+    return report
+
+
+def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], backend: ModelBackend | None, *,
+              device: str, perception: str, max_steps: int | None, save_to: Path | None, gates: BenchGates,
+              meta: dict[str, Any], progress: Callable[[EpisodeResult, int, int], None] | None,
+              ) -> dict[str, list[EpisodeResult]]:
+    """Every agent on every instance in this process, on one phone: the results by agent."""
+    ran: dict[str, list[EpisodeResult]] = {}
     with open_device(device, perception=perception) as opened:  # type: ignore[arg-type]
         if opened.phone is None:
             raise ConfigError("task benchmarks set tasks up on the virtual phone; use --device virtual")
@@ -230,23 +278,193 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
             results: list[EpisodeResult] = []
             for i, instance in enumerate(todo):
                 result = run_episode(opened.device, opened.phone, instance, factory, max_steps=max_steps,
-                                     gate_for=gate_for, save_to=save_to,
-                                     meta={"model": model_name, "policy": gates.to_json()["policy"]})
+                                     gate_for=gate_for, save_to=save_to, meta=meta)
                 results.append(result)
                 if progress is not None:
                     progress(result, i + 1, len(todo))
-            reports[name] = summarise(results, agent=name, split=split, per_template=per_template, started=started)
-            if name == "model+sop":
-                reports[name].update(sop_report(sops))
-    report = reports[agents[0]]
-    report.update(perception=perception, sop=sop, **gates.to_json(), max_steps=max_steps,
-                  only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
-                  model=model_name, model_load_ms=round(load_ms, 1), peak_rss_mb=round(peak_rss_mb(), 1))
-    if "baseline" in reports and agents[0] != "baseline":
-        report["baseline"] = reports["baseline"]
-    if sop == "both":
-        report["with_sop"] = reports["model+sop"]
-    return report
+            ran[name] = results
+    return ran
+
+
+def _run_pooled(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], *, model: str | None,
+                gates: BenchGates, device: str, perception: str, max_steps: int | None, save_to: Path | None,
+                workers: int, ray: str | None, progress: Callable[[EpisodeResult, int, int], None] | None) -> Played:
+    """Every agent on every instance on a worker pool, each episode on a worker's own phone and model."""
+    if any(a != "oracle" for a in agents):
+        resolve(model, gates.config)  # a spec that names nothing fails here, not on every worker
+    context = EpisodeContext(config=gates.config, policy=gates.policy, device=device, perception=perception,
+                             max_steps=max_steps, save=save_to is not None)
+    units = [Unit(f"{name}/{i.id}", EpisodeJob(name.split("+")[0], i, sop=sops.get(i.id) if name == "model+sop"
+                                               else None, model=None if name == "oracle" else model,
+                                               meta={"policy": gates.to_json()["policy"]}))
+             for name in agents for i in todo]
+    return play_pooled(units, context, workers=workers, ray=ray, dest=lambda index: save_to, audit=gates.audit,
+                       on_result=None if progress is None else lambda index, result, done, total: progress(
+                           result, done, total))
+
+
+# ---------------------------------------------------------------- episodes on a worker pool
+
+
+@dataclass(frozen=True)
+class EpisodeContext:
+    """What every episode of a pooled run shares; sent once to each worker."""
+
+    config: Config
+    policy: Policy | None
+    """The policy the driver loaded (None: the policy is off)."""
+    device: str = "virtual"
+    perception: str = "tree"
+    max_steps: int | None = None
+    save: bool = False
+    """Write each episode's trajectory (it comes back to the driver with the result)."""
+    adapter: bytes | None = None
+    """A LoRA adapter (GGUF) for the jobs that ask for it: the driver's file, so that workers need no copy."""
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode for a worker: which agent plays which task instance, with which model and SOP."""
+
+    agent: str
+    """``oracle``, ``model`` or ``baseline`` (:func:`agent_factory`)."""
+    instance: TaskInstance
+    sop: Any = None
+    """The SOP match the model agent follows (retrieved by the driver)."""
+    model: str | None = None
+    lora: bool = False
+    """Open the model with the context's adapter."""
+    vote: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Recorded in the trajectory's meta.json (the worker adds ``model`` and ``worker``)."""
+
+
+class AuditRecords(AuditLog):
+    """The audit log of a worker: decisions kept in memory and sent back, for the driver to append to the
+    run's own (signed) log. Each keeps the time it was made."""
+
+    def __init__(self) -> None:
+        super().__init__(os.devnull)
+        self.records: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records.append({"time": round(time.time(), 3), **record})
+        return self.records[-1]
+
+
+@contextmanager
+def _adapter_file(adapter: bytes) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="edgepilot-adapter-"))
+    try:
+        (folder / "adapter.gguf").write_bytes(adapter)
+        yield folder / "adapter.gguf"
+    finally:
+        (folder / "adapter.gguf").unlink(missing_ok=True)
+        folder.rmdir()
+
+
+def _worker_model(context: EpisodeContext, job: EpisodeJob) -> ModelBackend:
+    lora = None
+    if job.lora and context.adapter is not None:
+        sha = hashlib.sha256(context.adapter).hexdigest()
+        lora = str(kept("adapter", sha, lambda: _adapter_file(context.adapter)))  # type: ignore[arg-type]
+    return kept("model", (job.model, lora, context.config),
+                lambda: nullcontext(open_model(job.model, context.config, lora_path=lora)))
+
+
+def play_episode(context: EpisodeContext, job: EpisodeJob, scratch: Path) -> dict[str, Any]:
+    """One episode in a worker of :func:`edgepilot.bench.pool.run_units`, on the worker's own virtual phone and
+    model (opened on its first episode and kept). The trajectory goes under ``scratch`` (named relative to
+    it), the gate's decisions into the value: ``result`` (:meth:`EpisodeResult.shipped`), ``audit``,
+    ``model``, ``load_ms``, ``peak_rss_mb``.
+    """
+    opened = kept("device", (context.device, context.perception),
+                  lambda: open_device(context.device, perception=context.perception))  # type: ignore[arg-type]
+    backend, load_ms = None, 0.0
+    if job.agent != "oracle":
+        start = time.perf_counter()
+        backend = _worker_model(context, job)
+        load_ms = (time.perf_counter() - start) * 1000
+    audit = AuditRecords() if context.policy is not None else None
+    gates = BenchGates(context.policy, context.config, audit)
+    factory = agent_factory(job.agent, opened.phone, backend,
+                            (lambda instance: job.sop) if job.sop is not None else None, vote=job.vote)
+    if job.agent == "oracle" and context.perception != "tree":
+        from edgepilot.controllers.android import AndroidDevice
+
+        factory = grounded_oracle(opened.phone, AndroidDevice(opened.device.transport, screenshot=False))
+    result = run_episode(opened.device, opened.phone, job.instance, factory, max_steps=context.max_steps,
+                         gate_for=gates.for_phone(opened.phone, opened.device),
+                         save_to=scratch if context.save else None,
+                         meta={**job.meta, "model": backend.name if backend else None, "worker": worker_name()})
+    if result.trajectory is not None:
+        result.trajectory = Path(result.trajectory).relative_to(scratch).as_posix()
+    return {"result": result.shipped(), "audit": audit.records if audit else [],
+            "model": backend.name if backend else None, "load_ms": load_ms, "peak_rss_mb": peak_rss_mb()}
+
+
+@dataclass
+class Played:
+    """The episodes of a pooled run, in the order of its units, and what each unit's worker said of itself."""
+
+    results: list[EpisodeResult]
+    workers: list[dict[str, Any]]
+    """Per unit: ``model``, ``load_ms``, ``peak_rss_mb``, ``worker`` (``host:pid``); empty when none finished it."""
+    retried: list[dict[str, Any]]
+    """:meth:`edgepilot.bench.pool.Done.record` of each unit that took more than one attempt, by unit."""
+
+    def model(self, part: slice = slice(None)) -> str | None:
+        """The model the units of ``part`` ran (None: the oracle)."""
+        return next((w["model"] for w in self.workers[part] if w.get("model")), None)
+
+    def load_ms(self, part: slice = slice(None)) -> float:
+        """The slowest model load of a worker among the units of ``part`` (each worker loads its own)."""
+        return max((w.get("load_ms", 0.0) for w in self.workers[part]), default=0.0)
+
+    def peak_rss_mb(self) -> float:
+        """The peak memory of the largest worker."""
+        return max((w.get("peak_rss_mb", 0.0) for w in self.workers), default=0.0)
+
+    def scale_out(self, workers: int, ray: str | None) -> dict[str, Any]:
+        """What a report says of how the run was spread (``scale_out``)."""
+        return {"workers": workers, "ray": ray, "worker_processes": len({w["worker"] for w in self.workers if w}),
+                "retried": self.retried}
+
+
+def play_pooled(units: Sequence[Unit], context: EpisodeContext, *, workers: int, ray: str | None,
+                dest: Callable[[int], Path | None], audit: AuditLog | None,
+                on_result: Callable[[int, EpisodeResult, int, int], None] | None = None) -> Played:
+    """Play :class:`EpisodeJob` units on a worker pool, streaming each back as it finishes: its trajectory is
+    unpacked under ``dest(index)``, its gate decisions appended to ``audit``, and ``on_result`` called with
+    the unit's index, its result, how many units are done and how many in all.
+
+    Raises:
+        ConfigError, ModelError, PolicyError, TaskError: from a worker, for a setting every try would fail on.
+    """
+    results: list[EpisodeResult | None] = [None] * len(units)
+    said: list[dict[str, Any]] = [{} for _ in units]
+    retried = []
+    for count, done in enumerate(run_units(play_episode, units, context=context, workers=workers, ray=ray), 1):
+        job: EpisodeJob = units[done.index].job
+        if done.failed:
+            result = EpisodeResult.not_played(job.instance, job.agent, f"no worker finished it: {done.errors[-1]}",
+                                              done.attempts)
+        else:
+            result = done.value["result"]
+            result.attempts = done.attempts
+            folder = dest(done.index)
+            if result.trajectory is not None and folder is not None:
+                result.trajectory = str(done.unpack(folder)[result.trajectory])
+            for record in done.value["audit"] if audit is not None else ():
+                audit.append(record)
+            said[done.index] = {"model": done.value["model"], "load_ms": done.value["load_ms"],
+                                "peak_rss_mb": done.value["peak_rss_mb"], "worker": done.worker}
+        if done.attempts > 1:
+            retried.append(done.record())
+        results[done.index] = result
+        if on_result is not None:
+            on_result(done.index, result, count, len(units))
+    return Played([r for r in results if r is not None], said, sorted(retried, key=lambda r: r["unit"]))
 
 
 def _rate(calls: list[Any]) -> float | None:
@@ -368,6 +586,9 @@ def format_switches(report: dict[str, Any]) -> str:
         parts.append("templates=" + ",".join(report["only"]))
     if report.get("task_dirs"):
         parts.append("tasks=" + ",".join(report["task_dirs"]))
+    scale = report.get("scale_out")
+    if scale:
+        parts.append(f"ray={scale['ray']}" if scale["ray"] else f"workers={scale['workers']}")
     return "switches: " + " ".join(parts)
 
 
@@ -392,6 +613,9 @@ def format_tasks(report: dict[str, Any]) -> str:
                       f"{len(report['with_sop']['results'])} tasks had one) ---"] + _format_one(report["with_sop"])
     if "baseline" in report:
         lines += ["", "--- baseline: plain ReAct, same model, no grammar ---"] + _format_one(report["baseline"])
+    for retried in (report.get("scale_out") or {}).get("retried", []):
+        lines.append(f"RETRIED {retried['unit']}: {retried['attempts']} attempts"
+                     f"{' (all failed)' if retried['failed'] else ''}: {'; '.join(retried['errors'])}"[:300])
     failures = [r for r in report["results"] if not r["success"]]
     for r in failures[:20]:
         why = r["reason"] if r["status"] not in ("finished",) else "wrong end state: " + ", ".join(r["failed_checks"])

@@ -10,6 +10,11 @@ trajectories are written to ``RUN/dataset.jsonl``.
 
 Resumable: ``RUN/collect/manifest.jsonl`` gets one line per finished
 instance, and a second run skips those.
+
+With ``workers`` above 1 or a Ray cluster, the roll-outs run on a worker pool
+(:mod:`edgepilot.bench.pool`): the driver draws each instance and its SOP, a
+worker plays it and sends the row and the trajectory back, and the driver
+writes both under ``RUN``; a roll-out whose worker dies is tried again.
 """
 
 from __future__ import annotations
@@ -19,21 +24,21 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from edgepilot.agent.agents import RoleAgent
 from edgepilot.bench.episode import run_episode
+from edgepilot.bench.pool import Unit, run_units, worker_name
 from edgepilot.controllers.android import AndroidDevice
 from edgepilot.distill.dataset import examples_from_folders, read_jsonl, write_jsonl
 from edgepilot.distill.teacher import OracleTeacher
-from edgepilot.errors import ConfigError, TaskError
+from edgepilot.errors import TaskError
 from edgepilot.models.registry import open_model
 from edgepilot.sim.local import LocalTransport
 from edgepilot.sim.phone import VirtualPhone
+from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.suite import instances, load_templates
 
 MANIFEST = "collect/manifest.jsonl"
@@ -94,26 +99,46 @@ def _url_teacher(url: str) -> Any:
     return UrlTeacher()
 
 
-def roll_out(job: Job) -> dict[str, Any]:
-    """Play one instance with the oracle teacher and write its trajectory; returns its manifest row.
-
-    Runs in a worker process (or a Ray task): everything it needs is in ``job``.
-    """
-
+def _instance(job: Job) -> TaskInstance:
     if job.task_dirs not in _TEMPLATES:
         _TEMPLATES[job.task_dirs] = load_templates([Path(d) for d in job.task_dirs])
-    instance = _TEMPLATES[job.task_dirs][job.template].instance(job.seed)
-    match = None
-    if job.sop:
-        from edgepilot.sop import load_library, retrieve
+    return _TEMPLATES[job.task_dirs][job.template].instance(job.seed)
 
-        if not _LIBRARY:
-            _LIBRARY.append(load_library())
-        match = retrieve(instance.goal, _LIBRARY[0])
+
+def _match(job: Job, instance: TaskInstance) -> Any:
+    """The SOP the instance's prompts carry (None: none)."""
+    if not job.sop:
+        return None
+    from edgepilot.sop import load_library, retrieve
+
+    if not _LIBRARY:
+        _LIBRARY.append(load_library())
+    return retrieve(instance.goal, _LIBRARY[0])
+
+
+def roll_out(job: Job) -> dict[str, Any]:
+    """Play one instance with the oracle teacher and write its trajectory under ``RUN/trajectories``; returns its
+    manifest row."""
+    instance = _instance(job)
+    return _play(job, instance, _match(job, instance), Path(job.run_dir) / "trajectories")
+
+
+def roll_out_unit(context: Any, unit: tuple[Job, TaskInstance, Any], scratch: Path) -> dict[str, Any]:
+    """:func:`roll_out` in a worker of :func:`edgepilot.bench.pool.run_units`: the driver drew the instance and
+    its SOP; the trajectory goes under ``scratch``, and the row names it relative to that folder."""
+    job, instance, match = unit
+    row = _play(job, instance, match, scratch, worker=worker_name())
+    if row["trajectory"] is not None:
+        row["trajectory"] = Path(row["trajectory"]).relative_to(scratch).as_posix()
+    return row
+
+
+def _play(job: Job, instance: TaskInstance, match: Any, root: Path, worker: str | None = None) -> dict[str, Any]:
     phone = VirtualPhone(serial="virtual-1")
     device = AndroidDevice(LocalTransport(phone), screenshot=True)
     teacher = _url_teacher(job.teacher_url) if job.teacher_url else OracleTeacher()
     start = time.perf_counter()
+    where = {"worker": worker} if worker is not None else {}
     try:
         made: list[Any] = []
 
@@ -123,18 +148,19 @@ def roll_out(job: Job) -> dict[str, Any]:
             return made[-1]
 
         variant = f"wrong@{job.inject_at}" if job.inject_at is not None else None
-        result = run_episode(device, phone, instance, make, save_to=Path(job.run_dir) / "trajectories",
+        result = run_episode(device, phone, instance, make, save_to=root,
                              meta={"model": job.teacher_url, "teacher": teacher.name, "variant": variant,
-                                   "sop": match.sop.name if match is not None else None})
+                                   "sop": match.sop.name if match is not None else None, **where})
     except TaskError as exc:
         return {**asdict(job), "key": job.key, "success": False, "status": "error", "reason": str(exc), "steps": 0,
-                "trajectory": None, "seconds": round(time.perf_counter() - start, 3)}
+                "trajectory": None, "seconds": round(time.perf_counter() - start, 3), **where}
     injected = getattr(made[0], "injected", 0) if made else 0
     return {**asdict(job), "key": job.key, "injected": injected,
             "sop": match is not None, "sop_name": match.sop.name if match is not None else None,
             "success": result.success and (job.inject_at is None or injected > 0),
             "status": result.status, "reason": result.reason,
-            "steps": len(result.steps), "trajectory": result.trajectory, "seconds": round(result.seconds, 3)}
+            "steps": len(result.steps), "trajectory": result.trajectory, "seconds": round(result.seconds, 3),
+            **where}
 
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
@@ -168,28 +194,24 @@ def done_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {row.get("key", row["instance"]): row for row in read_jsonl(path)} if path.is_file() else {}
 
 
-def _run_local(jobs: list[Job], workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
-    if workers <= 1:
-        for job in jobs:
-            on_done(roll_out(job))
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(roll_out, job) for job in jobs]
-        for future in as_completed(futures):
-            on_done(future.result())
-
-
-def _run_ray(jobs: list[Job], address: str, on_done: Callable[[dict[str, Any]], None]) -> None:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("--ray needs the ray package: pip install 'ray[default]'") from exc
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(roll_out)
-    pending = [remote.remote(job) for job in jobs]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        on_done(ray.get(ready[0]))
+def _run_pooled(jobs: list[Job], run_dir: Path, workers: int, ray_address: str | None,
+                on_done: Callable[[dict[str, Any], bool], None]) -> None:
+    """The roll-outs on a worker pool; each row and trajectory comes back here as it finishes."""
+    units = []
+    for job in jobs:
+        instance = _instance(job)
+        units.append(Unit(job.key, (job, instance, _match(job, instance))))
+    for done in run_units(roll_out_unit, units, workers=workers, ray=ray_address):
+        job = units[done.index].job[0]
+        if done.failed:  # not in the manifest: the next run tries it again
+            on_done({**asdict(job), "key": job.key, "success": False, "status": "error",
+                     "reason": f"no worker finished it: {done.errors[-1]}", "steps": 0, "trajectory": None,
+                     "seconds": 0.0, "attempts": done.attempts, "errors": done.errors}, False)
+            continue
+        row = {**done.value, "attempts": done.attempts, **({"errors": done.errors} if done.errors else {})}
+        if row["trajectory"] is not None:
+            row["trajectory"] = str(done.unpack(run_dir / "trajectories")[row["trajectory"]])
+        on_done(row, True)
 
 
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
@@ -208,8 +230,10 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         reflection_share: share of the instances rolled out again with a wrong step injected, then
             diagnosed by the reflector (``wrong_screen``) and undone (``back``); the wrong step's
             answer is masked in training.
-        workers: worker processes (1: in this process).
-        ray_address: run the roll-outs as Ray tasks on this cluster instead.
+        workers: worker processes (1: in this process). A roll-out whose worker dies or fails is tried again
+            (:data:`edgepilot.bench.pool.RETRIES` times); its row says how many ``attempts`` it took.
+        ray_address: run the roll-outs as Ray tasks on this cluster instead (``local``, ``auto``,
+            ``ray://HOST:10001``); rows and trajectories come back to this process, which writes them.
         task_dirs: extra folders of task templates (your own apps' tasks).
         step_refs: the oracle's planner answers ``next step`` where the procedure's current step, pointed at,
             does what the oracle does (docs/distill.md, "Steps by number"); else it says the step.
@@ -235,21 +259,23 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     manifest = open(run_dir / MANIFEST, "a", encoding="utf-8")  # noqa: SIM115 - closed below
     count = len(jobs) - len(todo)
 
-    def on_done(row: dict[str, Any]) -> None:
+    def on_done(row: dict[str, Any], keep: bool = True) -> None:
         nonlocal count
-        manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
-        manifest.flush()
-        os.fsync(manifest.fileno())
+        if keep:
+            manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
+            manifest.flush()
+            os.fsync(manifest.fileno())
         done[row["key"]] = row
         count += 1
         if progress is not None:
             progress(row, count, len(jobs))
 
     try:
-        if ray_address:
-            _run_ray(todo, ray_address, on_done)
+        if ray_address or workers > 1:
+            _run_pooled(todo, run_dir, workers, ray_address, on_done)
         else:
-            _run_local(todo, workers, on_done)
+            for job in todo:
+                on_done(roll_out(job))
     finally:
         manifest.close()
     seconds = time.perf_counter() - start
@@ -277,6 +303,8 @@ def write_dataset(run_dir: Path, rows: list[dict[str, Any]], *, seconds: float =
         "steps": sum(r["steps"] for r in kept),
         "examples": len(examples), "by_kind": kinds, "answers_left_out": untrained,
         "seconds": round(seconds, 2), "dataset": str(run_dir / DATASET),
+        "retried": [{"instance": r["key"], "attempts": r["attempts"], "errors": r.get("errors", [])}
+                    for r in rows if r.get("attempts", 1) > 1],
     }
     (run_dir / "collect.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

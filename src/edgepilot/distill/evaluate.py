@@ -6,6 +6,11 @@ fresh virtual phone behind its adb endpoint, as ``edgepilot bench`` does; the
 student is the same model opened with the LoRA (``open_model(spec, config,
 lora_path=...)``). Prints a table and writes ``eval.json`` (each arm's full
 benchmark report) and, when matplotlib is installed, ``eval.png``.
+
+With ``workers`` above 1 or a Ray cluster, every episode of every arm and split
+is a unit of one worker pool (:func:`edgepilot.bench.tasks.play_pooled`): each
+worker opens its own phone and model (the adapter's bytes travel with the run),
+and results and trajectories come back to this process.
 """
 
 from __future__ import annotations
@@ -19,8 +24,18 @@ from typing import Any
 from edgepilot.actions import parse_action
 from edgepilot.agent.roles import DECIDER, PLANNER
 from edgepilot.bench.episode import run_episode
-from edgepilot.bench.tasks import agent_factory, retrieve_sops, sop_report, sop_runs, summarise
-from edgepilot.config import load_config
+from edgepilot.bench.pool import Unit
+from edgepilot.bench.tasks import (
+    EpisodeContext,
+    EpisodeJob,
+    agent_factory,
+    play_pooled,
+    retrieve_sops,
+    sop_report,
+    sop_runs,
+    summarise,
+)
+from edgepilot.config import Config, load_config
 from edgepilot.devices import open_device
 from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.errors import ConfigError, EdgepilotError
@@ -65,15 +80,18 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
              templates: Iterable[str] = (), model: str | None = None, max_steps: int | None = None,
              out: Path | None = None, save_trajectories: bool = False,
              progress: Callable[[str, str, Any, int, int], None] | None = None,
-             vote: int = DEFAULT_VOTE, sop: str = "off") -> dict[str, Any]:
+             vote: int = DEFAULT_VOTE, sop: str = "off", workers: int = 1, ray: str | None = None) -> dict[str, Any]:
     """Run each arm on each split; returns (and writes to ``out/eval.json``) the comparison.
 
     ``student-vote`` is the student with self-consistent action voting over ``vote`` answers a step.
     ``sop``: ``off`` (no SOP in the prompts), ``on`` (each model arm follows the bundled SOP its goal
     retrieves, as ``edgepilot run`` does; its reports are keyed ``ARM+sop/SPLIT``) or ``both``.
+    ``workers`` (above 1), ``ray``: the episodes run on that many worker processes, or as Ray tasks on that
+    cluster, and come back here (the summary's ``scale_out`` says how; an episode whose worker dies is
+    retried).
 
     Raises:
-        ConfigError: unknown arm, or the student asked for without an adapter.
+        ConfigError: unknown arm, or the student asked for without an adapter; Ray not reachable.
         ModelError: the model or the adapter does not load.
     """
 
@@ -97,7 +115,15 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
         raise ConfigError(f"no adapter at {lora}; `edgepilot distill export` writes it")
     config = load_config()
     reports: dict[str, dict[str, Any]] = {}
-    for arm in arms:
+    scale: dict[str, Any] | None = None
+    if workers > 1 or ray is not None:
+        plan = [(arm, split, with_sop) for arm in arms for split in splits
+                for with_sop in ((False,) if arm == "teacher" else runs)]
+        reports, scale = _run_pooled(plan, config=config, per_template=per_template, templates=templates,
+                                     model=model, lora=lora if students else None, max_steps=max_steps,
+                                     save_to=out / "trajectories" if out and save_trajectories else None,
+                                     vote=vote, library=library, workers=workers, ray=ray, progress=progress)
+    for arm in arms if scale is None else ():
         backend, load_ms = None, 0.0
         if arm != "teacher":
             start = time.perf_counter()
@@ -130,11 +156,60 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None,
                "lora_sha256": lora_sha256, "model": model, "vote": vote,
                "per_template": per_template, "templates": templates, "table": table, "reports": reports}
+    if scale is not None:
+        summary["scale_out"] = scale
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         summary["plot"] = plot(table, out / "eval.png")
     return summary
+
+
+def _run_pooled(plan: list[tuple[str, str, bool]], *, config: Config, per_template: int, templates: list[str],
+                model: str | None, lora: Path | None, max_steps: int | None, save_to: Path | None, vote: int,
+                library: Any, workers: int, ray: str | None,
+                progress: Callable[[str, str, Any, int, int], None] | None,
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every episode of ``plan`` (arm, split, with SOPs) on one worker pool: the reports by ``ARM/SPLIT``, and
+    the ``scale_out`` record."""
+    units: list[Unit] = []
+    groups: list[tuple[str, str, str, slice, dict[str, Any]]] = []
+    for arm, split, with_sop in plan:
+        name = f"{arm}+sop" if with_sop else arm
+        todo = instances(split, per_template, only=templates)  # type: ignore[arg-type]
+        sops = retrieve_sops(todo, library) if with_sop else {}
+        student = arm.startswith("student")
+        spec = None if arm == "teacher" else model if student else base_of(model, config)
+        meta = {"lora": str(lora) if student and lora else None}
+        groups.append((arm, name, split, slice(len(units), len(units) + len(todo)), sops))
+        units += [Unit(f"{name}/{split}/{i.id}",
+                       EpisodeJob("oracle" if arm == "teacher" else "model", i, sop=sops.get(i.id), model=spec,
+                                  lora=student, vote=vote if arm == "student-vote" else 1, meta=meta))
+                  for i in todo]
+    context = EpisodeContext(config=config, policy=None, max_steps=max_steps, save=save_to is not None,
+                             adapter=Path(lora).read_bytes() if lora else None)
+    group_of = {index: g for g in groups for index in range(g[3].start, g[3].stop)}
+    counts: dict[str, int] = {}
+
+    def shown(index: int, result: Any, done: int, total: int) -> None:
+        _, name, split, part, _ = group_of[index]
+        counts[f"{name}/{split}"] = counts.get(f"{name}/{split}", 0) + 1
+        if progress is not None:
+            progress(name, split, result, counts[f"{name}/{split}"], part.stop - part.start)
+
+    started = time.time()
+    played = play_pooled(units, context, workers=workers, ray=ray, audit=None, on_result=shown,
+                         dest=lambda index: save_to / group_of[index][1] / group_of[index][2] if save_to else None)
+    reports = {}
+    for arm, name, split, part, sops in groups:
+        report = summarise(played.results[part], agent=name, split=split, per_template=per_template,
+                           started=started)
+        report.update(model=played.model(part), lora=str(lora) if arm.startswith("student") and lora else None,
+                      vote=vote if arm == "student-vote" else 1, model_load_ms=round(played.load_ms(part), 1))
+        if name.endswith("+sop"):
+            report.update(sop_report(sops))
+        reports[f"{name}/{split}"] = report
+    return reports, played.scale_out(workers, ray)
 
 
 def _earlier(path: Path, lora_sha256: str | None, model: str | None) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ Token = tuple[str, Any]  # ("key", name) | ("index", int) | ("select", (field, v
 
 
 class _Missing:
-    """The value at a path that does not exist (survives copying, unlike a bare object())."""
+    """The value at a path that does not exist (survives copying and pickling, unlike a bare object())."""
 
     def __repr__(self) -> str:
         return "MISSING"
@@ -24,6 +24,9 @@ class _Missing:
 
     def __deepcopy__(self, memo: dict) -> _Missing:
         return self
+
+    def __reduce__(self) -> str:  # unpickled as the module's MISSING itself (checks compare by identity)
+        return "MISSING"
 
 
 MISSING: Any = _Missing()
