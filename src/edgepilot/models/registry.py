@@ -16,7 +16,7 @@ from pathlib import Path
 from edgepilot.config import Config
 from edgepilot.errors import ConfigError, ModelError
 from edgepilot.models.base import ModelBackend
-from edgepilot.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path
+from edgepilot.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path, setup_command
 from edgepilot.models.llama_cpp import LlamaCppBackend
 
 
@@ -102,11 +102,11 @@ def list_models(config: Config | None = None) -> list[dict[str, object]]:
     """Built-in and configured models, whether each is there, and which is the default."""
     config = config or Config()
     rows: list[dict[str, object]] = []
-    for name, (_, dist, note) in BUILTIN.items():
+    for name, (_, _dist, note) in BUILTIN.items():
         try:
             location, available = str(builtin_path(name, assemble=False)), True
         except ModelError:
-            location, available, note = f"(pip install {dist})", False, note
+            location, available, note = f"({setup_command(name)})", False, note
         rows.append({"name": name, "kind": "builtin", "location": location, "available": available, "note": note})
     for name, (base, file, note) in ADAPTERS.items():
         try:

