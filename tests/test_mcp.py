@@ -12,12 +12,10 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anyio
@@ -27,6 +25,7 @@ pytest.importorskip("mcp", reason="pip install 'edgepilot[mcp]'")
 
 from mcp import Client as McpClient  # noqa: E402
 from mcp import ClientSession, StdioServerParameters, stdio_client, types  # noqa: E402
+from scripted import FakeModel  # noqa: E402
 
 EDGEPILOT = str(Path(sys.executable).with_name("edgepilot"))
 TOOLS = {"list_devices", "observe", "act", "run_task", "read_trajectory"}
@@ -272,48 +271,6 @@ def test_a_bad_action_or_goal_is_an_error_not_an_action(env, tmp_path):
 
 
 # ---------------------------------------------------------------- run_task, read_trajectory
-
-
-class FakeModel(ThreadingHTTPServer):
-    """An OpenAI-compatible server answering each role from a script (the last answer repeats)."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, **answers: list[str]) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeModelHandler)
-        self.answers = {role: list(texts) for role, texts in answers.items()}
-        self.lock = threading.Lock()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1#fake"
-
-    def answer(self, prompt: str) -> str:
-        role = next((r for r in ("planner", "decider", "reflector") if f"You are the {r}" in prompt), "react")
-        with self.lock:
-            queue = self.answers.get(role) or ['{"progress": "", "subgoal": "", "memory": ""}']
-            return queue.pop(0) if len(queue) > 1 else queue[0]
-
-
-class _FakeModelHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        last = body["messages"][-1]["content"]
-        text = self.server.answer(last if isinstance(last, str) else json.dumps(last))
-        data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                        "finish_reason": "stop"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def test_run_task_asks_the_client_and_its_trajectory_replays_safely(env, tmp_path):

@@ -7,13 +7,13 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_policy import Answers
 
 from edgepilot.actions import Click, DoubleClick, Finish, Key, LongPress, Point, RightClick, Swipe, Tap, Type, Wait
 from edgepilot.controllers.android import AndroidDevice
 from edgepilot.errors import PolicyError
 from edgepilot.perception.types import Bounds, Observation, UINode
 from edgepilot.policy import DEFAULT_POLICY, PolicyGate, engine_for_task, load_policy, parse_policy
-from edgepilot.policy.confirm import ConfirmResult
 from edgepilot.policy.consent import consequence
 from edgepilot.policy.effects import effects_of
 from edgepilot.policy.labels import normalise, readings
@@ -180,16 +180,6 @@ def test_a_sideways_swipe_on_a_list_item_is_judged_as_deleting_it_even_in_the_ta
     swipe = engine.evaluate(Swipe(target=row, direction="left", distance=0.8), obs)
     assert (swipe.effect, swipe.category) == ("ask_user", "delete")
     assert engine.evaluate(Swipe(target=row, direction="up", distance=0.8), obs).effect == "allow"
-
-
-class Answers:
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.requests = []
-
-    def ask(self, request, timeout):
-        self.requests.append(request)
-        return ConfirmResult(self.answers.pop(0) if self.answers else "no")
 
 
 def test_a_refusal_holds_for_every_spelling_of_the_same_effect():

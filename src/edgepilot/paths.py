@@ -17,8 +17,11 @@ second profile); otherwise the platform's user folders (platformdirs: XDG on Lin
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from pathlib import Path
+
+from edgepilot.errors import ConfigError
 
 APP = "edgepilot"
 
@@ -96,3 +99,28 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir(APP))
+
+
+def private_token(path: Path, what: str = "token", hint: str = "") -> str:
+    """The secret in ``path``, created (32 random bytes, hex, mode 0600, in a 0700 folder) when there is none, or
+    when the file is readable by others (then it is replaced). ``what`` names it in errors; ``hint`` says what to
+    do instead.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    try:
+        if path.is_file() and not path.stat().st_mode & 0o077:
+            token = path.read_text(encoding="ascii").strip()
+            if len(token) >= 32:
+                return token
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = secrets.token_hex(32)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(token + "\n")
+        os.replace(tmp, path)
+        return token
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot write {what} {path}: {exc}{hint}") from exc

@@ -11,7 +11,6 @@ only the user who started the daemon can talk to it.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,17 +91,4 @@ def ensure_token(path: Path) -> str:
     """
     if not path.parent.exists():
         private_dir(path.parent)
-    try:
-        if path.is_file() and not path.stat().st_mode & 0o077:
-            token = path.read_text(encoding="ascii").strip()
-            if len(token) >= 32:
-                return token
-        token = secrets.token_hex(32)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(token + "\n")
-        os.replace(tmp, path)
-        return token
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot write the daemon token {path}: {exc}") from exc
+    return paths.private_token(path, "the daemon token")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import secrets
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -40,21 +38,7 @@ def ensure_token(path: Path) -> str:
     Raises:
         ConfigError: the file cannot be written.
     """
-    try:
-        if path.is_file() and not path.stat().st_mode & 0o077:
-            token = path.read_text(encoding="ascii").strip()
-            if len(token) >= 32:
-                return token
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        token = secrets.token_hex(32)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(token + "\n")
-        os.replace(tmp, path)
-        return token
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot write the MCP token {path}: {exc}; pass one with --token") from exc
+    return paths.private_token(path, "the MCP token", "; pass one with --token")
 
 
 class BearerToken:
