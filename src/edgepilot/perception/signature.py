@@ -20,7 +20,9 @@ def _interactive(node: UINode) -> bool:
 
 
 def layout_signature(obs: Observation) -> tuple:
-    """The foreground app, the window roots and every interactive element (class, id, label, state, bounds)."""
+    """The foreground app, the window roots, every interactive element (class, id, label, state, bounds) and the
+    numbering of all elements (class and id by index: an element number an action names must still mean the same
+    element when the action is sent, so a new message bubble that shifts the numbers changes the signature)."""
     roots = tuple((n.package, n.class_name, n.resource_id, n.bounds) for n in obs.nodes
                   if n.parent is None and not (n.package == SYSTEM_UI and "status" in n.resource_id))
     elements = []
@@ -30,7 +32,8 @@ def layout_signature(obs: Observation) -> tuple:
         label = "" if n.editable else n.label  # a field's text is what is typed, not what the field is
         elements.append((n.class_name, n.resource_id, label, n.content_desc, n.bounds, n.enabled, n.checked,
                          n.password))
-    return obs.package, obs.secure, roots, tuple(elements)
+    numbering = tuple((n.class_name, n.resource_id) for n in obs.elements)
+    return obs.package, obs.secure, roots, tuple(elements), numbering
 
 
 def describe_change(before: Observation, after: Observation) -> str:
@@ -42,6 +45,8 @@ def describe_change(before: Observation, after: Observation) -> str:
         return ""
     if a[2] != b[2]:
         return "a window opened or closed"
+    if a[4] != b[4] and a[3] == b[3]:
+        return f"the elements were renumbered ({len(a[4])} before, {len(b[4])} now)"
     gone = [e for e in a[3] if e not in b[3]]
     new = [e for e in b[3] if e not in a[3]]
     if new:

@@ -132,12 +132,16 @@ def effects_of(action: Action, obs: Observation) -> tuple[DeviceEffect, ...]:
             return _type(obs, text, t)
         case Key(key="enter"):
             return _enter(obs, via="key enter")
+        case Key(key="space"):
+            return _space(obs, via="key space")
         case Key(key=key):
             return (DeviceEffect("key", key=key, via=via),)
         case Hotkey(keys=keys):
             chord = "+".join(keys)
-            if "enter" in keys and len(keys) <= 2:  # enter, ctrl+enter, shift+enter: sends in chat apps
+            if "enter" in keys:  # enter with any modifiers: sends in chat apps, submits forms
                 return (*_enter(obs, via=f"hotkey {chord}"), DeviceEffect("hotkey", keys=chord, via=via))
+            if "space" in keys:
+                return (*_space(obs, via=f"hotkey {chord}"), DeviceEffect("hotkey", keys=chord, via=via))
             return (DeviceEffect("hotkey", keys=chord, via=via),)
         case Scroll():
             return (DeviceEffect("scroll", node=node_at(obs, action.target), via=via),)
@@ -191,49 +195,73 @@ def _swipe(action: Swipe, obs: Observation) -> tuple[DeviceEffect, ...]:
         return press_effects(obs, Point(x=x1, y=y1), "swipe", detail=f"a swipe of {moved} px is a tap")
     start = obs.element_at(x1, y1)
     item = start[1] if start else None
-    if action.direction in ("left", "right") and item is not None and _list_item(item, obs):
-        return (DeviceEffect("dismiss", node=item, via="swipe", detail="a sideways swipe on a list item"),
-                DeviceEffect("scroll", via="swipe"))
-    return (DeviceEffect("scroll", node=target, via="swipe"),)
+    out: list[DeviceEffect] = []
+    if item is not None and _pressable(item) and _within(item.bounds, x2, y2, TOUCH_SLOP_PX):
+        # the finger never left the element: Android's View releases it as a click (no scroller took the move)
+        out.extend(press_effects(obs, Point(x=x1, y=y1), "swipe",
+                                 detail="a swipe that ends inside the element it started on presses it"))
+    if action.direction in ("left", "right") and item is not None and _pressable(item):
+        out.append(DeviceEffect("dismiss", node=item, via="swipe", detail="a sideways swipe on an item (apps swipe "
+                                                                          "list items away to delete them)"))
+    return (*out, DeviceEffect("scroll", node=target, via="swipe"))
 
 
-def _list_item(node: UINode, obs: Observation) -> bool:
-    """Whether ``node`` is a row of a list (apps swipe rows away to delete or archive them)."""
-    if node.scrollable or not (node.clickable or node.long_clickable or node.label):
-        return False
-    index = _node_index(obs, node)
-    parent = obs.nodes[index].parent if index is not None else None
-    hops = 0
-    while parent is not None and 0 <= parent < len(obs.nodes) and hops < _FORM_HOPS:
-        if obs.nodes[parent].scrollable:
-            return True
-        parent, hops = obs.nodes[parent].parent, hops + 1
-    return False
+def _pressable(node: UINode) -> bool:
+    return (node.clickable or node.long_clickable or node.checkable) and not node.scrollable and not node.editable
+
+
+def _within(bounds: Bounds, x: int, y: int, margin: int) -> bool:
+    return bounds.left - margin <= x < bounds.right + margin and bounds.top - margin <= y < bounds.bottom + margin
+
+
+def _focused_field(obs: Observation) -> UINode | None:
+    index = obs.focused_element
+    return obs.elements[index] if index is not None else None
+
+
+def _focused_button(obs: Observation) -> UINode | None:
+    return next((n for n in obs.elements if n.focused and not n.editable), None)
 
 
 def _type(obs: Observation, text: str, target: int | Point | None) -> tuple[DeviceEffect, ...]:
+    """Typing: into every field the text may land in (the field pressed first, else the one already focused).
+
+    A target that is not a field is pressed (an effect of its own) and moves no focus there, so the text goes to
+    the field focused before. Text with nowhere known to go, or a tab that moves the focus somewhere, is unknown.
+    """
     out: list[DeviceEffect] = []
-    field_node: UINode | None
+    fields: list[UINode] = []
     if target is not None:
         pressed = press_effects(obs, target, "type", detail="type presses its target before typing")
-        field_node = pressed[0].node if pressed[0].kind == "focus" else None
         out.extend(p for p in pressed if p.kind != "focus")  # a button pressed on the way is an effect of its own
-    else:
-        index = obs.focused_element
-        field_node = obs.elements[index] if index is not None else None
-    lines = re.split(r"\r\n|\r|\n", text)
-    if text or not out:
-        out.append(DeviceEffect("enter_text", node=field_node, text=text, via="type",
-                                detail="" if field_node is not None else "no field is focused"))
-    if len(lines) > 1 and not (field_node is not None and _multiline(field_node, obs)):
-        out.extend(_submit(obs, field_node, via="type with a new line"))
+        fields = [p.node for p in pressed if p.kind == "focus" and p.node is not None]
+    if not fields and (focused := _focused_field(obs)) is not None:
+        fields = [focused]
+    if not text:
+        return tuple(out) or (DeviceEffect("enter_text", node=fields[0] if fields else None, text="", via="type"),)
+    if not fields:
+        button = _focused_button(obs)
+        if button is not None and " " in text:  # SPACE presses a focused button (Android's confirm keys, GTK)
+            out.append(DeviceEffect("activate", node=button, via="type", detail="a space presses the focused button"))
+        out.append(DeviceEffect("unknown", via="type", detail="types with no field focused: where the text goes "
+                                                              "(or what it presses) is not on the screen"))
+        return tuple(out)
+    for field_node in fields:
+        out.append(DeviceEffect("enter_text", node=field_node, text=text, via="type"))
+        multiline = _multiline(field_node, obs)
+        if re.search(r"\r|\n", text) and not multiline:
+            out.extend(_submit(obs, field_node, via="type with a new line"))
+        if "\t" in text and not multiline:
+            out.append(DeviceEffect("unknown", node=field_node, via="type",
+                                    detail="a tab moves the focus to another element, which the rest of the text "
+                                           "then reaches"))
     return tuple(out)
 
 
 def _enter(obs: Observation, via: str) -> tuple[DeviceEffect, ...]:
     index = obs.focused_element
     if index is None:
-        focused = next((n for n in obs.elements if n.focused and not n.editable), None)
+        focused = _focused_button(obs)
         if focused is not None:  # ENTER on a focused button presses it
             return (DeviceEffect("activate", node=focused, via=via, detail="enter presses the focused element"),)
         if obs.keyboard_shown:
@@ -243,6 +271,15 @@ def _enter(obs: Observation, via: str) -> tuple[DeviceEffect, ...]:
     if _multiline(node, obs):
         return (DeviceEffect("enter_text", node=node, text="\n", via=via, detail="a new line in a multi-line field"),)
     return _submit(obs, node, via=via)
+
+
+def _space(obs: Observation, via: str) -> tuple[DeviceEffect, ...]:
+    """SPACE types a space into a focused field, presses a focused button (a confirm key), or does nothing known."""
+    if (field_node := _focused_field(obs)) is not None:
+        return (DeviceEffect("enter_text", node=field_node, text=" ", via=via),)
+    if (button := _focused_button(obs)) is not None:
+        return (DeviceEffect("activate", node=button, via=via, detail="space presses the focused button"),)
+    return (DeviceEffect("key", key="space", via=via),)
 
 
 def _multiline(node: UINode, obs: Observation) -> bool:
@@ -268,6 +305,17 @@ def _button(node: UINode) -> bool:
             and not node.scrollable and not NAVIGATION.match(normalise(node.label)))
 
 
+def _inline(button: UINode, field_node: UINode) -> bool:
+    """Whether ``button`` is an icon in ``field_node``'s row, touching it and smaller (clear text, show password):
+    it does not by itself say where the field's form ends. A button with words ("Go", "Send") does."""
+    if button.text.strip():
+        return False
+    b, f = button.bounds, field_node.bounds
+    overlap = min(b.bottom, f.bottom) - max(b.top, f.top)
+    gap = max(b.left - f.right, f.left - b.right, 0)
+    return overlap >= 0.5 * b.height and gap <= TOUCH_SLOP_PX and b.area < f.area
+
+
 def _node_index(obs: Observation, node: UINode) -> int | None:
     for i, n in enumerate(obs.nodes):
         if n.bounds == node.bounds and n.class_name == node.class_name and n.resource_id == node.resource_id:
@@ -285,15 +333,18 @@ def form_buttons(obs: Observation, node: UINode) -> list[UINode]:
     if index is None:
         return []
     by_bounds = {(n.bounds, n.class_name, n.resource_id): n for n in obs.elements}
+    icons: list[UINode] = []
     parent, hops = obs.nodes[index].parent, 0
     while parent is not None and 0 <= parent < len(obs.nodes) and hops < _FORM_HOPS:
         below = [n for n in _descendants(obs, parent) if _button(n)]
-        if below:
+        own = [n for n in below if _inline(n, node)]  # the field's own icons (clear text, show password)
+        icons.extend(n for n in own if n not in icons)
+        if len(below) > len(own):  # a button of the form itself: the walk ends here
             return [by_bounds.get((n.bounds, n.class_name, n.resource_id), n) for n in below]
         if obs.nodes[parent].scrollable or obs.nodes[parent].parent is None:
-            return []
+            break
         parent, hops = obs.nodes[parent].parent, hops + 1
-    return []
+    return [by_bounds.get((n.bounds, n.class_name, n.resource_id), n) for n in icons]  # only icons: judge those
 
 
 def _descendants(obs: Observation, root: int) -> list[UINode]:

@@ -41,7 +41,7 @@ from edgepilot.policy.confirm import Confirmer, ConfirmRequest, RefuseAll
 from edgepilot.policy.consent import consequence
 from edgepilot.policy.effects import CANONICAL_ACTION, DeviceEffect, effects_of, node_at
 from edgepilot.policy.gate import GateDecision
-from edgepilot.policy.labels import normalise, readings, resource_words
+from edgepilot.policy.labels import readings, resource_words
 from edgepilot.policy.language import Policy, Rule
 
 Effect = Literal["allow", "block", "ask_user", "terminate"]
@@ -67,9 +67,13 @@ def resolve_target(action: Action, obs: Observation) -> UINode | None:
     return node_at(obs, getattr(action, "target", None))
 
 
-SECRET_WORDS = re.compile(r"\b(pin|pins|password|passwort|passcode|passphrase|contrasena|mot de passe|senha|"
-                          r"cvv|cvc|cvv2|csc|card number|card no|security code|secret|one time (pass)?code|otp)\b")
+SECRET_WORDS = re.compile(r"\b(pin|pins|pin code|pincode|password|passwort|kennwort|passwd|pwd|passcode|passphrase|"
+                          r"contrasena|clave|mot de passe|senha|parola d ordine|cvv|cvc|cvv2|csc|card number|card no|"
+                          r"security code|verification code|secret|one time (pass)?code|otp|tan|geheimzahl)\b")
 """Words that make a field secret when its label, id, description or the text beside it says them (normalised)."""
+
+
+CAPTION_WORDS = 8
 
 
 def is_secret(node: UINode, obs: Observation) -> bool:
@@ -79,24 +83,40 @@ def is_secret(node: UINode, obs: Observation) -> bool:
     if not node.editable:
         return False
     said = [node.label, node.content_desc, resource_words(node.resource_id), *_captions(node, obs)]
-    return any(SECRET_WORDS.search(normalise(text)) for text in said if text)
+    return any(SECRET_WORDS.search(reading) for text in said if text for reading in readings(text))
 
 
-def _captions(node: UINode, obs: Observation, reach: int = 220) -> list[str]:
-    """The plain text nearest a field: just above it, or just left of it on its row."""
+def _captions(node: UINode, obs: Observation, reach: int = 300) -> list[str]:
+    """The captions of a field: the nearest short plain text above it, below it (helper text), left and right of
+    it on its row, each within ``reach`` pixels. One per side, so a caption is not lost behind a closer text on
+    another side, and a field is not made secret by the caption of the field above it."""
     b = node.bounds
-    near: list[tuple[int, str]] = []
+    nearest: dict[str, tuple[int, list[str]]] = {}
     for other in obs.elements:
-        if other is node or other.clickable or other.editable or not other.label:
-            continue
+        texts = [t for t in (other.text, other.content_desc) if t]
+        if other is node or other.editable or not texts or len(texts[0].split()) > CAPTION_WORDS:
+            continue  # a field's caption is short; a message bubble is not one
         o = other.bounds
         overlaps_x = o.left < b.right and o.right > b.left
         same_row = o.top < b.bottom and o.bottom > b.top
-        if overlaps_x and 0 <= b.top - o.bottom <= reach:
-            near.append((b.top - o.bottom, other.label))
-        elif same_row and 0 <= b.left - o.right <= reach:
-            near.append((b.left - o.right, other.label))
-    return [label for _, label in sorted(near)[:1]]
+        for side, gap, ok in (("above", b.top - o.bottom, overlaps_x), ("below", o.top - b.bottom, overlaps_x),
+                              ("left", b.left - o.right, same_row), ("right", o.left - b.right, same_row)):
+            if ok and 0 <= gap <= reach and (side not in nearest or gap < nearest[side][0]):
+                nearest[side] = (gap, texts)
+    return [t for _, texts in nearest.values() for t in texts]
+
+
+def list_row(node: UINode, obs: Observation) -> bool:
+    """Whether ``node`` is one of a list's repeated rows (siblings of its class and id): its first line names it,
+    the rest is content (a note's body, an alarm's label), not what pressing it does."""
+    index = next((i for i, n in enumerate(obs.nodes) if n.bounds == node.bounds and n.class_name == node.class_name
+                  and n.resource_id == node.resource_id), None)
+    if index is None or obs.nodes[index].parent is None or "\n" not in node.text:
+        return False
+    parent = obs.nodes[index].parent
+    twins = sum(1 for n in obs.nodes if n.parent == parent and n.class_name == node.class_name
+                and n.resource_id == node.resource_id)
+    return twins >= 2
 
 
 def effect_facts(effect: DeviceEffect, action: Action, obs: Observation) -> dict[str, Any]:
@@ -115,9 +135,12 @@ def effect_facts(effect: DeviceEffect, action: Action, obs: Observation) -> dict
         out["screen.activity"] = obs.activity
     target = effect.node
     if target is not None:
+        name = target.text.split("\n", 1)[0] if list_row(target, obs) else target.text
         out.update({
-            "target.text": readings(target.text), "target.desc": readings(target.content_desc),
-            "target.label": readings(target.label), "target.resource_id": resource_words(target.resource_id),
+            "target.text": readings(name), "target.desc": readings(target.content_desc),
+            # every name it has: an icon's glyph as text ("➤") does not hide its description ("Send")
+            "target.label": tuple(dict.fromkeys((*readings(name), *readings(target.content_desc))))
+            or readings(""), "target.resource_id": resource_words(target.resource_id),
             "target.class": target.class_name, "target.password": target.password,
             "target.secret": is_secret(target, obs),
             "target.editable": target.editable, "target.clickable": target.clickable,

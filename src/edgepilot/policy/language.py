@@ -73,7 +73,9 @@ FACTS: dict[str, str] = {
     "screen.secure": "whether the screen is FLAG_SECURE (banking, passwords)",
     "screen.keyboard": "whether the on-screen keyboard is shown",
 }
-TESTS = ("equals", "in", "regex", "min", "max")
+TESTS = ("equals", "in", "regex", "words", "min", "max")
+SHORT_LABEL_WORDS = 6
+"""``words`` matches anywhere in a label this short (a button: "Yes, delete"), else only at its start."""
 Fallback = Literal["block", "ask_user", "terminate"]
 
 
@@ -128,6 +130,8 @@ class Test:
             return _norm(have, self.fact) in {_norm(v, self.fact) for v in self.value}
         if self.op == "regex":
             return self.value.search(str(have)) is not None
+        if self.op == "words":
+            return self.value.says(str(have))
         if isinstance(have, bool) or not isinstance(have, int | float):
             return None
         return have >= self.value if self.op == "min" else have <= self.value
@@ -135,6 +139,40 @@ class Test:
     def __str__(self) -> str:
         value = self.value.pattern if self.op == "regex" else self.value
         return f"{self.fact} {self.op} {value!r}"
+
+
+def _unspaced(text: str) -> bool:
+    """Written without spaces between words (Chinese, Japanese, Thai...): matched as a substring."""
+    return any("\u0e00" <= c <= "\u0e7f" or "\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff"
+               or "\uac00" <= c <= "\ud7af" for c in text)
+
+
+@dataclass(frozen=True)
+class Words:
+    """The ``words`` test: a label that says one of these words or phrases, in the label's normalised form, at its
+    start or anywhere in a short label (at most :data:`SHORT_LABEL_WORDS` words: "Yes, delete", "Start video
+    call"); phrases in scripts written without spaces match as substrings."""
+
+    phrases: tuple[str, ...]
+    _start: re.Pattern
+    _anywhere: re.Pattern
+
+    @classmethod
+    def of(cls, phrases: list[str]) -> Words:
+        normal = tuple(dict.fromkeys(p for p in (normalise(str(x)) for x in phrases) if p))
+        spaced = [re.escape(p) for p in normal if not _unspaced(p)]
+        unspaced = [re.escape(p) for p in normal if _unspaced(p)]
+        alternatives = "|".join([*(f"{p}\\b" for p in spaced), *unspaced]) or "(?!)"
+        return cls(normal, re.compile(f"^(?:{alternatives})"), re.compile(f"(?:^|\\b|(?<=\\W))(?:{alternatives})"))
+
+    def says(self, label: str) -> bool:
+        if self._start.search(label):
+            return True
+        short = len(label.split()) <= SHORT_LABEL_WORDS if not _unspaced(label) else len(label) <= 4 * SHORT_LABEL_WORDS
+        return short and self._anywhere.search(label) is not None
+
+    def __repr__(self) -> str:
+        return repr(list(self.phrases))
 
 
 @dataclass(frozen=True)
@@ -206,6 +244,10 @@ def _compile_tests(fact: str, value: Any, path: tuple[Any, ...]) -> list[Test]:
         if op == "in":
             if not isinstance(arg, list) or not arg or not all(isinstance(a, str | int | float) for a in arg):
                 raise _CondError(where, f"{fact}: `in` takes a non-empty list of values")
+        elif op == "words":
+            if not isinstance(arg, list) or not arg or not all(isinstance(a, str) and a.strip() for a in arg):
+                raise _CondError(where, f"{fact}: `words` takes a non-empty list of words or phrases")
+            arg = Words.of(arg)
         elif op == "regex":
             if not isinstance(arg, str):
                 raise _CondError(where, f"{fact}: `regex` takes a string")
