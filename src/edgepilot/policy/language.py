@@ -156,6 +156,7 @@ class Words:
     phrases: tuple[str, ...]
     _start: re.Pattern
     _anywhere: re.Pattern
+    written: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, phrases: list[str]) -> Words:
@@ -163,7 +164,8 @@ class Words:
         spaced = [re.escape(p) for p in normal if not _unspaced(p)]
         unspaced = [re.escape(p) for p in normal if _unspaced(p)]
         alternatives = "|".join([*(f"{p}\\b" for p in spaced), *unspaced]) or "(?!)"
-        return cls(normal, re.compile(f"^(?:{alternatives})"), re.compile(f"(?:^|\\b|(?<=\\W))(?:{alternatives})"))
+        return cls(normal, re.compile(f"^(?:{alternatives})"), re.compile(f"(?:^|\\b|(?<=\\W))(?:{alternatives})"),
+                   tuple(str(x) for x in phrases))
 
     def says(self, label: str) -> bool:
         if self._start.search(label):
@@ -172,7 +174,7 @@ class Words:
         return short and self._anywhere.search(label) is not None
 
     def __repr__(self) -> str:
-        return repr(list(self.phrases))
+        return repr(list(self.written or self.phrases))
 
 
 @dataclass(frozen=True)
