@@ -388,3 +388,22 @@ def test_cli_verify_fails_without_the_head_or_with_another_key(tmp_path):
     log.head_path.unlink()
     headless = runner.invoke(main, ["audit", "verify", str(log.path), "--key", str(moved)])
     assert headless.exit_code == 1 and "head file" in headless.output
+
+
+def test_a_log_the_run_cannot_continue_stops_it_before_its_first_step(tmp_path):
+    """A key that lost its log (or a log that lost its key) is found when the gate is built, not mid-run."""
+    from edgepilot.config import Config
+    from edgepilot.policy import gate_for
+
+    log = _log(tmp_path, n=2)
+    AuditLog(log.path, key_path=log.key_path).check()  # its own key: fine, and nothing written
+    assert verify(log.path).entries == 2
+    with pytest.raises(PolicyError, match="missing, and the log .* was signed with it"):
+        AuditLog(log.path, key_path=tmp_path / "keys" / "lost.key").check()
+    AuditLog(tmp_path / "elsewhere.jsonl", key_path=tmp_path / "keys" / "other.key").append({"verdict": "allow"})
+    other = AuditLog(log.path, key_path=tmp_path / "keys" / "other.key")  # a key, but not this log's
+    with pytest.raises(PolicyError, match="head is not signed with the key"):
+        other.check()
+    with pytest.raises(PolicyError, match="head is not signed with the key"):
+        gate_for("turn on wifi", config=Config(), audit=other)
+    AuditLog(tmp_path / "new" / "audit.jsonl", key_path=tmp_path / "keys" / "new.key").check()  # no log yet: fine

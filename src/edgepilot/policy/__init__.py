@@ -58,12 +58,15 @@ def gate_for(task: str, *, device=None, config=None, policy: Policy | None = Non
     the audit log, the screen re-check when config.toml wants it.
 
     Raises:
-        PolicyError: the policy file is missing or invalid (the run does not start: fail closed).
+        PolicyError: the policy file is missing or invalid, or the audit log cannot be continued (signed with
+            another key, cut, edited): the run does not start (fail closed).
     """
 
     config = config or Config()
     policy = policy or load_policy(policy_path(policy_file, config.policy))
+    audit = audit or AuditLog(config.audit)
+    audit.check()  # a log the run could not add to stops it before its first step
     return PolicyGate(engine_for_task(task, policy), task=task, confirmer=confirmer or TerminalConfirmer(),
-                      audit=audit or AuditLog(config.audit), device=device if config.recheck_screen else None,
+                      audit=audit, device=device if config.recheck_screen else None,
                       timeout=config.confirm_timeout, sensitive_step=sensitive_step,
                       run_id=run_id)

@@ -200,10 +200,36 @@ class AuditLog:
             raise PolicyError(f"cannot write the audit log {self.path} (or its key {self.key_path}): "
                               f"{exc.strerror or exc}") from None
 
+    def check(self) -> None:
+        """Raise now what the next append would (a log this key cannot continue), so a run that could not audit
+        its decisions does not start. Reads only; a missing key is created as the first append would.
+
+        Raises:
+            PolicyError: the log was cut or edited, its head is missing or signed with another key, or the
+                files cannot be read.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_SH)
+                try:
+                    last, _ = self._last(f.fileno())
+                    head = self._head()
+                    self._check_state(self._key(needed=self._signed_before(last, head)), last, head)
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise PolicyError(f"cannot read the audit log {self.path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _signed_before(last: dict[str, Any] | None, head: dict[str, Any] | None) -> bool:
+        return bool(last and "mac" in last) or (_is_v2(head) and head["seq"] > 0)
+
     def _append_locked(self, fd: int, record: dict[str, Any]) -> dict[str, Any]:
         last, torn_at = self._last(fd)
         head = self._head()
-        key = self._key(needed=bool(last and "mac" in last) or (_is_v2(head) and head["seq"] > 0))
+        key = self._key(needed=self._signed_before(last, head))
         self._check_state(key, last, head)
         if torn_at is not None:
             os.ftruncate(fd, torn_at)
