@@ -10,16 +10,15 @@ timeouts only.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_daemon import DaemonProcess
 
 from edgepilot.daemon.client import DaemonBusy, DaemonClient, DaemonError, DaemonNotRunning
 from edgepilot.daemon.server import HELLO_SECONDS, MAX_CLIENTS, MAX_HELLO_LINE
@@ -27,43 +26,20 @@ from edgepilot.daemon.server import HELLO_SECONDS, MAX_CLIENTS, MAX_HELLO_LINE
 PATIENCE = 30.0  # a socket timeout, never an expectation of speed
 
 
-class Daemon:
-    """A daemon process with its own home, runtime dir, config and audit log."""
+class Daemon(DaemonProcess):
+    """test_daemon's daemon process with a scripted model on the virtual phone, no hotkeys, patient clients."""
 
     def __init__(self, root: Path) -> None:
-        self.home = root / "home"
-        self.socket = root / "run" / "daemon.sock"
-        (root / "config.toml").write_text("")
+        root.mkdir(parents=True, exist_ok=True)
         (root / "script.json").write_text(json.dumps({"answers": {}}))
-        self.env = {**os.environ, "EDGEPILOT_HOME": str(self.home), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
-                    "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(root / "audit.jsonl")}
-        self.env.pop("DISPLAY", None)
-        self.log = root / "daemon.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgepilot", "daemon", "start", "--foreground",
-                                      "--scripted-model", str(root / "script.json"), "--device", "virtual",
-                                      "--no-hotkeys", "--no-notify"],
-                                     env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.client().close()
-                return
-            except (DaemonError, OSError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.proc.kill()
-                    pytest.fail(f"the daemon did not come up:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.1)
+        super().__init__(root, "--scripted-model", str(root / "script.json"), "--device", "virtual",
+                         "--no-hotkeys", "--no-notify")
 
-    @property
-    def token(self) -> str:
-        return (self.home / "daemon.token").read_text().strip()
-
-    def client(self) -> DaemonClient:
-        return DaemonClient.connect(self.socket, token=self.token, timeout=PATIENCE)
+    def client(self, timeout: float = PATIENCE) -> DaemonClient:
+        return super().client(timeout)
 
     def status_cli(self) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "edgepilot", "daemon", "status"], env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        return self.cli("status", timeout=120)
 
     def raw(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -75,15 +51,6 @@ class Daemon:
         """A full hello and status on a fresh connection."""
         with self.client() as client:
             return client.status()["pid"] == self.proc.pid
-
-    def stop(self) -> None:
-        try:
-            with self.client() as client:
-                client.shutdown()
-            self.proc.wait(30)
-        except (DaemonError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")

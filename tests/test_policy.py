@@ -403,8 +403,8 @@ def test_default_policy_on_desktop_actions():
         return UINode(text=text, class_name=cls, bounds=Bounds(left=0, top=top, right=100, bottom=top + 40),
                       clickable=True, package="mousepad", **kw)
 
-    screen = Observation(nodes=(node("Delete"), node("", cls="EditText", top=50, focusable=True), node("Save", top=100)),
-                         package="mousepad", screen_width=1280, screen_height=800)
+    nodes = (node("Delete"), node("", cls="EditText", top=50, focusable=True), node("Save", top=100))
+    screen = Observation(nodes=nodes, package="mousepad", screen_width=1280, screen_height=800)
     engine = engine_for_task('In Mousepad, write "hi" and save it as /tmp/x.txt', load_policy(DEFAULT_POLICY))
     assert "editor" in derive_scope('In Mousepad, write "hi" and save it as /tmp/x.txt').apps
     assert engine.evaluate(Click(target=2), screen).effect == "allow"  # in the task's app

@@ -127,8 +127,8 @@ class Agent:
     def model(self) -> Any:
         """The model backend (opened on first use)."""
         if self._backend is None:
-            self._backend = self.model_spec if not isinstance(self.model_spec, str | type(None)) \
-                else open_model(self.model_spec, self.config)
+            spec = self.model_spec
+            self._backend = open_model(spec, self.config) if spec is None or isinstance(spec, str) else spec
         return self._backend
 
     def _device(self) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from edgepilot.perception.types import Observation, UINode
-from edgepilot.policy.effects import DeviceEffect
+from edgepilot.policy.effects import DeviceEffect, one_line
 from edgepilot.policy.labels import resource_words
 
 VERBS = {"delete": "deletes", "send_message": "sends", "payment": "pays", "call": "places a call",
@@ -21,11 +21,6 @@ VERBS = {"delete": "deletes", "send_message": "sends", "payment": "pays", "call"
 _MESSAGE_IDS = ("message", "alert title", "toolbar title", "title template", "dialog message")
 _QUOTED = re.compile(r"[\"“”„«»‘’']([^\"“”„«»‘’']{2,60})[\"“”„«»‘’']")
 LIMIT = 300
-
-
-def _clean(text: str, limit: int = 80) -> str:
-    text = " ".join(" / ".join(part.strip() for part in text.splitlines() if part.strip()).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def screen_says(obs: Observation, effect: DeviceEffect) -> list[str]:
@@ -38,11 +33,11 @@ def screen_says(obs: Observation, effect: DeviceEffect) -> list[str]:
         if n.package != obs.package or not n.text.strip():
             continue
         if resource_words(n.resource_id) in _MESSAGE_IDS:
-            said.append(_clean(n.text))
+            said.append(one_line(n.text, 80))
     fields = [n for n in obs.elements if n.editable and not n.password and n.text.strip() and n is not effect.node]
     for n in fields[:3]:
         name = resource_words(n.resource_id) or "field"
-        said.append(f'{name}: "{_clean(n.text, 60)}"')
+        said.append(f'{name}: "{one_line(n.text, 60)}"')
     return said
 
 
@@ -60,7 +55,7 @@ def consequence(effect: DeviceEffect | None, category: str, obs: Observation, ta
         return ""
     node: UINode | None = effect.node
     verb = VERBS.get(category)
-    pressed = f'presses "{_clean(node.label, 40)}"' if node is not None and node.label and effect.kind == "activate" \
+    pressed = f'presses "{one_line(node.label, 40)}"' if node is not None and node.label and effect.kind == "activate" \
         else effect.describe()
     head = f"this {pressed}" + (f" ({verb})" if verb and verb not in pressed else "")
     if effect.detail and effect.kind != "unknown":

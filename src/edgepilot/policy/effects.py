@@ -30,7 +30,8 @@ actions (``tap`` stands for ``activate``); see :data:`ACTION_EFFECTS`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from typing import Literal
 
 from edgepilot.actions import (
@@ -57,8 +58,7 @@ from edgepilot.policy.labels import normalise
 
 EffectKind = Literal["activate", "focus", "enter_text", "dismiss", "scroll", "key", "hotkey", "drag", "open_app",
                      "wait", "finish", "unknown"]
-EFFECT_KINDS: tuple[str, ...] = ("activate", "focus", "enter_text", "dismiss", "scroll", "key", "hotkey", "drag",
-                                 "open_app", "wait", "finish", "unknown")
+EFFECT_KINDS: tuple[str, ...] = typing.get_args(EffectKind)
 
 ACTION_EFFECTS: dict[str, tuple[str, ...]] = {
     "tap": ("activate",), "long_press": ("activate",), "click": ("activate",), "double_click": ("activate",),
@@ -93,10 +93,9 @@ class DeviceEffect:
     app: str | None = None
     via: str = ""
     detail: str = ""
-    related: tuple[UINode, ...] = field(default=(), compare=False)  # submit: the field whose form is submitted
 
     def describe(self) -> str:
-        what = f' "{_short(self.node.label)}"' if self.node is not None and self.node.label else ""
+        what = f' "{one_line(self.node.label)}"' if self.node is not None and self.node.label else ""
         if self.kind == "enter_text":
             return f"enters text into{what or ' the focused field'}"
         return {"activate": f"presses{what}", "focus": f"puts the caret in{what}", "dismiss": f"swipes away{what}",
@@ -105,8 +104,9 @@ class DeviceEffect:
                 "unknown": self.detail or "does something the screen does not explain"}[self.kind]
 
 
-def _short(text: str, limit: int = 60) -> str:
-    text = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+def one_line(text: str, limit: int = 60) -> str:
+    """``text`` on one line (its lines joined with " / ", spaces collapsed), cut to ``limit`` characters."""
+    text = " / ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -154,11 +154,6 @@ def effects_of(action: Action, obs: Observation) -> tuple[DeviceEffect, ...]:
         case Finish():
             return (DeviceEffect("finish", via=via),)
     return (DeviceEffect("unknown", via=via, detail=f"no effect is known for {via}"),)
-
-
-def _press(obs: Observation, target: int | Point | None, via: str, detail: str = "") -> DeviceEffect:
-    """The strictest-to-judge of :func:`press_effects` (kept for callers that need one)."""
-    return press_effects(obs, target, via, detail)[0]
 
 
 def press_effects(obs: Observation, target: int | Point | None, via: str, detail: str = "") -> tuple[DeviceEffect,
@@ -259,15 +254,14 @@ def _type(obs: Observation, text: str, target: int | Point | None) -> tuple[Devi
 
 
 def _enter(obs: Observation, via: str) -> tuple[DeviceEffect, ...]:
-    index = obs.focused_element
-    if index is None:
+    node = _focused_field(obs)
+    if node is None:
         focused = _focused_button(obs)
         if focused is not None:  # ENTER on a focused button presses it
             return (DeviceEffect("activate", node=focused, via=via, detail="enter presses the focused element"),)
         if obs.keyboard_shown:
             return (DeviceEffect("unknown", via=via, detail="presses enter on the keyboard, and no field is focused"),)
         return (DeviceEffect("key", key="enter", via=via),)
-    node = obs.elements[index]
     if _multiline(node, obs):
         return (DeviceEffect("enter_text", node=node, text="\n", via=via, detail="a new line in a multi-line field"),)
     return _submit(obs, node, via=via)
@@ -292,11 +286,11 @@ def _submit(obs: Observation, node: UINode | None, via: str) -> tuple[DeviceEffe
         return (DeviceEffect("unknown", via=via, detail="submits a form, and no field is focused"),)
     buttons = form_buttons(obs, node)
     if not buttons:
-        return (DeviceEffect("unknown", node=node, via=via, related=(node,),
-                             detail=f'submits the form of "{_short(node.label) or "a field"}", and the screen shows '
+        return (DeviceEffect("unknown", node=node, via=via,
+                             detail=f'submits the form of "{one_line(node.label) or "a field"}", and the screen shows '
                                     "no button of that form"),)
-    return tuple(DeviceEffect("activate", node=b, via=via, related=(node,),
-                              detail=f'{via} submits the form of "{_short(node.label) or "a field"}"')
+    return tuple(DeviceEffect("activate", node=b, via=via,
+                              detail=f'{via} submits the form of "{one_line(node.label) or "a field"}"')
                  for b in buttons)
 
 
@@ -316,7 +310,8 @@ def _inline(button: UINode, field_node: UINode) -> bool:
     return overlap >= 0.5 * b.height and gap <= TOUCH_SLOP_PX and b.area < f.area
 
 
-def _node_index(obs: Observation, node: UINode) -> int | None:
+def node_index(obs: Observation, node: UINode) -> int | None:
+    """Where an element (possibly with folded text) sits in ``obs.nodes``: by bounds, class and id."""
     for i, n in enumerate(obs.nodes):
         if n.bounds == node.bounds and n.class_name == node.class_name and n.resource_id == node.resource_id:
             return i
@@ -329,7 +324,7 @@ def form_buttons(obs: Observation, node: UINode) -> list[UINode]:
     The walk stops at a scrolling container (a list of many forms) and at the window's root: a field whose
     form shows no button gives none, and its submit is then unknown.
     """
-    index = _node_index(obs, node)
+    index = node_index(obs, node)
     if index is None:
         return []
     by_bounds = {(n.bounds, n.class_name, n.resource_id): n for n in obs.elements}

@@ -39,7 +39,7 @@ from edgepilot.perception.types import Observation, UINode
 from edgepilot.policy.audit import AuditLog, redact_action
 from edgepilot.policy.confirm import Confirmer, ConfirmRequest, RefuseAll
 from edgepilot.policy.consent import consequence
-from edgepilot.policy.effects import CANONICAL_ACTION, DeviceEffect, effects_of, node_at
+from edgepilot.policy.effects import CANONICAL_ACTION, DeviceEffect, effects_of, node_at, node_index
 from edgepilot.policy.gate import GateDecision
 from edgepilot.policy.labels import readings, resource_words
 from edgepilot.policy.language import Policy, Rule
@@ -109,8 +109,7 @@ def _captions(node: UINode, obs: Observation, reach: int = 300) -> list[str]:
 def list_row(node: UINode, obs: Observation) -> bool:
     """Whether ``node`` is one of a list's repeated rows (siblings of its class and id): its first line names it,
     the rest is content (a note's body, an alarm's label), not what pressing it does."""
-    index = next((i for i, n in enumerate(obs.nodes) if n.bounds == node.bounds and n.class_name == node.class_name
-                  and n.resource_id == node.resource_id), None)
+    index = node_index(obs, node)
     if index is None or obs.nodes[index].parent is None or "\n" not in node.text:
         return False
     parent = obs.nodes[index].parent
@@ -179,14 +178,17 @@ class PolicyEngine:
     def rules(self) -> list[Rule]:
         return list(self._rules)
 
-    def evaluate(self, action: Action, obs: Observation, target: UINode | None = None) -> Verdict:
+    def evaluate(self, action: Action, obs: Observation, target: UINode | None = None, *,
+                 effects: tuple[DeviceEffect, ...] | None = None) -> Verdict:
         """The verdict on everything ``action`` does: each of its effects is judged, the strictest verdict wins.
 
         ``target`` is accepted for callers of the old signature and not needed: effects name their elements.
+        ``effects``: :func:`~edgepilot.policy.effects.effects_of` ``(action, obs)`` when the caller has them.
         """
         if self.policy is None:
             return Verdict("block", "no-policy", "", NO_POLICY)
-        verdicts = [self.judge(effect, action, obs) for effect in effects_of(action, obs)]
+        found = effects if effects is not None else effects_of(action, obs)
+        verdicts = [self.judge(effect, action, obs) for effect in found]
         return max(verdicts, key=lambda v: STRICTNESS[v.effect])
 
     def judge(self, effect: DeviceEffect, action: Action, obs: Observation) -> Verdict:
@@ -270,14 +272,15 @@ class PolicyGate:
 
     def __call__(self, action: Action, obs: Observation) -> GateDecision:
         target = resolve_target(action, obs)
-        verdict = self.engine.evaluate(action, obs)
-        if verdict.effect == "allow" and self.sensitive_step is not None and _may_be_sensitive(action, obs) \
+        found = effects_of(action, obs)  # once: the verdict, the sensitive step, the record and a refusal's key
+        verdict = self.engine.evaluate(action, obs, effects=found)
+        if verdict.effect == "allow" and self.sensitive_step is not None and _may_be_sensitive(action, found) \
                 and (kind := self.sensitive_step()):
             verdict = Verdict("ask_user", "sop-sensitive", kind, f"the procedure marks this step as sensitive ({kind})",
                               verdict.cause)
         record: dict[str, Any] = {"verdict": verdict.effect, "rule": verdict.rule, "category": verdict.category,
-                                  "effects": [_effect_json(e) for e in effects_of(action, obs)]}
-        decision = self._decide(action, obs, target, verdict, record)
+                                  "effects": [_effect_json(e) for e in found]}
+        decision = self._decide(action, obs, target, verdict, record, found)
         if decision.allowed:
             changed = self._recheck(action, obs)
             if changed:
@@ -294,10 +297,10 @@ class PolicyGate:
 
     def refused_here(self, action: Action, obs: Observation) -> bool:
         """Whether the user already refused an action with these effects on this screen (any spelling of it)."""
-        return _refusal_key(action, obs) in self._refused
+        return _refusal_key(effects_of(action, obs), obs) in self._refused
 
     def _decide(self, action: Action, obs: Observation, target: UINode | None, verdict: Verdict,
-                record: dict[str, Any]) -> GateDecision:
+                record: dict[str, Any], effects: tuple[DeviceEffect, ...]) -> GateDecision:
         why = verdict.reason or verdict.category or "the policy forbids it"
         if verdict.effect == "allow":
             return GateDecision(True, verdict=verdict.effect, rule=verdict.rule)
@@ -310,7 +313,7 @@ class PolicyGate:
             record["answer"] = "always"
             return GateDecision(True, "the user allowed this for the task", verdict="ask_user", rule=verdict.rule,
                                 answer="always")
-        key = _refusal_key(action, obs)
+        key = _refusal_key(effects, obs)  # only for a question: allowed actions never need it
         if key in self._refused:
             record["answer"] = "refused before"
             return GateDecision(False, f"the user already refused this here: {why}; do not do it again on this "
@@ -323,8 +326,8 @@ class PolicyGate:
                                  screenshot_png=obs.screenshot_png,
                                  target_bounds=(shown.bounds.left, shown.bounds.top, shown.bounds.right,
                                                 shown.bounds.bottom) if shown is not None else None,
-                                 **_consequence_field(verdict, obs, self.task))
-        record["consequence"] = getattr(request, "consequence", "")
+                                 consequence=consequence(verdict.cause, verdict.category, obs, self.task))
+        record["consequence"] = request.consequence
         self.stats.asked += 1
         started = time.monotonic()
         result = self.confirmer.ask(request, self.timeout)
@@ -363,14 +366,14 @@ class PolicyGate:
 NAVIGATION_KEYS = ("back", "home", "app_switch", "escape")
 
 
-def _may_be_sensitive(action: Action, obs: Observation) -> bool:
+def _may_be_sensitive(action: Action, effects: tuple[DeviceEffect, ...]) -> bool:
     """Actions a procedure's sensitive step is confirmed for: anything that presses, types or keys, except
     navigation (a navigation key, the system's own buttons: going back or home never asks)."""
     if not isinstance(action, Tap | LongPress | Type | Click | DoubleClick | RightClick | Hotkey | Swipe | Key):
         return False
     return not all(e.kind == "key" and e.key in NAVIGATION_KEYS or e.kind == "scroll"
                    or e.kind == "activate" and e.node is not None and e.node.package == SYSTEM_UI
-                   for e in effects_of(action, obs))
+                   for e in effects)
 
 
 def _effect_key(effect: DeviceEffect) -> tuple[Any, ...]:
@@ -379,9 +382,9 @@ def _effect_key(effect: DeviceEffect) -> tuple[Any, ...]:
     return effect.kind, where, effect.text, effect.key, effect.keys, effect.app
 
 
-def _refusal_key(action: Action, obs: Observation) -> tuple[Any, ...]:
+def _refusal_key(effects: tuple[DeviceEffect, ...], obs: Observation) -> tuple[Any, ...]:
     """A refusal holds for every spelling of the same effects on the same screen."""
-    return layout_signature(obs), frozenset(_effect_key(e) for e in effects_of(action, obs))
+    return layout_signature(obs), frozenset(_effect_key(e) for e in effects)
 
 
 def _effect_json(effect: DeviceEffect) -> dict[str, Any]:
@@ -391,12 +394,6 @@ def _effect_json(effect: DeviceEffect) -> dict[str, Any]:
     if effect.detail:
         out["detail"] = effect.detail
     return out
-
-
-def _consequence_field(verdict: Verdict, obs: Observation, task: str) -> dict[str, str]:
-    if "consequence" not in getattr(ConfirmRequest, "__dataclass_fields__", {}):
-        return {}
-    return {"consequence": consequence(verdict.cause, verdict.category, obs, task)}
 
 
 def _target_text(node: UINode | None) -> str:
