@@ -17,6 +17,7 @@ from edgepilot.agent.roles import PLANNER, REFLECTOR, parse_react, render
 from edgepilot.agent.trajectory import TrajectoryWriter, read_trajectory
 from edgepilot.errors import ConfigError
 from edgepilot.models.base import Completion
+from edgepilot.perception.signature import screen_key
 from edgepilot.policy.gate import GateDecision
 
 
@@ -129,7 +130,7 @@ def test_going_back_and_forth_is_a_loop_and_the_looping_tap_is_banned_there(serv
     agent = RoleAgent("open the clock", backend)
     result = run_agent(device, agent, agent.goal, max_steps=30)
     assert result.status == "stuck" and len(result.steps) == 10, [s.summary() for s in result.steps]
-    assert agent.banned == {home.to_text(): {settings}}
+    assert agent.banned == {screen_key(home): {settings}}
     decider_schemas = [m for r, m in backend.prompts if r == "decider"]
     assert len(decider_schemas) == 10
 
@@ -756,6 +757,6 @@ def test_an_action_the_user_refused_is_not_offered_again_on_that_screen(served):
     agent = RoleAgent("open the clock", backend)
     result = run_agent(device, agent, agent.goal, max_steps=5, gate=refuse_settings)
     assert result.steps[0].outcome.kind == "refused" and len(asked) == 1
-    assert agent.banned == {home.to_text(): {settings}}
-    assert settings not in decider_schema_for(home, agent.banned[home.to_text()])["$defs"]["Tap"]["properties"][
+    assert agent.banned == {screen_key(home): {settings}}
+    assert settings not in decider_schema_for(home, agent.banned[screen_key(home)])["$defs"]["Tap"]["properties"][
         "target"]["enum"]

@@ -8,6 +8,7 @@
      │    ├── ActionError     an action does not fit the current observation
      │    └── OutputTooLarge  a device sent more than edgepilot reads from one command
      ├── ModelError           a model failed to load or answered nonsense
+     │    └── PromptTooLong   a prompt and its answer would not fit the model's context
      ├── PolicyError          a policy file is invalid
      ├── TaskError            a task template is invalid or cannot be set up
      └── SimError             the virtual phone was asked something it cannot do
@@ -58,6 +59,17 @@ class OutputTooLarge(DeviceError):
 
 class ModelError(EdgepilotError):
     """A model failed to load, or its answer could not be used."""
+
+
+class PromptTooLong(ModelError):
+    """A prompt plus the room for its answer is longer than the model's context; nothing was asked.
+
+    ``tokens`` is what the prompt and the answer's room would take, ``limit`` the context's length.
+    """
+
+    def __init__(self, message: str, *, tokens: int, limit: int) -> None:
+        super().__init__(message)
+        self.tokens, self.limit = tokens, limit
 
 
 class PolicyError(EdgepilotError):

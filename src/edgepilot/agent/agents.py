@@ -47,10 +47,19 @@ from edgepilot.agent.roles import (
     without_finish,
 )
 from edgepilot.controllers.base import ActResult
-from edgepilot.errors import ActionError
+from edgepilot.errors import ActionError, PromptTooLong
 from edgepilot.models.base import ModelBackend, StopCheck
 from edgepilot.perception.describe import describe_action
 from edgepilot.perception.diff import ScreenDiff, screen_diff
+from edgepilot.perception.render import (
+    SCREEN_BUDGET,
+    ScreenText,
+    TokenCount,
+    estimate_tokens,
+    render_screen,
+    task_words,
+)
+from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
 from edgepilot.sop.follow import step_subgoals
 from edgepilot.sop.progress import SopProgress
@@ -58,6 +67,9 @@ from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
+MIN_SCREEN_BUDGET = 150
+"""Tokens a screen keeps however long the rest of a prompt grows (below this, a prompt that does not fit is an
+error: the model's context is too short for the task)."""
 NEXT_STEP = "next step"
 """A planner's subgoal that points at the procedure's step marked ``<- now`` instead of saying it."""
 STEP_REF = re.compile(r"^step (\d+)\.?$", re.IGNORECASE)
@@ -122,18 +134,39 @@ class AgentBase:
         self.system_prompt = "system" if device_kind == "android" else f"system_{device_kind}"
         self.history: list[str] = []
         self.notes: list[str] = []
-        self._context: tuple[Observation, str, str] | None = None
+        self.screen_budget = SCREEN_BUDGET
+        """Tokens the screen's text may take in a prompt (:func:`~edgepilot.perception.render.render_screen`)."""
+        self.count_tokens: TokenCount = estimate_tokens
+        self.screen: ScreenText | None = None
+        """The latest screen as the model was shown it: what was listed, what was left out."""
+        self._context: tuple[Observation, str, int, str] | None = None
 
     def context(self, obs: Observation) -> str:
-        """The shared start of every prompt for this screen (identical text → cached prefix)."""
+        """The shared start of every prompt for this screen (identical text → cached prefix).
+
+        The screen is rendered within :attr:`screen_budget` tokens, keeping first what the goal and the
+        procedure's current step name.
+        """
         procedure = self.procedure_text()
-        if self._context is None or self._context[0] is not obs or self._context[1] != procedure:
-            self._context = (obs, procedure, render("context", goal=self.goal, procedure=procedure,
-                                                    screen=obs.to_text()))
-        return self._context[2]
+        cached = self._context
+        if cached is None or cached[0] is not obs or cached[1] != procedure or cached[2] != self.screen_budget:
+            self.screen = render_screen(obs, budget=self.screen_budget, count=self.count_tokens,
+                                        keep=task_words(self.goal, self.step_text()))
+            cached = self._context = (obs, procedure, self.screen_budget,
+                                      render("context", goal=self.goal, procedure=procedure, screen=self.screen.text))
+        return cached[3]
+
+    def shown(self, obs: Observation) -> tuple[int, ...] | None:
+        """The element numbers the model was shown for ``obs`` when some were left out (None: all were)."""
+        self.context(obs)
+        return self.screen.shown if self.screen is not None and self.screen.left_out else None
 
     def procedure_text(self) -> str:
         """The SOP the agent follows, as prompt lines ('' without one)."""
+        return ""
+
+    def step_text(self) -> str:
+        """The procedure's current step in words ('' without one): its labels rank first on a long screen."""
         return ""
 
     def history_text(self) -> str:
@@ -229,14 +262,37 @@ class RoleAgent(AgentBase):
         self.plan = Plan(progress="nothing yet", subgoal="", memory="")
         self.memory: list[str] = []
         self._last_decider: RoleCall | None = None
-        self.banned: dict[str, set[int]] = {}  # screen text -> element indices the decider may not tap there
+        self.banned: dict[tuple, set[int]] = {}  # screen key -> element indices the decider may not tap there
         self.list_ends: dict[str, set[str]] = {}  # subgoal -> the swipe directions that reached a list's end
+        self.count_tokens = getattr(backend, "count_tokens", estimate_tokens)
+        self.screen_trims = 0
+        """Times a prompt did not fit the model's context and the screen was rendered shorter."""
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
         target = getattr(action, "target", None)
         if isinstance(action, (Tap, LongPress, Click, DoubleClick, RightClick)) and isinstance(target, int):
-            self.banned.setdefault(obs.to_text(), set()).add(target)
+            self.banned.setdefault(screen_key(obs), set()).add(target)
+
+    def step_text(self) -> str:
+        step = self.sop.step if self.sop is not None and not self.sop.done else None
+        return step.text if step is not None else ""
+
+    def ask(self, role: Any, obs: Observation, **kwargs: Any) -> tuple[Any, RoleCall]:
+        """``role.call`` with this screen's context; a prompt too long for the model's context is asked again
+        with the screen rendered shorter by what did not fit (never below :data:`MIN_SCREEN_BUDGET`).
+
+        Raises:
+            PromptTooLong: it does not fit even with the shortest screen.
+        """
+        while True:
+            try:
+                return role.call(self.backend, self.context(obs), **kwargs)
+            except PromptTooLong as exc:
+                if self.screen_budget <= MIN_SCREEN_BUDGET:
+                    raise
+                self.screen_budget = max(MIN_SCREEN_BUDGET, self.screen_budget - (exc.tokens - exc.limit) - 32)
+                self.screen_trims += 1
 
     def memory_text(self) -> str:
         return "; ".join(self.memory[-3:]) or "(nothing)"
@@ -316,19 +372,19 @@ class RoleAgent(AgentBase):
 
     def decide(self, obs: Observation) -> Decision:
         self._follow_sop(obs)
-        context = self.context(obs)
         calls, planned = [], False
         if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
-            plan, plan_call = PLANNER.call(self.backend, context, should_stop=self.should_stop,
-                                           system=self.system_prompt, progress=self.plan.progress,
-                                           memory=self.memory_text(), history=self.history_text(),
-                                           notes=self.notes_text())
+            plan, plan_call = self.ask(PLANNER, obs, should_stop=self.should_stop,
+                                       system=self.system_prompt, progress=self.plan.progress,
+                                       memory=self.memory_text(), history=self.history_text(),
+                                       notes=self.notes_text())
             calls.append(plan_call)
             if plan is not None:
                 self.plan, planned = plan, True
                 if plan.memory.strip() and plan.memory.strip() not in self.memory:
                     self.memory.append(plan.memory.strip())
-        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        schema = decider_schema_for(obs, self.banned.get(screen_key(obs), ()), kind=self.device_kind,
+                                    shown=self.shown(obs))
         pointed = self.step_words(self.plan.subgoal, obs, schema) if planned else None
         if pointed is not None and self.sop is not None:  # the decider reads the step: its words, else its text
             number, words = pointed
@@ -340,17 +396,19 @@ class RoleAgent(AgentBase):
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
         images = screen_image(obs, self.backend.vision)
-        action, decide_call = DECIDER.call(self.backend, context, should_stop=self.should_stop, schema=schema,
-                                           system=self.system_prompt, images=images, **values)
+        action, decide_call = self.ask(DECIDER, obs, should_stop=self.should_stop, schema=schema,
+                                       system=self.system_prompt, images=images, **values)
         calls.append(decide_call)
         if self.vote > 1:
-            action, decide_call, samples = self._vote(obs, context, schema, images, values, action, decide_call)
+            action, decide_call, samples = self._vote(obs, self.context(obs), schema, images, values, action,
+                                                      decide_call)
             calls += samples
         self._last_decider = decide_call
         if action is None:
             self.history.append("(an answer that was not a valid action)")
         plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {}) | \
-            ({"grounded": True} if grounded else {}) | ({"step_ref": pointed[0]} if pointed is not None else {})
+            ({"grounded": True} if grounded else {}) | ({"step_ref": pointed[0]} if pointed is not None else {}) | \
+            ({"screen": self.screen.record()} if self.screen is not None and self.screen.left_out else {})
         return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
                         error=decide_call.error)
 
@@ -387,12 +445,18 @@ class RoleAgent(AgentBase):
         if verdict is None and not self.reflect_with_model:
             verdict = Reflection("changed", "the screen changed")
         if verdict is None:
-            answer, call = REFLECTOR.call(self.backend, self.context(before), should_stop=self.should_stop,
-                                          after=self._last_decider,
-                                          action=describe_action(action, before), result=result.message[:200],
-                                          device="computer" if self.device_kind == "desktop" else "phone",
-                                          diff=diff.summary(limit=4))
-            if isinstance(answer, Verdict):
+            try:
+                answer, call = REFLECTOR.call(self.backend, self.context(before), should_stop=self.should_stop,
+                                              after=self._last_decider,
+                                              action=describe_action(action, before),
+                                              result=result.message[:200],
+                                              device="computer" if self.device_kind == "desktop" else "phone",
+                                              diff=diff.summary(limit=4))
+            except PromptTooLong:  # the decider's prompt plus the question: judge by the screen instead
+                answer, call = None, None
+            if call is None:
+                verdict = Reflection("changed", "the screen changed (the reflector's prompt did not fit)")
+            elif isinstance(answer, Verdict):
                 verdict = Reflection(answer.outcome, answer.note, "model", [call])
             else:
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])

@@ -25,6 +25,7 @@ from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.controllers.base import ActResult, Device
 from edgepilot.errors import ActionError, DeviceError, EdgepilotError, ModelError, PerceptionError
 from edgepilot.perception.describe import describe_action
+from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
 from edgepilot.policy.gate import Gate, GateDecision, allow_all
 
@@ -160,11 +161,11 @@ class _LoopDetector:
     """
 
     def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], int] = {}
+        self.seen: dict[tuple[tuple, str], int] = {}
         self.replanned = False
 
     def add(self, obs: Observation, action: Action | None) -> bool:
-        key = (obs.to_text(), action_to_json(action) if action is not None else "invalid")
+        key = (screen_key(obs), action_to_json(action) if action is not None else "invalid")
         self.seen[key] = self.seen.get(key, 0) + 1
         return self.seen[key] >= STUCK_REPEATS
 

@@ -265,7 +265,8 @@ _CLICKS = ("Tap", "LongPress", "Click", "DoubleClick", "RightClick")
 
 # max_tokens covers the longest answer the schema allows even at one token per character
 # (tests/test_agent_loop.py checks), so a constrained answer is never cut off
-def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: DeviceKind = "android") -> dict:
+def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: DeviceKind = "android",
+                       shown: Iterable[int] | None = None) -> dict:
     """The decider's schema narrowed to one screen: each kind of target is an index of an element that can take it.
 
     ``kind`` picks the action set (:data:`edgepilot.actions.ACTION_SETS`): a
@@ -277,7 +278,8 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: Devic
     nothing, or indices past the end of the list. A screen without
     interactive elements (a secure screen, an empty tree) keeps pixel
     targets. ``banned`` indices (taps that went round in circles here)
-    cannot be tapped or clicked.
+    cannot be tapped or clicked. ``shown``, where a long screen's rendering
+    left elements out, limits every target to the elements the model was shown.
     """
     schema = decider_schema(kind)
     defs = schema["$defs"]
@@ -285,18 +287,19 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: Devic
         defs["Key"]["properties"]["key"] = {"enum": DESKTOP_KEYS, "type": "string"}
     elements = obs.elements
     banned = set(banned)
-    interactive = [i for i, n in enumerate(elements)
-                   if (n.clickable or n.long_clickable or n.checkable or n.editable) and i not in banned]
+    listed = set(range(len(elements))) if shown is None else set(shown)
+    interactive = [i for i, n in enumerate(elements) if i in listed and i not in banned
+                   and (n.clickable or n.long_clickable or n.checkable or n.editable)]
     if not interactive:
         return schema
     for name in _CLICKS:
         if name in defs:
             defs[name]["properties"]["target"] = {"enum": interactive}
     if "Drag" in defs:
-        defs["Drag"]["properties"]["target"] = {"enum": list(range(len(elements)))}
-        defs["Drag"]["properties"]["to"] = {"enum": list(range(len(elements)))}
-    editable = [i for i, n in enumerate(elements) if n.editable]
-    scrollable = [i for i, n in enumerate(elements) if n.scrollable]
+        defs["Drag"]["properties"]["target"] = {"enum": sorted(listed)}
+        defs["Drag"]["properties"]["to"] = {"enum": sorted(listed)}
+    editable = [i for i, n in enumerate(elements) if n.editable and i in listed]
+    scrollable = [i for i, n in enumerate(elements) if n.scrollable and i in listed]
     for name, indices in (("Type", editable), ("Swipe", scrollable), ("Scroll", scrollable)):
         if name not in defs:
             continue

@@ -266,10 +266,10 @@ class AndroidDevice:
         png = self.transport.exec_out("screencap -p") if self.screenshot else None
         if png is not None and not png.startswith(b"\x89PNG"):
             raise PerceptionError(f"screencap on {info.serial} returned no PNG ({png[:40]!r}); is the screen on?")
+        width, height = screen_size(info.screen_width, info.screen_height, tree.rotation, tree.extent)
         obs = Observation(
-            nodes=tree.nodes, package=tree.package, screen_width=info.screen_width,
-            screen_height=info.screen_height, screenshot_png=png, secure=_is_black(png),
-            keyboard_shown=False, timestamp=time.time(),
+            nodes=tree.nodes, package=tree.package, screen_width=width, screen_height=height,
+            screenshot_png=png, secure=_is_black(png), keyboard_shown=tree.keyboard, timestamp=time.time(),
         )
         if self.perception == "fused" and not obs.secure:
             obs = add_ocr(obs)
@@ -337,18 +337,24 @@ class AndroidDevice:
             raise ActionError("an element index needs an observation first; call observe()")
         return self._last
 
+    def _size(self) -> tuple[int, int]:
+        """The screen's size as the last observation saw it (rotation included), else the natural size."""
+        if self._last is not None:
+            return self._last.screen_width, self._last.screen_height
+        return self.info.screen_width, self.info.screen_height
+
     def _point(self, target: Target) -> tuple[int, int]:
         if isinstance(target, Point):
-            info = self.info
-            if target.x >= info.screen_width or target.y >= info.screen_height:
-                raise ActionError(f"point {target.x},{target.y} is off the {info.screen_width}x{info.screen_height} screen")
+            width, height = self._size()
+            if target.x >= width or target.y >= height:
+                raise ActionError(f"point {target.x},{target.y} is off the {width}x{height} screen")
             return target.x, target.y
         return self._element_bounds(target).center
 
     def _bounds(self, target: Target | None) -> Bounds:
-        info = self.info
         if target is None:
-            return Bounds(left=0, top=0, right=info.screen_width, bottom=info.screen_height)
+            width, height = self._size()
+            return Bounds(left=0, top=0, right=width, bottom=height)
         if isinstance(target, Point):
             return Bounds(left=target.x, top=target.y, right=target.x + 1, bottom=target.y + 1)
         return self._element_bounds(target)
@@ -360,9 +366,8 @@ class AndroidDevice:
             raise ActionError(str(exc)) from exc
 
     def _swipe_points(self, action: Swipe) -> tuple[tuple[int, int], tuple[int, int]]:
-        info = self.info
         bounds = self._bounds(action.target) if action.target is not None else None
-        return swipe_points(action, bounds, info.screen_width, info.screen_height)
+        return swipe_points(action, bounds, *self._size())
 
     def _type(self, text: str, target: Target | None, clear: bool) -> str:
         if target is not None:
@@ -415,6 +420,18 @@ class AndroidDevice:
             return guesses[0]
         raise ActionError(f"no app called {app!r} on {self.transport.serial}; open_app takes a launcher label "
                           f"({', '.join(sorted(APP_PACKAGES))}) or an installed package name")
+
+
+def screen_size(width: int, height: int, rotation: int, extent: tuple[int, int]) -> tuple[int, int]:
+    """The screen's size in a dump's orientation.
+
+    ``wm size`` prints the natural (physical) size, whatever the rotation; a dump's bounds are in the
+    rotated frame, so a quarter turn (rotation 1 or 3) swaps the sides. Windows that reach further than
+    that (an emulator whose ``wm size`` is stale) widen it, so nothing on the screen is taken for off it.
+    """
+    if rotation % 2:
+        width, height = height, width
+    return max(width, extent[0]), max(height, extent[1])
 
 
 def _ascii_typable(text: str) -> bool:

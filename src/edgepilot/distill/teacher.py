@@ -44,6 +44,7 @@ from edgepilot.agent.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_sch
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
 from edgepilot.models.base import Completion, Message, StopCheck
+from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
@@ -257,7 +258,7 @@ class OracleTeacherAgent(RoleAgent):
 
     def _wrong_action(self, obs: Observation, right: Action) -> Action | None:
         """A plausible wrong step: a tap on another interactive element of the screen (None if there is none)."""
-        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), set()))
+        schema = decider_schema_for(obs, self.banned.get(screen_key(obs), set()), shown=self.shown(obs))
         tap = schema["$defs"]["Tap"]["properties"].get("target", {})
         choices = [i for i in tap.get("enum", []) if i != getattr(right, "target", None)
                    and not obs.elements[i].checkable and not obs.elements[i].editable
@@ -276,7 +277,8 @@ class OracleTeacherAgent(RoleAgent):
         self._follow_sop(obs)  # the step the runtime will show as ``<- now`` (idempotent)
         if self.sop.done:
             return subgoal
-        schema = decider_schema_for(obs, self.banned.get(obs.to_text(), ()), kind=self.device_kind)
+        schema = decider_schema_for(obs, self.banned.get(screen_key(obs), ()), kind=self.device_kind,
+                                    shown=self.shown(obs))
         pointed = self.step_words(NEXT_STEP, obs, schema)
         if pointed is None:
             return subgoal
@@ -310,7 +312,7 @@ class OracleTeacherAgent(RoleAgent):
             return self._answer(obs, Key(key="back"), self._subgoal)
         saved = (self.oracle.pos, self.oracle.scrolls, self.oracle.scroll_direction)
         pos = self.oracle.pos
-        action = fit_to_grammar(self.oracle.next_action(obs), obs, self.banned.get(obs.to_text(), set()))
+        action = fit_to_grammar(self.oracle.next_action(obs), obs, self.banned.get(screen_key(obs), set()))
         played = self.oracle.steps[self.oracle.pos - 1] if self.oracle.pos > pos else None
         step = next(iter(played.items())) if played is not None else None
         if step is not None and step[0] == "when":  # a skipped conditional never plays; take the played key

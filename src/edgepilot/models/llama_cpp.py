@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgepilot.errors import ModelError
+from edgepilot.errors import ModelError, PromptTooLong
 from edgepilot.extras import install_command
 from edgepilot.models.base import Completion, Message, StopCheck
 
@@ -27,6 +27,7 @@ _FALLBACK_FORMATS = {"gemma": "gemma", "llama": "llama-2", "qwen": "chatml", "ph
 PREFILL_SECONDS = 0.3  # aim: about this long per prompt chunk while a run can be stopped
 # chunks of 64 tokens read a prompt 2-5x slower than 512 on this CPU (measured under load); 128 cost little
 _CHUNK_MIN, _CHUNK_MAX = 128, 512
+MESSAGE_OVERHEAD = 8  # a chat template's tokens around one message's content (ChatML: 5)
 
 GRAMMAR_CACHE = 64  # compiled grammars kept (the decider's is narrowed to each screen)
 _SMALL_INTEGER = 'integer ::= ("0" | [1-9] [0-9]{0,4}) space'
@@ -228,6 +229,28 @@ class LlamaCppBackend:
                 raise ModelError(f"cannot build a grammar from the schema ({exc}); simplify the schema") from exc
         return self._grammars[key]
 
+    def count_tokens(self, text: str) -> int:
+        """What ``text`` costs in this model's tokens."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    @property
+    def context_tokens(self) -> int:
+        """The context's length in tokens (prompt and answer together)."""
+        return int(self.llm.n_ctx())
+
+    def _check_fits(self, messages: list[Message], max_tokens: int) -> None:
+        """Refuse a prompt that leaves less than ``max_tokens`` of the context for the answer.
+
+        llama-cpp-python would silently shrink the answer's room (a grammar-bound answer is then cut and
+        does not parse) or fail mid-call; a caller that knows can shorten the prompt instead.
+        """
+        prompt = sum(self.count_tokens(m.content) + MESSAGE_OVERHEAD for m in messages)
+        if prompt + max_tokens > self.context_tokens:
+            raise PromptTooLong(f"{self.name}: the prompt takes about {prompt} tokens and the answer needs "
+                                f"{max_tokens}, more than the context's {self.context_tokens}; shorten the screen "
+                                "or the history, or give the model a longer context (`context = 8192` in config.toml)",
+                                tokens=prompt + max_tokens, limit=self.context_tokens)
+
     def complete(self, messages: list[Message], *, schema: dict | None = None, max_tokens: int = 256,
                  temperature: float = 0.0, should_stop: StopCheck | None = None) -> Completion:
         if should_stop is not None and should_stop():
@@ -235,6 +258,7 @@ class LlamaCppBackend:
         if any(m.images for m in messages):
             raise ModelError(f"{self.name} is a text model and cannot read screenshots; "
                              "use a vision model behind an OpenAI-compatible server (--model URL)")
+        self._check_fits(messages, max_tokens)
         grammar = self.grammar(schema) if schema is not None else None
         before = self._perf()
         start = time.perf_counter()

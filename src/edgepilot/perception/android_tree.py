@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from xml.parsers import expat
 
 from edgepilot.errors import PerceptionError
-from edgepilot.perception.types import Bounds, UINode
+from edgepilot.perception.elements import SYSTEM_UI, is_keyboard_package
+from edgepilot.perception.nodes import Bounds, UINode, clean_text
 
 MAX_DUMP_BYTES = 16 * 1024 * 1024
 MAX_ATTRIBUTE_CHARS = 64 * 1024
@@ -43,6 +44,18 @@ class AndroidTree:
     nodes: tuple[UINode, ...]
     package: str
     rotation: int = 0
+    """The display's rotation in quarter turns (1 and 3: landscape on a phone); bounds are in that orientation."""
+
+    @property
+    def keyboard(self) -> bool:
+        """Whether an input method's window (the on-screen keyboard) is in the tree."""
+        return any(n.parent is None and is_keyboard_package(n.package) and n.bounds.area for n in self.nodes)
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        """The right and bottom edges of the tree's windows (0, 0 for an empty tree)."""
+        roots = [n.bounds for n in self.nodes if n.parent is None]
+        return (max((b.right for b in roots), default=0), max((b.bottom for b in roots), default=0))
 
 
 def parse_bounds(value: str) -> Bounds:
@@ -104,13 +117,22 @@ class _Builder:
             return
         if len(self.nodes) >= MAX_NODES:
             raise PerceptionError(f"the dump has more than {MAX_NODES} nodes; refusing to read it")
+        text = clean_text(attrs.get("text", ""))
+        hint = clean_text(attrs.get("hint", ""))
+        class_name = attrs.get("class", "")
+        if hint and text == hint and class_name.endswith("EditText"):
+            text = ""  # an empty field reports its hint as its text; the hint attribute tells them apart
         node = UINode(
             bounds=parse_bounds(attrs.get("bounds", "[0,0][0,0]")),
-            text=attrs.get("text", ""),
-            content_desc=attrs.get("content-desc", ""),
+            text=text,
+            content_desc=clean_text(attrs.get("content-desc", "")),
             resource_id=attrs.get("resource-id", ""),
-            class_name=attrs.get("class", ""),
+            class_name=class_name,
             package=attrs.get("package", ""),
+            hint=hint,
+            naf=attrs.get("NAF") == "true",
+            visible=attrs.get("visible-to-user", "true") != "false",
+            drawing_order=_int(attrs.get("drawing-order", "")),
             depth=depth - 1,
             parent=self.stack[-1],
             **{field: attrs.get(attr, "false") == "true" for attr, field in _FLAGS.items()},
@@ -120,6 +142,10 @@ class _Builder:
 
     def end(self, tag: str) -> None:
         self.stack.pop()
+
+
+def _int(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) < 10 else -1
 
 
 def _forbid(what: str):
@@ -169,13 +195,16 @@ def parse_uiautomator_xml(data: str | bytes) -> AndroidTree:
     return AndroidTree(nodes=tuple(builder.nodes), package=package, rotation=builder.rotation)
 
 
+_LAUNCHER = re.compile(r"launcher|\.home$|\.trebuchet$")
+
+
 def _main_package(nodes: list[UINode]) -> str:
-    """The package that covers the largest area among top-level windows."""
-    best, best_area = "", -1
-    for node in nodes:
-        if node.depth == 0 and node.package:
-            if node.bounds.area > best_area:
-                best, best_area = node.package, node.bounds.area
-    if not best and nodes:
-        best = nodes[0].package
-    return best
+    """The app in front: the largest window that is not the keyboard, the system's bars or the home screen
+    behind an app (the system's window where nothing else is, the home screen where it is the only app)."""
+    roots = [n for n in nodes if n.parent is None and n.package]
+    for keep in (lambda n: n.package != SYSTEM_UI and not _LAUNCHER.search(n.package),
+                 lambda n: n.package != SYSTEM_UI, lambda n: True):
+        apps = [n for n in roots if keep(n) and not is_keyboard_package(n.package) and n.package != "gesture"]
+        if apps:
+            return max(apps, key=lambda n: n.bounds.area).package
+    return nodes[0].package if nodes else ""

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageChops, ImageDraw
 
+from edgepilot.perception.signature import screen_key
 from edgepilot.perception.som import open_png
-from edgepilot.perception.types import Bounds, Observation, describe
+from edgepilot.perception.types import Bounds, Observation
 
 STATUS_BAR_FRACTION = 0.04  # 96 px of a 2400-pixel-tall phone; Android's status bar is 24-48 dp
 CELL = 8  # pixels per comparison cell
@@ -138,13 +139,6 @@ def screens_differ(before_png: bytes | Image.Image, after_png: bytes | Image.Ima
     return bool(changed_regions(before_png, after_png, status_bar=status_bar, ignore=ignore))
 
 
-def _tree_signature(obs: Observation) -> tuple:
-    strip = obs.screen_height * STATUS_BAR_FRACTION if obs.screen_height > obs.screen_width else -1
-    return (obs.package, obs.secure, obs.keyboard_shown,
-            tuple((describe(n), n.bounds.left, n.bounds.top, n.bounds.right, n.bounds.bottom)
-                  for n in obs.elements if n.bounds.bottom > strip))
-
-
 def observations_differ(before: Observation, after: Observation) -> bool:
     """Whether the screen changed: the tree (elements outside the status bar), then, if it agrees, the pixels.
 
@@ -152,7 +146,7 @@ def observations_differ(before: Observation, after: Observation) -> bool:
     web view without accessibility), so when both observations carry
     screenshots an unchanged tree is checked against :func:`screens_differ`.
     """
-    if _tree_signature(before) != _tree_signature(after):
+    if screen_key(before) != screen_key(after):
         return True
     if before.screenshot_png and after.screenshot_png:
         return screens_differ(before.screenshot_png, after.screenshot_png)

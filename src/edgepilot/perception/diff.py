@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 
-from edgepilot.perception.types import Observation, UINode, describe
-
-_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*([AaPp]\.?[Mm]\.?)?\s*$")
-STATUS_BAR_FRACTION = 0.04
-
-
-def ticking(node: UINode, screen_height: int) -> bool:
-    """A clock in the status bar or a panel: it changes on its own, so it is no sign that an action worked."""
-    if node.resource_id.rsplit("/", 1)[-1] in ("clock", "status_bar_clock"):
-        return True
-    in_bar = node.package == "com.android.systemui" or node.bounds.bottom <= screen_height * STATUS_BAR_FRACTION
-    return in_bar and bool(_CLOCK.match(node.text or node.content_desc))
-
-
-def _steady(obs: Observation) -> list[UINode]:
-    return [n for n in obs.elements if not ticking(n, obs.screen_height)]
+from edgepilot.perception.signature import screen_key, steady_elements
+from edgepilot.perception.types import Observation, describe
 
 
 def _lines(obs: Observation) -> list[str]:
-    return [describe(n) for n in _steady(obs)]
-
-
-def _signature(obs: Observation) -> tuple:
-    return (obs.package, obs.secure, obs.keyboard_shown,
-            tuple((describe(n), n.bounds.left, n.bounds.top, n.bounds.right, n.bounds.bottom) for n in _steady(obs)))
+    return [describe(n) for _, n in steady_elements(obs)]
 
 
 @dataclass(frozen=True)
@@ -71,8 +51,9 @@ class ScreenDiff:
 
 
 def screen_diff(before: Observation, after: Observation) -> ScreenDiff:
-    """Compare two observations element by element (text, class, flags, bounds), clocks left out."""
-    same = _signature(before) == _signature(after)
+    """Compare two observations element by element (text, class, flags, bounds), the status bar and clocks left
+    out (:func:`~edgepilot.perception.signature.screen_key`)."""
+    same = screen_key(before) == screen_key(after)
     b, a = Counter(_lines(before)), Counter(_lines(after))
     added = tuple((a - b).elements())
     removed = tuple((b - a).elements())

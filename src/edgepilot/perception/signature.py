@@ -10,13 +10,41 @@ changes does.
 
 from __future__ import annotations
 
-from edgepilot.perception.types import Observation, UINode
+import re
 
-SYSTEM_UI = "com.android.systemui"
+from edgepilot.perception.elements import SYSTEM_UI, in_status_bar
+from edgepilot.perception.nodes import UINode, describe
+from edgepilot.perception.types import Observation
+
+__all__ = ["SYSTEM_UI", "describe_change", "layout_signature", "screen_key", "steady_elements", "ticking"]
+
+_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*([AaPp]\.?[Mm]\.?)?\s*$")
 
 
-def _interactive(node: UINode) -> bool:
-    return node.clickable or node.long_clickable or node.checkable or node.editable or node.scrollable
+def ticking(node: UINode, screen_height: int) -> bool:
+    """Whether a node changes on its own: the status bar (a clock, a battery, signal and notification icons)
+    and clocks in the system's panels. Such a change is no sign that an action did anything."""
+    if in_status_bar(node, screen_height):
+        return True
+    if node.resource_id.rsplit("/", 1)[-1] in ("clock", "status_bar_clock"):
+        return True
+    return node.package == SYSTEM_UI and bool(_CLOCK.match(node.text or node.content_desc))
+
+
+def steady_elements(obs: Observation) -> list[tuple[int, UINode]]:
+    """The elements (with their numbers) that do not change on their own."""
+    return [(i, n) for i, n in enumerate(obs.elements) if not ticking(n, obs.screen_height)]
+
+
+def screen_key(obs: Observation) -> tuple:
+    """What a person sees, less what ticks: two observations with the same key show the same screen.
+
+    Loops, taps banned on a screen and the reflector's "nothing changed" are keyed on it, so a clock or a
+    battery that moved between two looks does not make a screen new.
+    """
+    return (obs.package, obs.secure, obs.keyboard_shown,
+            tuple((i, describe(n), n.bounds.left, n.bounds.top, n.bounds.right, n.bounds.bottom)
+                  for i, n in steady_elements(obs)))
 
 
 def layout_signature(obs: Observation) -> tuple:
@@ -24,10 +52,10 @@ def layout_signature(obs: Observation) -> tuple:
     numbering of all elements (class and id by index: an element number an action names must still mean the same
     element when the action is sent, so a new message bubble that shifts the numbers changes the signature)."""
     roots = tuple((n.package, n.class_name, n.resource_id, n.bounds) for n in obs.nodes
-                  if n.parent is None and not (n.package == SYSTEM_UI and "status" in n.resource_id))
+                  if n.parent is None and not in_status_bar(n, obs.screen_height))
     elements = []
     for n in obs.elements:
-        if not _interactive(n) or n.package == SYSTEM_UI and obs.package != SYSTEM_UI and "status" in n.resource_id:
+        if not n.interactive or in_status_bar(n, obs.screen_height):
             continue
         label = "" if n.editable else n.label  # a field's text is what is typed, not what the field is
         elements.append((n.class_name, n.resource_id, label, n.content_desc, n.bounds, n.enabled, n.checked,

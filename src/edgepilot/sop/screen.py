@@ -20,7 +20,8 @@ LINE_JOIN = " · "
 ELLIPSIS = "…"
 STATE_WORDS = frozenset({"on", "off", "true", "false", "checked", "unchecked", "yes", "no"})
 _ELEMENT = re.compile(
-    r'^\[(?P<index>\d+)\] (?P<cls>\S+)(?: "(?P<text>.*?)")?(?: desc="(?P<desc>.*?)")?(?: id=(?P<rid>\S+))?'
+    r'^\[(?P<index>\d+)\] (?P<cls>\S+)(?: "(?P<text>.*?)")?(?: desc="(?P<desc>.*?)")?(?: hint="(?P<hint>.*?)")?'
+    r'(?: name~"(?P<name>.*?)")?(?: id=(?P<rid>\S+))?'
     r"(?: \((?P<flags>[^()]*)\))?$")
 _HEAD = re.compile(r"^App: (?P<package>\S+)(?P<rest>.*)$")
 _TITLE_IDS = ("toolbar_title", "action_bar_title", "title", "toolbar")
@@ -40,6 +41,10 @@ class ScreenElement:
     flags: frozenset[str] = frozenset()
     truncated: bool = False
     """The last line was cut short in the stored screen text (it ends with ``…``)."""
+    hint: str = ""
+    """An empty field's placeholder."""
+    name: str = ""
+    """The name edgepilot gave an element without text or description (``name~"send"``)."""
 
     @property
     def text(self) -> str:
@@ -97,7 +102,8 @@ class ScreenElement:
             lines = ("•" * min(len(node.text), 8),) if node.text else ()
         rid = node.resource_id.rsplit("/", 1)[-1]
         return cls(index, node.short_class or "View", lines, " ".join(node.content_desc.split()), rid,
-                   frozenset(flags))
+                   frozenset(flags), hint=" ".join(node.hint.split()) if not node.text else "",
+                   name=" ".join(node.name.split()))
 
 
 @dataclass(frozen=True)
@@ -144,14 +150,16 @@ class Screen:
             lines = tuple(p.strip() for p in text_part.split(LINE_JOIN) if p.strip())
             flags = frozenset(f.strip() for f in (m.group("flags") or "").split(",") if f.strip())
             elements.append(ScreenElement(int(m.group("index")), m.group("cls"), lines, m.group("desc") or "",
-                                          m.group("rid") or "", flags, truncated))
+                                          m.group("rid") or "", flags, truncated, m.group("hint") or "",
+                                          m.group("name") or ""))
         return cls(package, tuple(elements), secure)
 
 
 def find(screen: Screen, handle: str, *, want: str = "any") -> list[ScreenElement]:
     """The elements a step's quoted words name, best first.
 
-    An element is named by one of its lines, its description or its resource id, compared without
+    An element is named by one of its lines, its description (or a field's hint, or the name edgepilot gave
+    an unlabelled element) or its resource id, compared without
     case; failing that, by a line that starts with the words (``To`` names the field
     ``To: type a name or number``). Among equally good matches, elements that can be used the way
     ``want`` says come first.
@@ -169,7 +177,7 @@ def find(screen: Screen, handle: str, *, want: str = "any") -> list[ScreenElemen
         lines = [_norm(line) for line in element.lines]
         if key in lines:
             tiers[0].append(element)
-        elif key == _norm(element.desc):
+        elif key in (_norm(element.desc), _norm(element.hint), _norm(element.name)):
             tiers[1].append(element)
         elif key == _norm(element.rid):
             tiers[2].append(element)
