@@ -42,6 +42,7 @@ from edgepilot.agent.roles import (
     decider_schema_for,
     finishing,
     ground_subgoal,
+    keep_targets,
     parse_react,
     render,
     without_finish,
@@ -293,6 +294,9 @@ class RoleAgent(AgentBase):
                     raise
                 self.screen_budget = max(MIN_SCREEN_BUDGET, self.screen_budget - (exc.tokens - exc.limit) - 32)
                 self.screen_trims += 1
+                shown = self.shown(obs)
+                if kwargs.get("schema") is not None and shown is not None:  # only what the model is now shown
+                    kwargs["schema"] = keep_targets(kwargs["schema"], shown)
 
     def memory_text(self) -> str:
         return "; ".join(self.memory[-3:]) or "(nothing)"

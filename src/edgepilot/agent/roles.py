@@ -311,6 +311,27 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: Devic
     return schema
 
 
+def keep_targets(schema: dict, allowed: Iterable[int]) -> dict:
+    """``schema`` (a copy) with every element target limited to ``allowed`` (a screen rendered shorter after its
+    schema was built); an action left with no target it may take is taken out of the choice."""
+    schema = copy.deepcopy(schema)
+    allowed = set(allowed)
+    defs = schema.get("$defs", {})
+    gone = set()
+    for name, definition in defs.items():
+        for prop in ("target", "to"):
+            spec = definition.get("properties", {}).get(prop)
+            if isinstance(spec, dict) and "enum" in spec:
+                spec["enum"] = [i for i in spec["enum"] if i in allowed]
+                if not spec["enum"]:
+                    gone.add(name)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            kept = [ref for ref in schema[key] if ref.get("$ref", "").rsplit("/", 1)[-1] not in gone]
+            schema[key] = kept or schema[key]
+    return schema
+
+
 _TAP_SUBGOAL = re.compile(r'^(tap|click|long press) "(.+)"$')
 _TYPE_SUBGOAL = re.compile(r'^type "(.*)"(?: into (.+))?$')
 _KEY_SUBGOAL = re.compile(r"^press (\w+)$")

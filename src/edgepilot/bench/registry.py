@@ -50,6 +50,10 @@ class BenchOptions:
     """Worker processes for the episodes (a suite that :attr:`Suite.scales`); 1 or None: this process."""
     ray: str | None = None
     """Run the episodes as Ray tasks on this cluster (``local``, ``auto``, ``ray://HOST:10001``)."""
+    dumps: tuple[Path, ...] = ()
+    """Folders of uiautomator dumps (the screens suite)."""
+    budget: int | None = None
+    """Tokens a screen's text may take (the screens suite)."""
 
     def filled(self, **defaults: Any) -> BenchOptions:
         """These options with ``defaults`` where a field is None or empty."""
@@ -305,6 +309,26 @@ def _format_sop_learn(report: dict[str, Any]) -> str:
     return format_learn_eval(report)
 
 
+def _prepare_screens(options: BenchOptions) -> BenchOptions:
+    from edgepilot.bench.screens import dump_files
+    from edgepilot.perception.render import SCREEN_BUDGET
+
+    dump_files(options.dumps)  # a clear error now, before anything loads
+    return options.filled(budget=SCREEN_BUDGET)
+
+
+def _run_screens(options: BenchOptions, progress: Progress | None) -> dict[str, Any]:
+    from edgepilot.bench.screens import screens_bench
+
+    return screens_bench(options.dumps, model=options.model, budget=options.budget, progress=progress)
+
+
+def _format_screens(report: dict[str, Any]) -> str:
+    from edgepilot.bench.screens import format_screens
+
+    return format_screens(report)
+
+
 _TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "templates", "task_dirs", "device",
                  "max_steps", "perception", "sop", "policy", "save_to")
 
@@ -313,6 +337,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           _TASK_OPTIONS, _prepare_tasks, _run_tasks, _format_tasks, scales=True),
     Suite("observe", "latency of one observation (dump + screenshot over adb)",
           ("device", "repeats"), _prepare_observe, _run_observe, _format_observe),
+    Suite("screens", "real apps' screens (uiautomator dumps): elements, tokens listed whole and within the budget",
+          ("dumps", "model", "budget"), _prepare_screens, _run_screens, _format_screens),
     Suite("ocr", "OCR time per screenshot, and how much of the tree's text it recovers",
           ("repeats",), _prepare_ocr, _run_ocr, _format_ocr),
     Suite("desktop", "the desktop suite (mousepad, galculator) on an X display (or: --device desktop...)",

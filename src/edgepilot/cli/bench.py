@@ -33,6 +33,7 @@ Examples:
   edgepilot bench --agent model --workers 4              four worker processes, each with its own model
   edgepilot bench --agent model --ray auto               as Ray tasks on the cluster of this node
   edgepilot bench --suite observe -n 50
+  edgepilot bench --suite screens --dumps DIR            real screens: elements and tokens within the budget
   edgepilot bench --suite ocr                            OCR speed and text recovery
   edgepilot bench --suite desktop                        scripted reference on a private Xvfb
   edgepilot bench --device desktop:xvfb --agent model    the model agent there
@@ -93,15 +94,21 @@ Examples:
               help="tasks suite: run the episodes as Ray tasks: local (a cluster on this machine), auto (the "
                    "cluster this machine is a node of) or ray://HEAD:10001. No shared filesystem needed "
                    "(docs/bench.md, Scaling out).")
+@click.option("--dumps", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="screens suite: folders of `uiautomator dump` XML files (repeatable; default: the "
+                   "checkout's shared real dumps).")
+@click.option("--budget", type=click.IntRange(50), default=None,
+              help="screens suite: tokens a screen's text may take (default 900, as the agent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
 def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, task_dirs: tuple[Path, ...],
           goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
           per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
-          perception: str | None, repeats: int | None, workers: int | None, ray: str | None, as_json: bool) -> None:
+          perception: str | None, repeats: int | None, workers: int | None, ray: str | None,
+          dumps: tuple[Path, ...], budget: int | None, as_json: bool) -> None:
     options = BenchOptions(agents=agents, model=model, baseline=baseline, split=split, per_template=per_template,
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
                            perception=perception, sop=sop, policy=policy, goals=goals, repeats=repeats,
-                           save_to=save_to, workers=workers, ray=ray)
+                           save_to=save_to, workers=workers, ray=ray, dumps=dumps, budget=budget)
     # the report quotes the model's answers and the screens' text: safe to print (JSON escapes them itself)
     ran, report = run_suite(suite, options, progress=None if as_json else
                             (lambda line: click.echo(for_terminal(line), err=True)))

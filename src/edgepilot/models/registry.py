@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgepilot.config import Config
 from edgepilot.errors import ConfigError, ModelError
+from edgepilot.extras import install_command
 from edgepilot.models.base import ModelBackend
 from edgepilot.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path, setup_command
 from edgepilot.models.llama_cpp import LlamaCppBackend
@@ -88,6 +90,31 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
         raise ModelError(f"model file {path} does not exist")
     return LlamaCppBackend(path, n_threads=config.threads, n_gpu_layers=config.gpu_layers, n_ctx=config.context,
                            lora_path=lora_path, name=found.name)
+
+
+def token_counter(spec: str | None = None, config: Config | None = None) -> Callable[[str], int] | None:
+    """The token count of an in-process model's tokenizer (its vocabulary alone is loaded: a tenth of a
+    second), or None for a model behind a server (its tokenizer is not ours to call).
+
+    Raises:
+        ConfigError: unknown spec.
+        ModelError: the GGUF file is missing or llama-cpp-python is not installed.
+    """
+    found = resolve(spec, config)
+    if found.kind == "url":
+        return None
+    path = builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelError(f"llama-cpp-python is not installed; {install_command('llm')} installs it") from exc
+    try:
+        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"llama.cpp could not read the tokenizer of {path}: {exc}") from exc
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
 def base_of(spec: str | None, config: Config | None = None) -> str | None:

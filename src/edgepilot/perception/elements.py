@@ -113,12 +113,10 @@ def _hidden(nodes: Sequence[UINode], screen: Bounds, package: str) -> set[int]:
     covers: list[tuple[int, Bounds]] = []  # (rank, the area a window covers)
     for r in sorted(set(roots)):
         rank = _rank(nodes[r], package)
-        if rank >= 2:  # keyboards and system bars cover only what they draw on: their elements
-            area = None
-            for i, n in enumerate(nodes):
-                if roots[i] == r and n.is_element and i not in hidden:
-                    area = n.bounds if area is None else area.union(n.bounds)
-            if area is not None:
+        if rank >= 2:  # keyboards and system bars cover what they draw on: the panel that holds their elements
+            members = [i for i, n in enumerate(nodes) if roots[i] == r and n.is_element and i not in hidden]
+            if members:
+                area = _panel(nodes, members, r)
                 covers.append((rank, area))
         elif rank == 1:
             covers.append((rank, nodes[r].bounds))
@@ -135,6 +133,23 @@ def _hidden(nodes: Sequence[UINode], screen: Bounds, package: str) -> set[int]:
                  for j in overlays):
             hidden.add(i)
     return hidden
+
+
+def _panel(nodes: Sequence[UINode], members: list[int], root: int) -> Bounds:
+    """The area a window's elements lie on: their union, widened to the node that holds them all (a keyboard's
+    panel between its keys), unless that is the window's root (an input method's root spans the screen)."""
+    area = nodes[members[0]].bounds
+    for i in members[1:]:
+        area = area.union(nodes[i].bounds)
+    paths = [_path(nodes, i) for i in members]
+    common = None
+    for level in zip(*paths):
+        if len(set(level)) != 1:
+            break
+        common = level[0]
+    if common is not None and common != root:
+        area = area.union(nodes[common].bounds)
+    return area
 
 
 def _covered(over: Bounds, under: Bounds, x: int, y: int) -> bool:
