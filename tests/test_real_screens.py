@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from scripted import ScriptedBackend
 
 from edgepilot.actions import Tap
 from edgepilot.agent.agents import RoleAgent
@@ -24,8 +25,6 @@ from edgepilot.perception.render import _rank, estimate_tokens, render_screen, t
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
 from edgepilot.sop.screen import Screen, find
-
-from scripted import ScriptedBackend
 
 REPO = Path(__file__).resolve().parents[1]
 _PLACES = [os.environ.get("EDGEPILOT_REAL_DUMPS", ""), REPO.parent / "shared" / "real-android-dumps",
@@ -202,7 +201,7 @@ def test_another_window_over_the_app_hides_what_it_covers_and_the_keyboard_is_on
                 node("[0,1900][1080,2000]", cls="android.widget.Button", text="Under the keys", clickable="true"))
     keys = "".join(node(f"[{x},1700][{x + 100},1850]", cls="android.widget.FrameLayout", content_desc=ch,
                         clickable="true", pkg="com.google.android.inputmethod.latin")
-                   for x, ch in zip(range(0, 1000, 100), "qwertyuiop"))
+                   for x, ch in zip(range(0, 1000, 100), "qwertyuiop", strict=True))
     ime = node("[0,0][1080,2400]", cls="android.widget.FrameLayout", pkg="com.google.android.inputmethod.latin",
                children=node("[0,1650][1080,2300]", cls="android.widget.LinearLayout",
                              pkg="com.google.android.inputmethod.latin", children=keys))

@@ -143,7 +143,7 @@ def _panel(nodes: Sequence[UINode], members: list[int], root: int) -> Bounds:
         area = area.union(nodes[i].bounds)
     paths = [_path(nodes, i) for i in members]
     common = None
-    for level in zip(*paths):
+    for level in zip(*paths, strict=False):
         if len(set(level)) != 1:
             break
         common = level[0]

@@ -97,7 +97,7 @@ def _gap(nodes: list[UINode], tail: bool) -> str:
     kinds: dict[str, int] = {}
     for n in nodes:
         kinds[_kind(n)] = kinds.get(_kind(n), 0) + 1
-    what = ", ".join(f"{k} {v}" for v, k in sorted(((v, k) for k, v in kinds.items()), key=lambda p: -p[1]))
+    what = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1]))
     where = "more further down" if tail else "not shown here"
     return f"... {len(nodes)} {where} ({what})"
 
