@@ -221,8 +221,12 @@ def test_wrappers_and_duplicates_become_one_element_without_losing_text():
                              children=node("[0,100][500,200]", text="Ann Lee")
                              + node("[0,200][500,300]", content_desc="Cloudy", text="13°C")))
     twice = node("[0,400][1080,500]", cls="android.widget.Button", text="OK", clickable="true")
-    obs = observe(dump(_page(row, twice, twice)))
-    assert [n.text for n in obs.elements] == ["Ann Lee\nCloudy\n13°C", "OK"]
+    frame = node("[0,600][110,700]", cls="android.widget.FrameLayout", clickable="true",
+                 resource_id="com.app:id/contact_selector",
+                 children=node("[15,610][90,690]", cls="android.widget.ImageView", clickable="true",
+                               content_desc="Photo of Ann"))
+    obs = observe(dump(_page(row, twice, twice, frame)))
+    assert [n.text or n.content_desc for n in obs.elements] == ["Ann Lee\nCloudy\n13°C", "OK", "Photo of Ann"]
 
 
 def test_the_screen_size_follows_the_rotation():

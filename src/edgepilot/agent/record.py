@@ -36,6 +36,7 @@ from edgepilot.agent.loop import RunResult, StepReport
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.controllers.base import ActResult, Device
 from edgepilot.errors import ActionError, DeviceError, EdgepilotError, PerceptionError
+from edgepilot.perception.change import observations_differ
 from edgepilot.perception.describe import describe_action
 from edgepilot.perception.types import Observation
 from edgepilot.sop.screen import Screen, find
@@ -241,7 +242,7 @@ class Recorder:
             step.outcome = Reflection("finished", action.answer or "")
         else:
             after = self.device.observe()
-            changed = after.to_text() != obs.to_text() or after.screenshot_png != obs.screenshot_png
+            changed = observations_differ(obs, after)  # a ticking clock or battery is no change
             step.outcome = Reflection("changed" if changed else "no_change")
         step.ms["total"] = (time.perf_counter() - t0) * 1000
         self.writer.write_step(step.to_record(), obs.screenshot_png)

@@ -223,8 +223,9 @@ def _iou(a: Bounds, b: Bounds) -> float:
 def _merge_wrappers(nodes: Sequence[UINode], picked: list[tuple[int, UINode]]) -> list[tuple[int, UINode]]:
     """A clickable wrapper with exactly one interactive element inside, of about its size, becomes one element.
 
-    The inner one stays where it is a field or a switch (what it is matters); otherwise the wrapper stays and
-    takes the inner one's label. Scrollable containers are never merged.
+    The inner one stays where it is a field or a switch (what it is matters), or where the wrapper is a bare
+    frame around it whose tap lands on it anyway; otherwise the wrapper stays and takes the inner one's label.
+    Scrollable containers are never merged.
     """
     where = {i: k for k, (i, _) in enumerate(picked)}
     inner: dict[int, list[int]] = {}
@@ -246,9 +247,11 @@ def _merge_wrappers(nodes: Sequence[UINode], picked: list[tuple[int, UINode]]) -
             continue
         k = kids[0]
         child = items[k]
-        if _iou(outer.bounds, child.bounds) < 0.8:
+        same_place = (not outer.label.strip() and outer.bounds.covers(child.bounds)
+                      and child.bounds.contains(*outer.bounds.center))  # a bare frame round its one control
+        if _iou(outer.bounds, child.bounds) < 0.8 and not same_place:
             continue
-        if child.editable or child.checkable:
+        if child.editable or child.checkable or same_place:
             if outer.text.strip() and not child.label:
                 items[k] = child.model_copy(update={"content_desc": outer.text})
             drop.add(w)
