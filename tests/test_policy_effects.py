@@ -327,3 +327,20 @@ def test_every_encoding_of_a_press_gets_one_verdict_on_any_screen(obs, data):
     word = normalise(obs.elements[i].text)
     if word.startswith(("send", "pay", "delete", "buy now", "remove", "place order", "discard", "move to trash")):
         assert plain.effect == "ask_user"
+
+
+def test_a_press_on_a_clickable_overlay_counts_the_button_hidden_under_it():
+    """Which of two overlapping controls takes a touch is a guess: the agent is not shown the Pay button a
+    full-screen clickable layer seems to cover, but a tap on the layer is judged as pressing Pay too."""
+    pay = _button("Pay $12", top=1150).model_copy(update={"parent": 0, "depth": 1})
+    page = UINode(class_name="android.widget.FrameLayout", bounds=Bounds(left=0, top=0, right=1080, bottom=2400),
+                  package="com.example.app")
+    layer = UINode(class_name="android.view.View", bounds=Bounds(left=0, top=0, right=1080, bottom=2400),
+                   clickable=True, package="com.example.app", resource_id="com.example.app:id/shade", parent=0,
+                   depth=1)
+    obs = _screen(page, pay, layer)
+    assert [n.resource_id for n in obs.elements] == ["com.example.app:id/shade"], "Pay is hidden from the agent"
+    tap = Tap(target=0)
+    assert any(e.node is not None and e.node.text == "Pay $12" for e in effects_of(tap, obs))
+    verdict = engine_for_task("open the app", POLICY).evaluate(tap, obs)
+    assert verdict.effect == "ask_user" and verdict.category == "payment"

@@ -53,16 +53,20 @@ def in_status_bar(node: UINode, screen_height: int) -> bool:
     return "status_bar" in node.resource_id or node.bounds.bottom <= screen_height * STATUS_BAR_FRACTION
 
 
-def screen_elements(nodes: Sequence[UINode], width: int, height: int, package: str = "") -> tuple[UINode, ...]:
+def screen_elements(nodes: Sequence[UINode], width: int, height: int, package: str = "", *,
+                    hide: bool = True) -> tuple[UINode, ...]:
     """The elements a model is shown for a tree, in document order (their indices are the actions' targets).
 
     Args:
         nodes: the whole tree in document order, with parent indices.
         width, height: the screen in the tree's orientation.
         package: the app in front (its window lies over other apps' windows).
+        hide: leave out what other windows and overlays cover; False keeps everything on the screen (the
+            policy's view: which of two overlapping controls takes a touch is a guess it must not rely on).
     """
     screen = Bounds(left=0, top=0, right=width, bottom=height)
-    hidden = _hidden(nodes, screen, package)
+    hidden = _hidden(nodes, screen, package) if hide else {
+        i for i, n in enumerate(nodes) if n.bounds.intersect(screen).area == 0}
     keyboard = [i for i, n in enumerate(nodes) if i not in hidden and is_keyboard_package(n.package)]
     hidden |= set(keyboard)
     owner = _text_owners(nodes, hidden)

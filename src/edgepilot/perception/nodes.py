@@ -104,8 +104,9 @@ class UINode(_Frozen):
 
     @property
     def label(self) -> str:
-        """The best short human name of this node: its text, else its description, else the name it was given."""
-        return self.text or self.content_desc or self.name
+        """The best short human name of this node: its text, else its description, else an empty field's hint,
+        else the name edgepilot gave it."""
+        return self.text or self.content_desc or self.hint or self.name
 
     @property
     def short_class(self) -> str:

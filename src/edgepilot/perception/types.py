@@ -39,6 +39,7 @@ class Observation(_Frozen):
         """A copy with some fields replaced; ``elements`` is derived again rather than copied stale."""
         copy = super().model_copy(update=update, deep=deep)
         copy.__dict__.pop("elements", None)
+        copy.__dict__.pop("reachable", None)
         return copy
 
     @cached_property
@@ -50,6 +51,12 @@ class Observation(_Frozen):
         as its text, and unlabelled controls get a ``name``.
         """
         return screen_elements(self.nodes, self.screen_width, self.screen_height, self.package)
+
+    @cached_property
+    def reachable(self) -> tuple[UINode, ...]:
+        """Every element on the screen, hidden ones included (what a touch could reach if the guess about which
+        window or overlay lies on top were wrong): the policy judges a press by all of them."""
+        return screen_elements(self.nodes, self.screen_width, self.screen_height, self.package, hide=False)
 
     def element(self, index: int) -> UINode:
         """The element numbered ``index`` in :meth:`to_text`.

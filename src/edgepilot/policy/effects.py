@@ -162,15 +162,17 @@ def press_effects(obs: Observation, target: int | Point | None, via: str, detail
 
     The point is the element's centre (as the controller taps it) or the pixel itself. Which of several
     overlapping elements takes the touch depends on drawing order the tree does not show (an overlay smaller
-    than the button under it, a transparent view over a page), so each of them counts as activated.
+    than the button under it, a transparent view over a page), so each of them counts as activated, those the
+    agent is not shown because another window or overlay seems to cover them included
+    (:attr:`Observation.reachable`).
     """
     node = node_at(obs, target)
     if node is None:
         where = f"element {target}" if isinstance(target, int) else "that point"
         return (DeviceEffect("unknown", via=via, detail=f"presses {where}, which the screen does not show"),)
     x, y = (target.x, target.y) if isinstance(target, Point) else node.bounds.center
-    under = [n for n in obs.elements if n.bounds.contains(x, y) and (n.clickable or n.long_clickable or n.checkable
-                                                                      or n.editable)]
+    under = [n for n in obs.reachable if n.bounds.contains(x, y) and (n.clickable or n.long_clickable or n.checkable
+                                                                       or n.editable)]
     if node not in under:
         under.insert(0, node)
     return tuple(DeviceEffect("focus" if n.editable else "activate", node=n, via=via, detail=detail) for n in under)
@@ -296,7 +298,8 @@ def _submit(obs: Observation, node: UINode | None, via: str) -> tuple[DeviceEffe
 
 def _button(node: UINode) -> bool:
     return ((node.clickable or node.long_clickable) and node.enabled and not node.editable and not node.checkable
-            and not node.scrollable and not NAVIGATION.match(normalise(node.label)))
+            and not node.scrollable and not NAVIGATION.match(normalise(node.text or node.content_desc)))
+    # its own words only: a name edgepilot guessed (a neighbour's text) never makes a button navigation
 
 
 def _inline(button: UINode, field_node: UINode) -> bool:
