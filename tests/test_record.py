@@ -64,7 +64,7 @@ def test_commands_become_actions_on_the_screen(contacts):
 
 def test_typing_names_a_field_or_uses_the_focused_one(local, contacts):
     search = next(i for i, e in enumerate(contacts.elements) if e.editable)
-    label = contacts.elements[search].text
+    label = contacts.elements[search].label  # an empty field: its hint
     assert parse_command(f"type {search} Ann Lee", contacts) == Type(text="Ann Lee", target=search)
     assert parse_command(f'type "{label}" "  spaced  "', contacts) == Type(text="  spaced  ", target=search)
     assert parse_command(f"replace {search} Bo", contacts) == Type(text="Bo", target=search, clear=True)

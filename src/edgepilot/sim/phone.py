@@ -25,6 +25,17 @@ from edgepilot.sim.ui import HEIGHT, KEYBOARD_H, NAV_H, STATUS_H, TITLE_H, WIDTH
 
 SYSTEMUI = "com.android.systemui"
 ADB_KEYBOARD = "com.android.adbkeyboard"
+LATIN_IME = "com.android.inputmethod.latin"
+
+CLOCK_START = 9 * 60 + 41  # 9:41, the minute the status bar shows after a reset
+INPUTS_PER_MINUTE = 3  # the virtual clock advances one minute every 3 input events
+BATTERY_START = 87
+INPUTS_PER_PERCENT = 10  # the battery drops 1 % every 10 input events
+BATTERY_MIN = 5
+MAX_NOTIFICATION_ICONS = 4
+
+KEY_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm")
+SYMBOL_ROWS = ("1234567890", "@#$_&-+()/", "*\"':;!?~=", "<>[]{}|")
 
 KEY_HOME, KEY_BACK, KEY_ENTER, KEY_DEL, KEY_APP_SWITCH = 3, 4, 66, 67, 187
 KEY_TAB, KEY_SPACE, KEY_ESCAPE, KEY_FORWARD_DEL, KEY_MOVE_END = 61, 62, 111, 112, 123
@@ -74,6 +85,11 @@ class VirtualPhone:
         self._version = 0
         self._cache: dict[str, Any] = {}
         self.events: list[str] = []
+        self.input_count = 0  # input events since the last reset: the clock and battery follow it
+        self._in_input = False
+        self._shift = False  # the on-screen keyboard's one-shot Shift
+        self._symbols = False  # the on-screen keyboard shows its symbols layer
+        self._hscroll: dict[tuple[str, Any, str], int] = {}  # (package, route, rid) -> horizontal scroll offset
 
     # ------------------------------------------------------------ apps and system
 
@@ -88,7 +104,7 @@ class VirtualPhone:
         return self.apps[self.foreground]
 
     def packages(self) -> list[str]:
-        pkgs = sorted(self.apps) + [SYSTEMUI]
+        pkgs = sorted(self.apps) + [SYSTEMUI, LATIN_IME]
         if self.adb_keyboard:
             pkgs.append(ADB_KEYBOARD)
         return pkgs
@@ -120,6 +136,32 @@ class VirtualPhone:
 
     def focus_cleared(self) -> None:
         self.focus = None
+
+    # ------------------------------------------------------------ virtual clock and battery
+
+    @property
+    def minutes(self) -> int:
+        """Minutes since midnight on the virtual clock: 9:41 after a reset, +1 every 3 inputs."""
+        return (CLOCK_START + self.input_count // INPUTS_PER_MINUTE) % (24 * 60)
+
+    @property
+    def clock_text(self) -> str:
+        """The status bar's clock, 12-hour without AM/PM, as phones show it ("9:42")."""
+        hour, minute = divmod(self.minutes, 60)
+        return f"{(hour - 1) % 12 + 1}:{minute:02d}"
+
+    @property
+    def battery_level(self) -> int:
+        """The battery in percent: 87 after a reset, -1 every 10 inputs, never below 5."""
+        return max(BATTERY_MIN, BATTERY_START - self.input_count // INPUTS_PER_PERCENT)
+
+    def _input(self, event: str) -> bool:
+        """Record one input event; False when it is part of another (a short swipe that is a tap)."""
+        self.events.append(event)
+        if self._in_input:
+            return False
+        self.input_count += 1
+        return True
 
     def go_home(self) -> None:
         self.shade_open = False
@@ -157,7 +199,7 @@ class VirtualPhone:
 
     def tap(self, x: int, y: int) -> None:
         with self.lock:
-            self.events.append(f"tap {x} {y}")
+            self._input(f"tap {x} {y}")
             target = self._hit(x, y)
             if target is not None:
                 self._click(target)
@@ -165,7 +207,7 @@ class VirtualPhone:
 
     def long_press(self, x: int, y: int, duration_ms: int = 800) -> None:
         with self.lock:
-            self.events.append(f"long_press {x} {y}")
+            self._input(f"long_press {x} {y}")
             target = self._hit(x, y, long=True)
             if target is not None:
                 if target.on_long_click is not None:
@@ -176,13 +218,17 @@ class VirtualPhone:
 
     def swipe(self, x1: int, y1: int, x2: int, y2: int, duration_ms: int = 300) -> None:
         with self.lock:
-            self.events.append(f"swipe {x1} {y1} {x2} {y2}")
+            self._input(f"swipe {x1} {y1} {x2} {y2}")
             dx, dy = x2 - x1, y2 - y1
             if abs(dx) < 30 and abs(dy) < 30:
-                if duration_ms >= 500:
-                    self.long_press(x1, y1, duration_ms)
-                else:
-                    self.tap(x1, y1)
+                self._in_input = True  # one event, not two
+                try:
+                    if duration_ms >= 500:
+                        self.long_press(x1, y1, duration_ms)
+                    else:
+                        self.tap(x1, y1)
+                finally:
+                    self._in_input = False
                 return
             if not self.shade_open and y1 < STATUS_H + 40 and dy > 200 and abs(dy) > abs(dx):
                 self.shade_open = True
@@ -191,18 +237,20 @@ class VirtualPhone:
                 self.shade_open = False
             elif not self.shade_open and abs(dy) > abs(dx):
                 self._scroll(-dy)
+            elif not self.shade_open:
+                self._scroll_sideways(x1, y1, -dx)
             self.changed()
 
     def input_text(self, text: str) -> None:
         """Type with the soft keyboard: into the focused field, else nowhere."""
         with self.lock:
-            self.events.append(f"text {text!r}")
+            self._input(f"text {text!r}")
             self._type_into_focus(text)
             self.changed()
 
     def keyevent(self, code: int) -> None:
         with self.lock:
-            self.events.append(f"key {code}")
+            self._input(f"key {code}")
             self._key(code)
             self.changed()
 
@@ -235,6 +283,8 @@ class VirtualPhone:
     def broadcast(self, action: str, extras: dict[str, str]) -> str:
         """``am broadcast``: the ADB Keyboard's text input, when installed."""
         with self.lock:
+            self._input(f"broadcast {action}")
+            self.changed()  # the clock may have ticked
             if action in ("ADB_INPUT_TEXT", "ADB_INPUT_B64") and self.adb_keyboard:
                 msg = extras.get("msg", "")
                 if action == "ADB_INPUT_B64":
@@ -253,7 +303,7 @@ class VirtualPhone:
         return self.current.page(self.current.route)
 
     def windows(self) -> list[View]:
-        """Lay out the current screen: status bar, app (or shade), navigation bar."""
+        """Lay out the current screen: status bar, app (or shade), keyboard when shown, navigation bar."""
         cached = self._cache.get("windows")
         if cached is not None:
             return cached
@@ -261,7 +311,10 @@ class VirtualPhone:
         if self.shade_open:
             wins.append(self._shade())
         else:
-            wins.append(self._app_window(self._page()))
+            app_window = self._app_window(self._page())
+            wins.append(app_window)
+            if self.keyboard_shown:  # after the app window: laying it out drops a focus that is gone
+                wins.append(self._keyboard())
         wins.append(self._nav_bar())
         self._cache["windows"] = wins
         return wins
@@ -284,21 +337,125 @@ class VirtualPhone:
     def screencap_png(self) -> bytes:
         with self.lock:
             if "png" not in self._cache:
-                img = ui.draw(self.windows(), keyboard=self.keyboard_shown, black=self.secure)
+                img = ui.draw(self.windows(), black=self.secure)  # the keyboard is a window of its own
                 self._cache["png"] = ui.encode_png(img)
             return self._cache["png"]
 
     def _status_bar(self) -> View:
-        clock = ui.View(cls="android.widget.TextView", text="9:41", rid="clock", size=36, height=STATUS_H, weight=1)
-        icons = []
-        if self.notifications:
-            icons.append(ui.View(cls="android.widget.TextView", text=f"{len(self.notifications)} new",
-                                 rid="notification_count", size=32, height=STATUS_H, weight=1))
-        bar = ui.View(cls="android.widget.FrameLayout", rid="status_bar", layout="row", children=[clock, *icons],
-                      height=STATUS_H, style="statusbar", desc="Status bar")
-        ui.layout(bar, 0, 0, WIDTH)
+        """The status bar: the virtual clock, one icon a pending notification, airplane, Wi-Fi, battery."""
+        clock = ui.View(cls="android.widget.TextView", text=self.clock_text, rid="clock", size=36)
+        clock.bounds = (0, 0, 220, STATUS_H)
+        children: list[View] = [clock]
+        x = 220
+        for n in self.notifications[:MAX_NOTIFICATION_ICONS]:
+            label = self.apps[n.package].label if n.package in self.apps else n.package
+            icon = ui.View(cls="android.widget.ImageView", desc=f"{label} notification", rid="notification_icon",
+                           style="sysicon", hint="notification")
+            icon.bounds = (x, 8, x + 64, STATUS_H - 8)
+            children.append(icon)
+            x += 64
+        if len(self.notifications) > MAX_NOTIFICATION_ICONS:
+            more = ui.View(cls="android.widget.ImageView", rid="notification_more", style="sysicon", hint="more",
+                           desc=f"{len(self.notifications) - MAX_NOTIFICATION_ICONS} more notifications")
+            more.bounds = (x, 8, x + 64, STATUS_H - 8)
+            children.append(more)
+        settings = self.by_key["settings"].state
+        right = WIDTH - 220
+        if getattr(settings, "airplane_mode", False):
+            plane = ui.View(cls="android.widget.ImageView", desc="Airplane mode.", rid="airplane",
+                            style="sysicon", hint="airplane")
+            plane.bounds = (right - 120, 8, right - 60, STATUS_H - 8)
+            children.append(plane)
+        online = bool(getattr(settings, "wifi", False) and getattr(settings, "wifi_connected", None))
+        wifi = ui.View(cls="android.widget.ImageView", desc="Wifi signal full." if online else "No internet",
+                       rid="wifi_signal", style="sysicon", hint="wifi" if online else "nowifi")
+        wifi.bounds = (right - 60, 8, right, STATUS_H - 8)
+        children.append(wifi)
+        level = self.battery_level
+        image = ui.View(cls="android.widget.ImageView", desc=f"Battery {level} percent.", rid="battery_image",
+                        style="sysicon", hint="battery")
+        image.bounds = (right, 8, right + 50, STATUS_H - 8)
+        percent = ui.View(cls="android.widget.TextView", text=f"{level}%", rid="battery_percentage", size=32)
+        percent.bounds = (right + 40, 0, WIDTH, STATUS_H)
+        battery = ui.View(cls="android.widget.LinearLayout", rid="battery", children=[image, percent])
+        battery.bounds = (right, 0, WIDTH, STATUS_H)
+        children.append(battery)
+        bar = ui.View(cls="android.widget.FrameLayout", rid="status_bar", children=children, style="statusbar",
+                      desc="Status bar")
+        bar.bounds = (0, 0, WIDTH, STATUS_H)
         _set_package(bar, SYSTEMUI)
         return bar
+
+    def _keyboard(self) -> View:
+        """The on-screen keyboard as Gboard exposes it: a window of rows of clickable keys.
+
+        Letters carry their character as content-desc (uppercase while Shift is on),
+        digits as text; Shift, Delete, Symbols, Space and the action key are named
+        by their content-desc. Tapping a key types into the focused field.
+        """
+        top = HEIGHT - NAV_H - KEYBOARD_H
+        row_h = (KEYBOARD_H - 20) // 5
+        rows = SYMBOL_ROWS if self._symbols else KEY_ROWS
+        key_w = WIDTH // 10
+
+        def key(desc: str, on_click: Callable[[], None], rid: str, width: int, *, text: str = "",
+                glyph: str = "", selected: bool = False) -> View:
+            return ui.View(cls="android.widget.FrameLayout", text=text, desc=desc, rid=rid, on_click=on_click,
+                           style="key", hint=glyph, selected=selected, height=row_h, weight=float(width))
+
+        def char_key(ch: str, r: int, c: int) -> View:
+            shown = ch.upper() if self._shift and ch.isalpha() else ch
+            if ch.isdigit():
+                return key("", self._key_typer(ch), f"key_pos_{r}_{c}", key_w, text=ch)
+            return key(shown, self._key_typer(ch), f"key_pos_{r}_{c}", key_w, glyph=shown)
+
+        def key_row(keys: list[View], rid: str = "") -> View:
+            row = ui.View(cls="android.widget.LinearLayout", rid=rid, layout="row", children=keys, height=row_h)
+            return row
+
+        digits = key_row([char_key(ch, 0, c) for c, ch in enumerate(rows[0])])
+        first = key_row([char_key(ch, 1, c) for c, ch in enumerate(rows[1])])
+        half = ui.View(cls="android.view.View", height=row_h, weight=key_w / 2)
+        second = key_row([half, *[char_key(ch, 2, c) for c, ch in enumerate(rows[2])],
+                          ui.View(cls="android.view.View", height=row_h, weight=key_w / 2)])
+        shift = key("Shift", self._toggle_shift, "key_pos_shift", key_w * 3 // 2, glyph="^", selected=self._shift)
+        delete = key("Delete", lambda: self._key(KEY_DEL), "key_pos_del", key_w * 3 // 2, glyph="<-")
+        third = key_row([shift, *[char_key(ch, 3, c + 1) for c, ch in enumerate(rows[3])], delete])
+        search = any(w in (self.focus or "") for w in ("search", "url", "query"))
+        bottom = key_row([
+            key("Letters" if self._symbols else "Symbols", self._toggle_symbols, "key_pos_switch_to_symbol",
+                key_w * 3 // 2, glyph="ABC" if self._symbols else "?123"),
+            key(",", self._key_typer(","), "key_pos_bottom_symbol_1", key_w, glyph=","),
+            key("Space", lambda: self._type_key(" "), "key_pos_space", key_w * 5),
+            key(".", self._key_typer("."), "key_pos_bottom_symbol_2", key_w, glyph="."),
+            key("Search" if search else "Enter", lambda: self._key(KEY_ENTER), "key_pos_ime_action",
+                key_w * 3 // 2, glyph="Go" if search else "->"),
+        ])
+        area = ui.View(cls="android.widget.LinearLayout", rid="input_area",
+                       children=[digits, first, second, third, bottom])
+        ui.layout(area, 0, top + 10, WIDTH)
+        holder = ui.View(cls="android.widget.FrameLayout", rid="keyboard_holder", children=[area])
+        holder.bounds = (0, top, WIDTH, HEIGHT - NAV_H)
+        window = ui.View(cls="android.widget.FrameLayout", children=[holder], style="keyboard")
+        window.bounds = (0, top, WIDTH, HEIGHT - NAV_H)
+        _set_package(window, LATIN_IME)
+        return window
+
+    def _key_typer(self, ch: str) -> Callable[[], None]:
+        return lambda: self._type_key(ch)
+
+    def _type_key(self, ch: str) -> None:
+        if self._shift and ch.isalpha():
+            ch = ch.upper()
+            self._shift = False
+        self._type_into_focus(ch)
+
+    def _toggle_shift(self) -> None:
+        self._shift = not self._shift
+
+    def _toggle_symbols(self) -> None:
+        self._symbols = not self._symbols
+        self._shift = False
 
     def _nav_bar(self) -> View:
         back = ui.View(cls="android.widget.ImageView", desc="Back", rid="back", on_click=lambda: self._key(KEY_BACK),
@@ -327,6 +484,10 @@ class VirtualPhone:
                         height=TITLE_H, style="titlebar")
         ui.layout(title, 0, STATUS_H, WIDTH)
 
+        for view in page.body:
+            for v in view.walk():
+                if v.layout == "hscroll":
+                    v.scroll_x = self._hscroll.get((app.package, app.route, v.rid), 0)
         bottom_h = sum(v.height or 150 for v in page.bottom)
         body_top, body_bottom = STATUS_H + TITLE_H, bottom_limit - bottom_h
         body = self._scroll_body(app, page.body, body_top, body_bottom)
@@ -378,6 +539,17 @@ class VirtualPhone:
         container.bounds = (0, top, WIDTH, bottom)
         container.scrollable = max_offset > 0
         return container
+
+    def _scroll_sideways(self, x: int, y: int, delta: int) -> None:
+        """A horizontal swipe scrolls the horizontally scrolling row under its start, if any."""
+        for win in self.windows():
+            for v in win.walk():
+                l, t, r, b = v.bounds
+                if v.layout == "hscroll" and l <= x < r and t <= y < b:
+                    key = (self.current.package, self.current.route, v.rid)
+                    most = max(0, ui.hscroll_extent(v) - (r - l))
+                    self._hscroll[key] = min(max(0, self._hscroll.get(key, 0) + delta), most)
+                    return
 
     def _scroll(self, delta: int) -> None:
         app = self.current
@@ -434,8 +606,6 @@ class VirtualPhone:
     # ------------------------------------------------------------ hit testing and focus
 
     def _hit(self, x: int, y: int, long: bool = False) -> View | None:
-        if self.keyboard_shown and HEIGHT - NAV_H - KEYBOARD_H <= y < HEIGHT - NAV_H:
-            return None  # a tap on the keyboard image; text comes through `input text`
         for win in reversed(self.windows()):
             best = None
             for v in win.walk():
@@ -520,9 +690,13 @@ class VirtualPhone:
             self.shade_open = False
             self.focus = None
             self.notifications = []
+            self._next_notification = 1
             self._toast = None
             self.files.clear()
             self.events.clear()
+            self.input_count = 0
+            self._shift = self._symbols = False
+            self._hscroll.clear()
             self.changed()
 
 

@@ -45,7 +45,9 @@ class View:
     rid: str = ""
     height: int = 0
     weight: float = 1.0
-    layout: Literal["column", "row"] = "column"
+    layout: Literal["column", "row", "hscroll"] = "column"
+    width: int = 0  # a child's width in an ``hscroll`` row (0: 200)
+    scroll_x: int = 0  # how far an ``hscroll`` row is scrolled
     children: list[View] = dc_field(default_factory=list)
     on_click: Handler | None = None
     on_long_click: Handler | None = None
@@ -164,6 +166,24 @@ def row(*children: View, height: int = 0) -> View:
                 height=height or max((c.height for c in children), default=150), style="plain")
 
 
+def chips(labels: list[str], selected: str, on_select: Callable[[str], None], *, rid: str = "chips") -> View:
+    """A horizontally scrolling row of filter chips (a HorizontalScrollView inside the page's list)."""
+    items = [View(cls="android.widget.Button", text=label, rid="chip", size=36, height=120, style="chip",
+                  align="center", selected=label == selected, checkable=True, checked=label == selected,
+                  width=int(font(36).getlength(label)) + 110, on_click=_call(on_select, label)) for label in labels]
+    return View(cls="android.widget.HorizontalScrollView", rid=rid, layout="hscroll", scrollable=True,
+                children=items, height=130, style="plain")
+
+
+def _call(fn: Callable[[str], None], arg: str) -> Handler:
+    return lambda: fn(arg)
+
+
+def hscroll_extent(view: View) -> int:
+    """The width of an ``hscroll`` row's content."""
+    return sum(c.width or 200 for c in view.children)
+
+
 def spacer(height: int = 40) -> View:
     return View(cls="android.view.View", height=height, style="plain")
 
@@ -200,6 +220,20 @@ def wrap(value: str, size: int, width: int) -> list[str]:
 
 def layout(view: View, left: int, top: int, width: int) -> int:
     """Give ``view`` and its descendants bounds; return its height."""
+    if view.layout == "hscroll":  # children side by side at their own widths, scrolled, cut at the edges
+        h = view.height or 120
+        x = left - view.scroll_x
+        for child in view.children:
+            w = child.width or 200
+            layout(child, x, top, w)
+            x += w
+        for v in view.walk():
+            if v is not view:
+                l, t, r, b = v.bounds
+                l, r = min(max(l, left), left + width), min(max(r, left), left + width)
+                v.bounds = (l, t, r, top + h if v in view.children else b)
+        view.bounds = (left, top, left + width, top + h)
+        return h
     if view.layout == "row" and view.children:
         total = sum(c.weight for c in view.children) or 1.0
         fixed = [c for c in view.children if c.weight == 0]
@@ -249,24 +283,38 @@ def _flags(v: View) -> dict[str, bool]:
     }
 
 
-def dump_node(v: View, index: int, out: list[str], depth: int) -> None:
+def _labelled(v: View) -> bool:
+    """Whether a node or one of its descendants has text or a description (uiautomator's NAF check)."""
+    return any(n.text or n.desc or (n.editable and n.hint) for n in v.walk())
+
+
+def dump_node(v: View, index: int, out: list[str], depth: int, drawing_order: int = 0) -> None:
+    """One node as uiautomator (Android 11+) writes it.
+
+    An empty editable field shows its hint as its text, and every editable field
+    carries the ``hint`` attribute; a clickable node with no text or description
+    anywhere below it is marked ``NAF="true"`` (not accessibility friendly).
+    """
     l, t, r, b = v.bounds
     shown = "•" * len(v.text) if v.password else v.text
     if v.editable and not v.text:
         shown = v.hint
     rid = f"{v.package}:id/{v.rid}" if v.rid else ""
     flags = _flags(v)
+    naf = 'NAF="true" ' if (v.clickable or v.on_long_click is not None) and not _labelled(v) else ""
+    visible = "true" if r > l and b > t else "false"
     attrs = (
-        f'index="{index}" text={quoteattr(shown)} resource-id={quoteattr(rid)} class={quoteattr(v.cls)} '
+        f'{naf}index="{index}" text={quoteattr(shown)} resource-id={quoteattr(rid)} class={quoteattr(v.cls)} '
         f'package={quoteattr(v.package)} content-desc={quoteattr(v.desc)} '
         + " ".join(f'{k}="{str(flags[k]).lower()}"' for k in _FLAG_ATTRS)
-        + f' bounds="[{l},{t}][{r},{b}]"'
+        + f' visible-to-user="{visible}" bounds="[{l},{t}][{r},{b}]" drawing-order="{drawing_order}"'
+        + (f" hint={quoteattr(v.hint)}" if v.editable else "")
     )
     pad = "  " * depth
     if v.children:
         out.append(f"{pad}<node {attrs}>")
         for i, child in enumerate(v.children):
-            dump_node(child, i, out, depth + 1)
+            dump_node(child, i, out, depth + 1, i + 1)
         out.append(f"{pad}</node>")
     else:
         out.append(f"{pad}<node {attrs} />")
@@ -327,6 +375,16 @@ def draw_view(d: ImageDraw.ImageDraw, v: View) -> None:
             w = f.getlength(v.hint)
             d.text(((l + r - w) / 2, (t + b) / 2 - 48), v.hint, font=f, fill=(255, 255, 255))
             return
+    elif style == "key":
+        _draw_key(d, v)
+        return
+    elif style == "sysicon":
+        _draw_system_icon(d, v)
+        return
+    elif style == "chip":
+        if r - l > 40:
+            d.rounded_rectangle([l + 8, t + 20, r - 8, b - 20], radius=40, fill=(232, 240, 254) if v.selected else BG,
+                                outline=ACCENT if v.selected else LINE, width=3)
     elif style == "tile":
         d.rounded_rectangle([l + 16, t + 16, r - 16, b - 16], radius=36,
                             fill=ACCENT if v.checked else (220, 222, 230))
@@ -334,6 +392,47 @@ def draw_view(d: ImageDraw.ImageDraw, v: View) -> None:
         cx = (l + r) // 2
         d.rounded_rectangle([cx - 70, t + 20, cx + 70, t + 160], radius=36, fill=_icon_color(v.text))
     _draw_text(d, v)
+
+
+KEY_BG, KEY_SPECIAL_BG = (255, 255, 255), (186, 190, 202)
+ICON = (170, 170, 180)  # status-bar icons: light, so OCR does not take them for letters
+
+
+def _draw_key(d: ImageDraw.ImageDraw, v: View) -> None:
+    """One key of the on-screen keyboard: a rounded cap with its glyph (``hint``, else its text)."""
+    l, t, r, b = v.bounds
+    special = len(v.desc) > 1 or v.rid.endswith("space")
+    d.rounded_rectangle([l + 6, t + 10, r - 6, b - 10], radius=14, fill=KEY_SPECIAL_BG if special else KEY_BG)
+    glyph = v.hint or v.text
+    if glyph:
+        f = font(48 if len(glyph) == 1 else 34)
+        d.text(((l + r - f.getlength(glyph)) / 2, (t + b) / 2 - 30), glyph, font=f, fill=FG)
+
+
+def _draw_system_icon(d: ImageDraw.ImageDraw, v: View) -> None:
+    """A small status-bar icon: Wi-Fi (bars, hollow when offline), battery (filled to its level), a dot.
+
+    Drawn small and flat so that OCR does not read them as letters.
+    """
+    l, t, r, b = v.bounds
+    cx, cy = (l + r) // 2, (t + b) // 2
+    if v.hint in ("wifi", "nowifi"):
+        for i in range(4):  # signal bars, rising to the right
+            x = cx - 20 + i * 11
+            top = cy + 14 - (i + 1) * 7
+            if v.hint == "wifi":
+                d.rectangle([x, top, x + 6, cy + 14], fill=ICON)
+            else:
+                d.rectangle([x, top, x + 6, cy + 14], outline=ICON, width=2)
+    elif v.hint == "battery":
+        level = int("".join(ch for ch in v.desc if ch.isdigit()) or 0)
+        d.rectangle([cx - 22, cy - 9, cx + 18, cy + 9], outline=ICON, width=2)
+        d.rectangle([cx + 18, cy - 4, cx + 22, cy + 4], fill=ICON)
+        d.rectangle([cx - 19, cy - 6, cx - 19 + int(34 * min(level, 100) / 100), cy + 6], fill=ICON)
+    elif v.hint == "airplane":
+        d.polygon([(cx, cy - 14), (cx + 12, cy + 10), (cx, cy + 4), (cx - 12, cy + 10)], fill=ICON)
+    else:
+        d.ellipse([cx - 8, cy - 8, cx + 8, cy + 8], fill=ICON)
 
 
 def _icon_color(label: str) -> tuple[int, int, int]:

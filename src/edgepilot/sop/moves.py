@@ -157,12 +157,16 @@ def _handle(screen: Screen, element: ScreenElement) -> tuple[str, str]:
         return labels[0], ""
     if element.desc and any(ch.isalnum() for ch in element.desc):
         return element.desc, ""
+    if element.hint:
+        return element.hint, ""
     return element.rid, ""
 
 
 def _field_handle(screen: Screen, element: ScreenElement, clear: bool) -> str:
     """A text field is named by its hint (``Name``), unless it holds content (it is cleared first, it is a
     password): then by its id."""
+    if element.hint and not clear and not element.password:
+        return element.hint
     if (clear or element.password or not element.labels) and element.rid:
         return element.rid
     handle, _ = _handle(screen, element)

@@ -30,6 +30,7 @@ DEFAULT_CONTACTS = [
     ("Mom", "555-0112", "", ""),
     ("Nora Walsh", "555-0113", "nora.walsh@example.com", ""),
     ("Priya Shah", "555-0114", "", "Borrowed the ladder"),
+    ("王小明", "555-0115", "xiaoming.wang@example.com", "Language exchange partner 🇨🇳"),
 ]
 
 

@@ -33,7 +33,7 @@ DEFAULT_THREADS: list[tuple[str, list[tuple[str, bool, str]]]] = [
                    ("Got them, thanks", True, "07:52")]),
     ("Mom", [("Don't forget to call grandma today", False, "08:10"),
              ("I will!", True, "08:15"),
-             ("Love you", False, "08:16")]),
+             ("Love you ❤️", False, "08:16")]),
     ("Alice Morgan", [("Running late, save me a seat", False, "08:45")]),
     ("BankAlert", [("A card payment of $42.10 at City Grocer was approved.", False, "Yesterday"),
                    ("Your verification code is 482913. Do not share this code with anyone.", False, "09:02")]),

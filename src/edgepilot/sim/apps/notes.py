@@ -14,6 +14,7 @@ from edgepilot.sim.apps.base import App, AppState, Route
 from edgepilot.sim.ui import TITLE_H, Handler, Page, View
 
 EMPTY_TOAST = "Empty note discarded"
+LABELS = ["All notes", "Lists", "Ideas", "Work", "Personal", "Travel", "Shopping", "Archive"]
 
 
 class Note(BaseModel):
@@ -38,6 +39,7 @@ def _default_notes() -> list[Note]:
         ("Car", "Oil change due at 48,000 miles"),
         ("Chores", "Water the plants\nTake out recycling on Tuesday"),
         ("Podcast to try", "Hidden Brain, episode on habits"),
+        ("Weekend 🌞", "Farmers market 🥕🍓\nBike ride to the lake 🚲"),
     ]
     return [Note(id=i, title=t, body=b) for i, (t, b) in enumerate(data, start=1)]
 
@@ -75,6 +77,7 @@ class Notes(App):
     activity = ".activities.BrowseActivity"
     State = NotesState
     state: NotesState
+    label_filter: str = LABELS[0]  # the selected label chip; not part of the state (it filters nothing)
 
     # ------------------------------------------------------------ pages
 
@@ -85,9 +88,21 @@ class Notes(App):
                                 subtitle=first_line(note.body) if note.title else "", rid="note"))
         if not body:
             body.append(ui.text("Notes you add appear here", muted=True, rid="empty_view"))
+        body.insert(0, ui.chips(LABELS, self.label_filter, self._pick_label, rid="label_chips"))
+        # an overflow button with no label at all (a NAF node, as many real toolbars have); it does nothing
+        more = View(cls="android.widget.ImageButton", rid="more_options", on_click=lambda: None, hint=":",
+                    style="icon", height=TITLE_H - 30, weight=0.0)
         fab = View(cls="android.widget.ImageButton", text="+", desc="New note", rid="new_note_button",
                    on_click=self._new, size=80, align="center")
-        return Page(title="Notes", body=body, fab=fab, activity=self.activity)
+        return Page(title="Notes", body=body, fab=fab, actions=[more], activity=self.activity)
+
+    def _pick_label(self, label: str) -> None:
+        """Select a label chip (it only marks the chip: every note stays listed)."""
+        self.label_filter = label
+
+    def reset(self) -> None:
+        super().reset()
+        self.label_filter = LABELS[0]
 
     def _page_editor(self, route: Route) -> Page:
         note_id = route.get("id")

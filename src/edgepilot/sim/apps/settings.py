@@ -65,7 +65,7 @@ class Settings(App):
                     subtitle="Bluetooth: " + ("On" if s.bluetooth else "Off"), rid="devices"),
             ui.item("Display", self._go("display"), subtitle="Dark theme, screen timeout", rid="display"),
             ui.item("Sound & vibration", self._go("sound"), subtitle="Volume, ringtone", rid="sound"),
-            ui.item("Battery", self._go("battery"), subtitle="82%", rid="battery"),
+            ui.item("Battery", self._go("battery"), subtitle=f"{self.phone.battery_level}%", rid="battery"),
             ui.item("About phone", self._go("about"), subtitle="Virtual Phone", rid="about"),
         ]
         return Page(title="Settings", body=body, activity=".Settings")
@@ -158,7 +158,8 @@ class Settings(App):
         return Page(title="Sound & vibration", body=[ui.text("Media volume: 60%"), ui.text("Ring volume: 80%")])
 
     def _page_battery(self, route: Route) -> Page:
-        return Page(title="Battery", body=[ui.text("82% · about 14 hours left")])
+        level = self.phone.battery_level  # the status bar's battery, draining as the phone is used
+        return Page(title="Battery", body=[ui.text(f"{level}% · about {max(1, level // 6)} hours left")])
 
     def _page_about(self, route: Route) -> Page:
         props = self.phone.props()

@@ -24,7 +24,7 @@ def select(obs: Observation, selector: dict[str, Any]) -> list[int]:
 
     def ok(n: UINode) -> bool:
         if "text" in selector and str(selector["text"]).strip().casefold() not in {
-            line.strip().casefold() for line in n.text.splitlines() or [""]
+            line.strip().casefold() for line in (n.text or n.hint).splitlines() or [""]
         }:
             return False
         if "text_contains" in selector and str(selector["text_contains"]).casefold() not in n.text.casefold():
