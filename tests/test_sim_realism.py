@@ -288,3 +288,41 @@ def test_a_horizontal_chip_row_scrolls_inside_the_vertical_list(phone):
     tap_node(phone, after[-1])
     assert [n.text for n in nodes(phone) if n.resource_id == f"{NOTES}:id/chip" and n.selected] == ["Archive"]
     assert phone.snapshot()["notes"]["notes"] == notes_before  # a chip filters nothing
+
+
+# ---------------------------------------------------------------- rotation
+
+
+def test_the_phone_turns_to_landscape_over_adb_and_the_agent_sees_and_acts_on_it(served):
+    from edgepilot.actions import Tap
+
+    phone, _, device = served
+    assert device.transport.shell("settings put system user_rotation 1") == ""
+    assert device.transport.shell("wm size").strip() == "Physical size: 1080x2400", "wm size stays natural"
+    assert device.transport.shell("wm user-rotation").strip() == "lock 1"
+    obs = device.observe()
+    assert (obs.screen_width, obs.screen_height) == (2400, 1080)
+    assert parse_uiautomator_xml(phone.dump_xml()).rotation == 1
+    assert all(n.bounds.right <= 2400 and n.bounds.bottom <= 1080 for n in obs.elements)
+    assert [n.label for n in obs.elements[:2]] == ["Wifi signal full.\nBattery 87 percent.\n87%", "9:41"], \
+        "the status bar still folds when the screen is short"
+    import io
+
+    from PIL import Image
+    assert Image.open(io.BytesIO(obs.screenshot_png)).size == (2400, 1080)
+    device.act(Tap(target=obs.find(text="Settings")[0]))
+    obs = device.observe()
+    network = next(i for i, n in enumerate(obs.elements) if n.text.startswith("Network & internet"))
+    assert obs.elements[network].bounds.right == 2400, "rows span the landscape width"
+    device.act(Tap(target=network))
+    assert phone.current.route.name != "main"
+    device.transport.shell("wm user-rotation lock 0")
+    assert (device.observe().screen_width, device.observe().screen_height) == (1080, 2400)
+    assert "user_rotation" in device.transport.shell("settings put system user_rotation 7")
+
+
+def test_a_reset_turns_the_phone_upright_again(phone):
+    phone.rotate(3)
+    assert (phone.width, phone.height) == (2400, 1080)
+    phone.reset()
+    assert phone.rotation == 0 and (phone.width, phone.height) == (1080, 2400)

@@ -30,6 +30,8 @@ from edgepilot.perception.nodes import Bounds, UINode
 SYSTEM_UI = "com.android.systemui"
 STATUS_BAR_FRACTION = 0.05
 """The top strip of the screen, as a fraction of its height, where the system's status bar lies."""
+STATUS_BAR_MAX_PX = 130
+"""...and in pixels, whatever the screen's height: 24 to 48 dp is 63 to 126 px at 420 dpi."""
 
 KEYBOARD_PACKAGES = frozenset({
     "com.google.android.inputmethod.latin", "com.android.inputmethod.latin", "com.touchtype.swiftkey",
@@ -50,7 +52,9 @@ def in_status_bar(node: UINode, screen_height: int) -> bool:
     """Whether ``node`` belongs to the system's status bar (a clock, a battery, signal and notification icons)."""
     if node.package != SYSTEM_UI:
         return False
-    return "status_bar" in node.resource_id or node.bounds.bottom <= screen_height * STATUS_BAR_FRACTION
+    if "status_bar" in node.resource_id or node.bounds.bottom <= screen_height * STATUS_BAR_FRACTION:
+        return True
+    return node.bounds.bottom <= STATUS_BAR_MAX_PX  # landscape: the bar keeps its height, the screen is shorter
 
 
 def screen_elements(nodes: Sequence[UINode], width: int, height: int, package: str = "", *,

@@ -14,8 +14,9 @@ import base64
 import copy
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from edgepilot.errors import SimError
 from edgepilot.sim import ui
@@ -33,6 +34,7 @@ BATTERY_START = 87
 INPUTS_PER_PERCENT = 10  # the battery drops 1 % every 10 input events
 BATTERY_MIN = 5
 MAX_NOTIFICATION_ICONS = 4
+LANDSCAPE_KEYBOARD_H = 520
 
 KEY_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm")
 SYMBOL_ROWS = ("1234567890", "@#$_&-+()/", "*\"':;!?~=", "<>[]{}|")
@@ -64,6 +66,7 @@ class VirtualPhone:
     """
 
     screen_size = (WIDTH, HEIGHT)
+    """The natural (physical) size, as `wm size` prints it whatever the rotation."""
 
     def __init__(self, serial: str = "virtual-1", *, adb_keyboard: bool = True) -> None:
         self.serial = serial
@@ -86,6 +89,7 @@ class VirtualPhone:
         self._cache: dict[str, Any] = {}
         self.events: list[str] = []
         self.input_count = 0  # input events since the last reset: the clock and battery follow it
+        self.rotation = 0  # quarter turns from the natural portrait orientation (1, 3: landscape)
         self._in_input = False
         self._shift = False  # the on-screen keyboard's one-shot Shift
         self._symbols = False  # the on-screen keyboard shows its symbols layer
@@ -136,6 +140,36 @@ class VirtualPhone:
 
     def focus_cleared(self) -> None:
         self.focus = None
+
+    # ------------------------------------------------------------ rotation
+
+    @property
+    def width(self) -> int:
+        """The screen's width as the dump and the screenshot have it (rotation included)."""
+        return WIDTH if self.rotation % 2 == 0 else HEIGHT
+
+    @property
+    def height(self) -> int:
+        return HEIGHT if self.rotation % 2 == 0 else WIDTH
+
+    @property
+    def keyboard_h(self) -> int:
+        """The on-screen keyboard's height: shorter in landscape, as real keyboards are."""
+        return KEYBOARD_H if self.rotation % 2 == 0 else LANDSCAPE_KEYBOARD_H
+
+    def rotate(self, rotation: int) -> None:
+        """Turn the screen (``wm user-rotation lock N``, ``settings put system user_rotation N``): 0 portrait,
+        1 landscape, 2 upside down, 3 landscape the other way. Lists keep their place; the page is laid out
+        again for the new size.
+
+        Raises:
+            SimError: not 0 to 3.
+        """
+        if rotation not in (0, 1, 2, 3):
+            raise SimError(f"rotation {rotation} is not one of 0, 1, 2, 3")
+        with self.lock:
+            self.rotation = rotation
+            self.changed()
 
     # ------------------------------------------------------------ virtual clock and battery
 
@@ -331,13 +365,13 @@ class VirtualPhone:
     def dump_xml(self) -> str:
         with self.lock:
             if "xml" not in self._cache:
-                self._cache["xml"] = ui.dump_xml(self.windows())
+                self._cache["xml"] = ui.dump_xml(self.windows(), rotation=self.rotation)
             return self._cache["xml"]
 
     def screencap_png(self) -> bytes:
         with self.lock:
             if "png" not in self._cache:
-                img = ui.draw(self.windows(), black=self.secure)  # the keyboard is a window of its own
+                img = ui.draw(self.windows(), size=(self.width, self.height), black=self.secure)
                 self._cache["png"] = ui.encode_png(img)
             return self._cache["png"]
 
@@ -360,7 +394,7 @@ class VirtualPhone:
             more.bounds = (x, 8, x + 64, STATUS_H - 8)
             children.append(more)
         settings = self.by_key["settings"].state
-        right = WIDTH - 220
+        right = self.width - 220
         if getattr(settings, "airplane_mode", False):
             plane = ui.View(cls="android.widget.ImageView", desc="Airplane mode.", rid="airplane",
                             style="sysicon", hint="airplane")
@@ -376,13 +410,13 @@ class VirtualPhone:
                         style="sysicon", hint="battery")
         image.bounds = (right, 8, right + 50, STATUS_H - 8)
         percent = ui.View(cls="android.widget.TextView", text=f"{level}%", rid="battery_percentage", size=32)
-        percent.bounds = (right + 40, 0, WIDTH, STATUS_H)
+        percent.bounds = (right + 40, 0, self.width, STATUS_H)
         battery = ui.View(cls="android.widget.LinearLayout", rid="battery", children=[image, percent])
-        battery.bounds = (right, 0, WIDTH, STATUS_H)
+        battery.bounds = (right, 0, self.width, STATUS_H)
         children.append(battery)
         bar = ui.View(cls="android.widget.FrameLayout", rid="status_bar", children=children, style="statusbar",
                       desc="Status bar")
-        bar.bounds = (0, 0, WIDTH, STATUS_H)
+        bar.bounds = (0, 0, self.width, STATUS_H)
         _set_package(bar, SYSTEMUI)
         return bar
 
@@ -393,10 +427,10 @@ class VirtualPhone:
         digits as text; Shift, Delete, Symbols, Space and the action key are named
         by their content-desc. Tapping a key types into the focused field.
         """
-        top = HEIGHT - NAV_H - KEYBOARD_H
-        row_h = (KEYBOARD_H - 20) // 5
+        top = self.height - NAV_H - self.keyboard_h
+        row_h = (self.keyboard_h - 20) // 5
         rows = SYMBOL_ROWS if self._symbols else KEY_ROWS
-        key_w = WIDTH // 10
+        key_w = self.width // 10
 
         def key(desc: str, on_click: Callable[[], None], rid: str, width: int, *, text: str = "",
                 glyph: str = "", selected: bool = False) -> View:
@@ -433,11 +467,11 @@ class VirtualPhone:
         ])
         area = ui.View(cls="android.widget.LinearLayout", rid="input_area",
                        children=[digits, first, second, third, bottom])
-        ui.layout(area, 0, top + 10, WIDTH)
+        ui.layout(area, 0, top + 10, self.width)
         holder = ui.View(cls="android.widget.FrameLayout", rid="keyboard_holder", children=[area])
-        holder.bounds = (0, top, WIDTH, HEIGHT - NAV_H)
+        holder.bounds = (0, top, self.width, self.height - NAV_H)
         window = ui.View(cls="android.widget.FrameLayout", children=[holder], style="keyboard")
-        window.bounds = (0, top, WIDTH, HEIGHT - NAV_H)
+        window.bounds = (0, top, self.width, self.height - NAV_H)
         _set_package(window, LATIN_IME)
         return window
 
@@ -464,13 +498,13 @@ class VirtualPhone:
                        on_click=lambda: self._key(KEY_HOME), height=NAV_H, hint="O", style="icon")
         bar = ui.View(cls="android.widget.FrameLayout", rid="navigation_bar", layout="row", children=[back, home],
                       height=NAV_H, style="navbar")
-        ui.layout(bar, 0, HEIGHT - NAV_H, WIDTH)
+        ui.layout(bar, 0, self.height - NAV_H, self.width)
         _set_package(bar, SYSTEMUI)
         return bar
 
     def _app_window(self, page: Page) -> View:
         app = self.current
-        bottom_limit = HEIGHT - NAV_H - (KEYBOARD_H if self.keyboard_shown else 0)
+        bottom_limit = self.height - NAV_H - (self.keyboard_h if self.keyboard_shown else 0)
         title_children: list[View] = []
         if page.back and len(app.stack) > 1:
             title_children.append(ui.View(cls="android.widget.ImageButton", desc="Navigate up", rid="up",
@@ -482,7 +516,7 @@ class VirtualPhone:
             title_children.append(action)
         title = ui.View(cls="android.view.ViewGroup", rid="toolbar", layout="row", children=title_children,
                         height=TITLE_H, style="titlebar")
-        ui.layout(title, 0, STATUS_H, WIDTH)
+        ui.layout(title, 0, STATUS_H, self.width)
 
         for view in page.body:
             for v in view.walk():
@@ -494,19 +528,19 @@ class VirtualPhone:
         children = [title, body]
         y = body_bottom
         for v in page.bottom:
-            y += ui.layout(v, 0, y, WIDTH)
+            y += ui.layout(v, 0, y, self.width)
             children.append(v)
         if page.fab is not None:
             fab = page.fab
             fab.style = "fab"
             ui.layout(fab, 0, 0, 190)
-            fab.bounds = (WIDTH - 240, body_bottom - 240, WIDTH - 50, body_bottom - 50)
+            fab.bounds = (self.width - 240, body_bottom - 240, self.width - 50, body_bottom - 50)
             children.append(fab)
         toast = self._toast_view(body_bottom)
         if toast is not None:
             children.append(toast)
         root = ui.View(cls="android.widget.FrameLayout", children=children, style="plain")
-        root.bounds = (0, STATUS_H, WIDTH, bottom_limit)
+        root.bounds = (0, STATUS_H, self.width, bottom_limit)
         _set_package(root, app.package)
         self._apply_focus(root)
         return root
@@ -516,7 +550,7 @@ class VirtualPhone:
         content = 0
         focused: tuple[int, int] | None = None
         for v in views:
-            content += ui.layout(v, 0, content, WIDTH)
+            content += ui.layout(v, 0, content, self.width)
             for f in v.walk():
                 if self.focus is not None and f.editable and f.rid == self.focus:
                     focused = (f.bounds[1], f.bounds[3])
@@ -529,14 +563,14 @@ class VirtualPhone:
         y = top - offset
         visible = []
         for v in views:
-            h = ui.layout(v, 0, y, WIDTH)
+            h = ui.layout(v, 0, y, self.width)
             if y + h > top and y < bottom:
                 _clip(v, top, bottom)
                 visible.append(v)
             y += h
         container = ui.View(cls="androidx.recyclerview.widget.RecyclerView" if max_offset else "android.widget.LinearLayout",
                             rid="list", children=visible, style="plain")
-        container.bounds = (0, top, WIDTH, bottom)
+        container.bounds = (0, top, self.width, bottom)
         container.scrollable = max_offset > 0
         return container
 
@@ -563,7 +597,7 @@ class VirtualPhone:
             self._toast = None
             return None
         v = ui.View(cls="android.widget.Toast", text=message, size=40, height=120, style="muted", align="center")
-        ui.layout(v, 140, bottom - 180, WIDTH - 280)
+        ui.layout(v, 140, bottom - 180, self.width - 280)
         return v
 
     def _shade(self) -> View:
@@ -583,8 +617,8 @@ class VirtualPhone:
             children.append(ui.button("Clear all", self._clear_notifications, rid="clear_all"))
         shade = ui.View(cls="android.widget.FrameLayout", rid="notification_shade", children=children,
                         style="scrim")
-        ui.layout(shade, 0, STATUS_H, WIDTH)
-        shade.bounds = (0, STATUS_H, WIDTH, HEIGHT - NAV_H)
+        ui.layout(shade, 0, STATUS_H, self.width)
+        shade.bounds = (0, STATUS_H, self.width, self.height - NAV_H)
         _set_package(shade, SYSTEMUI)
         return shade
 
@@ -695,6 +729,7 @@ class VirtualPhone:
             self.files.clear()
             self.events.clear()
             self.input_count = 0
+            self.rotation = 0
             self._shift = self._symbols = False
             self._hscroll.clear()
             self.changed()

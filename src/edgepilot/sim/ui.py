@@ -8,10 +8,11 @@ draws it as a PNG with a real font. Builders (:func:`text`, :func:`button`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from functools import lru_cache
-from typing import Callable, Literal
+from typing import Literal
 from xml.sax.saxutils import quoteattr
 
 from PIL import Image, ImageDraw, ImageFont

@@ -124,7 +124,7 @@ class DeviceShell:
             "head": text.head, "id": text.id, "input": self._input.input, "ls": files.ls,
             "mkdir": files.mkdir, "monkey": activity.monkey, "pm": activity.pm,
             "pwd": files.pwd, "rm": files.rm, "screencap": screen.screencap,
-            "sh": self._sh, "sleep": text.sleep, "tail": text.tail, "touch": files.touch,
+            "settings": screen.settings, "sh": self._sh, "sleep": text.sleep, "tail": text.tail, "touch": files.touch,
             "true": lambda a, o: 0, ":": lambda a, o: 0, "uiautomator": screen.uiautomator,
             "wc": text.wc, "whoami": text.whoami, "wm": screen.wm,
         }  # fmt: skip

@@ -79,13 +79,39 @@ class ScreenService:
             return cio.fail(f"Error opening file: {paths[0]} ({exc.strerror})")
         return 0
 
+    def settings(self, args: list[str], cio: CommandIO) -> int:
+        """``settings get|put system user_rotation|accelerometer_rotation``: the rotation the screen is locked in."""
+        if args[:3] == ["get", "system", "user_rotation"]:
+            cio.out(f"{self.phone.rotation}\n")
+        elif args[:3] == ["get", "system", "accelerometer_rotation"]:
+            cio.out("0\n")
+        elif args[:3] == ["put", "system", "user_rotation"] and len(args) == 4 and args[3] in ("0", "1", "2", "3"):
+            self.phone.rotate(int(args[3]))
+        elif args[:3] == ["put", "system", "accelerometer_rotation"] and len(args) == 4:
+            pass  # the virtual phone never turns by itself
+        else:
+            return cio.fail(f"settings {' '.join(args)[:60]}: the virtual phone knows only system user_rotation "
+                            "and accelerometer_rotation")
+        return 0
+
     def wm(self, args: list[str], cio: CommandIO) -> int:
-        """``wm size`` / ``wm density``."""
+        """``wm size`` (the natural size, whatever the rotation, as on a real phone) / ``wm density`` /
+        ``wm user-rotation [lock N|free]``."""
         if args == ["size"]:
             width, height = self.phone.screen_size
             cio.out(f"Physical size: {width}x{height}\n")
         elif args == ["density"]:
             cio.out(f"Physical density: {density(self.phone)}\n")
+        elif args[:1] == ["user-rotation"]:
+            rest = args[1:]
+            if not rest:
+                cio.out(f"lock {self.phone.rotation}\n")
+            elif rest == ["free"]:
+                self.phone.rotate(0)
+            elif len(rest) == 2 and rest[0] == "lock" and rest[1] in ("0", "1", "2", "3"):
+                self.phone.rotate(int(rest[1]))
+            else:
+                return cio.fail("Error: wm user-rotation [free | lock 0|1|2|3]")
         else:
             return cio.fail(f"Error: wm {' '.join(args)} is not supported by the virtual phone")
         return 0

@@ -10,7 +10,7 @@ page, and back on the first page leaves the app.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 

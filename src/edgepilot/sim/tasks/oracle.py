@@ -8,7 +8,8 @@ every task is solvable and the first teacher for distillation.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from edgepilot.actions import Action, Finish, Key, LongPress, OpenApp, Swipe, Tap, Type, Wait
 from edgepilot.errors import TaskError
