@@ -66,7 +66,7 @@ def test_bench_registry_lists_exactly_the_suites_the_cli_offers():
     from edgepilot.bench.registry import SUITES, flag
     from edgepilot.cli.bench import bench
 
-    assert list(SUITES) == ["tasks", "observe", "ocr", "desktop", "injection", "stop", "sop", "sop-learn"]
+    assert list(SUITES) == ["tasks", "observe", "screens", "ocr", "desktop", "injection", "stop", "sop", "sop-learn"]
     params = {p.name: p for p in bench.params}
     assert list(params["suite"].type.choices) == list(SUITES)
     cli_flags = {o for p in bench.params for o in p.opts}

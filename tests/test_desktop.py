@@ -534,6 +534,9 @@ class CalculatorModel:
     vision = 0
 
     def __init__(self) -> None:
+        from edgepilot.models.registry import token_counter
+
+        self.count_tokens = token_counter("smollm2-135m")  # as the in-process backend counts a prompt
         self.keys = list("1234*56-789=")
         self.decider_schemas: list[dict] = []
         self.systems: list[str] = []

@@ -61,8 +61,8 @@ class Client:
 
 
 def element(screen: str, label: str) -> int:
-    """The number of the first element of ``screen`` whose text starts with ``label``."""
-    found = re.search(rf'^\[(\d+)\] \S+ "{re.escape(label)}', screen, re.MULTILINE)
+    """The number of the first element of ``screen`` whose text (or an empty field's hint) starts with ``label``."""
+    found = re.search(rf'^\[(\d+)\] \S+ (?:hint=)?"{re.escape(label)}', screen, re.MULTILINE)
     assert found, f"no {label!r} on\n{screen}"
     return int(found.group(1))
 

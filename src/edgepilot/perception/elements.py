@@ -6,7 +6,7 @@ clickable wrapper and three text views, icons have no name. This module turns
 a tree into the elements an agent acts on:
 
 - hidden nodes go: those the tree marks invisible, those off the screen, and
-  those under another window (the keyboard and the system bars lie over the
+  (on Android, whose trees say how windows and views stack) those under another window (the keyboard and the system bars lie over the
   app; the app in front over what is behind it) or under a larger clickable
   overlay drawn after them (a dialog's scrim), so the point a tap on them
   would hit belongs to something else;
@@ -69,8 +69,8 @@ def screen_elements(nodes: Sequence[UINode], width: int, height: int, package: s
             policy's view: which of two overlapping controls takes a touch is a guess it must not rely on).
     """
     screen = Bounds(left=0, top=0, right=width, bottom=height)
-    hidden = _hidden(nodes, screen, package) if hide else {
-        i for i, n in enumerate(nodes) if n.bounds.intersect(screen).area == 0}
+    hidden = _hidden(nodes, screen, package) if hide and _android(nodes) else {
+        i for i, n in enumerate(nodes) if not n.visible and hide or n.bounds.intersect(screen).area == 0}
     keyboard = [i for i, n in enumerate(nodes) if i not in hidden and is_keyboard_package(n.package)]
     hidden |= set(keyboard)
     owner = _text_owners(nodes, hidden)
@@ -95,6 +95,13 @@ def screen_elements(nodes: Sequence[UINode], width: int, height: int, package: s
 
 
 # ---------------------------------------------------------------- hidden nodes
+
+
+def _android(nodes: Sequence[UINode]) -> bool:
+    """Whether a tree is Android's (Java class names), where windows stack by kind and views draw in document
+    order. A desktop's accessibility tree (AT-SPI, UIA, AX role names) keeps a menu's popup under the menu bar
+    and says nothing of which window is in front, so nothing there is taken for hidden but what the tree hides."""
+    return any("." in n.class_name for n in nodes[:50])
 
 
 def _rank(root: UINode, package: str) -> int:
