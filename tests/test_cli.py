@@ -254,6 +254,24 @@ def _run_args(task: str, model: FakeModel, out: Path, *more: str) -> list[str]:
             "--no-screenshots", *more]
 
 
+@pytest.mark.parametrize(("last", "status", "code"), [
+    ('{"type": "finish", "status": "success"}', "FINISHED", 0),
+    ('{"type": "finish", "status": "failure"}', "GAVE_UP", 3),
+    (None, "STUCK", 4),
+])
+def test_the_exit_status_says_how_the_run_ended(tmp_path, last, status, code):
+    wait = json.dumps({"type": "wait", "seconds": 0.1})
+    decider = [wait, last] if last is not None else [wait]  # the same wait on the same screen: stuck
+    model = FakeModel(decider=decider, reflector=[json.dumps({"outcome": "no_change", "note": ""})])
+    try:
+        proc = subprocess.run(_run_args("wait a moment", model, tmp_path / "run"), capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "EDGEPILOT_CONFIG": str(tmp_path / "none")})
+    finally:
+        model.shutdown()
+    assert status in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == code, proc.stdout
+
+
 def test_run_prints_the_task_the_screen_and_the_models_words_safely(tmp_path):
     plan = json.dumps({"progress": "x", "subgoal": f"wait {HOSTILE}", "memory": ""})
     model = FakeModel(planner=[plan], decider=[WAITS[0], json.dumps({"type": "finish", "status": "success",

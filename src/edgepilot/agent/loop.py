@@ -85,6 +85,20 @@ class StepReport:
             ms={k: round(v, 1) for k, v in self.ms.items()}, error=self.error)
 
 
+EXIT_STATUS: dict[str, int] = {"finished": 0, "error": 1, "gave_up": 3, "stuck": 4, "budget": 5, "stopped": 6,
+                               "interrupted": 130}
+"""The process exit status of a command that ran the agent, by how the run ended (docs/trajectories.md).
+
+0 only for ``finished`` (the agent said the task is done; nothing has checked it on the screen yet); the
+agent giving up, going round in circles, spending its step budget, and a stop (the policy refused, or a stop
+from outside) each have their own code, so a script can tell them apart; 2 stays click's wrong usage."""
+
+
+def exit_status(status: str) -> int:
+    """:data:`EXIT_STATUS` of a run's status (1 for one it does not know)."""
+    return EXIT_STATUS.get(status, 1)
+
+
 @dataclass
 class RunResult:
     """How a run ended."""

@@ -505,6 +505,12 @@ def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
     }
 
 
+def false_success(result: EpisodeResult) -> bool:
+    """An episode the agent ended as done (status ``finished``) whose task checks failed: a success it
+    reported that is not one."""
+    return result.status == "finished" and not result.success
+
+
 def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
     by_template: dict[str, list[EpisodeResult]] = defaultdict(list)
     for r in results:
@@ -532,6 +538,8 @@ def summarise(results: list[EpisodeResult], **meta: Any) -> dict[str, Any]:
         **meta,
         "episodes": len(results),
         "success_rate": sum(r.success for r in results) / len(results) if results else 0.0,
+        "false_successes": sum(false_success(r) for r in results),
+        "false_success_rate": sum(false_success(r) for r in results) / len(results) if results else 0.0,
         "mean_steps": statistics.mean(len(r.steps) for r in results) if results else 0.0,
         "seconds_per_step": sum(r.seconds for r in results) / max(1, len(steps)),
         "first_step_ms": round(results[0].steps[0].ms.get("total", 0.0), 1) if results and results[0].steps else None,
@@ -556,6 +564,8 @@ def _format_one(report: dict[str, Any]) -> list[str]:
     lines += ["", f"{'total':32} {report['success_rate']:>7.0%} {report['mean_steps']:>6.1f} "
                   f"{report['seconds_per_step']:>7.3f}",
               "ended: " + ", ".join(f"{k} {v}" for k, v in sorted(report["statuses"].items())),
+              f"false_success_rate {report['false_success_rate']:.0%} ({report['false_successes']} reported done "
+              "whose checks failed)",
               f"median per step: {m['step']:.0f} ms = perceive {m['perceive']:.1f} ms, model {m['model']:.0f} ms, "
               f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
               f"valid actions {report['valid_action_rate']:.0%}"]

@@ -125,7 +125,9 @@ def run_task(task: str, device: str | None, max_steps: int | None, sop_name: str
     except KeyboardInterrupt:
         click.echo(f"\nstopped watching; run {run} goes on in the daemon", err=True)
         sys.exit(130)
-    sys.exit(1 if status_ in ("error", "?") else 0)
+    from edgepilot.agent.loop import exit_status
+
+    sys.exit(exit_status(status_))  # as `edgepilot run`: 0 only for finished
 
 
 @daemon.command("stop-run")

@@ -152,12 +152,18 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     ended (SIGTERM: status stopped, exit status 143).
 
     \b
+    Exit status: 0 finished (the agent says the task is done), 1 error,
+    3 gave up, 4 stuck (the same action on the same screen again), 5 step
+    budget spent, 6 stopped (the policy refused a step), 130 Ctrl-C.
+
+    \b
     Example:
       edgepilot run "turn on airplane mode"
       edgepilot run "send hello to Alice" --device emulator-5554 --model ~/models/qwen.gguf
     """
     import time
 
+    from edgepilot.agent.loop import exit_status
     from edgepilot.agent.session import execute, load_run_policy, prepare_run
     from edgepilot.cli.signals import EXIT_CODE, REASON, sigterm_like_ctrl_c
     from edgepilot.config import load_config
@@ -203,10 +209,8 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     click.echo(f"trajectory: {_line(writer.folder)}  (edgepilot replay / edgepilot report)")
     if termination.received:
         sys.exit(EXIT_CODE)
-    if result.status == "interrupted":
-        sys.exit(130)
-    if result.status == "error":
-        sys.exit(1)
+    if exit_status(result.status):
+        sys.exit(exit_status(result.status))
 
 
 @main.command()

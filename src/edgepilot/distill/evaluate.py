@@ -151,7 +151,8 @@ def evaluate(*, lora: Path | None, arms: Iterable[str] = ("base", "student"),
     table = [{"arm": key.split("/")[0], "split": key.split("/")[1], "episodes": r["episodes"],
               "success_rate": round(r["success_rate"], 4), "successes": sum(x["success"] for x in r["results"]),
               "mean_steps": round(r["mean_steps"], 2), "seconds_per_step": round(r["seconds_per_step"], 3),
-              "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"]}
+              "valid_action_rate": r["valid_action_rate"], "statuses": r["statuses"],
+              "false_success_rate": round(r.get("false_success_rate", 0.0), 4)}
              for key, r in reports.items()]
     summary = {"benchmark": "distill-eval", "lora": str(lora) if lora else None,
                "lora_sha256": lora_sha256, "model": model, "vote": vote,
@@ -231,12 +232,12 @@ def _earlier(path: Path, lora_sha256: str | None, model: str | None) -> dict[str
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    lines = [f"{'arm':16} {'split':15} {'success':>12} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
+    lines = [f"{'arm':16} {'split':15} {'success':>12} {'false':>6} {'steps':>6} {'s/step':>7} {'valid':>6}  ended"]
     for row in summary["table"]:
         ended = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
         lines.append(f"{row['arm']:16} {row['split']:15} {row['success_rate']:>6.0%} ({row['successes']:>2}/"
-                     f"{row['episodes']:<2}) {row['mean_steps']:>6.1f} {row['seconds_per_step']:>7.2f} "
-                     f"{row['valid_action_rate']:>6.0%}  {ended}")
+                     f"{row['episodes']:<2}) {row.get('false_success_rate', 0):>6.0%} {row['mean_steps']:>6.1f} "
+                     f"{row['seconds_per_step']:>7.2f} {row['valid_action_rate']:>6.0%}  {ended}")
     return "\n".join(lines)
 
 
