@@ -288,8 +288,7 @@ def decider_schema_for(obs: Observation, banned: Iterable[int] = (), kind: Devic
     elements = obs.elements
     banned = set(banned)
     listed = set(range(len(elements))) if shown is None else set(shown)
-    interactive = [i for i, n in enumerate(elements) if i in listed and i not in banned
-                   and (n.clickable or n.long_clickable or n.checkable or n.editable)]
+    interactive = [i for i, n in enumerate(elements) if i in listed and i not in banned and n.actionable]
     if not interactive:
         return schema
     for name in _CLICKS:

@@ -6,10 +6,11 @@ clickable wrapper and three text views, icons have no name. This module turns
 a tree into the elements an agent acts on:
 
 - hidden nodes go: those the tree marks invisible, those off the screen, and
-  (on Android, whose trees say how windows and views stack) those under another window (the keyboard and the system bars lie over the
-  app; the app in front over what is behind it) or under a larger clickable
-  overlay drawn after them (a dialog's scrim), so the point a tap on them
-  would hit belongs to something else;
+  (on Android, whose trees say how windows and views stack) those under
+  another window (the keyboard and the system bars lie over the app; the app
+  in front over what is behind it) or under a larger clickable overlay drawn
+  after them (a dialog's scrim), so the point a tap on them would hit
+  belongs to something else;
 - an on-screen keyboard becomes one ``Keyboard`` element that cannot be
   tapped (typing goes through the ``type`` action);
 - plain text folds into the clickable row that holds it (its text and its
@@ -245,7 +246,7 @@ def _merge_wrappers(nodes: Sequence[UINode], picked: list[tuple[int, UINode]]) -
     where = {i: k for k, (i, _) in enumerate(picked)}
     inner: dict[int, list[int]] = {}
     for i, n in picked:
-        if not (n.clickable or n.long_clickable or n.checkable or n.editable) or n.scrollable:
+        if not n.actionable or n.scrollable:
             continue
         p = nodes[i].parent
         while p is not None and 0 <= p < len(nodes):
@@ -347,7 +348,7 @@ def _named(elements: list[UINode], width: int, height: int) -> list[UINode]:
     texts = [n for n in elements if not n.interactive and n.label.strip() and not in_status_bar(n, height)]
     out = []
     for n in elements:
-        if (n.clickable or n.long_clickable or n.checkable or n.editable) and not n.label.strip():
+        if n.actionable and not n.label.strip():
             name = id_words(n.resource_id) or _neighbour_text(n, texts, width) or _place(n, width, height)
             n = n.model_copy(update={"name": name})
         out.append(n)

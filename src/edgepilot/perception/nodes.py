@@ -98,9 +98,14 @@ class UINode(_Frozen):
         return self.class_name.endswith("EditText") or self.class_name in ("entry", "text")
 
     @property
+    def actionable(self) -> bool:
+        """Whether the node takes a tap, a long press, a toggle or typing (a target of taps and typing)."""
+        return self.clickable or self.long_clickable or self.checkable or self.editable
+
+    @property
     def interactive(self) -> bool:
         """Whether the node takes an action: a tap, a long press, a toggle, typing or a swipe."""
-        return self.clickable or self.long_clickable or self.checkable or self.editable or self.scrollable
+        return self.actionable or self.scrollable
 
     @property
     def label(self) -> str:

@@ -88,7 +88,7 @@ def _rank(node: UINode, screen_height: int, words: set[str]) -> int:
 
 
 def _kind(node: UINode) -> str:
-    if node.clickable or node.long_clickable or node.checkable or node.editable:
+    if node.actionable:
         return "controls"
     return "lists" if node.scrollable else "texts"
 
@@ -139,11 +139,11 @@ def render_screen(obs: Observation, *, budget: int | None = None, count: TokenCo
         header and one line saying how many elements were left out.
     """
     elements = obs.elements
-    lines = {i: f"[{i}] {describe(n)}" for i, n in enumerate(elements)}
     if budget is None:
         chosen = set(range(min(limit, len(elements))))
         text = obs.to_text(limit)
         return ScreenText(text, tuple(sorted(chosen)), count(text), len(elements) - len(chosen), None)
+    lines = {i: f"[{i}] {describe(n)}" for i, n in enumerate(elements)}
     words = set(keep)
     short = max(40, budget // 4)  # one line may take a quarter of the budget at most
     for i, n in enumerate(elements):

@@ -5,16 +5,12 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from edgepilot.perception.elements import screen_elements
-from edgepilot.perception.nodes import Bounds, UINode, describe
+from edgepilot.perception.nodes import Bounds, UINode, _Frozen, describe
 
 __all__ = ["Bounds", "Observation", "UINode", "describe"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Observation(_Frozen):

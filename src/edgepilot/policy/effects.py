@@ -171,8 +171,7 @@ def press_effects(obs: Observation, target: int | Point | None, via: str, detail
         where = f"element {target}" if isinstance(target, int) else "that point"
         return (DeviceEffect("unknown", via=via, detail=f"presses {where}, which the screen does not show"),)
     x, y = (target.x, target.y) if isinstance(target, Point) else node.bounds.center
-    under = [n for n in obs.reachable if n.bounds.contains(x, y) and (n.clickable or n.long_clickable or n.checkable
-                                                                       or n.editable)]
+    under = [n for n in obs.reachable if n.bounds.contains(x, y) and n.actionable]
     if node not in under:
         under.insert(0, node)
     return tuple(DeviceEffect("focus" if n.editable else "activate", node=n, via=via, detail=detail) for n in under)

@@ -478,8 +478,7 @@ def _draw_text(d: ImageDraw.ImageDraw, v: View) -> None:
         y += line_h
 
 
-def draw(windows: list[View], *, size: tuple[int, int] = (WIDTH, HEIGHT), keyboard: bool = False,
-         black: bool = False) -> Image.Image:
+def draw(windows: list[View], *, size: tuple[int, int] = (WIDTH, HEIGHT), black: bool = False) -> Image.Image:
     img = Image.new("RGB", size, (0, 0, 0) if black else BG)
     if black:
         return img
@@ -494,27 +493,7 @@ def draw(windows: list[View], *, size: tuple[int, int] = (WIDTH, HEIGHT), keyboa
             if v is w and w.style in ("statusbar", "navbar", "titlebar", "shade", "keyboard", "scrim"):
                 continue
             draw_view(d, v)
-    if keyboard:
-        _draw_keyboard(d, size)
     return img
-
-
-def _draw_keyboard(d: ImageDraw.ImageDraw, size: tuple[int, int]) -> None:
-    w, h = size
-    top = h - NAV_H - KEYBOARD_H
-    d.rectangle([0, top, w, h - NAV_H], fill=(214, 216, 224))
-    rows = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
-    f = font(48)
-    key_w = w // 10
-    for ri, keys in enumerate(rows):
-        off = (w - key_w * len(keys)) // 2
-        y = top + 40 + ri * 190
-        for ki, k in enumerate(keys):
-            x = off + ki * key_w
-            d.rounded_rectangle([x + 8, y, x + key_w - 8, y + 160], radius=14, fill=(255, 255, 255))
-            d.text((x + key_w / 2 - f.getlength(k) / 2, y + 50), k, font=f, fill=FG)
-    y = top + 40 + 3 * 190
-    d.rounded_rectangle([w // 4, y, 3 * w // 4, y + 160], radius=14, fill=(255, 255, 255))
 
 
 def encode_png(img: Image.Image) -> bytes:

@@ -45,10 +45,6 @@ def select(obs: Observation, selector: dict[str, Any]) -> list[int]:
     return hits
 
 
-def _actionable(n: UINode) -> bool:
-    return n.clickable or n.long_clickable or n.checkable or n.editable
-
-
 class Oracle:
     """Plays one task instance's reference solution, one action per call.
 
@@ -99,7 +95,7 @@ class Oracle:
         if not selector:
             raise TaskError(f"{self._where()}: the step has no selector (text/desc/id/class)")
         hits = select(obs, selector)
-        actionable = [i for i in hits if _actionable(obs.elements[i])]
+        actionable = [i for i in hits if obs.elements[i].actionable]
         return (actionable or hits or [None])[0]
 
     def _action(self, kind: str, arg: Any, obs: Observation) -> Action | None:
