@@ -7,6 +7,7 @@ import pytest
 from edgepilot.errors import PerceptionError
 from edgepilot.perception import Observation
 from edgepilot.perception.android_tree import MAX_DEPTH, parse_bounds, parse_uiautomator_xml
+from edgepilot.perception.types import Bounds, UINode
 from edgepilot.sim.phone import VirtualPhone
 
 DUMP = """<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>
@@ -138,3 +139,18 @@ def test_screen_diff_ignores_the_status_bar_clock():
     changed = screen_diff(screen("9:41"), screen("9:42", "Bluetooth"))
     assert not changed.same and "Bluetooth" in changed.summary()
     assert "9:42" not in changed.summary()
+
+
+def test_a_clock_in_a_desktop_panel_at_the_top_ticks_and_changes_nothing():
+    from edgepilot.perception.diff import screen_diff
+
+    def desk(time: str) -> Observation:
+        return Observation(nodes=(
+            UINode(bounds=Bounds(left=1100, top=0, right=1280, bottom=30), text=time, class_name="Label",
+                   package="xfce4-panel"),
+            UINode(bounds=Bounds(left=0, top=100, right=400, bottom=160), text="Save", class_name="PushButton",
+                   clickable=True, package="mousepad"),
+        ), package="mousepad", screen_width=1280, screen_height=800)
+
+    assert screen_diff(desk("10:41"), desk("10:42")).same
+    assert not screen_diff(desk("10:41"), desk("10:41").model_copy(update={"nodes": desk("x").nodes[1:]})).same

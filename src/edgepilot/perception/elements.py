@@ -293,12 +293,17 @@ def _drop_duplicates(picked: list[tuple[int, UINode]]) -> list[tuple[int, UINode
 
 
 _CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*([AaPp]\.?[Mm]\.?)?\s*$")
+CLOCK_IDS = ("clock", "status_bar_clock")
+
+
+def shows_time(node: UINode) -> bool:
+    """Whether a node's text (or description) is a time of day (``9:41``, ``11:44 AM``)."""
+    return bool(_CLOCK.match(node.text or node.content_desc))
 
 
 def is_clock(node: UINode) -> bool:
     """Whether a node is a clock: its resource id says so, or its text is a time of day."""
-    return node.resource_id.rsplit("/", 1)[-1] in ("clock", "status_bar_clock") or bool(
-        _CLOCK.match(node.text or node.content_desc))
+    return node.resource_id.rsplit("/", 1)[-1] in CLOCK_IDS or shows_time(node)
 
 
 def _fold_status_bar(picked: list[tuple[int, UINode]], height: int) -> list[tuple[int, UINode]]:

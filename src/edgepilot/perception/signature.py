@@ -10,25 +10,20 @@ changes does.
 
 from __future__ import annotations
 
-import re
-
-from edgepilot.perception.elements import SYSTEM_UI, in_status_bar
+from edgepilot.perception.elements import CLOCK_IDS, STATUS_BAR_FRACTION, SYSTEM_UI, in_status_bar, shows_time
 from edgepilot.perception.nodes import UINode, describe
 from edgepilot.perception.types import Observation
 
 __all__ = ["SYSTEM_UI", "describe_change", "layout_signature", "screen_key", "steady_elements", "ticking"]
 
-_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*([AaPp]\.?[Mm]\.?)?\s*$")
-
-
 def ticking(node: UINode, screen_height: int) -> bool:
-    """Whether a node changes on its own: the status bar (a clock, a battery, signal and notification icons)
-    and clocks in the system's panels. Such a change is no sign that an action did anything."""
-    if in_status_bar(node, screen_height):
+    """Whether a node changes on its own: the status bar (a clock, a battery, signal and notification icons),
+    any clock by its id, and a time of day in the system's panels or in the top strip of the screen (a
+    desktop panel's clock). Such a change is no sign that an action did anything."""
+    if in_status_bar(node, screen_height) or node.resource_id.rsplit("/", 1)[-1] in CLOCK_IDS:
         return True
-    if node.resource_id.rsplit("/", 1)[-1] in ("clock", "status_bar_clock"):
-        return True
-    return node.package == SYSTEM_UI and bool(_CLOCK.match(node.text or node.content_desc))
+    in_bar = node.package == SYSTEM_UI or node.bounds.bottom <= screen_height * STATUS_BAR_FRACTION
+    return in_bar and shows_time(node)
 
 
 def steady_elements(obs: Observation) -> list[tuple[int, UINode]]:
