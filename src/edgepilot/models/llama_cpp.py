@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edgepilot.errors import ModelError, PromptTooLong
 from edgepilot.extras import install_command
@@ -100,6 +101,11 @@ def _bound_numbers(gbnf: str, schema: dict) -> str:
             line = _SMALL_NUMBER
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def token_count(llm: Any, text: str) -> int:
+    """What ``text`` costs in the tokens of a ``llama_cpp.Llama`` (a whole model or its vocabulary alone)."""
+    return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
 class LlamaCppBackend:
@@ -231,7 +237,7 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int:
         """What ``text`` costs in this model's tokens."""
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return token_count(self.llm, text)
 
     @property
     def context_tokens(self) -> int:

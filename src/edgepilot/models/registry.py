@@ -19,7 +19,7 @@ from edgepilot.errors import ConfigError, ModelError
 from edgepilot.extras import install_command
 from edgepilot.models.base import ModelBackend
 from edgepilot.models.builtin import ADAPTERS, BUILTIN, adapter_of, builtin_path, setup_command
-from edgepilot.models.llama_cpp import LlamaCppBackend
+from edgepilot.models.llama_cpp import LlamaCppBackend, token_count
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def token_counter(spec: str | None = None, config: Config | None = None) -> Call
         vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not read the tokenizer of {path}: {exc}") from exc
-    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    return lambda text: token_count(vocab, text)
 
 
 def base_of(spec: str | None, config: Config | None = None) -> str | None:
