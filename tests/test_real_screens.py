@@ -308,3 +308,17 @@ def test_llama_cpp_refuses_a_prompt_longer_than_its_context_instead_of_cutting_t
         backend.complete([Message(role="user", content="word " * 400)], max_tokens=200)
     assert caught.value.limit == 512 and caught.value.tokens > 512 and "context" in str(caught.value)
     assert backend.complete([Message(role="user", content="Say hi")], max_tokens=4).text is not None
+
+
+def test_without_the_drawing_order_only_a_whole_cover_hides():
+    """Document order misses elevation: a floating button early in the tree is drawn over the rows after it."""
+    fab = node("[560,1236][688,1364]", cls="com.google.android.material.floatingactionbutton.FloatingActionButton",
+               clickable="true", content_desc="New chat")
+    row = node("[0,574][720,1309]", cls="android.widget.RelativeLayout", clickable="true",
+               children=node("[20,600][700,700]", text="A long card"))
+    obs = observe(dump(node("[0,0][720,1436]", cls="android.widget.FrameLayout", children=fab + row)))
+    assert "New chat" in [n.label for n in obs.elements]
+    ordered = dump(node("[0,0][720,1436]", cls="android.widget.FrameLayout",
+                        children=fab.replace("/>", 'drawing-order="1" />')
+                        + row.replace('clickable="true"', 'clickable="true" drawing-order="2"', 1)))
+    assert "New chat" not in [n.label for n in observe(ordered).elements], "drawn under the card, as the tree says"

@@ -138,6 +138,7 @@ def _hidden(nodes: Sequence[UINode], screen: Bounds, package: str) -> set[int]:
             covers.append((rank, nodes[r].bounds))
     overlays = [i for i, n in enumerate(nodes) if n.clickable and i not in hidden
                 and n.bounds.area >= screen.area // 5]
+    ordered = any(n.drawing_order >= 0 for n in nodes)  # else document order stands in, and it misses elevation
     for i, n in enumerate(nodes):
         if i in hidden:
             continue
@@ -145,8 +146,8 @@ def _hidden(nodes: Sequence[UINode], screen: Bounds, package: str) -> set[int]:
         rank = _rank(nodes[roots[i]], package)
         if any(r > rank and area.contains(x, y) for r, area in covers):
             hidden.add(i)
-        elif any(roots[j] == roots[i] and _covered(nodes[j].bounds, n.bounds, x, y) and _above(nodes, j, i)
-                 for j in overlays):
+        elif any(roots[j] == roots[i] and _covered(nodes[j].bounds, n.bounds, x, y, partly=ordered)
+                 and _above(nodes, j, i) for j in overlays):
             hidden.add(i)
     return hidden
 
@@ -168,9 +169,11 @@ def _panel(nodes: Sequence[UINode], members: list[int], root: int) -> Bounds:
     return area
 
 
-def _covered(over: Bounds, under: Bounds, x: int, y: int) -> bool:
-    """Whether ``over`` hides ``under``: all of it, or its centre (x, y) when ``over`` is much larger."""
-    return over.covers(under) or over.contains(x, y) and over.area >= 4 * max(1, under.area)
+def _covered(over: Bounds, under: Bounds, x: int, y: int, *, partly: bool) -> bool:
+    """Whether ``over`` hides ``under``: all of it, or (``partly``: where the tree gives the drawing order) its
+    centre (x, y) when ``over`` is much larger. Without the drawing order only a whole cover counts: document
+    order misses elevation (a floating button early in the tree is drawn over the list rows after it)."""
+    return over.covers(under) or partly and over.contains(x, y) and over.area >= 4 * max(1, under.area)
 
 
 def _path(nodes: Sequence[UINode], i: int) -> list[int]:
