@@ -82,3 +82,7 @@ class TaskError(EdgepilotError):
 
 class SimError(EdgepilotError):
     """The virtual phone was asked for something it cannot do."""
+
+
+class GoalError(EdgepilotError):
+    """A goal sentence the agent cannot take: empty, far too long, or without words."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +26,16 @@ from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.tasks import agent_factory
 from edgepilot.devices import open_device
-from edgepilot.errors import EdgepilotError, SopError
+from edgepilot.errors import EdgepilotError, GoalError, SopError
 from edgepilot.sim.tasks.suite import instances, load_templates
 from edgepilot.sop.follow import SopFollower
 from edgepilot.sop.learn import learn_sop
 from edgepilot.sop.library import load_library
 from edgepilot.sop.retrieve import Retriever, retriever_for
+from edgepilot.sop.understand import understand
 
 EVAL_MAP = Path(__file__).with_name("sop_eval_map.yaml")
-EVAL_SPLITS = ("test", "test-instances", "train", "unrelated")
+EVAL_SPLITS = ("test", "test-instances", "train", "unrelated", "phrasings")
 PER_TEMPLATE = 20
 
 
@@ -132,7 +134,7 @@ def evaluate(split: str = "test", *, library: object | None = None, per_template
     Raises:
         SopError: unknown split; the map misses a template of the suite or names an SOP the library lacks.
     """
-    if split not in EVAL_SPLITS:
+    if split not in EVAL_SPLITS or split == "phrasings":
         raise SopError(f"unknown split {split!r}; use one of {', '.join(EVAL_SPLITS)}")
     retriever: Retriever = retriever_for(library)
     limit = retriever.threshold if threshold is None else threshold
@@ -148,11 +150,151 @@ def evaluate(split: str = "test", *, library: object | None = None, per_template
         goals, expected = _suite_goals(split, per_template, mapping, eval_map), mapping
     cases = []
     for template, goal in goals:
-        match = retriever.retrieve(goal, threshold=limit)
-        best = match or next(iter(retriever.rank(goal, k=1)), None)
-        cases.append(EvalCase(template, goal, expected[template], match.sop.name if match else None,
-                              best.score if best else 0.0, dict(match.params) if match else {}))
+        understood = understand(goal, retriever, threshold=limit)
+        score = understood.match.score if understood.match else (understood.candidates or (("", 0.0),))[0][1]
+        cases.append(EvalCase(template, goal, expected[template], understood.sop, score, understood.params))
     return EvalReport(split, per_template if split != "unrelated" else 1, limit, tuple(cases))
+
+
+PHRASINGS = Path(__file__).with_name("phrasings.yaml")
+
+
+def load_phrasings(path: Path = PHRASINGS) -> dict[str, Any]:
+    """The ``phrasings`` set: goals in people's wordings with the procedure and parameters they ask for
+    (``goals``), and goals no procedure serves (``none``).
+
+    Raises:
+        SopError: the file is missing or malformed.
+    """
+    try:
+        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SopError(f"cannot read the phrasings set {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("goals"), list) or not isinstance(data.get("none"), list):
+        raise SopError(f"{path}: expected lists `goals` (task, goal, sop, params) and `none` (goal, why)")
+    return data
+
+
+def same_value(expected: Any, got: Any) -> bool:
+    """Whether a parameter value is the one expected: both missing, or equal ignoring case, surrounding
+    quotes and final punctuation."""
+    if expected is None or got is None:
+        return expected is None and got is None
+
+    def norm(v: Any) -> str:
+        return " ".join(str(v).strip().strip("\"'“”‘’").rstrip(".!?,;").split()).casefold()
+
+    return norm(expected) == norm(got)
+
+
+def evaluate_phrasings(*, library: object | None = None, path: Path = PHRASINGS,
+                       threshold: float | None = None) -> dict[str, Any]:
+    """The understanding step on the ``phrasings`` set: procedure top-1 and parameter exact match on the
+    goals of train and test templates, ``none`` precision and recall, the share of out-of-scope goals given
+    a procedure anyway, and the milliseconds the step takes per goal.
+
+    Raises:
+        SopError: the set is missing or names procedures the library lacks.
+    """
+    data = load_phrasings(path)
+    retriever: Retriever = retriever_for(library)
+    limit = retriever.threshold if threshold is None else threshold
+    templates = load_templates()
+    known = {s.name for s in retriever.sops}
+    wrong = sorted({str(g.get("sop")) for g in data["goals"] if g.get("sop") not in known})
+    if wrong:
+        raise SopError(f"{path} names procedures the library does not have: {', '.join(wrong)}")
+    understand("warm up the caches", retriever)
+    rows: list[dict[str, Any]] = []
+    for g in data["goals"]:
+        template = str(g["task"]).partition("#")[0]
+        u = understand(str(g["goal"]), retriever, threshold=limit)
+        expected = dict(g.get("params") or {})
+        params_ok = u.sop == g["sop"] and all(same_value(v, u.params.get(k)) for k, v in expected.items())
+        seed = str(g["task"]).partition("#")[2]
+        rows.append({"kind": "goal", "task": g["task"], "half": "dev" if seed.isdigit() and int(seed) % 2 == 0
+                     else "held", "split": templates[template].split if template in templates
+                     else "?", "style": g.get("style"), "goal": g["goal"], "expected": g["sop"], "got": u.sop,
+                     "params": u.params, "expected_params": expected, "params_ok": params_ok, "ms": u.ms,
+                     "reason": u.reason})
+    for n, g in enumerate(data["none"]):
+        start = time.perf_counter()
+        try:
+            u = understand(str(g["goal"]), retriever, threshold=limit)
+            got, params, reason, ms = u.sop, u.params, u.reason, u.ms
+        except GoalError as exc:  # refused outright (no words...): no procedure, which is right
+            got, params, reason, ms = None, {}, str(exc), (time.perf_counter() - start) * 1000
+        rows.append({"kind": "none", "half": "dev" if n % 2 == 0 else "held", "why": g.get("why"),
+                     "goal": g["goal"], "expected": None, "got": got, "params": params, "ms": ms, "reason": reason})
+    return phrasings_report(rows, limit)
+
+
+def phrasings_report(rows: list[dict[str, Any]], threshold: float, *, halves: bool = True) -> dict[str, Any]:
+    """The figures of :func:`evaluate_phrasings` from its rows; with ``halves``, also for each half of the set
+    (``dev``: even seeds and even-numbered none-goals, whose misses are listed; ``held``: the rest, whose
+    misses are only counted, so that fixing what the dev half shows cannot fit the held half)."""
+    goals = [r for r in rows if r["kind"] == "goal"]
+    nones = [r for r in rows if r["kind"] == "none"]
+    said_none = [r for r in rows if r["got"] is None]
+
+    def share(part: int, whole: int) -> float:
+        return round(part / whole, 4) if whole else 0.0
+
+    def figures(subset: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"n": len(subset), "top1": share(sum(r["got"] == r["expected"] for r in subset), len(subset)),
+                "params_exact": share(sum(r["params_ok"] for r in subset), len(subset))}
+
+    times = sorted(r["ms"] for r in rows)
+    return {
+        "split": "phrasings", "threshold": threshold, "goals": len(goals), "none_goals": len(nones),
+        **{k: v for k, v in figures(goals).items() if k != "n"},
+        "by_split": {s: figures([r for r in goals if r["split"] == s]) for s in ("train", "test")},
+        "by_style": {s: figures([r for r in goals if r["style"] == s])
+                     for s in sorted({str(r["style"]) for r in goals})},
+        "none_precision": share(sum(r["expected"] is None for r in said_none), len(said_none)),
+        "none_recall": share(sum(r["got"] is None for r in nones), len(nones)),
+        "forced_on_none": share(sum(r["got"] is not None for r in nones), len(nones)),
+        "ms_median": round(times[len(times) // 2], 2) if times else 0.0,
+        "ms_p90": round(times[int(len(times) * 0.9)], 2) if times else 0.0,
+        "ms_max": round(times[-1], 2) if times else 0.0,
+        **({"halves": {h: {k: v for k, v in phrasings_report([r for r in rows if r["half"] == h], threshold,
+                                                                halves=False).items()
+                               if k in ("goals", "none_goals", "top1", "params_exact", "none_precision",
+                                        "none_recall", "forced_on_none", "by_split")}
+                           for h in ("dev", "held")}} if halves else {}),
+        "misses": [{k: r.get(k) for k in ("task", "why", "style", "goal", "expected", "got", "params",
+                                           "expected_params", "reason")}
+                   for r in rows if r["half"] == "dev" and (r["got"] != r["expected"]
+                                                           or (r["kind"] == "goal" and not r["params_ok"]))],
+        "held_misses": sum(1 for r in rows if r["half"] == "held" and (
+            r["got"] != r["expected"] or (r["kind"] == "goal" and not r["params_ok"]))),
+    }
+
+
+def format_phrasings(report: dict[str, Any]) -> str:
+    """The phrasings report as text: the figures, then every miss."""
+    split = report["by_split"]
+    lines = [f"split=phrasings goals={report['goals']} (train templates {split['train']['n']}, test templates "
+             f"{split['test']['n']}) none-goals={report['none_goals']} threshold={report['threshold']}",
+             f"procedure top-1: {report['top1']:.1%} (train {split['train']['top1']:.1%}, "
+             f"test {split['test']['top1']:.1%})",
+             f"parameter exact match: {report['params_exact']:.1%} (train {split['train']['params_exact']:.1%}, "
+             f"test {split['test']['params_exact']:.1%})",
+             f"none: precision {report['none_precision']:.1%}, recall {report['none_recall']:.1%}; "
+             f"a procedure forced on an out-of-scope goal: {report['forced_on_none']:.1%}",
+             f"understanding time per goal: median {report['ms_median']:.1f} ms, p90 {report['ms_p90']:.1f} ms, "
+             f"max {report['ms_max']:.1f} ms"]
+    for half, f in report.get("halves", {}).items():
+        lines.append(f"  {half} half ({'misses listed below' if half == 'dev' else 'misses not shown'}): "
+                     f"top-1 {f['top1']:.1%} (train {f['by_split']['train']['top1']:.1%}, test "
+                     f"{f['by_split']['test']['top1']:.1%}), parameters {f['params_exact']:.1%} (train "
+                     f"{f['by_split']['train']['params_exact']:.1%}, test {f['by_split']['test']['params_exact']:.1%}"
+                     f"), forced on none {f['forced_on_none']:.1%}")
+    for m in report["misses"]:
+        want = m["expected"] or "none"
+        lines.append(f"  miss [{m.get('style') or m.get('why')}] {m['goal']!r}\n       expected {want} "
+                     f"{m.get('expected_params') or ''}, got {m['got'] or 'none'} {m['params'] or ''}")
+    return "\n".join(lines)
 
 
 def _suite_goals(split: str, per_template: int, mapping: dict[str, str | None],

@@ -191,20 +191,31 @@ def sop_find(task: str, project: Path | None, top: int, threshold: float | None,
 
 
 @sop.command("eval")
-@click.option("--split", type=click.Choice(["test", "test-instances", "train", "unrelated"]), default="test",
-              show_default=True, help="Goal sentences of held-out templates (test), held-out goals of train "
-                                      "templates (test-instances), train, or sentences no SOP serves (unrelated).")
+@click.option("--split", type=click.Choice(["test", "test-instances", "train", "unrelated", "phrasings"]),
+              default="test", show_default=True,
+              help="Goal sentences of held-out templates (test), held-out goals of train templates (test-instances), "
+                   "train, sentences no SOP serves (unrelated), or people's wordings of every template plus goals "
+                   "no procedure covers (phrasings: also parameter exact match, none precision and recall, and "
+                   "the understanding step's time).")
 @click.option("--per-template", default=20, show_default=True, help="Instances drawn per template (distinct goals).")
 @_PROJECT
 @_JSON
 def sop_eval(split: str, per_template: int, project: Path | None, as_json: bool) -> None:
-    """Retrieval top-1 accuracy on the task suite's goal sentences, with every miss.
+    """How well goals are understood: procedure top-1 accuracy on the task suite's goal sentences, with every
+    miss. Each goal goes through the same understanding step as `edgepilot run` (docs/sops.md).
 
     Each template maps to the SOP that should serve it (sop/eval_map.yaml; null: none should, and
     then retrieving nothing is correct).
     """
-    from edgepilot.bench.sop import evaluate
+    from edgepilot.bench.sop import evaluate, evaluate_phrasings, format_phrasings
 
+    if split == "phrasings":
+        found = evaluate_phrasings(library=_library(project))
+        if as_json:
+            _echo_json(found)
+        else:
+            click.echo(_text(format_phrasings(found)))
+        return
     report = evaluate(split, library=_library(project), per_template=per_template)
     if as_json:
         _echo_json(report.to_dict())

@@ -1,0 +1,640 @@
+"""Task understanding: a goal sentence as people type it → the procedure that fits (or none) and its
+parameters, typed and normalised (docs/sops.md, "Understanding a goal").
+
+The steps, all rules and lookups in pure Python (no model call: a decider call of the default model takes
+0.3–0.5 s on a 2-core CPU, more than this whole step may add to a run):
+
+1. **Check the input.** Empty goals, goals over :data:`MAX_GOAL_CHARS`, and goals with no letter or digit
+   (only emoji or symbols) are refused with a message (:class:`~edgepilot.errors.GoalError`); control and
+   invisible characters are dropped.
+2. **Normalise the wording** (:func:`normalise`), keeping a map to the typed text: abbreviations and
+   contractions without apostrophes (``u``, ``pls``, ``msg``, ``txt``, ``tmrw``, ``#``, ``im``, ``whats``),
+   possessives without apostrophes (``ann lees number``), typos (a word no procedure uses, one edit away from
+   a word they use: ``alram``, ``delte``), and values in the forms people write them: times (``730am``,
+   ``7.30 pm``, ``19h30``, ``half past seven``, ``noon``) become ``07:30``; money (``12 bucks``) ``$12.00``;
+   phone numbers (``555 0102``) ``555-0102``; short weekdays and durations their full words.
+3. **Rank the procedures** on the normalised sentence (:class:`~edgepilot.sop.retrieve.Retriever`).
+4. **Say none rather than force one.** Below the threshold, nothing. A question (``whats the wifi password``,
+   ``is bluetooth on``) only gets a procedure that answers something; a polite request (``could you ...``)
+   is a command.
+5. **Type the parameters.** Each value is normalised by the shape of its parameter's example (time, amount,
+   phone, on/off, weekday, name); free text is given back as the person typed it (the map of step 2); a value
+   that cannot have its parameter's shape is dropped, and the parameter is then *missing*: the agent asks for
+   it or stops, it never types a placeholder.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from edgepilot.errors import GoalError
+from edgepilot.sop.format import Sop
+from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
+from edgepilot.sop.values import WEEKDAYS, shape, values_in
+
+MAX_GOAL_CHARS = 2_000
+"""A goal longer than this is refused: a goal is a sentence or two, not a document."""
+
+ABBREVIATIONS = {
+    "u": "you", "ur": "your", "r": "are", "pls": "please", "plz": "please", "pleas": "please", "plese": "please",
+    "thx": "thanks", "thnx": "thanks", "ty": "thank you", "msg": "message", "msgs": "messages", "mesage": "message",
+    "txt": "text", "tmrw": "tomorrow", "tmr": "tomorrow", "tmw": "tomorrow", "2moro": "tomorrow", "2morrow": "tomorrow",
+    "b4": "before", "bc": "because", "abt": "about", "im": "I'm", "ive": "I've", "ill": "I'll", "dont": "don't",
+    "cant": "can't", "wont": "won't", "isnt": "isn't", "doesnt": "doesn't", "didnt": "didn't", "whats": "what's",
+    "wats": "what's", "wat": "what", "thats": "that's", "lemme": "let me", "gimme": "give me", "wanna": "want to",
+    "gonna": "going to", "num": "number", "nr": "number", "no.": "number", "pw": "password", "pwd": "password",
+    "passwd": "password", "acct": "account", "acc": "account", "addr": "address", "bt": "bluetooth",
+    "pic": "picture", "convo": "conversation", "info": "information", "asap": "now", "rn": "now", "pin#": "PIN",
+    "ppl": "people", "sec": "seconds", "secs": "seconds", "min": "minutes", "mins": "minutes", "hr": "hour",
+    "hrs": "hours", "nite": "night", "tonite": "tonight", "alarms": "alarms", "contcts": "contacts",
+}
+"""Short forms people type → words (applied to whole words, outside quotes)."""
+
+COMMON_WORDS = frozenset("""
+about above account add address after again alarm alarms all answer app apps ask at available back balance bank
+battery be bluetooth book browser buy calendar call called camera can card change check checking chrome clear clock
+close code connect contact contacts copy create current day delete details device disable display do down draft
+edit email enable end erase find forecast friday get give go have headphones high home hours how know label
+labelled last latest library light list look make me message messages minute minutes mode monday morning my name
+named need network new news next night note notes notification notifications number off on open password pay
+payment phone pin please purchase put read remember remind remove rename reply save saturday savings say says
+screen search second seconds see send set settings share show shop sign someone sunday switch take tell temperature
+text thank thanks theme thursday time timeout titled to today tomorrow tonight transfer tuesday turn unlock up
+update version wake want weather website wednesday what when where which who wifi with write yes
+""".split())
+"""Everyday words of phone tasks that a typo may be a slip of, beside the words the procedures use."""
+
+_WORDS_TO_HOURS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+                   "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_SHORT_DAYS = {"mon": "Monday", "tue": "Tuesday", "tues": "Tuesday", "wed": "Wednesday", "weds": "Wednesday",
+               "thu": "Thursday", "thur": "Thursday", "thurs": "Thursday", "fri": "Friday", "sat": "Saturday",
+               "sun": "Sunday"}
+_QUESTION_START = re.compile(
+    r"^(?:what|what's|whats|how|when|where|who|who's|whose|which|why|is|are|am|does|do|did|was|were|has|have|"
+    r"will|should|shall)\b", re.IGNORECASE)
+_REQUEST_START = re.compile(r"^(?:(?:hey|hi|ok|okay|so)[,!]?\s+)?(?:can|could|would|will)\s+(?:you|u|ya)\b|"
+                            r"^(?:can|could|may)\s+i\s+(?:get|have|ask)\b|^do\s+(?:you|u)\s+mind\b", re.IGNORECASE)
+_VALUE_LEADS = re.compile(r"^(?:(?:called|named|titled|labelled|labeled|saying|that says|which says|says|with the "
+                          r"title|with title|entitled)\s+)+", re.IGNORECASE)
+_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                        r"\ufeff]")
+_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+_HAS_WORD = re.compile(r"[^\W_]", re.UNICODE)
+_SWITCH_ON = re.compile(r"\b(?:on|enable|enabled|activate|start|unmute)\b", re.IGNORECASE)
+_SWITCH_OFF = re.compile(r"\b(?:off|disable|disabled|deactivate|kill|stop|shut|mute)\b", re.IGNORECASE)
+_NOT_A_SWITCH = re.compile(r"\bon\s+(?:the\s+|my\s+|a\s+)?(?:" + "|".join(WEEKDAYS) + r"|" +
+                           r"weather|shop|news|library|page|site|web|phone|screen|it|call|bank|list|way)\b",
+                           re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- a text with a map to what was typed
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """A rewritten goal, and for each of its characters the span of the typed goal it came from."""
+
+    typed: str
+    text: str
+    origin: tuple[tuple[int, int], ...]
+    changes: tuple[tuple[str, str], ...] = ()
+
+    def typed_span(self, start: int, end: int) -> str:
+        """The typed text that the rewritten ``text[start:end]`` came from."""
+        if start >= end or end > len(self.origin):
+            return self.text[start:end]
+        return self.typed[min(o[0] for o in self.origin[start:end]):max(o[1] for o in self.origin[start:end])]
+
+    def as_typed(self, value: str) -> str:
+        """``value`` (a part of ``text``) as the person typed it; itself when it is not found."""
+        at = self.text.casefold().find(value.casefold())
+        return self.typed_span(at, at + len(value)).strip() if at >= 0 else value
+
+
+class _Rewriter:
+    def __init__(self, text: str) -> None:
+        self.typed = text
+        self.text = text
+        self.origin: list[tuple[int, int]] = [(i, i + 1) for i in range(len(text))]
+        self.changes: list[tuple[str, str]] = []
+
+    def sub(self, pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str | tuple[int, int, str] | None], *,
+            outside_quotes: bool = True) -> None:
+        quoted = _quoted_ranges(self.text) if outside_quotes else []
+        text, origin, last = [], [], 0
+        for m in pattern.finditer(self.text):
+            if any(a <= m.start() < b for a, b in quoted):
+                continue
+            new = repl(m)
+            a, b = m.start(), m.end()
+            if isinstance(new, tuple):  # (start, end, text): only that part of the match is rewritten
+                a, b, new = new
+            if new is None or new == self.text[a:b] or a < last:
+                continue
+            text.append(self.text[last:a])
+            origin.extend(self.origin[last:a])
+            span = self.origin[a:b] or [self.origin[a - 1] if a else (0, 0)]
+            whole = (min(o[0] for o in span), max(o[1] for o in span))
+            text.append(new)
+            origin.extend([whole] * len(new))
+            self.changes.append((self.text[a:b], new))
+            last = b
+        if last:
+            text.append(self.text[last:])
+            origin.extend(self.origin[last:])
+            self.text, self.origin = "".join(text), origin
+
+    def result(self) -> Normalised:
+        return Normalised(self.typed, self.text, tuple(self.origin), tuple(self.changes))
+
+
+def _quoted_ranges(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(r'"[^"]*"', text)]
+
+
+# ---------------------------------------------------------------- values in the forms people write them
+
+
+def _hour24(hour: int, minute: int, half: str | None) -> str | None:
+    if half:
+        half = half[0].lower()
+        if not 1 <= hour <= 12:
+            return None
+        hour = (hour % 12) + (12 if half == "p" else 0)
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        return None
+    return f"{hour:02d}:{minute:02d}"
+
+
+def _daypart(word: str | None) -> str | None:
+    if not word:
+        return None
+    word = word.lower()
+    if word in ("morning", "am", "a.m."):
+        return "a"
+    return "p" if word in ("afternoon", "evening", "night", "tonight", "pm", "p.m.") else None
+
+
+_AMPM = r"\s*(?P<half>[ap])\.?\s?m\b\.?"
+_PART = r"(?:\s+(?:in\s+the\s+|at\s+|this\s+|tonight)?(?P<part>morning|afternoon|evening|night|tonight)\b)?"
+_HOUR_WORDS = "|".join(_WORDS_TO_HOURS)
+_TIMES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
+    (re.compile(r"\b(?P<h>\d{1,2})[:.](?P<m>\d{2})" + _AMPM, re.I),
+     lambda m: _hour24(int(m["h"]), int(m["m"]), m["half"])),
+    (re.compile(r"\b(?P<h>\d{1,2})(?P<m>\d{2})" + _AMPM, re.I),
+     lambda m: _hour24(int(m["h"]), int(m["m"]), m["half"])),
+    (re.compile(r"\b(?P<h>\d{1,2})" + _AMPM, re.I), lambda m: _hour24(int(m["h"]), 0, m["half"])),
+    (re.compile(r"\b(?P<h>\d{1,2})h(?P<m>\d{2})\b", re.I), lambda m: _hour24(int(m["h"]), int(m["m"]), None)),
+    (re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})\b" + _PART, re.I),
+     lambda m: _hour24(int(m["h"]), int(m["m"]), _daypart(m["part"]) if int(m["h"]) <= 12 else None)),
+    (re.compile(r"\b(?:at|for|by)\s+(?P<h>\d{1,2})\.(?P<m>\d{2})\b(?![.,]?\d)" + _PART, re.I),
+     lambda m: (m.group(0).split()[0] + " " + t) if (t := _hour24(int(m["h"]), int(m["m"]),
+                                                                      _daypart(m["part"]) if int(m["h"]) <= 12
+                                                                      else None)) else None),
+    (re.compile(r"\b(?P<q>half|quarter)\s+(?P<rel>past|after|to|til|till)\s+(?P<h>\d{1,2}|" + _HOUR_WORDS + r")\b"
+                r"(?:\s*o'?clock)?" + _PART, re.I),
+     lambda m: _relative(m["q"], m["rel"], m["h"], m["part"])),
+    (re.compile(r"\b(?P<h>" + _HOUR_WORDS + r")\s+(?P<m>thirty|fifteen|forty[- ]five|o'?clock)\b" + _PART, re.I),
+     lambda m: _hour24(_WORDS_TO_HOURS[m["h"].lower()],
+                       {"thirty": 30, "fifteen": 15}.get(m["m"].lower(), 45 if "five" in m["m"] else 0),
+                       _daypart(m["part"]) or None) if _daypart(m["part"]) or "clock" in m["m"] else None),
+    (re.compile(r"\b(?:at|for)\s+(?P<h>\d{1,2})\s+(?:in\s+the\s+|at\s+)(?P<part>morning|afternoon|evening|night)\b",
+                re.I),
+     lambda m: (m.group(0).split()[0] + " " + t) if (t := _hour24(int(m["h"]), 0, _daypart(m["part"]))) else None),
+    (re.compile(r"\b(?P<h>\d{1,2})\s*o'?clock\b" + _PART, re.I),
+     lambda m: _hour24(int(m["h"]), 0, _daypart(m["part"]))),
+    (re.compile(r"\b(?:noon|midday)\b", re.I), lambda m: "12:00"),
+    (re.compile(r"\bmidnight\b", re.I), lambda m: "00:00"),
+)
+
+
+def _relative(q: str, rel: str, hour: str, part: str | None) -> str | None:
+    h = int(hour) if hour.isdigit() else _WORDS_TO_HOURS[hour.lower()]
+    minutes = 30 if q.lower() == "half" else 15
+    if rel.lower() in ("to", "til", "till"):
+        h, minutes = h - 1, 60 - minutes
+    return _hour24(h % 12 or 12, minutes, _daypart(part) or "a") if h <= 12 else None
+
+
+def normalise_time(value: str) -> str | None:
+    """A time as ``HH:MM`` (24-hour) from the forms people write (``7:30``, ``730am``, ``7.30 pm``,
+    ``19h30``, ``half past seven``, ``noon``); None when it is not one."""
+    value = value.strip()
+    for pattern, make in _TIMES:
+        m = pattern.fullmatch(value)
+        if m is not None and (t := make(m)) is not None:
+            return t.split()[-1]
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    return _hour24(int(m[1]), int(m[2]), None) if m else None
+
+
+def normalise_amount(value: str) -> str | None:
+    """Money as digits with two decimals (``$1,204.5`` → ``1204.50``); None when it is not an amount."""
+    m = re.fullmatch(r"\$?\s*(\d[\d,]*)(?:\.(\d{1,2}))?\s*(?:dollars?|bucks|usd)?", value.strip(), re.I)
+    if not m:
+        return None
+    return f"{int(m[1].replace(',', ''))}.{(m[2] or '0').ljust(2, '0')}"
+
+
+def normalise_phone(value: str) -> str | None:
+    """A 7-digit phone number as ``555-0102`` (longer ones keep their digits and separators)."""
+    digits = re.sub(r"\D", "", value)
+    if len(digits) == 7:
+        return f"{digits[:3]}-{digits[3:]}"
+    return value.strip() if 10 <= len(digits) <= 15 else None
+
+
+# ---------------------------------------------------------------- normalising a goal
+
+
+def clean_goal(goal: str) -> str:
+    """The goal without control or invisible characters, in NFKC form with straight quotes.
+
+    Raises:
+        GoalError: the goal is empty, longer than :data:`MAX_GOAL_CHARS`, or has no letter or digit.
+    """
+    if not isinstance(goal, str):
+        raise GoalError("the goal must be text")
+    if len(goal) > MAX_GOAL_CHARS:
+        raise GoalError(f"the goal is {len(goal):,} characters long; say what to do in a sentence or two "
+                        f"(at most {MAX_GOAL_CHARS:,} characters)")
+    text = unicodedata.normalize("NFKC", goal)
+    text = text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "\n": " ", "\t": " "}))
+    text = " ".join(_INVISIBLE.sub(" ", text).split())
+    if not text:
+        raise GoalError('the goal is empty: say what to do, e.g. "turn on airplane mode"')
+    if not _HAS_WORD.search(text):
+        raise GoalError("the goal has no words (only symbols or emoji): say what to do in words")
+    return text
+
+
+def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
+              proper: dict[str, str] | None = None) -> Normalised:
+    """The goal rewritten for retrieval (see the module docs), with a map back to what was typed.
+
+    Args:
+        goal: a cleaned goal (:func:`clean_goal`).
+        vocabulary: lower-case words a typo may be corrected to (the procedures' words).
+        proper: lower-case → capitalised spelling of the names the procedures know (app labels, the choices
+            a parameter lists: ``chrome`` → ``Chrome``, ``savings`` → ``Savings``).
+    """
+    rw = _Rewriter(goal)
+    rw.sub(re.compile(r"(?<![\w#])#(?!\s*\d)"), lambda m: "number")
+    rw.sub(re.compile(r"(?<!\w)w/(?=\s)"), lambda m: "with")
+    rw.sub(re.compile(r"(?<=\w)\s*&\s*(?=\w)"), lambda m: " and ")
+    rw.sub(re.compile(r"\b[A-Za-z][A-Za-z0-9]*\.?(?![\w'])"), lambda m: _abbreviation(m.group(0)))
+    rw.sub(re.compile(r"\b([a-z]{2,}[^s'\W])s\s+(?=(?:phone\s+|cell\s+|mobile\s+|e-?mail\s+)?(?:number|phone|"
+                      r"email|e-mail|contact|address|cell|mobile|digits|details|info)\b)", re.I),
+           lambda m: None if (m[1] + "s").lower() in vocabulary else f"{m[1]}'s ")
+    if vocabulary:
+        rw.sub(re.compile(r"\b[A-Za-z]{4,}\b"), lambda m: _corrected(m.group(0), vocabulary))
+    for pattern, make in _TIMES:
+        rw.sub(pattern, make)
+    rw.sub(re.compile(r"(?<![\w.$])\$?\s?(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?\s*(?:dollars?|bucks|usd)\b", re.I),
+           lambda m: f"${normalise_amount(m.group(0))}")
+    rw.sub(re.compile(r"(?<![\w.])\$\s?(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?(?![\d.,]\d)"),
+           lambda m: f"${normalise_amount(m.group(0))}")
+    rw.sub(re.compile(r"(?<![\w.\-+])(\d{3})[ .]?(\d{4})(?![\w.\-])"), lambda m: f"{m[1]}-{m[2]}")
+    rw.sub(re.compile(r"\b(?:" + "|".join(_SHORT_DAYS) + r")\b\.?", re.I),
+           lambda m: _SHORT_DAYS[m.group(0).rstrip(".").lower()]
+           if m.group(0)[:1].islower() or m.group(0).rstrip(".").lower() not in ("sun", "sat") else None)
+    rw.sub(re.compile(r"\b(" + "|".join(WEEKDAYS) + r")s?\b", re.I), lambda m: m[1].capitalize())
+    if proper:
+        rw.sub(re.compile(r"\b[a-z]+\b"), lambda m: proper.get(m.group(0)))
+    if vocabulary:
+        rw.sub(_NAME_AFTER, lambda m: _cased(m, vocabulary))
+    rw.sub(re.compile(r"\bhalf\s+(?:a|an)\s+minute\b", re.I), lambda m: "30 seconds")
+    rw.sub(re.compile(r"\b(?:a|one)\s+minute\b", re.I), lambda m: "1 minute")
+    rw.sub(re.compile(r"\b(\d+)\s*(?:s|sec|secs|seconds?)\b", re.I), lambda m: f"{m[1]} seconds")
+    rw.sub(re.compile(r"\b(\d+)\s*(?:m|min|mins|minutes?)\b", re.I),
+           lambda m: f"{m[1]} minute" + ("" if m[1] == "1" else "s"))
+    return rw.result()
+
+
+_NAME_LEADS = ("call", "ring", "phone", "dial", "text", "message", "tell", "to", "for", "from", "with", "contact",
+               "delete", "remove", "erase", "add", "save", "store", "pay", "send", "of", "email", "number",
+               "reply", "answer", "respond", "share", "give", "named", "called", "is", "update", "edit", "change",
+               "forward", "new", "sms", "ping")
+_NAME_AFTER = re.compile(r"\b(?P<lead>" + "|".join(_NAME_LEADS) + r")\s+(?P<name>[a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)"
+                         r"|(?P<owner>\b[a-z][a-z-]+(?:\s+[a-z][a-z-]+)?)(?='s\b)")
+MESSAGE_WORDS = frozenset("""
+able again ago almost already also always around asap away back bad be been before being best better big bit
+busy but buy car come coming cool day dinner done early eat enough evening everything feel fine food free friday
+fun gas get getting go going good got great guys happy have he hello help her here hey hi him home hope hour hours
+how just know late later leave leaving let lol long lot love lunch meet meeting miss more morning need new nice
+night no not now office ok okay on out party pick please ready really right running see she should sick so soon
+sorry still stuck sure talk thank thanks there they thing think tired today together tomorrow tonight traffic
+train trip two unmute up wait want way we week weekend well what when where why will work yes yet you
+""".split())
+"""Everyday message words: never taken for the start of a lower-case name."""
+
+
+def _cased(m: re.Match[str], vocabulary: frozenset[str]) -> tuple[int, int, str] | None:
+    """A lower-case name after a word that names take (``call vera novak``, ``ann lee's``) in capitals;
+    only words that neither the procedures nor everyday messages use."""
+    group = "name" if m["name"] is not None else "owner"
+    words = m[group].split()
+    keep = []
+    for word in words:
+        base = word.split("'")[0]
+        if base in vocabulary or base in STOPWORDS or base in MESSAGE_WORDS or base in _WORDS_TO_HOURS \
+                or base in ABBREVIATIONS or len(base) < 2:
+            break
+        keep.append(word)
+    if not keep:
+        return None
+    plain = " ".join(keep)
+    return m.start(group), m.start(group) + len(plain), " ".join(w[:1].upper() + w[1:] for w in keep)
+
+
+def _abbreviation(word: str) -> str | None:
+    key = word.lower()
+    if key not in ABBREVIATIONS or (key in ("im", "ill") and word[:1].isupper() and word != word.capitalize()):
+        return None
+    if key == "no." and not word.endswith("."):
+        return None
+    full = ABBREVIATIONS[key]
+    return full.capitalize() if word[:1].isupper() and not full[:1].isupper() and len(word) > 1 else full
+
+
+def _corrected(word: str, vocabulary: frozenset[str]) -> str | None:
+    low = word.lower()
+    if low in vocabulary or low in STOPWORDS or (word[:1].isupper() and word[1:].islower() and False):
+        return None
+    best = _nearest(low, vocabulary)
+    if best is None:
+        return None
+    return best.capitalize() if word[:1].isupper() else best
+
+
+@lru_cache(maxsize=8192)
+def _nearest(word: str, vocabulary: frozenset[str]) -> str | None:
+    """The one vocabulary word a typo is a slip of: one edit (a swap of neighbours counts as one) for a
+    word of 5+ letters, a swap only for a 4-letter word, two edits for a word of 9+; None when there are
+    several at the smallest distance or none."""
+    limit = 2 if len(word) >= 9 else 1
+    found: dict[int, list[str]] = {}
+    for known in vocabulary:
+        if abs(len(known) - len(word)) > limit or len(known) < 4 or known[0] != word[0] and len(word) < 7:
+            continue
+        d = _distance(word, known, limit)
+        if d <= limit and (len(word) >= 5 or _is_swap(word, known)):
+            found.setdefault(d, []).append(known)
+    for d in sorted(found):
+        if len(found[d]) == 1:
+            return found[d][0]
+        return None
+    return None
+
+
+def _is_swap(a: str, b: str) -> bool:
+    diff = [i for i in range(len(a)) if len(a) == len(b) and a[i] != b[i]]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Damerau–Levenshtein distance (optimal string alignment), stopping early past ``limit``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+# ---------------------------------------------------------------- understanding
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What a goal sentence asks: the procedure that fits (or none, with the reason) and its parameters."""
+
+    goal: str
+    """The goal as typed (cleaned of invisible characters)."""
+    text: str
+    """The goal as rewritten for retrieval."""
+    match: Match | None
+    """The procedure with its parameters typed and normalised; None when none fits."""
+    question: bool
+    reason: str = ""
+    """Why no procedure was chosen, or notes on the one chosen."""
+    candidates: tuple[tuple[str, float], ...] = ()
+    changes: tuple[tuple[str, str], ...] = ()
+    """The rewrites made (typed → rewritten)."""
+    ms: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def sop(self) -> str | None:
+        return self.match.sop.name if self.match is not None else None
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.match.params) if self.match is not None else {}
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return self.match.missing if self.match is not None else ()
+
+    def record(self) -> dict[str, object]:
+        """What the trajectory's meta keeps of it."""
+        return {"sop": self.sop, "params": self.params, "missing": list(self.missing), "question": self.question,
+                "reason": self.reason, "rewritten": self.text if self.text != self.goal else None,
+                "candidates": [list(c) for c in self.candidates], "ms": round(self.ms, 2)}
+
+
+def answers(sop: Sop) -> bool:
+    """Whether a procedure ends in an answer (it serves a question)."""
+    return any(re.search(r"\banswer\b", step.text, re.I) for step in sop.steps)
+
+
+def is_question(text: str) -> bool:
+    """Whether a goal asks something rather than asks for something to be done; a polite request
+    (``could you turn off wifi?``) is a request."""
+    text = text.strip().strip("\"'")
+    if _REQUEST_START.match(text):
+        return False
+    return bool(_QUESTION_START.match(text)) or text.endswith("?")
+
+
+def vocabulary_of(retriever: Retriever) -> frozenset[str]:
+    """The words a typo may be corrected to: the procedures' own words and :data:`COMMON_WORDS`."""
+    cached = getattr(retriever, "_understand_vocabulary", None)
+    if cached is None:
+        words = set(COMMON_WORDS)
+        for sop in retriever.sops:
+            text = " ".join([sop.name.replace("-", " "), sop.description, *sop.app_labels, *sop.phrasings,
+                             *(step.text for step in sop.steps)])
+            words.update(w.lower() for w in _WORD.findall(re.sub(r"\{[a-z_]+\}", " ", text)))
+        cached = frozenset(w for w in words if len(w) >= 4 and "'" not in w)
+        retriever._understand_vocabulary = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def proper_names_of(retriever: Retriever) -> dict[str, str]:
+    """Lower-case → capitalised spelling of the names the procedures know: app labels and the choices their
+    parameters list (``Checking or Savings``)."""
+    cached = getattr(retriever, "_understand_proper", None)
+    if cached is None:
+        cached = {}
+        for sop in retriever.sops:
+            for label in sop.app_labels:
+                if " " not in label and label[:1].isupper() and "." not in label and \
+                        label.lower() not in MESSAGE_WORDS:
+                    cached[label.lower()] = label
+            for param in sop.params.values():
+                for choice in choices(param.description):
+                    cached[choice.lower()] = choice
+        retriever._understand_proper = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def choices(description: str) -> tuple[str, ...]:
+    """The values a parameter's description lists (``the account, Checking or Savings`` → both)."""
+    m = re.search(r"\b([A-Z][a-z]+(?:, [A-Z][a-z]+)* or [A-Z][a-z]+)\b", description or "")
+    return tuple(re.split(r", | or ", m[1])) if m else ()
+
+
+MARGIN = 0.08
+"""A procedure this close below the best one wins when the goal gives more of its parameters."""
+
+
+def understand(goal: str, library: object | None = None, *, threshold: float | None = None,
+               k: int = 3) -> Understanding:
+    """The procedure a goal sentence asks for (or none) and its parameters, typed and normalised.
+
+    Args:
+        goal: the goal as the person typed it.
+        library: an SOP library, a :class:`Retriever` or SOPs (default: the current directory's library).
+        threshold: the lowest retrieval score accepted (default :data:`~edgepilot.sop.retrieve.THRESHOLD`).
+
+    Raises:
+        GoalError: the goal is empty, too long, or has no words (see :func:`clean_goal`).
+    """
+    start = time.perf_counter()
+    typed = clean_goal(goal)
+    retriever = retriever_for(library)
+    norm = normalise(typed, vocabulary_of(retriever), proper_names_of(retriever))
+    question = is_question(norm.text)
+    ranked = retriever.rank(norm.text, k=max(1, k))
+    candidates = tuple((m.sop.name, m.score) for m in ranked)
+    limit = THRESHOLD if threshold is None else threshold
+
+    def done(match: Match | None, reason: str = "", notes: tuple[str, ...] = ()) -> Understanding:
+        return Understanding(typed, norm.text, match, question, reason, candidates, norm.changes,
+                             (time.perf_counter() - start) * 1000, notes)
+
+    best = ranked[0] if ranked else None
+    if best is None or best.score < limit:
+        near = f" (closest: {best.sop.name}, {best.score:.2f} < {limit:.2f})" if best is not None else ""
+        return done(None, f"no procedure fits this goal{near}")
+    fitting = [m for m in ranked if m.score >= max(limit, best.score - MARGIN) and (not question or answers(m.sop))]
+    if not fitting:
+        return done(None, f"a question, and the closest procedure ({best.sop.name}) does something rather than "
+                          "answer")
+    typed_matches = []
+    for m in fitting:
+        params, notes = typed_params(m, norm)
+        typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
+    typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
+    _, _, chosen, notes = typed_matches[0]
+    return done(chosen, notes=notes)
+
+
+def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The match's parameters typed by the shape of their examples; free text and names as typed; a
+    parameter that lists its values (``Checking or Savings``) or wants a duration is looked for in the goal
+    when retrieval found nothing for it."""
+    out: dict[str, str] = {}
+    notes: list[str] = []
+    for name, param in match.sop.params.items():
+        want = shape(param.example) if param.example else "text"
+        value = match.params.get(name)
+        listed = choices(param.description)
+        if listed:
+            found = [c for c in listed if re.search(rf"\b{re.escape(c)}\b", norm.text, re.I)]
+            if value is None or value.casefold() not in {c.casefold() for c in listed}:
+                value = found[0] if len(found) == 1 else None
+            else:
+                value = next(c for c in listed if c.casefold() == value.casefold())
+            if value is not None:
+                out[name] = value
+            continue
+        if param.example and _DURATION.fullmatch(param.example):
+            durations = _DURATION.findall(norm.text)
+            if value is None or not _DURATION.fullmatch(value.strip()):
+                value = durations[0] if len(set(durations)) == 1 else None
+            if value is not None:
+                out[name] = value
+            continue
+        if value is None and want == "switch":
+            value = _switch(norm.text)
+        if value is None and want in _TELLING:
+            used = set(match.params.values()) | set(out.values())
+            found = [v for v in values_in(norm.text) if shape(v) == want and v not in used]
+            value = found[0] if len(found) == 1 else None
+        if value is None:
+            continue
+        typed = _typed(value, want, norm)
+        if typed is None:
+            notes.append(f"dropped {name}={value!r}: not {_SHAPE_WORDS.get(want, want)}")
+            continue
+        out[name] = typed
+    return out, tuple(notes)
+
+
+_TELLING = ("time", "email", "card", "phone", "domain", "amount")
+_DURATION = re.compile(r"\b\d+ (?:seconds?|minutes?|hours?)\b")
+
+
+_SHAPE_WORDS = {"time": "a time", "amount": "an amount of money", "phone": "a phone number", "switch": "on or off",
+                "weekday": "a day of the week", "digits": "a number", "email": "an e-mail address",
+                "card": "a card number", "domain": "a web address", "name": "a name"}
+
+
+def _switch(text: str) -> str | None:
+    text = _NOT_A_SWITCH.sub(" ", text)
+    on, off = bool(_SWITCH_ON.search(text)), bool(_SWITCH_OFF.search(text))
+    return "on" if on and not off else "off" if off and not on else None
+
+
+def _typed(value: str, want: str, norm: Normalised) -> str | None:
+    value = value.strip().strip("\"'").strip()
+    if want == "time":
+        return normalise_time(value)
+    if want == "amount":
+        return normalise_amount(value)
+    if want == "phone":
+        return normalise_phone(value)
+    if want == "switch":
+        low = value.lower()
+        return low if low in ("on", "off") else _switch(value)
+    if want == "weekday":
+        low = value.lower().rstrip(".")
+        day = _SHORT_DAYS.get(low) or (low.capitalize() if low in WEEKDAYS else None)
+        return day
+    if want == "digits":
+        return value if value.isdigit() else None
+    if want in ("email", "card", "domain"):
+        return value
+    if want == "name":  # a name as rewritten (cased, possessive off), up to a word that is a number
+        value = re.split(r"\s+(?=[\d$+(])", value.strip())[0]
+    typed = value if want == "name" else norm.as_typed(value)
+    typed = _VALUE_LEADS.sub("", typed).strip(" \t\"'.,;:!?")
+    if not typed:
+        return None
+    if want == "name" and typed == typed.lower():
+        typed = " ".join(w[:1].upper() + w[1:] for w in typed.split())
+    return typed
