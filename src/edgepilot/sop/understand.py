@@ -81,6 +81,7 @@ _REQUEST_START = re.compile(r"^(?:(?:hey|hi|ok|okay|so)[,!]?\s+)?(?:can|could|wo
                             r"^(?:can|could|may)\s+i\s+(?:get|have|ask)\b|^do\s+(?:you|u)\s+mind\b", re.IGNORECASE)
 _VALUE_LEADS = re.compile(r"^(?:(?:called|named|titled|labelled|labeled|saying|that says|which says|says|with the "
                           r"title|with title|entitled)\s+)+", re.IGNORECASE)
+_OBJECT_WORDS = re.compile(r"^(?:(?:the|my)\s+)?(?:alarm|note|contact)\s+(?=\S)|\s+(?:alarm|note|contact)$", re.I)
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                         r"\ufeff]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
@@ -288,18 +289,19 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
     rw.sub(re.compile(r"(?<!\w)w/(?=\s)"), lambda m: "with")
     rw.sub(re.compile(r"(?<=\w)\s*&\s*(?=\w)"), lambda m: " and ")
     rw.sub(re.compile(r"\b[A-Za-z][A-Za-z0-9]*\.?(?![\w'])"), lambda m: _abbreviation(m.group(0)))
+    if vocabulary:
+        rw.sub(re.compile(r"\b[A-Za-z]{4,}\b"), lambda m: _corrected(m.group(0), vocabulary))
     rw.sub(re.compile(r"\b([a-z]{2,}[^s'\W])s\s+(?=(?:phone\s+|cell\s+|mobile\s+|e-?mail\s+)?(?:number|phone|"
                       r"email|e-mail|contact|address|cell|mobile|digits|details|info)\b)", re.I),
            lambda m: None if (m[1] + "s").lower() in vocabulary else f"{m[1]}'s ")
-    if vocabulary:
-        rw.sub(re.compile(r"\b[A-Za-z]{4,}\b"), lambda m: _corrected(m.group(0), vocabulary))
     for pattern, make in _TIMES:
         rw.sub(pattern, make)
     rw.sub(re.compile(r"(?<![\w.$])\$?\s?(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?\s*(?:dollars?|bucks|usd)\b", re.I),
            lambda m: f"${normalise_amount(m.group(0))}")
     rw.sub(re.compile(r"(?<![\w.])\$\s?(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?(?![\d.,]\d)"),
            lambda m: f"${normalise_amount(m.group(0))}")
-    rw.sub(re.compile(r"(?<![\w.\-+])(\d{3})[ .]?(\d{4})(?![\w.\-])"), lambda m: f"{m[1]}-{m[2]}")
+    rw.sub(re.compile(r"(?<![\w.\-+])(\d{3})[ .]?(\d{4})(?![\w\-]|\.\w)"), lambda m: f"{m[1]}-{m[2]}")
+    rw.sub(re.compile(r"\bturn\s+of\b", re.I), lambda m: "turn off")
     rw.sub(re.compile(r"\b(?:" + "|".join(_SHORT_DAYS) + r")\b\.?", re.I),
            lambda m: _SHORT_DAYS[m.group(0).rstrip(".").lower()]
            if m.group(0)[:1].islower() or m.group(0).rstrip(".").lower() not in ("sun", "sat") else None)
@@ -319,8 +321,9 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
 _NAME_LEADS = ("call", "ring", "phone", "dial", "text", "message", "tell", "to", "for", "from", "with", "contact",
                "delete", "remove", "erase", "add", "save", "store", "pay", "send", "of", "email", "number",
                "reply", "answer", "respond", "share", "give", "named", "called", "is", "update", "edit", "change",
-               "forward", "new", "sms", "ping")
-_NAME_AFTER = re.compile(r"\b(?P<lead>" + "|".join(_NAME_LEADS) + r")\s+(?P<name>[a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)"
+               "forward", "new", "sms", "ping", "name", "under", "what's", "need", "find", "get", "ask", "remind")
+_NAME_AFTER = re.compile(r"(?:\b(?P<lead>" + "|".join(_NAME_LEADS) + r")\s+|(?<![\w'])(?=[a-z]+\s+[a-z]))"
+                         r"(?P<name>[a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)"
                          r"|(?P<owner>\b[a-z][a-z-]+(?:\s+[a-z][a-z-]+)?)(?='s\b)")
 MESSAGE_WORDS = frozenset("""
 able again ago almost already also always around asap away back bad be been before being best better big bit
@@ -346,8 +349,8 @@ def _cased(m: re.Match[str], vocabulary: frozenset[str]) -> tuple[int, int, str]
                 or base in ABBREVIATIONS or len(base) < 2:
             break
         keep.append(word)
-    if not keep:
-        return None
+    if not keep or (m["lead"] is None and group == "name" and len(keep) < 2):
+        return None  # without a word that names follow, only two unknown words in a row are a name
     plain = " ".join(keep)
     return m.start(group), m.start(group) + len(plain), " ".join(w[:1].upper() + w[1:] for w in keep)
 
@@ -507,6 +510,9 @@ def choices(description: str) -> tuple[str, ...]:
     return tuple(re.split(r", | or ", m[1])) if m else ()
 
 
+LOW_THRESHOLD = 0.28
+"""Below the threshold but above this, a procedure is chosen when the goal gives every one of its parameters."""
+_QUANTIFIERS = frozenset({"all", "every", "everything", "each", "everyone", "everybody", "all of them"})
 MARGIN = 0.08
 """A procedure this close below the best one wins when the goal gives more of its parameters."""
 
@@ -537,6 +543,11 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
                              (time.perf_counter() - start) * 1000, notes)
 
     best = ranked[0] if ranked else None
+    if best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
+        params, _ = typed_params(best, norm)
+        telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
+        if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
+            limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
     if best is None or best.score < limit:
         near = f" (closest: {best.sop.name}, {best.score:.2f} < {limit:.2f})" if best is not None else ""
         return done(None, f"no procedure fits this goal{near}")
@@ -550,6 +561,15 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
     typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
     _, _, chosen, notes = typed_matches[0]
+    every = [v for v in chosen.params.values() if v.lower() in _QUANTIFIERS]
+    if every:
+        return done(None, f"the goal asks for {every[0]!r} of something; {chosen.sop.name} does one at a time")
+    own = " ".join([chosen.sop.description, *chosen.sop.phrasings, *(step.text for step in chosen.sop.steps)])
+    loose = [v for v in values_in(norm.text) if shape(v) in ("time", "amount", "phone", "email", "card")
+             and v.casefold() not in own.casefold() and not any(v.casefold() in p.casefold() or p.casefold() in v.casefold() for p in chosen.params.values())]
+    if loose:
+        return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
+                          "something else than asked)")
     return done(chosen, notes=notes)
 
 
@@ -627,12 +647,18 @@ def _typed(value: str, want: str, norm: Normalised) -> str | None:
         return day
     if want == "digits":
         return value if value.isdigit() else None
-    if want in ("email", "card", "domain"):
+    if want == "card":
+        digits = re.sub(r"\D", "", value)
+        return " ".join(digits[i:i + 4] for i in range(0, len(digits), 4)) if 13 <= len(digits) <= 19 else None
+    if want in ("email", "domain"):
         return value
+    if shape(value) in ("time", "amount", "phone"):  # a value rewritten to its normal form stays in it
+        return value.strip()
     if want == "name":  # a name as rewritten (cased, possessive off), up to a word that is a number
         value = re.split(r"\s+(?=[\d$+(])", value.strip())[0]
     typed = value if want == "name" else norm.as_typed(value)
     typed = _VALUE_LEADS.sub("", typed).strip(" \t\"'.,;:!?")
+    typed = _OBJECT_WORDS.sub("", typed).strip(" \t\"'.,;:!?-")
     if not typed:
         return None
     if want == "name" and typed == typed.lower():
