@@ -86,3 +86,11 @@ class SimError(EdgepilotError):
 
 class GoalError(EdgepilotError):
     """A goal sentence the agent cannot take: empty, far too long, or without words."""
+
+
+class MissingInput(GoalError):
+    """A goal that leaves out a value its procedure needs (a PIN, a day), and no one gave it."""
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing

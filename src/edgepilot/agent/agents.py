@@ -185,6 +185,11 @@ class AgentBase:
     def avoid(self, obs: Observation, action: Action) -> None:
         """Told by the loop that ``action`` went round in circles on this screen; by default only the note counts."""
 
+    def verify(self, steps: list[Any], answer: str | None) -> str | None:
+        """Why the finished run is not a checked success (None: it is); see :mod:`edgepilot.agent.verify`.
+        A scripted agent is trusted (its own checks are the task's); model agents check."""
+        return None
+
     def remember(self, action: Action, obs: Observation, outcome: str) -> None:
         self.history.append(f"{describe_action(action, obs)} -> {outcome}")
 
@@ -228,7 +233,19 @@ def screen_image(obs: Observation, max_side: int) -> tuple[bytes, ...]:
     return (downscale(set_of_marks(obs), max_side),)
 
 
-class RoleAgent(AgentBase):
+class _Checked:
+    """Model agents check a finish against the goal before it counts as a success."""
+
+    match: Any = None
+    goal: str
+
+    def verify(self, steps: list[Any], answer: str | None) -> str | None:
+        from edgepilot.agent.verify import check_result
+
+        return check_result(self.match, self.goal, steps, answer)
+
+
+class RoleAgent(_Checked, AgentBase):
     """Planner, decider and reflector sharing one model.
 
     Args:
@@ -259,6 +276,7 @@ class RoleAgent(AgentBase):
         self.vote = max(1, vote)
         self.vote_temperature = vote_temperature
         self.sop = SopProgress.start(sop) if sop is not None else None
+        self.match = sop
         self.reflect_with_model = reflect_with_model
         self.plan = Plan(progress="nothing yet", subgoal="", memory="")
         self.memory: list[str] = []
@@ -475,7 +493,7 @@ class RoleAgent(AgentBase):
         return verdict
 
 
-class ReactAgent(AgentBase):
+class ReactAgent(_Checked, AgentBase):
     """The baseline: one free-text ReAct prompt per step, same model, no grammar."""
 
     name = "baseline"

@@ -86,12 +86,15 @@ class StepReport:
 
 
 EXIT_STATUS: dict[str, int] = {"finished": 0, "error": 1, "gave_up": 3, "stuck": 4, "budget": 5, "stopped": 6,
-                               "interrupted": 130}
+                               "unverified": 7, "impossible": 8, "needs_input": 9, "interrupted": 130}
 """The process exit status of a command that ran the agent, by how the run ended (docs/trajectories.md).
 
-0 only for ``finished`` (the agent said the task is done; nothing has checked it on the screen yet); the
-agent giving up, going round in circles, spending its step budget, and a stop (the policy refused, or a stop
-from outside) each have their own code, so a script can tell them apart; 2 stays click's wrong usage."""
+0 only for ``finished``: the agent said the task is done and, where it followed a procedure, the result was
+checked against the goal's values (:mod:`edgepilot.agent.verify`); a finish that fails the check is
+``unverified`` (7); the agent giving up, going round in circles, spending its step budget, a stop (the policy
+refused, or a stop from outside), a goal that cannot be done here (``impossible``, 8) and a goal that leaves out
+a value the procedure needs (``needs_input``, 9) each have their own code, so a script can tell them apart; 2
+stays click's wrong usage."""
 
 
 def exit_status(status: str) -> int:
@@ -307,6 +310,15 @@ class _Run:
             result.status = "finished" if action.status == "success" else "gave_up"
             result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
             result.answer = action.answer
+            verify = getattr(self.agent, "verify", None)
+            if action.status == "success" and verify is not None:
+                why = verify(result.steps, action.answer)
+                if why:
+                    result.status, result.reason = "unverified", f"the agent finished, but {why}"
+                elif getattr(self.agent, "match", None) is not None:
+                    result.reason = "the agent finished, and the result was checked against the goal"
+                else:
+                    result.reason = "the agent finished (no procedure, so nothing checked the result)"
             return True
         if not self.loop.add(step.obs, action):
             return False

@@ -11,7 +11,7 @@ keeps them warm between runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ from edgepilot.agent.agents import ReactAgent, RoleAgent
 from edgepilot.agent.loop import RunControl, RunResult, StepReport, run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.config import Config
-from edgepilot.errors import SopError
+from edgepilot.errors import MissingInput, SopError
 from edgepilot.policy import load_policy, policy_path
 from edgepilot.policy.gate import Gate, allow_all
-from edgepilot.sop import load_library, rank, retrieve
+from edgepilot.sop import load_library, rank
+from edgepilot.sop.understand import clean_goal, understand
 
 
 def load_run_policy(config: Config, policy_file: str | Path | None = None, *, off: bool = False):
@@ -38,21 +39,72 @@ def load_run_policy(config: Config, policy_file: str | Path | None = None, *, of
 
 
 def find_sop(task: str, name: str = "auto"):
-    """The SOP for a run: ``auto`` (retrieved, or None when nothing is close enough), ``off``, or a name.
+    """The SOP for a run: ``auto`` (understood from the goal, or None when no procedure fits), ``off``, or a
+    name (its parameters filled from the goal).
 
     Raises:
         SopError: no SOP has that name, or the library does not load.
+        GoalError: the goal is empty, far too long, or has no words.
+    """
+    return understand_goal(task, name)[0]
+
+
+def understand_goal(task: str, name: str = "auto"):
+    """The procedure for a run and the understanding behind it (None with ``off`` or a named SOP).
+
+    Raises:
+        SopError: no SOP has that name, or the library does not load.
+        GoalError: the goal is empty, far too long, or has no words.
     """
     if name == "off":
-        return None
-
+        clean_goal(task)
+        return None, None
     library = load_library()
     if name == "auto":
-        return retrieve(task, library)
+        understood = understand(task, library)
+        return understood.match, understood
     for found in rank(task, library, k=len(library.entries)):
         if found.sop.name == name:
-            return found
+            return found, None
     raise SopError(f"no SOP named {name!r}; see `edgepilot sop list`")
+
+
+AskValue = Callable[[str, str, bool], "str | None"]
+"""Asks the person for a value the goal left out: (parameter, its description, secret?) → the value or None."""
+
+
+def fill_missing(match, ask: AskValue | None):
+    """The procedure with the values the goal left out asked of the person.
+
+    Raises:
+        MissingInput: a value is still missing (no one to ask, or no answer); the message says which.
+    """
+    if match is None or not match.missing:
+        return match
+    params = dict(match.params)
+    for name in match.missing:
+        param = match.sop.params[name]
+        secret = name in SECRET_PARAMS or "pin" in name or "password" in name
+        value = ask(name, param.description, secret) if ask is not None else None
+        if value is not None and value.strip():
+            params[name] = value.strip()
+    still = [n for n in match.sop.params if n not in params]
+    if still:
+        described = "; ".join(f"{n} ({match.sop.params[n].description})" for n in still)
+        raise MissingInput(f"the goal does not say {described}, which {match.sop.name} needs; say it in the goal "
+                           f"(the procedure's example: \"{_example(match)}\")", missing=tuple(still))
+    return replace(match, params=params)
+
+
+SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "cvv"})
+
+
+def _example(match) -> str:
+    phrasing = next((p for p in match.sop.phrasings if all("{" + n + "}" in p for n in match.sop.params)),
+                    match.sop.phrasings[0] if match.sop.phrasings else match.sop.description)
+    for name, param in match.sop.params.items():
+        phrasing = phrasing.replace("{" + name + "}", param.example or name)
+    return phrasing
 
 
 @dataclass
@@ -79,17 +131,21 @@ class PreparedRun:
 def prepare_run(task: str, opened, backend, *, config: Config, policy=None, confirmer=None,
                 baseline: bool = False, sop: str = "auto", out: Path | None = None,
                 max_steps: int | None = None, extra_meta: dict[str, Any] | None = None,
-                run_id: str | None = None, control: RunControl | None = None) -> PreparedRun:
+                run_id: str | None = None, control: RunControl | None = None,
+                ask_value: AskValue | None = None) -> PreparedRun:
     """Build the agent, trajectory and gate for ``task`` on ``opened`` (a :class:`OpenDevice`).
 
     ``policy=None`` runs without checks (the caller has warned the user);
     ``confirmer`` asks the person (default: the terminal, which a stop also answers); ``run_id`` names the run
     in the audit log;
     ``control`` pauses and stops it from another thread (the TUI's stop key, the daemon's safety stop): a stop
-    also ends the model call in progress.
+    also ends the model call in progress; ``ask_value`` asks the person for a value the goal left out (without
+    it, such a goal raises :class:`~edgepilot.errors.MissingInput`).
 
     Raises:
         SopError: a named SOP does not exist.
+        GoalError: the goal is empty, far too long, or has no words.
+        MissingInput: the goal leaves out a value the procedure needs, and no one gave it.
         PolicyError / AuditError: the gate cannot be built (the run must not start).
     """
 
@@ -97,14 +153,16 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
         raise ValueError("the task is empty: say what to do, e.g. \"turn on airplane mode\"")
     budget = max_steps or config.max_steps
     info = opened.device.info
-    match = None if baseline else find_sop(task, sop)
+    match, understood = (None, None) if baseline else understand_goal(task, sop)
+    match = fill_missing(match, ask_value)
     control = control or RunControl()
     agent = (ReactAgent(task, backend, device_kind=info.kind, should_stop=control.stopped) if baseline
              else RoleAgent(task, backend, sop=match, device_kind=info.kind, should_stop=control.stopped))
     meta = {"agent": agent.name, "model": backend.name, "device": opened.description,
             "screen": [info.screen_width, info.screen_height], "max_steps": budget,
             "policy": policy.source if policy is not None else "off",
-            "sop": match.sop.name if match is not None else None, **(extra_meta or {})}
+            "sop": match.sop.name if match is not None else None,
+            **({"understanding": understood.record()} if understood is not None else {}), **(extra_meta or {})}
     writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
               else TrajectoryWriter.new(task, meta, root=config.trajectories))
     gate: Gate = allow_all

@@ -152,9 +152,13 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     ended (SIGTERM: status stopped, exit status 143).
 
     \b
-    Exit status: 0 finished (the agent says the task is done), 1 error,
-    3 gave up, 4 stuck (the same action on the same screen again), 5 step
-    budget spent, 6 stopped (the policy refused a step), 130 Ctrl-C.
+    Exit status: 0 finished (the agent says the task is done; with a
+    procedure, what it did was checked against the goal's values), 1
+    error, 3 gave up, 4 stuck (the same action on the same screen again),
+    5 step budget spent, 6 stopped (the policy refused a step), 7
+    unverified (finished, but the check against the goal failed),
+    9 needs input (the goal leaves out a value, like a PIN, and no one
+    at the terminal gave it), 130 Ctrl-C.
 
     \b
     Example:
@@ -164,7 +168,8 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     import time
 
     from edgepilot.agent.loop import exit_status
-    from edgepilot.agent.session import execute, load_run_policy, prepare_run
+    from edgepilot.agent.session import SECRET_PARAMS, execute, load_run_policy, prepare_run
+    from edgepilot.errors import MissingInput
     from edgepilot.cli.signals import EXIT_CODE, REASON, sigterm_like_ctrl_c
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
@@ -186,10 +191,19 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         backend = open_model(model, config, lora_path=str(lora) if lora else None, vision=vision)
         click.echo(f"model:  {_line(backend.name, 120)} (loaded in {time.perf_counter() - start:.1f} s)")
         with open_device(device, screenshot=not no_screenshots, perception=perception) as opened:
-            prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
-                                   sop=sop_name, out=out, max_steps=max_steps)
+            try:
+                prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
+                                       sop=sop_name, out=out, max_steps=max_steps,
+                                       ask_value=_ask_value if sys.stdin.isatty() else None)
+            except MissingInput as exc:
+                click.echo(click.style("NEEDS_INPUT", fg="red") + f": {_line(str(exc), 600)}")
+                sys.exit(exit_status("needs_input"))
             if prepared.sop is not None:
-                click.echo(f"sop:    {_line(prepared.sop.sop.name, 120)} (score {prepared.sop.score:.2f})")
+                shown = ", ".join(f"{k}={'***' if k in SECRET_PARAMS else v}" for k, v in prepared.sop.params.items())
+                click.echo(f"sop:    {_line(prepared.sop.sop.name, 120)} (score {prepared.sop.score:.2f})"
+                           + (f"; {_line(shown, 300)}" if shown else ""))
+            elif "understanding" in prepared.meta:
+                click.echo(f"sop:    none ({_line(prepared.meta['understanding']['reason'], 200)})")
             if policy is not None:
                 click.echo(f"policy: {_line(policy.source)}; audit log: {_line(prepared.audit_path)}")
             else:
@@ -202,7 +216,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     if termination.received and result.status == "interrupted":  # the grace period ran out: cut short, not Ctrl-C
         result.reason = f"{REASON}; the step in progress was cut short"
         writer.amend_result({"reason": result.reason})
-    color = "green" if result.status == "finished" else "red"
+    color = "green" if result.status == "finished" else "yellow" if result.status == "unverified" else "red"
     click.echo("\n" + click.style(result.status.upper(), fg=color) + f": {_line(result.reason)}; "
                f"{len(result.steps)} steps in {result.seconds:.1f} s"
                + (f"; answer: {_line(result.answer, 400)}" if result.answer else ""))
@@ -211,6 +225,16 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         sys.exit(EXIT_CODE)
     if exit_status(result.status):
         sys.exit(exit_status(result.status))
+
+
+def _ask_value(name: str, description: str, secret: bool) -> str | None:
+    """Ask the person at the terminal for a value the goal left out (hidden when it is a secret)."""
+    try:
+        value = click.prompt(f"The goal does not say {description} ({name}); type it (empty: stop)",
+                             default="", show_default=False, hide_input=secret)
+    except click.Abort:
+        return None
+    return value or None
 
 
 @main.command()

@@ -37,7 +37,7 @@ from edgepilot.daemon.bus import EventBus
 from edgepilot.daemon.confirm import Confirmations, DaemonConfirmer
 from edgepilot.daemon.model import ModelHolder
 from edgepilot.devices import open_device as open_device_default
-from edgepilot.errors import EdgepilotError
+from edgepilot.errors import EdgepilotError, MissingInput
 
 log = logging.getLogger("edgepilot.daemon")
 
@@ -286,6 +286,8 @@ class Runner:
                                    confirmer=confirmer, sop=job.sop, max_steps=job.max_steps,
                                    extra_meta={"daemon_run": job.id, "source": job.source}, run_id=job.id,
                                    control=job.control)
+        except MissingInput as exc:
+            return self._ended_early("needs_input", str(exc))
         except (EdgepilotError, ValueError) as exc:
             return self._ended_early("error", f"{type(exc).__name__}: {exc}")
         job.trajectory = str(prepared.writer.folder)

@@ -176,9 +176,9 @@ def _daypart(word: str | None) -> str | None:
     if not word:
         return None
     word = word.lower()
-    if word in ("morning", "am", "a.m."):
+    if word in ("morning", "am", "a.m.", "a"):
         return "a"
-    return "p" if word in ("afternoon", "evening", "night", "tonight", "pm", "p.m.") else None
+    return "p" if word in ("afternoon", "evening", "night", "tonight", "pm", "p.m.", "p") else None
 
 
 _AMPM = r"\s*(?P<half>[ap])\.?\s?m\b\.?"
@@ -198,8 +198,8 @@ _TIMES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]], ...
                                                                       _daypart(m["part"]) if int(m["h"]) <= 12
                                                                       else None)) else None),
     (re.compile(r"\b(?P<q>half|quarter)\s+(?P<rel>past|after|to|til|till)\s+(?P<h>\d{1,2}|" + _HOUR_WORDS + r")\b"
-                r"(?:\s*o'?clock)?" + _PART, re.I),
-     lambda m: _relative(m["q"], m["rel"], m["h"], m["part"])),
+                r"(?:\s*o'?clock)?(?:\s*(?P<half>[ap])\.?\s?m\b\.?)?" + _PART, re.I),
+     lambda m: _relative(m["q"], m["rel"], m["h"], m["half"] or m["part"])),
     (re.compile(r"\b(?P<h>" + _HOUR_WORDS + r")\s+(?P<m>thirty|fifteen|forty[- ]five|o'?clock)\b" + _PART, re.I),
      lambda m: _hour24(_WORDS_TO_HOURS[m["h"].lower()],
                        {"thirty": 30, "fifteen": 15}.get(m["m"].lower(), 45 if "five" in m["m"] else 0),
@@ -566,7 +566,14 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         return done(None, f"the goal asks for {every[0]!r} of something; {chosen.sop.name} does one at a time")
     own = " ".join([chosen.sop.description, *chosen.sop.phrasings, *(step.text for step in chosen.sop.steps)])
     loose = [v for v in values_in(norm.text) if shape(v) in ("time", "amount", "phone", "email", "card")
-             and v.casefold() not in own.casefold() and not any(v.casefold() in p.casefold() or p.casefold() in v.casefold() for p in chosen.params.values())]
+             and v.casefold() not in own.casefold()
+             and not any(v.casefold() in p.casefold() or p.casefold() in v.casefold()
+                         for p in chosen.params.values())]
+    open_text = [n for n, p in chosen.sop.params.items() if n not in chosen.params
+                 and shape(p.example or "") in ("text", "name")]
+    if len(loose) == 1 and len(open_text) == 1:  # "delete my alarm for 6am": the value is the one left open
+        chosen = replace(chosen, params={**chosen.params, open_text[0]: loose[0]})
+        loose = []
     if loose:
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")

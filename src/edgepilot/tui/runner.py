@@ -33,7 +33,7 @@ from edgepilot.agent.loop import RunControl
 from edgepilot.agent.session import execute, load_run_policy, prepare_run
 from edgepilot.config import Config
 from edgepilot.devices import OpenDevice, open_device
-from edgepilot.errors import EdgepilotError
+from edgepilot.errors import EdgepilotError, MissingInput
 from edgepilot.tui.confirm import EventSink, TuiConfirmer
 
 RunEvent = Event
@@ -274,6 +274,8 @@ class LocalRunner:
         try:
             prepared = prepare_run(task, opened, backend, config=self.config, policy=policy, confirmer=confirmer,
                                    max_steps=self.max_steps, control=control)
+        except MissingInput as exc:  # the goal leaves out a value the procedure needs
+            raise _CannotStart(str(exc), "needs_input") from exc
         except (EdgepilotError, ValueError) as exc:  # an SOP that does not exist, an audit log that cannot be opened
             raise _CannotStart(str(exc)) from exc
         return prepared
