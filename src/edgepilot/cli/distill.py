@@ -74,12 +74,17 @@ def distill() -> None:
 @click.option("--step-refs/--no-step-refs", default=False, show_default=True,
               help='Teach the planner to point at the procedure\'s current step ("next step") where doing that step '
                    "as written is what the oracle does, instead of saying the step in its own words.")
+@click.option("--paraphrase", "paraphrase_share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              metavar="SHARE",
+              help="Share of the train instances (a stable draw by instance id) whose goal is reworded the way "
+                   "people type it (casual, terse, polite, typos, abbreviations, reordered, synonyms; every value "
+                   "kept; the style goes in the manifest). Held-out splits are never paraphrased.")
 @click.option("--workers", default=2, show_default=True, help="Parallel worker processes.")
 @click.option("--ray", "ray_address", default=None, help="Run the roll-outs as Ray tasks on this cluster address.")
 @_JSON
 def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], task_dirs: tuple[Path, ...],
-                sop_share: float, reflection_share: float, step_refs: bool, teacher_url: str | None, workers: int,
-                ray_address: str | None, as_json: bool) -> None:
+                sop_share: float, reflection_share: float, step_refs: bool, teacher_url: str | None,
+                paraphrase_share: float, workers: int, ray_address: str | None, as_json: bool) -> None:
     """Roll out the oracle teacher on train instances; write trajectories and RUN/dataset.jsonl (resumable)."""
     from tqdm import tqdm
 
@@ -96,7 +101,8 @@ def collect_cmd(run_dir: Path, per_template: int, templates: tuple[str, ...], ta
     try:
         summary = collect(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
                           reflection_share=reflection_share, teacher_url=teacher_url, workers=workers,
-                          ray_address=ray_address, task_dirs=task_dirs, step_refs=step_refs, progress=progress)
+                          ray_address=ray_address, task_dirs=task_dirs, step_refs=step_refs,
+                          paraphrase_share=paraphrase_share, progress=progress)
     except EdgepilotError as exc:
         _fail(exc)
     finally:

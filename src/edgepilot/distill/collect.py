@@ -5,8 +5,12 @@ teacher's loop needs speed, not the adb path) inside the runtime's own agent
 (:mod:`edgepilot.distill.teacher`), and is written as a runtime trajectory
 under ``RUN/trajectories/``. A share of the instances carries the retrieved
 SOP in its prompts (``sop_share``), the rest none, so that the student works
-either way. When every instance is done, the examples of the kept (successful)
-trajectories are written to ``RUN/dataset.jsonl``.
+either way. A share of the train instances (``paraphrase_share``) plays a
+paraphrase of its goal (:mod:`edgepilot.distill.paraphrase`: worded the way
+people type, every value kept), so that the student sees goals beyond the
+templates' phrasings; held-out splits are never paraphrased. When every
+instance is done, the examples of the kept (successful) trajectories are
+written to ``RUN/dataset.jsonl``.
 
 Resumable: ``RUN/collect/manifest.jsonl`` gets one line per finished
 instance, and a second run skips those.
@@ -33,6 +37,7 @@ from edgepilot.bench.episode import run_episode
 from edgepilot.bench.pool import Unit, run_units, worker_name
 from edgepilot.controllers.android import AndroidDevice
 from edgepilot.distill.dataset import examples_from_folders, read_jsonl, write_jsonl
+from edgepilot.distill.paraphrase import STYLES, paraphrase_instance
 from edgepilot.distill.teacher import OracleTeacher
 from edgepilot.errors import TaskError
 from edgepilot.models.registry import open_model
@@ -62,6 +67,8 @@ class Job:
     """A model behind an OpenAI-compatible server plays the task in the runtime's agent instead of the oracle."""
     step_refs: bool = False
     """The oracle's planner points at the procedure's current step (``next step``) where that does what it says."""
+    paraphrase_style: str | None = None
+    """``goal`` is a paraphrase of the template's goal in this style (:mod:`edgepilot.distill.paraphrase`)."""
 
     @property
     def key(self) -> str:
@@ -75,6 +82,19 @@ def _draw(text: str) -> float:
 def wants_sop(instance_id: str, share: float) -> bool:
     """Whether an instance's prompts carry its SOP: a stable draw by the instance id."""
     return _draw(instance_id) < share
+
+
+def paraphrased_goal(instance: TaskInstance, share: float, split: str = "train") -> tuple[str, str | None]:
+    """The goal an instance is rolled out with, and the paraphrase style (None: the template's goal).
+
+    For ``share`` of the train instances (a stable draw by the instance id) a paraphrase in a style drawn from
+    the instance id too (:func:`edgepilot.distill.paraphrase.paraphrase_instance`; where that style changes
+    nothing, the next that does). Never for a held-out split or a template that is not a train template.
+    """
+    if split != "train" or instance.template.split != "train" or _draw(instance.id + "+paraphrase") >= share:
+        return instance.goal, None
+    style = STYLES[int(_draw(instance.id + "+style") * len(STYLES))]
+    return paraphrase_instance(instance, style)
 
 
 _TEMPLATES: dict[tuple[str, ...], Any] = {}
@@ -100,13 +120,15 @@ def _url_teacher(url: str) -> Any:
 
 
 def _instance(job: Job) -> TaskInstance:
+    """The job's instance, with the job's goal (a paraphrase, where the job has one)."""
     if job.task_dirs not in _TEMPLATES:
         _TEMPLATES[job.task_dirs] = load_templates([Path(d) for d in job.task_dirs])
-    return _TEMPLATES[job.task_dirs][job.template].instance(job.seed)
+    instance = _TEMPLATES[job.task_dirs][job.template].instance(job.seed)
+    return instance.model_copy(update={"goal": job.goal}) if job.goal != instance.goal else instance
 
 
 def _match(job: Job, instance: TaskInstance) -> Any:
-    """The SOP the instance's prompts carry (None: none)."""
+    """The SOP the instance's prompts carry (None: none), retrieved from its (possibly paraphrased) goal."""
     if not job.sop:
         return None
     from edgepilot.sop import load_library, retrieve
@@ -165,11 +187,15 @@ def _play(job: Job, instance: TaskInstance, match: Any, root: Path, worker: str 
 
 def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = (), sop_share: float = 0.5,
               task_dirs: Iterable[Path] = (), reflection_share: float = 0.0,
-              teacher_url: str | None = None, split: str = "train", step_refs: bool = False) -> list[Job]:
+              teacher_url: str | None = None, split: str = "train", step_refs: bool = False,
+              paraphrase_share: float = 0.0) -> list[Job]:
     """The train instances to roll out (``per_template`` of each template), in a stable order.
 
     With ``reflection_share``, that share of the instances is rolled out a second time with a wrong
     step injected (at a step drawn from the instance id), for self-reflection examples.
+
+    With ``paraphrase_share``, that share of the instances (of the ``train`` split only) plays a paraphrase
+    of its goal (:func:`paraphrased_goal`); its self-reflection roll-out plays the same one.
 
     Raises:
         TaskError: unknown template ids or invalid task files.
@@ -178,13 +204,14 @@ def plan_jobs(run_dir: Path, *, per_template: int, templates: Iterable[str] = ()
     dirs = tuple(str(Path(d).resolve()) for d in task_dirs)
     todo = instances(split, per_template, templates=load_templates([Path(d) for d in dirs]),  # type: ignore[arg-type]
                      only=templates)
-    jobs = [Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs,
-                teacher_url=teacher_url, step_refs=step_refs) for i in todo]
+    goals = {i.id: paraphrased_goal(i, paraphrase_share, split) for i in todo}
+    jobs = [Job(i.template.id, i.seed, i.id, goals[i.id][0], wants_sop(i.id, sop_share), str(run_dir), dirs,
+                teacher_url=teacher_url, step_refs=step_refs, paraphrase_style=goals[i.id][1]) for i in todo]
     for i in todo:
         if teacher_url is None and _draw(i.id + "+wrong") < reflection_share:
             at = 1 + int(_draw(i.id + "@") * max(1, i.template.steps - 2))
-            jobs.append(Job(i.template.id, i.seed, i.id, i.goal, wants_sop(i.id, sop_share), str(run_dir), dirs, at,
-                            step_refs=step_refs))
+            jobs.append(Job(i.template.id, i.seed, i.id, goals[i.id][0], wants_sop(i.id, sop_share), str(run_dir),
+                            dirs, at, step_refs=step_refs, paraphrase_style=goals[i.id][1]))
     return jobs
 
 
@@ -217,6 +244,7 @@ def _run_pooled(jobs: list[Job], run_dir: Path, workers: int, ray_address: str |
 def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = (), sop_share: float = 0.5,
             reflection_share: float = 0.0, teacher_url: str | None = None, split: str = "train", workers: int = 2,
             ray_address: str | None = None, task_dirs: Iterable[Path] = (), step_refs: bool = False,
+            paraphrase_share: float = 0.0,
             progress: Callable[[dict[str, Any], int, int], None] | None = None) -> dict[str, Any]:
     """Roll out the train instances not yet done, then (re)write the dataset of the kept trajectories.
 
@@ -237,6 +265,9 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
         task_dirs: extra folders of task templates (your own apps' tasks).
         step_refs: the oracle's planner answers ``next step`` where the procedure's current step, pointed at,
             does what the oracle does (docs/distill.md, "Steps by number"); else it says the step.
+        paraphrase_share: share of the train instances whose goal is a paraphrase, worded the way people type
+            (:mod:`edgepilot.distill.paraphrase`; its style in the manifest row's ``paraphrase_style``); a
+            held-out ``split`` is never paraphrased.
         split: ``train``; a held-out split only for step-level evaluation data
             (:func:`edgepilot.distill.evaluate.step_accuracy`): ``train`` refuses such a dataset.
         progress: called with each finished row, how many are done, and how many in all.
@@ -252,7 +283,7 @@ def collect(run_dir: Path, *, per_template: int = 3, templates: Iterable[str] = 
     (run_dir / "collect").mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(run_dir, per_template=per_template, templates=templates, sop_share=sop_share,
                      task_dirs=task_dirs, reflection_share=reflection_share, teacher_url=teacher_url, split=split,
-                     step_refs=step_refs)
+                     step_refs=step_refs, paraphrase_share=paraphrase_share)
     done = done_rows(run_dir)
     todo = [j for j in jobs if j.key not in done]
     start = time.perf_counter()
@@ -300,6 +331,7 @@ def write_dataset(run_dir: Path, rows: list[dict[str, Any]], *, seconds: float =
         "self_reflection": sum(1 for r in kept if r.get("inject_at") is not None),
         "templates": len({r["template"] for r in kept}),
         "with_sop": sum(1 for r in kept if r.get("sop")),
+        "paraphrased": sum(1 for r in kept if r.get("paraphrase_style")),
         "steps": sum(r["steps"] for r in kept),
         "examples": len(examples), "by_kind": kinds, "answers_left_out": untrained,
         "seconds": round(seconds, 2), "dataset": str(run_dir / DATASET),
