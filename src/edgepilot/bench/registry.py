@@ -271,14 +271,18 @@ def _prepare_sop(options: BenchOptions) -> BenchOptions:
 
 
 def _run_sop(options: BenchOptions, progress: Progress | None) -> dict[str, Any]:
-    from edgepilot.bench.sop import evaluate
+    from edgepilot.bench.sop import evaluate, evaluate_phrasings
 
+    if options.split == "phrasings":
+        return {"benchmark": "sop", **evaluate_phrasings()}
     return {"benchmark": "sop", **evaluate(options.split, per_template=options.per_template).to_dict()}
 
 
 def _format_sop(report: dict[str, Any]) -> str:
-    from edgepilot.bench.sop import format_eval
+    from edgepilot.bench.sop import format_eval, format_phrasings
 
+    if report.get("split") == "phrasings":
+        return "Goal understanding: " + format_phrasings(report)
     return "SOP retrieval: " + format_eval(report)
 
 

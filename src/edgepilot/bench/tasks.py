@@ -37,7 +37,7 @@ from edgepilot.policy import AuditLog, Policy
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
-from edgepilot.sop import load_library, retrieve
+from edgepilot.sop import load_library
 
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
@@ -78,11 +78,53 @@ def sop_runs(sop: str) -> tuple[bool, ...]:
 
 
 def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None) -> dict[str, Any]:
-    """The SOP match each instance's goal retrieves, as ``edgepilot run`` would (None where none fits);
-    ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
+    """The procedure each instance's goal is understood to ask for, as ``edgepilot run`` would (None where none
+    fits); a value the goal leaves out is answered by the simulated user from the instance's own values, as
+    the person at the terminal would be asked, and when the instance has none, the run follows no procedure
+    rather than one with a hole. ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
+    from edgepilot.agent.session import fill_missing
+    from edgepilot.errors import GoalError
+    from edgepilot.sop.understand import understand
 
     library = library if library is not None else load_library()
-    return {i.id: retrieve(i.goal, library) for i in todo}
+    out: dict[str, Any] = {}
+    for i in todo:
+        try:
+            match = understand(i.goal, library).match
+            out[i.id] = fill_missing(match, lambda name, _d, _s, i=i: (str(i.params[name]) if name in i.params
+                                                                        else None))
+        except GoalError:
+            out[i.id] = None
+    return out
+
+
+PHRASING_SPLITS = ("phrasings", "phrasings-train", "phrasings-test")
+
+
+def phrasing_instances(split: str, per_template: int, templates: dict[str, Any], only: Iterable[str] = ()
+                       ) -> list[TaskInstance]:
+    """Instances of the ``phrasings`` set (the suite's instances with a person's wording of their goal): up to
+    ``per_template`` of each template, odd seeds first (the half whose misses are never listed, so never
+    used for fixes), of every template or only of train or test ones."""
+    from edgepilot.bench.sop import load_phrasings
+
+    wanted = set(only)
+    kind = split.partition("-")[2]
+    goals = sorted(load_phrasings()["goals"], key=lambda g: (int(str(g["task"]).partition("#")[2]) % 2 == 0,
+                                                               int(str(g["task"]).partition("#")[2])))
+    counts: dict[str, int] = {}
+    out: list[TaskInstance] = []
+    for g in goals:
+        tid, _, seed = str(g["task"]).partition("#")
+        template = templates.get(tid)
+        if template is None or (wanted and tid not in wanted) or (kind and template.split != kind):
+            continue
+        if counts.get(tid, 0) >= per_template:
+            continue
+        counts[tid] = counts.get(tid, 0) + 1
+        out.append(template.instance(int(seed)).model_copy(update={"goal": str(g["goal"])}))
+    order = {tid: n for n, tid in enumerate(templates)}
+    return sorted(out, key=lambda i: (order[i.template.id], i.seed))
 
 
 def sop_report(sops: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +253,10 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     task_dirs = [Path(d) for d in task_dirs]
     suite = load_templates(extra_dirs=task_dirs)
-    todo: list[TaskInstance] = instances(split, per_template, templates=suite,  # type: ignore[arg-type]
-                                         only=templates)
+    if split in PHRASING_SPLITS:
+        todo = phrasing_instances(split, per_template, suite, templates)
+    else:
+        todo = instances(split, per_template, templates=suite, only=templates)  # type: ignore[arg-type]
     config = config or load_config()
     gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None

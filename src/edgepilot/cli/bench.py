@@ -68,9 +68,12 @@ Examples:
 @click.option("--save", "save_to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write every episode's trajectory and the audit log under this folder (sop-learn: the "
                    "trajectories and learned SOPs).")
-@click.option("--split", type=click.Choice(["train", "test-instances", "test", "unrelated"]), default=None,
+@click.option("--split", type=click.Choice(["train", "test-instances", "test", "unrelated", "phrasings",
+                                           "phrasings-train", "phrasings-test"]), default=None,
               help="Which tasks: held-out templates (test, the default), held-out instances of train templates, "
-                   "or train; sop suite also: unrelated (sentences no SOP serves).")
+                   "or train; phrasings: instances worded the way people type them (bench/phrasings.yaml, odd "
+                   "seeds first: the half never used for fixes), of every template, or of train or test templates "
+                   "only; sop suite also: unrelated (sentences no SOP serves).")
 @click.option("--per-template", type=click.IntRange(1), default=None,
               help="Instances of each template (tasks: 3; sop: 20; sop-learn: held-out variants, 3).")
 @click.option("--template", "-t", "templates", multiple=True,

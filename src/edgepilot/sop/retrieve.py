@@ -440,7 +440,8 @@ def _compile(phrasing: str) -> re.Pattern[str]:
             if i + 2 < len(parts) and not _RAW_WORD.search(parts[i + 1]) and ":" not in parts[i + 1] \
                     and PLACEHOLDER.fullmatch(parts[i + 2]):
                 # two placeholders side by side ("Tell {name} {message}"): only capitalised words end the first
-                regex += rf"[\W_]*(?P<{part[1:-1]}>(?-i:[A-Z][\w'&.-]*(?:\s+(?!I\b|I')[A-Z][\w'&.-]*){{0,2}}))(?!\w)[\W_]*"
+                name = r"(?-i:[A-Z][\w'&.-]*(?:\s+(?!I\b|I')[A-Z][\w'&.-]*){0,2})"
+                regex += rf"[\W_]*(?P<{part[1:-1]}>{name})(?!\w)[\W_]*"
                 continue
             regex += rf"[\W_]*(?P<{part[1:-1]}>.+{lazy})[\W_]*"
             continue
