@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from edgepilot.errors import GoalError
 from edgepilot.sop.format import Sop
-from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
+from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for, tokenize
 from edgepilot.sop.values import WEEKDAYS, shape, values_in
 
 MAX_GOAL_CHARS = 2_000
@@ -504,6 +504,19 @@ def proper_names_of(retriever: Retriever) -> dict[str, str]:
     return cached
 
 
+def phrasing_recall(retriever: Retriever, sop: Sop, text: str) -> float:
+    """The largest IDF-weighted share of one phrasing's content words that the goal holds."""
+    goal = set(tokenize(text))
+    idf = retriever._idf  # noqa: SLF001 - the index's own weights
+    best = 0.0
+    for phrasing in sop.phrasings:
+        words = set(tokenize(re.sub(r"\{[a-z_][a-z0-9_]*\}", " ", phrasing)))
+        total = sum(idf.get(w, 0.0) for w in words)
+        if total:
+            best = max(best, sum(idf.get(w, 0.0) for w in words & goal) / total)
+    return best
+
+
 def choices(description: str) -> tuple[str, ...]:
     """The values a parameter's description lists (``the account, Checking or Savings`` → both)."""
     m = re.search(r"\b([A-Z][a-z]+(?:, [A-Z][a-z]+)* or [A-Z][a-z]+)\b", description or "")
@@ -513,6 +526,10 @@ def choices(description: str) -> tuple[str, ...]:
 LOW_THRESHOLD = 0.28
 """Below the threshold but above this, a procedure is chosen when the goal gives every one of its parameters."""
 _QUANTIFIERS = frozenset({"all", "every", "everything", "each", "everyone", "everybody", "all of them"})
+RECALL_FLOOR = 0.15
+RECALL_ACCEPT = 0.99
+"""Below the threshold, a procedure is still chosen when the goal holds every content word of one of its
+phrasings (a long or chatty sentence around the request), above this floor."""
 MARGIN = 0.08
 """A procedure this close below the best one wins when the goal gives more of its parameters."""
 
@@ -543,11 +560,15 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
                              (time.perf_counter() - start) * 1000, notes)
 
     best = ranked[0] if ranked else None
+    strict = limit
     if best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
         params, _ = typed_params(best, norm)
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
         if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
             limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
+    if best is not None and best.score < limit and best.score >= RECALL_FLOOR \
+            and phrasing_recall(retriever, best.sop, norm.text) >= RECALL_ACCEPT:
+        limit = best.score  # the goal says all of one of its phrasings, in other words around it
     if best is None or best.score < limit:
         near = f" (closest: {best.sop.name}, {best.score:.2f} < {limit:.2f})" if best is not None else ""
         return done(None, f"no procedure fits this goal{near}")
@@ -561,6 +582,9 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
     typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
     _, _, chosen, notes = typed_matches[0]
+    if chosen.score < strict and chosen.missing:
+        return done(None, f"{chosen.sop.name} fits only loosely, and the goal does not give its "
+                          f"{', '.join(chosen.missing)}")
     every = [v for v in chosen.params.values() if v.lower() in _QUANTIFIERS]
     if every:
         return done(None, f"the goal asks for {every[0]!r} of something; {chosen.sop.name} does one at a time")
@@ -615,6 +639,13 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
         if value is None:
             continue
         typed = _typed(value, want, norm)
+        if typed is not None and want == "text":
+            for other in (*match.params.values(), *out.values()):  # "txt daniel khan thanks": not the name
+                if other and " " in other and other != value and typed.casefold().startswith(other.casefold() + " "):
+                    typed = typed[len(other):].strip(" ,:;-")
+            typed = re.sub(r"(?i)[\s,]+(?:please|pls|plz|thx)$", "", typed) or None
+            if typed is not None and shape(typed) in ("card", "phone", "digits", "email", "domain"):
+                typed = None  # a number or an address is not free text (the card number is not the product)
         if typed is None:
             notes.append(f"dropped {name}={value!r}: not {_SHAPE_WORDS.get(want, want)}")
             continue
@@ -664,6 +695,8 @@ def _typed(value: str, want: str, norm: Normalised) -> str | None:
     if want == "name":  # a name as rewritten (cased, possessive off), up to a word that is a number
         value = re.split(r"\s+(?=[\d$+(])", value.strip())[0]
     typed = value if want == "name" else norm.as_typed(value)
+    if re.match(r"(?i)to\s", typed) and want == "text":  # "password to sunshine22": a change, not a value
+        return None
     typed = _VALUE_LEADS.sub("", typed).strip(" \t\"'.,;:!?")
     typed = _OBJECT_WORDS.sub("", typed).strip(" \t\"'.,;:!?-")
     if not typed:
