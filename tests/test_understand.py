@@ -10,7 +10,7 @@ import pytest
 from edgepilot.actions import Finish, Tap, Type
 from edgepilot.agent.loop import EXIT_STATUS, exit_status
 from edgepilot.agent.session import fill_missing
-from edgepilot.agent.verify import check_result
+from edgepilot.agent.verify import check_result, nothing_found
 from edgepilot.bench.sop import evaluate_phrasings, load_phrasings, same_value
 from edgepilot.errors import GoalError, MissingInput
 from edgepilot.perception.nodes import Bounds, UINode
@@ -188,3 +188,23 @@ def test_exit_statuses_tell_every_ending_apart():
     codes = [exit_status(s) for s in ("unverified", "impossible", "needs_input", "stuck", "stopped", "error")]
     assert len(set(codes)) == len(codes) and 0 not in codes and 2 not in codes
     assert EXIT_STATUS["unverified"] == 7 and EXIT_STATUS["needs_input"] == 9
+
+
+def test_a_search_that_finds_nothing_makes_the_goal_impossible(library):
+    match = understand("text Bob saying hi", library).match
+    assert match.params["name"] == "Bob"
+    field = UINode(text="Bob", bounds=Bounds(left=0, top=0, right=1080, bottom=90), class_name="android.widget.EditText",
+                   package="com.google.android.apps.messaging", focusable=True, clickable=True)
+    nothing = Observation(nodes=(field,), screen_width=1080, screen_height=2400,
+                          package="com.google.android.apps.messaging")
+    why = nothing_found(match, Type(text="Bob", target=0), nothing)
+    assert why is not None and "nothing named 'Bob'" in why
+    row = UINode(text="Bob Ortiz", bounds=Bounds(left=0, top=100, right=1080, bottom=190), clickable=True,
+                 class_name="android.widget.TextView", package="com.google.android.apps.messaging")
+    found = Observation(nodes=(field, row), screen_width=1080, screen_height=2400,
+                        package="com.google.android.apps.messaging")
+    assert nothing_found(match, Type(text="Bob", target=0), found) is None
+    assert nothing_found(match, Type(text="hi", target=0), nothing) is None  # the message, not a name to find
+    by_number = understand("text 555-0102 saying hi", library).match
+    if by_number is not None:
+        assert nothing_found(by_number, Type(text="555-0102", target=0), nothing) is None

@@ -244,6 +244,11 @@ class _Checked:
 
         return check_result(self.match, self.goal, steps, answer)
 
+    def impossible(self, action: Any, after: Any) -> str | None:
+        from edgepilot.agent.verify import nothing_found
+
+        return nothing_found(self.match, action, after)
+
 
 class RoleAgent(_Checked, AgentBase):
     """Planner, decider and reflector sharing one model.

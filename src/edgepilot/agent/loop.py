@@ -211,6 +211,7 @@ class _Run:
         self.loop = _LoopDetector()
         self.obs: Observation | None = None
         self.perceive_ms = 0.0
+        self.impossible: str | None = None
 
     def go(self, goal: str, max_steps: int) -> RunResult:
         """Observe, then step until the run ends; every way it can end becomes a status."""
@@ -296,6 +297,9 @@ class _Run:
         t_ref = time.perf_counter()
         step.outcome = self.agent.reflect(step.obs, action, step.result, after)
         step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
+        found = getattr(self.agent, "impossible", None)
+        if step.result is not None and step.result.ok and found is not None:
+            self.impossible = found(action, after)
         return after
 
     def _ended(self, step: StepReport, result: RunResult) -> bool:
@@ -305,6 +309,9 @@ class _Run:
             if self.control.stopped():
                 raise _Stopped
             result.status, result.reason = "stopped", f"stopped by the policy: {step.gate.reason}"
+            return True
+        if self.impossible:
+            result.status, result.reason = "impossible", f"the goal cannot be done here: {self.impossible}"
             return True
         if isinstance(action, Finish) and step.gate and step.gate.allowed:
             result.status = "finished" if action.status == "success" else "gave_up"

@@ -108,3 +108,24 @@ def check_result(match: Any | None, goal: str, steps: Sequence[Any], answer: str
     if made_up:
         return f"the answer's {made_up[0]!r} was not on any screen the run saw"
     return None
+
+
+def nothing_found(match: Any | None, action: Any, after: Any) -> str | None:
+    """Why the goal cannot be done here, when typing a value the procedure needs to find (a contact, a note)
+    left no element but the field itself showing it: ``nothing named 'Bob' here``; None otherwise.
+
+    Only a value that a step says to tap counts (``Tap "{name}" ... or type "{name}" ...``), never a phone
+    number or other number (a message to a number needs no contact)."""
+    if match is None or not isinstance(action, Type) or not action.text.strip():
+        return None
+    typed = _words(action.text)
+    wanted = {name for raw in match.sop.steps for name in _STEP_TAP.findall(raw.text)}
+    hit = next((name for name in wanted if _words(str(match.params.get(name, ""))) == typed), None)
+    if hit is None or shape(action.text) in ("phone", "digits", "email", "card", "amount", "time"):
+        return None
+    shown = [node for node in getattr(after, "nodes", ()) if not node.editable and node.visible
+             and typed in _words(f"{node.text} {node.content_desc}")]
+    if shown:
+        return None
+    app = getattr(after, "package", "") or "this app"
+    return f"nothing named {action.text.strip()!r} was found in {app} (the goal's {hit})"
