@@ -191,7 +191,8 @@ def test_a_task_runs_on_the_virtual_phone_and_shows_its_steps(tmp_path):
         steps = steps_of(app)
         assert [s["summary"] for s in steps] == ['tap [3] "Settings"', "finish (success)"]
         assert steps[1]["thought"] == "finish"
-        assert "FINISHED: the agent finished · 2 steps" in shown(app, "#run-status")
+        assert ("FINISHED: the agent finished, and the result was checked against the goal · 2 steps"
+                in shown(app, "#run-status"))
         text = " ".join(str(item.query_one(Static).render()) for item in app.query(StepItem))
         assert "worked — the screen changed as intended" in text and "thought: finish" in text
         # the last step is selected: its elements and its screen (the Settings page) are shown

@@ -11,7 +11,8 @@ from edgepilot.actions import Finish, Tap, Type
 from edgepilot.agent.loop import EXIT_STATUS, exit_status
 from edgepilot.agent.session import fill_missing
 from edgepilot.agent.verify import check_result, nothing_found
-from edgepilot.bench.sop import evaluate_phrasings, load_phrasings, same_value
+from edgepilot.bench.phrasings import load_phrasings
+from edgepilot.bench.sop import evaluate_phrasings, same_value
 from edgepilot.errors import GoalError, MissingInput
 from edgepilot.perception.nodes import Bounds, UINode
 from edgepilot.perception.types import Observation
@@ -148,8 +149,8 @@ class _Step:
 
 
 def _screen(*labels: str) -> Observation:
-    nodes = tuple(UINode(text=label, bounds=Bounds(left=0, top=100 * i, right=1080, bottom=100 * i + 90), clickable=True,
-                         class_name="android.widget.TextView", package="com.google.android.keep")
+    nodes = tuple(UINode(text=label, bounds=Bounds(left=0, top=100 * i, right=1080, bottom=100 * i + 90),
+                         clickable=True, class_name="android.widget.TextView", package="com.google.android.keep")
                   for i, label in enumerate(labels))
     return Observation(nodes=nodes, screen_width=1080, screen_height=2400, package="com.google.android.keep")
 
@@ -193,8 +194,9 @@ def test_exit_statuses_tell_every_ending_apart():
 def test_a_search_that_finds_nothing_makes_the_goal_impossible(library):
     match = understand("text Bob saying hi", library).match
     assert match.params["name"] == "Bob"
-    field = UINode(text="Bob", bounds=Bounds(left=0, top=0, right=1080, bottom=90), class_name="android.widget.EditText",
-                   package="com.google.android.apps.messaging", focusable=True, clickable=True)
+    field = UINode(text="Bob", bounds=Bounds(left=0, top=0, right=1080, bottom=90),
+                   class_name="android.widget.EditText", package="com.google.android.apps.messaging",
+                   focusable=True, clickable=True)
     nothing = Observation(nodes=(field,), screen_width=1080, screen_height=2400,
                           package="com.google.android.apps.messaging")
     why = nothing_found(match, Type(text="Bob", target=0), nothing)

@@ -24,6 +24,7 @@ from edgepilot.agent.agents import FnAgent
 from edgepilot.agent.learn import demo_from_trajectory, policy_classifier
 from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
+from edgepilot.bench.phrasings import PHRASINGS, load_phrasings
 from edgepilot.bench.tasks import agent_factory
 from edgepilot.devices import open_device
 from edgepilot.errors import EdgepilotError, GoalError, SopError
@@ -154,25 +155,6 @@ def evaluate(split: str = "test", *, library: object | None = None, per_template
         score = understood.match.score if understood.match else (understood.candidates or (("", 0.0),))[0][1]
         cases.append(EvalCase(template, goal, expected[template], understood.sop, score, understood.params))
     return EvalReport(split, per_template if split != "unrelated" else 1, limit, tuple(cases))
-
-
-PHRASINGS = Path(__file__).with_name("phrasings.yaml")
-
-
-def load_phrasings(path: Path = PHRASINGS) -> dict[str, Any]:
-    """The ``phrasings`` set: goals in people's wordings with the procedure and parameters they ask for
-    (``goals``), and goals no procedure serves (``none``).
-
-    Raises:
-        SopError: the file is missing or malformed.
-    """
-    try:
-        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SopError(f"cannot read the phrasings set {path}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("goals"), list) or not isinstance(data.get("none"), list):
-        raise SopError(f"{path}: expected lists `goals` (task, goal, sop, params) and `none` (goal, why)")
-    return data
 
 
 def same_value(expected: Any, got: Any) -> bool:

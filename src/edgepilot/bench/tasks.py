@@ -106,7 +106,7 @@ def phrasing_instances(split: str, per_template: int, templates: dict[str, Any],
     """Instances of the ``phrasings`` set (the suite's instances with a person's wording of their goal): up to
     ``per_template`` of each template, odd seeds first (the half whose misses are never listed, so never
     used for fixes), of every template or only of train or test ones."""
-    from edgepilot.bench.sop import load_phrasings
+    from edgepilot.bench.phrasings import load_phrasings
 
     wanted = set(only)
     kind = split.partition("-")[2]

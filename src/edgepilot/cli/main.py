@@ -169,10 +169,10 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
 
     from edgepilot.agent.loop import exit_status
     from edgepilot.agent.session import SECRET_PARAMS, execute, load_run_policy, prepare_run
-    from edgepilot.errors import MissingInput
     from edgepilot.cli.signals import EXIT_CODE, REASON, sigterm_like_ctrl_c
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
+    from edgepilot.errors import MissingInput
     from edgepilot.models.registry import open_model
 
     if not task.strip():

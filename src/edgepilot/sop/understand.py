@@ -561,12 +561,13 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
 
     best = ranked[0] if ranked else None
     strict = limit
-    if best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
+    lenient = limit <= THRESHOLD  # a caller who raised the threshold gets no lower bars
+    if lenient and best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
         params, _ = typed_params(best, norm)
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
         if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
             limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
-    if best is not None and best.score < limit and best.score >= RECALL_FLOOR \
+    if lenient and best is not None and best.score < limit and best.score >= RECALL_FLOOR \
             and phrasing_recall(retriever, best.sop, norm.text) >= RECALL_ACCEPT:
         limit = best.score  # the goal says all of one of its phrasings, in other words around it
     if best is None or best.score < limit:
