@@ -466,7 +466,7 @@ def answers(sop: Sop) -> bool:
 def is_question(text: str) -> bool:
     """Whether a goal asks something rather than asks for something to be done; a polite request
     (``could you turn off wifi?``) is a request."""
-    text = text.strip().strip("\"'")
+    text = re.sub(r'"[^"]*"', " ", text).strip().strip("\"'").strip()  # a quoted question is a value
     if _REQUEST_START.match(text):
         return False
     return bool(_QUESTION_START.match(text)) or text.endswith("?")
