@@ -161,28 +161,33 @@ def sop_add(path: Path, force: bool) -> None:
 @click.option("--threshold", type=float, default=None, help="Lowest score accepted (default: the retriever's).")
 @_JSON
 def sop_find(task: str, project: Path | None, top: int, threshold: float | None, as_json: bool) -> None:
-    """Show which SOP a task sentence gets: its score, the parameters filled from the sentence, the steps."""
+    """Show how a goal is understood (as `edgepilot run` does it): the procedure it gets, or none and why, the
+    parameters typed from the sentence, what it leaves out, and the steps filled in."""
+    from edgepilot.sop.understand import understand
+
     retriever = retriever_for(_library(project))
-    match = retriever.retrieve(task, threshold=threshold)
-    ranked = retriever.rank(task, k=max(1, top))
+    understood = understand(task, retriever, threshold=threshold)  # GoalError: a clear message (main's handler)
+    match = understood.match
+    ranked = retriever.rank(understood.text, k=max(1, top))
     limit = retriever.threshold if threshold is None else threshold
     if as_json:
-        _echo_json({"task": task, "threshold": limit,
+        _echo_json({"task": task, "threshold": limit, "rewritten": understood.text,
+                    "question": understood.question, "reason": understood.reason,
                     "match": None if match is None else {
                         "sop": match.sop.name, "score": match.score, "params": match.params,
                         "missing": list(match.missing), "phrasing": match.phrasing, "text": match.text},
                     "ranked": [{"sop": m.sop.name, "score": m.score} for m in ranked]})
         return
+    if understood.text != understood.goal:
+        click.echo(f"read as: {_line(understood.text)}")
     if match is None:
-        best = ranked[0] if ranked else None
-        click.echo(f"no SOP for this task (threshold {limit}"
-                   + (f"; closest: {_line(best.sop.name)}, score {best.score:.2f})" if best else ")"))
+        click.echo(f"no SOP for this goal: {_line(understood.reason)}")
     else:
         click.echo(f"{_line(match.sop.name)}  score {match.score:.2f}")
         for name, value in match.params.items():
             click.echo(f"  {{{_line(name)}}} = {_line(value)}")
         for name in match.missing:
-            click.echo(click.style(f"  {{{_line(name)}}} not found in the task", fg="yellow"))
+            click.echo(click.style(f"  {{{_line(name)}}} not given by the goal (the run asks for it)", fg="yellow"))
         click.echo("\n" + _text(match.text))  # the steps, with values from the task filled in
     if top > 1:
         click.echo("\nranking:")
