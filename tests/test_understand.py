@@ -192,21 +192,25 @@ def test_exit_statuses_tell_every_ending_apart():
 
 
 def test_a_search_that_finds_nothing_makes_the_goal_impossible(library):
-    match = understand("text Bob saying hi", library).match
-    assert match.params["name"] == "Bob"
-    field = UINode(text="Bob", bounds=Bounds(left=0, top=0, right=1080, bottom=90),
-                   class_name="android.widget.EditText", package="com.google.android.apps.messaging",
-                   focusable=True, clickable=True)
-    nothing = Observation(nodes=(field,), screen_width=1080, screen_height=2400,
-                          package="com.google.android.apps.messaging")
-    why = nothing_found(match, Type(text="Bob", target=0), nothing)
+    match = understand("call bob", library).match
+    assert match.sop.name == "contacts-call" and match.params["name"] == "Bob"
+    pkg = "com.android.contacts"
+
+    def field(text: str) -> UINode:
+        return UINode(text=text, hint="Search contacts", bounds=Bounds(left=0, top=0, right=1080, bottom=90),
+                      class_name="android.widget.EditText", package=pkg, focusable=True, clickable=True)
+
+    def screen(*nodes: UINode) -> Observation:
+        return Observation(nodes=nodes, screen_width=1080, screen_height=2400, package=pkg)
+
+    before = screen(field(""))
+    why = nothing_found(match, Type(text="Bob", target=0), screen(field("Bob")), before)
     assert why is not None and "nothing named 'Bob'" in why
     row = UINode(text="Bob Ortiz", bounds=Bounds(left=0, top=100, right=1080, bottom=190), clickable=True,
-                 class_name="android.widget.TextView", package="com.google.android.apps.messaging")
-    found = Observation(nodes=(field, row), screen_width=1080, screen_height=2400,
-                        package="com.google.android.apps.messaging")
-    assert nothing_found(match, Type(text="Bob", target=0), found) is None
-    assert nothing_found(match, Type(text="hi", target=0), nothing) is None  # the message, not a name to find
-    by_number = understand("text 555-0102 saying hi", library).match
-    if by_number is not None:
-        assert nothing_found(by_number, Type(text="555-0102", target=0), nothing) is None
+                 class_name="android.widget.TextView", package=pkg)
+    assert nothing_found(match, Type(text="Bob", target=0), screen(field("Bob"), row), before) is None
+    recipient = UINode(text="", hint="To", bounds=Bounds(left=0, top=0, right=1080, bottom=90),
+                       class_name="android.widget.EditText", package=pkg, focusable=True, clickable=True)
+    # a field that is not a search (a recipient may be any name): never "impossible"
+    assert nothing_found(match, Type(text="Bob", target=0), screen(field("Bob")), screen(recipient)) is None
+    assert nothing_found(match, Type(text="hi", target=0), screen(field("hi")), before) is None

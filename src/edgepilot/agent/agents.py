@@ -244,10 +244,10 @@ class _Checked:
 
         return check_result(self.match, self.goal, steps, answer)
 
-    def impossible(self, action: Any, after: Any) -> str | None:
+    def impossible(self, action: Any, after: Any, before: Any = None) -> str | None:
         from edgepilot.agent.verify import nothing_found
 
-        return nothing_found(self.match, action, after)
+        return nothing_found(self.match, action, after, before)
 
 
 class RoleAgent(_Checked, AgentBase):

@@ -299,7 +299,7 @@ class _Run:
         step.ms["reflect"] = (time.perf_counter() - t_ref) * 1000
         found = getattr(self.agent, "impossible", None)
         if step.result is not None and step.result.ok and found is not None:
-            self.impossible = found(action, after)
+            self.impossible = found(action, after, step.obs)
         return after
 
     def _ended(self, step: StepReport, result: RunResult) -> bool:

@@ -110,13 +110,18 @@ def check_result(match: Any | None, goal: str, steps: Sequence[Any], answer: str
     return None
 
 
-def nothing_found(match: Any | None, action: Any, after: Any) -> str | None:
-    """Why the goal cannot be done here, when typing a value the procedure needs to find (a contact, a note)
-    left no element but the field itself showing it: ``nothing named 'Bob' here``; None otherwise.
+def nothing_found(match: Any | None, action: Any, after: Any, before: Any = None) -> str | None:
+    """Why the goal cannot be done here, when searching for a value the procedure needs to find (a contact, a
+    note) left no element but the search field itself showing it: ``nothing named 'Bob' here``; None otherwise.
 
-    Only a value that a step says to tap counts (``Tap "{name}" ... or type "{name}" ...``), never a phone
-    number or other number (a message to a number needs no contact)."""
+    Only typing into a search field counts (its text, hint, name or id says so: a recipient field may take any
+    name), only a value that a step says to tap (``Tap "{name}" ...``), and never a phone number or other
+    number."""
     if match is None or not isinstance(action, Type) or not action.text.strip():
+        return None
+    field = _target_node(before, action.target)
+    if field is None or "search" not in " ".join(
+            [field.text, field.content_desc, field.hint, field.name, field.resource_id]).lower():
         return None
     typed = _words(action.text)
     wanted = {name for raw in match.sop.steps for name in _STEP_TAP.findall(raw.text)}
@@ -129,3 +134,14 @@ def nothing_found(match: Any | None, action: Any, after: Any) -> str | None:
         return None
     app = getattr(after, "package", "") or "this app"
     return f"nothing named {action.text.strip()!r} was found in {app} (the goal's {hit})"
+
+
+def _target_node(obs: Any, target: Any) -> Any:
+    """The node an action's element index points at in ``obs`` (None for a point or no observation)."""
+    if obs is None or not isinstance(target, int):
+        return None
+    elements = getattr(obs, "elements", ())
+    if not 0 <= target < len(elements):
+        return None
+    element = elements[target]
+    return getattr(element, "node", element)
