@@ -11,6 +11,7 @@ in quoted scalars, comments, block scalars or tags' neighbours).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -38,3 +39,15 @@ def safe_load(text: str) -> Any:
         return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader
     except RecursionError:
         raise yaml.YAMLError("the YAML nests too deep for the parser") from None
+
+
+def load_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """A YAML file read with :func:`safe_load`.
+
+    Raises:
+        error: the file cannot be read or is not YAML (``cannot read the WHAT PATH: ...``).
+    """
+    try:
+        return safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"cannot read the {what} {path}: {exc}") from exc

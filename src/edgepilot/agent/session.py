@@ -84,8 +84,7 @@ def fill_missing(match, ask: AskValue | None):
     params = dict(match.params)
     for name in match.missing:
         param = match.sop.params[name]
-        secret = name in SECRET_PARAMS or "pin" in name or "password" in name
-        value = ask(name, param.description, secret) if ask is not None else None
+        value = ask(name, param.description, is_secret(name)) if ask is not None else None
         if value is not None and value.strip():
             params[name] = value.strip()
     still = [n for n in match.sop.params if n not in params]
@@ -97,6 +96,11 @@ def fill_missing(match, ask: AskValue | None):
 
 
 SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "cvv"})
+
+
+def is_secret(name: str) -> bool:
+    """Whether a procedure's parameter holds a secret: asked for hidden, shown masked."""
+    return name in SECRET_PARAMS or "pin" in name or "password" in name
 
 
 def _example(match) -> str:

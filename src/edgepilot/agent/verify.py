@@ -22,6 +22,7 @@ from typing import Any
 
 from edgepilot.actions import Finish, Type
 from edgepilot.perception.describe import describe_action
+from edgepilot.sop.understand import answers
 from edgepilot.sop.values import shape, values_in
 
 _STEP_TAP = re.compile(r"\bTap (?:the [a-z ]+ )?\"\{([a-z_][a-z0-9_]*)\}\"", re.I)
@@ -90,8 +91,6 @@ def check_result(match: Any | None, goal: str, steps: Sequence[Any], answer: str
             name, how = failures[0]
             return (f"the goal's {name} {params[name]!r} was never typed" if how == "typed"
                     else f"nothing named {params[name]!r} was tapped (the goal's {name})")
-    from edgepilot.sop.understand import answers
-
     if not answers(match.sop):
         return None
     if not answer or not answer.strip():
@@ -143,5 +142,4 @@ def _target_node(obs: Any, target: Any) -> Any:
     elements = getattr(obs, "elements", ())
     if not 0 <= target < len(elements):
         return None
-    element = elements[target]
-    return getattr(element, "node", element)
+    return elements[target]

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgepilot import yamltext
 from edgepilot.errors import SopError
 
@@ -21,10 +19,7 @@ def load_phrasings(path: Path = PHRASINGS) -> dict[str, Any]:
     Raises:
         SopError: the file is missing or malformed.
     """
-    try:
-        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SopError(f"cannot read the phrasings set {path}: {exc}") from exc
+    data = yamltext.load_file(path, "phrasings set", SopError)
     if not isinstance(data, dict) or not isinstance(data.get("goals"), list) or not isinstance(data.get("none"), list):
         raise SopError(f"{path}: expected lists `goals` (task, goal, sop, params) and `none` (goal, why)")
     return data

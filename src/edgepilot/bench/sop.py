@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgepilot import yamltext
 from edgepilot.agent.agents import FnAgent
 from edgepilot.agent.learn import demo_from_trajectory, policy_classifier
@@ -109,10 +107,7 @@ def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[st
     Raises:
         SopError: the file is missing or malformed.
     """
-    try:
-        data = yamltext.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SopError(f"cannot read the evaluation map {path}: {exc}") from exc
+    data = yamltext.load_file(path, "evaluation map", SopError)
     templates = data.get("templates") if isinstance(data, dict) else None
     unrelated = data.get("unrelated", []) if isinstance(data, dict) else None
     if not isinstance(templates, dict) or not isinstance(unrelated, list):

@@ -168,7 +168,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     import time
 
     from edgepilot.agent.loop import exit_status
-    from edgepilot.agent.session import SECRET_PARAMS, execute, load_run_policy, prepare_run
+    from edgepilot.agent.session import execute, is_secret, load_run_policy, prepare_run
     from edgepilot.cli.signals import EXIT_CODE, REASON, sigterm_like_ctrl_c
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
@@ -199,7 +199,7 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
                 click.echo(click.style("NEEDS_INPUT", fg="red") + f": {_line(str(exc), 600)}")
                 sys.exit(exit_status("needs_input"))
             if prepared.sop is not None:
-                shown = ", ".join(f"{k}={'***' if k in SECRET_PARAMS else v}" for k, v in prepared.sop.params.items())
+                shown = ", ".join(f"{k}={'***' if is_secret(k) else v}" for k, v in prepared.sop.params.items())
                 click.echo(f"sop:    {_line(prepared.sop.sop.name, 120)} (score {prepared.sop.score:.2f})"
                            + (f"; {_line(shown, 300)}" if shown else ""))
             elif "understanding" in prepared.meta:

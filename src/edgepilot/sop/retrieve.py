@@ -238,6 +238,18 @@ class Retriever:
             reachable += idf
         return total / reachable if reachable else 0.0
 
+    def phrasing_recall(self, sop: Sop, task: str) -> float:
+        """The largest IDF-weighted share of one of ``sop``'s phrasings' content words that ``task`` holds
+        (``sop`` must be one of this index's SOPs)."""
+        i = next(n for n, s in enumerate(self.sops) if s is sop or s == sop)
+        words = set(tokenize(task))
+        best = 0.0
+        for terms in self._phrasing_words[i]:
+            total = sum(self._idf.get(t, 0.0) for t in terms)
+            if total:
+                best = max(best, sum(self._idf.get(t, 0.0) for t in terms & words) / total)
+        return best
+
     def _similarity(self, words: list[str], i: int) -> float:
         """The best IDF-weighted F1 between the words and the words of one of the SOP's phrasings."""
         query = set(words)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from edgepilot.errors import GoalError
-from edgepilot.sop.format import Sop
-from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for, tokenize
+from edgepilot.sop.format import PLACEHOLDER, Sop
+from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
 from edgepilot.sop.values import WEEKDAYS, shape, values_in
 
 MAX_GOAL_CHARS = 2_000
@@ -154,8 +154,12 @@ class _Rewriter:
         return Normalised(self.typed, self.text, tuple(self.origin), tuple(self.changes))
 
 
+_QUOTED = re.compile(r'"[^"]*"')
+"""Quoted text (a cleaned goal has straight quotes only)."""
+
+
 def _quoted_ranges(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in re.finditer(r'"[^"]*"', text)]
+    return [m.span() for m in _QUOTED.finditer(text)]
 
 
 # ---------------------------------------------------------------- values in the forms people write them
@@ -367,7 +371,7 @@ def _abbreviation(word: str) -> str | None:
 
 def _corrected(word: str, vocabulary: frozenset[str]) -> str | None:
     low = word.lower()
-    if low in vocabulary or low in STOPWORDS or (word[:1].isupper() and word[1:].islower() and False):
+    if low in vocabulary or low in STOPWORDS:
         return None
     best = _nearest(low, vocabulary)
     if best is None:
@@ -388,11 +392,8 @@ def _nearest(word: str, vocabulary: frozenset[str]) -> str | None:
         d = _distance(word, known, limit)
         if d <= limit and (len(word) >= 5 or _is_swap(word, known)):
             found.setdefault(d, []).append(known)
-    for d in sorted(found):
-        if len(found[d]) == 1:
-            return found[d][0]
-        return None
-    return None
+    nearest = found[min(found)] if found else []
+    return nearest[0] if len(nearest) == 1 else None
 
 
 def _is_swap(a: str, b: str) -> bool:
@@ -466,55 +467,36 @@ def answers(sop: Sop) -> bool:
 def is_question(text: str) -> bool:
     """Whether a goal asks something rather than asks for something to be done; a polite request
     (``could you turn off wifi?``) is a request."""
-    text = re.sub(r'"[^"]*"', " ", text).strip().strip("\"'").strip()  # a quoted question is a value
+    text = _QUOTED.sub(" ", text).strip().strip("\"'").strip()  # a quoted question is a value
     if _REQUEST_START.match(text):
         return False
     return bool(_QUESTION_START.match(text)) or text.endswith("?")
 
 
+@lru_cache(maxsize=8)
 def vocabulary_of(retriever: Retriever) -> frozenset[str]:
     """The words a typo may be corrected to: the procedures' own words and :data:`COMMON_WORDS`."""
-    cached = getattr(retriever, "_understand_vocabulary", None)
-    if cached is None:
-        words = set(COMMON_WORDS)
-        for sop in retriever.sops:
-            text = " ".join([sop.name.replace("-", " "), sop.description, *sop.app_labels, *sop.phrasings,
-                             *(step.text for step in sop.steps)])
-            words.update(w.lower() for w in _WORD.findall(re.sub(r"\{[a-z_]+\}", " ", text)))
-        cached = frozenset(w for w in words if len(w) >= 4 and "'" not in w)
-        retriever._understand_vocabulary = cached  # type: ignore[attr-defined]
-    return cached
+    words = set(COMMON_WORDS)
+    for sop in retriever.sops:
+        text = " ".join([sop.name.replace("-", " "), sop.description, *sop.app_labels, *sop.phrasings,
+                         *(step.text for step in sop.steps)])
+        words.update(w.lower() for w in _WORD.findall(PLACEHOLDER.sub(" ", text)))
+    return frozenset(w for w in words if len(w) >= 4 and "'" not in w)
 
 
+@lru_cache(maxsize=8)
 def proper_names_of(retriever: Retriever) -> dict[str, str]:
     """Lower-case → capitalised spelling of the names the procedures know: app labels and the choices their
     parameters list (``Checking or Savings``)."""
-    cached = getattr(retriever, "_understand_proper", None)
-    if cached is None:
-        cached = {}
-        for sop in retriever.sops:
-            for label in sop.app_labels:
-                if " " not in label and label[:1].isupper() and "." not in label and \
-                        label.lower() not in MESSAGE_WORDS:
-                    cached[label.lower()] = label
-            for param in sop.params.values():
-                for choice in choices(param.description):
-                    cached[choice.lower()] = choice
-        retriever._understand_proper = cached  # type: ignore[attr-defined]
-    return cached
-
-
-def phrasing_recall(retriever: Retriever, sop: Sop, text: str) -> float:
-    """The largest IDF-weighted share of one phrasing's content words that the goal holds."""
-    goal = set(tokenize(text))
-    idf = retriever._idf  # noqa: SLF001 - the index's own weights
-    best = 0.0
-    for phrasing in sop.phrasings:
-        words = set(tokenize(re.sub(r"\{[a-z_][a-z0-9_]*\}", " ", phrasing)))
-        total = sum(idf.get(w, 0.0) for w in words)
-        if total:
-            best = max(best, sum(idf.get(w, 0.0) for w in words & goal) / total)
-    return best
+    names: dict[str, str] = {}
+    for sop in retriever.sops:
+        for label in sop.app_labels:
+            if " " not in label and label[:1].isupper() and "." not in label and label.lower() not in MESSAGE_WORDS:
+                names[label.lower()] = label
+        for param in sop.params.values():
+            for choice in choices(param.description):
+                names[choice.lower()] = choice
+    return names
 
 
 def choices(description: str) -> tuple[str, ...]:
@@ -562,13 +544,20 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     best = ranked[0] if ranked else None
     strict = limit
     lenient = limit <= THRESHOLD  # a caller who raised the threshold gets no lower bars
+    typed: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
+
+    def typed_of(m: Match) -> tuple[dict[str, str], tuple[str, ...]]:
+        if m.sop.name not in typed:
+            typed[m.sop.name] = typed_params(m, norm)
+        return typed[m.sop.name]
+
     if lenient and best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
-        params, _ = typed_params(best, norm)
+        params, _ = typed_of(best)
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
         if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
             limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
     if lenient and best is not None and best.score < limit and best.score >= RECALL_FLOOR \
-            and phrasing_recall(retriever, best.sop, norm.text) >= RECALL_ACCEPT:
+            and retriever.phrasing_recall(best.sop, norm.text) >= RECALL_ACCEPT:
         limit = best.score  # the goal says all of one of its phrasings, in other words around it
     if best is None or best.score < limit:
         near = f" (closest: {best.sop.name}, {best.score:.2f} < {limit:.2f})" if best is not None else ""
@@ -579,7 +568,7 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
                           "answer")
     typed_matches = []
     for m in fitting:
-        params, notes = typed_params(m, norm)
+        params, notes = typed_of(m)
         typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
     typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
     _, _, chosen, notes = typed_matches[0]
@@ -682,8 +671,7 @@ def _typed(value: str, want: str, norm: Normalised) -> str | None:
         return low if low in ("on", "off") else _switch(value)
     if want == "weekday":
         low = value.lower().rstrip(".")
-        day = _SHORT_DAYS.get(low) or (low.capitalize() if low in WEEKDAYS else None)
-        return day
+        return _SHORT_DAYS.get(low) or (low.capitalize() if low in WEEKDAYS else None)
     if want == "digits":
         return value if value.isdigit() else None
     if want == "card":
