@@ -24,7 +24,8 @@ from edgepilot.safetext import for_terminal
 OUTCOME_STYLES = {"worked": "green", "finished": "bold green", "changed": "cyan", "no_change": "yellow",
                   "wrong_screen": "yellow", "failed": "red", "refused": "yellow", "invalid": "red"}
 STATUS_STYLES = {"finished": "bold green", "gave_up": "bold yellow", "budget": "bold yellow", "stuck": "bold yellow",
-                 "stopped": "bold yellow", "error": "bold red", "interrupted": "bold yellow"}
+                 "stopped": "bold yellow", "error": "bold red", "interrupted": "bold yellow",
+                 "unverified": "bold yellow", "impossible": "bold red", "needs_input": "bold yellow"}
 
 
 def clean(value: Any, limit: int = 400) -> str:
