@@ -35,6 +35,10 @@ class SopError(ConfigError):
         self.problems = tuple(problems)
 
 
+class AppMemoryError(ConfigError):
+    """An app memory file is corrupt, of another format, or missing (docs/memory.md)."""
+
+
 class PerceptionError(EdgepilotError):
     """A screen could not be read: malformed dump, unreadable image."""
 

@@ -63,6 +63,12 @@ def user_sops_dir() -> Path:
     return Path(env).expanduser() if env else Path(user_data_dir(APP)) / "sops"
 
 
+def memory_dir() -> Path:
+    """Where app memories from exploration are kept: ``$EDGEPILOT_MEMORY``, else ``memory`` in :func:`data_dir`."""
+    env = os.environ.get("EDGEPILOT_MEMORY")
+    return Path(env).expanduser() if env else data_dir() / "memory"
+
+
 def secrets_dir() -> Path:
     """Where the daemon's token is kept: ``$EDGEPILOT_HOME``, else the user config folder."""
     from platformdirs import user_config_dir

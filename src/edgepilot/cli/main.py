@@ -318,6 +318,7 @@ from edgepilot.cli.bench import bench  # noqa: E402
 from edgepilot.cli.daemon import daemon  # noqa: E402
 from edgepilot.cli.distill import distill  # noqa: E402
 from edgepilot.cli.mcp import mcp  # noqa: E402
+from edgepilot.cli.memory import explore, memory  # noqa: E402
 from edgepilot.cli.policy import audit, policy  # noqa: E402
 from edgepilot.cli.record import record  # noqa: E402
 from edgepilot.cli.setup import setup  # noqa: E402
@@ -326,5 +327,5 @@ from edgepilot.cli.sop import sop  # noqa: E402
 from edgepilot.cli.tasks import tasks  # noqa: E402
 from edgepilot.cli.tui import tui  # noqa: E402
 
-for _group in (setup, sim, tasks, bench, policy, audit, sop, record, tui, daemon, distill, mcp):
+for _group in (setup, sim, tasks, bench, policy, audit, sop, explore, memory, record, tui, daemon, distill, mcp):
     main.add_command(_group)

@@ -406,6 +406,27 @@ class AndroidDevice:
             self._packages = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("package:")]
         return self._packages
 
+    def package_of(self, app: str) -> str:
+        """The installed package an app label (``Settings``) or package names.
+
+        Raises:
+            ActionError: no such app is installed.
+        """
+        return self._resolve_app(app)
+
+    def app_version(self, package: str) -> str:
+        """The installed version of ``package`` (``versionName`` from ``dumpsys package``; '' when unknown)."""
+        try:
+            out = self.transport.shell(f"dumpsys package {package}")
+        except DeviceError:
+            return ""
+        m = re.search(r"versionName=(\S+)", out)
+        return m.group(1)[:100] if m else ""
+
+    def force_stop(self, package: str) -> None:
+        """Close an app (``am force-stop``): its next launch starts on its launch screen."""
+        self.transport.shell(f"am force-stop {package}")
+
     def _resolve_app(self, app: str) -> str:
         installed = self._installed_packages()
         name = app.strip()

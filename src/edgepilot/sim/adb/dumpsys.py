@@ -14,6 +14,10 @@ from edgepilot.sim.adb.shell_io import CommandIO
 from edgepilot.sim.adb.ui import density
 
 
+SIM_APP_VERSION = "1.0-virtual"
+"""The version every virtual app reports; bump it when an app's screens change, so old memories say so."""
+
+
 def _short_activity(package: str, activity: str) -> str:
     if activity.startswith(package + "."):
         return activity[len(package) :]
@@ -46,7 +50,7 @@ class DumpsysService:
         writers: dict[str, Callable[[list[str]], str]] = {
             "window": self._window, "activity": self._activity,
             "display": self._display, "power": self._power,
-            "SurfaceFlinger": self._surfaceflinger,
+            "SurfaceFlinger": self._surfaceflinger, "package": self._package,
         }  # fmt: skip
         writer = writers.get(args[0])
         if writer is None:
@@ -62,6 +66,14 @@ class DumpsysService:
         else:
             cio.out(props.get(args[0], args[1] if len(args) > 1 else "") + "\n")
         return 0
+
+    def _package(self, args: list[str]) -> str:
+        """``dumpsys package [PKG]``: each app's version, the lines app memories read."""
+        wanted = [a for a in args if not a.startswith("-")]
+        packages = [p for p in self.phone.packages() if not wanted or p in wanted]
+        return "Packages:\n" + "".join(
+            f"  Package [{p}] ({_fake_hash(p)}):\n    versionCode=1 minSdk=26 targetSdk=34\n"
+            f"    versionName={SIM_APP_VERSION}\n" for p in packages)
 
     def _focus(self) -> tuple[str, str, str]:
         package, activity = self.phone.focused_window()

@@ -1,0 +1,267 @@
+"""From a goal to a route through remembered apps: the procedure the agent follows when no SOP fits.
+
+:func:`recall` scores every remembered element (what it is called, the screen it is on, and what the
+screen it opens shows) and every remembered screen (its title and the text it shows, for goals that ask to
+read something) against the goal's words, weighted by how rare each word is across the memories. An app
+the goal names keeps the search inside that app. :func:`route_procedure` turns the best target into numbered
+steps in the forms the SOP follower and the agent already know (``Open the Settings app.``, ``Tap
+"Display".``, ``Type "V" in the "F" field.``), so the decider grounds them exactly as it grounds a written
+procedure's steps: the memory writes a procedure on the spot, and nothing downstream changes.
+
+Values come from the goal itself: quoted text, times, phone numbers, amounts and capitalised names
+(:func:`edgepilot.sop.values.spans`); a list item on the way (a contact, a note) is the name the goal gives.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from edgepilot.memory.model import AppMemory, ElementMemo, StateMemo
+from edgepilot.sop.format import Sop, SopStep
+from edgepilot.sop.retrieve import Match, tokenize
+from edgepilot.sop.values import Span, spans
+
+MIN_SCORE = 0.35
+"""Below this share of the goal's weight, no remembered element is taken to be what the goal means."""
+
+SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "confirm", "add", "apply", "next",
+          "search", "update", "set", "create")
+_READ = re.compile(r"^\s*(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|check|look|read|"
+                   r"give|get|say)\b", re.IGNORECASE)
+_ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
+_OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
+_VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
+                         re.IGNORECASE)
+_FIELD_SHAPES = {"phone": ("phone", "digits"), "number": ("phone", "digits"), "time": ("time",),
+                 "hh": ("time",), "amount": ("amount", "digits"), "email": ("email",), "pin": ("digits",),
+                 "url": ("domain",), "address": ("domain", "email")}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the goal most likely means in a memory: an element to press or type into, or a screen to read."""
+
+    memory: AppMemory
+    state: StateMemo
+    element: ElementMemo | None
+    score: float
+    words: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> bool:
+        return self.element is None
+
+    def describe(self) -> str:
+        where = f"{self.memory.app} › {self.state.title or self.state.id}"
+        return f"{where} › {self.element.label or self.element.role}" if self.element else f"{where} (read it)"
+
+
+@dataclass
+class _Doc:
+    memory: AppMemory
+    state: StateMemo
+    element: ElementMemo | None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def add(self, text: str, weight: float) -> None:
+        for word in tokenize(text):
+            self.weights[word] = max(self.weights.get(word, 0.0), weight)
+
+
+def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
+    docs = []
+    for memory in memories:
+        by_id = {s.id: s for s in memory.states}
+        for state in memory.states:
+            read = _Doc(memory, state, None)
+            read.add(state.title, 1.0)
+            for text in state.texts:
+                read.add(text, 0.9)
+            docs.append(read)
+            for element in state.elements:
+                if element.role == "scroll" or element.effect == "nothing":
+                    continue
+                doc = _Doc(memory, state, element)
+                doc.add(state.title, 0.4)
+                if element.collection:
+                    doc.add(element.role, 0.3)
+                else:
+                    doc.add(element.label, 1.0)
+                    doc.add(element.rid.replace("_", " "), 0.6)
+                leads = by_id.get(element.leads_to or "")
+                if leads is not None:
+                    doc.add(leads.title, 0.8)
+                    for text in leads.texts[:20]:
+                        doc.add(text, 0.3)
+                docs.append(doc)
+    return docs
+
+
+def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]:
+    """The ``k`` likeliest targets of ``goal`` in ``memories``, best first (empty: nothing fits well)."""
+    memories = list(memories)
+    named = [m for m in memories if _names_app(goal, m)]
+    pool = named or memories
+    docs = _docs(pool)
+    if not docs:
+        return []
+    goal_words = [w for w in tokenize(goal) if not any(w in tokenize(m.app) for m in named)]
+    if not goal_words:
+        goal_words = tokenize(goal)
+    frequency = Counter(w for d in docs for w in d.weights)
+    idf = {w: math.log(1 + len(docs) / (1 + frequency.get(w, 0))) for w in set(goal_words)}
+    total = sum(idf.values()) or 1.0
+    reading = bool(_READ.match(goal)) or goal.rstrip().endswith("?")
+    scored = []
+    for d in docs:
+        if d.element is None and not reading:
+            continue
+        hit = [w for w in dict.fromkeys(goal_words) if w in d.weights]
+        score = sum(idf[w] * d.weights[w] for w in hit) / total
+        depth = len(d.memory.route(d.state.id))
+        score -= 0.02 * depth
+        if d.element is not None and d.element.effect in ("opens", "leaves_app") and d.element.leads_to is None:
+            score -= 0.05
+        scored.append(Target(d.memory, d.state, d.element, round(score, 4), tuple(hit)))
+    scored.sort(key=lambda t: -t.score)
+    best = [t for t in scored if t.score >= MIN_SCORE]
+    return best[:k]
+
+
+def _names_app(goal: str, memory: AppMemory) -> bool:
+    words = set(tokenize(goal))
+    label = tokenize(memory.app)
+    return bool(label) and all(w in words for w in label)
+
+
+# ---------------------------------------------------------------- routes as steps
+
+
+def route_procedure(goal: str, target: Target) -> Match:
+    """The steps that reach ``target`` from the app's launch screen and do what the goal asks there, as a
+    procedure the agent follows like a written one (named ``memory:APP``)."""
+    values = _values(goal, target.memory)
+    used: set[str] = set()
+    lines: list[tuple[str, str | None]] = [(f"Open the {target.memory.app} app.", None)]
+    for state, element in target.memory.route(target.state.id):
+        lines.extend(_press(state, element, values, used, goal))
+    end = target.element
+    if end is None:
+        lines.append(("Read the value the goal asks for on this screen.", target.state.title or None))
+        lines.append(("Finish and answer with that value.", target.state.title or None))
+    elif end.role == "field":
+        lines.extend(_fill_form(target.state, end, values, used, goal))
+    else:
+        if _fields_with_values(target.state, values, used) and end.label.casefold() in SUBMIT:
+            lines.extend(_fill_form(target.state, None, values, used, goal, submit=end))
+        else:
+            lines.extend(_press(target.state, end, values, used, goal, last=True))
+            nxt = next((s for s in target.memory.states if s.id == end.leads_to), None)
+            if nxt is not None and _fields_with_values(nxt, values, used):
+                lines.extend(_fill_form(nxt, None, values, used, goal))
+            else:
+                lines.append(("Finish when the screen shows it is done.", None))
+    steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
+                  for n, (text, screen) in enumerate(lines[:40], start=1))
+    sop = Sop(name=f"memory-{_slug(target.memory.app)}", description=f"A route through {target.memory.app} "
+              f"from its memory to {target.describe()}", apps=(target.memory.app, target.memory.package),
+              phrasings=(), steps=steps)
+    return Match(sop=sop, score=target.score)
+
+
+def _press(state: StateMemo, element: ElementMemo, values: list[Span], used: set[str], goal: str, *,
+           last: bool = False) -> list[tuple[str, str | None]]:
+    screen = state.title or None
+    if element.collection:
+        item = _item_value(element, values, used)
+        if item is None:
+            return [(f"Tap the {_kind(element)} the goal names.", screen)]
+        return [(f'Tap "{item}" in the list.', screen)]
+    if element.role == "switch" or (last and element.effect == "toggles"):
+        want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
+        if want:
+            return [(f'Tap the "{element.label}" switch if it is not already {want}.', screen)]
+    scroll = "Scroll down and tap" if element.scrolls else "Tap"
+    out = []
+    for label in element.needs:
+        f = next((e for e in state.elements if e.role == "field" and e.label == label), None)
+        value = _value_for(f, values, used, goal) if f is not None else None
+        out.append((f'Type "{value}" in the "{label}" field.' if value else
+                    f'Type the {label} the goal gives in the "{label}" field.', screen))
+    return out + [(f'{scroll} "{element.label}".', screen)]
+
+
+def _fill_form(state: StateMemo, end: ElementMemo | None, values: list[Span], used: set[str], goal: str, *,
+               submit: ElementMemo | None = None) -> list[tuple[str, str | None]]:
+    """Type the goal's values into the state's fields (the one aimed at first), then press its submit button."""
+    screen = state.title or None
+    out = []
+    fields = [e for e in state.elements if e.role == "field"]
+    for f in ([end] if end is not None else []) + [f for f in fields if f is not end]:
+        value = _value_for(f, values, used, goal)
+        if value is None:
+            if f is end:
+                out.append((f'Type the text the goal gives in the "{f.label}" field.', screen))
+            continue
+        out.append((f'Type "{value}" in the "{f.label}" field.', screen))
+    submit = submit or next((e for e in state.elements if e.role == "button" and e.label.casefold() in SUBMIT), None)
+    if submit is not None:
+        out.append((f'Tap "{submit.label}".', screen))
+    out.append(("Finish when the screen shows it is done.", None))
+    return out
+
+
+def _fields_with_values(state: StateMemo, values: list[Span], used: set[str]) -> bool:
+    return any(e.role == "field" for e in state.elements) and any(v.text not in used for v in values)
+
+
+def _values(goal: str, memory: AppMemory) -> list[Span]:
+    app_words = {memory.app.casefold()}
+    found = [s for s in spans(goal) if s.text.casefold() not in app_words]
+    m = _VALUE_LEAD.search(goal)
+    if m is not None and not any(s.quoted for s in found):
+        text = m.group(1).strip().strip("\"'“”.")
+        if text:
+            found.append(Span(text, "text", m.start(1), m.end(1), quoted=True))
+    return found
+
+
+def _item_value(element: ElementMemo, values: list[Span], used: set[str]) -> str | None:
+    """The list item the goal names: an example it names, else a name or quoted text it gives."""
+    examples = {e.casefold(): e for e in element.examples}
+    for v in values:
+        if v.text.casefold() in examples and v.text not in used:
+            used.add(v.text)
+            return examples[v.text.casefold()]
+    for v in values:
+        if v.text not in used and (v.shape in ("name", "time") or v.quoted):
+            used.add(v.text)
+            return v.text
+    return None
+
+
+def _value_for(f: ElementMemo, values: list[Span], used: set[str], goal: str) -> str | None:
+    words = set(re.findall(r"[a-z]+", (f.label + " " + f.rid.replace("_", " ")).casefold()))
+    shapes = {s for w in words for s in _FIELD_SHAPES.get(w, ())}
+    free = [v for v in values if v.text not in used]
+    pick = next((v for v in free if v.shape in shapes), None) if shapes else None
+    if pick is None and not shapes:
+        pick = next((v for v in free if v.quoted), None) or next(
+            (v for v in free if v.shape in ("text", "name") and "search" not in words), None)
+    if pick is None:
+        return None
+    used.add(pick.text)
+    return pick.text
+
+
+def _kind(element: ElementMemo) -> str:
+    words = element.rid.replace("_", " ").strip()
+    return f"{words} item" if words else "list item"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "app"
