@@ -69,6 +69,27 @@ def understand_goal(task: str, name: str = "auto"):
     raise SopError(f"no SOP named {name!r}; see `edgepilot sop list`")
 
 
+def memory_route(task: str, device, memories=None):
+    """The route the app memories suggest for ``task`` when no procedure fits: (a procedure written from the
+    route, what was recalled for the record), or (None, the record) when nothing remembered fits.
+
+    ``memories`` defaults to those fitting ``device`` (:func:`edgepilot.memory.store.for_device`)."""
+    from edgepilot.memory import recall, route_procedure
+    from edgepilot.memory.store import for_device
+
+    notes: list[str] = []
+    if memories is None:
+        memories, notes = for_device(device)
+    targets = recall(task, memories)
+    record = {"apps": sorted(m.app for m in memories), "notes": notes,
+              "candidates": [{"target": t.describe(), "score": t.score} for t in targets]}
+    if not targets:
+        return None, record
+    match = route_procedure(task, targets[0])
+    record["route"] = [s.text for s in match.sop.steps]
+    return match, record
+
+
 AskValue = Callable[[str, str, bool], "str | None"]
 """Asks the person for a value the goal left out: (parameter, its description, secret?) → the value or None."""
 
@@ -136,7 +157,7 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
                 baseline: bool = False, sop: str = "auto", out: Path | None = None,
                 max_steps: int | None = None, extra_meta: dict[str, Any] | None = None,
                 run_id: str | None = None, control: RunControl | None = None,
-                ask_value: AskValue | None = None) -> PreparedRun:
+                ask_value: AskValue | None = None, memory: bool = True) -> PreparedRun:
     """Build the agent, trajectory and gate for ``task`` on ``opened`` (a :class:`OpenDevice`).
 
     ``policy=None`` runs without checks (the caller has warned the user);
@@ -144,7 +165,8 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     in the audit log;
     ``control`` pauses and stops it from another thread (the TUI's stop key, the daemon's safety stop): a stop
     also ends the model call in progress; ``ask_value`` asks the person for a value the goal left out (without
-    it, such a goal raises :class:`~edgepilot.errors.MissingInput`).
+    it, such a goal raises :class:`~edgepilot.errors.MissingInput`); ``memory``: when no procedure fits, follow
+    the route the app memories suggest (docs/memory.md).
 
     Raises:
         SopError: a named SOP does not exist.
@@ -159,6 +181,9 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     info = opened.device.info
     match, understood = (None, None) if baseline else understand_goal(task, sop)
     match = fill_missing(match, ask_value)
+    recalled = None
+    if match is None and memory and not baseline and sop in ("auto", "off"):
+        match, recalled = memory_route(task, opened.device)
     control = control or RunControl()
     agent = (ReactAgent(task, backend, device_kind=info.kind, should_stop=control.stopped) if baseline
              else RoleAgent(task, backend, sop=match, device_kind=info.kind, should_stop=control.stopped))
@@ -166,7 +191,8 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
             "screen": [info.screen_width, info.screen_height], "max_steps": budget,
             "policy": policy.source if policy is not None else "off",
             "sop": match.sop.name if match is not None else None,
-            **({"understanding": understood.record()} if understood is not None else {}), **(extra_meta or {})}
+            **({"understanding": understood.record()} if understood is not None else {}),
+            **({"memory": recalled} if recalled is not None else {}), **(extra_meta or {})}
     writer = (TrajectoryWriter(out, {"goal": task, **meta}) if out
               else TrajectoryWriter.new(task, meta, root=config.trajectories))
     gate: Gate = allow_all

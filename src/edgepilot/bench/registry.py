@@ -42,6 +42,8 @@ class BenchOptions:
     max_steps: int | None = None
     perception: str | None = None
     sop: str | None = None
+    memory: str | None = None
+    """``on`` (default, as ``run``) or ``off``: routes from app memories where no procedure fits (tasks suite)."""
     policy: str | None = None
     goals: tuple[str, ...] = ()
     repeats: int | None = None
@@ -143,7 +145,7 @@ def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, An
                      per_template=options.per_template, templates=options.templates, task_dirs=options.task_dirs,
                      device=options.device, max_steps=options.max_steps, save_to=options.save_to, sop=options.sop,
                      policy=options.policy, perception=options.perception, progress=_episodes(progress),
-                     workers=options.workers or 1, ray=options.ray)
+                     workers=options.workers or 1, ray=options.ray, memory=options.memory or "on")
 
 
 def _format_tasks(report: dict[str, Any]) -> str:
@@ -334,7 +336,7 @@ def _format_screens(report: dict[str, Any]) -> str:
 
 
 _TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "templates", "task_dirs", "device",
-                 "max_steps", "perception", "sop", "policy", "save_to")
+                 "max_steps", "perception", "sop", "memory", "policy", "save_to")
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("tasks", "task success and speed on the phone suite (SOPs and policy gate on, as `run`)",

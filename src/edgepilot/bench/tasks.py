@@ -66,8 +66,29 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
 
 AGENTS = ("oracle", "model", "baseline")
 
-SOP_MODES: dict[str, tuple[bool, ...]] = {"off": (False,), "on": (True,), "both": (False, True)}
-"""``--sop``: whether the model agent runs without SOPs, with the SOP each goal retrieves, or both (in that order)."""
+SOP_MODES: dict[str, tuple[bool, ...]] = {"off": (False,), "on": (True,), "both": (False, True),
+                                         "train-only": (True,)}
+"""``--sop``: whether the model agent runs without SOPs, with the SOP each goal retrieves, or both (in that order);
+``train-only`` hides the procedures of held-out kinds (those that serve a test template), so held-out kinds are
+measured as tasks nobody wrote a procedure for."""
+
+
+def train_only_library(library: Any = None) -> Any:
+    """The SOP library without the procedures that serve held-out (test) templates (bench/sop_eval_map.yaml):
+    what a phone has when nobody wrote a procedure for the held-out kinds."""
+    from edgepilot.bench.sop import EVAL_MAP
+    from edgepilot.sim.tasks.suite import load_templates
+    from edgepilot.yamltext import load_file
+
+    library = library if library is not None else load_library()
+    mapping = load_file(EVAL_MAP, "SOP evaluation map", ConfigError)["templates"]
+    suite = load_templates()
+    held = {mapping[t] for t, template in suite.items() if template.split == "test" and mapping.get(t)}
+    trained = {mapping[t] for t, template in suite.items() if template.split == "train" and mapping.get(t)}
+    hidden = held - trained
+    from dataclasses import replace as _replace
+
+    return _replace(library, entries={n: e for n, e in library.entries.items() if n not in hidden})
 
 
 def sop_runs(sop: str) -> tuple[bool, ...]:
@@ -77,24 +98,36 @@ def sop_runs(sop: str) -> tuple[bool, ...]:
     return SOP_MODES[sop]
 
 
-def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None) -> dict[str, Any]:
+def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedures: bool = True,
+                  memory: bool = False, memories: Any = None) -> dict[str, Any]:
     """The procedure each instance's goal is understood to ask for, as ``edgepilot run`` would (None where none
     fits); a value the goal leaves out is answered by the simulated user from the instance's own values, as
     the person at the terminal would be asked, and when the instance has none, the run follows no procedure
-    rather than one with a hole. ``library`` defaults to :func:`edgepilot.sop.load_library`'s."""
-    from edgepilot.agent.session import fill_missing
+    rather than one with a hole. ``library`` defaults to :func:`edgepilot.sop.load_library`'s. With ``memory``,
+    a goal no procedure fits (or every goal, without ``procedures``) follows the route the app memories
+    suggest (``memories``: default, the shipped ones of the virtual phone's apps), as ``edgepilot run`` does."""
+    from edgepilot.agent.session import fill_missing, memory_route
     from edgepilot.errors import GoalError
     from edgepilot.sop.understand import understand
 
     library = library if library is not None else load_library()
+    if memory and memories is None:
+        from edgepilot.memory.store import shipped
+
+        memories = shipped()
     out: dict[str, Any] = {}
     for i in todo:
+        match = None
         try:
-            match = understand(i.goal, library).match
-            out[i.id] = fill_missing(match, lambda name, _d, _s, i=i: (str(i.params[name]) if name in i.params
-                                                                        else None))
+            if procedures:
+                match = understand(i.goal, library).match
+                match = fill_missing(match, lambda name, _d, _s, i=i: (str(i.params[name]) if name in i.params
+                                                                       else None))
         except GoalError:
-            out[i.id] = None
+            match = None
+        if match is None and memory:
+            match = memory_route(i.goal, None, memories)[0]
+        out[i.id] = match
     return out
 
 
@@ -213,7 +246,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
               device: str = "virtual", max_steps: int | None = None, save_to: Path | None = None,
               config: Config | None = None, sop: str | None = None, policy: str = "on", perception: str = "tree",
               progress: Callable[[EpisodeResult, int, int], None] | None = None, workers: int = 1,
-              ray: str | None = None) -> dict[str, Any]:
+              ray: str | None = None, memory: str = "on") -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
     The defaults are those of ``edgepilot run``:
@@ -228,6 +261,9 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     detector only, ``fused``). With ``pixels`` the oracle still decides on the tree (its privilege) but must
     act on the element list read from pixels: its success rate measures whether perception found what
     each step needs.
+    ``sop="train-only"``: as ``on``, with the procedures of held-out kinds hidden (:func:`train_only_library`).
+    ``memory``: ``on`` (the default, as ``run``): the model agent follows the route the app memories suggest
+    where no procedure fits (every goal, with ``sop=off``); ``off``: never.
     ``task_dirs``: folders of extra task templates, read after the built-in ones (docs/tasks.md).
     ``workers``, ``ray``: above 1, the episodes run on that many worker processes, each with its own phone
     and model; with ``ray``, as Ray tasks on that cluster (:func:`edgepilot.bench.pool.run_units`). Each
@@ -260,7 +296,12 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     config = config or load_config()
     gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None
-    sops = retrieve_sops(todo) if "model+sop" in agents else {}
+    if memory not in ("on", "off"):
+        raise ConfigError(f"--memory takes on or off, not {memory!r}")
+    remember = memory == "on" and agent == "model"
+    library = train_only_library() if sop == "train-only" else None
+    sops = retrieve_sops(todo, library, memory=remember) if "model+sop" in agents else {}
+    routes = retrieve_sops(todo, procedures=False, memory=True) if remember and "model" in agents else {}
     pooled = workers > 1 or ray is not None
     if any(a != "oracle" for a in agents) and not pooled:  # a pool's workers open their own
         start = time.perf_counter()
@@ -271,13 +312,13 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     scale: dict[str, Any] | None = None
     workers_rss = 0.0
     if pooled:
-        played = _run_pooled(agents, todo, sops, model=model, gates=gates, device=device, perception=perception,
+        played = _run_pooled(agents, todo, sops, routes, model=model, gates=gates, device=device, perception=perception,
                              max_steps=max_steps, save_to=save_to, workers=workers, ray=ray, progress=progress)
         ran = {name: played.results[n * len(todo):(n + 1) * len(todo)] for n, name in enumerate(agents)}
         model_name, load_ms, scale = played.model(), played.load_ms(), played.scale_out(workers, ray)
         workers_rss = played.peak_rss_mb()
     else:
-        ran = _run_here(agents, todo, sops, backend, device=device, perception=perception, max_steps=max_steps,
+        ran = _run_here(agents, todo, sops, routes, backend, device=device, perception=perception, max_steps=max_steps,
                         save_to=save_to, gates=gates, meta={"model": model_name, "policy": gates.to_json()["policy"]},
                         progress=progress)
     reports: dict[str, dict[str, Any]] = {}
@@ -285,8 +326,10 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         reports[name] = summarise(ran[name], agent=name, split=split, per_template=per_template, started=started)
         if name == "model+sop":
             reports[name].update(sop_report(sops))
+        elif name == "model" and routes:
+            reports[name].update(sop_report(routes))
     report = reports[agents[0]]
-    report.update(perception=perception, sop=sop, **gates.to_json(), max_steps=max_steps,
+    report.update(perception=perception, sop=sop, memory=memory if agent == "model" else "off", **gates.to_json(), max_steps=max_steps,
                   only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
                   model=model_name, model_load_ms=round(load_ms, 1),
                   peak_rss_mb=round(max(peak_rss_mb(), workers_rss), 1))
@@ -299,7 +342,13 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     return report
 
 
-def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], backend: ModelBackend | None, *,
+def _guide(name: str, sops: dict[str, Any], routes: dict[str, Any]) -> dict[str, Any] | None:
+    """What an arm follows: the procedures (with memory routes where none fits), memory routes alone, or none."""
+    return sops if name == "model+sop" else routes if name == "model" and routes else None
+
+
+def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], routes: dict[str, Any],
+              backend: ModelBackend | None, *,
               device: str, perception: str, max_steps: int | None, save_to: Path | None, gates: BenchGates,
               meta: dict[str, Any], progress: Callable[[EpisodeResult, int, int], None] | None,
               ) -> dict[str, list[EpisodeResult]]:
@@ -315,8 +364,9 @@ def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any],
             tree_view = AndroidDevice(opened.device.transport, screenshot=False)  # the oracle's privileged view
         gate_for = gates.for_phone(opened.phone, opened.device)
         for name in agents:
+            guide = _guide(name, sops, routes)
             factory = agent_factory(name.split("+")[0], opened.phone, backend,
-                                    (lambda i: sops[i.id]) if name == "model+sop" else None)
+                                    (lambda i, guide=guide: guide[i.id]) if guide is not None else None)
             if name == "oracle" and tree_view is not None:
                 factory = grounded_oracle(opened.phone, tree_view)
             results: list[EpisodeResult] = []
@@ -330,7 +380,8 @@ def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any],
     return ran
 
 
-def _run_pooled(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], *, model: str | None,
+def _run_pooled(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], routes: dict[str, Any], *,
+                model: str | None,
                 gates: BenchGates, device: str, perception: str, max_steps: int | None, save_to: Path | None,
                 workers: int, ray: str | None, progress: Callable[[EpisodeResult, int, int], None] | None) -> Played:
     """Every agent on every instance on a worker pool, each episode on a worker's own phone and model."""
@@ -338,8 +389,8 @@ def _run_pooled(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any
         resolve(model, gates.config)  # a spec that names nothing fails here, not on every worker
     context = EpisodeContext(config=gates.config, policy=gates.policy, device=device, perception=perception,
                              max_steps=max_steps, save=save_to is not None)
-    units = [Unit(f"{name}/{i.id}", EpisodeJob(name.split("+")[0], i, sop=sops.get(i.id) if name == "model+sop"
-                                               else None, model=None if name == "oracle" else model,
+    units = [Unit(f"{name}/{i.id}", EpisodeJob(name.split("+")[0], i, sop=(_guide(name, sops, routes) or {}).get(i.id),
+                                               model=None if name == "oracle" else model,
                                                meta={"policy": gates.to_json()["policy"]}))
              for name in agents for i in todo]
     return play_pooled(units, context, workers=workers, ray=ray, dest=lambda index: save_to, audit=gates.audit,

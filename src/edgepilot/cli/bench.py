@@ -54,10 +54,13 @@ Examples:
 @click.option("--policy", type=click.Choice(["on", "off", "both"]), default=None,
               help="The policy gate. tasks, desktop: on (default, as `edgepilot run`) or off; injection: both "
                    "(default), on or off.")
-@click.option("--sop", type=click.Choice(["on", "off", "both"]), default=None,
+@click.option("--sop", type=click.Choice(["on", "off", "both", "train-only"]), default=None,
               help="tasks, desktop, model agent: follow the SOP each goal retrieves (on: the default, as "
-                   "`edgepilot run`), not (off), or tasks: both side by side. The oracle and the baseline "
-                   "follow none.")
+                   "`edgepilot run`), not (off), or tasks: both side by side; train-only: as on, with the "
+                   "procedures of held-out kinds hidden. The oracle and the baseline follow none.")
+@click.option("--memory", type=click.Choice(["on", "off"]), default=None,
+              help="tasks, model agent: where no procedure fits, follow the route the app memories suggest "
+                   "(on: the default, as `edgepilot run`; docs/memory.md) or not (off).")
 @click.option("--tasks", "task_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="tasks suite: extra folders of task templates (docs/tasks.md; repeatable).")
 @click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
@@ -103,14 +106,14 @@ Examples:
 @click.option("--budget", type=click.IntRange(50), default=None,
               help="screens suite: tokens a screen's text may take (default 900, as the agent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, task_dirs: tuple[Path, ...],
+def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, memory: str | None, task_dirs: tuple[Path, ...],
           goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
           per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
           perception: str | None, repeats: int | None, workers: int | None, ray: str | None,
           dumps: tuple[Path, ...], budget: int | None, as_json: bool) -> None:
     options = BenchOptions(agents=agents, model=model, baseline=baseline, split=split, per_template=per_template,
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
-                           perception=perception, sop=sop, policy=policy, goals=goals, repeats=repeats,
+                           perception=perception, sop=sop, memory=memory, policy=policy, goals=goals, repeats=repeats,
                            save_to=save_to, workers=workers, ray=ray, dumps=dumps, budget=budget)
     # the report quotes the model's answers and the screens' text: safe to print (JSON escapes them itself)
     ran, report = run_suite(suite, options, progress=None if as_json else

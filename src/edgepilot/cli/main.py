@@ -133,11 +133,14 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--sop", "sop_name", default="auto", show_default=True,
               help="Standard Operating Procedure to follow: auto (the best match for TASK, if any is close enough), "
                    "off, or a name from `edgepilot sop list`.")
+@click.option("--memory", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Where no procedure fits, follow the route the app memories suggest (`edgepilot explore`, "
+                   "`edgepilot memory list`).")
 @click.option("--no-policy", is_flag=True,
               help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
-        lora: Path | None, no_screenshots: bool, perception: str, vision: int, sop_name: str, no_policy: bool,
-        policy_file: Path | None) -> None:
+        lora: Path | None, no_screenshots: bool, perception: str, vision: int, sop_name: str, memory: str,
+        no_policy: bool, policy_file: Path | None) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
     \b
@@ -193,12 +196,17 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         with open_device(device, screenshot=not no_screenshots, perception=perception) as opened:
             try:
                 prepared = prepare_run(task, opened, backend, config=config, policy=policy, baseline=baseline,
-                                       sop=sop_name, out=out, max_steps=max_steps,
+                                       sop=sop_name, out=out, max_steps=max_steps, memory=memory == "on",
                                        ask_value=_ask_value if sys.stdin.isatty() else None)
             except MissingInput as exc:
                 click.echo(click.style("NEEDS_INPUT", fg="red") + f": {_line(str(exc), 600)}")
                 sys.exit(exit_status("needs_input"))
-            if prepared.sop is not None:
+            recalled = prepared.meta.get("memory")
+            if recalled and recalled.get("route"):
+                click.echo(f"sop:    none fits; memory: {_line(recalled['candidates'][0]['target'], 160)}")
+                for note in recalled.get("notes", []):
+                    click.secho(f"        {_line(note, 300)}", fg="yellow")
+            elif prepared.sop is not None:
                 shown = ", ".join(f"{k}={'***' if is_secret(k) else v}" for k, v in prepared.sop.params.items())
                 click.echo(f"sop:    {_line(prepared.sop.sop.name, 120)} (score {prepared.sop.score:.2f})"
                            + (f"; {_line(shown, 300)}" if shown else ""))

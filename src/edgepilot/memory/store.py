@@ -51,6 +51,11 @@ def _cached(path: Path, _mtime: int) -> AppMemory:
     return load(path)
 
 
+def shipped() -> list[AppMemory]:
+    """The memories shipped for the virtual phone's apps (what benchmarks use, whatever the user explored)."""
+    return [_cached(p, p.stat().st_mtime_ns) for p in sorted(BUNDLED.glob("*.json"))]
+
+
 def _matches(memory: AppMemory, app: str) -> bool:
     app = app.strip().casefold()
     return app in (memory.app.casefold(), memory.package.casefold())
@@ -87,3 +92,33 @@ def forget(app: str, folder: Path | None = None) -> list[Path]:
         raise AppMemoryError(f"the memory of {app} ships with edgepilot and cannot be forgotten; explore the app "
                              "to write your own, which is used instead")
     return gone
+
+
+def for_device(device, folder: Path | None = None) -> tuple[list[AppMemory], list[str]]:
+    """The memories that fit the apps on ``device``, one per package, and notes on any that do not quite fit.
+
+    A memory of the installed version wins; a memory of another version is still used, with a note saying
+    so (screens may have moved); an app the device does not have is left out. A device that cannot say its
+    apps' versions (a desktop) gets every memory.
+    """
+    by_package: dict[str, list[AppMemory]] = {}
+    for s in stored(folder):
+        if s.memory is not None:
+            by_package.setdefault(s.memory.package, []).append(s.memory)
+    version_of = getattr(device, "app_version", None)
+    out: list[AppMemory] = []
+    notes: list[str] = []
+    for package, found in by_package.items():
+        if version_of is None:
+            out.append(found[0])
+            continue
+        version = version_of(package)
+        if not version:
+            continue  # not installed here
+        same = next((m for m in found if m.app_version == version), None)
+        if same is None:
+            same = found[0]
+            notes.append(f"the memory of {same.app} was explored on version {same.app_version or '?'}; this device "
+                         f"has {version}: screens may have changed (`edgepilot explore --app {same.app}`)")
+        out.append(same)
+    return out, notes

@@ -31,7 +31,16 @@ MIN_SCORE = 0.35
 SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "confirm", "add", "apply", "next",
           "search", "update", "set", "create")
 _READ = re.compile(r"^\s*(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|check|look|read|"
-                   r"give|get|say)\b", re.IGNORECASE)
+                   r"give|get|say)\b|\b(what|what's|whats|which|who|when|where|how much|how many|tell me|let me know|"
+                   r"find out|look up|read|check|show me)\b", re.IGNORECASE)
+SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard": "delete", "ring": "call",
+            "dial": "call", "sms": "message", "text": "message", "msg": "message", "modify": "edit",
+            "change": "edit", "alter": "edit", "amend": "edit", "create": "add", "new": "add", "toggle": "switch",
+            "mode": "theme", "respond": "reply", "answer": "reply", "transfer": "transfer", "send": "send"}
+"""Everyday words for what a screen's buttons say (an app says Delete where a person says remove)."""
+CHATTER = frozenset("""open go use using launch tap press click please want need get show find look tell give let know
+app apps phone's my screen thing turn on off enable disable activate deactivate""".split())
+"""Words that say how to ask, not what: they never pick a target (``open`` is not "opening hours")."""
 _ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
 _OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
 _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
@@ -39,6 +48,17 @@ _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with 
 _FIELD_SHAPES = {"phone": ("phone", "digits"), "number": ("phone", "digits"), "time": ("time",),
                  "hh": ("time",), "amount": ("amount", "digits"), "email": ("email",), "pin": ("digits",),
                  "url": ("domain",), "address": ("domain", "email")}
+
+
+@dataclass(frozen=True)
+class _Labelled(Span):
+    """A value the goal gives right after a field's name (``PIN 3133``, ``password is quarterly88``)."""
+
+    label: str = ""
+
+
+def _norm_label(label: str) -> str:
+    return re.sub(r"\s*\(.*?\)\s*", " ", label).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -109,27 +129,46 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     docs = _docs(pool)
     if not docs:
         return []
-    goal_words = [w for w in tokenize(goal) if not any(w in tokenize(m.app) for m in named)]
-    if not goal_words:
-        goal_words = tokenize(goal)
+    app_words = {w for m in named for w in tokenize(m.app)}
     frequency = Counter(w for d in docs for w in d.weights)
-    idf = {w: math.log(1 + len(docs) / (1 + frequency.get(w, 0))) for w in set(goal_words)}
+    # the goal's words that the memories know: the rest are values (names, messages, times) or chatter
+    words = [w for w in tokenize(goal) if w not in CHATTER]
+    words += [SYNONYMS[w] for w in words if w in SYNONYMS]
+    goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency]
+    if not goal_words:
+        return []
+    idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
     total = sum(idf.values()) or 1.0
-    reading = bool(_READ.match(goal)) or goal.rstrip().endswith("?")
+    reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
+    named_thing = any(v.shape == "name" and not any(w in frequency for w in tokenize(v.text))
+                      for v in spans(goal, IMPERATIVES))
+    switching = bool(_ON.search(goal) or _OFF.search(goal))
     scored = []
     for d in docs:
         if d.element is None and not reading:
             continue
-        hit = [w for w in dict.fromkeys(goal_words) if w in d.weights]
+        hit = [w for w in goal_words if w in d.weights]
+        if not any(d.weights[w] >= 0.8 for w in hit):
+            continue  # a word in passing (a caption, a page it leads to) is not enough to go there
         score = sum(idf[w] * d.weights[w] for w in hit) / total
+        if len(hit) == 1 and len(goal_words) == 1:
+            score *= 0.8  # one word of evidence
+        if named_thing and _through_list(d.memory, d.state):
+            score += 0.15  # a name the memories do not know is an item of some list: a contact, a note
         depth = len(d.memory.route(d.state.id))
         score -= 0.02 * depth
         if d.element is not None and d.element.effect in ("opens", "leaves_app") and d.element.leads_to is None:
             score -= 0.05
+        if switching and d.element is not None and d.element.effect == "toggles" and hit:
+            score += 0.1  # "turn X on": the thing that flips, not the page about it
         scored.append(Target(d.memory, d.state, d.element, round(score, 4), tuple(hit)))
     scored.sort(key=lambda t: -t.score)
     best = [t for t in scored if t.score >= MIN_SCORE]
     return best[:k]
+
+
+def _through_list(memory: AppMemory, state: StateMemo) -> bool:
+    return any(e.collection for _, e in memory.route(state.id))
 
 
 def _names_app(goal: str, memory: AppMemory) -> bool:
@@ -143,66 +182,110 @@ def _names_app(goal: str, memory: AppMemory) -> bool:
 
 def route_procedure(goal: str, target: Target) -> Match:
     """The steps that reach ``target`` from the app's launch screen and do what the goal asks there, as a
-    procedure the agent follows like a written one (named ``memory:APP``)."""
-    values = _values(goal, target.memory)
+    procedure the agent follows like a written one (named ``memory-APP``)."""
+    memory = target.memory
+    values = _values(goal, memory)
     used: set[str] = set()
-    lines: list[tuple[str, str | None]] = [(f"Open the {target.memory.app} app.", None)]
-    for state, element in target.memory.route(target.state.id):
-        lines.extend(_press(state, element, values, used, goal))
-    end = target.element
+    want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
+    lines: list[tuple[str, str | None]] = [(f"Open the {memory.app} app.", None)]
+    for state, element in memory.route(target.state.id):
+        lines.extend(_press(memory, state, element, values, used, want))
+    end, state = target.element, target.state
     if end is None:
-        lines.append(("Read the value the goal asks for on this screen.", target.state.title or None))
-        lines.append(("Finish and answer with that value.", target.state.title or None))
+        screen = _screen(memory, state)
+        lines.append(("Read the value the goal asks for on this screen.", screen))
+        lines.append(("Finish and answer with that value.", screen))
     elif end.role == "field":
-        lines.extend(_fill_form(target.state, end, values, used, goal))
+        lines.extend(_fill_form(memory, state, end, values, used))
+    elif _fields_with_values(state, values, used) and end.label.casefold() in SUBMIT:
+        lines.extend(_fill_form(memory, state, None, values, used, submit=end))
     else:
-        if _fields_with_values(target.state, values, used) and end.label.casefold() in SUBMIT:
-            lines.extend(_fill_form(target.state, None, values, used, goal, submit=end))
-        else:
-            lines.extend(_press(target.state, end, values, used, goal, last=True))
-            nxt = next((s for s in target.memory.states if s.id == end.leads_to), None)
-            if nxt is not None and _fields_with_values(nxt, values, used):
-                lines.extend(_fill_form(nxt, None, values, used, goal))
-            else:
-                lines.append(("Finish when the screen shows it is done.", None))
+        lines.extend(_press(memory, state, end, values, used, want, last=True))
+        nxt = next((s for s in memory.states if s.id == end.leads_to), None)
+        lines.extend(_then(memory, nxt, end, values, used, want, goal))
     steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
                   for n, (text, screen) in enumerate(lines[:40], start=1))
-    sop = Sop(name=f"memory-{_slug(target.memory.app)}", description=f"A route through {target.memory.app} "
-              f"from its memory to {target.describe()}", apps=(target.memory.app, target.memory.package),
-              phrasings=(), steps=steps)
+    sop = Sop(name=f"memory-{_slug(memory.app)}", description=f"A route through {memory.app} from its memory to "
+              f"{target.describe()}", apps=(memory.app, memory.package), phrasings=(), steps=steps)
     return Match(sop=sop, score=target.score)
 
 
-def _press(state: StateMemo, element: ElementMemo, values: list[Span], used: set[str], goal: str, *,
-           last: bool = False) -> list[tuple[str, str | None]]:
-    screen = state.title or None
-    if element.collection:
+def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values: list[Span], used: set[str],
+          want: str | None, goal_text: str) -> list[tuple[str, str | None]]:
+    """What follows the goal's press on the screen it opens: a form to fill, a switch to set, the same
+    button again to confirm (a "Delete?" dialog); else the run is done."""
+    done = [("Finish when the screen shows it is done.", None)]
+    if nxt is None:
+        return done
+    if _fields_with_values(nxt, values, used):
+        return _fill_form(memory, nxt, None, values, used)
+    choice = _choice(nxt, goal_text)
+    if choice is not None:
+        return [(f'Tap "{choice}".', _screen(memory, nxt))] + done
+    toggles = [e for e in nxt.elements if e.effect == "toggles" and not e.collection]
+    if want and toggles:
+        return _press(memory, nxt, toggles[0], values, used, want, last=True) + done
+    again = next((e for e in nxt.elements if e.role == "button" and e.label.casefold() == pressed.label.casefold()),
+                 None)
+    if again is not None:
+        return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt))] + done
+    return done
+
+
+def _choice(state: StateMemo, goal: str) -> str | None:
+    """An option of ``state`` that the goal names word for word (``15 seconds`` on a list of timeouts)."""
+    text = goal.casefold()
+    for e in state.elements:
+        for option in (e.examples if e.collection else [e.label]):
+            if len(option) >= 3 and re.search(rf"(?<!\w){re.escape(option.casefold())}(?!\w)", text):
+                return option
+    return None
+
+
+def _screen(memory: AppMemory, state: StateMemo) -> str | None:
+    """The title a step expects, unless it is data (the page of the contact or note the goal names)."""
+    if state.parent is not None and state.via is not None:
+        via = memory.state(state.parent).elements[state.via]
+        if via.collection:
+            return None
+    return state.title or None
+
+
+def _press(memory: AppMemory, state: StateMemo, element: ElementMemo, values: list[Span], used: set[str],
+           want: str | None, *, last: bool = False) -> list[tuple[str, str | None]]:
+    screen = _screen(memory, state)
+    if element.collection and element.role != "switch":
         item = _item_value(element, values, used)
         if item is None:
             return [(f"Tap the {_kind(element)} the goal names.", screen)]
         return [(f'Tap "{item}" in the list.', screen)]
-    if element.role == "switch" or (last and element.effect == "toggles"):
-        want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
-        if want:
-            return [(f'Tap the "{element.label}" switch if it is not already {want}.', screen)]
+    if want and (element.role == "switch" or (last and element.effect == "toggles")):
+        if element.collection:
+            item = _item_value(element, values, used)
+            name = f'"{item}"' if item else f"the {_kind(element)} the goal names"
+            return [(f"Tap the switch of {name} if it is not already {want}.", screen)]
+        row = next((e for e in state.elements if e.effect == "toggles" and e.role == "button"), None)
+        if row is not None and row is not element:
+            return [(f'Tap the switch next to "{row.label}" if it is not {want}.', screen)]
+        return [(f'Tap the "{element.label}" switch if it is not already {want}.', screen)]
     scroll = "Scroll down and tap" if element.scrolls else "Tap"
     out = []
     for label in element.needs:
         f = next((e for e in state.elements if e.role == "field" and e.label == label), None)
-        value = _value_for(f, values, used, goal) if f is not None else None
+        value = _value_for(f, values, used) if f is not None else None
         out.append((f'Type "{value}" in the "{label}" field.' if value else
                     f'Type the {label} the goal gives in the "{label}" field.', screen))
     return out + [(f'{scroll} "{element.label}".', screen)]
 
 
-def _fill_form(state: StateMemo, end: ElementMemo | None, values: list[Span], used: set[str], goal: str, *,
-               submit: ElementMemo | None = None) -> list[tuple[str, str | None]]:
+def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, values: list[Span], used: set[str],
+               *, submit: ElementMemo | None = None) -> list[tuple[str, str | None]]:
     """Type the goal's values into the state's fields (the one aimed at first), then press its submit button."""
-    screen = state.title or None
+    screen = _screen(memory, state)
     out = []
     fields = [e for e in state.elements if e.role == "field"]
     for f in ([end] if end is not None else []) + [f for f in fields if f is not end]:
-        value = _value_for(f, values, used, goal)
+        value = _value_for(f, values, used)
         if value is None:
             if f is end:
                 out.append((f'Type the text the goal gives in the "{f.label}" field.', screen))
@@ -211,6 +294,8 @@ def _fill_form(state: StateMemo, end: ElementMemo | None, values: list[Span], us
     submit = submit or next((e for e in state.elements if e.role == "button" and e.label.casefold() in SUBMIT), None)
     if submit is not None:
         out.append((f'Tap "{submit.label}".', screen))
+    elif out:  # the button that sends appears once there is text (a chat's Send)
+        out.append(("Tap the button that sends or saves it (Send, Save, OK).", screen))
     out.append(("Finish when the screen shows it is done.", None))
     return out
 
@@ -219,9 +304,25 @@ def _fields_with_values(state: StateMemo, values: list[Span], used: set[str]) ->
     return any(e.role == "field" for e in state.elements) and any(v.text not in used for v in values)
 
 
+IMPERATIVES = frozenset("""
+add answer append ask book buy call cancel change check clear close copy create delete disable dial edit email enable
+find forward get give go join let look make mark message move note open pay phone play put read remind remove rename
+reply save say search see send set share show start stop switch take tell text turn type update use write
+""".split())
+"""Verbs that start a request: a capitalised first word among them is not a name (``Find Alice Morgan``)."""
+
+
 def _values(goal: str, memory: AppMemory) -> list[Span]:
     app_words = {memory.app.casefold()}
-    found = [s for s in spans(goal) if s.text.casefold() not in app_words]
+    found = [s for s in spans(goal, IMPERATIVES) if s.text.casefold() not in app_words]
+    labels = {_norm_label(e.label) for st in memory.states for e in st.elements if e.role == "field" and e.label}
+    for label in sorted(labels, key=len, reverse=True):
+        if not label:
+            continue
+        m = re.search(rf"\b{re.escape(label)}\b(?:\s+(?:is|was|should be|will be|of))?\s*[:=]?\s*"
+                      r"(\"[^\"]+\"|[^\s,;.()]+(?:\.[^\s,;.()]+)*)", goal, re.IGNORECASE)
+        if m is not None and m.group(1).casefold() not in ("is", "the", "a", "to", "my"):
+            found.insert(0, _Labelled(m.group(1).strip('"'), "labelled", m.start(1), m.end(1), label=label))
     m = _VALUE_LEAD.search(goal)
     if m is not None and not any(s.quoted for s in found):
         text = m.group(1).strip().strip("\"'“”.")
@@ -244,7 +345,16 @@ def _item_value(element: ElementMemo, values: list[Span], used: set[str]) -> str
     return None
 
 
-def _value_for(f: ElementMemo, values: list[Span], used: set[str], goal: str) -> str | None:
+def _value_for(f: ElementMemo, values: list[Span], used: set[str]) -> str | None:
+    for v in values:  # "the password is quarterly88", "PIN 3133": the value the goal gives by the field's name
+        if v.text not in used and v.shape == "labelled" and v.label == _norm_label(f.label):
+            used.add(v.text)
+            return v.text
+    if re.fullmatch(r"[\w.-]+\.[a-z]{2,}(/\S*)?", f.label):  # an address bar: only an address goes there
+        pick = next((v for v in values if v.shape == "domain" and v.text not in used), None)
+        if pick is not None:
+            used.add(pick.text)
+        return pick.text if pick else None
     words = set(re.findall(r"[a-z]+", (f.label + " " + f.rid.replace("_", " ")).casefold()))
     shapes = {s for w in words for s in _FIELD_SHAPES.get(w, ())}
     free = [v for v in values if v.text not in used]
