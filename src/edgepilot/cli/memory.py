@@ -45,14 +45,13 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
       edgepilot explore --device emulator-5554 --app Settings
     """
     from edgepilot import paths
-    from edgepilot.actions import OpenApp, Tap
+    from edgepilot.actions import OpenApp
     from edgepilot.agent.session import load_run_policy
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
     from edgepilot.errors import ConfigError
     from edgepilot.memory.explore import Budget, Explorer, checkpoint_to
     from edgepilot.memory.model import file_name, load, save
-    from edgepilot.policy import PolicyEngine
 
     if parse_desktop_spec(device_spec) is not None:
         raise ConfigError("exploring a desktop is not built yet: explore a phone (--device virtual or a serial)")
@@ -63,13 +62,7 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
             raise click.BadParameter(f"{item!r} is not FIELD=TEXT", param_hint="--fill")
         filled[name.strip()] = text
     folder = out or paths.memory_dir()
-    config = load_config()
-    policy = load_run_policy(config)
-    engine = PolicyEngine(policy)
-
-    def judge(obs, index: int) -> str:
-        verdict = engine.evaluate(Tap(target=index), obs)
-        return "" if verdict.effect == "allow" else (verdict.category or verdict.reason or verdict.effect)
+    judge = policy_judge(load_run_policy(load_config()))
 
     with open_device(device_spec, screenshot=False) as opened:
         device, phone = opened.device, opened.phone
@@ -125,6 +118,24 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
             done = "complete" if memory.complete else "cut short by the budget (run again to resume)"
             click.echo(f"{label}: {s['states']} states, {s['elements']} elements, {s['unexplored']} left unpressed,"
                        f" {memory.actions} presses in {memory.seconds:.1f} s, {done} -> {written}")
+
+
+def policy_judge(policy):
+    """What the policy would ask about pressing element ``i`` for what it does (sending, paying, deleting...):
+    exploration leaves such elements unpressed on a real phone. That no task is in scope while exploring
+    (``unmatched``, ``out_of_scope``) is no reason to leave an element."""
+    from edgepilot.actions import Tap
+    from edgepilot.policy import PolicyEngine
+
+    engine = PolicyEngine(policy)
+
+    def judge(obs, index: int) -> str:
+        verdict = engine.evaluate(Tap(target=index), obs)
+        if verdict.effect == "allow" or verdict.category in ("unmatched", "out_of_scope"):
+            return ""
+        return verdict.category or verdict.reason or verdict.effect
+
+    return judge
 
 
 def _virtual_apps(phone) -> list[str]:

@@ -138,7 +138,11 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     if not goal_words:
         return []
     idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
-    total = sum(idf.values()) or 1.0
+    # a word that is neither a value nor known to any memory says the goal is about something else
+    value_words = {w for v in spans(goal, IMPERATIVES) for w in tokenize(v.text)}
+    strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
+               and w not in SYNONYMS}
+    total = (sum(idf.values()) + 0.5 * math.log(1 + len(docs)) * len(strange)) or 1.0
     reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
     named_thing = any(v.shape == "name" and not any(w in frequency for w in tokenize(v.text))
                       for v in spans(goal, IMPERATIVES))
@@ -202,7 +206,10 @@ def route_procedure(goal: str, target: Target) -> Match:
     else:
         lines.extend(_press(memory, state, end, values, used, want, last=True))
         nxt = next((s for s in memory.states if s.id == end.leads_to), None)
-        lines.extend(_then(memory, nxt, end, values, used, want, goal))
+        if want and (end.role == "switch" or end.effect == "toggles"):
+            lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
+        else:
+            lines.extend(_then(memory, nxt, end, values, used, want, goal))
     steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
                   for n, (text, screen) in enumerate(lines[:40], start=1))
     sop = Sop(name=f"memory-{_slug(memory.app)}", description=f"A route through {memory.app} from its memory to "
@@ -219,16 +226,17 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
         return done
     if _fields_with_values(nxt, values, used):
         return _fill_form(memory, nxt, None, values, used)
-    choice = _choice(nxt, goal_text)
-    if choice is not None:
-        return [(f'Tap "{choice}".', _screen(memory, nxt))] + done
     toggles = [e for e in nxt.elements if e.effect == "toggles" and not e.collection]
     if want and toggles:
-        return _press(memory, nxt, toggles[0], values, used, want, last=True) + done
+        return _press(memory, nxt, toggles[0], values, used, want, last=True) + [
+            (f"Finish when the switch shows {want}.", _screen(memory, nxt))]
     again = next((e for e in nxt.elements if e.role == "button" and e.label.casefold() == pressed.label.casefold()),
                  None)
     if again is not None:
         return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt))] + done
+    choice = _choice(nxt, goal_text)
+    if choice is not None:
+        return [(f'Tap "{choice}".', _screen(memory, nxt))] + done
     return done
 
 
