@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +76,16 @@ measured as tasks nobody wrote a procedure for."""
 def train_only_library(library: Any = None) -> Any:
     """The SOP library without the procedures that serve held-out (test) templates (bench/sop_eval_map.yaml):
     what a phone has when nobody wrote a procedure for the held-out kinds."""
-    from edgepilot.bench.sop import EVAL_MAP
     from edgepilot.sim.tasks.suite import load_templates
     from edgepilot.yamltext import load_file
 
     library = library if library is not None else load_library()
-    mapping = load_file(EVAL_MAP, "SOP evaluation map", ConfigError)["templates"]
+    mapping = load_file(Path(__file__).with_name("sop_eval_map.yaml"), "SOP evaluation map", ConfigError)["templates"]
     suite = load_templates()
     held = {mapping[t] for t, template in suite.items() if template.split == "test" and mapping.get(t)}
     trained = {mapping[t] for t, template in suite.items() if template.split == "train" and mapping.get(t)}
     hidden = held - trained
-    from dataclasses import replace as _replace
-
-    return _replace(library, entries={n: e for n, e in library.entries.items() if n not in hidden})
+    return replace(library, entries={n: e for n, e in library.entries.items() if n not in hidden})
 
 
 def sop_runs(sop: str) -> tuple[bool, ...]:
@@ -329,8 +326,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         elif name == "model" and routes:
             reports[name].update(sop_report(routes))
     report = reports[agents[0]]
-    report.update(perception=perception, sop=sop, memory=memory if agent == "model" else "off", **gates.to_json(), max_steps=max_steps,
-                  only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
+    report.update(perception=perception, sop=sop, memory=memory if agent == "model" else "off", **gates.to_json(),
+                  max_steps=max_steps, only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
                   model=model_name, model_load_ms=round(load_ms, 1),
                   peak_rss_mb=round(max(peak_rss_mb(), workers_rss), 1))
     if "baseline" in reports and agents[0] != "baseline":
