@@ -135,7 +135,18 @@ def _prepare_tasks(options: BenchOptions) -> BenchOptions:
 
     agent = _one_agent(options)
     return options.filled(agents=(agent,), split="test", per_template=3, device="virtual", perception="tree",
-                          policy=_task_policy(options), sop=resolve_sop(options.sop, agent), workers=1)
+                          policy=_task_policy(options), sop=resolve_sop(options.sop, agent), workers=1,
+                          memory=_task_memory(options.memory, agent))
+
+
+def _task_memory(memory: str | None, agent: str) -> str:
+    """``--memory`` as a run uses it: on for the model agent unless told off; the oracle and the baselines
+    follow no routes (asking them to is an error)."""
+    if memory is None:
+        return "on" if agent == "model" else "off"
+    if memory == "on" and agent != "model":
+        raise ConfigError("memory routes are followed by the model agent: use --agent model with --memory on")
+    return memory
 
 
 def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, Any]:
