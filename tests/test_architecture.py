@@ -32,8 +32,8 @@ BELOW: dict[str, set[str]] = {
     "tui": {"perception", "controllers", "models", "sop", "policy", "memory", "agent", "sim", "devices", "daemon"},
     "mcp": {"perception", "controllers", "models", "sop", "policy", "memory", "agent", "sim", "devices"},
     "api": {"perception", "controllers", "models", "sop", "policy", "memory", "agent", "sim", "devices"},
-    "cli": {"perception", "controllers", "models", "sop", "policy", "memory", "agent", "sim", "devices", "bench", "distill",
-            "daemon", "tui", "mcp"},
+    "cli": {"perception", "controllers", "models", "sop", "policy", "memory", "agent", "sim", "devices", "bench",
+            "distill", "daemon", "tui", "mcp"},
 }
 
 

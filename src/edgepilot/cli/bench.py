@@ -106,8 +106,8 @@ Examples:
 @click.option("--budget", type=click.IntRange(50), default=None,
               help="screens suite: tokens a screen's text may take (default 900, as the agent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
-def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, memory: str | None, task_dirs: tuple[Path, ...],
-          goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
+def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, memory: str | None,
+          task_dirs: tuple[Path, ...], goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
           per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
           perception: str | None, repeats: int | None, workers: int | None, ray: str | None,
           dumps: tuple[Path, ...], budget: int | None, as_json: bool) -> None:

@@ -13,7 +13,6 @@ from edgepilot.sim.adb.protocol import PhoneBackend
 from edgepilot.sim.adb.shell_io import CommandIO
 from edgepilot.sim.adb.ui import density
 
-
 SIM_APP_VERSION = "1.0-virtual"
 """The version every virtual app reports; bump it when an app's screens change, so old memories say so."""
 
