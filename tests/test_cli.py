@@ -179,7 +179,9 @@ def test_bench_sop_both_runs_the_model_without_and_with_the_retrieved_sop():
               "--per-template", "1", "--max-steps", "1", "--json", timeout=600)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["agent"] == "model" and report["episodes"] == 1 and "sops" not in report
+    assert report["agent"] == "model" and report["episodes"] == 1 and report["memory"] == "on"
+    # without procedures, the model follows the route the shipped app memory suggests (memory is on by default)
+    assert report["sops"] == {"settings_dark_theme#0": "memory-settings"}
     with_sop = report["with_sop"]
     assert with_sop["agent"] == "model+sop" and with_sop["episodes"] == 1
     assert with_sop["sop_retrieved"] == 1 and with_sop["sops"] == {"settings_dark_theme#0": "settings-dark-theme"}
