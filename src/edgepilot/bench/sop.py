@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepilot import yamltext
 from edgepilot.agent.agents import FnAgent
 from edgepilot.agent.learn import demo_from_trajectory, policy_classifier
 from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
+from edgepilot.bench.evalmap import EVAL_MAP, load_eval_map
 from edgepilot.bench.phrasings import PHRASINGS, load_phrasings
 from edgepilot.bench.tasks import agent_factory
 from edgepilot.devices import open_device
@@ -33,7 +33,6 @@ from edgepilot.sop.library import load_library
 from edgepilot.sop.retrieve import Retriever, retriever_for
 from edgepilot.sop.understand import understand
 
-EVAL_MAP = Path(__file__).with_name("sop_eval_map.yaml")
 EVAL_SPLITS = ("test", "test-instances", "train", "unrelated", "phrasings")
 PER_TEMPLATE = 20
 
@@ -99,20 +98,6 @@ def format_eval(report: dict[str, Any]) -> str:
         lines.append(f"  miss {c['template']}: {c['goal']!r}\n       expected {c['expected'] or 'nothing'}, "
                      f"got {c['got'] or 'nothing'} (score {c['score']:.2f})")
     return "\n".join(lines)
-
-
-def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[str]]:
-    """The template → SOP map and the unrelated sentences of an evaluation file.
-
-    Raises:
-        SopError: the file is missing or malformed.
-    """
-    data = yamltext.load_file(path, "evaluation map", SopError)
-    templates = data.get("templates") if isinstance(data, dict) else None
-    unrelated = data.get("unrelated", []) if isinstance(data, dict) else None
-    if not isinstance(templates, dict) or not isinstance(unrelated, list):
-        raise SopError(f"{path}: expected a mapping `templates: {{id: sop-name or null}}` and a list `unrelated`")
-    return {str(k): (str(v) if v is not None else None) for k, v in templates.items()}, [str(u) for u in unrelated]
 
 
 def evaluate(split: str = "test", *, library: object | None = None, per_template: int = PER_TEMPLATE,

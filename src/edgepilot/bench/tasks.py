@@ -75,12 +75,15 @@ measured as tasks nobody wrote a procedure for."""
 
 def train_only_library(library: Any = None) -> Any:
     """The SOP library without the procedures that serve held-out (test) templates (bench/sop_eval_map.yaml):
-    what a phone has when nobody wrote a procedure for the held-out kinds."""
-    from edgepilot.sim.tasks.suite import load_templates
-    from edgepilot.yamltext import load_file
+    what a phone has when nobody wrote a procedure for the held-out kinds.
+
+    Raises:
+        SopError: the evaluation map is missing or malformed.
+    """
+    from edgepilot.bench.evalmap import load_eval_map
 
     library = library if library is not None else load_library()
-    mapping = load_file(Path(__file__).with_name("sop_eval_map.yaml"), "SOP evaluation map", ConfigError)["templates"]
+    mapping = load_eval_map()[0]
     suite = load_templates()
     held = {mapping[t] for t, template in suite.items() if template.split == "test" and mapping.get(t)}
     trained = {mapping[t] for t, template in suite.items() if template.split == "train" and mapping.get(t)}
