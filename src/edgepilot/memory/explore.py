@@ -52,12 +52,6 @@ class Budget:
 
 
 @dataclass
-class _Found:
-    memo: ElementMemo
-    finder: tuple[str, str, str]  # class, resource id, label as seen: how to find it again
-
-
-@dataclass
 class Explorer:
     """Walks one app on ``device``; ``restart()`` must leave the app on its launch screen from a clean slate."""
 
@@ -75,7 +69,6 @@ class Explorer:
     fills: dict[str, str] = field(default_factory=dict)
     """Text to type into fields by their label before pressing a state's buttons (``{"PIN": "1234"}`` to get past
     a login on the virtual phone); the caller allows it only where the phone is not a person's."""
-    _finders: dict[tuple[str, int], tuple[str, str, str]] = field(default_factory=dict, init=False)
     _signatures: dict[str, frozenset[str]] = field(default_factory=dict, init=False)
     _actions: int = field(default=0, init=False)
     _started: float = field(default=0.0, init=False)
@@ -136,9 +129,7 @@ class Explorer:
             self.progress(f"{state.id} could not be reached again; left as found")
             return
         if not state.elements:
-            for found in self._scan(obs, state):
-                self._finders[(state.id, len(state.elements))] = found.finder
-                state.elements.append(found.memo)
+            state.elements.extend(self._scan(obs, state))
             self._signatures[state.id] = self._signatures[state.id] | frozenset(
                 _item(e) for e in state.elements)
             state.signature = sorted(self._signatures[state.id])
@@ -194,7 +185,7 @@ class Explorer:
         before = self._scroll_to(before, element.scrolls)
         if self._fill(before, state, element):
             before = self.device.observe()
-        finder = self._finders.get((state.id, k)) or _finder_of(element)
+        finder = _finder_of(element)
         index = self._locate(before, finder)
         extra = 0
         while index is None and element.scrolls + extra < MAX_SCROLLS:
@@ -251,11 +242,10 @@ class Explorer:
         """Back to the launch screen, then the presses that reach ``state``; None when the way is gone."""
         obs = self._restart()
         for parent, element in memory.route(state.id):
-            k = parent.elements.index(element)
             obs = self._scroll_to(obs, element.scrolls)
             if element.needs and self._fill(obs, parent, element):
                 obs = self.device.observe()
-            index = self._locate(obs, self._finders.get((parent.id, k)) or _finder_of(element))
+            index = self._locate(obs, _finder_of(element))
             if index is None:
                 return None
             self._press(Tap(target=index))
@@ -281,61 +271,61 @@ class Explorer:
         return bool(typed)
 
     def _scroll_to(self, obs: Observation, scrolls: int) -> Observation:
+        """Swipe the screen's first list (else the screen) up ``scrolls`` times."""
         for _ in range(scrolls):
-            lists = [i for i, n in enumerate(obs.elements) if n.scrollable and n.package == self.package]
-            self._press(Swipe(direction="up", target=lists[0] if lists else None))
+            self._press(Swipe(direction="up", target=_first_list(obs, self.package)))
             obs = self.device.observe()
         return obs
 
     def _locate(self, obs: Observation, finder: tuple[str, str, str]) -> int | None:
+        """The element ``finder`` (class, id, label as remembered) names on ``obs``; a field, or an element
+        remembered without a label, by class and id alone."""
         cls, rid, label = finder
         best = None
         for i, n in enumerate(obs.elements):
             if n.package != self.package or n.short_class != cls or _rid(n) != rid:
                 continue
-            if _first_line(_label_of(n)) == label:
+            seen = _first_line(_label_of(n))
+            if label in (seen, seen[:200]):  # a memo keeps 200 characters of a label
                 return i
             if best is None and (n.editable or not label):
                 best = i
         return best
 
-    def _scan(self, obs: Observation, state: StateMemo) -> list[_Found]:
+    def _scan(self, obs: Observation, state: StateMemo) -> list[ElementMemo]:
         """The state's elements, scrolling down its first list until nothing new comes."""
-        found: dict[tuple[str, str, str], _Found] = {}
+        found: dict[str, ElementMemo] = {}
         for scrolls in range(MAX_SCROLLS + 1):
             new = 0
+            repeated = _repeated(obs, self.package)
             for i, n in _elements(obs, self.package):
-                memo, finder, key = self._memo(obs, i, n, scrolls)
-                if key in found:
-                    if memo.collection and len(found[key].memo.examples) < 12:
-                        example = _first_line(_label_of(n))
-                        if example and example not in found[key].memo.examples:
-                            found[key].memo.examples.append(example)
-                    continue
-                found[key] = _Found(memo, finder)
-                new += 1
-            lists = [i for i, n in enumerate(obs.elements) if n.scrollable and n.package == self.package]
-            if not lists or scrolls == MAX_SCROLLS or (scrolls and not new):
+                memo = self._memo(obs, i, n, scrolls, repeated)
+                key = _item(memo)
+                if key not in found:
+                    found[key] = memo
+                    new += 1
+                elif memo.collection and len(found[key].examples) < 12 and memo.examples \
+                        and memo.examples[0] not in found[key].examples:
+                    found[key].examples.append(memo.examples[0])
+            if _first_list(obs, self.package) is None or scrolls == MAX_SCROLLS or (scrolls and not new):
                 break
-            self._press(Swipe(direction="up", target=lists[0]))
-            after = self.device.observe()
+            after = self._scroll_to(obs, 1)
             if _signature(after, self.package) == _signature(obs, self.package) and _texts(after) == _texts(obs):
                 break
             obs = after
             state.texts = _merge(state.texts, _texts(obs))
         return list(found.values())
 
-    def _memo(self, obs: Observation, i: int, n: UINode, scrolls: int) -> tuple[ElementMemo, tuple, tuple]:
-        collection = _in_collection(obs, n, self.package)
+    def _memo(self, obs: Observation, i: int, n: UINode, scrolls: int, repeated: set[tuple[str, str]]
+              ) -> ElementMemo:
+        collection = _in_collection(n, repeated)
         label = _first_line(_label_of(n))
         role = ("field" if n.editable else "switch" if n.checkable else "scroll" if n.scrollable and not n.clickable
                 else "item" if collection else "button")
         sensitive = self.judge(obs, i) if role in ("button", "item", "switch") else ""
-        memo = ElementMemo(label=label[:200], role=role, cls=n.short_class, rid=_rid(n), collection=collection,
+        return ElementMemo(label=label[:200], role=role, cls=n.short_class, rid=_rid(n), collection=collection,
                            examples=[label] if collection and label else [], scrolls=scrolls,
                            sensitive=sensitive[:200])
-        key = (n.short_class, _rid(n), "*" if collection or n.editable else _mask(label))
-        return memo, (n.short_class, _rid(n), label), key
 
     # ------------------------------------------------------------ states
 
@@ -395,16 +385,30 @@ def _mask(label: str) -> str:
 
 
 def _elements(obs: Observation, package: str) -> list[tuple[int, UINode]]:
+    """The app's elements a person can act on: every field, and the rest outside the status bar that are not
+    the system's navigation (back, home)."""
     return [(i, n) for i, n in enumerate(obs.elements)
-            if n.package == package and n.interactive and not in_status_bar(n, obs.screen_height)
-            and _first_line(n.label).casefold() not in NAV_LABELS or (n.package == package and n.editable)]
+            if n.package == package and (n.editable or (n.interactive and not in_status_bar(n, obs.screen_height)
+                                                        and _first_line(n.label).casefold() not in NAV_LABELS))]
 
 
-def _in_collection(obs: Observation, n: UINode, package: str) -> bool:
-    rid = _rid(n)
-    if not rid or n.editable:
-        return False
-    return sum(1 for _, m in _elements(obs, package) if _rid(m) == rid and m.short_class == n.short_class) >= 2
+def _first_list(obs: Observation, package: str) -> int | None:
+    return next((i for i, n in enumerate(obs.elements) if n.scrollable and n.package == package), None)
+
+
+def _repeated(obs: Observation, package: str) -> set[tuple[str, str]]:
+    """The (class, id) pairs that two or more of the app's elements share: the items of a list."""
+    seen: set[tuple[str, str]] = set()
+    twice: set[tuple[str, str]] = set()
+    for _, n in _elements(obs, package):
+        key = (n.short_class, _rid(n))
+        (twice if key in seen else seen).add(key)
+    return twice
+
+
+def _in_collection(n: UINode, repeated: set[tuple[str, str]]) -> bool:
+    """Whether ``n`` is one of a list of like items (its id repeats on the screen); fields never are."""
+    return bool(_rid(n)) and not n.editable and (n.short_class, _rid(n)) in repeated
 
 
 def _item(e: ElementMemo) -> str:
@@ -413,8 +417,9 @@ def _item(e: ElementMemo) -> str:
 
 def _signature(obs: Observation, package: str) -> frozenset[str]:
     out = set()
+    repeated = _repeated(obs, package)
     for _, n in _elements(obs, package):
-        label = "*" if n.editable or _in_collection(obs, n, package) else _mask(_first_line(_label_of(n)))
+        label = "*" if n.editable or _in_collection(n, repeated) else _mask(_first_line(_label_of(n)))
         out.add(f"{n.short_class}/{_rid(n)}/{label}")
     out.add("title:" + _mask(_title(obs, package)))
     if obs.package != package:
