@@ -49,7 +49,7 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
     from edgepilot.agent.session import load_run_policy
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
-    from edgepilot.errors import ConfigError
+    from edgepilot.errors import AppMemoryError, ConfigError
     from edgepilot.memory.explore import Budget, Explorer, checkpoint_to
     from edgepilot.memory.model import file_name, load, save
 
@@ -95,7 +95,7 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
             if path.exists() and not fresh:
                 try:
                     old = load(path)
-                except Exception as exc:  # noqa: BLE001 - a broken partial file is started over, said so
+                except AppMemoryError as exc:  # a broken partial file is started over, and the user told
                     click.echo(f"{path}: {exc}; starting over", err=True)
                     old = None
                 if old is not None and not old.complete:

@@ -57,11 +57,6 @@ class ElementMemo(_Model):
     sensitive: str = ""
     """Why exploration left it unpressed: what the policy would ask about (send, pay, delete...)."""
 
-    @property
-    def name(self) -> str:
-        """How a step names it: its label, or for a list item, the kind of item."""
-        return self.label
-
 
 class StateMemo(_Model):
     """A screen of the app, by structure."""

@@ -71,10 +71,6 @@ class Target:
     score: float
     words: tuple[str, ...] = ()
 
-    @property
-    def reads(self) -> bool:
-        return self.element is None
-
     def describe(self) -> str:
         where = f"{self.memory.app} › {self.state.title or self.state.id}"
         return f"{where} › {self.element.label or self.element.role}" if self.element else f"{where} (read it)"
@@ -139,13 +135,13 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
         return []
     idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
     # a word that is neither a value nor known to any memory says the goal is about something else
-    value_words = {w for v in spans(goal, IMPERATIVES) for w in tokenize(v.text)}
+    found = spans(goal, IMPERATIVES)
+    value_words = {w for v in found for w in tokenize(v.text)}
     strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
                and w not in SYNONYMS}
     total = (sum(idf.values()) + 0.5 * math.log(1 + len(docs)) * len(strange)) or 1.0
     reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
-    named_thing = any(v.shape == "name" and not any(w in frequency for w in tokenize(v.text))
-                      for v in spans(goal, IMPERATIVES))
+    named_thing = any(v.shape == "name" and not any(w in frequency for w in tokenize(v.text)) for v in found)
     switching = bool(_ON.search(goal) or _OFF.search(goal))
     scored = []
     for d in docs:
@@ -157,10 +153,10 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
         score = sum(idf[w] * d.weights[w] for w in hit) / total
         if len(hit) == 1 and len(goal_words) == 1:
             score *= 0.8  # one word of evidence
-        if named_thing and _through_list(d.memory, d.state):
+        way = d.memory.route(d.state.id)
+        if named_thing and any(e.collection for _, e in way):
             score += 0.15  # a name the memories do not know is an item of some list: a contact, a note
-        depth = len(d.memory.route(d.state.id))
-        score -= 0.02 * depth
+        score -= 0.02 * len(way)
         if d.element is not None and d.element.effect in ("opens", "leaves_app") and d.element.leads_to is None:
             score -= 0.05
         if switching and d.element is not None and d.element.effect == "toggles" and hit:
@@ -169,10 +165,6 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     scored.sort(key=lambda t: -t.score)
     best = [t for t in scored if t.score >= MIN_SCORE]
     return best[:k]
-
-
-def _through_list(memory: AppMemory, state: StateMemo) -> bool:
-    return any(e.collection for _, e in memory.route(state.id))
 
 
 def _names_app(goal: str, memory: AppMemory) -> bool:
