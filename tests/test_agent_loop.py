@@ -437,7 +437,8 @@ def test_prepare_run_builds_the_same_run_as_the_cli(served, tmp_path):
     backend = _SlowBackend(0.0, decider=['{"type": "open_app", "app": "Bank"}',
                                          '{"type": "finish", "status": "success"}'])
     opened = OpenDevice(device, phone, "test phone")
-    run = prepare_run("turn on airplane mode", opened, backend, config=Config(), policy=load_policy(DEFAULT_POLICY),
+    run = prepare_run("turn on airplane mode", opened, backend, config=Config(calls="every"),
+                      policy=load_policy(DEFAULT_POLICY),
                       confirmer=RefuseAll("test"), out=tmp_path / "run", max_steps=3)
     assert run.sop is not None and run.meta["sop"] == run.sop.sop.name  # the airplane-mode SOP was retrieved
     result = execute(run)
@@ -519,12 +520,12 @@ def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(serv
         assert ground_subgoal(schema, loose, obs) is None, loose
     # in the agent: the planner's subgoal grounds the decider, whose answer can then only be that tap
     backend = ScriptedBackend(planner=[_plan('tap "Log in"')], decider=[json.dumps({"type": "tap", "target": login})])
-    agent = RoleAgent("log in to the bank", backend)
+    agent = RoleAgent("log in to the bank", backend, calls="every")
     agent.history.append("open Bank -> worked")
     decision = agent.decide(obs)
     assert decision.plan["grounded"] is True and decision.action == Tap(target=login)
     decider_prompt = [m for role, m in backend.prompts if role == "decider"]
-    assert decider_prompt  # the decider was still asked (its answer fills the narrowed grammar)
+    assert decider_prompt  # with every call, the decider is still asked (its answer fills the narrowed grammar)
     agent = RoleAgent("log in to the bank", ScriptedBackend(planner=[_plan('tap "Log in"')],
                                                               decider=['{"type": "key", "key": "back"}']), ground=False)
     agent.history.append("open Bank -> worked")
@@ -549,7 +550,7 @@ def test_a_planner_pointing_at_a_step_gives_the_decider_that_steps_words(served)
 
     def ask(subgoal: str, decider: str, now: int = 1):
         backend = ScriptedBackend(planner=[_plan(subgoal)], decider=[decider])
-        agent = RoleAgent("pay Mia", backend, sop=match)
+        agent = RoleAgent("pay Mia", backend, sop=match, calls="every")
         agent.sop = agent.sop.advance(now)
         agent.history.append("open Bank -> worked")
         decision = agent.decide(obs)

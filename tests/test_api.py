@@ -10,6 +10,7 @@ from scripted import ScriptedBackend
 
 import edgepilot
 from edgepilot.api import Agent, AgentResult
+from edgepilot.config import Config
 from edgepilot.errors import PolicyError
 
 
@@ -34,11 +35,12 @@ def test_sensitive_steps_go_to_the_callback_and_are_refused_without_one(tmp_path
         return False
 
     send_note = ['{"type": "open_app", "app": "Bank"}', '{"type": "finish", "status": "failure"}']
-    with Agent(model=ScriptedBackend(decider=list(send_note)), confirm=confirm, sop="off") as agent:
+    every = Config(calls="every")  # the scripted decider is asked each step (the memory's route would open Settings)
+    with Agent(model=ScriptedBackend(decider=list(send_note)), confirm=confirm, sop="off", config=every) as agent:
         result = agent.run("turn on wifi", out=tmp_path / "asked")  # the bank is not this task's app
         assert answers and answers[0].opens == "Bank" and result.confirmations == 1
         assert agent._device().phone.foreground != agent._device().phone.app("bank").package
-    with Agent(model=ScriptedBackend(decider=list(send_note)), sop="off") as agent:
+    with Agent(model=ScriptedBackend(decider=list(send_note)), sop="off", config=every) as agent:
         result = agent.run("turn on wifi", out=tmp_path / "refused")
         step = json.loads((tmp_path / "refused" / "steps.jsonl").read_text().splitlines()[0])
         assert step["gate"]["allowed"] is False and "confirm=" in step["gate"]["reason"]

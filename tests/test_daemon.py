@@ -80,7 +80,8 @@ class DaemonProcess:
         self.home = root / "home"
         self.socket = root / "run" / "daemon.sock"
         self.audit = root / "audit.jsonl"
-        (root / "config.toml").write_text(config)
+        # the scripted models answer every role in turn: these tests are about the daemon, not the call strategy
+        (root / "config.toml").write_text('calls = "every"\n' + config)
         self.env = {**os.environ, "EDGEPILOT_HOME": str(self.home), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
                     "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(self.audit)}
         self.env.pop("DISPLAY", None)

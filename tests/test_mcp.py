@@ -34,9 +34,11 @@ HOSTILE = "\x1b[2J\x1b]0;pwned\x07\u202e"
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """The server's environment: its own home, runtime folder and no config file; the audit log of conftest."""
+    """The server's environment: its own home, runtime folder and a config file that asks the (scripted) model at
+    every step; the audit log of conftest."""
+    (tmp_path / "config.toml").write_text('calls = "every"\n')
     return {**os.environ, "EDGEPILOT_HOME": str(tmp_path / "home"), "EDGEPILOT_RUNTIME_DIR": str(tmp_path / "run"),
-            "EDGEPILOT_CONFIG": str(tmp_path / "no-config.toml")}
+            "EDGEPILOT_CONFIG": str(tmp_path / "config.toml")}
 
 
 @dataclass

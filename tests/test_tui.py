@@ -123,7 +123,8 @@ def make_app(tmp_path: Path, backend: Callable[[], Any] | None = None, *, timeou
              max_steps: int | None = None, phones: Phones | None = None, policy: Path | None = DEFAULT_POLICY,
              clock: Callable[[], float] = time.monotonic, runner_class: type[LocalRunner] = LocalRunner,
              **kw: Any) -> App:
-    config = Config(trajectories=tmp_path / "runs", confirm_timeout=timeout, max_steps=max_steps or 20)
+    config = Config(trajectories=tmp_path / "runs", confirm_timeout=timeout, max_steps=max_steps or 20,
+                    calls="every")  # the scripted models answer every role in turn: these tests are about the TUI
     runner = runner_class(config, policy_file=policy, backend_factory=backend, opener=phones)
     return App(runner, config=config, policy_file=policy, device_lister=lambda: list(CHOICES), clock=clock, **kw)
 
@@ -549,7 +550,7 @@ def test_the_bundled_model_runs_a_couple_of_steps_through_the_tui(tmp_path):
 
     if not os.environ.get("CI"):  # in CI a missing llama-cpp-python is a failure, never a skip
         pytest.importorskip("llama_cpp", reason="`make install-llm` installs llama-cpp-python")
-    config = Config(trajectories=tmp_path / "runs", confirm_timeout=2, max_steps=2)
+    config = Config(trajectories=tmp_path / "runs", confirm_timeout=2, max_steps=2, calls="every")  # model each step
     app = App(config=config, policy_file=DEFAULT_POLICY, device_lister=lambda: list(CHOICES))
     shown_steps: list[int] = []
 
@@ -802,7 +803,7 @@ def daemon(tmp_path_factory) -> Any:
     script = root / "script.json"
     script.write_text(json.dumps({"delay": 0.05, "answers": {"decider": [tap("Bank"), FINISH], "reflector": REFLECT},
                                   "tasks": {LONG_TASK: {"decider": WAITS}}}))
-    (root / "config.toml").write_text("confirm_timeout = 30\n")
+    (root / "config.toml").write_text('confirm_timeout = 30\ncalls = "every"\n')  # scripted: every role answers
     env = {**os.environ, "EDGEPILOT_HOME": str(root / "home"), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
            "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(root / "audit.jsonl")}
     env.pop("DISPLAY", None)

@@ -9,6 +9,7 @@ the file, and the closest known key.
     threads = 4                     # CPU threads for llama.cpp (default: all cores, at most 8)
     gpu_layers = -1                 # layers to offload to the GPU (-1: all; needs a CUDA build)
     max_steps = 20                  # step budget of `edgepilot run`
+    calls = "needed"                # model calls: only where the runtime cannot tell ("needed"), or "every" step
     server_schema_format = "json_object"   # for servers that refuse OpenAI's json_schema (llama-cpp-python's)
     policy = "~/my-policy.yaml"     # policy file (default: policy.yaml beside this file, else the bundled one)
     audit = "~/edgepilot-audit.jsonl"   # audit log (default: audit.jsonl in the user data directory)
@@ -86,6 +87,7 @@ class Config(BaseModel):
     gpu_layers: int = Field(default=0, ge=-1)
     context: int = Field(default=4096, ge=512, le=131072)
     max_steps: int = Field(default=20, ge=1, le=500)
+    calls: Literal["needed", "every"] = "needed"
     trajectories: Path | None = None
     server_schema_format: Literal["json_schema", "json_object"] = "json_schema"
     policy: Path | None = None

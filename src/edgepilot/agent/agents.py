@@ -28,7 +28,9 @@ from edgepilot.actions import (
     RightClick,
     Swipe,
     Tap,
+    Type,
     Wait,
+    action_to_json,
 )
 from edgepilot.agent.roles import (
     DECIDER,
@@ -41,9 +43,11 @@ from edgepilot.agent.roles import (
     answer_choices,
     decider_schema_for,
     finishing,
+    ground_open,
     ground_subgoal,
     keep_targets,
     parse_react,
+    pinned_action,
     render,
     without_finish,
 )
@@ -62,12 +66,18 @@ from edgepilot.perception.render import (
 )
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
-from edgepilot.sop.follow import step_subgoals
+from edgepilot.sop.follow import step_subgoals, switch_step
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
 
 HISTORY = 5  # recent actions shown to the model
+CALLS = ("needed", "every")
+"""How a :class:`RoleAgent` spends model calls: ``needed`` (the default) asks a role only where the runtime cannot
+tell the answer itself; ``every`` asks the planner, the decider and the reflector at every step they apply to, as
+before (docs/architecture.md, "A model call only where one is needed")."""
+ON_TRACK = ("worked", "changed")
+"""The outcomes of a step after which a procedure's next step needs no planner."""
 MIN_SCREEN_BUDGET = 150
 """Tokens a screen keeps however long the rest of a prompt grows (below this, a prompt that does not fit is an
 error: the model's context is too short for the task)."""
@@ -100,11 +110,14 @@ class Decision:
     plan: dict[str, str] | None = None
     calls: list[RoleCall] = field(default_factory=list)
     error: str | None = None
+    without: dict[str, str] = field(default_factory=dict)
+    """The roles this step decided without asking the model, each with why (``planner``, ``decider``)."""
 
 
 @dataclass
 class Reflection:
-    """How an action turned out: ``kind`` is worked / wrong_screen / no_change / changed / failed."""
+    """How an action turned out: ``kind`` is worked / wrong_screen / no_change / changed / failed; ``by`` is who
+    said so: ``check`` (the obvious cases), ``screen`` (the screens decided, no reflector asked) or ``model``."""
 
     kind: str
     note: str = ""
@@ -267,14 +280,26 @@ class RoleAgent(_Checked, AgentBase):
             has (``tap "Wi-Fi"``), narrow the decider's grammar to it; a tap on a label the screen
             lacks becomes a scroll of its list, up until a scroll changes nothing, then down, and
             once both ends were reached the decider is free again (:func:`ground_subgoal`).
+        calls: ``needed`` or ``every`` (:data:`CALLS`). With ``needed``: no planner while a procedure (or a
+            memory route) is on track, its next step taken as the subgoal; no decider when the grounded grammar
+            leaves one action (:func:`pinned_action`); no reflector when a check on the screens decides
+            (:meth:`settled`). The policy gate and the loop's checks run on every step either way.
     """
 
     name = "model"
 
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
                  sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
-                 vote_temperature: float = 0.7, ground: bool = True, should_stop: StopCheck | None = None) -> None:
+                 vote_temperature: float = 0.7, ground: bool = True, should_stop: StopCheck | None = None,
+                 calls: str = "needed") -> None:
         super().__init__(goal, device_kind)
+        if calls not in CALLS:
+            raise ValueError(f"calls is one of {', '.join(CALLS)}, not {calls!r}")
+        self.calls = calls
+        self._last_kind: str | None = None
+        self._passed: list[str] = []
+        """Steps found done already on this screen (a switch in the state wanted), for the step's record."""
+        """The last step's outcome (``note`` after the loop's or the policy's word): whether the run is on track."""
         self.backend = backend
         self.should_stop = should_stop
         self.ground = ground
@@ -291,6 +316,10 @@ class RoleAgent(_Checked, AgentBase):
         self.count_tokens = getattr(backend, "count_tokens", estimate_tokens)
         self.screen_trims = 0
         """Times a prompt did not fit the model's context and the screen was rendered shorter."""
+
+    def note(self, text: str) -> None:
+        super().note(text)
+        self._last_kind = "note"  # a refusal or a loop: the planner weighs it
 
     def avoid(self, obs: Observation, action: Action) -> None:
         """Take a tap that went round in circles on this screen out of the decider's grammar for this screen."""
@@ -397,10 +426,29 @@ class RoleAgent(_Checked, AgentBase):
                 self.sop = self.sop.advance(found)
                 return
 
+    def on_track(self) -> str | None:
+        """Why this step's subgoal is the procedure's next step without asking the planner (``calls="needed"``), or
+        None: ask it. On track means a procedure (or a memory route) is followed, the run has not left it, and the
+        last action did its step with an outcome that worked, with no refusal or loop since (:data:`ON_TRACK`).
+        At the run's start the first step is the procedure's, where before the decider read the whole goal."""
+        if self.calls != "needed" or self.sop is None or self.sop.done or self.sop.departed is not None:
+            return None
+        if not self.history and self._last_kind is None:
+            return f"the run starts at step {self.sop.current} of the procedure"
+        if self._last_kind not in ON_TRACK:
+            return None
+        return f"the last action did its step ({self._last_kind}); step {self.sop.current} is next"
+
     def decide(self, obs: Observation) -> Decision:
         self._follow_sop(obs)
-        calls, planned = [], False
-        if self.history:  # before the first action there is no progress to weigh: the subgoal is the task
+        calls: list[RoleCall] = []
+        planned, without = False, {}
+        track = self.on_track()
+        if track is not None:
+            self.plan, planned = self.plan.model_copy(update={"subgoal": NEXT_STEP}), True
+            if self.history:  # at the start no planner is asked either way
+                without["planner"] = track
+        elif self.history or self.notes:  # before the first action (and word from the loop) the subgoal is the task
             plan, plan_call = self.ask(PLANNER, obs, should_stop=self.should_stop,
                                        system=self.system_prompt, progress=self.plan.progress,
                                        memory=self.memory_text(), history=self.history_text(),
@@ -418,26 +466,55 @@ class RoleAgent(_Checked, AgentBase):
             self.plan = self.plan.model_copy(update={"subgoal": words or self.sop.steps[number - 1].text})
             if words is None:
                 schema = self.unworded_step(schema, number, obs)
+        switch = (switch_step(self.sop.steps[pointed[0] - 1].text, obs)
+                  if pointed is not None and self.sop is not None and self.calls == "needed" else None)
+        if switch == "skip" and self.sop is not None and not calls:  # the switch already shows it: the step is done
+            self.sop = self.sop.advance(pointed[0] + 1)
+            self._passed.append(f"step {pointed[0]} was done already (the switch showed the state it wants)")
+            return self.decide(obs)
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
+        if grounded is None and pointed is not None and self.ground:
+            grounded = ground_open(schema, self.plan.subgoal)
         schema = grounded or schema
         values = {"progress": self.plan.progress, "subgoal": self.plan.subgoal or self.goal,
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
-        images = screen_image(obs, self.backend.vision)
-        action, decide_call = self.ask(DECIDER, obs, should_stop=self.should_stop, schema=schema,
-                                       system=self.system_prompt, images=images, **values)
-        calls.append(decide_call)
-        if self.vote > 1:
-            action, decide_call, samples = self._vote(obs, self.context(obs), schema, images, values, action,
-                                                      decide_call)
-            calls += samples
-        self._last_decider = decide_call
+        action = pinned_action(schema, obs) if grounded and self.calls == "needed" and self.vote == 1 else None
+        if isinstance(switch, Tap) and self.vote == 1:
+            action = switch
+            without["decider"] = "the switch the step names does not show the state it wants"
+        elif action is not None:
+            without["decider"] = f"the grammar of {self.plan.subgoal!r} leaves one action"
+        if self._passed:
+            without["procedure"] = "; ".join(self._passed)
+            self._passed = []
+        if action is not None:
+            self._last_decider = self._as_answered(obs, schema, values, action)
+            decide_error = None
+        else:
+            images = screen_image(obs, self.backend.vision)
+            action, decide_call = self.ask(DECIDER, obs, should_stop=self.should_stop, schema=schema,
+                                           system=self.system_prompt, images=images, **values)
+            calls.append(decide_call)
+            if self.vote > 1:
+                action, decide_call, samples = self._vote(obs, self.context(obs), schema, images, values, action,
+                                                          decide_call)
+                calls += samples
+            self._last_decider = decide_call
+            decide_error = decide_call.error
         if action is None:
             self.history.append("(an answer that was not a valid action)")
         plan = self.plan.model_dump() | ({"sop": self.sop.record()} if self.sop is not None else {}) | \
             ({"grounded": True} if grounded else {}) | ({"step_ref": pointed[0]} if pointed is not None else {}) | \
             ({"screen": self.screen.record()} if self.screen is not None and self.screen.left_out else {})
-        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls,
-                        error=decide_call.error)
+        return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls, error=decide_error,
+                        without=without)
+
+    def _as_answered(self, obs: Observation, schema: dict, values: dict[str, Any], action: Action) -> RoleCall:
+        """The decider's turn as if it had been asked and answered ``action`` (not a call: nothing ran), so that a
+        reflector asked after it reads the conversation it was taught on."""
+        messages = DECIDER.messages(self.context(obs), values, system=self.system_prompt)
+        return RoleCall("decider", [{"role": m.role, "content": m.content} for m in messages],
+                        output=action_to_json(action))
 
     def _vote(self, obs: Observation, context: str, schema: dict, images: tuple[bytes, ...],
               values: dict[str, Any], greedy: Action | None,
@@ -469,6 +546,8 @@ class RoleAgent(_Checked, AgentBase):
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
         diff = screen_diff(before, after)
         verdict = self.cheap_reflection(action, result, diff)
+        if verdict is None and self.calls == "needed":
+            verdict = self.settled(before, action, after)
         if verdict is None and not self.reflect_with_model:
             verdict = Reflection("changed", "the screen changed")
         if verdict is None:
@@ -490,12 +569,45 @@ class RoleAgent(_Checked, AgentBase):
         self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
             self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
+        self._last_kind = "off"
         if self.sop is not None and not self.sop.done:
-            if verdict.kind in ("worked", "changed") and self.sop.done_by(action, before):
+            if verdict.kind in ON_TRACK and self.sop.done_by(action, before):
                 self.sop = self.sop.advance()
+                self._last_kind = verdict.kind
             elif verdict.kind == "wrong_screen":
                 self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")
         return verdict
+
+    def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
+        """A verdict from the screens alone, where they decide it, else None (the reflector is asked): the typed
+        text is in a field; the switch tapped shows the other value; or the action did the procedure's step and
+        the new screen is the one the next step expects (its ``(screen: ...)``) or has what that step acts on.
+        Only a ``worked`` is ever decided here: a doubt goes to the model."""
+        if isinstance(action, Type) and action.text.strip():
+            if any(action.text in n.text for n in after.elements if n.editable):
+                return Reflection("worked", "the typed text is in the field", "screen")
+        target = getattr(action, "target", None)
+        if isinstance(action, (Tap, Click)) and isinstance(target, int) and 0 <= target < len(before.elements):
+            node = before.elements[target]
+            twin = next((n for n in after.elements if n.bounds == node.bounds and n.class_name == node.class_name
+                         and n.checkable), None) if node.checkable else None
+            if twin is not None and twin.checked != node.checked:
+                return Reflection("worked", f"the switch now shows {'on' if twin.checked else 'off'}", "screen")
+        if self.sop is None or self.sop.done or not self.sop.done_by(action, before):
+            return None
+        number = self.sop.current + 1
+        if number > len(self.sop.steps):
+            return None
+        step = self.sop.steps[number - 1]
+        title = Screen.from_observation(after).title
+        if step.screen and title and step.screen.strip().casefold() == title.strip().casefold():
+            return Reflection("worked", f"the screen is {title!r}, where step {number} expects to be", "screen")
+        schema = decider_schema_for(after, kind=self.device_kind)
+        for way in step_subgoals(step.text):
+            names = way.startswith(('tap "', 'long press "')) or (way.startswith('type "') and " into " in way)
+            if names and ground_subgoal(schema, way, after, scroll=None) is not None:
+                return Reflection("worked", f"the screen has what step {number} acts on ({way})", "screen")
+        return None
 
 
 class ReactAgent(_Checked, AgentBase):

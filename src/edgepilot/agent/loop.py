@@ -63,6 +63,15 @@ class StepReport:
             out[c.role] = out.get(c.role, 0.0) + c.ms
         return out
 
+    @property
+    def without(self) -> dict[str, str]:
+        """The roles done without a model call this step, and why: the agent's (planner, decider), and the
+        reflector where the screens decided (an outcome ``by`` ``screen``)."""
+        out = dict(self.decision.without)
+        if self.outcome is not None and self.outcome.by == "screen":
+            out["reflector"] = self.outcome.note
+        return out
+
     def summary(self) -> str:
         return describe_action(self.action, self.obs) if self.action is not None else "(no valid action)"
 
@@ -81,7 +90,7 @@ class StepReport:
             result=ResultRecord(ok=self.result.ok, message=self.result.message) if self.result else None,
             outcome=(OutcomeRecord(kind=self.outcome.kind, note=self.outcome.note, by=self.outcome.by)
                      if self.outcome else None),
-            calls=[CallRecord(**c.to_json()) for c in self.calls],
+            calls=[CallRecord(**c.to_json()) for c in self.calls], without=self.without,
             ms={k: round(v, 1) for k, v in self.ms.items()}, error=self.error)
 
 

@@ -85,6 +85,8 @@ class StepRecord(Record):
     result: ResultRecord | None = None
     outcome: OutcomeRecord | None = None
     calls: list[CallRecord] = Field(default_factory=list)
+    without: dict[str, str] = Field(default_factory=dict)
+    """The roles this step did without a model call, each with why (``planner``, ``decider``, ``reflector``)."""
     ms: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     screenshot: str | None = None

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgepilot.actions import Action, DeviceKind, action_json_schema, parse_action
+from edgepilot.actions import Action, DeviceKind, Type, action_json_schema, parse_action
 from edgepilot.errors import ActionError, ConfigError
 from edgepilot.models.base import Message, ModelBackend, StopCheck
 from edgepilot.perception.types import Observation
@@ -335,6 +335,7 @@ _TAP_SUBGOAL = re.compile(r'^(tap|click|long press) "(.+)"$')
 _TYPE_SUBGOAL = re.compile(r'^type "(.*)"(?: into (.+))?$')
 _KEY_SUBGOAL = re.compile(r"^press (\w+)$")
 _SWIPE_SUBGOAL = re.compile(r"^swipe (up|down|left|right)$")
+_OPEN_SUBGOAL = re.compile(r"^open (?:the )?(.+?)(?: app)?$", re.IGNORECASE)
 
 
 def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
@@ -395,6 +396,58 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     if (m := _SWIPE_SUBGOAL.match(subgoal)) and "Swipe" in defs:
         return only("Swipe", direction={"enum": [m[1]]})
     return None
+
+
+def ground_open(schema: dict, subgoal: str) -> dict | None:
+    """``schema`` narrowed to opening the app a procedure's step names (``open Settings``: the words of ``Open the
+    Settings app``), or None. Only for a procedure's own words: a planner's ``open Network & internet`` means a tap.
+    """
+    m = _OPEN_SUBGOAL.match(subgoal.strip())
+    if m is None or "OpenApp" not in schema.get("$defs", {}) or "{" in m[1] or len(m[1]) > 100:
+        return None
+    narrowed = copy.deepcopy(schema)
+    narrowed["anyOf"] = [{"$ref": "#/$defs/OpenApp"}]
+    narrowed["$defs"]["OpenApp"]["properties"]["app"] = {"enum": [m[1]], "type": "string"}
+    return narrowed
+
+
+def pinned_action(schema: dict, obs: Observation | None = None) -> Action | None:
+    """The one action a grounded ``schema`` (:func:`ground_subgoal`) leaves the decider, or None when it leaves a
+    choice: a single kind of action whose every required field has one value (``const`` or a one-value ``enum``),
+    the others taking their defaults. Typing into a field that already holds text is left to the decider (add to it,
+    or replace it). The decider's answer to such a grammar is this action whatever the model
+    thinks, so asking it only costs time (docs/architecture.md, "A model call only where one is needed")."""
+    refs = schema.get("anyOf") or schema.get("oneOf") or []
+    if len(refs) != 1:
+        return None
+    definition = schema.get("$defs", {}).get(refs[0].get("$ref", "").rsplit("/", 1)[-1])
+    if definition is None:
+        return None
+    fields: dict[str, Any] = {}
+    for name in definition.get("required", ()):
+        spec = definition.get("properties", {}).get(name, {})
+        if "const" in spec:
+            fields[name] = spec["const"]
+        elif len(spec.get("enum", ())) == 1:
+            fields[name] = spec["enum"][0]
+        else:
+            return None
+    for name, spec in definition.get("properties", {}).items():  # a narrowed optional field (a swipe's one list)
+        choices = spec.get("enum", ())
+        if name in fields or not choices:
+            continue
+        if len(choices) > 1:  # a choice the decider would make (which field, which list)
+            return None
+        fields[name] = choices[0]
+    try:
+        action = parse_action(fields)
+    except ActionError:
+        return None
+    if isinstance(action, Type) and isinstance(action.target, int) and obs is not None:
+        node = obs.elements[action.target] if action.target < len(obs.elements) else None
+        if node is None or (node.text and node.text != node.hint):  # add to the text there, or replace it?
+            return None
+    return action
 
 
 def finishing(schema: dict, *, answer: bool, choices: Iterable[str] = ()) -> dict:

@@ -43,6 +43,7 @@ class BenchOptions:
     perception: str | None = None
     sop: str | None = None
     memory: str | None = None
+    calls: str | None = None
     """``on`` (default, as ``run``) or ``off``: routes from app memories where no procedure fits (tasks suite)."""
     policy: str | None = None
     goals: tuple[str, ...] = ()
@@ -136,7 +137,17 @@ def _prepare_tasks(options: BenchOptions) -> BenchOptions:
     agent = _one_agent(options)
     return options.filled(agents=(agent,), split="test", per_template=3, device="virtual", perception="tree",
                           policy=_task_policy(options), sop=resolve_sop(options.sop, agent), workers=1,
-                          memory=_task_memory(options.memory, agent))
+                          memory=_task_memory(options.memory, agent), calls=_task_calls(options.calls, agent))
+
+
+def _task_calls(calls: str | None, agent: str) -> str | None:
+    """``--calls`` as a run uses it: ``needed`` for the model agent unless told otherwise; the oracle and the
+    baseline make no role calls to skip (asking for a strategy is an error)."""
+    if calls is None:
+        return "needed" if agent == "model" else None
+    if agent != "model":
+        raise ConfigError("--calls is how the model agent spends model calls: use --agent model with --calls")
+    return calls
 
 
 def _task_memory(memory: str | None, agent: str) -> str:
@@ -156,7 +167,8 @@ def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, An
                      per_template=options.per_template, templates=options.templates, task_dirs=options.task_dirs,
                      device=options.device, max_steps=options.max_steps, save_to=options.save_to, sop=options.sop,
                      policy=options.policy, perception=options.perception, progress=_episodes(progress),
-                     workers=options.workers or 1, ray=options.ray, memory=options.memory or "on")
+                     workers=options.workers or 1, ray=options.ray, memory=options.memory or "on",
+                     calls=options.calls or "needed")
 
 
 def _format_tasks(report: dict[str, Any]) -> str:
@@ -347,7 +359,7 @@ def _format_screens(report: dict[str, Any]) -> str:
 
 
 _TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "templates", "task_dirs", "device",
-                 "max_steps", "perception", "sop", "memory", "policy", "save_to")
+                 "max_steps", "perception", "sop", "memory", "calls", "policy", "save_to")
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("tasks", "task success and speed on the phone suite (SOPs and policy gate on, as `run`)",

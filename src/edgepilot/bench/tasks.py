@@ -41,11 +41,13 @@ from edgepilot.sop import load_library
 
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
-                  sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1) -> AgentFactory:
+                  sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1,
+                  calls: str = "needed") -> AgentFactory:
     """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
 
     With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP;
-    with ``vote`` above 1 it votes over that many decider answers a step.
+    with ``vote`` above 1 it votes over that many decider answers a step; ``calls`` is how it spends model calls
+    (:data:`edgepilot.agent.agents.CALLS`).
 
     Raises:
         ConfigError: unknown agent, or one that lacks what it needs (a virtual phone, a model).
@@ -58,7 +60,7 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
         if backend is None:
             raise ConfigError(f"the {name} agent needs a model")
         if name == "model":
-            return lambda instance: RoleAgent(instance.goal, backend, vote=vote,
+            return lambda instance: RoleAgent(instance.goal, backend, vote=vote, calls=calls,
                                               sop=sop_for(instance) if sop_for is not None else None)
         return lambda instance: ReactAgent(instance.goal, backend)
     raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
@@ -96,6 +98,26 @@ def sop_runs(sop: str) -> tuple[bool, ...]:
     if sop not in SOP_MODES:
         raise ConfigError(f"--sop takes {', '.join(SOP_MODES)}, not {sop!r}")
     return SOP_MODES[sop]
+
+
+CALL_MODES: dict[str, tuple[str, ...]] = {"needed": ("needed",), "every": ("every",), "both": ("needed", "every")}
+"""``--calls``: how the model agent spends model calls (:data:`edgepilot.agent.agents.CALLS`), or ``both``: each
+episode twice, the step strategy that skips what the runtime can tell and the one that asks every role, side by
+side on the same instances (the report's ``every_call`` and ``calls_speedup``)."""
+EVERY = "@every"
+"""The suffix of an arm that asks every role (``model+sop@every``)."""
+
+
+def call_runs(calls: str) -> tuple[str, ...]:
+    """The runs ``--calls`` asks for (:data:`CALL_MODES`); ConfigError for another word."""
+    if calls not in CALL_MODES:
+        raise ConfigError(f"--calls takes {', '.join(CALL_MODES)}, not {calls!r}")
+    return CALL_MODES[calls]
+
+
+def _arm(name: str) -> tuple[str, str]:
+    """An arm's name split into the agent's (``model+sop``) and its call strategy."""
+    return (name[:-len(EVERY)], "every") if name.endswith(EVERY) else (name, "needed")
 
 
 def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedures: bool = True,
@@ -246,7 +268,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
               device: str = "virtual", max_steps: int | None = None, save_to: Path | None = None,
               config: Config | None = None, sop: str | None = None, policy: str = "on", perception: str = "tree",
               progress: Callable[[EpisodeResult, int, int], None] | None = None, workers: int = 1,
-              ray: str | None = None, memory: str = "on") -> dict[str, Any]:
+              ray: str | None = None, memory: str = "on", calls: str = "needed") -> dict[str, Any]:
     """Run an agent (and with ``baseline``, the plain ReAct baseline too) on every instance of a split.
 
     The defaults are those of ``edgepilot run``:
@@ -264,6 +286,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     ``sop="train-only"``: as ``on``, with the procedures of held-out kinds hidden (:func:`train_only_library`).
     ``memory``: ``on`` (the default, as ``run``): the model agent follows the route the app memories suggest
     where no procedure fits (every goal, with ``sop=off``); ``off``: never.
+    ``calls``: ``needed`` (the default, as ``run``), ``every`` or ``both`` (:data:`CALL_MODES`).
     ``task_dirs``: folders of extra task templates, read after the built-in ones (docs/tasks.md).
     ``workers``, ``ray``: above 1, the episodes run on that many worker processes, each with its own phone
     and model; with ``ray``, as Ray tasks on that cluster (:func:`edgepilot.bench.pool.run_units`). Each
@@ -285,7 +308,10 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         raise ConfigError(f"unknown agent {agent!r}; available: {', '.join(AGENTS)}")
     sop = resolve_sop(sop, agent)
     runs = sop_runs(sop)
+    strategies = call_runs(calls)
     arms = ["model+sop" if with_sop else "model" for with_sop in runs] if agent == "model" else [agent]
+    if agent == "model":
+        arms = [arm + ("" if how == "needed" else EVERY) for arm in arms for how in strategies]
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     task_dirs = [Path(d) for d in task_dirs]
     suite = load_templates(extra_dirs=task_dirs)
@@ -300,8 +326,9 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         raise ConfigError(f"--memory takes on or off, not {memory!r}")
     remember = memory == "on" and agent == "model"
     library = train_only_library() if sop == "train-only" else None
-    sops = retrieve_sops(todo, library, memory=remember) if "model+sop" in agents else {}
-    routes = retrieve_sops(todo, procedures=False, memory=True) if remember and "model" in agents else {}
+    kinds = {_arm(a)[0] for a in agents}
+    sops = retrieve_sops(todo, library, memory=remember) if "model+sop" in kinds else {}
+    routes = retrieve_sops(todo, procedures=False, memory=True) if remember and "model" in kinds else {}
     pooled = workers > 1 or ray is not None
     if any(a != "oracle" for a in agents) and not pooled:  # a pool's workers open their own
         start = time.perf_counter()
@@ -323,11 +350,18 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
                         progress=progress)
     reports: dict[str, dict[str, Any]] = {}
     for name in agents:
-        reports[name] = summarise(ran[name], agent=name, split=split, per_template=per_template, started=started)
-        if name == "model+sop":
+        kind, how = _arm(name)
+        reports[name] = summarise(ran[name], agent=kind, split=split, per_template=per_template, started=started,
+                                  calls=how if kind != "oracle" else None)
+        if kind == "model+sop":
             reports[name].update(sop_report(sops))
-        elif name == "model" and routes:
+        elif kind == "model" and routes:
             reports[name].update(sop_report(routes))
+    for name in agents:  # the strategy asking every role beside the one skipping what the runtime can tell
+        if name.endswith(EVERY) and name[:-len(EVERY)] in reports:
+            lean = reports[name[:-len(EVERY)]]
+            lean["every_call"] = reports[name]
+            lean["calls_speedup"] = speedup(lean, reports[name])
     report = reports[agents[0]]
     report.update(perception=perception, sop=sop, memory=memory if agent == "model" else "off", **gates.to_json(),
                   max_steps=max_steps, only=list(templates), task_dirs=[str(d) for d in task_dirs], device=device,
@@ -337,6 +371,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         report["baseline"] = reports["baseline"]
     if sop == "both":
         report["with_sop"] = reports["model+sop"]
+    report["calls_mode"] = calls if agent == "model" else None
     if scale is not None:
         report["scale_out"] = scale
     return report
@@ -344,7 +379,8 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
 
 def _guide(name: str, sops: dict[str, Any], routes: dict[str, Any]) -> dict[str, Any] | None:
     """What an arm follows: the procedures (with memory routes where none fits), memory routes alone, or none."""
-    return sops if name == "model+sop" else routes if name == "model" and routes else None
+    kind = _arm(name)[0]
+    return sops if kind == "model+sop" else routes if kind == "model" and routes else None
 
 
 def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any], routes: dict[str, Any],
@@ -365,8 +401,9 @@ def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any],
         gate_for = gates.for_phone(opened.phone, opened.device)
         for name in agents:
             guide = _guide(name, sops, routes)
-            factory = agent_factory(name.split("+")[0], opened.phone, backend,
-                                    (lambda i, guide=guide: guide[i.id]) if guide is not None else None)
+            factory = agent_factory(name.split("+")[0].removesuffix(EVERY), opened.phone, backend,
+                                    (lambda i, guide=guide: guide[i.id]) if guide is not None else None,
+                                    calls=_arm(name)[1])
             if name == "oracle" and tree_view is not None:
                 factory = grounded_oracle(opened.phone, tree_view)
             results: list[EpisodeResult] = []
@@ -389,7 +426,8 @@ def _run_pooled(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any
         resolve(model, gates.config)  # a spec that names nothing fails here, not on every worker
     context = EpisodeContext(config=gates.config, policy=gates.policy, device=device, perception=perception,
                              max_steps=max_steps, save=save_to is not None)
-    units = [Unit(f"{name}/{i.id}", EpisodeJob(name.split("+")[0], i, sop=(_guide(name, sops, routes) or {}).get(i.id),
+    units = [Unit(f"{name}/{i.id}", EpisodeJob(name.split("+")[0].removesuffix(EVERY), i,
+                                               sop=(_guide(name, sops, routes) or {}).get(i.id), calls=_arm(name)[1],
                                                model=None if name == "oracle" else model,
                                                meta={"policy": gates.to_json()["policy"]}))
              for name in agents for i in todo]
@@ -430,6 +468,8 @@ class EpisodeJob:
     lora: bool = False
     """Open the model with the context's adapter."""
     vote: int = 1
+    calls: str = "needed"
+    """How the model agent spends model calls (:data:`edgepilot.agent.agents.CALLS`)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Recorded in the trajectory's meta.json (the worker adds ``model`` and ``worker``)."""
 
@@ -483,7 +523,8 @@ def play_episode(context: EpisodeContext, job: EpisodeJob, scratch: Path) -> dic
     audit = AuditRecords() if context.policy is not None else None
     gates = BenchGates(context.policy, context.config, audit)
     factory = agent_factory(job.agent, opened.phone, backend,
-                            (lambda instance: job.sop) if job.sop is not None else None, vote=job.vote)
+                            (lambda instance: job.sop) if job.sop is not None else None, vote=job.vote,
+                            calls=job.calls)
     if job.agent == "oracle" and context.perception != "tree":
         from edgepilot.controllers.android import AndroidDevice
 
@@ -587,7 +628,18 @@ def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
                           "median_decode_ms": round(_median(c.decode_ms for c in calls if c.decode_ms is not None), 1),
                           "decode_tokens_per_s": _rate(calls),
                           "parse_failures": sum(c.error is not None for c in calls)}
+    count = max(1, len(steps))
+    every = [c for s in steps for c in s.calls]
+    parts = ("perceive", "planner", "decider", "reflector", "policy", "act")
+    by_part = {part: round(sum(s.ms.get(part, 0.0) for s in steps) / count, 1) for part in parts}
+    by_part["reflect_outside_model"] = round(sum(max(0.0, s.ms.get("reflect", 0.0) - s.ms.get("reflector", 0.0))
+                                                 for s in steps) / count, 1)
     return {
+        "model_calls_per_step": round(len(every) / count, 3),
+        "prompt_tokens_evaluated_per_step": round(sum(
+            c.prompt_evaluated if c.prompt_evaluated is not None else (c.tokens_in or 0) for c in every) / count, 1),
+        "without_model": {role: sum(role in s.without for s in steps) for role in ("planner", "decider", "reflector")},
+        "mean_ms_by_part": by_part,
         "median_ms": {
             "step": round(_median(s.ms.get("total", 0.0) for s in steps), 1),
             "perceive": round(_median(s.ms.get("perceive", 0.0) for s in steps), 1),
@@ -598,6 +650,20 @@ def _step_figures(steps: list[StepReport]) -> dict[str, Any]:
         "outside_model_share": round((total - model) / total, 4) if total else 0.0,
         "valid_action_rate": round(sum(s.action is not None for s in steps) / len(steps), 4) if steps else 0.0,
     }
+
+
+def speedup(lean: dict[str, Any], every: dict[str, Any]) -> dict[str, Any]:
+    """How the step strategy that skips what the runtime can tell (``lean``) compares with asking every role
+    (``every``), both summaries of the same instances in one run: ratios of the old to the new (above 1: faster)."""
+    def ratio(old: float | None, new: float | None) -> float | None:
+        return round(old / new, 2) if old and new else None
+
+    return {"seconds_per_step": ratio(every["seconds_per_step"], lean["seconds_per_step"]),
+            "median_step_ms": ratio(every["median_ms"]["step"], lean["median_ms"]["step"]),
+            "model_calls_per_step": ratio(every["model_calls_per_step"], lean["model_calls_per_step"]),
+            "episode_seconds": ratio(every["seconds_per_step"] * every["mean_steps"],
+                                     lean["seconds_per_step"] * lean["mean_steps"]),
+            "successes": [round(report["success_rate"] * report["episodes"]) for report in (lean, every)]}
 
 
 def false_success(result: EpisodeResult) -> bool:
@@ -664,6 +730,13 @@ def _format_one(report: dict[str, Any]) -> list[str]:
               f"median per step: {m['step']:.0f} ms = perceive {m['perceive']:.1f} ms, model {m['model']:.0f} ms, "
               f"act {m['act']:.1f} ms; outside the model {report['outside_model_share']:.1%}; "
               f"valid actions {report['valid_action_rate']:.0%}"]
+    if "model_calls_per_step" in report:
+        skipped = report["without_model"]
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in report["mean_ms_by_part"].items())
+        lines += [f"model calls {report['model_calls_per_step']:.2f} a step, prompt tokens evaluated "
+                  f"{report['prompt_tokens_evaluated_per_step']:.0f} a step (calls: {report.get('calls') or '-'}); "
+                  f"decided without the model: planner {skipped['planner']}, decider {skipped['decider']}, "
+                  f"reflector {skipped['reflector']} steps", f"mean ms a step by part: {parts}"]
     for role, r in report["roles"].items():
         lines.append(f"  {role:10} {r['calls']:4d} calls, median {r['median_ms']:5.0f} ms, tokens in "
                      f"{r['median_tokens_in']:.0f} (evaluated {r['median_prompt_evaluated']:.0f}, "
@@ -718,6 +791,15 @@ def format_tasks(report: dict[str, Any]) -> str:
                       f"{len(report['with_sop']['results'])} tasks had one) ---"] + _format_one(report["with_sop"])
     if "baseline" in report:
         lines += ["", "--- baseline: plain ReAct, same model, no grammar ---"] + _format_one(report["baseline"])
+    for lean in (report, report.get("with_sop") or {}):
+        if "every_call" in lean:
+            ratio = lean["calls_speedup"]
+            lines += ["", f"--- the same tasks asking every role at every step (--calls every), {lean['agent']} ---",
+                      *_format_one(lean["every_call"]),
+                      f"speed-up of --calls needed over every: {ratio['seconds_per_step']}x a step (median "
+                      f"{ratio['median_step_ms']}x), {ratio['model_calls_per_step']}x fewer model calls, "
+                      f"{ratio['episode_seconds']}x an episode; successes {ratio['successes'][0]} vs "
+                      f"{ratio['successes'][1]}"]
     for retried in (report.get("scale_out") or {}).get("retried", []):
         lines.append(f"RETRIED {retried['unit']}: {retried['attempts']} attempts"
                      f"{' (all failed)' if retried['failed'] else ''}: {'; '.join(retried['errors'])}"[:300])

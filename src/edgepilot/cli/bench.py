@@ -61,6 +61,10 @@ Examples:
 @click.option("--memory", type=click.Choice(["on", "off"]), default=None,
               help="tasks, model agent: where no procedure fits, follow the route the app memories suggest "
                    "(on: the default, as `edgepilot run`; docs/memory.md) or not (off).")
+@click.option("--calls", type=click.Choice(["needed", "every", "both"]), default=None,
+              help="tasks, model agent: ask a role only where the runtime cannot tell the answer (needed: the "
+                   "default, as `edgepilot run`), ask every role at every step (every), or both side by side on "
+                   "the same tasks, with the speed-up of one over the other.")
 @click.option("--tasks", "task_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="tasks suite: extra folders of task templates (docs/tasks.md; repeatable).")
 @click.option("--goal", "goals", multiple=True, type=click.Choice(["sms_exfiltrate", "delete_note", "wifi_off"]),
@@ -107,13 +111,15 @@ Examples:
               help="screens suite: tokens a screen's text may take (default 900, as the agent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields: docs/bench.md).")
 def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, memory: str | None,
+          calls: str | None,
           task_dirs: tuple[Path, ...], goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
           per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
           perception: str | None, repeats: int | None, workers: int | None, ray: str | None,
           dumps: tuple[Path, ...], budget: int | None, as_json: bool) -> None:
     options = BenchOptions(agents=agents, model=model, baseline=baseline, split=split, per_template=per_template,
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
-                           perception=perception, sop=sop, memory=memory, policy=policy, goals=goals, repeats=repeats,
+                           perception=perception, sop=sop, memory=memory, calls=calls, policy=policy, goals=goals,
+                           repeats=repeats,
                            save_to=save_to, workers=workers, ray=ray, dumps=dumps, budget=budget)
     # the report quotes the model's answers and the screens' text: safe to print (JSON escapes them itself)
     ran, report = run_suite(suite, options, progress=None if as_json else

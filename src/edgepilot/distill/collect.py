@@ -114,7 +114,7 @@ def _url_teacher(url: str) -> Any:
 
         def agent(self, instance: Any, phone: Any, sop: Any = None, *, inject_at: int | None = None,
                   step_refs: bool = False) -> Any:
-            return RoleAgent(instance.goal, backend, sop=sop)
+            return RoleAgent(instance.goal, backend, sop=sop, calls="every")  # the student learns every role
 
     return UrlTeacher()
 

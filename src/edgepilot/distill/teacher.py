@@ -232,7 +232,7 @@ class OracleTeacherAgent(RoleAgent):
     def __init__(self, instance: TaskInstance, phone: Any, sop: Any = None, *,
                  inject_at: int | None = None, seed: int = 0, step_refs: bool = False) -> None:
         self.script = ScriptedBackend()
-        super().__init__(instance.goal, self.script, sop=sop)
+        super().__init__(instance.goal, self.script, sop=sop, calls="every")  # the student learns every role
         self.oracle = Oracle(instance, phone.snapshot)
         self.done: list[str] = []
         self.answer = self._final_answer()

@@ -323,13 +323,9 @@ class SopFollower:
     def _tap(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | str | None:
         handle = instruction.get("handle")
         if instruction.form == "near":
-            label = next(iter(find(screen, handle)), None)
-            control = label if label is not None and label.checkable else \
-                next_to(screen, label) if label is not None else None
+            control, state = near_control(screen, instruction)
             if control is None:
                 return None
-            unless = instruction.get("unless").lower()  # ``If "X" is off, tap it``: wanted on
-            state = instruction.get("state").lower() or {"on": "off", "off": "on"}.get(unless, "")
             if state and control.checked == (state == "on"):
                 return "skip"
             element = control
@@ -413,6 +409,30 @@ class SopFollower:
 
     def _error(self, step: SopStep, why: str) -> SopError:
         return SopError(f"{self.sop.name} step {step.number} ({step.text!r}): {why}")
+
+
+def near_control(screen: Screen, instruction: Instruction) -> tuple[ScreenElement | None, str]:
+    """For a step of the ``near`` form (``Tap the switch next to "X" if it is not on``, ``If "X" is off, tap it``):
+    the control it names on ``screen`` (None when not in sight) and the state the step wants (``on``, ``off``, or
+    ``''`` when it wants a tap whatever the state)."""
+    label = next(iter(find(screen, instruction.get("handle"))), None)
+    control = label if label is not None and label.checkable else \
+        next_to(screen, label) if label is not None else None
+    unless = instruction.get("unless").lower()  # ``If "X" is off, tap it``: wanted on
+    return control, instruction.get("state").lower() or {"on": "off", "off": "on"}.get(unless, "")
+
+
+def switch_step(text: str, obs: Observation) -> Action | str | None:
+    """What a filled step that sets a switch (the ``near`` form) asks on this screen, decided from the switch's own
+    state: a tap on it, ``"skip"`` when it already shows the state wanted, None when the step is of another form,
+    the switch is not in sight, or the step wants no particular state (a model decides those)."""
+    way = read_instruction(text)
+    if way is None or way.form != "near" or way.get("verb").lower() not in ("", "tap"):
+        return None
+    control, state = near_control(Screen.from_observation(obs), way)
+    if control is None or not state or not control.checkable:
+        return None
+    return "skip" if control.checked == (state == "on") else Tap(target=control.index)
 
 
 def fill_from_task(sop: Sop, task: str, library: Iterable[Sop] = ()) -> dict[str, str]:
