@@ -90,6 +90,25 @@ SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
 reached; once it has reached both, the decider is free."""
 
 
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def progress_text(done: list[str]) -> str:
+    """A planner's ``progress``: the subgoals done so far, latest last, the oldest dropped to fit its bound (the
+    form the distillation teacher writes, so the runtime writes it the same way where it skips the planner)."""
+    if not done:
+        return "nothing yet"
+    limit = Plan.model_fields["progress"].metadata[0].max_length
+    parts = list(done)
+    text = ", ".join(parts)
+    while len(text) > limit and len(parts) > 1:
+        parts.pop(0)
+        text = "…, " + ", ".join(parts)
+    return _cut(text, limit)
+
+
 def _points_at_screen(action: Action | None, obs: Observation) -> bool:
     """A parsed action whose element targets (if any) are elements of ``obs``."""
     if action is None:
@@ -297,6 +316,9 @@ class RoleAgent(_Checked, AgentBase):
             raise ValueError(f"calls is one of {', '.join(CALLS)}, not {calls!r}")
         self.calls = calls
         self._last_kind: str | None = None
+        self.subgoals_done: list[str] = []
+        """The subgoals whose actions the device carried out, in the words the decider read (the progress written
+        where the planner is not asked)."""
         self._passed: list[str] = []
         """Steps found done already on this screen (a switch in the state wanted), for the step's record."""
         """The last step's outcome (``note`` after the loop's or the policy's word): whether the run is on track."""
@@ -445,7 +467,8 @@ class RoleAgent(_Checked, AgentBase):
         planned, without = False, {}
         track = self.on_track()
         if track is not None:
-            self.plan, planned = self.plan.model_copy(update={"subgoal": NEXT_STEP}), True
+            self.plan, planned = self.plan.model_copy(update={"subgoal": NEXT_STEP,
+                                                              "progress": progress_text(self.subgoals_done)}), True
             if self.history:  # at the start no planner is asked either way
                 without["planner"] = track
         elif self.history or self.notes:  # before the first action (and word from the loop) the subgoal is the task
@@ -566,7 +589,10 @@ class RoleAgent(_Checked, AgentBase):
                 verdict = Reflection(answer.outcome, answer.note, "model", [call])
             else:
                 verdict = Reflection("changed", "the reflector's answer did not parse", "model", [call])
-        self.remember(action, before, verdict.kind + (f" ({verdict.note})" if verdict.note else ""))
+        said = verdict.note if verdict.by != "screen" else ""  # the screens' reasons stay in the record
+        self.remember(action, before, verdict.kind + (f" ({said})" if said else ""))
+        if result.ok:
+            self.subgoals_done.append(_cut(self.plan.subgoal or describe_action(action, before), 50))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
             self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
         self._last_kind = "off"

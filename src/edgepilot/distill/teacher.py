@@ -39,7 +39,7 @@ from edgepilot.actions import (
     Wait,
     action_to_json,
 )
-from edgepilot.agent.agents import NEXT_STEP, Decision, Reflection, RoleAgent
+from edgepilot.agent.agents import NEXT_STEP, Decision, Reflection, RoleAgent, progress_text
 from edgepilot.agent.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
@@ -201,16 +201,6 @@ def subgoal_for(action: Action, obs: Observation, step: tuple[str, Any] | None) 
     return _cut(text, _SUBGOAL)
 
 
-def progress_text(done: list[str]) -> str:
-    """``progress``: the steps done so far, latest last, the oldest dropped to fit the planner's bound."""
-    if not done:
-        return "nothing yet"
-    parts = list(done)
-    text = ", ".join(parts)
-    while len(text) > _PROGRESS and len(parts) > 1:
-        parts.pop(0)
-        text = "…, " + ", ".join(parts)
-    return _cut(text, _PROGRESS)
 
 
 class OracleTeacherAgent(RoleAgent):
