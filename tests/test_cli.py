@@ -275,6 +275,28 @@ def test_the_exit_status_says_how_the_run_ended(tmp_path, last, status, code):
     assert proc.returncode == code, proc.stdout
 
 
+def test_run_calls_sets_how_the_model_is_asked(tmp_path):
+    """``run --calls every`` asks each role at every step; the default (config.toml's ``calls``, ``needed``) lets
+    the runtime answer what it can tell. Each run's meta.json says which it was."""
+    reflect = [json.dumps({"outcome": "worked", "note": ""})]
+    plan = [json.dumps({"progress": "", "subgoal": "next step", "memory": ""})]
+    finish = json.dumps({"type": "finish", "status": "success"})
+    for more, calls in (((), "needed"), (("--calls", "every"), "every")):
+        model = FakeModel(planner=plan, decider=[json.dumps({"type": "open_app", "app": "Settings"}), finish],
+                          reflector=reflect)
+        out = tmp_path / calls
+        try:  # the procedure's first step, "Open the Settings app.", leaves one action
+            proc = subprocess.run(_run_args("turn on airplane mode", model, out, "--sop", "settings-airplane-mode",
+                                            "--max-steps", "2", *more), capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "EDGEPILOT_CONFIG": str(tmp_path / "none")})
+        finally:
+            model.shutdown()
+        meta = json.loads((out / "meta.json").read_text())
+        steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+        assert meta["calls"] == calls and steps[0]["action"] == {"type": "open_app", "app": "Settings"}, proc.stdout
+        assert bool(steps[0]["without"]) == (calls == "needed") and bool(steps[0]["calls"]) == (calls == "every")
+
+
 def test_run_prints_the_task_the_screen_and_the_models_words_safely(tmp_path):
     plan = json.dumps({"progress": "x", "subgoal": f"wait {HOSTILE}", "memory": ""})
     model = FakeModel(planner=[plan], decider=[WAITS[0], json.dumps({"type": "finish", "status": "success",

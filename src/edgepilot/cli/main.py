@@ -136,11 +136,15 @@ def demo(template_id: str, seed: int, agent: str, model: str | None) -> None:
 @click.option("--memory", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="Where no procedure fits, follow the route the app memories suggest (`edgepilot explore`, "
                    "`edgepilot memory list`).")
+@click.option("--calls", type=click.Choice(["needed", "every"]), default=None,
+              help="Model calls: only where the runtime cannot tell the answer itself (needed: no planner while a "
+                   "procedure is on track, no decider where one action fits, no reflector where the screen shows "
+                   "the step worked), or every role at every step. Default: config.toml's calls (needed).")
 @click.option("--no-policy", is_flag=True,
               help="Act without the policy: nothing is checked or confirmed (for experiments on the virtual phone).")
 def run(task: str, device: str, model: str | None, max_steps: int | None, out: Path | None, baseline: bool,
         lora: Path | None, no_screenshots: bool, perception: str, vision: int, sop_name: str, memory: str,
-        no_policy: bool, policy_file: Path | None) -> None:
+        calls: str | None, no_policy: bool, policy_file: Path | None) -> None:
     """Let the agent do TASK on a device, streaming each step; the trajectory is saved as it goes.
 
     \b
@@ -188,6 +192,8 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
         raise click.BadParameter("the desktop reads its accessibility tree; --perception is for phones",
                                  param_hint="--perception")
     config = load_config()
+    if calls is not None:
+        config = config.model_copy(update={"calls": calls})
     policy = load_run_policy(config, policy_file, off=no_policy)  # a broken policy stops the run here
     with sigterm_like_ctrl_c() as termination:
         start = time.perf_counter()
