@@ -153,3 +153,34 @@ def test_the_student_is_taught_every_role(phone):
     instance = instances("train", 1)[0]
     assert OracleTeacher().agent(instance, phone).calls == "every"
     assert RoleAgent("x", ScriptedBackend()).calls == "needed"  # the runtime's default
+
+
+def test_typed_text_in_its_field_settles_the_step_without_the_reflector(served):
+    phone, _, device = served
+    device.act(OpenApp(app="Notes"))
+    obs = device.observe()
+    new = next((i for i, n in enumerate(obs.elements) if n.clickable and "new" in (n.text + n.content_desc).lower()),
+               None)
+    assert new is not None, obs.to_text()
+    device.act(Tap(target=new))
+    before = device.observe()
+    field = next(i for i, n in enumerate(before.elements) if n.editable)
+    agent = RoleAgent("write a note", ScriptedBackend(reflector=['{"outcome": "wrong_screen", "note": "asked"}']))
+    typed = Type(text="Groceries", target=field)
+    verdict = agent.reflect(before, typed, device.act(typed), device.observe())
+    assert (verdict.kind, verdict.by, verdict.note) == ("worked", "screen", "the typed text is in the field")
+    assert agent.history[-1].endswith("-> worked")  # the screens' reason stays out of what the model reads
+    every = RoleAgent("write a note", ScriptedBackend(reflector=['{"outcome": "wrong_screen", "note": "asked"}']),
+                      calls="every")
+    again = Type(text=" list", target=field)
+    assert every.reflect(before, again, device.act(again), device.observe()).by == "model"
+
+
+def test_bench_calls_is_for_the_model_agent():
+    from edgepilot.bench.registry import BenchOptions, select
+    from edgepilot.errors import ConfigError
+
+    options = BenchOptions(agents=("oracle",), calls="every")
+    with pytest.raises(ConfigError, match="--calls"):
+        select("tasks", options).prepare(options)
+    assert select("tasks", BenchOptions(agents=("model",))).prepare(BenchOptions(agents=("model",))).calls == "needed"
