@@ -184,3 +184,17 @@ def test_bench_calls_is_for_the_model_agent():
     with pytest.raises(ConfigError, match="--calls"):
         select("tasks", options).prepare(options)
     assert select("tasks", BenchOptions(agents=("model",))).prepare(BenchOptions(agents=("model",))).calls == "needed"
+
+
+def test_a_finish_along_a_memory_route_does_not_claim_a_check(served):
+    """A route from the app memory has no procedure's checks: its finish says nothing checked the result."""
+    from edgepilot.agent.session import memory_route
+    from edgepilot.memory.store import shipped
+
+    phone, _, device = served
+    device.act(Key(key="home"))
+    match = memory_route("turn on airplane mode", None, shipped())[0]
+    assert match is not None and match.sop.name == "memory-settings"
+    agent = RoleAgent("turn on airplane mode", ScriptedBackend(decider=[FINISH], reflector=[WORKED]), sop=match)
+    result = run_agent(device, agent, agent.goal, max_steps=12)
+    assert result.status == "finished" and "nothing checked the result" in result.reason, result.reason

@@ -331,6 +331,10 @@ class _Run:
                 why = verify(result.steps, action.answer)
                 if why:
                     result.status, result.reason = "unverified", f"the agent finished, but {why}"
+                elif str(getattr(getattr(getattr(self.agent, "match", None), "sop", None), "name", "")).startswith(
+                        "memory-"):  # a route the app memory suggested: no procedure's checks to hold it to
+                    result.reason = ("the agent finished along the app memory's route (a route is not a procedure: "
+                                     "nothing checked the result against the goal)")
                 elif getattr(self.agent, "match", None) is not None:
                     result.reason = "the agent finished, and the result was checked against the goal"
                 else:
