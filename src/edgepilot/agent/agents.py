@@ -90,7 +90,8 @@ SEARCH_SCROLLS: tuple[Literal["up", "down"], ...] = ("up", "down")
 reached; once it has reached both, the decider is free."""
 
 
-def _cut(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis (the bounds of the roles' strings)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -106,7 +107,7 @@ def progress_text(done: list[str]) -> str:
     while len(text) > limit and len(parts) > 1:
         parts.pop(0)
         text = "…, " + ", ".join(parts)
-    return _cut(text, limit)
+    return shorten(text, limit)
 
 
 def _points_at_screen(action: Action | None, obs: Observation) -> bool:
@@ -316,12 +317,12 @@ class RoleAgent(_Checked, AgentBase):
             raise ValueError(f"calls is one of {', '.join(CALLS)}, not {calls!r}")
         self.calls = calls
         self._last_kind: str | None = None
+        """The last step's outcome (``note`` after the loop's or the policy's word): whether the run is on track."""
         self.subgoals_done: list[str] = []
         """The subgoals whose actions the device carried out, in the words the decider read (the progress written
         where the planner is not asked)."""
         self._passed: list[str] = []
         """Steps found done already on this screen (a switch in the state wanted), for the step's record."""
-        """The last step's outcome (``note`` after the loop's or the policy's word): whether the run is on track."""
         self.backend = backend
         self.should_stop = should_stop
         self.ground = ground
@@ -592,7 +593,7 @@ class RoleAgent(_Checked, AgentBase):
         said = verdict.note if verdict.by != "screen" else ""  # the screens' reasons stay in the record
         self.remember(action, before, verdict.kind + (f" ({said})" if said else ""))
         if result.ok:
-            self.subgoals_done.append(_cut(self.plan.subgoal or describe_action(action, before), 50))
+            self.subgoals_done.append(shorten(self.plan.subgoal or describe_action(action, before), 50))
         if isinstance(action, Swipe) and verdict.kind == "no_change":  # the list's end: search the other way
             self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
         self._last_kind = "off"

@@ -327,15 +327,16 @@ class _Run:
             result.reason = "the agent finished" if action.status == "success" else "the agent gave up"
             result.answer = action.answer
             verify = getattr(self.agent, "verify", None)
+            match = getattr(self.agent, "match", None)
+            from edgepilot.memory.routes import ROUTE_PREFIX  # once a run, not at every start-up
             if action.status == "success" and verify is not None:
                 why = verify(result.steps, action.answer)
                 if why:
                     result.status, result.reason = "unverified", f"the agent finished, but {why}"
-                elif str(getattr(getattr(getattr(self.agent, "match", None), "sop", None), "name", "")).startswith(
-                        "memory-"):  # a route the app memory suggested: no procedure's checks to hold it to
+                elif match is not None and match.sop.name.startswith(ROUTE_PREFIX):  # no procedure's checks
                     result.reason = ("the agent finished along the app memory's route (a route is not a procedure: "
                                      "nothing checked the result against the goal)")
-                elif getattr(self.agent, "match", None) is not None:
+                elif match is not None:
                     result.reason = "the agent finished, and the result was checked against the goal"
                 else:
                     result.reason = "the agent finished (no procedure, so nothing checked the result)"

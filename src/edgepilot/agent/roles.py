@@ -367,10 +367,7 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     defs = schema["$defs"]
 
     def only(name: str, **props: Any) -> dict:
-        narrowed = copy.deepcopy(schema)
-        narrowed["anyOf"] = [{"$ref": f"#/$defs/{name}"}]
-        narrowed["$defs"][name]["properties"].update(props)
-        return narrowed
+        return _only(schema, name, **props)
 
     def targets(name: str) -> list[int]:
         enum = defs.get(name, {}).get("properties", {}).get("target", {}).get("enum")
@@ -398,6 +395,14 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
     return None
 
 
+def _only(schema: dict, name: str, **props: Any) -> dict:
+    """A copy of ``schema`` that allows only the action ``name``, its properties ``props`` replaced."""
+    narrowed = copy.deepcopy(schema)
+    narrowed["anyOf"] = [{"$ref": f"#/$defs/{name}"}]
+    narrowed["$defs"][name]["properties"].update(props)
+    return narrowed
+
+
 def ground_open(schema: dict, subgoal: str) -> dict | None:
     """``schema`` narrowed to opening the app a procedure's step names (``open Settings``: the words of ``Open the
     Settings app``), or None. Only for a procedure's own words: a planner's ``open Network & internet`` means a tap.
@@ -405,10 +410,7 @@ def ground_open(schema: dict, subgoal: str) -> dict | None:
     m = _OPEN_SUBGOAL.match(subgoal.strip())
     if m is None or "OpenApp" not in schema.get("$defs", {}) or "{" in m[1] or len(m[1]) > 100:
         return None
-    narrowed = copy.deepcopy(schema)
-    narrowed["anyOf"] = [{"$ref": "#/$defs/OpenApp"}]
-    narrowed["$defs"]["OpenApp"]["properties"]["app"] = {"enum": [m[1]], "type": "string"}
-    return narrowed
+    return _only(schema, "OpenApp", app={"enum": [m[1]], "type": "string"})
 
 
 def pinned_action(schema: dict, obs: Observation | None = None) -> Action | None:

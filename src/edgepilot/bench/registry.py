@@ -43,8 +43,10 @@ class BenchOptions:
     perception: str | None = None
     sop: str | None = None
     memory: str | None = None
-    calls: str | None = None
     """``on`` (default, as ``run``) or ``off``: routes from app memories where no procedure fits (tasks suite)."""
+    calls: str | None = None
+    """``needed`` (default for the model agent, as ``run``), ``every`` or ``both``: how the model agent spends
+    model calls (tasks suite)."""
     policy: str | None = None
     goals: tuple[str, ...] = ()
     repeats: int | None = None

@@ -39,7 +39,7 @@ from edgepilot.actions import (
     Wait,
     action_to_json,
 )
-from edgepilot.agent.agents import NEXT_STEP, Decision, Reflection, RoleAgent, progress_text
+from edgepilot.agent.agents import NEXT_STEP, Decision, Reflection, RoleAgent, progress_text, shorten
 from edgepilot.agent.roles import PLANNER, REFLECTOR, Plan, Verdict, decider_schema_for
 from edgepilot.controllers.base import ActResult
 from edgepilot.errors import ModelError
@@ -71,11 +71,6 @@ class Teacher(Protocol):
 def dumps(data: dict[str, Any]) -> str:
     """JSON in the spacing a model is trained to emit (the same as :func:`action_to_json`)."""
     return json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
-
-
-def _cut(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def fits_schema(action: Action, schema: dict) -> bool:
@@ -198,7 +193,7 @@ def subgoal_for(action: Action, obs: Observation, step: tuple[str, Any] | None) 
         text = "finish" + (f": answer {action.answer}" if action.answer else "")
     else:
         text = action.type
-    return _cut(text, _SUBGOAL)
+    return shorten(text, _SUBGOAL)
 
 
 
@@ -243,7 +238,7 @@ class OracleTeacherAgent(RoleAgent):
 
     def _memory(self, obs: Observation) -> str:
         if self.answer and self.answer.casefold() in obs.to_text().casefold():
-            return _cut(self.answer, _MEMORY)
+            return shorten(self.answer, _MEMORY)
         return ""
 
     def _wrong_action(self, obs: Observation, right: Action) -> Action | None:
@@ -298,7 +293,7 @@ class OracleTeacherAgent(RoleAgent):
         self._steps += 1
         if self._recovering:  # the corrected step after a wrong one: go back to where the task was
             self._recovering = False
-            self._subgoal = _cut(f"go back: {self._wrong}", _SUBGOAL)
+            self._subgoal = shorten(f"go back: {self._wrong}", _SUBGOAL)
             return self._answer(obs, Key(key="back"), self._subgoal)
         saved = (self.oracle.pos, self.oracle.scrolls, self.oracle.scroll_direction)
         pos = self.oracle.pos
@@ -322,7 +317,7 @@ class OracleTeacherAgent(RoleAgent):
     def reflect(self, before: Observation, action: Action, result: ActResult, after: Observation) -> Reflection:
         injected = self._wrong is not None and not self._recovering and self._subgoal == self._wrong
         if injected:
-            verdict = Verdict(outcome="wrong_screen", note=_cut(f"this does not {self._wrong}", 50))
+            verdict = Verdict(outcome="wrong_screen", note=shorten(f"this does not {self._wrong}", 50))
         else:
             verdict = Verdict(outcome="worked", note="")
         self.script.answers["reflector"] = dumps(verdict.model_dump())
