@@ -22,6 +22,18 @@ def served(phone):
         server.stop()
 
 
+@pytest.fixture
+def bank_login(served):
+    """The virtual bank's login screen on the served phone: (device, its observation, the index of "Log in", the
+    index of the PIN field)."""
+    from edgepilot.actions import OpenApp
+
+    _, _, device = served
+    device.act(OpenApp(app="Bank"))
+    obs = device.observe()
+    return device, obs, obs.find(text="Log in")[0], next(i for i, n in enumerate(obs.elements) if n.editable)
+
+
 @pytest.fixture(autouse=True)
 def _own_audit_log(tmp_path_factory, monkeypatch):
     """Runs started by tests write their policy decisions to a scratch log, not the user's."""

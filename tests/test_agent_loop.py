@@ -492,16 +492,12 @@ def test_voting_takes_the_commonest_valid_answer_and_ignores_invalid_ones(served
     assert backend.temperatures == [0.0]  # no voting by default
 
 
-def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(served):
-    from edgepilot.actions import Key, OpenApp
+def test_a_subgoal_that_names_an_element_narrows_the_deciders_grammar_to_it(bank_login):
+    from edgepilot.actions import Key
     from edgepilot.agent.roles import decider_schema_for, ground_subgoal
 
-    phone, _, device = served
-    device.act(OpenApp(app="Bank"))
-    obs = device.observe()
+    _, obs, login, pin = bank_login
     schema = decider_schema_for(obs)
-    login = obs.find(text="Log in")[0]
-    pin = next(i for i, n in enumerate(obs.elements) if n.editable)
     tap = ground_subgoal(schema, 'tap "Log in"', obs)
     assert tap["anyOf"] == [{"$ref": "#/$defs/Tap"}]
     assert tap["$defs"]["Tap"]["properties"]["target"] == {"enum": [login]}

@@ -38,13 +38,9 @@ def _roles(backend: ScriptedBackend) -> list[str]:
     return [role for role, _ in backend.prompts]
 
 
-def test_pinned_action_is_the_one_action_a_grounded_grammar_leaves(served):
-    phone, _, device = served
-    device.act(OpenApp(app="Bank"))
-    obs = device.observe()
+def test_pinned_action_is_the_one_action_a_grounded_grammar_leaves(bank_login):
+    device, obs, login, pin = bank_login
     schema = decider_schema_for(obs)
-    login = obs.find(text="Log in")[0]
-    pin = next(i for i, n in enumerate(obs.elements) if n.editable)
     assert pinned_action(schema) is None  # the whole action set: a choice
     assert pinned_action(ground_subgoal(schema, 'tap "Log in"', obs)) == Tap(target=login)
     assert pinned_action(ground_subgoal(schema, 'type "8538" into PIN', obs), obs) == Type(text="8538", target=pin)
