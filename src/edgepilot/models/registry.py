@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +85,27 @@ def open_model(spec: str | None = None, config: Config | None = None, *, lora_pa
 
     path = builtin_path(found.location) if found.kind == "builtin" else Path(found.location)
     shipped = adapter_of(found.location) if found.kind == "builtin" else None
-    if shipped is not None and not lora_path:  # an explicit adapter replaces the built-in one (distill eval)
-        lora_path = str(shipped[1])
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
+    if shipped is not None and not lora_path:  # an explicit adapter replaces the built-in one (distill eval)
+        path, lora_path = shipped_model(path, shipped[1])
     return LlamaCppBackend(path, n_threads=config.threads, n_gpu_layers=config.gpu_layers, n_ctx=config.context,
                            lora_path=lora_path, name=found.name)
+
+
+def shipped_model(base: Path, adapter: Path, say: Callable[[str], None] | None = None) -> tuple[Path, str | None]:
+    """What llama.cpp loads for a built-in base + LoRA: ``(the merged GGUF, None)``, written once into the
+    cache (:mod:`edgepilot.models.merge`), or ``(base, adapter)`` applied at run time where the merge cannot
+    be written (no gguf package, a read-only cache), which works and reads prompts about a third slower.
+    """
+    from edgepilot.models.merge import merged_model
+
+    try:
+        return merged_model(base, adapter, say=say), None
+    except (ModelError, OSError) as exc:
+        print(f"edgepilot: running the adapter unmerged ({exc}); prompts read about a third slower",
+              file=sys.stderr)
+        return base, str(adapter)
 
 
 def token_counter(spec: str | None = None, config: Config | None = None) -> Callable[[str], int] | None:
