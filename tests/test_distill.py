@@ -290,7 +290,7 @@ def test_training_goes_on_from_an_earlier_adapter_where_it_stopped(student: dict
 def test_training_goes_on_from_a_gguf_lora_with_the_weights_it_was_exported_from(student: dict) -> None:
     from safetensors.torch import load_file
 
-    from edgepilot.distill.export import read_lora
+    from edgepilot.models.merge import read_lora
     from edgepilot.distill.train import TrainConfig, _libraries, load_base, lora_from_gguf, train
     from edgepilot.errors import ConfigError
 
@@ -617,8 +617,9 @@ def test_merged_model_computes_what_the_base_with_the_adapter_does_and_quantizes
     import llama_cpp
     import numpy as np
 
-    from edgepilot.distill.export import merge_lora, quantize
+    from edgepilot.distill.export import quantize
     from edgepilot.errors import ConfigError
+    from edgepilot.models.merge import merge_lora
 
     tmp = student["tmp"]
     f16 = tmp / "merged-f16.gguf"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from edgepilot.errors import ModelError
+from edgepilot.errors import ConfigError
 from edgepilot.models import merge
 from edgepilot.models.builtin import DEFAULT_MODEL, adapter_of, builtin_path
 
@@ -48,8 +48,8 @@ def test_the_merged_weights_are_the_base_plus_the_scaled_lora(merged):
     untouched = next(n for n in tensors["base"] if n.endswith("attn_norm.weight"))
     assert (np.asarray(tensors["merged"][untouched].data) == np.asarray(tensors["base"][untouched].data)).all()
     fields = {r: gguf.GGUFReader(str(p)).fields for r, p in (("base", base), ("merged", out))}
-    assert fields["merged"]["tokenizer.chat_template"].contents() == fields["base"]["tokenizer.chat_template"].contents()
-    assert fields["merged"]["tokenizer.ggml.tokens"].contents() == fields["base"]["tokenizer.ggml.tokens"].contents()
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.tokens"):
+        assert fields["merged"][key].contents() == fields["base"][key].contents()
 
 
 def test_the_merged_model_answers_as_the_base_with_its_adapter(merged):
@@ -72,7 +72,7 @@ def test_the_merged_model_answers_as_the_base_with_its_adapter(merged):
             rows.append(np.array(llm.scores[len(tokens) - 1], dtype=np.float64))
         last[tag] = rows
         del llm
-    for lora, plain, mine in zip(last["lora"], last["base"], last["merged"]):
+    for lora, plain, mine in zip(last["lora"], last["base"], last["merged"], strict=True):
         assert lora.argmax() in np.argsort(-mine)[:2]  # the same next token, or a near tie with it
         # far nearer the adapter's logits than the base's own: the adapter is in, not just the base requantized
         assert np.abs(mine - lora).mean() < np.abs(plain - lora).mean() / 5
@@ -93,7 +93,7 @@ def test_a_failed_merge_leaves_nothing_and_the_run_applies_the_adapter_unmerged(
     broken = tmp_path / "broken.lora.gguf"
     broken.write_bytes(b"GGUF not really")
     folder = tmp_path / "cache"
-    with pytest.raises(ModelError, match="not a GGUF file"):
+    with pytest.raises(ConfigError, match="cannot read .* as GGUF"):
         merge.merged_model(builtin_path(), broken, folder=folder, say=lambda line: None)
     assert not list(folder.glob("*"))  # no half-written model
     monkeypatch.setattr(merge.paths, "cache_dir", lambda: tmp_path / "user-cache")

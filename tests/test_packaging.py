@@ -325,7 +325,8 @@ def test_export_writes_the_gguf_lora_itself_and_downloads_nothing(tmp_path, monk
     pytest.importorskip("gguf")
     safetensors_torch = pytest.importorskip("safetensors.torch")
     from edgepilot.distill.base import _unpermute
-    from edgepilot.distill.export import export_lora, read_lora
+    from edgepilot.distill.export import export_lora
+    from edgepilot.models.merge import read_lora
 
     adapter = tmp_path / "adapter"
     (adapter / "base").mkdir(parents=True)

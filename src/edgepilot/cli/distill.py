@@ -280,7 +280,8 @@ def export_cmd(run_dir: Path, model: str | None, adapter: Path | None, out: Path
     With --merged, also a whole model with the adapter folded in (f16, and quantized), each loaded by llama.cpp
     as a check: for runtimes that take no LoRA, or to spare the adapter's cost per token.
     """
-    from edgepilot.distill.export import check_loads, export_lora, merge_lora, quantize
+    from edgepilot.distill.export import check_loads, export_lora, quantize
+    from edgepilot.models.merge import merge_lora
 
     if quants and not merged:
         _fail(ConfigError("--quant quantizes the merged model: add --merged"))

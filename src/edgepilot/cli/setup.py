@@ -24,10 +24,8 @@ def setup(name: str | None) -> None:
     downloads when edgepilot runs.
     Already installed: says where it is and downloads nothing.
     """
-    from edgepilot.models.builtin import DEFAULT_MODEL
+    from edgepilot.models.builtin import DEFAULT_MODEL, adapter_of
     from edgepilot.models.install import install_builtin
-
-    from edgepilot.models.builtin import adapter_of
     from edgepilot.models.registry import shipped_model
 
     result = install_builtin(name or DEFAULT_MODEL, say=click.echo)

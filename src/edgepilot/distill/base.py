@@ -188,7 +188,7 @@ def _unpermute(rows: Any, heads: int) -> Any:
 def lora_from_gguf(model: Any, lora: Any, peft: Any, torch: Any, *, dropout: float = 0.0) -> Any:
     """``model`` (a transformers llama-family model) with a trainable LoRA holding a GGUF LoRA's weights.
 
-    ``lora`` is :func:`edgepilot.distill.export.read_lora`'s. The rank, alpha, adapted projections and blocks
+    ``lora`` is :func:`edgepilot.models.merge.read_lora`'s. The rank, alpha, adapted projections and blocks
     are the GGUF's; the converter's row order of a llama model's ``attn_q``'s and ``attn_k``'s B is undone, so
     the model computes what llama.cpp computes with the adapter.
 

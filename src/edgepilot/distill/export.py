@@ -9,8 +9,8 @@ values; tests/test_distill.py loads it in llama.cpp), and nothing is downloaded:
 Hugging Face hub. ``--llama-cpp DIR`` runs that converter from an unpacked llama.cpp tree instead, for an
 architecture edgepilot's writer does not map (:data:`ARCHITECTURES`).
 
-``merge_lora`` folds a GGUF LoRA into the base GGUF's weights and writes an
-f16 GGUF; ``quantize`` turns that into Q8_0 or Q4_K_M with llama.cpp's own
+:func:`edgepilot.models.merge.merge_lora` folds a GGUF LoRA into the base GGUF's
+weights and writes an f16 GGUF; ``quantize`` turns that into Q8_0 or Q4_K_M with llama.cpp's own
 ``llama_model_quantize`` (through llama-cpp-python). The merge works on the
 GGUF files themselves (the PyPI ``gguf`` package reads and writes them): every
 metadata field of the base, the tokenizer's included, is copied as it is, so
@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -239,113 +238,6 @@ def _c_output_to(path: Path) -> Iterator[None]:
 
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 """``--quant`` names and the ``llama_ftype`` constants of llama-cpp-python they stand for."""
-
-
-def _read_gguf(path: Path) -> Any:
-    try:
-        import gguf
-    except ImportError as exc:
-        raise ConfigError(f"reading GGUF needs the distill extra (gguf): {install_command('distill')}") from exc
-    try:
-        return gguf.GGUFReader(str(path))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path} as GGUF ({exc})") from exc
-
-
-@dataclass
-class GgufLora:
-    """A GGUF LoRA read back (:func:`read_lora`)."""
-
-    alpha: float
-    """As llama.cpp applies it: a file's alpha of 0 means the rank (a scale of 1)."""
-    pairs: dict[str, tuple[Any, Any]]
-    """The adapted tensor's GGUF name -> (A (rank, in), B (out, rank)), float32."""
-    architecture: str
-    """The base model's architecture (``general.architecture``), e.g. ``llama``."""
-
-    @property
-    def blocks(self) -> list[int]:
-        """The transformer blocks it adapts (its tensors are named ``blk.N.NAME.weight``)."""
-        parts = (name.split(".") for name in self.pairs)
-        return sorted({int(p[1]) for p in parts if len(p) > 1 and p[1].isdigit()})
-
-
-def read_lora(lora_gguf: Path) -> GgufLora:
-    """A GGUF LoRA's alpha, pairs and architecture.
-
-    The matrices are in llama.cpp's layout: for a llama model the rows of ``attn_q``'s and ``attn_k``'s B are
-    in the order the converter permutes them to (:func:`edgepilot.distill.base.lora_from_gguf` undoes it).
-
-    Raises:
-        ConfigError: not a readable GGUF LoRA, or half of a pair is missing.
-    """
-    lora = _read_gguf(lora_gguf)  # first: its error says what to install
-    import gguf
-    import numpy as np
-
-    alpha_field = lora.fields.get("adapter.lora.alpha")
-    if alpha_field is None:
-        raise ConfigError(f"{lora_gguf} is not a GGUF LoRA (no adapter.lora.alpha)")
-    halves: dict[str, dict[str, Any]] = {}
-    for t in lora.tensors:
-        stem, _, half = t.name.rpartition(".")
-        if half in ("lora_a", "lora_b"):
-            halves.setdefault(stem, {})[half] = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
-    if unpaired := sorted(stem for stem, h in halves.items() if len(h) != 2):
-        raise ConfigError(f"{lora_gguf} has lora_a without lora_b or the other way round: {unpaired[:3]}")
-    if not halves:
-        raise ConfigError(f"{lora_gguf} holds no LoRA tensors")
-    pairs = {stem: (h["lora_a"], h["lora_b"]) for stem, h in halves.items()}
-    arch = lora.fields.get("general.architecture")
-    return GgufLora(alpha=float(alpha_field.contents()) or float(next(iter(pairs.values()))[0].shape[0]),
-                    pairs=pairs, architecture=str(arch.contents()) if arch is not None else "")
-
-
-def merge_lora(base_gguf: Path, lora_gguf: Path, out: Path) -> dict[str, Any]:
-    """Write ``out``: the base GGUF with the GGUF LoRA folded into its weights, matrices in f16.
-
-    Raises:
-        ConfigError: the ``gguf`` package is missing, a file is not a readable GGUF, or the adapter does not
-            fit the base (a tensor it adapts is not in the base, half of a pair is missing, or shapes differ).
-    """
-    start = time.perf_counter()
-    base = _read_gguf(base_gguf)  # first: its error says what to install
-    lora = read_lora(lora_gguf)
-    import gguf
-    import numpy as np
-
-    alpha, pairs = lora.alpha, lora.pairs
-    names = {t.name for t in base.tensors}
-    if missing := sorted(set(pairs) - names):
-        raise ConfigError(f"{lora_gguf} adapts tensors that {base_gguf.name} does not have: {missing[:3]}")
-    arch = base.fields["general.architecture"].contents()
-    writer = gguf.GGUFWriter(str(out), arch)
-    for field in base.fields.values():
-        if field.name == "general.architecture" or field.name.startswith("GGUF."):
-            continue
-        value = field.contents()
-        if field.name == "general.file_type":
-            value = int(gguf.LlamaFileType.MOSTLY_F16)
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, value, kind, sub_type=sub)
-    merged = 0
-    for tensor in base.tensors:
-        weights = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-        if tensor.name in pairs:
-            a, b = pairs[tensor.name]
-            if (b.shape[0], a.shape[1]) != weights.shape:
-                raise ConfigError(f"{tensor.name}: the adapter's {b.shape[0]}x{a.shape[1]} does not fit the base's "
-                                  f"{weights.shape[0]}x{weights.shape[1]}")
-            weights += (alpha / a.shape[0]) * (b @ a)
-            merged += 1
-        writer.add_tensor(tensor.name, weights.astype(np.float16) if weights.ndim > 1 else weights)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return {"gguf": str(out), "quant": "f16", "bytes": out.stat().st_size, "tensors_merged": merged,
-            "seconds": round(time.perf_counter() - start, 2)}
 
 
 def quantize(f16_gguf: Path, out: Path, kind: str, *, threads: int | None = None) -> dict[str, Any]:

@@ -199,7 +199,7 @@ class _Init:
 
     path: Path
     gguf: Any
-    """:func:`edgepilot.distill.export.read_lora`'s, where ``path`` is a GGUF LoRA; None for an adapter folder."""
+    """:func:`edgepilot.models.merge.read_lora`'s, where ``path`` is a GGUF LoRA; None for an adapter folder."""
     blocks: list[int] | None
     """The blocks it adapts (None: all)."""
 
@@ -311,7 +311,7 @@ def _read_init(cfg: TrainConfig) -> _Init | None:
         return None
     path = Path(cfg.init_adapter)
     if path.is_file():  # a GGUF LoRA (a shipped model)
-        from edgepilot.distill.export import read_lora
+        from edgepilot.models.merge import read_lora
 
         gguf = read_lora(path)
         init = _Init(path, gguf, gguf.blocks)

@@ -102,7 +102,7 @@ def shipped_model(base: Path, adapter: Path, say: Callable[[str], None] | None =
 
     try:
         return merged_model(base, adapter, say=say), None
-    except (ModelError, OSError) as exc:
+    except (ConfigError, OSError) as exc:
         print(f"edgepilot: running the adapter unmerged ({exc}); prompts read about a third slower",
               file=sys.stderr)
         return base, str(adapter)
