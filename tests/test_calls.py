@@ -164,12 +164,18 @@ def test_typed_text_in_its_field_settles_the_step_without_the_reflector(served):
     agent = RoleAgent("write a note", ScriptedBackend(reflector=['{"outcome": "wrong_screen", "note": "asked"}']))
     typed = Type(text="Groceries", target=field)
     verdict = agent.reflect(before, typed, device.act(typed), device.observe())
-    assert (verdict.kind, verdict.by, verdict.note) == ("worked", "screen", "the typed text is in the field")
+    assert (verdict.kind, verdict.by, verdict.note) == ("worked", "screen", "the field shows the typed text")
     assert agent.history[-1].endswith("-> worked")  # the screens' reason stays out of what the model reads
     every = RoleAgent("write a note", ScriptedBackend(reflector=['{"outcome": "wrong_screen", "note": "asked"}']),
                       calls="every")
     again = Type(text=" list", target=field)
     assert every.reflect(before, again, device.act(again), device.observe()).by == "model"
+    # typed after the field's old text ("Groceries list list"): the typed words are there, but so is more; a doubt
+    more = Type(text=" list", target=field)
+    shown = device.act(more)
+    after = device.observe()
+    assert any(" list" in n.text and n.text.strip() != "list" for n in after.elements if n.editable)
+    assert agent.reflect(before, more, shown, after).by == "model"
 
 
 def test_bench_calls_is_for_the_model_agent():

@@ -606,13 +606,14 @@ class RoleAgent(_Checked, AgentBase):
         return verdict
 
     def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
-        """A verdict from the screens alone, where they decide it, else None (the reflector is asked): the typed
-        text is in a field; the switch tapped shows the other value; or the action did the procedure's step and
+        """A verdict from the screens alone, where they decide it, else None (the reflector is asked): a field
+        shows the typed text and only it; the switch tapped shows the other value; or the action did the procedure's step and
         the new screen is the one the next step expects (its ``(screen: ...)``) or has what that step acts on.
         Only a ``worked`` is ever decided here: a doubt goes to the model."""
         if isinstance(action, Type) and action.text.strip():
-            if any(action.text in n.text for n in after.elements if n.editable):
-                return Reflection("worked", "the typed text is in the field", "screen")
+            # the field shows what was typed and nothing else: text typed after a field's old text is a doubt
+            if any(n.text.strip() == action.text.strip() for n in after.elements if n.editable):
+                return Reflection("worked", "the field shows the typed text", "screen")
         target = getattr(action, "target", None)
         if isinstance(action, (Tap, Click)) and isinstance(target, int) and 0 <= target < len(before.elements):
             node = before.elements[target]
