@@ -258,7 +258,8 @@ def _run_args(task: str, model: FakeModel, out: Path, *more: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("last", "status", "code"), [
-    ('{"type": "finish", "status": "success"}', "FINISHED", 0),
+    # --sop off: a finish that no procedure checked is not a verified success
+    ('{"type": "finish", "status": "success"}', "UNVERIFIED", 7),
     ('{"type": "finish", "status": "failure"}', "GAVE_UP", 3),
     (None, "STUCK", 4),
 ])
@@ -307,8 +308,8 @@ def test_run_prints_the_task_the_screen_and_the_models_words_safely(tmp_path):
                               text=True, timeout=120, env={**os.environ, "EDGEPILOT_CONFIG": str(tmp_path / "none")})
     finally:
         model.shutdown()
-    assert proc.returncode == 0, proc.stderr
-    assert "thought: wait" in proc.stdout and "FINISHED" in proc.stdout
+    assert proc.returncode == 7, proc.stderr  # --sop off: finished, but nothing checked it
+    assert "thought: wait" in proc.stdout and "UNVERIFIED" in proc.stdout
     assert _forbidden(proc.stdout) == [] and _forbidden(proc.stderr) == []
     assert "task:   wait a moment \\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202e" in proc.stdout  # seen, inert
     assert 'finish (success): "done \\x1b[2J' in proc.stdout and "outcome: finished: done \\x1b[2J" in proc.stdout

@@ -271,6 +271,8 @@ class _Checked:
 
     match: Any = None
     goal: str
+    checked = True
+    """A finish counts as a success only when a procedure's checks passed (a scripted agent is trusted)."""
 
     def verify(self, steps: list[Any], answer: str | None) -> str | None:
         from edgepilot.agent.verify import check_result

@@ -98,8 +98,9 @@ EXIT_STATUS: dict[str, int] = {"finished": 0, "error": 1, "gave_up": 3, "stuck":
                                "unverified": 7, "impossible": 8, "needs_input": 9, "interrupted": 130}
 """The process exit status of a command that ran the agent, by how the run ended (docs/trajectories.md).
 
-0 only for ``finished``: the agent said the task is done and, where it followed a procedure, the result was
-checked against the goal's values (:mod:`edgepilot.agent.verify`); a finish that fails the check is
+0 only for ``finished``: the agent said the task is done and the result was checked against the goal's values
+along the procedure it followed (:mod:`edgepilot.agent.verify`; a scripted agent is trusted); a finish that
+fails the check, or that no procedure could check (none fitted the goal, or an app memory's route), is
 ``unverified`` (7); the agent giving up, going round in circles, spending its step budget, a stop (the policy
 refused, or a stop from outside), a goal that cannot be done here (``impossible``, 8) and a goal that leaves out
 a value the procedure needs (``needs_input``, 9) each have their own code, so a script can tell them apart; 2
@@ -333,11 +334,14 @@ class _Run:
                 why = verify(result.steps, action.answer)
                 if why:
                     result.status, result.reason = "unverified", f"the agent finished, but {why}"
-                elif match is not None and match.sop.name.startswith(ROUTE_PREFIX):  # no procedure's checks
-                    result.reason = ("the agent finished along the app memory's route (a route is not a procedure: "
-                                     "nothing checked the result against the goal)")
-                elif match is not None:
+                elif match is not None and not match.sop.name.startswith(ROUTE_PREFIX):
                     result.reason = "the agent finished, and the result was checked against the goal"
+                elif getattr(self.agent, "checked", False):  # a model's word alone is not a success
+                    result.status = "unverified"
+                    result.reason = ("the agent finished along the app memory's route, but a route is not a "
+                                     "procedure: nothing checked the result against the goal" if match is not None
+                                     else "the agent finished, but no procedure fits the goal, so nothing checked "
+                                     "the result against it")
                 else:
                     result.reason = "the agent finished (no procedure, so nothing checked the result)"
             return True

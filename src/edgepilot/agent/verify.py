@@ -9,9 +9,9 @@ A run that the agent says is done is checked against the procedure it followed a
   digits, a number or address is a phone number or an e-mail address, a temperature has digits), and with
   every value in it read off a screen the run saw, never made up.
 
-A run that fails a check ends ``unverified`` with the check that failed. A run with no procedure has nothing
-to be checked against: it stays ``finished`` and its reason says it was not checked (exit status 0 therefore
-means "checked" only for runs that followed a procedure; docs/trajectories.md).
+A run that fails a check ends ``unverified`` with the check that failed. A model agent's run with no procedure
+(or along an app memory's route) has nothing to be checked against: it ends ``unverified`` too, and its reason
+says nothing checked it, so exit status 0 means a checked success (docs/trajectories.md).
 """
 
 from __future__ import annotations

@@ -159,11 +159,12 @@ def run(task: str, device: str, model: str | None, max_steps: int | None, out: P
     ended (SIGTERM: status stopped, exit status 143).
 
     \b
-    Exit status: 0 finished (the agent says the task is done; with a
-    procedure, what it did was checked against the goal's values), 1
+    Exit status: 0 finished (the agent says the task is done, and what it
+    did was checked against the goal's values along its procedure), 1
     error, 3 gave up, 4 stuck (the same action on the same screen again),
     5 step budget spent, 6 stopped (the policy refused a step), 7
-    unverified (finished, but the check against the goal failed),
+    unverified (finished, but the check failed, or no procedure fitted
+    the goal, so nothing checked it), 8 impossible here,
     9 needs input (the goal leaves out a value, like a PIN, and no one
     at the terminal gave it), 130 Ctrl-C.
 

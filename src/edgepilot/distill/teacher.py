@@ -211,6 +211,8 @@ class OracleTeacherAgent(RoleAgent):
             what the oracle does (:meth:`_pointer`).
     """
 
+    checked = False  # the oracle's finish is the task's own reference, not a model's claim
+
     name = "oracle-teacher"
     vision = 0
 
