@@ -609,9 +609,9 @@ class RoleAgent(_Checked, AgentBase):
 
     def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
         """A verdict from the screens alone, where they decide it, else None (the reflector is asked): a field
-        shows the typed text and only it; the switch tapped shows the other value; or the action did the procedure's step and
-        the new screen is the one the next step expects (its ``(screen: ...)``) or has what that step acts on.
-        Only a ``worked`` is ever decided here: a doubt goes to the model."""
+        shows the typed text and only it; the switch tapped shows the other value; or the action did the
+        procedure's step and the new screen is the one the next step expects (its ``(screen: ...)``) or has what
+        that step acts on. Only a ``worked`` is ever decided here: a doubt goes to the model."""
         if isinstance(action, Type) and action.text.strip():
             # the field shows what was typed and nothing else: text typed after a field's old text is a doubt
             if any(n.text.strip() == action.text.strip() for n in after.elements if n.editable):
