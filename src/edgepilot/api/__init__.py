@@ -56,7 +56,8 @@ class AgentResult:
 
     @property
     def finished(self) -> bool:
-        """Whether the agent reported the task done (``status == "finished"``)."""
+        """Whether the task is done and checked (``status == "finished"``); a finish nothing could confirm is
+        ``unverified``, with the reason in :attr:`reason`."""
         return self.status == "finished"
 
     @classmethod
