@@ -74,7 +74,7 @@ class DaemonProcess:
     """A daemon started as a real process, with its own home, runtime dir, config and audit log."""
 
     def __init__(self, root: Path, *args: str, config: str = "", display: str | None = None,
-                 path_prefix: Path | None = None) -> None:
+                 path_prefix: Path | None = None, session_bus: str | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.home = root / "home"
@@ -84,9 +84,12 @@ class DaemonProcess:
         (root / "config.toml").write_text('calls = "every"\n' + config)
         self.env = {**os.environ, "EDGEPILOT_HOME": str(self.home), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
                     "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(self.audit)}
-        self.env.pop("DISPLAY", None)
+        for name in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"):  # only what a test gives
+            self.env.pop(name, None)
         if display:
             self.env["DISPLAY"] = display
+        if session_bus:
+            self.env["DBUS_SESSION_BUS_ADDRESS"] = session_bus
         if path_prefix:
             self.env["PATH"] = f"{path_prefix}{os.pathsep}{self.env['PATH']}"
         self.log = root / "daemon.log"
@@ -189,10 +192,18 @@ def scripted(tmp_path_factory) -> Iterator[DaemonProcess]:
     bin_dir.mkdir()
     (bin_dir / "notify-send").write_text(FAKE_NOTIFY)
     (bin_dir / "notify-send").chmod(0o755)
-    daemon = DaemonProcess(root, "--scripted-model", str(root / "script.json"), "--device", "virtual",
-                           config="confirm_timeout = 2\n", path_prefix=bin_dir)
-    yield daemon
-    daemon.stop()
+    # a real session bus, as a desktop session has one (notify-send needs one; the fake stands in for the rest)
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address"],
+                           stdout=subprocess.PIPE, text=True)
+    address = bus.stdout.readline().strip()
+    try:
+        daemon = DaemonProcess(root, "--scripted-model", str(root / "script.json"), "--device", "virtual",
+                               config="confirm_timeout = 2\n", path_prefix=bin_dir, session_bus=address)
+        yield daemon
+        daemon.stop()
+    finally:
+        bus.terminate()
+        bus.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -343,6 +354,22 @@ def test_an_unanswered_confirmation_is_a_refusal_even_when_the_client_leaves(scr
         events = Events(client, run)
         confirmed = events.wait_for("confirmed", run, timeout=30)
         assert confirmed["answer"] == "no" and confirmed["by"] == "timeout"
+
+
+def test_without_a_session_bus_notifications_are_off_and_status_says_why(tmp_path, monkeypatch):
+    """notify-send installed but no session bus: every notification would fail, so the daemon does not claim
+    them (it used to say they worked while only its log showed notify-send failing)."""
+    from edgepilot.daemon.confirm import Notifier
+
+    (tmp_path / "notify-send").write_text(FAKE_NOTIFY)
+    (tmp_path / "notify-send").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no bus socket in it
+    notifier = Notifier.detect()
+    assert notifier.mode == "off" and "no D-Bus session bus" in notifier.reason
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus")
+    assert Notifier.detect().mode == "actions"
 
 
 def test_a_notification_with_actions_answers(scripted):
@@ -541,11 +568,35 @@ def _ask(sock: socket.socket, request: dict) -> dict:
 # ---------------------------------------------------------------- config.toml [daemon]
 
 
+def test_tasks_that_name_no_device_go_to_the_desktop_only_where_there_is_one(monkeypatch, tmp_path):
+    """A daemon on a machine without a display sends "open the clock" to the virtual phone, and says why; it
+    used to send it to a desktop that was not there."""
+    from edgepilot.config import Config
+    from edgepilot.daemon.daemon import Daemon
+    from edgepilot.daemon.paths import DaemonPaths
+    from edgepilot.devices import default_device
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert default_device() == ("virtual", "the virtual phone: no display ($DISPLAY is not set); set [daemon] "
+                                           'device = "SERIAL" for a phone over adb')
+    monkeypatch.setenv("DISPLAY", ":987")  # no X server there
+    device, why = default_device()
+    assert device == "virtual" and "no X server listens on $DISPLAY=:987" in why
+    monkeypatch.setenv("DISPLAY", "otherhost:0")  # a remote display: the desktop, as asked
+    assert default_device()[0] == "desktop"
+    monkeypatch.delenv("DISPLAY")
+    paths = DaemonPaths(socket=tmp_path / "s", token=tmp_path / "t", pid=tmp_path / "p", log=tmp_path / "l")
+    daemon = Daemon(Config(), paths=paths)
+    assert (daemon.device, daemon.prompt.device) == ("virtual", "virtual") and "no display" in daemon.device_reason
+    configured = Daemon(Config(daemon={"device": "desktop:xvfb"}), paths=paths)
+    assert configured.device == "desktop:xvfb" and configured.device_reason == "[daemon] device in config.toml"
+
+
 def test_daemon_settings_are_checked(tmp_path):
     from edgepilot.config import Config, load_config
     from edgepilot.errors import ConfigError
 
-    assert Config().daemon.hotkey == "<ctrl>+<alt>+<space>" and Config().daemon.device == "desktop"
+    assert Config().daemon.hotkey == "<ctrl>+<alt>+<space>" and Config().daemon.device is None  # by the display
     path = tmp_path / "config.toml"
     path.write_text('[daemon]\nhotkey = "<ctrl>+<shift>+k"\ndevice = "virtual"\nhotkeys = false\n')
     config = load_config(path)

@@ -24,7 +24,8 @@ the file, and the closest known key.
     hotkey = "<ctrl>+<alt>+<space>"     # opens the task prompt on this desktop
     stop_hotkey = "<ctrl>+<alt>+<esc>"  # safety stop: ends the running task at once, drops the queue
     hotkeys = true                  # false: no global hotkeys (the control socket still works)
-    device = "desktop"              # device of tasks typed at the prompt or sent without --device
+    device = "desktop"              # device of tasks typed at the prompt or sent without --device (default:
+                                    # this desktop where there is a display, else the virtual phone)
     model = "smollm2-135m-agent"    # model the daemon keeps loaded (default: `model` above)
     notify = true                   # desktop notifications for confirmations (notify-send)
 """
@@ -66,7 +67,8 @@ class DaemonConfig(BaseModel):
     hotkey: str = "<ctrl>+<alt>+<space>"
     stop_hotkey: str = "<ctrl>+<alt>+<esc>"
     hotkeys: bool = True
-    device: str = "desktop"
+    device: str | None = None
+    """None: this desktop where a display is set, else the virtual phone (:func:`edgepilot.devices.default_device`)."""
     model: str | None = None
     notify: bool = True
 

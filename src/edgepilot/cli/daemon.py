@@ -241,7 +241,8 @@ def _print_status(report: dict[str, Any], brief: bool = False) -> None:
     up = _duration(report["uptime_s"])
     lines = [f"daemon:  running, pid {report['pid']}, up {up} (edgepilot {_line(report['version'])})",
              f"model:   {_line(model['name'] or model['spec'])}: {loaded}",
-             f"device:  {_line(report['device'])} (tasks that name none)   policy: {_line(report['policy'])}",
+             f"device:  {_line(report['device'])} (tasks that name none: {_line(report.get('device_reason', ''))})",
+             f"policy:  {_line(report['policy'])}",
              "hotkeys: " + (f"{hotkeys['prompt']} opens the task prompt, {hotkeys['stop']} stops the running task"
                             if hotkeys["enabled"] else f"off: {hotkeys['reason']}"),
              f"notify:  {report['notifications']['mode']} ({report['notifications']['reason']})"]

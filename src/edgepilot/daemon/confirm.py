@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from edgepilot.agent.events import confirm_event, confirmed_event
@@ -77,6 +78,17 @@ class Pending:
                 "consequence": self.request.consequence, "seconds_left": round(left, 1)}
 
 
+def session_bus() -> str | None:
+    """The D-Bus session bus address notify-send would use, or None where there is none."""
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+    if address:
+        return address
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and Path(runtime, "bus").is_socket():
+        return f"unix:path={Path(runtime, 'bus')}"
+    return None
+
+
 class Notifier:
     """Desktop notifications through ``notify-send``.
 
@@ -97,6 +109,10 @@ class Notifier:
         exe = shutil.which("notify-send")
         if exe is None:
             return cls("off", "notify-send is not installed (Debian: libnotify-bin)")
+        if not session_bus():  # notify-send would fail at every question, and only the log would say
+            return cls("off", "no D-Bus session bus ($DBUS_SESSION_BUS_ADDRESS is not set and $XDG_RUNTIME_DIR/bus "
+                              "does not exist), so no notification can be shown; answer in `edgepilot tui --attach` "
+                              "or `edgepilot daemon answer`")
         try:
             out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=5)
         except (OSError, subprocess.SubprocessError) as exc:

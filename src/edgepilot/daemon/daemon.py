@@ -42,6 +42,7 @@ from edgepilot.daemon.protocol import (
 from edgepilot.daemon.runs import Runner, RunRefused
 from edgepilot.daemon.server import Connection, ControlServer
 from edgepilot.daemon.testing import ScriptedModel
+from edgepilot.devices import default_device
 from edgepilot.models.registry import open_model
 
 log = logging.getLogger("edgepilot.daemon")
@@ -68,6 +69,9 @@ class Daemon:
         self.options = options
         self.paths = paths or DaemonPaths.default()
         self.device = options.device or config.daemon.device
+        self.device_reason = "--device" if options.device else "[daemon] device in config.toml"
+        if self.device is None:
+            self.device, self.device_reason = default_device()
         spec = options.model or config.daemon.model or config.model
         self.model = ModelHolder("scripted (tests only)" if options.scripted_model else spec, self._opener(spec))
         self.bus = EventBus()
@@ -111,8 +115,9 @@ class Daemon:
             self._start_hotkeys()
             self._handle_signals()
             self.server.start()  # clients get answers once everything above is up
-            log.info("edgepilot daemon %s ready (pid %d); model %s; device %s; notifications: %s",
-                     __version__, os.getpid(), self.model.spec, self.device, self.notifier.reason)
+            log.info("edgepilot daemon %s ready (pid %d); model %s; device %s (%s); notifications: %s",
+                     __version__, os.getpid(), self.model.spec, self.device, self.device_reason,
+                     self.notifier.reason)
             while not self._shutdown.wait(0.5):
                 pass
             log.info("shutting down: %s", self._shutdown_reason)
@@ -259,7 +264,7 @@ class Daemon:
             "pid": os.getpid(), "version": __version__, "protocol": PROTOCOL,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "socket": str(self.paths.socket), "log": str(self.paths.log), "token_file": str(self.paths.token),
-            "model": self.model.status(), "device": self.device,
+            "model": self.model.status(), "device": self.device, "device_reason": self.device_reason,
             "policy": "off" if self.options.policy_off else "on",
             **self.runner.status(),
             "confirmations": self.confirmations.open(),

@@ -199,6 +199,27 @@ def _parse(spec: str, adb_port: int) -> tuple[str, str, int]:
     return spec, "127.0.0.1", adb_port
 
 
+def local_display() -> str | None:
+    """Why there is no X display to work on here (None: ``$DISPLAY`` names one that answers or may answer: a
+    local display whose socket exists, or a remote ``host:N``)."""
+    display = os.environ.get("DISPLAY", "")
+    if not display:
+        return "no display ($DISPLAY is not set)"
+    number = re.fullmatch(r":(\d+)(\.\d+)?", display)
+    if number and not Path(f"/tmp/.X11-unix/X{number.group(1)}").exists():
+        return f"no X server listens on $DISPLAY={display}"
+    return None
+
+
+def default_device() -> tuple[str, str]:
+    """The device a task without one goes to, and why: this desktop where there is a display, else the
+    virtual phone (a phone over adb is named with ``--device SERIAL`` or ``[daemon] device``)."""
+    missing = local_display()
+    if missing is None:
+        return "desktop", f"this desktop ($DISPLAY={os.environ['DISPLAY']})"
+    return "virtual", f"the virtual phone: {missing}; set [daemon] device = \"SERIAL\" for a phone over adb"
+
+
 def list_devices(adb_port: int = 5037) -> list[dict[str, str]]:
     """Devices this machine can reach: running virtual phones and the adb server's devices."""
     rows = [{"serial": s["serial"], "state": "device", "kind": "virtual phone",
