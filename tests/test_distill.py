@@ -290,9 +290,9 @@ def test_training_goes_on_from_an_earlier_adapter_where_it_stopped(student: dict
 def test_training_goes_on_from_a_gguf_lora_with_the_weights_it_was_exported_from(student: dict) -> None:
     from safetensors.torch import load_file
 
-    from edgepilot.models.merge import read_lora
     from edgepilot.distill.train import TrainConfig, _libraries, load_base, lora_from_gguf, train
     from edgepilot.errors import ConfigError
+    from edgepilot.models.merge import read_lora
 
     torch, _, peft = _libraries()
     tmp = student["tmp"]

@@ -199,14 +199,20 @@ def _parse(spec: str, adb_port: int) -> tuple[str, str, int]:
     return spec, "127.0.0.1", adb_port
 
 
+def _x_socket(display: str) -> Path | None:
+    """The socket a local X display ``:N`` listens on (None for a remote ``host:N`` or no display)."""
+    number = re.fullmatch(r":(\d+)(\.\d+)?", display)
+    return Path(f"/tmp/.X11-unix/X{number.group(1)}") if number else None
+
+
 def local_display() -> str | None:
     """Why there is no X display to work on here (None: ``$DISPLAY`` names one that answers or may answer: a
     local display whose socket exists, or a remote ``host:N``)."""
     display = os.environ.get("DISPLAY", "")
     if not display:
         return "no display ($DISPLAY is not set)"
-    number = re.fullmatch(r":(\d+)(\.\d+)?", display)
-    if number and not Path(f"/tmp/.X11-unix/X{number.group(1)}").exists():
+    socket = _x_socket(display)
+    if socket is not None and not socket.exists():
         return f"no X server listens on $DISPLAY={display}"
     return None
 
@@ -225,8 +231,8 @@ def list_devices(adb_port: int = 5037) -> list[dict[str, str]]:
     rows = [{"serial": s["serial"], "state": "device", "kind": "virtual phone",
              "address": f"127.0.0.1:{s['port']}"} for s in running_sims()]
     display = os.environ.get("DISPLAY", "")
-    number = re.fullmatch(r":(\d+)(\.\d+)?", display)
-    if number and Path(f"/tmp/.X11-unix/X{number.group(1)}").exists():  # a local X server is listening
+    socket = _x_socket(display)
+    if socket is not None and socket.exists():  # a local X server is listening
         rows.append({"serial": f"desktop:{display}", "state": "device", "kind": "desktop", "address": display})
     try:
         import adbutils

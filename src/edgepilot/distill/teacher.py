@@ -54,7 +54,6 @@ TEACHER_ERROR = "teacher"
 INJECTED = "teacher: injected wrong step"
 """The ``error`` of a decider call whose answer is a deliberately wrong step (masked in training)."""
 
-_PROGRESS = Plan.model_fields["progress"].metadata[0].max_length
 _SUBGOAL = Plan.model_fields["subgoal"].metadata[0].max_length
 _MEMORY = Plan.model_fields["memory"].metadata[0].max_length
 
@@ -194,8 +193,6 @@ def subgoal_for(action: Action, obs: Observation, step: tuple[str, Any] | None) 
     else:
         text = action.type
     return shorten(text, _SUBGOAL)
-
-
 
 
 class OracleTeacherAgent(RoleAgent):

@@ -26,10 +26,10 @@ from edgepilot.sop.retrieve import Match, tokenize
 from edgepilot.sop.values import Span, spans
 
 MIN_SCORE = 0.35
+"""Below this share of the goal's weight, no remembered element is taken to be what the goal means."""
 ROUTE_PREFIX = "memory-"
 """The name of a procedure written from a route starts with it (``memory-settings``): a route, not a written
 procedure, so nothing in it holds a finish to the goal's values."""
-"""Below this share of the goal's weight, no remembered element is taken to be what the goal means."""
 
 SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "confirm", "add", "apply", "next",
           "search", "update", "set", "create")
@@ -207,8 +207,9 @@ def route_procedure(goal: str, target: Target) -> Match:
             lines.extend(_then(memory, nxt, end, values, used, want, goal))
     steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
                   for n, (text, screen) in enumerate(lines[:40], start=1))
-    sop = Sop(name=f"{ROUTE_PREFIX}{_slug(memory.app)}", description=f"A route through {memory.app} from its memory to "
-              f"{target.describe()}", apps=(memory.app, memory.package), phrasings=(), steps=steps)
+    sop = Sop(name=f"{ROUTE_PREFIX}{_slug(memory.app)}",
+              description=f"A route through {memory.app} from its memory to {target.describe()}",
+              apps=(memory.app, memory.package), phrasings=(), steps=steps)
     return Match(sop=sop, score=target.score)
 
 

@@ -15,8 +15,9 @@ values to within 1/16 of their own step.
 The merged file lives in the user cache folder under a name keyed on the
 content of the base and the adapter, so a new adapter or base makes a new file
 (and the older merges of that adapter are removed). Every merge is written to
-a temporary file and renamed, so a crash leaves no half-written model behind. ``edgepilot setup`` writes it; a run that finds it
-missing writes it first (a few seconds) and says so.
+a temporary file and renamed, so a crash leaves no half-written model behind.
+``edgepilot setup`` writes it; a run that finds it missing writes it first (a
+few seconds) and says so.
 """
 
 from __future__ import annotations
