@@ -33,7 +33,8 @@ from edgepilot.devices import open_device, parse_desktop_spec
 from edgepilot.errors import ConfigError, EdgepilotError
 from edgepilot.perception.types import Observation
 from edgepilot.policy.gate import Gate, allow_all
-from edgepilot.sim.desktop.tasks import DesktopTask, Script, TaskContext, tasks
+from edgepilot.sim.desktop.tasks import DesktopTask, Script, TaskContext
+from edgepilot.sim.desktop.templates import desktop_tasks
 
 DesktopAgentFactory = Callable[[str], StepAgent]
 """Makes the agent for one episode from its goal sentence."""
@@ -58,10 +59,14 @@ def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) ->
 
 def desktop_gates(gates: BenchGates, device: Any) -> DesktopGateFactory | None:
     """The policy gate of desktop episodes (None with the policy off): confirmations answered by a
-    :class:`SimulatedUser` whose task uses the task's application and has no sensitive steps."""
+    :class:`SimulatedUser` whose task uses the task's applications and approves its template's sensitive kinds."""
     if not gates.on:
         return None
-    return lambda task, goal, agent: gates.gate(goal, SimulatedUser((), {task.app}, {task.app}), device=device,
+    def user(task: DesktopTask) -> SimulatedUser:
+        apps = set(getattr(task, "apps", (task.app,)))
+        return SimulatedUser(getattr(task, "sensitive", ()), apps, apps)
+
+    return lambda task, goal, agent: gates.gate(goal, user(task), device=device,
                                                 agent=agent)
 
 
@@ -113,14 +118,15 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
             agent = FnAgent("reference", Script(task.reference(ctx)).next_action, goal) if factory is None \
                 else factory(goal)
         except EdgepilotError as exc:
-            return EpisodeResult(instance=task.id, template=task.id, split="desktop", goal=task.id, agent=name,
+            return EpisodeResult(instance=task.id, template=_template(task), split=_split(task), goal=task.id,
+                                 agent=name,
                                  success=False, failed_checks=[], status="error", reason=f"set-up failed: {exc}",
                                  answer=None)
         budget = max_steps or MAX_STEPS
         writer = None
         if save_to is not None:
             info = device.info
-            writer = TrajectoryWriter.new(goal, {"agent": agent.name, "task": task.id, "template": task.id,
+            writer = TrajectoryWriter.new(goal, {"agent": agent.name, "task": task.id, "template": _template(task),
                                                  "device": info.serial, "screen": [info.screen_width,
                                                                                    info.screen_height],
                                                  "max_steps": budget, **(meta or {})}, root=save_to)
@@ -133,7 +139,8 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
             success, failed = False, [f"check failed: {exc}"]
         if writer is not None:
             writer.amend_result({"success": success, "failed_checks": failed})
-        return EpisodeResult(instance=task.id, template=task.id, split="desktop", goal=goal, agent=agent.name,
+        return EpisodeResult(instance=task.id, template=_template(task), split=_split(task), goal=goal,
+                             agent=agent.name,
                              success=success, failed_checks=failed, status=run.status, reason=run.reason,
                              answer=run.answer, steps=run.steps, seconds=run.seconds,
                              trajectory=str(writer.folder) if writer else None)
@@ -141,11 +148,24 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
         ctx.close()
 
 
+def _template(task: DesktopTask) -> str:
+    return getattr(task, "template", task.id)
+
+
+def _split(task: DesktopTask) -> str:
+    return getattr(task, "split", "desktop")
+
+
 def run_desktop_suite(device: Any, *, agent: str = "reference", factory: DesktopAgentFactory | None = None,
-                      only: Iterable[str] = (), max_steps: int | None = None, save_to: Path | None = None,
+                      only: Iterable[str] = (), split: str = "all", per_template: int = 1,
+                      todo: list[DesktopTask] | None = None, max_steps: int | None = None, save_to: Path | None = None,
                       meta: dict[str, Any] | None = None, gates: BenchGates | None = None,
                       progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
-    """Run every desktop task (or those in ``only``) on an open desktop device; the report (see module docs).
+    """Run the desktop suite on an open desktop device; the report (see module docs).
+
+    Which tasks: ``todo`` when given, else :func:`desktop_tasks` of ``split`` (``all``: each template's
+    first instance; ``train``, ``test-instances``, ``test``: as the phone's splits), ``per_template`` of
+    each, only the templates in ``only`` when it names some.
 
     ``agent`` names the agent in the report; ``factory`` makes it per goal
     (None: the scripted reference). Tasks whose application is not installed
@@ -158,7 +178,7 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
 
     timed = _Timed(device)
     gate_for = desktop_gates(gates, device) if gates is not None else None  # its re-checks are not timed
-    todo = tasks(only)
+    todo = todo if todo is not None else list(desktop_tasks(split, per_template, only=only))
     unavailable = {t.id: why for t in todo if (why := t.available())}
     runnable = [t for t in todo if t.id not in unavailable]
     started = time.time()
@@ -169,7 +189,7 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
         results.append(result)
         if progress is not None:
             progress(result, i + 1, len(runnable))
-    report = summarise(results, agent=agent, split="desktop", per_template=1, started=started)
+    report = summarise(results, agent=agent, split=split, per_template=per_template, started=started)
     info = device.info
     report.update(benchmark="desktop", perception="pixels" if getattr(device, "perception", "") == "pixels"
                   else "tree", device={"serial": info.serial, "model": info.model,
@@ -193,7 +213,8 @@ def _observe_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", model: str | None = None,
-                  config: Any = None, only: Iterable[str] = (), max_steps: int | None = None,
+                  config: Any = None, only: Iterable[str] = (), split: str = "all", per_template: int = 1,
+                  max_steps: int | None = None,
                   save_to: Path | None = None, factory: DesktopAgentFactory | None = None,
                   sop: str | None = None, policy: str = "on",
                   progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
@@ -237,7 +258,7 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on")
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
-                                   only=only, max_steps=max_steps, save_to=save_to, meta=meta, gates=gates,
+                                   only=only, split=split, per_template=per_template, max_steps=max_steps, save_to=save_to, meta=meta, gates=gates,
                                    progress=progress)
         report["device"]["description"] = opened.description
     return report

@@ -1,24 +1,14 @@
-"""The desktop task suite: real Debian applications, started fresh, checked on what they leave behind.
+"""Running desktop tasks: real Debian applications, started fresh, checked on what they leave behind.
 
-Each task has a goal sentence, a start routine (the application on the
-device's display with accessibility on and its own settings folder, so a
-user's preferences cannot change the task), a scripted reference sequence
-and a success check read from the real world: the file the editor saved,
-the calculator's display in its accessibility tree.
-
-The reference is a list of steps, each turning the current observation into
-one action, with elements found by class and name in the accessibility tree
-(never pixels); a step that does not find what it needs yet (a dialog still
-opening) waits. :class:`Script` runs it as an agent through the same loop as
-the model (``FnAgent(name, script.next_action)``).
-
-=================  ===========  ==========================================
-task               application  success check
-=================  ===========  ==========================================
-mousepad-save      mousepad     the saved file holds the text (non-ASCII)
-galculator-compute galculator   the display shows 68315, and so does the answer
-mousepad-replace   mousepad     Find and Replace dialog; the saved file
-=================  ===========  ==========================================
+The tasks themselves are templates (:mod:`edgepilot.sim.desktop.templates`,
+``templates/*.yaml``). This module has what running one needs: the
+:class:`TaskContext` (a fresh folder, the applications started for the task,
+stopped after it), the :class:`DesktopTask` interface, and the reference's
+building blocks. A reference is a list of steps, each turning the current
+observation into one action, with elements found by class and name in the
+accessibility tree (never pixels); a step that does not find what it needs
+yet (a dialog still opening) waits. :class:`Script` runs it as an agent
+through the same loop as the model (``FnAgent(name, script.next_action)``).
 """
 
 from __future__ import annotations
@@ -36,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepilot.actions import Action, Click, Finish, Hotkey, HotkeyName, Key, KeyName, Type, Wait
-from edgepilot.errors import EdgepilotError, TaskError
-from edgepilot.perception.atspi import AtspiReader
+from edgepilot.errors import TaskError
 from edgepilot.perception.types import Observation, UINode
 
 Step = Callable[[Observation], Action | None]
@@ -71,7 +60,7 @@ class TaskContext:
         launched = getattr(self.device, "launched", None)
         return launched if isinstance(launched, list) else []
 
-    def launch(self, argv: list[str]) -> subprocess.Popen:
+    def launch(self, argv: list[str], cwd: Path | None = None) -> subprocess.Popen:
         """Start an application on the device's display, in the task's folder, with its own settings.
 
         Raises:
@@ -84,7 +73,7 @@ class TaskContext:
                "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache")}
         log = open(self.workdir / f"{Path(argv[0]).name}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
-            proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,  # noqa: S603
+            proc = subprocess.Popen(argv, env=env, cwd=cwd or self.workdir, stdin=subprocess.DEVNULL,  # noqa: S603
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise TaskError(f"cannot start {argv[0]} ({exc}); install it (scripts/system-deps.sh installs "
@@ -301,49 +290,7 @@ class Script:
         return action
 
 
-# ---------------------------------------------------------------- the tasks
-
-
-def read_file(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-class MousepadSave(DesktopTask):
-    """Write a sentence with non-ASCII characters in Mousepad and save it under a given path."""
-
-    id = "mousepad-save"
-    app = "mousepad"
-    text = "Grüße aus Köln: 3 × 4 = 12 ✓"
-
-    def path(self, ctx: TaskContext) -> Path:
-        return ctx.workdir / "note.txt"
-
-    def goal(self, ctx: TaskContext) -> str:
-        return f'In Mousepad, write "{self.text}" and save it as {self.path(ctx)}'
-
-    def start(self, ctx: TaskContext) -> None:
-        ctx.launch(["mousepad", "--disable-server"])
-        ctx.wait_for(lambda o: find(o, cls="EditText", package="mousepad") is not None, "Mousepad's text area")
-
-    def reference(self, ctx: TaskContext) -> list[Step]:
-        return [
-            type_into(self.text),
-            press("ctrl", "s"),
-            type_into(str(self.path(ctx)), clear=True, when=title_has("Save As")),
-            key("enter"),
-            finish(when=title_has(self.path(ctx).name)),
-        ]
-
-    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
-        content = read_file(self.path(ctx))
-        if content is None:
-            return CheckResult(False, (f"no file at {self.path(ctx)}",))
-        if content.rstrip("\n") != self.text:
-            return CheckResult(False, (f"the file holds {content[:80]!r}, not {self.text!r}",), content)
-        return CheckResult(True, (), content)
+# ---------------------------------------------------------------- reading applications
 
 
 def calculator_display(nodes: Iterable[UINode]) -> str | None:
@@ -359,109 +306,3 @@ def _number(text: str) -> float | None:
         return float(text.strip().replace(",", "").replace(" ", "").replace("\u2212", "-"))
     except ValueError:
         return None
-
-
-class GalculatorCompute(DesktopTask):
-    """Compute with Galculator's buttons and read the result."""
-
-    id = "galculator-compute"
-    app = "galculator"
-    keys = ["1", "2", "3", "4", "*", "5", "6", "-", "7", "8", "9", "="]
-    result = 1234 * 56 - 789
-
-    def goal(self, ctx: TaskContext) -> str:
-        return "Use Galculator to compute 1234 × 56 − 789, and answer with the result"
-
-    def start(self, ctx: TaskContext) -> None:
-        ctx.launch(["galculator"])
-        ctx.wait_for(lambda o: find(o, cls="ToggleButton", label="=", package="galculator") is not None,
-                     "Galculator's buttons")
-
-    def reference(self, ctx: TaskContext) -> list[Step]:
-        return [*(click(k, cls=("ToggleButton", "Button"), package="galculator") for k in self.keys),
-                finish(lambda obs: calculator_display(obs.nodes),
-                       when=lambda obs: _number(calculator_display(obs.nodes) or "") == self.result)]
-
-    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
-        try:
-            reader = AtspiReader(ctx.device.a11y_address(), active_only=False)
-            try:
-                display = calculator_display(reader.read().nodes)
-            finally:
-                reader.close()
-        except EdgepilotError as exc:
-            return CheckResult(False, (f"cannot read Galculator's accessibility tree: {exc}",))
-        failed = []
-        if display is None or _number(display) != self.result:
-            failed.append(f"the display shows {display!r}, not {self.result}")
-        if answer is None or str(self.result) not in answer.replace(",", "").replace(" ", ""):
-            failed.append(f"the answer {answer!r} does not say {self.result}")
-        return CheckResult(not failed, tuple(failed), display or "")
-
-
-class MousepadReplace(DesktopTask):
-    """Replace a word throughout a file with Mousepad's Find and Replace dialog, and save."""
-
-    id = "mousepad-replace"
-    app = "mousepad"
-    before = "The cat sat on the mat.\nA cat is not a dog, said the cat.\n"
-    after = "The dog sat on the mat.\nA dog is not a dog, said the dog.\n"
-
-    def path(self, ctx: TaskContext) -> Path:
-        return ctx.workdir / "pets.txt"
-
-    def goal(self, ctx: TaskContext) -> str:
-        return f'In Mousepad, replace every "cat" with "dog" in {self.path(ctx).name} using Find and Replace, ' \
-               "then save the file"
-
-    def start(self, ctx: TaskContext) -> None:
-        self.path(ctx).write_text(self.before, encoding="utf-8")
-        ctx.launch(["mousepad", "--disable-server", str(self.path(ctx))])
-        ctx.wait_for(lambda o: any(n.editable and "cat sat" in n.text for n in o.elements), "pets.txt in Mousepad")
-
-    def reference(self, ctx: TaskContext) -> list[Step]:
-        def dialog_open(obs: Observation) -> bool:
-            return find(obs, cls="Dialog", label="Find and Replace") is not None
-
-        def replace_all_on(obs: Observation) -> Action | None:
-            i = find(obs, cls="CheckBox", label="Replace all in:")
-            if i is None:
-                return None
-            return Click(target=i) if not obs.elements[i].checked else Wait(seconds=0.0)  # on already: no click
-
-        return [
-            press("ctrl", "r"),
-            type_into("cat", after="Search for:", when=dialog_open),
-            type_into("dog", after="Replace with:"),
-            replace_all_on,
-            click("Replace All", cls="Button"),
-            click("Close", cls="Button"),
-            press("ctrl", "s", when=lambda obs: not dialog_open(obs)),
-            finish(when=lambda obs: bool(obs.activity) and not obs.activity.startswith("*")),
-        ]
-
-    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
-        content = read_file(self.path(ctx))
-        if content is None:
-            return CheckResult(False, (f"{self.path(ctx)} is gone",))
-        if content != self.after:
-            return CheckResult(False, (f"the file holds {content[:120]!r}",), content)
-        return CheckResult(True, (), content)
-
-
-TASKS: tuple[DesktopTask, ...] = (MousepadSave(), GalculatorCompute(), MousepadReplace())
-"""The desktop suite, in the order it runs."""
-
-
-def tasks(only: Iterable[str] = ()) -> list[DesktopTask]:
-    """The suite, or the tasks named in ``only``.
-
-    Raises:
-        TaskError: a name is not a task.
-    """
-    only = list(only)
-    known = {t.id: t for t in TASKS}
-    unknown = [name for name in only if name not in known]
-    if unknown:
-        raise TaskError(f"no desktop task {unknown[0]!r}; the suite has {', '.join(known)}")
-    return [known[name] for name in only] if only else list(TASKS)

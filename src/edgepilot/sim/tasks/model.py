@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import operator
 import random
 import re
 import string
@@ -98,6 +100,7 @@ class TaskTemplate(_Strict):
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     split: Literal["train", "test"]
+    device: Literal["phone", "desktop"] = "phone"
     apps: list[str]
     steps: int = Field(ge=1, le=30)
     sensitive: list[Literal[SENSITIVE_KINDS]] = []  # type: ignore[valid-type]
@@ -111,9 +114,9 @@ class TaskTemplate(_Strict):
     @model_validator(mode="after")
     def _known_generators(self) -> TaskTemplate:
         for name, spec in self.params.items():
-            kinds = [k for k in spec if k in ("choice", "pool", "pattern", "int", "format")]
-            if len(kinds) != 1 or set(spec) - {"choice", "pool", "pattern", "int", "format", "distinct"}:
-                raise ValueError(f"parameter {name!r} needs exactly one of choice/pool/pattern/int/format, got {spec}")
+            kinds = [k for k in spec if k in GENERATORS]
+            if len(kinds) != 1 or set(spec) - {*GENERATORS, "distinct"}:
+                raise ValueError(f"parameter {name!r} needs exactly one of {'/'.join(GENERATORS)}, got {spec}")
         return self
 
     def instance(self, seed: int) -> TaskInstance:
@@ -123,7 +126,8 @@ class TaskTemplate(_Strict):
             TaskError: a parameter cannot be generated or a placeholder is unknown.
         """
         rng = random.Random(f"{self.id}:{seed}")
-        params: dict[str, Any] = {}
+        # a desktop task's folder is known only when it starts: "{dir}" stays in place until then
+        params: dict[str, Any] = {"dir": "{dir}"} if self.device == "desktop" else {}
         for name, spec in self.params.items():
             params[name] = _generate(name, spec, params, rng)
         return TaskInstance(template=self, seed=seed, params=params, goal=fill(self.goal, params))
@@ -190,7 +194,41 @@ def _draw(name: str, spec: dict[str, Any], params: dict[str, Any], rng: random.R
     if "int" in spec:
         lo, hi = spec["int"]
         return rng.randint(lo, hi)
+    if "arith" in spec:
+        return arith(fill(spec["arith"], params))
     return fill(spec["format"], params)
+
+
+GENERATORS = ("choice", "pool", "pattern", "int", "format", "arith")
+
+_ARITH_OPS: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                               ast.Div: operator.truediv}
+
+
+def arith(expression: str) -> int | float:
+    """The value of an arithmetic expression of numbers, ``+ - * /`` and brackets (an ``arith`` parameter:
+    a calculator task's result); an integer when it is whole.
+
+    Raises:
+        TaskError: anything else in the expression, or a division by zero.
+    """
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return value(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
+            return _ARITH_OPS[type(node.op)](value(node.left), value(node.right))
+        raise TaskError(f"arith: {expression!r} is not plain arithmetic")
+
+    try:
+        result = value(ast.parse(str(expression), mode="eval"))
+    except (SyntaxError, ZeroDivisionError) as exc:
+        raise TaskError(f"arith: cannot compute {expression!r}: {exc}") from exc
+    return int(result) if float(result).is_integer() else round(result, 10)
 
 
 def fill(value: Any, params: dict[str, Any]) -> Any:

@@ -56,14 +56,16 @@ def _load_file(path: Path) -> list[TaskTemplate]:
     return templates
 
 
-def load_templates(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskTemplate]:
-    """All templates: the built-in ones, then those in ``extra_dirs``.
+def load_templates(extra_dirs: Iterable[Path] = (), *, builtin: Path = BUILTIN_DIR,
+                   device: str = "phone") -> dict[str, TaskTemplate]:
+    """All templates of one device (the phone's, or the desktop's from its own folder): the built-in
+    ones, then those in ``extra_dirs``.
 
     Raises:
-        TaskError: a file is invalid, or two templates share an id.
+        TaskError: a file is invalid, two templates share an id, or a template is for another device.
     """
     found: dict[str, TaskTemplate] = {}
-    for folder in (BUILTIN_DIR, *map(Path, extra_dirs)):
+    for folder in (builtin, *map(Path, extra_dirs)):
         if not folder.is_dir():
             raise TaskError(f"task folder {folder} does not exist")
         for path in sorted(folder.glob("*.y*ml")):
@@ -71,6 +73,9 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskTemplate]:
                 if template.id in found:
                     raise TaskError(f"template id {template.id!r} is defined twice "
                                     f"({found[template.id].source}, {path})")
+                if template.device != device:
+                    raise TaskError(f"{path}: template {template.id} is a {template.device} task; this suite "
+                                    f"runs {device} tasks")
                 found[template.id] = template
     return found
 

@@ -1,0 +1,433 @@
+"""Desktop tasks as templates: the phone's task format (docs/tasks.md) over real applications and real state.
+
+A desktop template is a phone template with ``device: desktop``, read by the
+same loader (:func:`edgepilot.sim.tasks.suite.load_templates`) with the same
+parameters, splits and seeded instances. What differs is the world:
+
+- ``{dir}`` in any field is the task's own folder (``.../Documents`` in a fresh
+  temporary folder), filled when the task starts;
+- ``setup`` writes files and folders there and launches applications
+  (:data:`SETUP_OPS`);
+- ``check`` paths address :func:`desktop_state`, read from the real world when
+  the agent has finished: the folder's files and their text, the clipboard,
+  the windows' titles, the calculator's display;
+- ``solution`` is the scripted reference: each step finds its element by class
+  and name in the accessibility tree and waits until it is there
+  (:data:`SOLUTION_OPS`).
+
+docs/desktop.md lists the templates and the applications.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgepilot.actions import Action, Click, DoubleClick, Finish, Hotkey, Key, Type, Wait
+from edgepilot.errors import EdgepilotError, TaskError
+from edgepilot.perception.atspi import AtspiReader
+from edgepilot.perception.types import Observation, UINode
+from edgepilot.sim.desktop.tasks import (
+    CheckResult,
+    DesktopTask,
+    Step,
+    TaskContext,
+    _norm,
+    calculator_display,
+    find,
+)
+from edgepilot.sim.tasks.model import TaskInstance, TaskTemplate
+from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
+
+DESKTOP_DIR = Path(__file__).with_name("templates")
+DIR = "{dir}"
+"""The placeholder of the task's folder; a template's parameters leave it in place for the start to fill."""
+FOLDER = "Documents"
+MAX_FILE_CHARS = 20_000
+
+
+def desktop_templates(extra_dirs: Iterable[Path] = ()) -> dict[str, TaskTemplate]:
+    """The desktop templates (``src/edgepilot/sim/desktop/templates/*.yaml``), then those in ``extra_dirs``.
+
+    Raises:
+        TaskError: a file is invalid, two templates share an id, or a template is not for the desktop.
+    """
+    return load_templates(extra_dirs, builtin=DESKTOP_DIR, device="desktop")
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def condition(spec: dict[str, Any] | None) -> Callable[[Observation], bool]:
+    """A test on the screen from its YAML form (``{title_has: X}``, ``{shows: {cls, label}}``...; docs/desktop.md).
+
+    Raises:
+        TaskError: an unknown condition.
+    """
+    if not spec:
+        return lambda obs: True
+    tests = [_one_condition(name, arg) for name, arg in spec.items()]
+    return lambda obs: all(test(obs) for test in tests)
+
+
+def _one_condition(name: str, arg: Any) -> Callable[[Observation], bool]:
+    if name == "title_has":
+        return lambda obs: _norm(str(arg)) in _norm(obs.activity)
+    if name == "title_lacks":
+        return lambda obs: bool(obs.activity) and _norm(str(arg)) not in _norm(obs.activity)
+    if name == "saved":  # an editor's title loses its leading "*" once the file is saved
+        return lambda obs: bool(obs.activity) and not obs.activity.startswith("*")
+    if name == "shows":
+        return lambda obs: _find(obs, arg) is not None
+    if name == "gone":
+        return lambda obs: _find(obs, arg) is None
+    if name == "text_has":  # some element's text (a field's content, a terminal's screen) holds this
+        return lambda obs: any(_norm(str(arg)) in _norm(n.text) for n in obs.elements)
+    if name == "display":
+        return lambda obs: _number(calculator_display(obs.nodes) or "") == _number(str(arg))
+    raise TaskError(f"unknown condition {name!r} (use title_has, title_lacks, saved, shows, gone, text_has, "
+                    "display)")
+
+
+def _find(obs: Observation, where: dict[str, Any]) -> int | None:
+    """The element a step means: ``{cls, label, after, package, text_has}`` (docs/desktop.md)."""
+    where = dict(where)
+    text_has = where.pop("text_has", None)
+    if text_has is None:
+        return find(obs, cls=where.get("cls"), label=where.get("label"), after=where.get("after"),
+                    enabled=where.get("enabled"), package=where.get("package"))
+    for i, node in enumerate(obs.elements):
+        if where.get("cls") not in (None, node.class_name) and node.class_name not in where.get("cls", ()):
+            continue
+        if _norm(str(text_has)) in _norm(node.text):
+            return i
+    return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "").replace(" ", "").replace("\u2212", "-"))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- the reference's steps
+
+
+def _when(arg: dict[str, Any]) -> Callable[[Observation], bool]:
+    return condition(arg.get("when"))
+
+
+def _click(arg: dict[str, Any]) -> Step:
+    ready, where = _when(arg), {k: v for k, v in arg.items() if k not in ("when", "double")}
+    where.setdefault("enabled", True)
+
+    def step(obs: Observation) -> Action | None:
+        i = _find(obs, where) if ready(obs) else None
+        return None if i is None else (DoubleClick if arg.get("double") else Click)(target=i)
+    return step
+
+
+def _type(arg: dict[str, Any]) -> Step:
+    ready = _when(arg)
+    where = {k: arg[k] for k in ("cls", "label", "after", "package", "text_has") if k in arg}
+    focused = bool(arg.get("focused", False))  # type where the keyboard focus is (no click)
+
+    def step(obs: Observation) -> Action | None:
+        if not ready(obs):
+            return None
+        if focused:
+            return Type(text=str(arg["text"]), clear=bool(arg.get("clear")))
+        i = _find(obs, {"cls": "EditText", **where})
+        return None if i is None else Type(text=str(arg["text"]), target=i, clear=bool(arg.get("clear")))
+    return step
+
+
+def _hotkey(arg: Any) -> Step:
+    spec = arg if isinstance(arg, dict) else {"keys": arg}
+    ready = _when(spec)
+    keys = tuple(str(k) for k in spec["keys"])
+    return lambda obs: Hotkey(keys=keys) if ready(obs) else None  # type: ignore[arg-type]
+
+
+def _key(arg: Any) -> Step:
+    spec = arg if isinstance(arg, dict) else {"key": arg}
+    ready = _when(spec)
+    return lambda obs: Key(key=spec["key"]) if ready(obs) else None
+
+
+def _wait(arg: dict[str, Any]) -> Step:
+    ready = condition(arg)
+    return lambda obs: Wait(seconds=0.0) if ready(obs) else None
+
+
+def _toggle(arg: dict[str, Any]) -> Step:
+    """Click a check box only if it is not already as wanted (``on: true``)."""
+    ready, want = _when(arg), bool(arg.get("on", True))
+    where = {k: v for k, v in arg.items() if k not in ("when", "on")}
+
+    def step(obs: Observation) -> Action | None:
+        i = _find(obs, where) if ready(obs) else None
+        if i is None:
+            return None
+        return Wait(seconds=0.0) if obs.elements[i].checked == want else Click(target=i)
+    return step
+
+
+def _finish(arg: dict[str, Any] | None) -> Step:
+    arg = arg or {}
+    ready = _when(arg)
+    answer = arg.get("answer")
+
+    def step(obs: Observation) -> Action | None:
+        if not ready(obs):
+            return None
+        said = calculator_display(obs.nodes) if answer == "display" else None if answer is None else str(answer)
+        return Finish(status="success", answer=said)
+    return step
+
+
+def _buttons(arg: Any) -> list[Step]:
+    """Click buttons named by the characters of ``text`` in turn (a calculator's keys: ``12*7=``)."""
+    spec = arg if isinstance(arg, dict) else {"text": arg}
+    where = {k: v for k, v in spec.items() if k != "text"}
+    return [_click({"label": ch, "cls": ["ToggleButton", "Button"], **where}) for ch in str(spec["text"])]
+
+
+SOLUTION_OPS: dict[str, Callable[[Any], Step | list[Step]]] = {
+    "click": _click, "type": _type, "hotkey": _hotkey, "key": _key, "wait": _wait, "toggle": _toggle,
+    "buttons": _buttons, "finish": _finish,
+}
+"""The reference's step kinds (docs/desktop.md): each makes a :data:`Step` (or several) from its YAML argument."""
+
+
+# ---------------------------------------------------------------- the task
+
+
+class TemplateTask(DesktopTask):
+    """One instance of a desktop template, runnable by :func:`edgepilot.bench.desktop.run_desktop_episode`."""
+
+    def __init__(self, instance: TaskInstance) -> None:
+        self.instance = instance
+        self.id = instance.id
+        self.template = instance.template.id
+        self.split = instance.template.split
+        self.app = instance.template.apps[0]
+        self.apps = tuple(instance.template.apps)
+        self.sensitive = tuple(instance.template.sensitive)
+
+    def folder(self, ctx: TaskContext) -> Path:
+        return ctx.workdir / FOLDER
+
+    def _filled(self, ctx: TaskContext, value: Any) -> Any:
+        return _replace_dir(value, str(self.folder(ctx)))
+
+    def goal(self, ctx: TaskContext) -> str:
+        return self._filled(ctx, self.instance.goal)
+
+    def available(self) -> str | None:
+        missing = [app for app in self.apps if shutil.which(APP_COMMANDS.get(app, [app])[0]) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed (scripts/system-deps.sh installs them)"
+        return None
+
+    def start(self, ctx: TaskContext) -> None:
+        self.folder(ctx).mkdir(parents=True, exist_ok=True)
+        for op in self._filled(ctx, self.instance.filled(self.instance.template.setup)):
+            if not isinstance(op, dict) or len(op) != 1:
+                raise TaskError(f"{self.template}: a set-up step must have exactly one key, got {op!r}")
+            (kind, arg), = op.items()
+            if kind not in SETUP_OPS:
+                raise TaskError(f"{self.template}: unknown set-up operation {kind!r} "
+                                f"(use {', '.join(SETUP_OPS)})")
+            SETUP_OPS[kind](self, ctx, arg)
+
+    def reference(self, ctx: TaskContext) -> list[Step]:
+        steps = []
+        for op in self._filled(ctx, self.instance.filled(self.instance.template.solution)):
+            if not isinstance(op, dict) or len(op) != 1:
+                raise TaskError(f"{self.template}: a solution step must have exactly one key, got {op!r}")
+            (kind, arg), = op.items()
+            if kind not in SOLUTION_OPS:
+                raise TaskError(f"{self.template}: unknown solution step {kind!r} (use {', '.join(SOLUTION_OPS)})")
+            made = SOLUTION_OPS[kind](arg)
+            steps.extend(made if isinstance(made, list) else [made])
+        return steps
+
+    def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
+        state = desktop_state(ctx, self.folder(ctx), self.apps)
+        checks = [c.model_copy(update={"path": self._filled(ctx, c.path)}) if c.path else c
+                  for c in self.instance.checks()]
+        failed = tuple(c.describe() for c in checks if not c.holds(state, answer))
+        return CheckResult(not failed, failed, _summary(state))
+
+
+def _replace_dir(value: Any, folder: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(DIR, folder)
+    if isinstance(value, list):
+        return [_replace_dir(v, folder) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_dir(v, folder) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------- set-up
+
+
+APP_COMMANDS: dict[str, list[str]] = {
+    "mousepad": ["mousepad", "--disable-server"],
+    "galculator": ["galculator"],
+    "thunar": ["thunar"],
+    "lxterminal": ["lxterminal"],
+    "gnumeric": ["gnumeric", "--no-splash"],
+}
+"""How each application starts for a task (its own instance: no server shared with other tasks)."""
+
+
+def _setup_file(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    path = _inside(task.folder(ctx), arg["name"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(arg.get("text", "")), encoding="utf-8")
+
+
+def _setup_dir(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    _inside(task.folder(ctx), arg["name"]).mkdir(parents=True, exist_ok=True)
+
+
+def _setup_launch(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    app = arg["app"]
+    argv = [*APP_COMMANDS.get(app, [app]), *(str(a) for a in arg.get("args", []))]
+    ctx.launch(argv, cwd=task.folder(ctx))
+    ready = condition(arg.get("ready") or {"shows": {"package": app}})
+    ctx.wait_for(lambda obs: bool(obs.elements) and obs.elements[0].package == app and ready(obs),
+                 f"{app}'s window", timeout=float(arg.get("timeout", 30)))
+
+
+def _setup_keys(task: TemplateTask, ctx: TaskContext, arg: Any) -> None:
+    """Press keys in the application (Thunar's detailed list: ctrl+2), then wait for what they show."""
+    spec = arg if isinstance(arg, dict) else {"keys": arg}
+    ctx.device.act(Hotkey(keys=tuple(spec["keys"])))
+    if spec.get("ready"):
+        ctx.wait_for(condition(spec["ready"]), f"the screen after {'+'.join(spec['keys'])}")
+
+
+SETUP_OPS: dict[str, Callable[[TemplateTask, TaskContext, Any], None]] = {
+    "file": _setup_file, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
+}
+"""The set-up operations (docs/desktop.md)."""
+
+
+def _inside(folder: Path, name: str) -> Path:
+    path = (folder / name).resolve()
+    if folder.resolve() not in (path, *path.parents):
+        raise TaskError(f"{name!r} is outside the task's folder")
+    return path
+
+
+# ---------------------------------------------------------------- the world, read for the checks
+
+
+def desktop_state(ctx: TaskContext, folder: Path, apps: Iterable[str] = ()) -> dict[str, Any]:
+    """What the checks address: ``files``, ``clipboard``, ``windows``, ``calculator.display`` (docs/desktop.md).
+
+    ``files`` lists everything under ``folder`` (``name`` relative to it, with
+    ``/``; ``dir``; ``text`` for text files up to 20,000 characters, else None).
+    """
+    files = []
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            entry: dict[str, Any] = {"name": path.relative_to(folder).as_posix(), "dir": path.is_dir(), "text": None}
+            if path.is_file():
+                try:
+                    entry["text"] = path.read_text(encoding="utf-8")[:MAX_FILE_CHARS]
+                except (OSError, UnicodeDecodeError):
+                    pass
+            files.append(entry)
+    state: dict[str, Any] = {"files": files, "clipboard": clipboard(ctx.device), "windows": []}
+    try:
+        reader = AtspiReader(ctx.device.a11y_address(), active_only=False)
+        try:
+            nodes = reader.read().nodes
+        finally:
+            reader.close()
+    except EdgepilotError as exc:
+        state["a11y_error"] = str(exc)
+        nodes = []
+    state["windows"] = [{"app": n.package, "title": n.text} for n in nodes
+                        if n.class_name in ("Window", "Frame", "Dialog") and n.depth <= 1]
+    if "galculator" in apps:
+        state["calculator"] = {"display": calculator_display(nodes)}
+    state["texts"] = _texts(nodes)
+    state["screen"] = _screens(nodes)
+    return state
+
+
+def _screens(nodes: Iterable[UINode]) -> dict[str, str]:
+    """Each application's visible labels, one a line (a settings task's check: the mode's buttons show)."""
+    out: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.label:
+            out.setdefault(n.package or "?", []).append(n.label)
+    return {app: "\n".join(parts) for app, parts in out.items()}
+
+
+def _texts(nodes: Iterable[UINode]) -> dict[str, str]:
+    """Each application's editable and terminal text, joined (what an editor shows that is not saved yet)."""
+    out: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.editable or n.class_name == "Terminal":
+            out.setdefault(n.package or "?", []).append(n.text)
+    return {app: "\n".join(parts) for app, parts in out.items()}
+
+
+def clipboard(device: Any) -> str | None:
+    """The X clipboard's text (``xclip``), or None when it is empty or cannot be read."""
+    if shutil.which("xclip") is None:
+        return None
+    try:
+        done = subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=device.app_env(),  # noqa: S603,S607
+                              capture_output=True, timeout=3, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
+
+
+def _summary(state: dict[str, Any]) -> str:
+    names = [f["name"] for f in state["files"]]
+    parts = [f"files: {', '.join(names) or 'none'}"]
+    if "calculator" in state:
+        parts.append(f"display: {state['calculator']['display']}")
+    if state.get("clipboard"):
+        parts.append(f"clipboard: {state['clipboard'][:60]!r}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- the suite
+
+
+DESKTOP_SPLITS = ("all", *SPLITS)
+
+
+def desktop_tasks(split: str = "all", per_template: int = 1, *, only: Iterable[str] = (),
+                  templates: dict[str, TaskTemplate] | None = None) -> list[TemplateTask]:
+    """The desktop suite: ``all`` (each template's first instance) or a split, as the phone's
+    (``train``, ``test-instances``: held-out goals of train templates, ``test``: held-out templates).
+
+    Raises:
+        TaskError: unknown split or template.
+    """
+    templates = templates if templates is not None else desktop_templates()
+    only = list(only)
+    unknown = [name for name in only if name not in templates]
+    if unknown:
+        raise TaskError(f"no desktop task template {unknown[0]!r}; the suite has {', '.join(templates)}")
+    if split == "all":
+        return [TemplateTask(t.instance(0)) for t in templates.values() if not only or t.id in only]
+    if split not in SPLITS:
+        raise TaskError(f"unknown split {split!r}; use one of {', '.join(DESKTOP_SPLITS)}")
+    return [TemplateTask(i) for i in instances(split, per_template, templates=templates, only=only)]  # type: ignore[arg-type]
+
