@@ -191,6 +191,15 @@ def _extents(body: Any) -> tuple[int, int, int, int] | None:
     return None
 
 
+def terminal_tail(text: str, limit: int) -> str:
+    """A terminal's last ``limit`` characters of text, without the blank rows and trailing spaces of its
+    screen (the prompt and the latest output are at the end)."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)[-limit:]
+
+
 class AtspiReader:
     """Reads the accessibility tree of what is on screen (see the module's docstring).
 
@@ -334,7 +343,10 @@ class AtspiReader:
                 if deeper and raw.child_count and not _closed_menu(raw, parents.get(ref, "")):
                     calls.append(_Call(ref, ACCESSIBLE, "GetChildren"))
                     wants.append((raw, "children"))
-                if TEXT in raw.interfaces and (raw.has(EDITABLE) or (raw.role in TEXT_ROLES and not raw.name.strip())):
+                if raw.role == "terminal" and TEXT in raw.interfaces:  # all of it: what matters is at the end
+                    calls.append(_Call(ref, TEXT, "GetText", "ii", (0, -1)))
+                    wants.append((raw, "text"))
+                elif TEXT in raw.interfaces and (raw.has(EDITABLE) or (raw.role in TEXT_ROLES and not raw.name.strip())):
                     calls.append(_Call(ref, TEXT, "GetText", "ii", (0, self.limits.max_text)))
                     wants.append((raw, "text"))
                 if VALUE in raw.interfaces and raw.role in VALUE_ROLES:
@@ -350,7 +362,8 @@ class AtspiReader:
                     level += raw.children
                     parents.update((r, raw.role) for r in raw.children)
                 elif what == "text":
-                    raw.text = _str(body[0])
+                    raw.text = _str(body[0]) if raw.role != "terminal" else terminal_tail(_str(body[0]),
+                                                                                          self.limits.max_text)
                 elif isinstance(body[0], tuple) and len(body[0]) == 2 and isinstance(body[0][1], (int, float)):
                     raw.value = float(body[0][1])
             depth += 1

@@ -99,7 +99,7 @@ def to_node(raw: RawNode, *, depth: int, parent: int | None, app: str) -> UINode
     name = " ".join(raw.name.split())
     description = " ".join(raw.description.split())
     content = (raw.text or "").replace("\u00a0", " ").replace("\ufffc", "")
-    if editable or (raw.role in TEXT_ROLES and not name):
+    if editable or raw.role == "terminal" or (raw.role in TEXT_ROLES and not name):
         text, desc = ("" if password else content), name
     else:
         text, desc = name, ""

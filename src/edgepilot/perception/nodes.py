@@ -95,7 +95,7 @@ class UINode(_Frozen):
 
     @property
     def editable(self) -> bool:
-        return self.class_name.endswith("EditText") or self.class_name in ("entry", "text")
+        return self.class_name.endswith("EditText") or self.class_name in ("entry", "text", "Terminal")
 
     @property
     def actionable(self) -> bool:

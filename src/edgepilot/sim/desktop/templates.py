@@ -289,9 +289,14 @@ APP_COMMANDS: dict[str, list[str]] = {
 
 
 def _setup_file(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
-    path = _inside(task.folder(ctx), arg["name"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(arg.get("text", "")), encoding="utf-8")
+    """``{name, text}``; ``lines: N`` writes the text N times; ``copies: N`` writes N files, ``#`` in the
+    name numbered 1 to N."""
+    text = str(arg.get("text", "")) * int(arg.get("lines", 1))
+    copies = int(arg.get("copies", 1))
+    for i in range(1, copies + 1):
+        path = _inside(task.folder(ctx), str(arg["name"]).replace("#", str(i)) if "copies" in arg else arg["name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
 
 
 def _setup_dir(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
