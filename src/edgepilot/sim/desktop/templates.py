@@ -20,7 +20,11 @@ docs/desktop.md lists the templates and the applications.
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
+import string
+import tempfile
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -94,7 +98,7 @@ def _one_condition(name: str, arg: Any) -> Callable[[Observation], bool]:
 
 def _find(obs: Observation, where: dict[str, Any]) -> int | None:
     """The element a step means: ``{cls, label, after, package, text_has}`` (docs/desktop.md)."""
-    where = dict(where)
+    where = {k: (str(v) if k in ("label", "after", "text_has") and v is not None else v) for k, v in where.items()}
     text_has = where.pop("text_has", None)
     if text_has is None:
         return find(obs, cls=where.get("cls"), label=where.get("label"), after=where.get("after"),
@@ -320,8 +324,20 @@ def _setup_keys(task: TemplateTask, ctx: TaskContext, arg: Any) -> None:
         ctx.wait_for(condition(spec["ready"]), f"the screen after {'+'.join(spec['keys'])}")
 
 
+def _setup_sheet(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    """A spreadsheet file (``name``, a Gnumeric or other format by its suffix) made from ``csv`` text."""
+    path = _inside(task.folder(ctx), arg["name"])
+    source = ctx.workdir / "sheet-source.csv"
+    source.write_text(str(arg["csv"]), encoding="utf-8")
+    try:
+        subprocess.run(["ssconvert", str(source), str(path)], capture_output=True, timeout=30,  # noqa: S603,S607
+                       check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise TaskError(f"cannot write {path.name} with ssconvert ({exc}); install gnumeric") from exc
+
+
 SETUP_OPS: dict[str, Callable[[TemplateTask, TaskContext, Any], None]] = {
-    "file": _setup_file, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
+    "file": _setup_file, "sheet": _setup_sheet, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
 }
 """The set-up operations (docs/desktop.md)."""
 
@@ -340,7 +356,8 @@ def desktop_state(ctx: TaskContext, folder: Path, apps: Iterable[str] = ()) -> d
     """What the checks address: ``files``, ``clipboard``, ``windows``, ``calculator.display`` (docs/desktop.md).
 
     ``files`` lists everything under ``folder`` (``name`` relative to it, with
-    ``/``; ``dir``; ``text`` for text files up to 20,000 characters, else None).
+    ``/``; ``dir``; ``text`` for text files up to 20,000 characters, else None;
+    ``cells`` for CSV files, :func:`csv_cells`).
     """
     files = []
     if folder.is_dir():
@@ -351,6 +368,10 @@ def desktop_state(ctx: TaskContext, folder: Path, apps: Iterable[str] = ()) -> d
                     entry["text"] = path.read_text(encoding="utf-8")[:MAX_FILE_CHARS]
                 except (OSError, UnicodeDecodeError):
                     pass
+                if path.suffix == ".csv" and entry["text"] is not None:
+                    entry["cells"] = csv_cells(entry["text"])
+                elif path.suffix in SHEET_SUFFIXES:
+                    entry["cells"] = sheet_cells(path)
             files.append(entry)
     state: dict[str, Any] = {"files": files, "clipboard": clipboard(ctx.device), "windows": []}
     try:
@@ -378,6 +399,32 @@ def _screens(nodes: Iterable[UINode]) -> dict[str, str]:
         if n.label:
             out.setdefault(n.package or "?", []).append(n.label)
     return {app: "\n".join(parts) for app, parts in out.items()}
+
+
+SHEET_SUFFIXES = (".gnumeric", ".ods", ".xlsx")
+
+
+def sheet_cells(path: Path) -> dict[str, str] | None:
+    """A spreadsheet file's cells as shown (formulas computed), read with Gnumeric's ``ssconvert``; None
+    when it cannot be read."""
+    with tempfile.TemporaryDirectory(prefix="edgepilot-sheet-") as tmp:
+        out = Path(tmp) / "sheet.csv"
+        try:
+            subprocess.run(["ssconvert", str(path), str(out)], capture_output=True, timeout=20,  # noqa: S603,S607
+                           check=True)
+            return csv_cells(out.read_text(encoding="utf-8"))
+        except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
+            return None
+
+
+def csv_cells(text: str) -> dict[str, str]:
+    """A CSV file's non-empty cells by spreadsheet name: ``{"A1": "item", "B2": "12"}``."""
+    cells = {}
+    for r, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        for c, value in enumerate(row):
+            if value.strip() and c < 26:
+                cells[f"{string.ascii_uppercase[c]}{r}"] = value.strip()
+    return cells
 
 
 def _texts(nodes: Iterable[UINode]) -> dict[str, str]:
