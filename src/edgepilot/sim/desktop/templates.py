@@ -25,12 +25,13 @@ import io
 import shutil
 import string
 import tempfile
+import time
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from edgepilot.actions import Action, Click, DoubleClick, Finish, Hotkey, Key, Type, Wait
+from edgepilot.actions import Action, Click, DoubleClick, Finish, Hotkey, Key, OpenApp, Type, Wait
 from edgepilot.errors import EdgepilotError, TaskError
 from edgepilot.perception.atspi import AtspiReader
 from edgepilot.perception.types import Observation, UINode
@@ -181,6 +182,12 @@ def _toggle(arg: dict[str, Any]) -> Step:
     return step
 
 
+def _open_app(arg: Any) -> Step:
+    spec = arg if isinstance(arg, dict) else {"app": arg}
+    ready = _when(spec)
+    return lambda obs: OpenApp(app=str(spec["app"])) if ready(obs) else None
+
+
 def _finish(arg: dict[str, Any] | None) -> Step:
     arg = arg or {}
     ready = _when(arg)
@@ -203,7 +210,7 @@ def _buttons(arg: Any) -> list[Step]:
 
 SOLUTION_OPS: dict[str, Callable[[Any], Step | list[Step]]] = {
     "click": _click, "type": _type, "hotkey": _hotkey, "key": _key, "wait": _wait, "toggle": _toggle,
-    "buttons": _buttons, "finish": _finish,
+    "buttons": _buttons, "open_app": _open_app, "finish": _finish,
 }
 """The reference's step kinds (docs/desktop.md): each makes a :data:`Step` (or several) from its YAML argument."""
 
@@ -288,6 +295,7 @@ APP_COMMANDS: dict[str, list[str]] = {
     "thunar": ["thunar"],
     "lxterminal": ["lxterminal"],
     "gnumeric": ["gnumeric", "--no-splash"],
+    "ristretto": ["ristretto"],
 }
 """How each application starts for a task (its own instance: no server shared with other tasks)."""
 
@@ -336,8 +344,33 @@ def _setup_sheet(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> N
         raise TaskError(f"cannot write {path.name} with ssconvert ({exc}); install gnumeric") from exc
 
 
+def _setup_image(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    """A PNG of ``width`` × ``height`` pixels in one colour."""
+    from PIL import Image
+
+    path = _inside(task.folder(ctx), arg["name"])
+    Image.new("RGB", (int(arg["width"]), int(arg["height"])), str(arg.get("color", "steelblue"))).save(path)
+
+
+def _setup_press(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
+    """Click an element if it shows within a few seconds (a first-run warning's OK), until it is gone."""
+    where = {k: v for k, v in arg.items() if k != "within"}
+    deadline, clicked = time.monotonic() + float(arg.get("within", 3)), False
+    while time.monotonic() < deadline:
+        obs = ctx.device.observe()
+        i = _find(obs, where)
+        if i is None and clicked:
+            return
+        if i is not None:
+            ctx.device.act(Click(target=i))
+            clicked = True
+        time.sleep(0.3)
+    if clicked:
+        raise TaskError(f"{where} still shows after clicking it")
+
+
 SETUP_OPS: dict[str, Callable[[TemplateTask, TaskContext, Any], None]] = {
-    "file": _setup_file, "sheet": _setup_sheet, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
+    "file": _setup_file, "sheet": _setup_sheet, "image": _setup_image, "press": _setup_press, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
 }
 """The set-up operations (docs/desktop.md)."""
 
@@ -372,6 +405,8 @@ def desktop_state(ctx: TaskContext, folder: Path, apps: Iterable[str] = ()) -> d
                     entry["cells"] = csv_cells(entry["text"])
                 elif path.suffix in SHEET_SUFFIXES:
                     entry["cells"] = sheet_cells(path)
+                elif path.suffix in (".png", ".jpg", ".jpeg"):
+                    entry["image"] = image_size(path)
             files.append(entry)
     state: dict[str, Any] = {"files": files, "clipboard": clipboard(ctx.device), "windows": []}
     try:
@@ -399,6 +434,17 @@ def _screens(nodes: Iterable[UINode]) -> dict[str, str]:
         if n.label:
             out.setdefault(n.package or "?", []).append(n.label)
     return {app: "\n".join(parts) for app, parts in out.items()}
+
+
+def image_size(path: Path) -> str | None:
+    """An image file's ``WIDTHxHEIGHT``, or None when it is no image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return f"{image.width}x{image.height}"
+    except (OSError, UnidentifiedImageError):
+        return None
 
 
 SHEET_SUFFIXES = (".gnumeric", ".ods", ".xlsx")
