@@ -4,7 +4,9 @@
 #   xvfb, xauth:     a real X server for the desktop controller, the hotkeys and the TUI's screenshots
 #   xdotool:         key events sent to the X server (the daemon's hotkey tests)
 #   dbus-x11, at-spi2-core: a session bus and the accessibility bus (the desktop's accessibility tree)
-#   mousepad, galculator:   real GTK applications the desktop suite operates
+#   mousepad, galculator, thunar, lxterminal, gnumeric, ristretto: real applications the desktop suite
+#                    operates (gnumeric brings ssconvert, which writes and reads the tasks' spreadsheets)
+#   xclip:           reads the X clipboard for the desktop tasks' checks
 #   libnotify-bin:   notify-send, the daemon's desktop notifications
 #   chromium:        a real browser, headless, that opens the HTML reports as a person would (Debian's package;
 #                    the tests drive it over its DevTools pipe, nothing downloaded)
@@ -18,6 +20,11 @@ command -v dbus-launch >/dev/null 2>&1 || need+=(dbus-x11)
 [ -x /usr/libexec/at-spi-bus-launcher ] || need+=(at-spi2-core)
 command -v mousepad >/dev/null 2>&1 || need+=(mousepad)
 command -v galculator >/dev/null 2>&1 || need+=(galculator)
+command -v thunar >/dev/null 2>&1 || need+=(thunar)
+command -v lxterminal >/dev/null 2>&1 || need+=(lxterminal)
+command -v ssconvert >/dev/null 2>&1 || need+=(gnumeric)
+command -v ristretto >/dev/null 2>&1 || need+=(ristretto)
+command -v xclip >/dev/null 2>&1 || need+=(xclip)
 command -v notify-send >/dev/null 2>&1 || need+=(libnotify-bin)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -19,7 +19,7 @@ import pytest
 
 from edgepilot.sim.desktop.session import DesktopSession, missing_tools
 
-APPS = ("mousepad", "galculator")
+APPS = ("mousepad", "galculator", "thunar", "lxterminal", "gnumeric", "ssconvert", "ristretto", "xclip")
 
 
 def start_session() -> DesktopSession:
@@ -27,7 +27,7 @@ def start_session() -> DesktopSession:
     missing = missing_tools() + [app for app in APPS if shutil.which(app) is None]
     if missing:
         pytest.fail(f"the desktop tests need {', '.join(missing)}: run scripts/system-deps.sh (Debian packages "
-                    "xvfb xauth dbus-x11 at-spi2-core mousepad galculator)", pytrace=False)
+                    "xvfb xauth dbus-x11 at-spi2-core and the desktop suite's applications)", pytrace=False)
     return DesktopSession().start()
 
 

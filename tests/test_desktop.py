@@ -7,7 +7,6 @@ in it; they fail, never skip, when those are not installed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -28,9 +27,7 @@ from edgepilot.actions import (
     Scroll,
     Swipe,
     Type,
-    parse_action,
 )
-from edgepilot.agent.agents import RoleAgent
 from edgepilot.agent.roles import DESKTOP_KEYS, decider_schema_for, max_answer_chars
 from edgepilot.controllers.desktop import (
     DesktopDevice,
@@ -42,7 +39,6 @@ from edgepilot.controllers.desktop import (
 )
 from edgepilot.devices import open_device, parse_desktop_spec
 from edgepilot.errors import ActionError, ConfigError, DeviceError, PerceptionError
-from edgepilot.models.base import Completion
 from edgepilot.perception.atspi import (
     CHECKED,
     EDITABLE,
@@ -61,7 +57,7 @@ from edgepilot.perception.atspi import (
 )
 from edgepilot.perception.describe import describe_action
 from edgepilot.perception.types import Bounds, Observation, UINode
-from edgepilot.sim.desktop.tasks import TASKS, Script, TaskContext, find, tasks
+from edgepilot.sim.desktop.tasks import Script, TaskContext, find
 
 # ---------------------------------------------------------------- coordinates (pure)
 
@@ -269,15 +265,6 @@ def test_desktop_entries_are_found_by_name_file_or_command(tmp_path):
         entry = find_desktop_entry(name, [tmp_path])
         assert entry is not None and entry.name == "Fancy Editor", name
     assert find_desktop_entry("Site", [tmp_path]) is None and find_desktop_entry("nothing", [tmp_path]) is None
-
-
-def test_unknown_desktop_task_is_a_clear_error():
-    from edgepilot.errors import TaskError
-
-    assert [t.id for t in tasks()] == [t.id for t in TASKS] == ["mousepad-save", "galculator-compute",
-                                                                 "mousepad-replace"]
-    with pytest.raises(TaskError, match="no desktop task 'paint'"):
-        tasks(["paint"])
 
 
 def test_script_waits_with_growing_waits_then_gives_up():
@@ -509,67 +496,3 @@ def test_open_device_on_a_display_and_on_a_private_xvfb(session):
         assert display != session.display and opened.device.observe().screen_width == 1280
         xvfb = opened.session.procs[0]
     assert xvfb.poll() is not None  # the private Xvfb is gone with the block
-
-
-# ---------------------------------------------------------------- the suite
-
-
-@pytest.mark.slow
-def test_the_reference_passes_every_desktop_task(desktop):
-    from edgepilot.bench.desktop import format_desktop, run_desktop_suite
-
-    report = run_desktop_suite(desktop)
-    failures = [(r["instance"], r["status"], r["reason"], r["failed_checks"]) for r in report["results"]
-                if not r["success"]]
-    assert report["episodes"] == 3 and not failures, failures
-    assert report["success_rate"] == 1.0 and report["observe"]["sources"].get("tree")
-    text = format_desktop(report)
-    assert "mousepad-save" in text and "100%" in text and "observe: median" in text
-
-
-class CalculatorModel:
-    """A model stand-in that plays Galculator: it reads the numbered screen in its prompt and answers JSON."""
-
-    name = "scripted-calculator"
-    vision = 0
-
-    def __init__(self) -> None:
-        from edgepilot.models.registry import token_counter
-
-        self.count_tokens = token_counter("smollm2-135m")  # as the in-process backend counts a prompt
-        self.keys = list("1234*56-789=")
-        self.decider_schemas: list[dict] = []
-        self.systems: list[str] = []
-
-    def complete(self, messages, *, schema=None, max_tokens=256, temperature=0.0, should_stop=None):
-        prompt = messages[-1].content
-        if "You are the planner" in prompt:
-            return Completion(text='{"progress": "pressing keys", "subgoal": "press the next key", "memory": ""}')
-        if "You are the reflector" in prompt:
-            return Completion(text='{"outcome": "worked", "note": ""}')
-        self.decider_schemas.append(schema)
-        self.systems.append(messages[0].content)
-        screen = prompt[prompt.index("Screen:"):]
-        if self.keys:
-            key = self.keys.pop(0)
-            index = re.search(rf'^\[(\d+)\] ToggleButton "{re.escape(key)}"', screen, re.M).group(1)
-            return Completion(text=json.dumps({"type": "click", "target": int(index)}), constrained=True)
-        shown = re.search(r'^\[\d+\] Text "([\d.,-]+)"', screen, re.M).group(1)
-        return Completion(text=json.dumps({"type": "finish", "status": "success", "answer": shown}))
-
-
-@pytest.mark.slow
-def test_the_model_agent_runs_the_desktop_suite_through_its_grammar(desktop):
-    from edgepilot.bench.desktop import run_desktop_suite
-
-    model = CalculatorModel()
-    report = run_desktop_suite(desktop, agent="model", only=["galculator-compute"],
-                               factory=lambda goal: RoleAgent(goal, model, device_kind="desktop"))
-    result = report["results"][0]
-    assert result["success"] and result["answer"] == "68315", result
-    assert report["roles"]["decider"]["calls"] == 13 and report["valid_action_rate"] == 1.0
-    assert all("You operate a computer desktop" in s for s in model.systems)
-    for schema in model.decider_schemas:  # the desktop action set, narrowed to the screen's buttons
-        assert "Click" in schema["$defs"] and "Tap" not in schema["$defs"] and "Point" not in schema["$defs"]
-    click = parse_action('{"type": "click", "target": 3}')
-    assert click.target in model.decider_schemas[0]["$defs"]["Click"]["properties"]["target"]["enum"]

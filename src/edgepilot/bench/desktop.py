@@ -258,7 +258,8 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on")
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
-                                   only=only, split=split, per_template=per_template, max_steps=max_steps, save_to=save_to, meta=meta, gates=gates,
+                                   only=only, split=split, per_template=per_template, max_steps=max_steps,
+                                   save_to=save_to, meta=meta, gates=gates,
                                    progress=progress)
         report["device"]["description"] = opened.description
     return report

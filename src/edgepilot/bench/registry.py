@@ -185,8 +185,12 @@ def _prepare_desktop(options: BenchOptions) -> BenchOptions:
     agent = _one_agent(options)
     if options.sop == "both":
         raise ConfigError("--sop both: the desktop suite runs with procedures on or off")
+    if options.split is not None and options.split not in ("train", "test-instances", "test"):
+        raise ConfigError(f"--split {options.split}: the desktop suite takes train, test-instances or test "
+                          "(none: each template once)")
     return options.filled(agents=(agent,), device="desktop:xvfb", policy=_task_policy(options),
-                          sop=resolve_sop(options.sop, agent))
+                          sop=resolve_sop(options.sop, agent), split="all",
+                          per_template=1 if options.split is None else 3)
 
 
 def _run_desktop(options: BenchOptions, progress: Progress | None) -> dict[str, Any]:
@@ -194,7 +198,8 @@ def _run_desktop(options: BenchOptions, progress: Progress | None) -> dict[str, 
 
     agent = options.agents[0]
     return desktop_bench(device=options.device, agent="reference" if agent == "oracle" else agent,
-                         model=options.model, only=options.templates, max_steps=options.max_steps,
+                         model=options.model, only=options.templates, split=options.split,
+                         per_template=options.per_template, max_steps=options.max_steps,
                          save_to=options.save_to, sop=options.sop, policy=options.policy,
                          progress=_episodes(progress))
 
@@ -372,8 +377,9 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           ("dumps", "model", "budget"), _prepare_screens, _run_screens, _format_screens),
     Suite("ocr", "OCR time per screenshot, and how much of the tree's text it recovers",
           ("repeats",), _prepare_ocr, _run_ocr, _format_ocr),
-    Suite("desktop", "the desktop suite (mousepad, galculator) on an X display (or: --device desktop...)",
-          ("agents", "model", "templates", "device", "max_steps", "sop", "policy", "save_to"),
+    Suite("desktop", "the desktop suite (29 kinds of task, 6 applications) on an X display (or: --device desktop...)",
+          ("agents", "model", "split", "per_template", "templates", "device", "max_steps", "sop", "policy",
+           "save_to"),
           _prepare_desktop, _run_desktop, _format_desktop),
     Suite("injection", "utility and attack success under prompt injection, policy off and on",
           ("agents", "model", "templates", "goals", "policy", "save_to"),

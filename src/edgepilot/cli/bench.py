@@ -35,8 +35,8 @@ Examples:
   edgepilot bench --suite observe -n 50
   edgepilot bench --suite screens --dumps DIR            real screens: elements and tokens within the budget
   edgepilot bench --suite ocr                            OCR speed and text recovery
-  edgepilot bench --suite desktop                        scripted reference on a private Xvfb
-  edgepilot bench --device desktop:xvfb --agent model    the model agent there
+  edgepilot bench --suite desktop                        scripted reference, every desktop template once (Xvfb)
+  edgepilot bench --device desktop:xvfb --agent model --split test   the model on held-out desktop kinds
   edgepilot bench --suite injection                      oracle and attacker, policy off and on
   edgepilot bench --suite injection --agent adaptive     an attacker that tries every spelling of each step
   edgepilot bench --suite injection --agent model --policy on --template contacts_call
@@ -80,9 +80,11 @@ Examples:
               help="Which tasks: held-out templates (test, the default), held-out instances of train templates, "
                    "or train; phrasings: instances worded the way people type them (bench/phrasings.yaml, odd "
                    "seeds first: the half never used for fixes), of every template, or of train or test templates "
-                   "only; sop suite also: unrelated (sentences no SOP serves).")
+                   "only; sop suite also: unrelated (sentences no SOP serves); desktop: train, test-instances or "
+                   "test (none: each desktop template once).")
 @click.option("--per-template", type=click.IntRange(1), default=None,
-              help="Instances of each template (tasks: 3; sop: 20; sop-learn: held-out variants, 3).")
+              help="Instances of each template (tasks: 3; sop: 20; sop-learn: held-out variants, 3; desktop with "
+                   "--split: 3).")
 @click.option("--template", "-t", "templates", multiple=True,
               help="Only these templates (repeatable; desktop: task ids; injection: user tasks).")
 @click.option("--device", default=None,

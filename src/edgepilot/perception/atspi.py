@@ -346,7 +346,8 @@ class AtspiReader:
                 if raw.role == "terminal" and TEXT in raw.interfaces:  # all of it: what matters is at the end
                     calls.append(_Call(ref, TEXT, "GetText", "ii", (0, -1)))
                     wants.append((raw, "text"))
-                elif TEXT in raw.interfaces and (raw.has(EDITABLE) or (raw.role in TEXT_ROLES and not raw.name.strip())):
+                elif TEXT in raw.interfaces and (raw.has(EDITABLE)
+                                                 or (raw.role in TEXT_ROLES and not raw.name.strip())):
                     calls.append(_Call(ref, TEXT, "GetText", "ii", (0, self.limits.max_text)))
                     wants.append((raw, "text"))
                 if VALUE in raw.interfaces and raw.role in VALUE_ROLES:

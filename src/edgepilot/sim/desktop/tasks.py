@@ -77,7 +77,7 @@ class TaskContext:
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise TaskError(f"cannot start {argv[0]} ({exc}); install it (scripts/system-deps.sh installs "
-                            "mousepad and galculator)") from exc
+                            "the desktop suite's applications)") from exc
         finally:
             log.close()
         self.procs.append(proc)

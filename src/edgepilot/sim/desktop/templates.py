@@ -24,9 +24,9 @@ import csv
 import io
 import shutil
 import string
+import subprocess
 import tempfile
 import time
-import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -370,7 +370,8 @@ def _setup_press(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> N
 
 
 SETUP_OPS: dict[str, Callable[[TemplateTask, TaskContext, Any], None]] = {
-    "file": _setup_file, "sheet": _setup_sheet, "image": _setup_image, "press": _setup_press, "dir": _setup_dir, "launch": _setup_launch, "keys": _setup_keys,
+    "file": _setup_file, "sheet": _setup_sheet, "image": _setup_image, "dir": _setup_dir, "launch": _setup_launch,
+    "keys": _setup_keys, "press": _setup_press,
 }
 """The set-up operations (docs/desktop.md)."""
 
