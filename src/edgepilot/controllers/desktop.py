@@ -311,18 +311,29 @@ class DesktopDevice:
 
     # ------------------------------------------------------------ acting
 
+    HOVER_S = 0.03
+    """How long the pointer rests on a target before a click: a press that arrives with the pointer's jump
+    can reach a toolkit before the crossing into the new widget does, and is lost (Galculator's keys, seen
+    as "1", "0" giving "1")."""
+
+    def _hover_at(self, target: Target) -> tuple[int, int]:
+        x, y = self._pointer(target)
+        self._gui().moveTo(x, y)
+        time.sleep(self.HOVER_S)
+        return x, y
+
     def _dispatch(self, action: Action) -> str:
         match action:
             case Tap(target=target) | Click(target=target):
-                x, y = self._pointer(target)
+                x, y = self._hover_at(target)
                 self._gui().click(x, y)
                 return f"clicked {x},{y}"
             case DoubleClick(target=target):
-                x, y = self._pointer(target)
+                x, y = self._hover_at(target)
                 self._gui().doubleClick(x, y, interval=0.05)
                 return f"double-clicked {x},{y}"
             case RightClick(target=target):
-                x, y = self._pointer(target)
+                x, y = self._hover_at(target)
                 self._gui().rightClick(x, y)
                 return f"right-clicked {x},{y}"
             case LongPress(target=target, duration_ms=ms):

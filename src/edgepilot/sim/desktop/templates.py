@@ -299,6 +299,10 @@ APP_COMMANDS: dict[str, list[str]] = {
 }
 """How each application starts for a task (its own instance: no server shared with other tasks)."""
 
+XFCONF_CHANNELS = {"thunar": "thunar", "ristretto": "ristretto"}
+"""Applications that keep their settings in xfconfd, one daemon per session bus that outlives the task: their
+channel is reset before each start (else one task's "show hidden files" is the next task's start)."""
+
 
 def _setup_file(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
     """``{name, text}``; ``lines: N`` writes the text N times; ``copies: N`` writes N files, ``#`` in the
@@ -317,11 +321,23 @@ def _setup_dir(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> Non
 
 def _setup_launch(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
     app = arg["app"]
+    if app in XFCONF_CHANNELS:
+        _reset_xfconf(ctx, XFCONF_CHANNELS[app])
     argv = [*APP_COMMANDS.get(app, [app]), *(str(a) for a in arg.get("args", []))]
     ctx.launch(argv, cwd=task.folder(ctx))
     ready = condition(arg.get("ready") or {"shows": {"package": app}})
     ctx.wait_for(lambda obs: bool(obs.elements) and obs.elements[0].package == app and ready(obs),
                  f"{app}'s window", timeout=float(arg.get("timeout", 30)))
+
+
+def _reset_xfconf(ctx: TaskContext, channel: str) -> None:
+    if shutil.which("xfconf-query") is None:
+        return
+    try:
+        subprocess.run(["xfconf-query", "-c", channel, "-p", "/", "-r", "-R"], env=ctx.device.app_env(),  # noqa: S603,S607
+                       capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TaskError(f"cannot reset the {channel} settings with xfconf-query: {exc}") from exc
 
 
 def _setup_keys(task: TemplateTask, ctx: TaskContext, arg: Any) -> None:
