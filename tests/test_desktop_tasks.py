@@ -137,7 +137,7 @@ def test_the_reference_passes_every_desktop_template(desktop):
                 if not r["success"]]
     assert report["episodes"] == len(desktop_templates()) and not failures, failures
     assert not report["unavailable"] and report["observe"]["sources"].get("tree")
-    assert report["policy"] == "on" and report["confirmations"]["asked"] >= 2  # the two deletions asked first
+    assert report["policy"] == "on" and report["gate"]["asked"] >= 2 and not report["gate"]["refused"]  # deletions ask
     text = format_desktop(report)
     assert "files_rename" in text and "100%" in text and "observe: median" in text
 

@@ -7,6 +7,7 @@ none of them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -74,6 +75,16 @@ def open_mss(display: str | None) -> Any:
 _PYAUTOGUI_LOCK = threading.Lock()
 
 
+def _alive(connection: Any) -> bool:
+    """Whether an Xlib connection still reaches its server (a display number is reused by the next Xvfb
+    once the first one stopped: same name, dead socket)."""
+    try:
+        connection.get_input_focus()
+        return True
+    except Exception:  # noqa: BLE001 - Xlib's ConnectionClosedError, BrokenPipeError
+        return False
+
+
 def pyautogui_for(display: str | None) -> Any:
     """pyautogui, with its X11 backend talking to ``display``.
 
@@ -94,8 +105,9 @@ def pyautogui_for(display: str | None) -> Any:
             if sys.platform.startswith("linux") and display is not None:
                 from pyautogui import _pyautogui_x11 as x11
 
-                if x11._display.get_display_name() != display:
-                    x11._display.close()
+                if x11._display.get_display_name() != display or not _alive(x11._display):
+                    with contextlib.suppress(Exception):
+                        x11._display.close()
                     importlib.reload(x11)
                     pyautogui.platformModule = x11
         except ImportError as exc:
