@@ -49,8 +49,9 @@ def find_sop(task: str, name: str = "auto"):
     return understand_goal(task, name)[0]
 
 
-def understand_goal(task: str, name: str = "auto"):
-    """The procedure for a run and the understanding behind it (None with ``off`` or a named SOP).
+def understand_goal(task: str, name: str = "auto", device_kind: str = "android"):
+    """The procedure for a run and the understanding behind it (None with ``off`` or a named SOP), among the
+    procedures for this kind of device.
 
     Raises:
         SopError: no SOP has that name, or the library does not load.
@@ -59,7 +60,7 @@ def understand_goal(task: str, name: str = "auto"):
     if name == "off":
         clean_goal(task)
         return None, None
-    library = load_library()
+    library = load_library().for_device(device_kind)
     if name == "auto":
         understood = understand(task, library)
         return understood.match, understood
@@ -179,7 +180,7 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
         raise ValueError("the task is empty: say what to do, e.g. \"turn on airplane mode\"")
     budget = max_steps or config.max_steps
     info = opened.device.info
-    match, understood = (None, None) if baseline else understand_goal(task, sop)
+    match, understood = (None, None) if baseline else understand_goal(task, sop, info.kind)
     match = fill_missing(match, ask_value)
     recalled = None
     if match is None and memory and not baseline and sop in ("auto", "off"):

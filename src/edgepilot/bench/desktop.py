@@ -52,7 +52,7 @@ def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) ->
     if sop:
         from edgepilot.sop import load_library, retrieve
 
-        library = load_library()
+        library = load_library().for_device("desktop")
         return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=retrieve(goal, library))
     return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
 

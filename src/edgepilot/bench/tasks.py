@@ -38,6 +38,7 @@ from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
 from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
 from edgepilot.sop import load_library
+from edgepilot.sop.library import SopLibrary
 
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
@@ -133,6 +134,8 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
     from edgepilot.sop.understand import understand
 
     library = library if library is not None else load_library()
+    if isinstance(library, SopLibrary):
+        library = library.for_device("android")  # as `edgepilot run` on a phone
     if memory and memories is None:
         from edgepilot.memory.store import shipped
 

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +42,7 @@ MAX_BYTES = 64 * 1024
 MAX_STEPS = 40
 MAX_STEP_CHARS = 200
 SENSITIVE_KINDS = ("send_message", "payment", "password", "delete", "call", "install", "permission")
-FRONT_KEYS = ("name", "description", "apps", "phrasings", "params", "version")
+FRONT_KEYS = ("name", "description", "apps", "phrasings", "params", "device", "version")
 PARAM_KEYS = ("description", "example")
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -107,6 +107,10 @@ class SopStep(_Frozen):
         return out
 
 
+SopDevice = Literal["phone", "desktop", "any"]
+"""Where a procedure applies: a phone's apps, a desktop's, or either (the default)."""
+
+
 class Sop(_Frozen):
     """A Standard Operating Procedure: what it is for, how tasks that need it are phrased, its steps."""
 
@@ -115,9 +119,14 @@ class Sop(_Frozen):
     apps: tuple[str, ...]
     phrasings: tuple[str, ...]
     params: dict[str, SopParam] = {}
+    device: SopDevice = "any"
     version: int = 1
     steps: tuple[SopStep, ...]
     path: str | None = None
+
+    def fits(self, kind: str) -> bool:
+        """Whether this procedure is for a device of this kind (``android``, ``desktop``; docs/sops.md)."""
+        return self.device == "any" or self.device == ("desktop" if kind == "desktop" else "phone")
 
     @property
     def app_labels(self) -> tuple[str, ...]:
@@ -182,6 +191,7 @@ class _FrontMatter(BaseModel):
     apps: list[str] = Field(min_length=1, max_length=10)
     phrasings: list[str] = Field(min_length=1, max_length=50)
     params: dict[str, SopParam] = {}
+    device: SopDevice = "any"
     version: int = Field(default=1, ge=1)
 
 
@@ -234,7 +244,7 @@ def parse_sop(source: str | bytes, path: str | Path = "<sop>") -> Sop:
         raise _error(problems)
     data, _ = front
     return Sop(name=data.name, description=data.description, apps=tuple(data.apps), phrasings=tuple(data.phrasings),
-               params=data.params, version=data.version, steps=tuple(steps), path=where)
+               params=data.params, device=data.device, version=data.version, steps=tuple(steps), path=where)
 
 
 def _error(problems: list[SopProblem]) -> SopError:

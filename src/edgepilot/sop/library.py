@@ -64,6 +64,17 @@ class SopLibrary:
     """(hidden, winner) pairs: an SOP that a same-named SOP of an earlier folder hides."""
     problems: list[SopProblem] = field(default_factory=list)
     index: object | None = field(default=None, repr=False)  # the retriever built over it (sop.retrieve), once
+    _views: dict[str, SopLibrary] = field(default_factory=dict, repr=False)
+
+    def for_device(self, kind: str) -> SopLibrary:
+        """The procedures for a device of this kind (``android``, ``desktop``): a phone's procedure is never
+        offered on a desktop, nor a desktop's on a phone (``device`` in docs/sops.md); kept, with its index."""
+        view = self._views.get(kind)
+        if view is None:
+            view = SopLibrary(self.folders, {n: e for n, e in self.entries.items() if e.sop.fits(kind)},
+                              self.shadowed, self.problems)
+            self._views[kind] = view
+        return view
 
     def __iter__(self) -> Iterator[Sop]:
         return (e.sop for e in self.entries.values())
