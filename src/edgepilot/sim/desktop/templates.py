@@ -41,6 +41,7 @@ from edgepilot.sim.desktop.tasks import (
     Step,
     TaskContext,
     _norm,
+    _number,
     calculator_display,
     find,
 )
@@ -110,13 +111,6 @@ def _find(obs: Observation, where: dict[str, Any]) -> int | None:
         if _norm(str(text_has)) in _norm(node.text):
             return i
     return None
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text.strip().replace(",", "").replace(" ", "").replace("\u2212", "-"))
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------- the reference's steps
