@@ -113,6 +113,16 @@ def test_conditions_read_the_screen():
     assert condition(None)(obs)
     with pytest.raises(TaskError, match="unknown condition 'blinks'"):
         condition({"blinks": True})
+    with pytest.raises(TaskError, match="not by True"):  # YAML reads `on:` as True: a typo says so, never ignored
+        condition({"shows": {"label": "Save", True: True}})(obs)
+
+
+def test_a_toggle_clicks_only_a_box_that_is_not_as_wanted():
+    box = UINode(bounds=Bounds(left=0, top=0, right=10, bottom=10), class_name="CheckBox", text="Wrap",
+                 package="app", clickable=True, checkable=True, checked=True, enabled=True)
+    obs = _screen("prefs", box)
+    assert SOLUTION_OPS["toggle"]({"cls": "CheckBox", "label": "Wrap"})(obs).type == "wait"
+    assert SOLUTION_OPS["toggle"]({"cls": "CheckBox", "label": "Wrap", "checked": False})(obs).type == "click"
 
 
 # ---------------------------------------------------------------- on Xvfb

@@ -63,8 +63,7 @@ def desktop_gates(gates: BenchGates, device: Any) -> DesktopGateFactory | None:
     if not gates.on:
         return None
     def user(task: DesktopTask) -> SimulatedUser:
-        apps = set(getattr(task, "apps", (task.app,)))
-        return SimulatedUser(getattr(task, "sensitive", ()), apps, apps)
+        return SimulatedUser(task.sensitive, set(task.apps), set(task.apps))
 
     return lambda task, goal, agent: gates.gate(goal, user(task), device=device,
                                                 agent=agent)
@@ -118,7 +117,7 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
             agent = FnAgent("reference", Script(task.reference(ctx)).next_action, goal) if factory is None \
                 else factory(goal)
         except EdgepilotError as exc:
-            return EpisodeResult(instance=task.id, template=_template(task), split=_split(task), goal=task.id,
+            return EpisodeResult(instance=task.id, template=task.template, split=task.split, goal=task.id,
                                  agent=name,
                                  success=False, failed_checks=[], status="error", reason=f"set-up failed: {exc}",
                                  answer=None)
@@ -126,7 +125,7 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
         writer = None
         if save_to is not None:
             info = device.info
-            writer = TrajectoryWriter.new(goal, {"agent": agent.name, "task": task.id, "template": _template(task),
+            writer = TrajectoryWriter.new(goal, {"agent": agent.name, "task": task.id, "template": task.template,
                                                  "device": info.serial, "screen": [info.screen_width,
                                                                                    info.screen_height],
                                                  "max_steps": budget, **(meta or {})}, root=save_to)
@@ -139,21 +138,13 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
             success, failed = False, [f"check failed: {exc}"]
         if writer is not None:
             writer.amend_result({"success": success, "failed_checks": failed})
-        return EpisodeResult(instance=task.id, template=_template(task), split=_split(task), goal=goal,
+        return EpisodeResult(instance=task.id, template=task.template, split=task.split, goal=goal,
                              agent=agent.name,
                              success=success, failed_checks=failed, status=run.status, reason=run.reason,
                              answer=run.answer, steps=run.steps, seconds=run.seconds,
                              trajectory=str(writer.folder) if writer else None)
     finally:
         ctx.close()
-
-
-def _template(task: DesktopTask) -> str:
-    return getattr(task, "template", task.id)
-
-
-def _split(task: DesktopTask) -> str:
-    return getattr(task, "split", "desktop")
 
 
 def run_desktop_suite(device: Any, *, agent: str = "reference", factory: DesktopAgentFactory | None = None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepilot.actions import Action, Click, Finish, Hotkey, HotkeyName, Key, KeyName, Type, Wait
+from edgepilot.actions import Action, Finish, Wait
 from edgepilot.errors import TaskError
 from edgepilot.perception.types import Observation, UINode
 
@@ -151,6 +151,18 @@ class DesktopTask(ABC):
 
     id: str
     app: str  # the program it needs (checked on PATH)
+    split = "desktop"  # a template's split (train, test) where the task is an instance of one
+    sensitive: tuple[str, ...] = ()  # the kinds of sensitive step the task needs (the simulated user approves them)
+
+    @property
+    def template(self) -> str:
+        """The kind of task (a template's id; a task of its own kind: its id)."""
+        return self.id
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        """Every application the task uses."""
+        return (self.app,)
 
     @abstractmethod
     def goal(self, ctx: TaskContext) -> str:
@@ -187,8 +199,10 @@ def _norm(text: str) -> str:
 
 
 def find(obs: Observation, *, cls: str | Iterable[str] | None = None, label: str | None = None,
-         after: str | None = None, enabled: bool | None = None, package: str | None = None) -> int | None:
-    """The first element that fits: class name(s), label (whole, ignoring case and spacing), enabled.
+         after: str | None = None, enabled: bool | None = None, package: str | None = None,
+         text_has: str | None = None) -> int | None:
+    """The first element that fits: class name(s), label (whole, ignoring case and spacing), enabled,
+    application, text holding ``text_has`` (a field's content, a terminal's screen; ignoring case and spacing).
 
     ``after`` finds the first fitting element that comes after the element
     labelled so (a field after its label: "Search for:").
@@ -209,57 +223,10 @@ def find(obs: Observation, *, cls: str | Iterable[str] | None = None, label: str
             continue
         if package is not None and node.package != package:
             continue
+        if text_has is not None and _norm(text_has) not in _norm(node.text):
+            continue
         return i
     return None
-
-
-def click(label: str, cls: str | Iterable[str] | None = None, **where: Any) -> Step:
-    """Click the element with this label (once it is there and enabled)."""
-    def step(obs: Observation) -> Action | None:
-        i = find(obs, cls=cls, label=label, enabled=True, **where)
-        return None if i is None else Click(target=i)
-    return step
-
-
-def type_into(text: str, *, after: str | None = None, cls: str = "EditText", clear: bool = False,
-              when: Callable[[Observation], bool] | None = None) -> Step:
-    """Type into the first editable field (after a label), once it is there."""
-    def step(obs: Observation) -> Action | None:
-        if when is not None and not when(obs):
-            return None
-        i = find(obs, cls=cls, after=after)
-        return None if i is None else Type(text=text, target=i, clear=clear)
-    return step
-
-
-def press(*keys: HotkeyName, when: Callable[[Observation], bool] | None = None) -> Step:
-    """Press keys together."""
-    def step(obs: Observation) -> Action | None:
-        return None if when is not None and not when(obs) else Hotkey(keys=keys)
-    return step
-
-
-def key(name: KeyName, when: Callable[[Observation], bool] | None = None) -> Step:
-    """Press one key."""
-    def step(obs: Observation) -> Action | None:
-        return None if when is not None and not when(obs) else Key(key=name)
-    return step
-
-
-def finish(answer: Callable[[Observation], str | None] = lambda obs: None,
-           when: Callable[[Observation], bool] | None = None) -> Step:
-    """End the script (with an answer read off the screen)."""
-    def step(obs: Observation) -> Action | None:
-        return None if when is not None and not when(obs) else Finish(status="success", answer=answer(obs))
-    return step
-
-
-def title_has(text: str) -> Callable[[Observation], bool]:
-    return lambda obs: text in obs.activity
-
-
-def title_lacks(text: str) -> Callable[[Observation], bool]:
-    return lambda obs: bool(obs.activity) and text not in obs.activity
 
 
 class Script:

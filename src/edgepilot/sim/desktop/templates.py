@@ -91,26 +91,27 @@ def _one_condition(name: str, arg: Any) -> Callable[[Observation], bool]:
     if name == "gone":
         return lambda obs: _find(obs, arg) is None
     if name == "text_has":  # some element's text (a field's content, a terminal's screen) holds this
-        return lambda obs: any(_norm(str(arg)) in _norm(n.text) for n in obs.elements)
+        return lambda obs: find(obs, text_has=str(arg)) is not None
     if name == "display":
         return lambda obs: _number(calculator_display(obs.nodes) or "") == _number(str(arg))
     raise TaskError(f"unknown condition {name!r} (use title_has, title_lacks, saved, shows, gone, text_has, "
                     "display)")
 
 
+_WHERE = ("cls", "label", "after", "enabled", "package", "text_has")
+
+
 def _find(obs: Observation, where: dict[str, Any]) -> int | None:
-    """The element a step means: ``{cls, label, after, package, text_has}`` (docs/desktop.md)."""
-    where = {k: (str(v) if k in ("label", "after", "text_has") and v is not None else v) for k, v in where.items()}
-    text_has = where.pop("text_has", None)
-    if text_has is None:
-        return find(obs, cls=where.get("cls"), label=where.get("label"), after=where.get("after"),
-                    enabled=where.get("enabled"), package=where.get("package"))
-    for i, node in enumerate(obs.elements):
-        if where.get("cls") not in (None, node.class_name) and node.class_name not in where.get("cls", ()):
-            continue
-        if _norm(str(text_has)) in _norm(node.text):
-            return i
-    return None
+    """The element a step means: ``{cls, label, after, enabled, package, text_has}`` (docs/desktop.md).
+
+    Raises:
+        TaskError: ``where`` has another key.
+    """
+    unknown = sorted(map(str, set(where) - set(_WHERE)))
+    if unknown:
+        raise TaskError(f"an element is found by {', '.join(_WHERE)}, not by {', '.join(unknown)}")
+    return find(obs, cls=where.get("cls"), **{k: (str(v) if k in ("label", "after", "text_has") else v)
+                                              for k, v in where.items() if k != "cls" and v is not None})
 
 
 # ---------------------------------------------------------------- the reference's steps
@@ -164,9 +165,10 @@ def _wait(arg: dict[str, Any]) -> Step:
 
 
 def _toggle(arg: dict[str, Any]) -> Step:
-    """Click a check box only if it is not already as wanted (``on: true``)."""
-    ready, want = _when(arg), bool(arg.get("on", True))
-    where = {k: v for k, v in arg.items() if k not in ("when", "on")}
+    """Click a check box only if it is not already as wanted (``checked: true``, the default, or false; not
+    ``on``, which YAML reads as the key ``True``)."""
+    ready, want = _when(arg), bool(arg.get("checked", True))
+    where = {k: v for k, v in arg.items() if k not in ("when", "checked")}
 
     def step(obs: Observation) -> Action | None:
         i = _find(obs, where) if ready(obs) else None
@@ -218,11 +220,17 @@ class TemplateTask(DesktopTask):
     def __init__(self, instance: TaskInstance) -> None:
         self.instance = instance
         self.id = instance.id
-        self.template = instance.template.id
         self.split = instance.template.split
         self.app = instance.template.apps[0]
-        self.apps = tuple(instance.template.apps)
         self.sensitive = tuple(instance.template.sensitive)
+
+    @property
+    def template(self) -> str:
+        return self.instance.template.id
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        return tuple(self.instance.template.apps)
 
     def folder(self, ctx: TaskContext) -> Path:
         return ctx.workdir / FOLDER
@@ -241,26 +249,32 @@ class TemplateTask(DesktopTask):
 
     def start(self, ctx: TaskContext) -> None:
         self.folder(ctx).mkdir(parents=True, exist_ok=True)
-        for op in self._filled(ctx, self.instance.filled(self.instance.template.setup)):
-            if not isinstance(op, dict) or len(op) != 1:
-                raise TaskError(f"{self.template}: a set-up step must have exactly one key, got {op!r}")
-            (kind, arg), = op.items()
-            if kind not in SETUP_OPS:
-                raise TaskError(f"{self.template}: unknown set-up operation {kind!r} "
-                                f"(use {', '.join(SETUP_OPS)})")
-            SETUP_OPS[kind](self, ctx, arg)
+        for make, arg in self._ops(ctx, self.instance.template.setup, SETUP_OPS, "set-up operation"):
+            make(self, ctx, arg)
 
     def reference(self, ctx: TaskContext) -> list[Step]:
         steps = []
-        for op in self._filled(ctx, self.instance.filled(self.instance.template.solution)):
-            if not isinstance(op, dict) or len(op) != 1:
-                raise TaskError(f"{self.template}: a solution step must have exactly one key, got {op!r}")
-            (kind, arg), = op.items()
-            if kind not in SOLUTION_OPS:
-                raise TaskError(f"{self.template}: unknown solution step {kind!r} (use {', '.join(SOLUTION_OPS)})")
-            made = SOLUTION_OPS[kind](arg)
+        for make, arg in self._ops(ctx, self.instance.template.solution, SOLUTION_OPS, "solution step"):
+            made = make(arg)
             steps.extend(made if isinstance(made, list) else [made])
         return steps
+
+    def _ops(self, ctx: TaskContext, ops: list[dict[str, Any]], table: dict[str, Any],
+             what: str) -> list[tuple[Any, Any]]:
+        """The template's ``ops`` filled for this run, each as (its maker in ``table``, its argument).
+
+        Raises:
+            TaskError: an entry is not one ``kind: argument`` pair, or its kind is unknown.
+        """
+        out = []
+        for op in self._filled(ctx, self.instance.filled(ops)):
+            if not isinstance(op, dict) or len(op) != 1:
+                raise TaskError(f"{self.template}: a {what} must have exactly one key, got {op!r}")
+            (kind, arg), = op.items()
+            if kind not in table:
+                raise TaskError(f"{self.template}: unknown {what} {kind!r} (use {', '.join(table)})")
+            out.append((table[kind], arg))
+        return out
 
     def check(self, ctx: TaskContext, answer: str | None) -> CheckResult:
         state = desktop_state(ctx, self.folder(ctx), self.apps)
@@ -397,11 +411,13 @@ def _inside(folder: Path, name: str) -> Path:
 
 
 def desktop_state(ctx: TaskContext, folder: Path, apps: Iterable[str] = ()) -> dict[str, Any]:
-    """What the checks address: ``files``, ``clipboard``, ``windows``, ``calculator.display`` (docs/desktop.md).
+    """What the checks address: ``files``, ``clipboard``, ``windows``, ``calculator.display`` (with Galculator
+    among ``apps``), ``texts`` and ``screen`` by application (docs/desktop.md).
 
     ``files`` lists everything under ``folder`` (``name`` relative to it, with
     ``/``; ``dir``; ``text`` for text files up to 20,000 characters, else None;
-    ``cells`` for CSV files, :func:`csv_cells`).
+    ``cells`` for CSV files (:func:`csv_cells`) and spreadsheets (:func:`sheet_cells`);
+    ``image``, ``WIDTHxHEIGHT``, for images).
     """
     files = []
     if folder.is_dir():
@@ -488,7 +504,7 @@ def _texts(nodes: Iterable[UINode]) -> dict[str, str]:
     """Each application's editable and terminal text, joined (what an editor shows that is not saved yet)."""
     out: dict[str, list[str]] = {}
     for n in nodes:
-        if n.editable or n.class_name == "Terminal":
+        if n.editable:  # a terminal too
             out.setdefault(n.package or "?", []).append(n.text)
     return {app: "\n".join(parts) for app, parts in out.items()}
 
