@@ -481,7 +481,7 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     ('Tap "Log in".', ['tap "Log in"']),
     ('Long-press "Ann Lee".', ['long press "Ann Lee"']),
     ('Type "1234" in the "PIN" field.', ['type "1234" into PIN']),
-    ('Replace the text in the "Label" field with "Gym".', ['type "Gym" into Label']),
+    ('Replace the text in the "Label" field with "Gym".', ['replace the text in Label with "Gym"']),
     ('Tap "Mia" under "To", or type "Mia" in the "Recipient name" field.',
      ['tap "Mia"', 'type "Mia" into Recipient name']),
     ("Open the Bank app.", ["open Bank"]),
@@ -489,14 +489,21 @@ def test_a_step_may_offer_a_second_way_and_either_completes_it(bundled):
     ("Swipe up.", ["swipe up"]),
     # no form, but a verb and a quoted thing: read loosely, the first verb with its quoted words
     ('Check the amount, then tap "Confirm transfer".', ['tap "Confirm transfer"']),
-    ('Clear the "Phone" field and type "555-0199".', ['type "555-0199" into Phone']),
+    ('Clear the "Phone" field and type "555-0199".', ['replace the text in Phone with "555-0199"']),
+    # a desktop's steps: clicks, double clicks, hotkeys
+    ('Click "Replace All".', ['click "Replace All"']),
+    ('Double-click "Work" to open the folder.', ['double click "Work"']),
+    ('Double-click the folder "Work".', ['double click "Work"']),
+    ("Press ctrl+s to save.", ["press ctrl+s"]),
+    ("Press the hotkey ctrl+alt+t.", ["press ctrl+alt+t"]),
+    ("Press F2 to rename it.", ["press f2"]),
+    ('Type "12*7=" on the keyboard.', ['type "12*7="']),
     ('Tap its switch (described as "07:30 alarm") so it shows ON.', ['tap "07:30 alarm"']),
-    # nothing a subgoal can say: reading, finishing, a switch by its neighbour, a hotkey, an app named later
+    # nothing a subgoal can say: reading, finishing, a switch by its neighbour, an app named later
     ('Read the balance shown under "Savings".', []),
     ("Finish and answer with that value.", []),
     ('Finish when "Transfer sent" shows.', []),
     ('Tap the switch next to "Use Wi-Fi" if it is not on.', []),
-    ("Press the hotkey ctrl+alt+t.", []),
     ('Open the app "{app}" (or tap its icon on the home screen).', []),
     ('Open the app "Notes" (or tap its icon on the home screen).', ["open Notes"]),
     # read loosely: a bare field name, advice in parentheses; not a step that acts only on a condition

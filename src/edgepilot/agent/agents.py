@@ -506,7 +506,7 @@ class RoleAgent(_Checked, AgentBase):
                   "memory": self.memory_text(), "history": self.history_text(), "notes": self.notes_text()}
         action = pinned_action(schema, obs) if grounded and self.calls == "needed" and self.vote == 1 else None
         if isinstance(switch, Tap) and self.vote == 1:
-            action = switch
+            action = Click(target=switch.target) if self.device_kind == "desktop" else switch
             without["decider"] = "the switch the step names does not show the state it wants"
         elif action is not None:
             without["decider"] = f"the grammar of {self.plan.subgoal!r} leaves one action"

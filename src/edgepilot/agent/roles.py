@@ -331,9 +331,12 @@ def keep_targets(schema: dict, allowed: Iterable[int]) -> dict:
     return schema
 
 
-_TAP_SUBGOAL = re.compile(r'^(tap|click|long press) "(.+)"$')
+_TAP_SUBGOAL = re.compile(r'^(tap|click|long press|double click|right click) "(.+)"$')
+_CLICK_ACTIONS = {"long press": "LongPress", "double click": "DoubleClick", "right click": "RightClick"}
 _TYPE_SUBGOAL = re.compile(r'^type "(.*)"(?: into (.+))?$')
+_REPLACE_SUBGOAL = re.compile(r'^replace the text in (.+) with "(.*)"$')
 _KEY_SUBGOAL = re.compile(r"^press (\w+)$")
+_HOTKEY_SUBGOAL = re.compile(r"^press ((?:(?:ctrl|alt|shift|super)\+)+\w+|f\d{1,2})$")
 _SWIPE_SUBGOAL = re.compile(r"^swipe (up|down|left|right)$")
 _OPEN_SUBGOAL = re.compile(r"^open (?:the )?(.+?)(?: app)?$", re.IGNORECASE)
 
@@ -375,21 +378,38 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
 
     subgoal = subgoal.strip()
     if m := _TAP_SUBGOAL.match(subgoal):
-        name = "LongPress" if m[1] == "long press" else ("Tap" if "Tap" in defs else "Click")
+        name = _CLICK_ACTIONS.get(m[1]) or ("Tap" if "Tap" in defs else "Click")
+        if name not in defs:  # a double click on a phone: a tap
+            name = "Tap" if "Tap" in defs else "Click"
         found = _matching(obs, targets(name), m[2])
         if found:
             return only(name, target={"enum": found})
         lists = targets("Swipe")
         return only("Swipe", direction={"enum": [scroll]}, target={"enum": lists}) if lists and scroll else None
+    if (m := _REPLACE_SUBGOAL.match(subgoal)) and "Type" in defs:
+        fields = targets("Type")
+        if not fields or len(m[2]) > DECIDER_TEXT:
+            return None
+        found = _matching(obs, fields, m[1])
+        return only("Type", target={"enum": found or fields}, text={"enum": [m[2]]}, clear={"enum": [True]})
     if m := _TYPE_SUBGOAL.match(subgoal):
         fields = targets("Type")
-        if not fields or len(m[1]) > DECIDER_TEXT:
+        if len(m[1]) > DECIDER_TEXT or "Type" not in defs:
             return None
+        if not fields:  # nothing editable on a desktop's screen: the keys go to the window in front (a calculator)
+            if "Hotkey" not in defs or m[2] or "target" in defs["Type"]["properties"]:
+                return None
+            return only("Type", text={"enum": [m[1]]})
         found = _matching(obs, fields, m[2]) if m[2] else []
         return only("Type", target={"enum": found or fields}, text={"enum": [m[1]]})
     if (m := _KEY_SUBGOAL.match(subgoal)) and m[1] in defs.get("Key", {}).get("properties", {}).get(
             "key", {}).get("enum", ()):
         return only("Key", key={"enum": [m[1]]})
+    if (m := _HOTKEY_SUBGOAL.match(subgoal)) and "Hotkey" in defs:
+        keys = m[1].split("+")
+        allowed = defs["Hotkey"]["properties"]["keys"].get("items", {}).get("enum")
+        if allowed is None or all(k in allowed for k in keys):
+            return only("Hotkey", keys={"const": keys, "type": "array"})
     if (m := _SWIPE_SUBGOAL.match(subgoal)) and "Swipe" in defs:
         return only("Swipe", direction={"enum": [m[1]]})
     return None
@@ -445,7 +465,7 @@ def pinned_action(schema: dict, obs: Observation | None = None) -> Action | None
         action = parse_action(fields)
     except ActionError:
         return None
-    if isinstance(action, Type) and isinstance(action.target, int) and obs is not None:
+    if isinstance(action, Type) and isinstance(action.target, int) and obs is not None and not action.clear:
         node = obs.elements[action.target] if action.target < len(obs.elements) else None
         if node is None or (node.text and node.text != node.hint):  # add to the text there, or replace it?
             return None
@@ -509,14 +529,31 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
                     near.append(lines[j])
             elif head and line.startswith(head):
                 starting.append(lines[i])
-    texts = starting or near or [t for node in obs.elements if node.text
+    shown_texts = [node for node in obs.elements if node.text]
+    readable = [node for node in shown_texts if node.class_name not in _CONTROL_CLASSES] or shown_texts
+    texts = starting or near or [t for node in readable
                                  for t in (node.text.strip(), *_lines(node.text)) if t.casefold() not in labels]
     out = [choice for text in texts for choice in (text, *values_in(text)) if choice.strip()]
     shown = " ".join(lines).casefold()
     out += [m.strip() for m in remembered if m.strip() and m.strip().casefold() in shown]
     out = list(dict.fromkeys(out))
     asked = {wanted for words, wanted in _ASKED_SHAPES if words.search(goal.casefold())}
-    return [c for c in out if shape(c) in asked] or out
+    out = [c for c in out if shape(c) in asked] or out
+    said = _STEP_ASKS.search(step)
+    if said is not None:  # ``Finish and answer with the number the display shows``: numbers only, where there are some
+        fits = _STEP_VALUES[said[1].lower()]
+        out = [c for c in out if fits.fullmatch(c.strip())] or out
+    return out
+
+
+_CONTROL_CLASSES = frozenset({"Button", "ImageButton", "ToggleButton", "Menu", "MenuItem", "RadioMenuItem",
+                              "CheckMenuItem"})
+"""Controls whose labels are never what a question asks (a calculator's keys, a dialog's OK); their texts are
+answers only on a screen with no other text."""
+_STEP_ASKS = re.compile(r"\banswer with the (number|amount|time|size)\b", re.IGNORECASE)
+_STEP_VALUES = {"number": re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?"), "amount": re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?"),
+                "time": re.compile(r"\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?", re.IGNORECASE),
+                "size": re.compile(r"\d+ ?[x×] ?\d+")}
 
 
 def _lines(text: str) -> list[str]:

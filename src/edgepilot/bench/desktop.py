@@ -50,11 +50,24 @@ def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) ->
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
     if sop:
-        from edgepilot.sop import load_library, retrieve
+        from edgepilot.sop import load_library
 
         library = load_library().for_device("desktop")
-        return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=retrieve(goal, library))
+        return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=desktop_procedure(goal, library))
     return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
+
+
+def desktop_procedure(goal: str, library: Any) -> Any:
+    """The procedure ``edgepilot run`` would follow for ``goal`` (:func:`~edgepilot.sop.understand.understand`:
+    the goal as typed, its values typed), or None: no procedure fits, the goal is not one, or it leaves a value
+    out (a run would ask the person; the bench has no one to ask, so the agent goes without)."""
+    from edgepilot.sop.understand import understand
+
+    try:
+        match = understand(goal, library).match
+    except EdgepilotError:  # GoalError
+        return None
+    return match if match is not None and not match.missing else None
 
 
 def desktop_gates(gates: BenchGates, device: Any) -> DesktopGateFactory | None:
@@ -67,6 +80,22 @@ def desktop_gates(gates: BenchGates, device: Any) -> DesktopGateFactory | None:
 
     return lambda task, goal, agent: gates.gate(goal, user(task), device=device,
                                                 agent=agent)
+
+
+CHECK_GRACE_S = 2.0
+"""How long the checks of an episode's end state wait for the applications to finish what the agent started:
+Ristretto writes a saved copy about half a second after the Enter that closes its dialog."""
+
+
+def settled_check(task: DesktopTask, ctx: TaskContext, answer: str | None, grace: float = CHECK_GRACE_S) -> Any:
+    """The task's checks on the state the agent left, read again every 0.25 s for up to ``grace`` seconds while
+    they fail: the agent's actions are over, and only what the applications were still doing is waited for."""
+    deadline = time.monotonic() + grace
+    while True:
+        check = task.check(ctx, answer)
+        if check.success or time.monotonic() >= deadline:
+            return check
+        time.sleep(0.25)
 
 
 class _Timed:
@@ -132,7 +161,7 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
         gate = gate_for(task, goal, agent) if gate_for is not None else allow_all
         run = run_agent(device, agent, goal, max_steps=budget, gate=gate, writer=writer)
         try:
-            check = task.check(ctx, run.answer)
+            check = settled_check(task, ctx, run.answer)
             success, failed = check.success and run.status != "error", list(check.failed)
         except EdgepilotError as exc:
             success, failed = False, [f"check failed: {exc}"]

@@ -38,7 +38,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from edgepilot.actions import Action, Finish, Key, KeyName, LongPress, OpenApp, Swipe, Tap, Type, Wait, parse_action
+from edgepilot.actions import (
+    Action,
+    Click,
+    DoubleClick,
+    Finish,
+    Hotkey,
+    Key,
+    KeyName,
+    LongPress,
+    OpenApp,
+    RightClick,
+    Swipe,
+    Tap,
+    Type,
+    Wait,
+    parse_action,
+)
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
@@ -60,10 +76,12 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("near", r"^if " + _Q.format("handle") + r" is (?P<unless>on|off), tap it\b"),
     ("scroll", r"^scroll to " + _Q.format("handle") + r" and (?P<verb>tap|long-press) it"),
     ("scroll_type", r"^scroll to the " + _Q.format("field") + r' field and type "(?P<value>.*)"\.?$'),
-    ("tap", r"^(?P<verb>tap|long-press) " + _Q.format("handle")),
+    ("tap", r"^(?P<verb>tap|long-press|click|double-click|right-click) " + _Q.format("handle")),
     ("replace", r"^replace the text in the " + _Q.format("field") + r' field with "(?P<value>.*)"\.?$'),
     ("type", r'^type "(?P<value>.*)" (?:in|into) the ' + _Q.format("field") + " field"),
     ("type_focused", r'^type "(?P<value>.*)"\.?$'),
+    ("hotkey", r"^press (?:the )?(?:hotkey |keys? )?(?P<keys>(?:(?:ctrl|alt|shift|super)\+)+[a-z0-9_]+|f\d{1,2})"
+     r"(?![\w+])"),
     ("key", r"^press (?:the )?(?P<key>[a-z_]+)(?: key)?\b"),
     ("swipe", r"^swipe (?P<direction>up|down|left|right)(?: on " + _Q.format("handle")
      + r"| (?:on|from) the (?P<place>[a-z -]+?)(?= at\b| to\b|[,.;]|$))?"),
@@ -75,7 +93,7 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("answer_of", r"^finish and answer with the text (?P<rule>of|below) " + _Q.format("handle")),
     ("finish", r"^finish\b"),
 ))
-FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Scroll to "X" and tap it; Tap the switch next to "X" '
+FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Click "X"; Double-click "X"; Press ctrl+s; Scroll to "X" and tap it; Tap the switch next to "X" '
               '[if it is not on|off]; Type "V" in the "F" field; Replace the text in the "F" field with "V"; '
               'Press the back key; Swipe up [on "X" | from the X]; Wait N seconds; Finish; Finish and answer with ...')
 
@@ -124,10 +142,23 @@ def read_alternatives(text: str) -> list[Instruction]:
     return ways
 
 
+def hotkey_action(keys: str) -> Hotkey:
+    """The hotkey a step's words name (``ctrl+shift+s``, ``f2``).
+
+    Raises:
+        SopError: a key the desktop does not have.
+    """
+    try:
+        return Hotkey(keys=tuple(k.strip() for k in keys.lower().split("+")))  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic's ValidationError
+        raise SopError(f"no hotkey {keys!r}: {exc}") from exc
+
+
 def way_subgoal(way: Instruction) -> str | None:
     """One way of doing a step in the words of a planner's subgoal, the forms the decider's grammar is
     grounded by (``tap "X"``, ``long press "X"``, ``type "V" into F``, ``press enter``, ``swipe up``,
-    ``open Settings``); None for a form those words cannot say (a switch named by the label beside it, a
+    ``open Settings``, ``click "X"``, ``double click "X"``, ``press ctrl+s``, ``replace the text in F with "V"``);
+    None for a form those words cannot say (a switch named by the label beside it, a
     swipe on a named element, a wait) and for finishing, whose answer the planner reads off the screen.
 
     It is a rewrite of the words alone: whether the screen has what they name is the grounding's business.
@@ -137,21 +168,28 @@ def way_subgoal(way: Instruction) -> str | None:
         app = way.get("app")
         return None if PLACEHOLDER.search(app) else f"open {app}"  # ``Open the app "{app}"``: named later
     if form in ("tap", "scroll"):
-        verb = "long press" if way.get("verb").lower() == "long-press" else "tap"
+        verb = _SUBGOAL_VERBS.get(way.get("verb").lower(), "tap")
         return f'{verb} "{way.get("handle")}"'
-    if form in ("type", "replace", "scroll_type"):
+    if form == "replace":
+        return f'replace the text in {way.get("field")} with "{way.get("value")}"'
+    if form in ("type", "scroll_type"):
         return f'type "{way.get("value")}" into {way.get("field")}'
     if form == "type_focused":
         return f'type "{way.get("value")}"'
     if form == "key":
         key = way.get("key").lower()
         return f"press {key}" if key in get_args(KeyName) else None
+    if form == "hotkey":
+        return f"press {way.get('keys').lower()}"
     if form == "swipe" and not way.get("handle"):  # a place (``from the status bar``) is left to the decider
         return f"swipe {way.get('direction').lower()}"
     return None
 
 
-_LOOSE_TAP = re.compile(r'\b(?P<verb>tap|long-press)\b[^"]*?"(?P<handle>[^"]+)"', re.IGNORECASE)
+_SUBGOAL_VERBS = {"long-press": "long press", "click": "click", "double-click": "double click",
+                  "right-click": "right click"}
+"""A step's verb in a planner's subgoal words (a tap otherwise)."""
+_LOOSE_TAP = re.compile(r'\b(?P<verb>tap|long-press|click|double-click)\b[^"]*?"(?P<handle>[^"]+)"', re.IGNORECASE)
 _LOOSE_TYPE = re.compile(r'\btype "(?P<value>[^"]*)"', re.IGNORECASE)
 _LOOSE_FIELD = re.compile(r'"(?P<field>[^"]+)" field\b|\bthe (?P<bare>[a-z]+(?: [a-z]+)?) field\b', re.IGNORECASE)
 _ADVICE = re.compile(r"\([^)]*\)")
@@ -299,6 +337,8 @@ class SopFollower:
             return self._tap(step, screen, instruction)
         if form in ("type", "replace", "scroll_type", "type_focused"):
             return self._type(step, screen, instruction)
+        if form == "hotkey":
+            return hotkey_action(instruction.get("keys"))
         if form == "key":
             try:
                 return parse_action({"type": "key", "key": instruction.get("key").lower()})
@@ -334,7 +374,8 @@ class SopFollower:
             if element is None:
                 return None
         verb = instruction.get("verb").lower()
-        return LongPress(target=element.index) if verb == "long-press" else Tap(target=element.index)
+        kind = {"long-press": LongPress, "click": Click, "double-click": DoubleClick, "right-click": RightClick}
+        return kind.get(verb, Tap)(target=element.index)
 
     def _type(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | None:
         value = instruction.get("value")
@@ -344,9 +385,11 @@ class SopFollower:
         hits = find(screen, field, want="type")
         if not hits:
             return None
-        element = hits[0]
-        if not element.editable:  # a label above its field
-            element = next((e for e in screen.elements[element.index + 1: element.index + 3] if e.editable), element)
+        element = next((h for h in hits if h.editable), hits[0])  # the field, not a label that says the same
+        if not element.editable:  # a label above its field (or, in GTK's file choosers, right after it)
+            near = [*screen.elements[element.index + 1: element.index + 3], *screen.elements[max(0, element.index - 1):
+                                                                                             element.index][::-1]]
+            element = next((e for e in near if e.editable), element)
         return Type(text=value, target=element.index, clear=instruction.form == "replace")
 
     def _answer(self, step: SopStep, screen: Screen, instruction: Instruction) -> Action | None:

@@ -17,7 +17,8 @@ from edgepilot.sop.values import shape
 
 MoveKind = Literal["open", "tap", "long_press", "type", "key", "swipe", "wait", "finish"]
 ANSWER_WORDS = {"digits": "number", "amount": "amount", "time": "time", "phone": "phone number",
-                "email": "email address", "domain": "web address", "card": "card number"}
+                "email": "email address", "domain": "web address", "card": "card number",
+                "size": "size"}
 """How a step names the kind of value an answer is (the follower reads these back)."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgepilot.actions import Action, Key, LongPress, OpenApp, Tap, Type
+from edgepilot.actions import Action, Click, DoubleClick, Hotkey, Key, LongPress, OpenApp, RightClick, Tap, Type
 from edgepilot.perception.types import Observation
 from edgepilot.sop.follow import Instruction, read_alternatives, read_instruction, read_loosely
 from edgepilot.sop.format import Sop, SopStep, render_steps
@@ -140,11 +140,13 @@ def _does(way: Instruction, action: Action, before: Observation | None) -> bool:
     if way.form == "open":
         return isinstance(action, OpenApp)
     if way.form in ("tap", "scroll"):
-        if not isinstance(action, (Tap, LongPress)):
+        if not isinstance(action, (Tap, LongPress, Click, DoubleClick, RightClick)):
             return False
         named = {e.index for e in find(Screen.from_observation(before), way.get("handle"), want="tap")} \
             if before is not None else set()
         return not named or action.target in named
+    if way.form == "hotkey":
+        return isinstance(action, Hotkey) and "+".join(action.keys) == way.get("keys").lower()
     if way.form == "key":
         return not isinstance(action, Key) or action.key == way.get("key").lower()
     return not _leaves(action)

@@ -325,8 +325,8 @@ class Retriever:
                                                                                   value.casefold() in quoted):
                 params.setdefault(name, value)
         for name, value in params.items():  # quoted words as the task wrote them: "Happy birthday!" keeps its !
-            params[name] = next((s.text for s in found if s.quoted and s.text != value
-                                 and s.text.strip(_STRIP).casefold() == value.casefold()), value)
+            params[name] = next((s.text for s in found if s.quoted and s.text != value  # "... ✓" keeps its ✓
+                                 and _SYMBOLS_AROUND.sub("", s.text).casefold() == value.casefold()), value)
         return {name: params[name] for name in sop.params if name in params}
 
     def _followed(self, i: int, task: str, params: dict[str, str], found: list[Span]) -> dict[str, str]:
@@ -440,6 +440,11 @@ def _plausible(sop: Sop, name: str, value: str) -> bool:
     return example > SHORT_VALUE_WORDS or len(_RAW_WORD.findall(value)) <= example + 1
 
 
+_GAP = r"(?:(?![/~.]\w)[\W_])*"
+"""What lies between a phrasing's word and a value: spaces and punctuation, but not the ``/`` or ``.`` that starts a
+path or a file extension (``save it as /tmp/notes.txt``, ``the .txt files``)."""
+
+
 @lru_cache(maxsize=4096)
 def _compile(phrasing: str) -> re.Pattern[str]:
     """A phrasing as a regular expression over the task: its words in order, placeholders as groups."""
@@ -455,11 +460,11 @@ def _compile(phrasing: str) -> re.Pattern[str]:
                 name = r"(?-i:[A-Z][\w'&.-]*(?:\s+(?!I\b|I')[A-Z][\w'&.-]*){0,2})"
                 regex += rf"[\W_]*(?P<{part[1:-1]}>{name})(?!\w)[\W_]*"
                 continue
-            regex += rf"[\W_]*(?P<{part[1:-1]}>.+{lazy})[\W_]*"
+            regex += rf"{_GAP}(?P<{part[1:-1]}>.+{lazy})[\W_]*"
             continue
         words = _RAW_WORD.findall(part.replace("Wi-Fi", "WiFi"))
         if words:
-            regex += r"\b" + "".join(_FILLER + ("" if w.lower() in FILLERS else _word(w) + r"[\W_]*")
+            regex += r"\b" + "".join(_FILLER + ("" if w.lower() in FILLERS else _word(w) + _GAP)
                                      for w in words)
         elif 0 < i < len(parts) - 1 and part.strip():
             regex += _punctuation(part)  # "{name}: {message}": the colon must be there
@@ -489,10 +494,17 @@ def _word(word: str, *, exact_prepositions: bool = False) -> str:
     return re.escape(low) + r"\b"
 
 
+_TRAILING_PLACE = re.compile(r"[\s,(]+(?:in|inside|into|at|under|from)\s+(?:~|\.{1,2})?/\S*\)?$", re.IGNORECASE)
+"""A folder given after a value (``photos in /tmp/docs``): where, not part of the value."""
+
+
+_SYMBOLS_AROUND = re.compile(r"^[\W_]+|[\W_]+$")
+
+
 def _clean(value: str) -> str:
     """A captured value without surrounding quotes and punctuation; unquoted, also without a leading
     ``the``/``is``... (``buy the Yoga mat``) or a trailing possessive (``Ann Lee's``)."""
-    value = value.strip()
+    value = _TRAILING_PLACE.sub("", value.strip())
     if value[:1] in "\"“'‘":
         return value.strip(_STRIP).strip()
     value = re.sub(r"^(?:(?:is|are|was|as|of|the|a|an|my)\s+)+", "", value.strip(_STRIP), flags=re.IGNORECASE)
@@ -544,10 +556,10 @@ def _phrasing_anchors(phrasing: str) -> tuple[_Anchor, ...]:
             if len(words_after) < a or not strength or all(w.lower() in FILLERS for w in words_before):
                 continue
             regex = r"\b" + "".join(_FILLER + ("" if w.lower() in FILLERS else
-                                                _word(w, exact_prepositions=True) + r"[\W_]*")
+                                                _word(w, exact_prepositions=True) + _GAP)
                                      for w in words_before)
             regex += r"(?P<v>.+?)"
             regex += ((r"[\W_]*\b" + _FILLER + _word(words_after[0], exact_prepositions=True))
-                      if words_after else r"(?:[.,;!?\"”]|$)")
+                      if words_after else r"(?:[.,;!?\"”](?!\w)|$)")  # not the dot of notes.txt
             out.append(_Anchor(name, strength, re.compile(regex, re.IGNORECASE)))
     return tuple(out)

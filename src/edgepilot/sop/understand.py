@@ -35,7 +35,7 @@ from functools import lru_cache
 from edgepilot.errors import GoalError
 from edgepilot.sop.format import PLACEHOLDER, Sop
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
-from edgepilot.sop.values import WEEKDAYS, shape, values_in
+from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
 
 MAX_GOAL_CHARS = 2_000
 """A goal longer than this is refused: a goal is a sentence or two, not a document."""
@@ -135,6 +135,8 @@ class _Rewriter:
             a, b = m.start(), m.end()
             if isinstance(new, tuple):  # (start, end, text): only that part of the match is rewritten
                 a, b, new = new
+                if any(a < qb and qa < b for qa, qb in quoted):
+                    continue
             if new is None or new == self.text[a:b] or a < last:
                 continue
             text.append(self.text[last:a])
@@ -158,8 +160,17 @@ _QUOTED = re.compile(r'"[^"]*"')
 """Quoted text (a cleaned goal has straight quotes only)."""
 
 
+_FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|(?<![\w/.])[\w\-]*(?:\.[A-Za-z0-9]{1,9})+\b")
+"""A path (``/tmp/a/b.txt``, ``~/notes``), a file name with its extension (``copper.txt``,
+``hours.gnumeric``) or an extension (``.txt``): kept as typed, like quoted text (``txt`` is not ``text`` there, ``gnumeric`` not the app)."""
+
+
 def _quoted_ranges(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _QUOTED.finditer(text)]
+    return [m.span() for m in _QUOTED.finditer(text)] + [
+        m.span() for m in _FILE_NAME.finditer(text) if "/" in m.group(0) or not _IS_NUMBER.fullmatch(m.group(0))]
+
+
+_IS_NUMBER = re.compile(r"[\d.,]+")
 
 
 # ---------------------------------------------------------------- values in the forms people write them
@@ -341,6 +352,9 @@ train trip two unmute up wait want way we week weekend well what when where why 
 """Everyday message words: never taken for the start of a lower-case name."""
 
 
+_PLACE_WORDS = frozenset("inside into onto within under below above beside behind near outside".split())
+
+
 def _cased(m: re.Match[str], vocabulary: frozenset[str]) -> tuple[int, int, str] | None:
     """A lower-case name after a word that names take (``call vera novak``, ``ann lee's``) in capitals;
     only words that neither the procedures nor everyday messages use."""
@@ -350,7 +364,7 @@ def _cased(m: re.Match[str], vocabulary: frozenset[str]) -> tuple[int, int, str]
     for word in words:
         base = word.split("'")[0]
         if base in vocabulary or base in STOPWORDS or base in MESSAGE_WORDS or base in _WORDS_TO_HOURS \
-                or base in ABBREVIATIONS or len(base) < 2:
+                or base in ABBREVIATIONS or base in _PLACE_WORDS or len(base) < 2:
             break
         keep.append(word)
     if not keep or (m["lead"] is None and group == "name" and len(keep) < 2):
@@ -360,6 +374,8 @@ def _cased(m: re.Match[str], vocabulary: frozenset[str]) -> tuple[int, int, str]
 
 
 def _abbreviation(word: str) -> str | None:
+    if re.fullmatch(r"[A-Z]{1,3}\d+", word):  # a cell (B4), a model (A52): not ``b4``
+        return None
     key = word.lower()
     if key not in ABBREVIATIONS or (key in ("im", "ill") and word[:1].isupper() and word != word.capitalize()):
         return None
@@ -390,10 +406,17 @@ def _nearest(word: str, vocabulary: frozenset[str]) -> str | None:
         if abs(len(known) - len(word)) > limit or len(known) < 4 or known[0] != word[0] and len(word) < 7:
             continue
         d = _distance(word, known, limit)
-        if d <= limit and (len(word) >= 5 or _is_swap(word, known)):
+        if d <= limit and (len(word) >= 5 or _is_swap(word, known)) and not _inflected(word, known):
             found.setdefault(d, []).append(known)
     nearest = found[min(found)] if found else []
     return nearest[0] if len(nearest) == 1 else None
+
+
+def _inflected(a: str, b: str) -> bool:
+    """Whether one word is the other with an ending (``shared``/``share``, ``files``/``file``): another form of
+    a word, not a slip of the keys."""
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) and long[len(short):] in ("s", "es", "d", "ed", "r", "er", "ing", "ly")
 
 
 def _is_swap(a: str, b: str) -> bool:
@@ -620,6 +643,13 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
             if value is not None:
                 out[name] = value
             continue
+        if want == "arithmetic":  # the sum as typed anywhere in the goal ("add 9 and 5"), in the calculator's keys
+            value = (keyed_sum(value) if value is not None else None) or keyed_sum(norm.text)
+            if value is not None:
+                out[name] = value
+            else:
+                notes.append(f"dropped {name}: the goal gives no sum of two numbers")
+            continue
         if value is None and want == "switch":
             value = _switch(norm.text)
         if value is None and want in _TELLING:
@@ -647,7 +677,7 @@ _TELLING = ("time", "email", "card", "phone", "domain", "amount")
 _DURATION = re.compile(r"\b\d+ (?:seconds?|minutes?|hours?)\b")
 
 
-_SHAPE_WORDS = {"time": "a time", "amount": "an amount of money", "phone": "a phone number", "switch": "on or off",
+_SHAPE_WORDS = {"arithmetic": "a sum", "path": "a path", "time": "a time", "amount": "an amount of money", "phone": "a phone number", "switch": "on or off",
                 "weekday": "a day of the week", "digits": "a number", "email": "an e-mail address",
                 "card": "a card number", "domain": "a web address", "name": "a name"}
 
@@ -679,6 +709,9 @@ def _typed(value: str, want: str, norm: Normalised) -> str | None:
         return " ".join(digits[i:i + 4] for i in range(0, len(digits), 4)) if 13 <= len(digits) <= 19 else None
     if want in ("email", "domain"):
         return value
+    if want == "path":  # the path, without what the sentence goes on to say
+        m = PATH.search(value)
+        return m.group(0) if m else None
     if shape(value) in ("time", "amount", "phone"):  # a value rewritten to its normal form stays in it
         return value.strip()
     if want == "name":  # a name as rewritten (cased, possessive off), up to a word that is a number

@@ -20,6 +20,7 @@ _SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("phone", re.compile(r"\+?(?:\(\d{3}\)\s?|\d{3}[-. ])?\d{3}[-. ]\d{4}")),
     ("domain", re.compile(r"(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?", re.IGNORECASE)),
     ("amount", re.compile(r"\$\s?\d[\d,]*(?:\.\d{1,2})?|\d[\d,]*\.\d{2}")),
+    ("size", re.compile(r"\d+ ?[x×] ?\d+")),
     ("digits", re.compile(r"\d+")),
     ("switch", re.compile(r"on|off", re.IGNORECASE)),
     ("weekday", re.compile("|".join(WEEKDAYS), re.IGNORECASE)),
@@ -30,23 +31,122 @@ _CAPITALISED = re.compile(r"[A-Z][\w'&-]*(?:\s+[A-Z0-9][\w'&-]*)*")
 
 
 def shape(value: str) -> str:
-    """The shape of a value: time, email, card, phone, domain, amount, digits, switch, weekday, name or text."""
+    """The shape of a value: time, email, card, phone, domain, amount, size (``640 x 480``), digits, switch, weekday, name,
+    path (``/home/me/a.txt``), arithmetic (a sum in a calculator's keys: ``12*7``, ``(3+4)/2``) or text."""
     value = value.strip()
     for name, pattern in _SHAPES:
         if pattern.fullmatch(value):
             return name
-    return "text"
+    if PATH.fullmatch(value):
+        return "path"
+    return "arithmetic" if _KEYED_SUM.fullmatch(value) else "text"
+
+
+PATH = re.compile(r"(?:~|\.{1,2})?/[\w.\-/~]*[\w/]")
+"""A file or folder path (``/home/me/notes.txt``, ``~/Documents``)."""
+
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_KEYED_SUM = re.compile(rf"[(\s]*{_NUMBER}[)\s]*(?:[-+*/][(\s]*{_NUMBER}[)\s]*)+")
+_OPERATOR_WORDS = (
+    (r"\s*(?:×|✕|⋅|·|\*|\bx\b|\btimes\b|\bmultiplied by\b)\s*", "*"),
+    (r"\s*(?:÷|/|\bdivided by\b|\bover\b)\s*", "/"),
+    (r"\s*(?:\+|\bplus\b|\band\b)\s*", "+"),
+    (r"\s*(?:−|–|-|\bminus\b|\btake away\b)\s*", "-"),
+)
+_SUM_VERBS = (  # "add 9 and 5", "multiply 12 by 7": the verb says the operator, the numbers follow
+    (re.compile(rf"\b(?:add(?: up)?|sum(?: of)?|total(?: of)?)\s+({_NUMBER})\s*(?:and|\+|plus|,|to)\s*({_NUMBER})", re.I),
+     "{0}+{1}"),
+    (re.compile(rf"\b(?:multiply|product of)\s+({_NUMBER})\s*(?:by|and|with|x|×)\s*({_NUMBER})", re.I), "{0}*{1}"),
+    (re.compile(rf"\bdivide\s+({_NUMBER})\s*(?:by|into)\s*({_NUMBER})", re.I), "{0}/{1}"),
+    (re.compile(rf"\bsubtract\s+({_NUMBER})\s*from\s*({_NUMBER})", re.I), "{1}-{0}"),
+    (re.compile(rf"\bdifference between\s+({_NUMBER})\s*and\s*({_NUMBER})", re.I), "{0}-{1}"),
+)
+
+
+def keyed_sum(text: str) -> str | None:
+    """The sum ``text`` asks for, in a calculator's keys (``12 × 7`` → ``12*7``; ``(12 + 34) times 5`` →
+    ``(12+34)*5``; ``add 9 and 5`` → ``9+5``; ``subtract 3 from 10`` → ``10-3``), or None when it holds no sum
+    of two numbers or more (one number alone is not a sum). Brackets must balance; the first sum found wins."""
+    for pattern, form in _SUM_VERBS:
+        m = pattern.search(text)
+        if m is not None:
+            return form.format(*m.groups())
+    keyed = text.replace(",", "") if re.search(r"\d,\d{3}\b", text) else text
+    for pattern, op in _OPERATOR_WORDS:
+        keyed = re.sub(rf"(?<=[\d)]){pattern}(?=[\d(])", op, keyed, flags=re.IGNORECASE)
+    best = None
+    for m in re.finditer(rf"[(]*{_NUMBER}[)]*(?:[-+*/][(]*{_NUMBER}[)]*)+", keyed):
+        found = m.group(0)
+        while found.count("(") > found.count(")") and found.startswith("("):
+            found = found[1:]
+        while found.count(")") > found.count("(") and found.endswith(")"):
+            found = found[:-1]
+        if found.count("(") == found.count(")"):
+            best = found if "(" not in found else without_brackets(found)
+            break
+    return best
+
+
+def without_brackets(expression: str) -> str | None:
+    """A sum with brackets as one without, multiplied out (``(61+94)*5`` → ``61*5+94*5``), or None when it cannot be
+    (a division by a bracketed sum). A calculator that keeps precedence but has no bracket keys (Galculator ignores
+    typed brackets) then gives the same result."""
+    import ast
+
+    Term = tuple[int, tuple[tuple[str, str], ...]]  # sign, factors as (operator, number)
+
+    def terms(node: ast.AST) -> list[Term] | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return [(1, (("*", str(node.value)),))]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = terms(node.operand)
+            sign = -1 if isinstance(node.op, ast.USub) else 1
+            return None if inner is None else [(sign * s, f) for s, f in inner]
+        if not isinstance(node, ast.BinOp):
+            return None
+        left, right = terms(node.left), terms(node.right)
+        if left is None or right is None:
+            return None
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left + [(-s, f) for s, f in right]
+        if isinstance(node.op, ast.Mult):
+            return [(s1 * s2, f1 + f2) for s1, f1 in left for s2, f2 in right]
+        if isinstance(node.op, ast.Div) and len(right) == 1:
+            s2, f2 = right[0]
+            flipped = tuple(("/" if op == "*" else "*", n) for op, n in f2)
+            return [(s1 * s2, f1 + flipped) for s1, f1 in left]
+        return None
+
+    try:
+        found = terms(ast.parse(expression, mode="eval").body)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    if not found or len(found) > 16:
+        return None
+    out = ""
+    for sign, factors in found:
+        body = factors[0][1] + "".join(op + n for op, n in factors[1:]) if factors[0][0] == "*" \
+            else "1" + "".join(op + n for op, n in factors)
+        out += ("-" if sign < 0 else "+" if out else "") + body
+    return out
 
 
 def fits(value: str, wanted: str) -> bool:
     """Whether ``value`` can be a value of shape ``wanted`` (a digits value fits an amount, a name fits text)."""
+    if wanted == "path":  # a path, and maybe more words the value was captured with
+        return PATH.match(value.strip()) is not None
+    if wanted == "arithmetic":
+        return keyed_sum(value) is not None
     got = shape(value)
     if wanted == "text" or got == wanted:
         return True
     return (wanted, got) in {("amount", "digits"), ("phone", "digits")}
 
 
-STRONG = ("time", "email", "card", "phone", "domain", "amount", "digits")
+STRONG = ("time", "email", "card", "phone", "domain", "amount", "size", "digits")
 """The shapes a value is told by on its own, whatever the words around it."""
 
 
