@@ -345,7 +345,10 @@ def _matching(obs: Observation, indices: Iterable[int], name: str) -> list[int]:
     """Of ``indices``, the elements that ``name`` names, best first: by the rules an SOP step's quoted words
     follow (:func:`edgepilot.sop.screen.find`: a line, the description, the resource id, a line's first words)."""
     allowed = set(indices)
-    return [e.index for e in find(Screen.from_observation(obs), name) if e.index in allowed]
+    screen = Screen.from_observation(obs)
+    mine = Screen(screen.package, tuple(e for e in screen.elements if e.index in allowed), screen.secure)
+    return [e.index for e in find(mine, name)]  # among those only: a label that says "Name:" does not hide the field
+    # whose own name is "Name:" (GTK's file chooser)
 
 
 def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,

@@ -37,6 +37,16 @@ _KINDS: tuple[tuple[re.Pattern[str], tuple[str, ...], str], ...] = (
 )
 
 
+_STEP_KINDS = (
+    *(kind for kind in _KINDS if "phone" not in kind[1]),
+    (re.compile(r"\bphone number\b", re.I), ("phone",), "a phone number"),
+    (re.compile(r"\bnumber\b", re.I), ("digits", "amount", "phone"), "a number"),
+    (re.compile(r"\bsize\b", re.I), ("size",), "a size (width x height)"),
+)
+"""What a procedure's last step says the answer is (``Finish and answer with the number the display shows``): a
+number there is any number, where a goal's ``number`` asks for a phone number (``the library's number``)."""
+
+
 def _words(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -55,7 +65,7 @@ def answer_kind(goal: str, final_step: str) -> tuple[tuple[str, ...], str] | Non
     for pattern, shapes, name in _KINDS:
         if pattern.search(goal):
             return shapes, name
-    for pattern, shapes, name in _KINDS:
+    for pattern, shapes, name in _STEP_KINDS:
         if pattern.search(final_step):
             return shapes, name
     return None

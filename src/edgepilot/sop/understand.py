@@ -160,7 +160,8 @@ _QUOTED = re.compile(r'"[^"]*"')
 """Quoted text (a cleaned goal has straight quotes only)."""
 
 
-_FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|(?<![\w/.])[\w\-]*(?:\.[A-Za-z0-9]{1,9})+\b")
+_FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|"
+                        r"(?<![\w/.])(?:[\w\-]*[A-Za-z][\w\-]*)?(?:\.[A-Za-z][A-Za-z0-9]{0,8})+\b")
 """A path (``/tmp/a/b.txt``, ``~/notes``), a file name with its extension (``copper.txt``,
 ``hours.gnumeric``) or an extension (``.txt``): kept as typed, like quoted text (``txt`` is not ``text`` there, ``gnumeric`` not the app)."""
 
@@ -390,7 +391,7 @@ def _corrected(word: str, vocabulary: frozenset[str]) -> str | None:
     if low in vocabulary or low in STOPWORDS:
         return None
     best = _nearest(low, vocabulary)
-    if best is None:
+    if best is None or (word[:1].isupper() and _inflected(low, best)):  # "the Shared folder" is a name, not "Share"
         return None
     return best.capitalize() if word[:1].isupper() else best
 
@@ -406,7 +407,7 @@ def _nearest(word: str, vocabulary: frozenset[str]) -> str | None:
         if abs(len(known) - len(word)) > limit or len(known) < 4 or known[0] != word[0] and len(word) < 7:
             continue
         d = _distance(word, known, limit)
-        if d <= limit and (len(word) >= 5 or _is_swap(word, known)) and not _inflected(word, known):
+        if d <= limit and (len(word) >= 5 or _is_swap(word, known)):
             found.setdefault(d, []).append(known)
     nearest = found[min(found)] if found else []
     return nearest[0] if len(nearest) == 1 else None
@@ -659,6 +660,9 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
         if value is None:
             continue
         typed = _typed(value, want, norm)
+        if typed is not None and want == "text" and _refers_elsewhere(typed, match.sop):
+            notes.append(f"dropped {name}={value!r}: it points at a value the goal does not give")
+            continue  # "write the result in Mousepad": the result of an earlier step, not the text to write
         if typed is not None and want == "text":
             for other in (*match.params.values(), *out.values()):  # "txt daniel khan thanks": not the name
                 if other and " " in other and other != value and typed.casefold().startswith(other.casefold() + " "):
@@ -680,6 +684,19 @@ _DURATION = re.compile(r"\b\d+ (?:seconds?|minutes?|hours?)\b")
 _SHAPE_WORDS = {"arithmetic": "a sum", "path": "a path", "time": "a time", "amount": "an amount of money", "phone": "a phone number", "switch": "on or off",
                 "weekday": "a day of the week", "digits": "a number", "email": "an e-mail address",
                 "card": "a card number", "domain": "a web address", "name": "a name"}
+
+
+_REFERENTS = frozenset({"it", "that", "this", "them", "the result", "result", "the answer", "answer", "the total",
+                        "total", "the number", "the value", "the sum", "the amount"})
+
+
+def _refers_elsewhere(value: str, sop: Sop) -> bool:
+    """Whether a free-text value only points at something (``the result``, ``it``), with at most where to put it
+    (``the result in Mousepad``: one of the procedure's apps) after it."""
+    apps = "|".join(re.escape(a) for a in sop.apps if a)
+    bare = re.sub(rf"\s+(?:in|on|into|with|using)\s+(?:the\s+)?(?:{apps})(?:\s+app)?$", "", value.strip(),
+                  flags=re.IGNORECASE) if apps else value.strip()
+    return bare.casefold() in _REFERENTS
 
 
 def _switch(text: str) -> str | None:
