@@ -63,6 +63,7 @@ def test_shapes_of_desktop_values():
 @pytest.mark.parametrize("goal,sop,params", [
     ("Use Galculator to compute (61 + 94) × 5", "galculator-compute", {"sum": "61*5+94*5"}),
     ("add 9 and 5 on the calculator", "galculator-compute", {"sum": "9+5"}),
+    ("Calculate 224 times 98, and answer with the result", "galculator-compute", {"sum": "224*98"}),
     # file names keep their extension (txt is not "text" there) and the app's name inside them is not cased
     ("Use Thunar to rename copper.txt to harbor.txt", "thunar-rename", {"old": "copper.txt", "new": "harbor.txt"}),
     ("Open Gnumeric and enter 415 in cell B4 of stock.gnumeric and save it", "gnumeric-set-cell",

@@ -386,9 +386,13 @@ def _abbreviation(word: str) -> str | None:
     return full.capitalize() if word[:1].isupper() and not full[:1].isupper() and len(word) > 1 else full
 
 
+_SUM_WORDS = frozenset({"times", "plus", "minus", "divided", "multiplied", "multiply", "divide", "subtract"})
+"""Words of a sum: never a slip of a procedure's word (``224 times 98`` is not ``224 time 98``)."""
+
+
 def _corrected(word: str, vocabulary: frozenset[str]) -> str | None:
     low = word.lower()
-    if low in vocabulary or low in STOPWORDS:
+    if low in vocabulary or low in STOPWORDS or low in _SUM_WORDS:
         return None
     best = _nearest(low, vocabulary)
     if best is None or (word[:1].isupper() and _inflected(low, best)):  # "the Shared folder" is a name, not "Share"
