@@ -554,7 +554,8 @@ _CONTROL_CLASSES = frozenset({"Button", "ImageButton", "ToggleButton", "Menu", "
 """Controls whose labels are never what a question asks (a calculator's keys, a dialog's OK); their texts are
 answers only on a screen with no other text."""
 _STEP_ASKS = re.compile(r"\banswer with the (number|amount|time|size)\b", re.IGNORECASE)
-_STEP_VALUES = {"number": re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?"), "amount": re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?"),
+_STEP_VALUES = {"number": re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?"),
+                "amount": re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?"),
                 "time": re.compile(r"\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?", re.IGNORECASE),
                 "size": re.compile(r"\d+ ?[x×] ?\d+")}
 

@@ -93,7 +93,8 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("answer_of", r"^finish and answer with the text (?P<rule>of|below) " + _Q.format("handle")),
     ("finish", r"^finish\b"),
 ))
-FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Click "X"; Double-click "X"; Press ctrl+s; Scroll to "X" and tap it; Tap the switch next to "X" '
+FORMS_HELP = ('Open the X app; Tap "X"; Long-press "X"; Click "X"; Double-click "X"; Press ctrl+s; '
+              'Scroll to "X" and tap it; Tap the switch next to "X" '
               '[if it is not on|off]; Type "V" in the "F" field; Replace the text in the "F" field with "V"; '
               'Press the back key; Swipe up [on "X" | from the X]; Wait N seconds; Finish; Finish and answer with ...')
 

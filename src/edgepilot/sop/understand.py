@@ -163,7 +163,8 @@ _QUOTED = re.compile(r'"[^"]*"')
 _FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|"
                         r"(?<![\w/.])(?:[\w\-]*[A-Za-z][\w\-]*)?(?:\.[A-Za-z][A-Za-z0-9]{0,8})+\b")
 """A path (``/tmp/a/b.txt``, ``~/notes``), a file name with its extension (``copper.txt``,
-``hours.gnumeric``) or an extension (``.txt``): kept as typed, like quoted text (``txt`` is not ``text`` there, ``gnumeric`` not the app)."""
+``hours.gnumeric``) or an extension (``.txt``): kept as typed, like quoted text (``txt`` is not ``text`` there,
+``gnumeric`` not the app)."""
 
 
 def _quoted_ranges(text: str) -> list[tuple[int, int]]:
@@ -685,7 +686,8 @@ _TELLING = ("time", "email", "card", "phone", "domain", "amount")
 _DURATION = re.compile(r"\b\d+ (?:seconds?|minutes?|hours?)\b")
 
 
-_SHAPE_WORDS = {"arithmetic": "a sum", "path": "a path", "time": "a time", "amount": "an amount of money", "phone": "a phone number", "switch": "on or off",
+_SHAPE_WORDS = {"arithmetic": "a sum", "path": "a path", "time": "a time", "amount": "an amount of money",
+                "phone": "a phone number", "switch": "on or off",
                 "weekday": "a day of the week", "digits": "a number", "email": "an e-mail address",
                 "card": "a card number", "domain": "a web address", "name": "a name"}
 

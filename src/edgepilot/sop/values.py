@@ -31,8 +31,8 @@ _CAPITALISED = re.compile(r"[A-Z][\w'&-]*(?:\s+[A-Z0-9][\w'&-]*)*")
 
 
 def shape(value: str) -> str:
-    """The shape of a value: time, email, card, phone, domain, amount, size (``640 x 480``), digits, switch, weekday, name,
-    path (``/home/me/a.txt``), arithmetic (a sum in a calculator's keys: ``12*7``, ``(3+4)/2``) or text."""
+    """The shape of a value: time, email, card, phone, domain, amount, size (``640 x 480``), digits, switch,
+    weekday, name, path (``/home/me/a.txt``), arithmetic (a sum in a calculator's keys: ``12*7``) or text."""
     value = value.strip()
     for name, pattern in _SHAPES:
         if pattern.fullmatch(value):
@@ -55,8 +55,8 @@ _OPERATOR_WORDS = (
     (r"\s*(?:−|–|-|\bminus\b|\btake away\b)\s*", "-"),
 )
 _SUM_VERBS = (  # "add 9 and 5", "multiply 12 by 7": the verb says the operator, the numbers follow
-    (re.compile(rf"\b(?:add(?: up)?|sum(?: of)?|total(?: of)?)\s+({_NUMBER})\s*(?:and|\+|plus|,|to)\s*({_NUMBER})", re.I),
-     "{0}+{1}"),
+    (re.compile(rf"\b(?:add(?: up)?|sum(?: of)?|total(?: of)?)\s+({_NUMBER})\s*(?:and|\+|plus|,|to)\s*"
+                rf"({_NUMBER})", re.I), "{0}+{1}"),
     (re.compile(rf"\b(?:multiply|product of)\s+({_NUMBER})\s*(?:by|and|with|x|×)\s*({_NUMBER})", re.I), "{0}*{1}"),
     (re.compile(rf"\bdivide\s+({_NUMBER})\s*(?:by|into)\s*({_NUMBER})", re.I), "{0}/{1}"),
     (re.compile(rf"\bsubtract\s+({_NUMBER})\s*from\s*({_NUMBER})", re.I), "{1}-{0}"),
