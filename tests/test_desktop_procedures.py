@@ -139,6 +139,9 @@ def test_answers_are_read_from_text_not_from_a_calculators_keys():
     calculator = _screen(_node("Window", "galculator"), _node("Text", "84", y=1),
                          *(_node("ToggleButton", key, clickable=True, y=2 + i) for i, key in enumerate("7894")))
     assert answer_choices(calculator, "Finish and answer with the number the display shows.") == ["84"]
+    editor = _screen(_node("Window", "party.txt - Mousepad"), _node("EditText", "Topic: party\nWhere: Room 167", y=1))
+    assert "party.txt - Mousepad" not in answer_choices(editor, "Finish and answer with the line that answers it.")
+    assert "Where: Room 167" in answer_choices(editor, "Finish and answer with the line that answers it.")
     viewer = _screen(_node("Statusbar", "beach.png 320 x 360 1.1 kB 98.3%"))
     assert "320 x 360" in answer_choices(viewer, "Finish and answer with the size the status bar shows.")
     assert answer_choices(viewer, "Finish and answer with the size the status bar shows.") == ["320 x 360"]

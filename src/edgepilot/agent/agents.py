@@ -24,6 +24,7 @@ from edgepilot.actions import (
     Click,
     DeviceKind,
     DoubleClick,
+    Hotkey,
     LongPress,
     RightClick,
     Swipe,
@@ -600,9 +601,10 @@ class RoleAgent(_Checked, AgentBase):
             self.list_ends.setdefault(self.plan.subgoal, set()).add(action.direction)
         self._last_kind = "off"
         if self.sop is not None and not self.sop.done:
-            if verdict.kind in ON_TRACK and self.sop.done_by(action, before):
-                self.sop = self.sop.advance()
-                self._last_kind = verdict.kind
+            silent = isinstance(action, Hotkey) and verdict.kind == "no_change" and result.ok
+            if (verdict.kind in ON_TRACK or silent) and self.sop.done_by(action, before):
+                self.sop = self.sop.advance()  # the hotkey the step names, done: a copy (ctrl+c) shows nothing
+                self._last_kind = "worked" if silent else verdict.kind
             elif verdict.kind == "wrong_screen":
                 self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")
         return verdict

@@ -550,9 +550,10 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
 
 
 _CONTROL_CLASSES = frozenset({"Button", "ImageButton", "ToggleButton", "Menu", "MenuItem", "RadioMenuItem",
-                              "CheckMenuItem"})
-"""Controls whose labels are never what a question asks (a calculator's keys, a dialog's OK); their texts are
-answers only on a screen with no other text."""
+                              "CheckMenuItem", "Window", "Dialog", "FileChooser"})
+"""Controls and windows whose labels are never what a question asks (a calculator's keys, a dialog's OK, a
+window's title: ``party.txt - Mousepad`` answered "where is it?"); their texts are answers only on a screen with
+no other text."""
 _STEP_ASKS = re.compile(r"\banswer with the (number|amount|time|size)\b", re.IGNORECASE)
 _STEP_VALUES = {"number": re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?"),
                 "amount": re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?"),
