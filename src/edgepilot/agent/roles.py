@@ -381,8 +381,8 @@ def ground_subgoal(schema: dict, subgoal: str, obs: Observation, *,
 
     subgoal = subgoal.strip()
     if m := _TAP_SUBGOAL.match(subgoal):
-        name = _CLICK_ACTIONS.get(m[1]) or ("Tap" if "Tap" in defs else "Click")
-        if name not in defs:  # a double click on a phone: a tap
+        name = _CLICK_ACTIONS.get(m[1], "")
+        if name not in defs:  # a tap, a click, or a double click on a phone: whichever plain press the device has
             name = "Tap" if "Tap" in defs else "Click"
         found = _matching(obs, targets(name), m[2])
         if found:

@@ -26,7 +26,7 @@ from edgepilot.agent.loop import run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.bench.episode import EpisodeResult
 from edgepilot.bench.gate import POLICY_OFF, BenchGates, SimulatedUser
-from edgepilot.bench.tasks import format_tasks, peak_rss_mb, resolve_sop, summarise
+from edgepilot.bench.tasks import format_tasks, peak_rss_mb, procedures_for, resolve_sop, summarise
 from edgepilot.config import load_config
 from edgepilot.controllers.base import ActResult, DeviceInfo
 from edgepilot.devices import open_device, parse_desktop_spec
@@ -50,9 +50,7 @@ def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) ->
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
     if sop:
-        from edgepilot.sop import load_library
-
-        library = load_library().for_device("desktop")
+        library = procedures_for("desktop")
         return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=desktop_procedure(goal, library))
     return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
 

@@ -23,7 +23,7 @@ from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.evalmap import EVAL_MAP, load_eval_map
 from edgepilot.bench.phrasings import PHRASINGS, load_phrasings
-from edgepilot.bench.tasks import agent_factory
+from edgepilot.bench.tasks import agent_factory, procedures_for
 from edgepilot.devices import open_device
 from edgepilot.errors import EdgepilotError, GoalError, SopError
 from edgepilot.sim.tasks.suite import instances, load_templates
@@ -100,15 +100,6 @@ def format_eval(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _phone_view(library: object | None) -> object:
-    """The procedures a run on a phone is offered (the suite's goals are a phone's): a library's phone view, else
-    the library itself (a retriever or SOPs, as given)."""
-    from edgepilot.sop.library import SopLibrary, load_library
-
-    library = load_library() if library is None else library
-    return library.for_device("android") if isinstance(library, SopLibrary) else library
-
-
 def evaluate(split: str = "test", *, library: object | None = None, per_template: int = PER_TEMPLATE,
              eval_map: Path = EVAL_MAP, threshold: float | None = None) -> EvalReport:
     """Retrieve an SOP for every distinct goal of a split and compare with the evaluation map.
@@ -126,7 +117,7 @@ def evaluate(split: str = "test", *, library: object | None = None, per_template
     """
     if split not in EVAL_SPLITS or split == "phrasings":
         raise SopError(f"unknown split {split!r}; use one of {', '.join(EVAL_SPLITS)}")
-    retriever: Retriever = retriever_for(_phone_view(library))
+    retriever: Retriever = retriever_for(procedures_for("android", library))  # the suite's goals are a phone's
     limit = retriever.threshold if threshold is None else threshold
     mapping, unrelated = load_eval_map(eval_map)
     known = {s.name for s in retriever.sops}
@@ -168,7 +159,7 @@ def evaluate_phrasings(*, library: object | None = None, path: Path = PHRASINGS,
         SopError: the set is missing or names procedures the library lacks.
     """
     data = load_phrasings(path)
-    retriever: Retriever = retriever_for(_phone_view(library))
+    retriever: Retriever = retriever_for(procedures_for("android", library))  # the suite's goals are a phone's
     limit = retriever.threshold if threshold is None else threshold
     templates = load_templates()
     known = {s.name for s in retriever.sops}

@@ -41,6 +41,13 @@ from edgepilot.sop import load_library
 from edgepilot.sop.library import SopLibrary
 
 
+def procedures_for(kind: str, library: Any = None) -> Any:
+    """The procedures a run on a device of ``kind`` is offered: a library's view for that device (default: the
+    current directory's library); a retriever or SOPs as given."""
+    library = load_library() if library is None else library
+    return library.for_device(kind) if isinstance(library, SopLibrary) else library
+
+
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
                   sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1,
                   calls: str = "needed") -> AgentFactory:
@@ -133,9 +140,7 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
     from edgepilot.errors import GoalError
     from edgepilot.sop.understand import understand
 
-    library = library if library is not None else load_library()
-    if isinstance(library, SopLibrary):
-        library = library.for_device("android")  # as `edgepilot run` on a phone
+    library = procedures_for("android", library)  # as `edgepilot run` on a phone
     if memory and memories is None:
         from edgepilot.memory.store import shipped
 

@@ -160,7 +160,7 @@ _QUOTED = re.compile(r'"[^"]*"')
 """Quoted text (a cleaned goal has straight quotes only)."""
 
 
-_FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|"
+_FILE_NAME = re.compile(rf"(?<![\w/~.]){PATH.pattern}|"
                         r"(?<![\w/.])(?:[\w\-]*[A-Za-z][\w\-]*)?(?:\.[A-Za-z][A-Za-z0-9]{0,8})+\b")
 """A path (``/tmp/a/b.txt``, ``~/notes``), a file name with its extension (``copper.txt``,
 ``hours.gnumeric``) or an extension (``.txt``): kept as typed, like quoted text (``txt`` is not ``text`` there,
@@ -168,11 +168,7 @@ _FILE_NAME = re.compile(r"(?<![\w/~.])(?:~|\.{1,2})?/[\w.\-/~]*[\w/]|"
 
 
 def _quoted_ranges(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _QUOTED.finditer(text)] + [
-        m.span() for m in _FILE_NAME.finditer(text) if "/" in m.group(0) or not _IS_NUMBER.fullmatch(m.group(0))]
-
-
-_IS_NUMBER = re.compile(r"[\d.,]+")
+    return [m.span() for m in (*_QUOTED.finditer(text), *_FILE_NAME.finditer(text))]
 
 
 # ---------------------------------------------------------------- values in the forms people write them

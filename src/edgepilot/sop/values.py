@@ -8,6 +8,7 @@ the next value of its shape found in the task.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 
@@ -66,8 +67,9 @@ _SUM_VERBS = (  # "add 9 and 5", "multiply 12 by 7": the verb says the operator,
 
 def keyed_sum(text: str) -> str | None:
     """The sum ``text`` asks for, in a calculator's keys (``12 × 7`` → ``12*7``; ``(12 + 34) times 5`` →
-    ``(12+34)*5``; ``add 9 and 5`` → ``9+5``; ``subtract 3 from 10`` → ``10-3``), or None when it holds no sum
-    of two numbers or more (one number alone is not a sum). Brackets must balance; the first sum found wins."""
+    ``12*5+34*5``, brackets multiplied out by :func:`without_brackets`; ``add 9 and 5`` → ``9+5``; ``subtract 3
+    from 10`` → ``10-3``), or None when it holds no sum of two numbers or more (one number alone is not a sum).
+    Brackets must balance; the first sum found wins."""
     for pattern, form in _SUM_VERBS:
         m = pattern.search(text)
         if m is not None:
@@ -75,7 +77,6 @@ def keyed_sum(text: str) -> str | None:
     keyed = text.replace(",", "") if re.search(r"\d,\d{3}\b", text) else text
     for pattern, op in _OPERATOR_WORDS:
         keyed = re.sub(rf"(?<=[\d)]){pattern}(?=[\d(])", op, keyed, flags=re.IGNORECASE)
-    best = None
     for m in re.finditer(rf"[(]*{_NUMBER}[)]*(?:[-+*/][(]*{_NUMBER}[)]*)+", keyed):
         found = m.group(0)
         while found.count("(") > found.count(")") and found.startswith("("):
@@ -83,17 +84,14 @@ def keyed_sum(text: str) -> str | None:
         while found.count(")") > found.count("(") and found.endswith(")"):
             found = found[:-1]
         if found.count("(") == found.count(")"):
-            best = found if "(" not in found else without_brackets(found)
-            break
-    return best
+            return found if "(" not in found else without_brackets(found)
+    return None
 
 
 def without_brackets(expression: str) -> str | None:
     """A sum with brackets as one without, multiplied out (``(61+94)*5`` → ``61*5+94*5``), or None when it cannot be
     (a division by a bracketed sum). A calculator that keeps precedence but has no bracket keys (Galculator ignores
     typed brackets) then gives the same result."""
-    import ast
-
     Term = tuple[int, tuple[tuple[str, str], ...]]  # sign, factors as (operator, number)
 
     def terms(node: ast.AST) -> list[Term] | None:
