@@ -409,16 +409,17 @@ class DesktopDevice:
             return None
         return [buttons[ch] for ch in text]
 
+    @staticmethod
+    def _clear(gui: Any) -> None:
+        """Empty the focused field: select all, delete."""
+        gui.hotkey("command" if sys.platform == "darwin" else "ctrl", "a")
+        gui.press("backspace")
+
     def _text_focused(self) -> bool:
         """Whether the last observation shows a text field with the keyboard focus. Keys typed elsewhere go to a
-        window's key bindings (a calculator's), which lose keys at a text field's pace: Galculator made 399 of
-        ``61*5+94*5=`` at 4 ms a key, 775 at 20 ms; GTK's file chooser lost the dot of ``/tmp/x1.txt`` at 20 ms."""
+        window's key bindings (a calculator's, when :meth:`_keypad` finds no buttons for them), which lose keys at
+        a text field's pace; GTK's file chooser lost the dot of ``/tmp/x1.txt`` at 20 ms a key."""
         return self._last is not None and self._last.focused_element is not None
-
-    def _focused(self, target: Target) -> bool:
-        """Whether ``target`` is an element of the last observation that has the keyboard focus."""
-        elements = self._last.elements if self._last is not None else []
-        return isinstance(target, int) and 0 <= target < len(elements) and elements[target].focused
 
     def _pointer(self, target: Target) -> tuple[int, int]:
         return pointer_for(target, self.geometry, self._last)
@@ -452,12 +453,11 @@ class DesktopDevice:
 
     def _type(self, text: str, target: Target | None, clear: bool) -> str:
         gui = self._gui()
-        if target is not None and not (clear and self._focused(target)):
-            gui.click(*self._pointer(target))  # a field that has the keyboard already is not clicked: a click there
-            time.sleep(0.05)  # may open a completion popup that eats the next Enter (GTK's file chooser)
+        if target is not None:
+            gui.click(*self._pointer(target))
+            time.sleep(0.05)
         if clear:
-            gui.hotkey("command" if sys.platform == "darwin" else "ctrl", "a")
-            gui.press("backspace")
+            self._clear(gui)
         if not text:
             return "cleared" if clear else "typed nothing"
         in_field = target is not None or self._text_focused()
@@ -471,8 +471,7 @@ class DesktopDevice:
         if ascii_typable(text):
             gui.write(text, interval=0.004 if in_field else 0.03)
             if clear and in_field and not self._field_reads(text):  # a completion raced the keys: once more, slowly
-                gui.hotkey("command" if sys.platform == "darwin" else "ctrl", "a")
-                gui.press("backspace")
+                self._clear(gui)
                 gui.write(text, interval=0.05)
                 return f"typed {len(text)} characters (again, slowly: the field read otherwise the first time)"
         elif self._x is not None:
