@@ -74,14 +74,14 @@ class DaemonProcess:
     """A daemon started as a real process, with its own home, runtime dir, config and audit log."""
 
     def __init__(self, root: Path, *args: str, config: str = "", display: str | None = None,
-                 path_prefix: Path | None = None, session_bus: str | None = None) -> None:
+                 path_prefix: Path | None = None, session_bus: str | None = None, calls: str = "every") -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.home = root / "home"
         self.socket = root / "run" / "daemon.sock"
         self.audit = root / "audit.jsonl"
         # the scripted models answer every role in turn: these tests are about the daemon, not the call strategy
-        (root / "config.toml").write_text('calls = "every"\n' + config)
+        (root / "config.toml").write_text(f'calls = "{calls}"\n' + config)
         self.env = {**os.environ, "EDGEPILOT_HOME": str(self.home), "EDGEPILOT_RUNTIME_DIR": str(root / "run"),
                     "EDGEPILOT_CONFIG": str(root / "config.toml"), "EDGEPILOT_AUDIT": str(self.audit)}
         for name in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"):  # only what a test gives
@@ -587,7 +587,7 @@ def test_tasks_that_name_no_device_go_to_the_desktop_only_where_there_is_one(mon
     monkeypatch.delenv("DISPLAY")
     paths = DaemonPaths(socket=tmp_path / "s", token=tmp_path / "t", pid=tmp_path / "p", log=tmp_path / "l")
     daemon = Daemon(Config(), paths=paths)
-    assert (daemon.device, daemon.prompt.device) == ("virtual", "virtual") and "no display" in daemon.device_reason
+    assert (daemon.device, daemon.windows.device) == ("virtual", "virtual") and "no display" in daemon.device_reason
     configured = Daemon(Config(daemon={"device": "desktop:xvfb"}), paths=paths)
     assert configured.device == "desktop:xvfb" and configured.device_reason == "[daemon] device in config.toml"
 
@@ -607,3 +607,135 @@ def test_daemon_settings_are_checked(tmp_path):
     path.write_text('[daemon]\nhotkye = "<ctrl>+k"\n')
     with pytest.raises(ConfigError, match="did you mean 'hotkey'"):
         load_config(path)
+
+
+# ---------------------------------------------------------------- the hotkey assistant on a desktop
+
+
+CONFIRM_TITLE = "edgepilot: confirm"
+NOTICE_TITLE = "edgepilot: result"
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory) -> Iterator[tuple[DaemonProcess, object]]:
+    """A desktop session (Xvfb, session bus, AT-SPI bus) with Galculator open, and a daemon with the bundled model
+    serving it: tasks typed at the prompt run on this desktop."""
+    from desktop_env import start_session
+
+    if not os.environ.get("CI"):
+        pytest.importorskip("llama_cpp", reason="`make install-llm` installs llama-cpp-python")
+    session = start_session()
+    try:
+        session.launch(["galculator"])
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^Galculator"],
+                               env=session.env, capture_output=True, text=True, timeout=30)
+        assert found.returncode == 0, "Galculator did not open"
+        root = tmp_path_factory.mktemp("ddesk")
+        daemon = DaemonProcess(root, "--no-notify", display=session.display, session_bus=session.session_bus,
+                               calls="needed", config='confirm_timeout = 60\n[daemon]\ndevice = "desktop"\nannounce_seconds = 60\n')
+        try:
+            yield daemon, session
+        finally:
+            daemon.stop()
+    finally:
+        session.stop()
+
+
+def _answer_window(env: dict, title: str, keys: list[str]) -> None:
+    """Press keys in the window called ``title`` (found on the screen, given the focus the way a click would)."""
+    found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", title], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert found.returncode == 0 and found.stdout.strip(), f"no {title!r} window"
+    window = found.stdout.split()[0]
+    subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=10)
+    subprocess.run(["xdotool", "key", "--window", window, "--delay", "80", *keys], env=env, check=True, timeout=10)
+
+
+@pytest.mark.slow
+def test_the_hotkey_assistant_does_a_task_on_this_desktop(desk):
+    """The issue's flow on Xvfb: the hotkey opens the prompt, the typed goal runs on this desktop (Galculator),
+    the policy's question appears as a window and is answered there, the result is announced on the screen."""
+    daemon, session = desk
+    env = {**os.environ, "DISPLAY": session.display}
+    with daemon.client() as client:
+        status = client.status()
+        assert status["device"] == "desktop" and status["windows"]["enabled"], status["windows"]
+        events = Events(client)
+        subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
+                       capture_output=True, timeout=20, check=True)
+        time.sleep(0.2)
+        subprocess.run(["xdotool", "type", "--delay", "10", "add 9 and 5 on the calculator"], env=env, check=True)
+        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        queued = events.wait_for("queued", timeout=20)
+        assert queued["source"] == "hotkey" and queued["device"] == "desktop"
+        run = queued["run"]
+        started = events.wait_for("started", run, timeout=120)
+        assert "desktop" in started["device"] and started["sop"], started
+        # typing at a calculator that has no text field: the policy cannot tell what it presses, so it asks
+        asked = events.wait_for("confirm", run, timeout=180)
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", CONFIRM_TITLE], env=env,
+                       capture_output=True, timeout=20, check=True)
+        assert client.status()["windows"]["asking"] == [asked["id"]]
+        _answer_window(env, CONFIRM_TITLE, ["Tab", "space"])  # the first button: Allow
+        confirmed = events.wait_for("confirmed", run, timeout=20, id=asked["id"])
+        assert confirmed["answer"] == "yes" and confirmed["by"] == "window"
+        assert subprocess.run(["xdotool", "search", "--onlyvisible", "--name", CONFIRM_TITLE], env=env,
+                              capture_output=True).returncode == 1  # the question left the screen
+        answered = {asked["id"]}
+        deadline = time.monotonic() + 240
+        while not any(e["event"] == "finished" and e.get("run") == run for e in events.seen):
+            assert time.monotonic() < deadline, events.kinds(run)
+            later = [e for e in events.seen if e["event"] == "confirm" and e["id"] not in answered]
+            for question in later:  # a later question of this run is answered the same way
+                _answer_window(env, CONFIRM_TITLE, ["Tab", "space"])
+                answered.add(question["id"])
+            try:
+                events.seen.append(events.queue.get(timeout=0.5))
+            except queue.Empty:
+                pass
+        done = events.wait_for("finished", run)
+        assert done["status"] == "finished", done
+        assert "14" in (done.get("answer") or ""), done
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", NOTICE_TITLE], env=env,
+                       capture_output=True, timeout=20, check=True)
+        windows = client.status()["windows"]
+        assert windows["notices"] == 1 and windows["last_notice"][0] == "Done: add 9 and 5 on the calculator"
+        assert "Answer: 14" in windows["last_notice"][1], windows["last_notice"]
+    steps = [json.loads(line) for line in (Path(done["trajectory"]) / "steps.jsonl").read_text().splitlines()]
+    asked_steps = [s for s in steps if s["gate"] and s["gate"]["asked"] and s["gate"]["answer"] == "yes"]
+    assert asked_steps, "the trajectory records the question"
+    # the safety stop while a question is open: the run ends, the question leaves the screen unanswered
+    with daemon.client() as client:
+        events = Events(client)
+        subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
+                       capture_output=True, timeout=20, check=True)
+        time.sleep(0.2)
+        subprocess.run(["xdotool", "type", "--delay", "10", "what is 6 times 7 on the calculator"], env=env,
+                       check=True)
+        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        run = events.wait_for("queued", timeout=20)["run"]
+        asked = events.wait_for("confirm", run, timeout=180)
+        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", CONFIRM_TITLE], env=env,
+                       capture_output=True, timeout=20, check=True)
+        assert client.status()["windows"]["notices"] == 0  # the last result left before the run looked
+        assert subprocess.run(["xdotool", "search", "--onlyvisible", "--name", NOTICE_TITLE], env=env,
+                              capture_output=True).returncode == 1
+        pressed = time.monotonic()
+        subprocess.run(["xdotool", "key", "ctrl+alt+Escape"], env=env, check=True)
+        done = events.wait_for("finished", run, timeout=30)
+        confirmed = events.wait_for("confirmed", run, id=asked["id"])
+        assert done["status"] == "stopped" and done["stop"]["by"] == "hotkey", done
+        assert done["stop"]["requested_at"] >= pressed
+        assert confirmed["answer"] == "no" and confirmed["by"] == "stop"
+        assert subprocess.run(["xdotool", "search", "--onlyvisible", "--name", CONFIRM_TITLE], env=env,
+                              capture_output=True).returncode == 1
+        for _ in range(50):  # the stop is announced too, in place of the last result
+            if client.status()["windows"]["last_notice"][0].startswith("Stopped: what is 6 times 7"):
+                break
+            time.sleep(0.1)
+        assert client.status()["windows"]["last_notice"][0].startswith("Stopped: what is 6 times 7")
+    display = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^Galculator"], env=env,
+                             capture_output=True, text=True)
+    assert display.returncode == 0  # the calculator is still there: the stop ended the run, nothing else

@@ -27,7 +27,11 @@ the file, and the closest known key.
     device = "desktop"              # device of tasks typed at the prompt or sent without --device (default:
                                     # this desktop where there is a display, else the virtual phone)
     model = "smollm2-135m-agent"    # model the daemon keeps loaded (default: `model` above)
-    notify = true                   # desktop notifications for confirmations (notify-send)
+    notify = true                   # desktop notifications for confirmations and results (notify-send)
+    windows = true                  # small windows on this desktop: the task prompt, questions, results (tkinter)
+    announce = "hotkey"             # which runs' results are shown on the desktop: hotkey (typed at the prompt),
+                                    # all, off
+    announce_seconds = 10           # how long a result stays on the screen
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class DaemonConfig(BaseModel):
     """None: this desktop where a display is set, else the virtual phone (:func:`edgepilot.devices.default_device`)."""
     model: str | None = None
     notify: bool = True
+    windows: bool = True
+    announce: Literal["hotkey", "all", "off"] = "hotkey"
+    announce_seconds: float = Field(default=10.0, ge=1, le=600)
 
     @field_validator("hotkey", "stop_hotkey")
     @classmethod

@@ -38,13 +38,15 @@ def daemon() -> None:
                                              "config.toml, else the bundled smollm2-135m-agent).")
 @click.option("--device", default=None, help="Device of tasks that name none (default: [daemon] device, desktop).")
 @click.option("--no-hotkeys", is_flag=True, help="No global hotkeys (the socket still works).")
-@click.option("--no-notify", is_flag=True, help="No desktop notifications for confirmations.")
+@click.option("--no-notify", is_flag=True, help="No desktop notifications (confirmations, results).")
+@click.option("--no-windows", is_flag=True, help="No windows on this desktop: no task prompt, no question or "
+                                                  "result windows (answer in `edgepilot tui --attach`).")
 @click.option("--no-policy", is_flag=True, help="Act without the policy: nothing is checked or confirmed "
                                                  "(for experiments on the virtual phone).")
 @click.option("--scripted-model", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               hidden=True, help="TESTS ONLY: answer from a script (daemon/testing.py), not a model.")
 def start(foreground: bool, model: str | None, device: str | None, no_hotkeys: bool, no_notify: bool,
-          no_policy: bool, scripted_model: Path | None) -> None:
+          no_windows: bool, no_policy: bool, scripted_model: Path | None) -> None:
     """Start the daemon (detached, unless --foreground); it prints where its socket and log are."""
     from edgepilot.config import load_config
     from edgepilot.daemon.paths import DaemonPaths
@@ -57,7 +59,8 @@ def start(foreground: bool, model: str | None, device: str | None, no_hotkeys: b
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
         options = DaemonOptions(model=model, device=device, hotkeys=False if no_hotkeys else None,
-                                notify=False if no_notify else None, policy_off=no_policy,
+                                notify=False if no_notify else None, windows=False if no_windows else None,
+                                policy_off=no_policy,
                                 scripted_model=scripted_model)
         Daemon(config, options, paths).serve()
         return
@@ -65,6 +68,7 @@ def start(foreground: bool, model: str | None, device: str | None, no_hotkeys: b
 
     args = [*(["--model", model] if model else []), *(["--device", device] if device else []),
             *(["--no-hotkeys"] if no_hotkeys else []), *(["--no-notify"] if no_notify else []),
+            *(["--no-windows"] if no_windows else []),
             *(["--no-policy"] if no_policy else []),
             *(["--scripted-model", str(scripted_model)] if scripted_model else [])]
     pid = start_background(args, paths)
@@ -246,6 +250,10 @@ def _print_status(report: dict[str, Any], brief: bool = False) -> None:
              "hotkeys: " + (f"{hotkeys['prompt']} opens the task prompt, {hotkeys['stop']} stops the running task"
                             if hotkeys["enabled"] else f"off: {hotkeys['reason']}"),
              f"notify:  {report['notifications']['mode']} ({report['notifications']['reason']})"]
+    windows = report.get("windows")
+    if windows:
+        lines.append("windows: " + (f"on: the task prompt, questions, results ({_line(windows['announce'])} runs)"
+                                    if windows["enabled"] else f"off: {_line(windows['reason'])}"))
     if not brief:
         lines += _status_runs(report)
         lines.append(f"socket:  {report['socket']}\nlog:     {report['log']}")

@@ -1,6 +1,8 @@
-"""Confirmations of daemon runs: every attached client and a desktop notification may answer; the first answer wins.
+"""Confirmations of daemon runs: every attached client, a window on this desktop and a desktop notification may
+answer; the first answer wins.
 
     policy gate ──ask──▶ DaemonConfirmer ──confirm event──▶ subscribed clients ──answer op──┐
+                               │ ├──────the question window (daemon/windows.py)─────────────┤
                                │ └──────notify-send (with actions where libnotify has them)─┤
                                ◀──────────────────── first answer, else "no" at the timeout ┘
 
@@ -23,13 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from edgepilot.agent.events import confirm_event, confirmed_event
 from edgepilot.agent.loop import RunControl
 from edgepilot.daemon.bus import EventBus
 from edgepilot.policy.confirm import Answer, ConfirmRequest, ConfirmResult
 from edgepilot.safetext import for_terminal
+
+if TYPE_CHECKING:
+    from edgepilot.daemon.windows import DesktopWindows
 
 log = logging.getLogger("edgepilot.daemon")
 
@@ -142,6 +147,20 @@ class Notifier:
         threading.Thread(target=self._watch, args=(proc, on_answer), name="daemon-notify", daemon=True).start()
         return proc
 
+    def announce(self, lines: list[str], seconds: float) -> None:
+        """A notice that goes by itself (how a run ended); nothing to answer, nothing waited for."""
+        if self.mode == "off" or not lines:
+            return
+        body = html.escape("\n".join(for_terminal(line, newlines=False, limit=400) for line in lines[1:]), quote=False)
+        cmd = ["notify-send", "-a", "edgepilot", "-t", str(int(seconds * 1000)),
+               f"edgepilot: {for_terminal(lines[0], newlines=False, limit=170)}", body]
+        try:
+            subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        except OSError as exc:
+            self.last_error = f"notify-send failed: {exc}"
+            log.warning(self.last_error)
+
     def _watch(self, proc: subprocess.Popen, on_answer: Callable[[Answer], None]) -> None:
         out, err = proc.communicate()
         if proc.returncode not in (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
@@ -179,9 +198,10 @@ def notification_text(request: ConfirmRequest) -> tuple[str, str]:
 class Confirmations:
     """The open confirmations of every run, answerable by id."""
 
-    def __init__(self, bus: EventBus, notifier: Notifier) -> None:
+    def __init__(self, bus: EventBus, notifier: Notifier, windows: DesktopWindows | None = None) -> None:
         self.bus = bus
         self.notifier = notifier
+        self.windows = windows  # the question window on this desktop, once the daemon's windows are up
         self._lock = threading.Lock()
         self._open: dict[str, Pending] = {}
         self._ids = itertools.count(1)
@@ -195,6 +215,9 @@ class Confirmations:
         full = {**event, "request": request.to_json(screenshot=True)} if request.screenshot_png else None
         self.bus.emit(event, full, keep_full=True)
         shown = self.notifier.show(pending, lambda answer: pending.settle(answer, "notification"))
+        windows = self.windows if self.windows is not None and self.windows.ready else None
+        if windows is not None:
+            windows.ask(pending.id, request.lines(), timeout, lambda answer: pending.settle(answer, "window"))
         try:
             deadline = pending.asked_at + timeout
             while not pending.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
@@ -206,6 +229,8 @@ class Confirmations:
             with self._lock:
                 self._open.pop(pending.id, None)
             Notifier.close(shown)
+            if windows is not None and not windows.dismiss(pending.id):  # off the screen before the next look
+                log.warning("confirmation %s: its window did not close within 2 s", pending.id)
         answer: Answer = pending.answer or "no"
         self.bus.emit(confirmed_event(run, id=pending.id, answer=answer, by=pending.by))
         log.info("confirmation %s of run %s: %s (by %s)", pending.id, run, answer, pending.by)

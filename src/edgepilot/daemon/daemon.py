@@ -1,10 +1,11 @@
 """The daemon process: the model kept warm, the run queue, the control socket, hotkeys and notifications.
 
     ControlServer (socket, one thread per client) ──requests──▶ Daemon.handle
-    Hotkeys (pynput) ──prompt──▶ PromptWindow (tkinter) ──task──▶ Runner (queue, one run at a time)
+    Hotkeys (pynput) ──prompt──▶ DesktopWindows (tkinter) ──task──▶ Runner (queue, one run at a time)
                      └──stop───▶ Runner.stop_all                     │ agent/session.py prepare_run / execute
     ModelHolder (loaded once, in the background) ◀───────────────────┤ DaemonConfirmer ──▶ Confirmations
     EventBus ◀── queued / started / step / confirm / confirmed / paused / resumed / finished
+    DesktopWindows ◀── questions (Confirmations) · results of runs typed at the prompt (Daemon.announce)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from edgepilot import __version__
 from edgepilot.config import Config
 from edgepilot.daemon.bus import EventBus
 from edgepilot.daemon.confirm import AnswerRefused, Confirmations, Notifier
-from edgepilot.daemon.hotkeys import Hotkeys, PromptWindow
+from edgepilot.daemon.hotkeys import Hotkeys
 from edgepilot.daemon.model import ModelHolder
 from edgepilot.daemon.paths import DaemonPaths, ensure_token, private_dir
 from edgepilot.daemon.protocol import (
@@ -39,9 +40,10 @@ from edgepilot.daemon.protocol import (
     error,
     ok,
 )
-from edgepilot.daemon.runs import Runner, RunRefused
+from edgepilot.daemon.runs import Job, Runner, RunRefused
 from edgepilot.daemon.server import Connection, ControlServer
 from edgepilot.daemon.testing import ScriptedModel
+from edgepilot.daemon.windows import DesktopWindows
 from edgepilot.devices import default_device
 from edgepilot.models.registry import open_model
 
@@ -56,6 +58,7 @@ class DaemonOptions:
     device: str | None = None
     hotkeys: bool | None = None
     notify: bool | None = None
+    windows: bool | None = None
     policy_off: bool = False
     scripted_model: Path | None = None  # tests only: a ScriptedModel script instead of a real model
 
@@ -76,12 +79,12 @@ class Daemon:
         self.model = ModelHolder("scripted (tests only)" if options.scripted_model else spec, self._opener(spec))
         self.bus = EventBus()
         self.notifier = Notifier.detect(config.daemon.notify if options.notify is None else options.notify)
+        self.windows = DesktopWindows(self.submit_from_prompt, self.device)
+        self.windows_reason = "not started"
         self.confirmations = Confirmations(self.bus, self.notifier)
         self.runner = Runner(config, self.model, self.bus, self.confirmations, default_device=self.device,
-                             policy_off=options.policy_off)
+                             policy_off=options.policy_off, on_start=self._clear_screen, on_finish=self.announce)
         self.hotkeys = Hotkeys(config.daemon.hotkey, config.daemon.stop_hotkey, self.open_prompt, self.safety_stop)
-        self.prompt = PromptWindow(self.submit_from_prompt, self.device)
-        self.prompt_ready = False
         self.server: ControlServer | None = None
         self.started = time.monotonic()
         self._shutdown = threading.Event()
@@ -111,6 +114,7 @@ class Daemon:
         try:
             self._write_pid()
             self.model.load_async()
+            self._start_windows()
             self.runner.start()
             self._start_hotkeys()
             self._handle_signals()
@@ -128,17 +132,29 @@ class Daemon:
         self._shutdown_reason = self._shutdown_reason or reason
         self._shutdown.set()
 
+    def _start_windows(self) -> None:
+        """The prompt, questions and notices on this desktop: where there is a display, unless turned off."""
+        enabled = self.config.daemon.windows if self.options.windows is None else self.options.windows
+        if not enabled:
+            self.windows_reason = "turned off (--no-windows or [daemon] windows = false)"
+        elif not os.environ.get("DISPLAY"):
+            self.windows_reason = "no display ($DISPLAY is not set)"
+        elif self.windows.start():
+            self.windows_reason = f"on display {os.environ['DISPLAY']}"
+            self.confirmations.windows = self.windows
+        else:
+            self.windows_reason = self.windows.error
+            log.warning(self.windows.error)
+
     def _start_hotkeys(self) -> None:
         enabled = self.config.daemon.hotkeys if self.options.hotkeys is None else self.options.hotkeys
         if not enabled:
             self.hotkeys.reason = "turned off (--no-hotkeys or [daemon] hotkeys = false)"
-            return
-        if self.hotkeys.start():
-            self.prompt_ready = self.prompt.start()
-            if not self.prompt_ready:
-                log.warning(self.prompt.error)
-        else:
+        elif not self.hotkeys.start():
             log.warning(self.hotkeys.reason)
+        elif not self.windows.ready:
+            log.warning("the hotkey cannot open the task prompt: the desktop windows are off (%s); the stop "
+                        "hotkey works", self.windows_reason)
 
     def _handle_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -152,8 +168,8 @@ class Daemon:
 
     def _close(self) -> None:
         self.hotkeys.close()
-        if self.prompt_ready:
-            self.prompt.close()
+        if self.windows.ready:
+            self.windows.close()
         self.runner.close()
         self.bus.close_all()
         time.sleep(0.2)  # let subscribers' writers send the last events
@@ -169,8 +185,8 @@ class Daemon:
     # ------------------------------------------------------------ hotkeys
 
     def open_prompt(self) -> None:
-        if self.prompt_ready:
-            self.prompt.open()
+        if self.windows.ready:
+            self.windows.open()
 
     def submit_from_prompt(self, task: str) -> str | None:
         try:
@@ -183,6 +199,25 @@ class Daemon:
         """The stop hotkey: stop the running task at once and drop the queued ones."""
         stopped = self.runner.stop_all("safety stop (hotkey)", "hotkey")
         log.warning("safety stop: %s", ", ".join(stopped) or "nothing was running")
+
+    # ------------------------------------------------------------ the desktop
+
+    def _clear_screen(self, job: Job) -> None:
+        """A run is about to look at its device: notices of earlier runs leave this desktop first."""
+        if self.windows.ready and not self.windows.clear_notices():
+            log.warning("run %s: the notices did not close within 2 s", job.id)
+
+    def announce(self, job: Job, result: dict[str, Any]) -> None:
+        """Say how a run ended, on this desktop: a notice window and a notification (``[daemon] announce`` says
+        which runs: ``hotkey``, those typed at the prompt, who have nowhere else to read it; ``all``; ``off``)."""
+        mode = self.config.daemon.announce
+        if mode == "off" or (mode == "hotkey" and job.source != "hotkey"):
+            return
+        lines = outcome_lines(job.task, result)
+        if self.windows.ready:
+            self.windows.notice(lines, self.config.daemon.announce_seconds)
+        self.notifier.announce(lines, self.config.daemon.announce_seconds)
+
 
     # ------------------------------------------------------------ requests
 
@@ -258,8 +293,8 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         hotkeys = self.hotkeys.status()
-        hotkeys["prompt_window"] = self.prompt_ready and not self.prompt.error
-        hotkeys["prompt_open"] = self.prompt.is_open
+        hotkeys["prompt_window"] = self.windows.ready
+        hotkeys["prompt_open"] = self.windows.is_open
         return {
             "pid": os.getpid(), "version": __version__, "protocol": PROTOCOL,
             "uptime_s": round(time.monotonic() - self.started, 1),
@@ -269,8 +304,28 @@ class Daemon:
             **self.runner.status(),
             "confirmations": self.confirmations.open(),
             "hotkeys": hotkeys,
+            "windows": {"enabled": self.windows.ready, "reason": self.windows_reason,
+                        "asking": list(self.windows.asking), "notices": self.windows.notices,
+                        "last_notice": list(self.windows.last_notice),
+                        "announce": self.config.daemon.announce},
             "notifications": {"mode": self.notifier.mode, "reason": self.notifier.reason,
                               "last_error": self.notifier.last_error or None},
             "clients": self.server.client_count if self.server else 0,
             "subscribers": self.bus.subscriber_count,
         }
+
+
+def outcome_lines(task: str, result: dict[str, Any]) -> list[str]:
+    """How a run ended, for a person: a headline, then the answer, why, and how long it took."""
+    status = str(result.get("status") or "?")
+    head = {"finished": "Done", "unverified": "Ended, not checked", "stopped": "Stopped",
+            "needs_input": "Needs more from you"}.get(status, f"Not done ({status})")
+    lines = [f"{head}: {task}"]
+    if result.get("answer"):
+        lines.append(f"Answer: {result['answer']}")
+    if result.get("reason"):
+        lines.append(str(result["reason"]))
+    steps, seconds = result.get("steps"), result.get("seconds")
+    if steps is not None:
+        lines.append(f"{steps} steps" + (f" in {float(seconds):.1f} s" if seconds is not None else ""))
+    return lines

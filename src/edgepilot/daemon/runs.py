@@ -102,8 +102,12 @@ class Runner:
     """
 
     def __init__(self, config: Config, model: ModelHolder, bus: EventBus, confirmations: Confirmations, *,
-                 default_device: str, policy_off: bool = False, open_device: OpenDevice | None = None) -> None:
+                 default_device: str, policy_off: bool = False, open_device: OpenDevice | None = None,
+                 on_start: Callable[[Job], None] | None = None,
+                 on_finish: Callable[[Job, dict[str, Any]], None] | None = None) -> None:
         self.config = config
+        self.on_start = on_start  # just before a run opens its device
+        self.on_finish = on_finish  # after its ``finished`` event
         self.model = model
         self.bus = bus
         self.confirmations = confirmations
@@ -252,6 +256,16 @@ class Runner:
             self._jobs = {j.id: j for j in (*self._recent, *live, *self._queue)}
         log.info("finished %s: %s (%s)", job.id, result.get("status"), result.get("reason"))
         self.bus.emit(event)
+        self._hook(self.on_finish, job, result)
+
+    @staticmethod
+    def _hook(hook: Callable[..., None] | None, *args: Any) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - showing a window must never end the worker
+            log.exception("daemon hook %s", getattr(hook, "__name__", hook))
 
     def _ended_early(self, status: str, reason: str) -> dict[str, Any]:
         return {"status": status, "reason": reason, "answer": None, "steps": 0}
@@ -266,6 +280,7 @@ class Runner:
             return self._ended_early("error", str(exc))
         if backend is None:
             return self._ended_early("stopped", f"{job.control.reason} (before it started)")
+        self._hook(self.on_start, job)
         try:
             opening = self._open_device(job.device)
             opened = opening.__enter__()
