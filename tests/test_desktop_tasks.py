@@ -219,3 +219,55 @@ def test_the_model_agent_runs_a_desktop_template_through_its_grammar(desktop):
     assert all("You operate a computer desktop" in s for s in model.systems)
     for schema in model.decider_schemas:  # the desktop action set, narrowed to the screen's buttons
         assert "Click" in schema["$defs"] and "Tap" not in schema["$defs"] and "Point" not in schema["$defs"]
+
+
+def test_a_display_that_goes_away_mid_task_ends_the_episode_clearly(tmp_path):
+    """Xvfb killed while an agent works in Mousepad: the episode ends at once as an error that names the X
+    server, its trajectory (result.json included) is kept, and the task's application is not left running."""
+    from edgepilot.actions import Wait
+    from edgepilot.agent.agents import FnAgent
+    from edgepilot.bench.desktop import run_desktop_episode
+
+    session = start_session()
+    device = session.device()
+    try:
+        task = next(t for t in desktop_tasks("train") if t.apps == ("mousepad",))
+        apps: list[int] = []
+
+        def next_action(obs: Observation):
+            if not apps:  # the application is up; the display goes away before the next look
+                apps.extend(_on_display(session.display, "mousepad"))
+                session.procs[0].kill()  # Xvfb, the first process of the session
+                session.procs[0].wait(10)
+            return Wait(seconds=0.1)
+
+        result = run_desktop_episode(device, task, lambda goal: FnAgent("vanish", next_action, goal),
+                                     max_steps=5, save_to=tmp_path)
+    finally:
+        device.close()
+        session.stop()
+    assert result.status == "error" and not result.success
+    assert "X server" in result.reason and "()" not in result.reason, result.reason
+    trajectory = tmp_path / next(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert json.loads((trajectory / "result.json").read_text())["status"] == "error"
+    assert (trajectory / "meta.json").is_file() and (trajectory / "steps.jsonl").is_file()
+    assert apps, "Mousepad was not running when the display went away"
+    assert not set(apps) & set(_on_display(session.display, "mousepad")), "Mousepad was left running"
+
+
+def _on_display(display: str, name: str) -> list[int]:
+    """The processes called ``name`` drawing on ``display`` (read from /proc: command line and environment)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and Path(argv[0].decode(errors="replace")).name == name and f"DISPLAY={display}".encode() in env:
+            found.append(int(proc.name))
+    return found

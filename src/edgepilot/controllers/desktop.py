@@ -234,7 +234,8 @@ class DesktopDevice:
         try:
             shot = self._mss.grab(monitor)
         except Exception as exc:  # noqa: BLE001 - mss.ScreenShotError and X errors
-            raise DeviceError(f"screenshot of {self.display or 'the screen'} failed ({exc}); "
+            why = str(exc).strip() or type(exc).__name__
+            raise DeviceError(f"screenshot of {self.display or 'the screen'} failed ({why}); "
                               "is the X server still running?") from exc
         if self._geometry is None:
             self._geometry = ScreenGeometry.from_monitor(monitor, shot.size[0], self.a11y_scale)
