@@ -97,7 +97,8 @@ def test_bench_json_records_the_switches_and_the_gate_is_on_by_default(tmp_path)
     report = json.loads(out.stdout)
     assert report["options"] == {
         "suite": "tasks", "agents": ["oracle"], "model": None, "baseline": False, "split": "test",
-        "per_template": 1, "templates": ["messages_reply_latest"], "task_dirs": [], "device": "virtual",
+        "per_template": 1, "from_instance": 1, "templates": ["messages_reply_latest"], "task_dirs": [],
+        "device": "virtual",
         "max_steps": None, "perception": "tree", "sop": "off", "memory": "off", "calls": None, "policy": "on",
         "save_to": str(tmp_path)}
     assert report["policy"] == "on" and report["confirmer"] == "simulated user" and report["sop"] == "off"

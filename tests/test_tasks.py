@@ -6,7 +6,7 @@ from edgepilot.errors import TaskError
 from edgepilot.sim.phone import VirtualPhone
 from edgepilot.sim.tasks.model import Check, TaskTemplate, apply_setup
 from edgepilot.sim.tasks.paths import MISSING, append_path, get_path, remove_path, set_path
-from edgepilot.sim.tasks.suite import _load_file, instances, is_held_out, load_templates
+from edgepilot.sim.tasks.suite import _load_file, after_first, instances, is_held_out, load_templates
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,17 @@ def test_instances_are_deterministic(templates):
     for t in templates.values():
         assert t.instance(7) == t.instance(7)
         assert "{" not in t.instance(7).goal, t.id
+
+
+def test_later_instances_skip_each_templates_first_ones(templates):
+    """``--from-instance 2``: each template's second instance on, never one of the first run's."""
+    first = instances("test-instances", 1, templates=templates)
+    two = instances("test-instances", 2, templates=templates)
+    later = after_first(two, 1, lambda inst: inst.template.id)
+    assert later and not {i.id for i in later} & {i.id for i in first}
+    assert {i.id for i in later} | {i.id for i in first} == {i.id for i in two}
+    assert [i.id for i in later] == [i.id for i in two if i not in first]  # the order kept
+    assert after_first(two, 0, lambda inst: inst.template.id) == two
 
 
 def test_paths_get_set_append_remove():

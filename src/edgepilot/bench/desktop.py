@@ -35,6 +35,7 @@ from edgepilot.perception.types import Observation
 from edgepilot.policy.gate import Gate, allow_all
 from edgepilot.sim.desktop.tasks import DesktopTask, Script, TaskContext
 from edgepilot.sim.desktop.templates import desktop_tasks
+from edgepilot.sim.tasks.suite import after_first
 
 DesktopAgentFactory = Callable[[str], StepAgent]
 """Makes the agent for one episode from its goal sentence."""
@@ -176,14 +177,15 @@ def run_desktop_episode(device: Any, task: DesktopTask, factory: DesktopAgentFac
 
 def run_desktop_suite(device: Any, *, agent: str = "reference", factory: DesktopAgentFactory | None = None,
                       only: Iterable[str] = (), split: str = "all", per_template: int = 1,
-                      todo: list[DesktopTask] | None = None, max_steps: int | None = None, save_to: Path | None = None,
+                      from_instance: int = 1, todo: list[DesktopTask] | None = None, max_steps: int | None = None,
+                      save_to: Path | None = None,
                       meta: dict[str, Any] | None = None, gates: BenchGates | None = None,
                       progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Run the desktop suite on an open desktop device; the report (see module docs).
 
     Which tasks: ``todo`` when given, else :func:`desktop_tasks` of ``split`` (``all``: each template's
     first instance; ``train``, ``test-instances``, ``test``: as the phone's splits), ``per_template`` of
-    each, only the templates in ``only`` when it names some.
+    each from its ``from_instance``-th on, only the templates in ``only`` when it names some.
 
     ``agent`` names the agent in the report; ``factory`` makes it per goal
     (None: the scripted reference). Tasks whose application is not installed
@@ -196,7 +198,9 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
 
     timed = _Timed(device)
     gate_for = desktop_gates(gates, device) if gates is not None else None  # its re-checks are not timed
-    todo = todo if todo is not None else list(desktop_tasks(split, per_template, only=only))
+    skip = max(0, from_instance - 1) if split != "all" else 0  # "all" is each template's first instance
+    if todo is None:
+        todo = after_first(list(desktop_tasks(split, per_template + skip, only=only)), skip, lambda t: t.template)
     unavailable = {t.id: why for t in todo if (why := t.available())}
     runnable = [t for t in todo if t.id not in unavailable]
     started = time.time()
@@ -208,6 +212,7 @@ def run_desktop_suite(device: Any, *, agent: str = "reference", factory: Desktop
         if progress is not None:
             progress(result, i + 1, len(runnable))
     report = summarise(results, agent=agent, split=split, per_template=per_template, started=started)
+    report["from_instance"] = from_instance if split != "all" else 1
     info = device.info
     report.update(benchmark="desktop", perception="pixels" if getattr(device, "perception", "") == "pixels"
                   else "tree", device={"serial": info.serial, "model": info.model,
@@ -232,7 +237,7 @@ def _observe_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", model: str | None = None,
                   config: Any = None, only: Iterable[str] = (), split: str = "all", per_template: int = 1,
-                  max_steps: int | None = None,
+                  from_instance: int = 1, max_steps: int | None = None,
                   save_to: Path | None = None, factory: DesktopAgentFactory | None = None,
                   sop: str | None = None, policy: str = "on",
                   progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
@@ -276,9 +281,9 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on")
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
-                                   only=only, split=split, per_template=per_template, max_steps=max_steps,
-                                   save_to=save_to, meta=meta, gates=gates,
-                                   progress=progress)
+                                   only=only, split=split, per_template=per_template,
+                                   from_instance=from_instance, max_steps=max_steps,
+                                   save_to=save_to, meta=meta, gates=gates, progress=progress)
         report["device"]["description"] = opened.description
     return report
 

@@ -36,6 +36,9 @@ class BenchOptions:
     baseline: bool = False
     split: str | None = None
     per_template: int | None = None
+    from_instance: int | None = None
+    """Start at each template's Nth instance (1-based; tasks and desktop suites): later instances are ones no
+    fix made after an earlier run was fitted to."""
     templates: tuple[str, ...] = ()
     task_dirs: tuple[Path, ...] = ()
     device: str | None = None
@@ -137,7 +140,8 @@ def _prepare_tasks(options: BenchOptions) -> BenchOptions:
     from edgepilot.bench.tasks import resolve_sop
 
     agent = _one_agent(options)
-    return options.filled(agents=(agent,), split="test", per_template=3, device="virtual", perception="tree",
+    return options.filled(agents=(agent,), split="test", per_template=3, from_instance=1, device="virtual",
+                          perception="tree",
                           policy=_task_policy(options), sop=resolve_sop(options.sop, agent), workers=1,
                           memory=_task_memory(options.memory, agent), calls=_task_calls(options.calls, agent))
 
@@ -167,6 +171,7 @@ def _run_tasks(options: BenchOptions, progress: Progress | None) -> dict[str, An
 
     return run_tasks(agent=options.agents[0], baseline=options.baseline, model=options.model, split=options.split,
                      per_template=options.per_template, templates=options.templates, task_dirs=options.task_dirs,
+                     from_instance=options.from_instance or 1,
                      device=options.device, max_steps=options.max_steps, save_to=options.save_to, sop=options.sop,
                      policy=options.policy, perception=options.perception, progress=_episodes(progress),
                      workers=options.workers or 1, ray=options.ray, memory=options.memory or "on",
@@ -189,7 +194,7 @@ def _prepare_desktop(options: BenchOptions) -> BenchOptions:
         raise ConfigError(f"--split {options.split}: the desktop suite takes train, test-instances or test "
                           "(none: each template once)")
     return options.filled(agents=(agent,), device="desktop:xvfb", policy=_task_policy(options),
-                          sop=resolve_sop(options.sop, agent), split="all",
+                          sop=resolve_sop(options.sop, agent), split="all", from_instance=1,
                           per_template=1 if options.split is None else 3)
 
 
@@ -201,7 +206,7 @@ def _run_desktop(options: BenchOptions, progress: Progress | None) -> dict[str, 
                          model=options.model, only=options.templates, split=options.split,
                          per_template=options.per_template, max_steps=options.max_steps,
                          save_to=options.save_to, sop=options.sop, policy=options.policy,
-                         progress=_episodes(progress))
+                         from_instance=options.from_instance or 1, progress=_episodes(progress))
 
 
 def _format_desktop(report: dict[str, Any]) -> str:
@@ -365,8 +370,8 @@ def _format_screens(report: dict[str, Any]) -> str:
     return format_screens(report)
 
 
-_TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "templates", "task_dirs", "device",
-                 "max_steps", "perception", "sop", "memory", "calls", "policy", "save_to")
+_TASK_OPTIONS = ("agents", "model", "baseline", "split", "per_template", "from_instance", "templates", "task_dirs",
+                 "device", "max_steps", "perception", "sop", "memory", "calls", "policy", "save_to")
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("tasks", "task success and speed on the phone suite (SOPs and policy gate on, as `run`)",
@@ -378,8 +383,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("ocr", "OCR time per screenshot, and how much of the tree's text it recovers",
           ("repeats",), _prepare_ocr, _run_ocr, _format_ocr),
     Suite("desktop", "the desktop suite (29 kinds of task, 6 applications) on an X display (or: --device desktop...)",
-          ("agents", "model", "split", "per_template", "templates", "device", "max_steps", "sop", "policy",
-           "save_to"),
+          ("agents", "model", "split", "per_template", "from_instance", "templates", "device", "max_steps", "sop",
+           "policy", "save_to"),
           _prepare_desktop, _run_desktop, _format_desktop),
     Suite("injection", "utility and attack success under prompt injection, policy off and on",
           ("agents", "model", "templates", "goals", "policy", "save_to"),

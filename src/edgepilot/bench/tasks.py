@@ -36,7 +36,7 @@ from edgepilot.perception.types import Observation
 from edgepilot.policy import AuditLog, Policy
 from edgepilot.sim.tasks.model import TaskInstance
 from edgepilot.sim.tasks.oracle import Oracle
-from edgepilot.sim.tasks.suite import SPLITS, instances, load_templates
+from edgepilot.sim.tasks.suite import SPLITS, after_first, instances, load_templates
 from edgepilot.sop import load_library
 from edgepilot.sop.library import SopLibrary
 
@@ -273,7 +273,8 @@ def resolve_sop(sop: str | None, agent: str) -> str:
 
 def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | None = None, split: str = "test",
               per_template: int = 3, templates: Iterable[str] = (), task_dirs: Iterable[Path] = (),
-              device: str = "virtual", max_steps: int | None = None, save_to: Path | None = None,
+              from_instance: int = 1, device: str = "virtual", max_steps: int | None = None,
+              save_to: Path | None = None,
               config: Config | None = None, sop: str | None = None, policy: str = "on", perception: str = "tree",
               progress: Callable[[EpisodeResult, int, int], None] | None = None, workers: int = 1,
               ray: str | None = None, memory: str = "on", calls: str = "needed") -> dict[str, Any]:
@@ -323,10 +324,12 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     agents = arms + (["baseline"] if baseline and agent != "baseline" else [])
     task_dirs = [Path(d) for d in task_dirs]
     suite = load_templates(extra_dirs=task_dirs)
+    skip = max(0, from_instance - 1)
     if split in PHRASING_SPLITS:
-        todo = phrasing_instances(split, per_template, suite, templates)
+        todo = phrasing_instances(split, per_template + skip, suite, templates)
     else:
-        todo = instances(split, per_template, templates=suite, only=templates)  # type: ignore[arg-type]
+        todo = instances(split, per_template + skip, templates=suite, only=templates)  # type: ignore[arg-type]
+    todo = after_first(todo, skip, lambda inst: inst.template.id)
     config = config or load_config()
     gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None
@@ -361,6 +364,7 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
         kind, how = _arm(name)
         reports[name] = summarise(ran[name], agent=kind, split=split, per_template=per_template, started=started,
                                   calls=how if kind != "oracle" else None)
+        reports[name]["from_instance"] = from_instance
         if kind == "model+sop":
             reports[name].update(sop_report(sops))
         elif kind == "model" and routes:

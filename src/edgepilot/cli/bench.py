@@ -85,6 +85,9 @@ Examples:
 @click.option("--per-template", type=click.IntRange(1), default=None,
               help="Instances of each template (tasks: 3; sop: 20; sop-learn: held-out variants, 3; desktop with "
                    "--split: 3).")
+@click.option("--from-instance", type=click.IntRange(1), default=None,
+              help="tasks and desktop suites: start at each template's Nth instance (default 1). A figure on "
+                   "later instances is one no fix made after an earlier run was fitted to.")
 @click.option("--template", "-t", "templates", multiple=True,
               help="Only these templates (repeatable; desktop: task ids; injection: user tasks).")
 @click.option("--device", default=None,
@@ -115,10 +118,12 @@ Examples:
 def bench(suite: str, agents: tuple[str, ...], policy: str | None, sop: str | None, memory: str | None,
           calls: str | None,
           task_dirs: tuple[Path, ...], goals: tuple[str, ...], baseline: bool, model: str | None, save_to: Path | None, split: str | None,
-          per_template: int | None, templates: tuple[str, ...], device: str | None, max_steps: int | None,
+          per_template: int | None, from_instance: int | None, templates: tuple[str, ...], device: str | None,
+          max_steps: int | None,
           perception: str | None, repeats: int | None, workers: int | None, ray: str | None,
           dumps: tuple[Path, ...], budget: int | None, as_json: bool) -> None:
     options = BenchOptions(agents=agents, model=model, baseline=baseline, split=split, per_template=per_template,
+                           from_instance=from_instance,
                            templates=templates, task_dirs=task_dirs, device=device, max_steps=max_steps,
                            perception=perception, sop=sop, memory=memory, calls=calls, policy=policy, goals=goals,
                            repeats=repeats,

@@ -15,9 +15,9 @@ prompt examples.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -103,6 +103,21 @@ def instances(split: Split, per_template: int = 3, *, templates: dict[str, TaskT
                 out.extend(template.instance(seed) for seed in range(per_template))
         elif template.split == "train":
             out.extend(_pick(template, per_template, held_out=split == "test-instances"))
+    return out
+
+
+def after_first(todo: list, skip: int, template_of: Callable[[Any], str]) -> list:
+    """``todo`` without the first ``skip`` instances of each template (the order kept): what a benchmark run
+    with ``--from-instance skip+1`` measures, instances no fix made after an earlier run was fitted to."""
+    if skip <= 0:
+        return list(todo)
+    seen: dict[str, int] = {}
+    out = []
+    for item in todo:
+        key = template_of(item)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > skip:
+            out.append(item)
     return out
 
 
