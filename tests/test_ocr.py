@@ -96,6 +96,70 @@ def test_labels_side_by_side_are_separate_lines(engine, shots):
     assert not any("Cancel" in t and "Save" in t for t in texts)
 
 
+def test_line_ends_are_cut_to_the_ink_without_losing_text(engine, shots):
+    png = shots["settings"].screenshot_png
+    wide = OcrEngine(OcrSettings(line_margin=0)).read(png)
+    boxes = engine.read(png)
+    assert _texts(boxes) == _texts(wide)
+    assert all(b.bounds.top == w.bounds.top and b.bounds.bottom == w.bounds.bottom
+               and w.bounds.left <= b.bounds.left and b.bounds.right <= w.bounds.right
+               for b, w in zip(boxes, wide, strict=True))
+    assert sum(b.bounds.width for b in boxes) < sum(w.bounds.width for w in wide) - 100
+
+
+def _line(text_fill=(30, 30, 30), faint: str = "") -> tuple[object, Bounds]:
+    """A BGR array with one line of text in a box that has wide margins (as the detector gives it)."""
+    import numpy as np
+
+    img = Image.new("RGB", (600, 60), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((150, 12), "Hello", font=font(32), fill=text_fill)
+    if faint:
+        d.text((260, 12), faint, font=font(32), fill=(228, 228, 228))  # 27 grey levels from the background
+    return np.asarray(img)[:, :, ::-1].copy(), Bounds(left=20, top=2, right=580, bottom=58)
+
+
+def test_ink_parts_trims_margins_but_keeps_faint_text_and_short_lines():
+    from edgepilot.perception.ocr import _ink_parts
+
+    img, box = _line()
+    assert _ink_parts(img, box, 0.8, 0.0) == [box]  # no margin: the detector's box
+    (part,) = _ink_parts(img, box, 0.8, 0.3)
+    assert part.top == box.top and part.bottom == box.bottom
+    assert 140 <= part.left < 150 and 220 < part.right < 260  # the ink of "Hello", plus a third of its height
+    img, box = _line(faint="world")
+    (part,) = _ink_parts(img, box, 0.8, 0.3)
+    assert part.right > 330  # light grey text is not cut off
+    img, _ = _line()
+    short = Bounds(left=140, top=2, right=200, bottom=58)  # narrower than the recognizer pads a line to
+    assert _ink_parts(img, short, 0.8, 0.3) == [short]
+
+
+def test_recognizer_batches_cost_the_fewest_columns():
+    import itertools
+
+    from edgepilot.perception.ocr import _padded_width, _width_batches
+
+    def cost(batches, widths):
+        return sum(len(b) * max(_padded_width(widths[i]) for i in b) + 24 for b in batches)
+
+    widths = [300, 70, 64, 900, 310, 80, 20, 1000]
+    batches = _width_batches(widths, 16)
+    assert sorted(i for b in batches for i in b) == list(range(len(widths)))
+    assert [sorted(widths[i] for i in b) for b in batches] == [[20, 64], [70, 80], [300, 310], [900], [1000]]
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    for cuts in itertools.product((0, 1), repeat=len(widths) - 1):  # every split of the sorted items
+        split, start = [], 0
+        for k, c in enumerate(cuts, 1):
+            if c:
+                split.append(order[start:k])
+                start = k
+        split.append(order[start:])
+        assert cost(batches, widths) <= cost(split, widths)
+    assert all(len(b) <= 3 for b in _width_batches(widths, 3))
+    assert _width_batches([], 16) == []
+
+
 def test_caches_give_the_same_answer(shots):
     eng = OcrEngine(OcrSettings(cache_lines=64))
     png = shots["home"].screenshot_png
@@ -244,7 +308,8 @@ def test_pixels_only_finds_switches_with_their_state(engine, shots):
 def test_pixels_only_finds_icons_and_labels_on_the_home_screen(engine, shots):
     obs = shots["home"]
     pix = observe_pixels(obs.screenshot_png, engine=engine)
-    icons = [e for e in pix.elements if e.class_name == "ImageButton" and e.bounds.top < 1500]
+    # the app grid (the status bar above it has icons too, which OCR may or may not read as a glyph)
+    icons = [e for e in pix.elements if e.class_name == "ImageButton" and 100 < e.bounds.top < 1500]
     assert len(icons) == 7 and all(e.clickable and e.source == "pixels" for e in icons)
     labels = {e.text for e in pix.elements if e.source == "ocr"}
     assert {"Settings", "Contacts", "Messages", "Clock", "Notes", "Chrome", "Bank"} <= labels

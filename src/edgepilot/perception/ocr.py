@@ -9,8 +9,12 @@ through ``rapidocr.RapidOCR``, because a screen is not a photograph:
   ``det_max_side`` (phone text is 32+ pixels tall; the detector needs ~10);
 - text on screens is horizontal, so boxes are the axis-aligned extents of the
   detector's connected components (no polygon fitting, no shapely/pyclipper);
-- all crops are recognized in a few batches of similar widths with no fixed
-  minimum width (rapidocr pads every batch to 320 columns, in batches of 6);
+- each line's left and right ends are cut to its ink plus 0.3 times the
+  ink's height (the detector's box has about half a height of background
+  at each end, and the recognizer's cost grows with every column);
+- all crops are recognized in batches of similar widths, chosen to waste
+  the fewest padded columns, with a minimum of 64 columns (rapidocr pads
+  every batch to 320 columns, in batches of 6);
 - the direction classifier is off by default (screens are upright);
 - recognized lines are cached by crop content, so text that stays on screen
   between two steps of an agent is not read twice, and a screenshot seen
@@ -45,6 +49,8 @@ T = TypeVar("T")
 INSTALL_HINT = "pip install 'edgepilot[ocr]'"
 MAX_PIXELS = 40_000_000
 REC_HEIGHT = 48
+REC_MIN_WIDTH = 64  # narrower lines (one letter, an icon) are padded: with fewer columns they are misread
+REC_RUN_COLUMNS = 24  # one run of the recognizer costs about as much as this many more columns
 MAX_LINE_WIDTH = 3200  # recognizer columns for one line (a 1080-pixel-wide line of 14 px text is ~2600)
 # Lone CJK characters that are really the symbols drawn on icon buttons (the model reads multilingual text).
 _LOOKALIKES = {"十": "+", "一": "-", "口": "□"}
@@ -82,6 +88,10 @@ class OcrSettings:
         split_gap: a detected line is cut where its ink has a horizontal gap
             wider than this many times the ink's height (labels side by side
             that the detector joined); word spaces are about 0.3. 0: never.
+        line_margin: the left and right ends of a detected line are cut to
+            its ink plus this many times the ink's height (the detector's
+            box has about half a height of background at each end, and the
+            recognizer's cost grows with the width). 0: keep the box.
         min_confidence: recognized lines with a lower mean character
             confidence are dropped.
         use_classifier: run the 0/180 degree direction classifier on each
@@ -107,6 +117,7 @@ class OcrSettings:
     box_threshold: float = 0.5
     unclip_ratio: float = 1.6
     split_gap: float = 0.8
+    line_margin: float = 0.3
     min_confidence: float = 0.5
     use_classifier: bool = False
     threads: int = 0
@@ -362,7 +373,7 @@ class OcrEngine:
             right, bottom = min(w, math.ceil((x0 + bw + d) * sx)), min(h, math.ceil((y0 + bh + d) * sy))
             if right - left > 3 and bottom - top > 3:
                 box = Bounds(left=left, top=top, right=right, bottom=bottom)
-                regions += [(part, score) for part in _split_at_gaps(img, box, s.split_gap)]
+                regions += [(part, score) for part in _ink_parts(img, box, s.split_gap, s.line_margin)]
         return regions
 
     def _crop(self, img: np.ndarray, b: Bounds) -> np.ndarray:
@@ -417,7 +428,7 @@ class OcrEngine:
     def _run_rec(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         np = _need("numpy")
         session = self._session("rec")
-        width = math.ceil(max(c.shape[1] for c in crops) / 8) * 8
+        width = _padded_width(max(c.shape[1] for c in crops))
         batch = np.zeros((len(crops), 3, REC_HEIGHT, width), np.float32)
         for i, c in enumerate(crops):
             batch[i, :, :, :c.shape[1]] = c.transpose(2, 0, 1) * (2 / 255.0) - 1.0
@@ -433,50 +444,91 @@ class OcrEngine:
         return out
 
 
-def _split_at_gaps(img: np.ndarray, box: Bounds, gap: float) -> list[Bounds]:
-    """Cut a detected line where its ink has a gap wider than ``gap`` times the ink's height.
+def _ink_parts(img: np.ndarray, box: Bounds, gap: float, margin: float = 0.0) -> list[Bounds]:
+    """Cut a detected line where its ink has a gap wider than ``gap`` times the ink's height; trim its ends.
 
     On a downscaled screenshot the detector joins labels that sit close side
     by side ("Delete  Save" in a toolbar, two tabs) into one line; a tap on the
     middle of such a line hits neither. Word spaces are about a quarter of the
     text height, gaps between separate labels a whole height or more.
+
+    With ``margin`` > 0 the left and right ends of each part are also cut to
+    the ink plus ``margin`` times the ink's height (at least 2 pixels): DB's
+    unclip distance leaves about half a height of background at each end,
+    which the recognizer would pay for column by column. Anything that
+    differs from the box's border colour by more than a faint 24 grey levels
+    counts as ink for this, so light text is never cut off; a box without
+    such ink is kept as it is.
     """
     np = _need("numpy")
-    if gap <= 0 or box.width < 2 * box.height:
+    split = gap > 0 and box.width >= 2 * box.height
+    min_width = math.ceil(box.height * REC_MIN_WIDTH / REC_HEIGHT)  # what the recognizer pads a line to anyway
+    if not split and (margin <= 0 or box.width <= min_width):
         return [box]
-    gray = img[box.top:box.bottom, box.left:box.right].mean(axis=2)
+    crop = img[box.top:box.bottom, box.left:box.right]
+    gray = crop.sum(axis=2, dtype=np.int16) * 2  # 6 times the mean of the channels, in integers
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    ink = np.abs(gray - np.median(border)) > 48
+    diff = np.abs(gray - int(np.median(border)))  # the median of even numbers is a whole number
+    ink = diff > 6 * 48
     rows = np.flatnonzero(ink.any(axis=1))
-    cols = ink.any(axis=0)
-    if rows.size == 0:
-        return [box]
-    min_gap = max(4, int(gap * (rows[-1] - rows[0] + 1)))
-    filled = np.flatnonzero(cols)
-    jumps = np.flatnonzero(np.diff(filled) > min_gap)
-    if jumps.size == 0:
-        return [box]
-    pad = max(2, (box.height - (rows[-1] - rows[0] + 1)) // 2)
-    parts, start = [], 0
-    for j in [*jumps, filled.size - 1]:
-        left, right = filled[start], filled[j]
-        parts.append(Bounds(left=max(box.left, box.left + int(left) - pad), top=box.top,
-                            right=min(box.right, box.left + int(right) + 1 + pad), bottom=box.bottom))
-        start = j + 1
-    return parts
+    parts = [box]
+    if rows.size and split:
+        filled = np.flatnonzero(ink.any(axis=0))
+        min_gap = max(4, int(gap * (rows[-1] - rows[0] + 1)))
+        jumps = np.flatnonzero(np.diff(filled) > min_gap)
+        if jumps.size:
+            pad = max(2, (box.height - (rows[-1] - rows[0] + 1)) // 2)
+            parts, start = [], 0
+            for j in [*jumps, filled.size - 1]:
+                left, right = filled[start], filled[j]
+                parts.append(Bounds(left=max(box.left, box.left + int(left) - pad), top=box.top,
+                                    right=min(box.right, box.left + int(right) + 1 + pad), bottom=box.bottom))
+                start = j + 1
+    if margin <= 0 or rows.size == 0:
+        return parts
+    faint = (diff > 6 * 24).any(axis=0)
+    pad = max(2, math.ceil(margin * (rows[-1] - rows[0] + 1)))
+    trimmed = []
+    for part in parts:
+        cols = np.flatnonzero(faint[part.left - box.left:part.right - box.left])
+        if cols.size == 0:
+            trimmed.append(part)
+            continue
+        left = max(part.left, part.left + int(cols[0]) - pad)
+        right = min(part.right, part.left + int(cols[-1]) + 1 + pad)
+        width = min(part.width, max(right - left, min_width))  # short lines keep their width: it costs nothing
+        left = max(part.left, min((left + right - width) // 2, part.right - width))
+        right = left + width
+        trimmed.append(Bounds(left=left, top=part.top, right=right, bottom=part.bottom))
+    return trimmed
 
 
-def _width_batches(widths: list[int], size: int) -> list[list[int]]:
-    """Group items by width so that a batch wastes little padding: sorted, split where widths grow by 30%."""
+def _padded_width(width: int) -> int:
+    """The columns a line takes in a batch of the recognizer: at least REC_MIN_WIDTH, a multiple of 8."""
+    return max(REC_MIN_WIDTH, math.ceil(width / 8) * 8)
+
+
+def _width_batches(widths: list[int], size: int, overhead: int = REC_RUN_COLUMNS) -> list[list[int]]:
+    """Group items into batches of at most ``size`` that cost the recognizer the fewest columns.
+
+    A batch runs as ``len(batch)`` lines padded to its widest (rounded up to
+    8), and each run costs about ``overhead`` columns more. Over the items
+    sorted by width the best batches are runs of neighbours, found exactly
+    by dynamic programming (n x size steps).
+    """
     order = sorted(range(len(widths)), key=widths.__getitem__)
+    padded = [_padded_width(widths[i]) for i in order]
+    best = [0] * (len(order) + 1)  # best[j]: least cost of the first j items
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        best[j], cut[j] = min((best[i] + (j - i) * padded[j - 1] + overhead, i)
+                              for i in range(max(0, j - max(1, size)), j))
     batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < size and widths[i] <= max(1.3 * widths[batches[-1][0]],
-                                                                     widths[batches[-1][0]] + 64):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+    j = len(order)
+    while j:
+        batches.append(order[cut[j]:j])
+        j = cut[j]
+    return batches[::-1]
 
 
 def reading_order(boxes: list[T]) -> list[T]:
