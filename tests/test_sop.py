@@ -184,6 +184,14 @@ def test_all_problems_of_a_file_are_reported_at_once():
     assert any(p.startswith("f.md:10:") for p in found) and any(p.startswith("f.md:11:") for p in found)
 
 
+def test_a_hotkey_the_desktop_has_no_key_for_is_found_by_lint_not_by_a_run():
+    found = problems(HEAD + "---\n1. Press ctrl+sss.\n2. Press the hotkey ctrl+shift+s.\n3. Press F13.\n"
+                     "4. Press {combo}.\n5. Finish.\n")
+    assert any(p.startswith("f.md:10:") and "no key 'sss'" in p for p in found), found
+    assert not any(p.startswith(("f.md:11:", "f.md:13:")) for p in found), found  # a real one; a placeholder
+    assert any(p.startswith("f.md:12:") and "f13" in p for p in found), found
+
+
 def test_sop_error_is_a_config_error():
     assert issubclass(SopError, ConfigError)
 

@@ -33,6 +33,7 @@ whether the steps are wise. It imports nothing from the agent.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from edgepilot.actions import (
     DoubleClick,
     Finish,
     Hotkey,
+    HotkeyName,
     Key,
     KeyName,
     LongPress,
@@ -147,12 +149,21 @@ def hotkey_action(keys: str) -> Hotkey:
     """The hotkey a step's words name (``ctrl+shift+s``, ``f2``).
 
     Raises:
-        SopError: a key the desktop does not have.
+        SopError: a key the desktop does not have, or keys in an order it does not take.
     """
+    names = tuple(k.strip() for k in keys.lower().split("+"))
+    known = get_args(HotkeyName)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            raise SopError(f"no key {name!r} in the hotkey {keys!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                                                       else "")
+                           + "; keys: ctrl, alt, shift, super, a-z, 0-9, f1-f12, " + ", ".join(known[52:]))
     try:
-        return Hotkey(keys=tuple(k.strip() for k in keys.lower().split("+")))  # type: ignore[arg-type]
-    except ValueError as exc:  # pydantic's ValidationError
-        raise SopError(f"no hotkey {keys!r}: {exc}") from exc
+        return Hotkey(keys=names)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic's ValidationError: a key twice, a modifier after a key
+        why = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+        raise SopError(f"no hotkey {keys!r}: {why.removeprefix('Value error, ')}") from exc
 
 
 def way_subgoal(way: Instruction) -> str | None:
