@@ -480,19 +480,24 @@ def test_a_task_runs_end_to_end_with_events(real):
     assert json.loads((trajectory / "result.json").read_text())["status"] == finished["status"]
 
 
+def type_at_the_prompt(env: dict, task: str) -> None:
+    """Press the prompt hotkey, wait for the prompt, type ``task`` and Enter, as a person would."""
+    subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
+    found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
+                           capture_output=True, text=True, timeout=20)
+    assert found.returncode == 0 and found.stdout.strip(), "the hotkey opened no prompt"
+    time.sleep(0.2)
+    subprocess.run(["xdotool", "type", "--delay", "10", task], env=env, check=True)
+    subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+
+
 @pytest.mark.slow
 def test_hotkeys_prompt_a_task_and_stop_it(real, xvfb):
     env = {**os.environ, "DISPLAY": xvfb}
     with real.client() as client:
         assert client.status()["hotkeys"]["enabled"], client.status()["hotkeys"]
         events = Events(client)
-        subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
-        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
-                               capture_output=True, text=True, timeout=20)
-        assert found.returncode == 0 and found.stdout.strip()
-        time.sleep(0.2)
-        subprocess.run(["xdotool", "type", "--delay", "10", "turn on airplane mode"], env=env, check=True)
-        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        type_at_the_prompt(env, "turn on airplane mode")
         queued = events.wait_for("queued", timeout=20)
         assert queued["task"] == "turn on airplane mode" and queued["source"] == "hotkey"
         run = queued["run"]
@@ -632,7 +637,8 @@ def desk(tmp_path_factory) -> Iterator[tuple[DaemonProcess, object]]:
         assert found.returncode == 0, "Galculator did not open"
         root = tmp_path_factory.mktemp("ddesk")
         daemon = DaemonProcess(root, "--no-notify", display=session.display, session_bus=session.session_bus,
-                               calls="needed", config='confirm_timeout = 60\n[daemon]\ndevice = "desktop"\nannounce_seconds = 60\n')
+                               calls="needed",
+                               config='confirm_timeout = 60\n[daemon]\ndevice = "desktop"\nannounce_seconds = 60\n')
         try:
             yield daemon, session
         finally:
@@ -661,12 +667,7 @@ def test_the_hotkey_assistant_does_a_task_on_this_desktop(desk):
         status = client.status()
         assert status["device"] == "desktop" and status["windows"]["enabled"], status["windows"]
         events = Events(client)
-        subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
-        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
-                       capture_output=True, timeout=20, check=True)
-        time.sleep(0.2)
-        subprocess.run(["xdotool", "type", "--delay", "10", "add 9 and 5 on the calculator"], env=env, check=True)
-        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        type_at_the_prompt(env, "add 9 and 5 on the calculator")
         queued = events.wait_for("queued", timeout=20)
         assert queued["source"] == "hotkey" and queued["device"] == "desktop"
         run = queued["run"]
@@ -708,13 +709,7 @@ def test_the_hotkey_assistant_does_a_task_on_this_desktop(desk):
     # the safety stop while a question is open: the run ends, the question leaves the screen unanswered
     with daemon.client() as client:
         events = Events(client)
-        subprocess.run(["xdotool", "key", "ctrl+alt+space"], env=env, check=True)
-        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", PROMPT_TITLE], env=env,
-                       capture_output=True, timeout=20, check=True)
-        time.sleep(0.2)
-        subprocess.run(["xdotool", "type", "--delay", "10", "what is 6 times 7 on the calculator"], env=env,
-                       check=True)
-        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        type_at_the_prompt(env, "what is 6 times 7 on the calculator")
         run = events.wait_for("queued", timeout=20)["run"]
         asked = events.wait_for("confirm", run, timeout=180)
         subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", CONFIRM_TITLE], env=env,

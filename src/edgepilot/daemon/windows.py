@@ -241,17 +241,23 @@ class DesktopWindows:
         window.lift()
         entry.focus_force()
 
-    def _question(self, tk: Any, root: Any, state: dict[str, Any], confirm_id: str, lines: list[str],
-                  seconds: float, on_answer: Callable[[str], None]) -> None:
+    @staticmethod
+    def _lines_window(tk: Any, root: Any, title: str, lines: list[str]) -> Any:
+        """An always-on-top window: the first line in bold, the others below it, each made safe."""
         window = tk.Toplevel(root)
-        window.title(CONFIRM_TITLE)
+        window.title(title)
         window.attributes("-topmost", True)
         window.resizable(False, False)
-        head, *rest = [safe(line, 400) for line in lines] or ["The agent asks before an action"]
+        head, *rest = [safe(line, 400).strip() for line in lines]
         tk.Label(window, text=head, anchor="w", justify="left", wraplength=WRAP,
                  font=("TkDefaultFont", 11, "bold")).pack(fill="x", padx=12, pady=(12, 4))
         for line in rest:
-            tk.Label(window, text=line.strip(), anchor="w", justify="left", wraplength=WRAP).pack(fill="x", padx=12)
+            tk.Label(window, text=line, anchor="w", justify="left", wraplength=WRAP).pack(fill="x", padx=12)
+        return window
+
+    def _question(self, tk: Any, root: Any, state: dict[str, Any], confirm_id: str, lines: list[str],
+                  seconds: float, on_answer: Callable[[str], None]) -> None:
+        window = self._lines_window(tk, root, CONFIRM_TITLE, lines or ["The agent asks before an action"])
         left = tk.Label(window, text="", anchor="w", fg="#555555")
         left.pack(fill="x", padx=12, pady=(6, 0))
         buttons = tk.Frame(window)
@@ -282,15 +288,7 @@ class DesktopWindows:
         self.asking = list(state["questions"])
 
     def _notice(self, tk: Any, root: Any, state: dict[str, Any], lines: list[str], seconds: float) -> None:
-        window = tk.Toplevel(root)
-        window.title(NOTICE_TITLE)
-        window.attributes("-topmost", True)
-        window.resizable(False, False)
-        head, *rest = [safe(line, 400) for line in lines] or ["edgepilot"]
-        tk.Label(window, text=head, anchor="w", justify="left", wraplength=WRAP,
-                 font=("TkDefaultFont", 11, "bold")).pack(fill="x", padx=12, pady=(12, 4))
-        for line in rest:
-            tk.Label(window, text=line, anchor="w", justify="left", wraplength=WRAP).pack(fill="x", padx=12)
+        window = self._lines_window(tk, root, NOTICE_TITLE, lines or ["edgepilot"])
 
         def close() -> None:
             if window in state["notices"]:
