@@ -517,6 +517,36 @@ def test_hotkeys_prompt_a_task_and_stop_it(real, xvfb):
     assert all(s["result"] is None for s in steps if s["gate"] and "safety stop" in s["gate"]["reason"])
 
 
+VALUE_TITLE = "edgepilot: a value"
+
+
+@pytest.mark.slow
+def test_a_value_the_goal_leaves_out_is_asked_in_a_window(real, xvfb):
+    """"check my savings balance" from the prompt: the PIN it leaves out is asked in a window on the desktop
+    (typed hidden); given, the run starts on the procedure; cancelled, the run ends saying what is missing."""
+    env = {**os.environ, "DISPLAY": xvfb}
+    with real.client() as client:
+        events = Events(client)
+        type_at_the_prompt(env, "check my savings balance")
+        run = events.wait_for("queued", timeout=20)["run"]
+        _answer_window(env, VALUE_TITLE, ["Escape"])
+        done = events.wait_for("finished", run, timeout=30)
+        assert done["status"] == "needs_input" and "pin" in done["reason"].lower(), done
+        assert "started" not in events.kinds(run)
+
+        type_at_the_prompt(env, "check my savings balance")
+        run = events.wait_for("queued", timeout=20, after=done)["run"]
+        _answer_window(env, VALUE_TITLE, ["2", "4", "6", "8", "Return"])
+        started = events.wait_for("started", run, timeout=30)
+        assert started["sop"] == "bank-check-balance", started
+        assert subprocess.run(["xdotool", "search", "--onlyvisible", "--name", VALUE_TITLE], env=env,
+                              capture_output=True).returncode == 1  # gone before the run looked
+        client.stop(run)
+        events.wait_for("finished", run, timeout=60)
+    log = real.log.read_text()
+    assert "pin given" in log and "2468" not in log  # the value itself is never logged
+
+
 @pytest.mark.slow
 def test_a_device_that_disappears_ends_the_run_not_the_daemon(real, served):
     phone, server, _ = served
@@ -654,7 +684,8 @@ def _answer_window(env: dict, title: str, keys: list[str]) -> None:
     assert found.returncode == 0 and found.stdout.strip(), f"no {title!r} window"
     window = found.stdout.split()[0]
     subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=10)
-    subprocess.run(["xdotool", "key", "--window", window, "--delay", "80", *keys], env=env, check=True, timeout=10)
+    # no check of the exit status: the last key closes the window, and xdotool may then fail to release it there
+    subprocess.run(["xdotool", "key", "--window", window, "--delay", "80", *keys], env=env, timeout=10)
 
 
 @pytest.mark.slow

@@ -236,6 +236,38 @@ class Confirmations:
         log.info("confirmation %s of run %s: %s (by %s)", pending.id, run, answer, pending.by)
         return ConfirmResult(answer, pending.note or ("" if answer != "no" else f"refused by the user ({pending.by})"))
 
+    def ask_value(self, run: str, name: str, description: str, secret: bool, timeout: float,
+                  control: RunControl) -> str | None:
+        """Ask the person at this desktop for a value the goal left out (a PIN, a day), in a window; None when
+        there is no window to ask in, or no answer within ``timeout``, a cancel, or a stop of the run (the run then
+        ends saying what is missing). The value is never logged."""
+        windows = self.windows if self.windows is not None and self.windows.ready else None
+        if windows is None:
+            return None
+        key = f"v{next(self._ids)}"
+        given: list[str | None] = []
+        answered = threading.Event()
+
+        def on_value(value: str | None) -> None:
+            given.append(value)
+            answered.set()
+
+        lines = [f"The task needs {for_terminal(description, newlines=False, limit=200)} ({name})",
+                 f"run {run}: the goal does not say it. Type it and press Enter; Escape leaves the task undone.",
+                 f"No answer in {int(timeout)} s leaves it undone too."]
+        windows.ask_value(key, lines, secret, on_value)
+        log.info("run %s asks for %s in a window", run, name)
+        deadline = time.monotonic() + timeout
+        try:
+            while not answered.wait(0.1):
+                if control.stopped() or time.monotonic() >= deadline:
+                    break
+        finally:
+            windows.dismiss(key)
+        value = given[0] if given else None
+        log.info("run %s: %s %s", run, name, "given" if value and value.strip() else "not given")
+        return value
+
     def answer(self, confirm_id: str, answer: Answer, by: str = "client") -> Pending:
         """Answer an open confirmation.
 

@@ -300,8 +300,10 @@ class Runner:
             prepared = prepare_run(job.task, opened, backend, config=self.config, policy=policy,
                                    confirmer=confirmer, sop=job.sop, max_steps=job.max_steps,
                                    extra_meta={"daemon_run": job.id, "source": job.source}, run_id=job.id,
-                                   control=job.control)
+                                   control=job.control, ask_value=self._asker(job))
         except MissingInput as exc:
+            if job.control.stopped():  # stopped while a window asked for the value
+                return self._ended_early("stopped", f"{job.control.reason} (before it started)")
             return self._ended_early("needs_input", str(exc))
         except (EdgepilotError, ValueError) as exc:
             return self._ended_early("error", f"{type(exc).__name__}: {exc}")
@@ -315,6 +317,14 @@ class Runner:
                 prepared.writer.finish(RunRecord(status="error", steps=job.steps,
                                                  reason=f"internal error: {type(exc).__name__}: {exc}"))
             raise
+
+    def _asker(self, job: Job) -> Callable[[str, str, bool], str | None]:
+        """How a run asks for a value its goal left out: a window on this desktop, where there is one."""
+        def ask(name: str, description: str, secret: bool) -> str | None:
+            return self.confirmations.ask_value(job.id, name, description, secret, self.config.confirm_timeout,
+                                                job.control)
+
+        return ask
 
     def _step(self, job: Job, step: StepReport) -> None:
         job.steps = step.index + 1

@@ -2,6 +2,7 @@
 
     hotkey ──▶ prompt ("edgepilot: new task")   Enter: queue the task · Escape: cancel
     policy asks ──▶ question ("edgepilot: confirm")   Allow · Refuse · Always (this task); closing it refuses
+    a goal leaves a value out ──▶ value ("edgepilot: a value")   OK (Enter) · Cancel (Escape); secrets hidden
     a run from the prompt ends ──▶ notice ("edgepilot: result")   the outcome and the answer; goes by itself
 
 All of tkinter lives on one thread of its own (tkinter objects must not cross
@@ -31,6 +32,7 @@ log = logging.getLogger("edgepilot.daemon")
 PROMPT_TITLE = "edgepilot: new task"
 CONFIRM_TITLE = "edgepilot: confirm"
 NOTICE_TITLE = "edgepilot: result"
+VALUE_TITLE = "edgepilot: a value"
 WRAP = 520  # pixels: long lines wrap inside the small windows
 ANSWERS = (("Allow", "yes"), ("Refuse", "no"), ("Always (this task)", "always"))
 
@@ -84,6 +86,11 @@ class DesktopWindows:
     def dismiss(self, confirm_id: str, wait: float = 2.0) -> bool:
         """Take a question away; True once it is off the screen (or was never shown), within ``wait`` s."""
         return self._call(("dismiss", confirm_id), wait)
+
+    def ask_value(self, key: str, lines: list[str], secret: bool, on_value: Callable[[str | None], None]) -> None:
+        """Ask for a value the goal left out; ``on_value`` gets the text (None: cancelled or closed). A secret is
+        shown as dots. :meth:`dismiss` with ``key`` takes the window away."""
+        self._requests.put(("value", key, list(lines), secret, on_value))
 
     def notice(self, lines: list[str], seconds: float) -> None:
         """Show a notice for ``seconds`` (or until OK); it never takes the focus."""
@@ -146,6 +153,8 @@ class DesktopWindows:
                         self._prompt(tk, root, state)
                     elif what == "ask":
                         self._question(tk, root, state, *args)
+                    elif what == "value":
+                        self._value(tk, root, state, *args)
                     elif what == "dismiss":
                         confirm_id, done = args
                         window = state["questions"].pop(confirm_id, None)
@@ -286,6 +295,34 @@ class DesktopWindows:
         self._place(window, "middle")
         state["questions"][confirm_id] = window
         self.asking = list(state["questions"])
+
+    def _value(self, tk: Any, root: Any, state: dict[str, Any], key: str, lines: list[str], secret: bool,
+               on_value: Callable[[str | None], None]) -> None:
+        window = self._lines_window(tk, root, VALUE_TITLE, lines or ["The task needs a value"])
+        text = tk.StringVar(master=window)
+        entry = tk.Entry(window, textvariable=text, width=48, show="•" if secret else "")
+        entry.pack(fill="x", padx=12, pady=(8, 0))
+
+        def give(value: str | None) -> None:
+            if state["questions"].pop(key, None) is not None:
+                window.destroy()
+                self.asking = list(state["questions"])
+            on_value(value)
+
+        buttons = tk.Frame(window)
+        buttons.pack(fill="x", padx=12, pady=12)
+        tk.Button(buttons, text="OK", command=lambda: give(text.get())).pack(side="left", padx=(0, 8))
+        tk.Button(buttons, text="Cancel", command=lambda: give(None)).pack(side="left")
+        entry.bind("<Return>", lambda _e: give(text.get()))
+        entry.bind("<KP_Enter>", lambda _e: give(text.get()))
+        window.bind("<Escape>", lambda _e: give(None))
+        window.protocol("WM_DELETE_WINDOW", lambda: give(None))
+        self._place(window, "middle")
+        state["questions"][key] = window
+        self.asking = list(state["questions"])
+        window.wait_visibility()
+        window.lift()
+        entry.focus_force()  # typed into like the prompt: the person just asked for this task
 
     def _notice(self, tk: Any, root: Any, state: dict[str, Any], lines: list[str], seconds: float) -> None:
         window = self._lines_window(tk, root, NOTICE_TITLE, lines or ["edgepilot"])
