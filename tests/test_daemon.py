@@ -627,6 +627,18 @@ def test_tasks_that_name_no_device_go_to_the_desktop_only_where_there_is_one(mon
     assert configured.device == "desktop:xvfb" and configured.device_reason == "[daemon] device in config.toml"
 
 
+def test_a_result_is_announced_in_words_a_person_reads():
+    from edgepilot.daemon.daemon import outcome_lines
+
+    done = outcome_lines("add 9 and 5", {"status": "finished", "answer": "14", "steps": 2, "seconds": 11.23,
+                                         "reason": "the agent finished, and the result was checked against the goal"})
+    assert done == ["Done: add 9 and 5", "Answer: 14",
+                    "the agent finished, and the result was checked against the goal", "2 steps in 11.2 s"]
+    assert outcome_lines("x", {"status": "stuck", "reason": "no progress", "steps": 7})[0] == "Not done (stuck): x"
+    assert outcome_lines("x", {"status": "needs_input", "reason": "the goal does not say pin"})[:2] == [
+        "Needs more from you: x", "the goal does not say pin"]
+
+
 def test_daemon_settings_are_checked(tmp_path):
     from edgepilot.config import Config, load_config
     from edgepilot.errors import ConfigError
@@ -642,6 +654,11 @@ def test_daemon_settings_are_checked(tmp_path):
     path.write_text('[daemon]\nhotkye = "<ctrl>+k"\n')
     with pytest.raises(ConfigError, match="did you mean 'hotkey'"):
         load_config(path)
+    path.write_text('[daemon]\nannounce = "always"\n')
+    with pytest.raises(ConfigError, match="announce"):
+        load_config(path)
+    path.write_text('[daemon]\nwindows = false\nannounce = "all"\nannounce_seconds = 3\n')
+    assert (load_config(path).daemon.windows, load_config(path).daemon.announce) == (False, "all")
 
 
 # ---------------------------------------------------------------- the hotkey assistant on a desktop
