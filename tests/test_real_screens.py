@@ -322,3 +322,22 @@ def test_without_the_drawing_order_only_a_whole_cover_hides():
                         children=fab.replace("/>", 'drawing-order="1" />')
                         + row.replace('clickable="true"', 'clickable="true" drawing-order="2"', 1)))
     assert "New chat" not in [n.label for n in observe(ordered).elements], "drawn under the card, as the tree says"
+
+
+def test_the_screen_budget_is_a_setting_of_the_run():
+    """``screen_budget`` in config.toml: the screen takes at most that many tokens, what the task names kept."""
+    from edgepilot.config import Config
+
+    rows = "".join(node(f"[0,{100 + 40 * i}][1080,{140 + 40 * i}]", cls="android.widget.Button",
+                        text="Zebra crossing" if i == 37 else f"Item {i} with a fairly long label",
+                        clickable="true") for i in range(40))
+    obs = observe(dump(_page(rows)))
+    tight = RoleAgent("open the zebra crossing", _ShortContext(), screen_budget=200)
+    tight.context(obs)
+    assert tight.screen.tokens <= 200 and tight.screen.left_out > 0 and 37 in tight.screen.shown
+    roomy = RoleAgent("open the zebra crossing", _ShortContext())
+    roomy.context(obs)
+    assert roomy.screen.left_out < tight.screen.left_out
+    assert Config().screen_budget == 900 and Config(screen_budget=400).screen_budget == 400
+    with pytest.raises(ValueError):
+        Config(screen_budget=20)

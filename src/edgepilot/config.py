@@ -10,6 +10,7 @@ the file, and the closest known key.
     gpu_layers = -1                 # layers to offload to the GPU (-1: all; needs a CUDA build)
     max_steps = 20                  # step budget of `edgepilot run`
     calls = "needed"                # model calls: only where the runtime cannot tell ("needed"), or "every" step
+    screen_budget = 900             # tokens the screen may take in a prompt; what the task names is kept first
     server_schema_format = "json_object"   # for servers that refuse OpenAI's json_schema (llama-cpp-python's)
     policy = "~/my-policy.yaml"     # policy file (default: policy.yaml beside this file, else the bundled one)
     audit = "~/edgepilot-audit.jsonl"   # audit log (default: audit.jsonl in the user data directory)
@@ -97,6 +98,8 @@ class Config(BaseModel):
     context: int = Field(default=4096, ge=512, le=131072)
     max_steps: int = Field(default=20, ge=1, le=500)
     calls: Literal["needed", "every"] = "needed"
+    screen_budget: int = Field(default=900, ge=150, le=8000)
+    """Tokens the screen's element list may take in a role's prompt (``perception.render.render_screen``)."""
     trajectories: Path | None = None
     server_schema_format: Literal["json_schema", "json_object"] = "json_schema"
     policy: Path | None = None

@@ -314,7 +314,7 @@ class RoleAgent(_Checked, AgentBase):
     def __init__(self, goal: str, backend: ModelBackend, *, reflect_with_model: bool = True,
                  sop: Match | None = None, device_kind: DeviceKind = "android", vote: int = 1,
                  vote_temperature: float = 0.7, ground: bool = True, should_stop: StopCheck | None = None,
-                 calls: str = "needed") -> None:
+                 calls: str = "needed", screen_budget: int = SCREEN_BUDGET) -> None:
         super().__init__(goal, device_kind)
         if calls not in CALLS:
             raise ValueError(f"calls is one of {', '.join(CALLS)}, not {calls!r}")
@@ -326,6 +326,7 @@ class RoleAgent(_Checked, AgentBase):
         where the planner is not asked)."""
         self._passed: list[str] = []
         """Steps found done already on this screen (a switch in the state wanted), for the step's record."""
+        self.screen_budget = screen_budget  # (RoleAgent) tokens the screen may take; config.toml screen_budget
         self.backend = backend
         self.should_stop = should_stop
         self.ground = ground

@@ -188,8 +188,9 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     control = control or RunControl()
     agent = (ReactAgent(task, backend, device_kind=info.kind, should_stop=control.stopped) if baseline
              else RoleAgent(task, backend, sop=match, device_kind=info.kind, should_stop=control.stopped,
-                            calls=config.calls))
+                            calls=config.calls, screen_budget=config.screen_budget))
     meta = {"agent": agent.name, "model": backend.name, "device": opened.description, "calls": config.calls,
+            "screen_budget": config.screen_budget,
             "screen": [info.screen_width, info.screen_height], "max_steps": budget,
             "policy": policy.source if policy is not None else "off",
             "sop": match.sop.name if match is not None else None,

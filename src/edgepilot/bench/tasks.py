@@ -32,6 +32,7 @@ from edgepilot.devices import open_device
 from edgepilot.errors import ConfigError
 from edgepilot.models.base import ModelBackend
 from edgepilot.models.registry import open_model, resolve
+from edgepilot.perception.render import SCREEN_BUDGET
 from edgepilot.perception.types import Observation
 from edgepilot.policy import AuditLog, Policy
 from edgepilot.sim.tasks.model import TaskInstance
@@ -50,7 +51,7 @@ def procedures_for(kind: str, library: Any = None) -> Any:
 
 def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
                   sop_for: Callable[[TaskInstance], Any] | None = None, vote: int = 1,
-                  calls: str = "needed") -> AgentFactory:
+                  calls: str = "needed", screen_budget: int = SCREEN_BUDGET) -> AgentFactory:
     """The agent to benchmark, by name: ``oracle``, ``model`` (the three roles) or ``baseline`` (plain ReAct).
 
     With ``sop_for`` (the SOP match retrieved for a task, or None), the model agent follows that SOP;
@@ -69,7 +70,8 @@ def agent_factory(name: str, phone: Any, backend: ModelBackend | None = None,
             raise ConfigError(f"the {name} agent needs a model")
         if name == "model":
             return lambda instance: RoleAgent(instance.goal, backend, vote=vote, calls=calls,
-                                              sop=sop_for(instance) if sop_for is not None else None)
+                                              sop=sop_for(instance) if sop_for is not None else None,
+                                              screen_budget=screen_budget)
         return lambda instance: ReactAgent(instance.goal, backend)
     raise ConfigError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
 
@@ -358,13 +360,14 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     else:
         ran = _run_here(agents, todo, sops, routes, backend, device=device, perception=perception, max_steps=max_steps,
                         save_to=save_to, gates=gates, meta={"model": model_name, "policy": gates.to_json()["policy"]},
-                        progress=progress)
+                        progress=progress, screen_budget=config.screen_budget)
     reports: dict[str, dict[str, Any]] = {}
     for name in agents:
         kind, how = _arm(name)
         reports[name] = summarise(ran[name], agent=kind, split=split, per_template=per_template, started=started,
                                   calls=how if kind != "oracle" else None)
         reports[name]["from_instance"] = from_instance
+        reports[name]["screen_budget"] = config.screen_budget
         if kind == "model+sop":
             reports[name].update(sop_report(sops))
         elif kind == "model" and routes:
@@ -399,7 +402,7 @@ def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any],
               backend: ModelBackend | None, *,
               device: str, perception: str, max_steps: int | None, save_to: Path | None, gates: BenchGates,
               meta: dict[str, Any], progress: Callable[[EpisodeResult, int, int], None] | None,
-              ) -> dict[str, list[EpisodeResult]]:
+              screen_budget: int = SCREEN_BUDGET) -> dict[str, list[EpisodeResult]]:
     """Every agent on every instance in this process, on one phone: the results by agent."""
     ran: dict[str, list[EpisodeResult]] = {}
     with open_device(device, perception=perception) as opened:  # type: ignore[arg-type]
@@ -415,7 +418,7 @@ def _run_here(agents: list[str], todo: list[TaskInstance], sops: dict[str, Any],
             guide = _guide(name, sops, routes)
             factory = agent_factory(name.split("+")[0].removesuffix(EVERY), opened.phone, backend,
                                     (lambda i, guide=guide: guide[i.id]) if guide is not None else None,
-                                    calls=_arm(name)[1])
+                                    calls=_arm(name)[1], screen_budget=screen_budget)
             if name == "oracle" and tree_view is not None:
                 factory = grounded_oracle(opened.phone, tree_view)
             results: list[EpisodeResult] = []
@@ -536,7 +539,7 @@ def play_episode(context: EpisodeContext, job: EpisodeJob, scratch: Path) -> dic
     gates = BenchGates(context.policy, context.config, audit)
     factory = agent_factory(job.agent, opened.phone, backend,
                             (lambda instance: job.sop) if job.sop is not None else None, vote=job.vote,
-                            calls=job.calls)
+                            calls=job.calls, screen_budget=context.config.screen_budget)
     if job.agent == "oracle" and context.perception != "tree":
         from edgepilot.controllers.android import AndroidDevice
 
