@@ -210,6 +210,43 @@ def test_a_form_gets_the_goals_values_by_shape_and_by_name():
     assert bank[-1].startswith("Finish and answer")
 
 
+def test_a_procedure_drafted_from_memory_is_followed_for_another_value():
+    """`sop draft --from-memory`: the route for one note, the note's title a parameter; followed without a model
+    on a fresh virtual phone for another note, it deletes that one."""
+    from edgepilot.actions import Finish
+    from edgepilot.agent.agents import FnAgent
+    from edgepilot.agent.loop import run_agent
+    from edgepilot.memory.draft import draft_from_memory
+    from edgepilot.sop.follow import SopFollower
+
+    drafted = draft_from_memory('In Notes, delete the note titled "Recipes"', shipped())
+    sop = drafted.sop
+    assert sop.phrasings == ("In Notes, delete the note titled {item}",) and list(sop.params) == ["item"]
+    assert sop.params["item"].example == "Recipes"
+    assert [s.text for s in sop.steps][:4] == ["Open the Notes app.", 'Tap "{item}" in the list.', 'Tap "Delete".',
+                                              'Tap "Delete" to confirm.']
+    task = 'In Notes, delete the note titled "Groceries"'
+    follower = SopFollower(sop, task)
+    assert follower.params == {"item": "Groceries"}
+    with open_device("virtual-local", screenshot=False) as opened:
+        run = run_agent(opened.device, FnAgent("sop", follower.next_action, task), task, max_steps=15)
+        titles = [n["title"] for n in opened.phone.snapshot()["notes"]["notes"]]
+    assert run.status == "finished" and isinstance(run.steps[-1].action, Finish)
+    assert "Groceries" not in titles and "Book ideas" in titles
+
+
+def test_a_draft_from_memory_says_when_nothing_fits(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["sop", "draft", "--from-memory", "order a large pizza with extra cheese"])
+    assert out.exit_code != 0 and "explore the app the goal is about" in out.output
+    out = runner.invoke(main, ["sop", "draft", "--from-memory", "turn the dark theme off", "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    written = tmp_path / "memory-settings-turn-dark-theme-off.md"
+    assert 'Tap the "Use dark theme" switch if it is not already off.' in written.read_text()
+    lint = runner.invoke(main, ["sop", "lint", str(written)])
+    assert lint.exit_code == 0 and ": ok" in lint.output
+
+
 @pytest.mark.parametrize("goal", ["order a large pizza with extra cheese", "asdf qwerty",
                                   "what is the meaning of life?"])
 def test_nothing_remembered_fits_is_none(goal):

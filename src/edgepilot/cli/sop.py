@@ -59,6 +59,7 @@ def sop() -> None:
       edgepilot sop add my-sop.md               check, then copy into the user folder
       edgepilot sop eval --split test           retrieval top-1 accuracy on held-out tasks
       edgepilot sop learn TRAJECTORY... --out my.md   draft an SOP from demonstrations
+      edgepilot sop draft --from-memory "GOAL"  draft an SOP from an explored app's memory
       edgepilot sop check my.md "TASK"          follow an SOP on the virtual phone, without a model
       edgepilot sop learn-eval                  learned SOPs on held-out variants of suite tasks
     """
@@ -280,6 +281,42 @@ def sop_learn(trajectories: tuple[Path, ...], name: str | None, out: Path | None
     s = learned.sop
     click.echo(f"wrote {_line(target)} ({_line(s.name)}: {len(s.steps)} steps, params "
                f"{_line(', '.join(s.params)) or 'none'}, {len(s.sensitive_steps)} sensitive)")
+
+
+@sop.command("draft")
+@click.option("--from-memory", "goal", required=True, metavar="GOAL",
+              help="Draft the procedure the app memories' route gives this goal (`edgepilot explore` writes them).")
+@click.option("--app", "apps", multiple=True, help="Only the memories of this app (repeatable; default: every "
+                                                   "memory, yours over the shipped ones).")
+@click.option("--name", default=None, help="The SOP's name, a slug (default: memory-<app>-<words of the goal>).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the SOP to this file (or NAME.md in this folder); default: print it.")
+def sop_draft(goal: str, apps: tuple[str, ...], name: str | None, out: Path | None) -> None:
+    """Draft an SOP from an app memory: the route the agent would take for GOAL, as steps.
+
+    Values the goal gives (text typed into a field, an item picked from a list) become {parameters};
+    the goal, with them, is the first phrasing. Read the draft, then `edgepilot sop check` it on the
+    virtual phone and `edgepilot sop add` it (docs/memory.md).
+    """
+    from edgepilot.memory.draft import draft_from_memory
+    from edgepilot.memory.store import find, memories
+
+    if apps:
+        chosen = [s.memory for app in apps for s in find(app) if s.memory is not None]
+        if not chosen:
+            raise SopError(f"no memory of {', '.join(apps)}: `edgepilot memory list` shows the explored apps")
+    else:
+        chosen = list(memories().values())
+    drafted = draft_from_memory(goal, chosen, name=name)
+    for note in drafted.notes:
+        click.echo(click.style(f"note: {_text(note)}", fg="yellow"), err=True)
+    if out is None:
+        click.echo(_text(drafted.text).rstrip("\n"))
+        return
+    target = drafted.write(out)
+    s = drafted.sop
+    click.echo(f"wrote {_line(target)} ({_line(s.name)}: {len(s.steps)} steps, params "
+               f"{_line(', '.join(s.params)) or 'none'})")
 
 
 @sop.command("check")

@@ -33,7 +33,6 @@ whether the steps are wise. It imports nothing from the agent.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,8 +43,6 @@ from edgepilot.actions import (
     Click,
     DoubleClick,
     Finish,
-    Hotkey,
-    HotkeyName,
     Key,
     KeyName,
     LongPress,
@@ -60,6 +57,7 @@ from edgepilot.actions import (
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
+from edgepilot.sop.keys import HOTKEY_FORM, hotkey_action
 from edgepilot.sop.learn import ANSWER_WORDS
 from edgepilot.sop.retrieve import Retriever
 from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, in_list, next_to
@@ -82,8 +80,7 @@ FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern
     ("replace", r"^replace the text in the " + _Q.format("field") + r' field with "(?P<value>.*)"\.?$'),
     ("type", r'^type "(?P<value>.*)" (?:in|into) the ' + _Q.format("field") + " field"),
     ("type_focused", r'^type "(?P<value>.*)"\.?$'),
-    ("hotkey", r"^press (?:the )?(?:hotkey |keys? )?(?P<keys>(?:(?:ctrl|alt|shift|super)\+)+[a-z0-9_]+|f\d{1,2})"
-     r"(?![\w+])"),
+    ("hotkey", HOTKEY_FORM),
     ("key", r"^press (?:the )?(?P<key>[a-z_]+)(?: key)?\b"),
     ("swipe", r"^swipe (?P<direction>up|down|left|right)(?: on " + _Q.format("handle")
      + r"| (?:on|from) the (?P<place>[a-z -]+?)(?= at\b| to\b|[,.;]|$))?"),
@@ -143,27 +140,6 @@ def read_alternatives(text: str) -> list[Instruction]:
             if other is not None:
                 ways.append(other)
     return ways
-
-
-def hotkey_action(keys: str) -> Hotkey:
-    """The hotkey a step's words name (``ctrl+shift+s``, ``f2``).
-
-    Raises:
-        SopError: a key the desktop does not have, or keys in an order it does not take.
-    """
-    names = tuple(k.strip() for k in keys.lower().split("+"))
-    known = get_args(HotkeyName)
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            raise SopError(f"no key {name!r} in the hotkey {keys!r}" + (f" (did you mean {close[0]!r}?)" if close
-                                                                       else "")
-                           + "; keys: ctrl, alt, shift, super, a-z, 0-9, f1-f12, " + ", ".join(known[52:]))
-    try:
-        return Hotkey(keys=names)  # type: ignore[arg-type]
-    except ValueError as exc:  # pydantic's ValidationError: a key twice, a modifier after a key
-        why = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
-        raise SopError(f"no hotkey {keys!r}: {why.removeprefix('Value error, ')}") from exc
 
 
 def way_subgoal(way: Instruction) -> str | None:

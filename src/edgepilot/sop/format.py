@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgepilot import yamltext
 from edgepilot.errors import SopError
+from edgepilot.sop.keys import hotkey_problem
 
 MAX_BYTES = 64 * 1024
 MAX_STEPS = 40
@@ -479,7 +480,7 @@ def _step(number: int, body: str, lineno: int, where: str, problems: list[SopPro
         problems.append(SopProblem(where, lineno, f"the step is {len(text)} characters; keep it under "
                                                   f"{MAX_STEP_CHARS} (a small model reads it) or split it"))
         return None
-    if (problem := _action_problem(text)) is not None:
+    if (problem := hotkey_problem(text)) is not None:
         problems.append(SopProblem(where, lineno, problem))
     for part in (text, screen or ""):
         stray = PLACEHOLDER.sub("", part)
@@ -488,20 +489,6 @@ def _step(number: int, body: str, lineno: int, where: str, problems: list[SopPro
                                                       "lower-case names in braces, like {contact}"))
             break
     return SopStep(number=number, text=text, screen=screen, sensitive=sensitive, kind=kind, line=lineno)
-
-
-def _action_problem(text: str) -> str | None:
-    """What is wrong with the action a step's words name, where the words alone say it (a hotkey the desktop
-    has no key for: ``Press ctrl+sss`` would fail only when a run reached it)."""
-    from edgepilot.sop.follow import hotkey_action, read_alternatives  # follow reads this module
-
-    for way in read_alternatives(text):
-        if way.form == "hotkey" and not PLACEHOLDER.search(way.get("keys")):
-            try:
-                hotkey_action(way.get("keys"))
-            except SopError as exc:
-                return f"{exc}; write keys as the desktop names them, modifiers first: Press ctrl+s, Press F2"
-    return None
 
 
 def _check_placeholders(front: tuple[_FrontMatter, dict], steps: list[SopStep], where: str,

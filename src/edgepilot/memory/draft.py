@@ -1,0 +1,131 @@
+"""A procedure drafted from an app memory's route: `edgepilot sop draft --from-memory "GOAL"` (docs/memory.md).
+
+The route the agent would follow for the goal (:func:`edgepilot.memory.routes.route_procedure`) is written
+as an SOP file for a person to read, check (`edgepilot sop check`) and add (`edgepilot sop add`). Values the
+goal gave become parameters: text the route types (`Type "555-0199" in the "Phone" field.` →
+`{phone}`) and a list item it picks (`Tap "Recipes" in the list.` → `{item}`), wherever the goal says them;
+the goal, with those values replaced by their parameters, is the procedure's first phrasing. What the goal
+does not say stays as the route has it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from edgepilot.errors import SopError
+from edgepilot.memory.model import AppMemory
+from edgepilot.memory.routes import recall, route_procedure
+from edgepilot.sop.format import parse_sop
+from edgepilot.sop.learn import LearnedSop
+from edgepilot.sop.values import shape
+
+_TYPED = re.compile(r'^Type "(?P<value>[^"]+)" in the "(?P<field>[^"]+)" field')
+_PICKED = re.compile(r'^Tap "(?P<value>[^"]+)" in the list')
+_STOP_NAME = frozenset({"the", "a", "an", "my", "to", "in", "on", "of", "for", "and", "or", "please", "pls", "it"})
+_QUOTES = frozenset({'""', "''", "“”", "‘’", "«»"})
+_SHAPE_NAMES = frozenset({"phone", "email", "time", "amount", "url", "pin", "date"})
+"""Shapes of a typed value (:func:`edgepilot.sop.values.shape`) that name its parameter better than its field."""
+
+
+def _field_name(label: str) -> str:
+    """A parameter name from a field's label: its first two words that say something (``To: type a name or
+    number`` → ``type_name``)."""
+    words = [w for w in re.findall(r"[a-z0-9]+", label.casefold()) if w not in _STOP_NAME and len(w) > 1]
+    return _slug(" ".join(words[:2]), "value")
+
+
+def _slug(text: str, fallback: str) -> str:
+    words = re.findall(r"[a-z0-9]+", text.casefold())
+    name = "_".join(words)[:30].strip("_")
+    return name if name and name[0].isalpha() else fallback
+
+
+def _in_goal(value: str, goal: str) -> re.Match[str] | None:
+    return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", goal, re.IGNORECASE)
+
+
+def _quote(value: str) -> str:
+    """A YAML scalar for the front matter (double-quoted, escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | None = None) -> LearnedSop:
+    """The procedure an app memory's route gives ``goal``, as a draft SOP.
+
+    Raises:
+        SopError: nothing remembered fits the goal (explore the app first), or the draft fails the SOP checks.
+    """
+    memories = list(memories)
+    if not memories:
+        raise SopError("no app memories: explore an app first (`edgepilot explore --app NAME`)")
+    targets = recall(goal, memories)
+    if not targets:
+        apps = ", ".join(sorted(m.app for m in memories))
+        raise SopError(f"nothing in the memories of {apps} fits {goal!r}; explore the app the goal is about "
+                       "(`edgepilot explore --app NAME`), or word the goal as its screens do")
+    target = targets[0]
+    route = route_procedure(goal, target)
+    params: dict[str, tuple[str, str]] = {}  # name -> (value, description)
+    phrasing = goal.strip()
+    lines = []
+    for step in route.sop.steps:
+        text = step.text
+        for pattern, kind in ((_TYPED, "typed"), (_PICKED, "picked")):
+            m = pattern.match(text)
+            if m is None or _in_goal(m["value"], phrasing) is None:
+                continue
+            if kind == "typed":
+                known = shape(m["value"])
+                pname = known if known in _SHAPE_NAMES else _field_name(m["field"])
+                what = f"what to type in the {m['field']} field"
+            else:
+                pname = "item"
+                what = "the list item the task is about"
+            while pname in params and params[pname][0].casefold() != m["value"].casefold():
+                pname += "_2"
+            params[pname] = (m["value"], what)
+            text = text[:m.start("value")] + "{" + pname + "}" + text[m.end("value"):]
+            found = _in_goal(m["value"], phrasing)
+            if found is not None:
+                start, end = found.start(), found.end()
+                if 0 < start and end < len(phrasing) and phrasing[start - 1] + phrasing[end] in _QUOTES:
+                    start, end = start - 1, end + 1  # a quoted value: the placeholder stands for it, quotes too
+                phrasing = phrasing[:start] + "{" + pname + "}" + phrasing[end:]
+        lines.append(f"{step.number}. {text}" + (f" (screen: {step.screen})" if step.screen else ""))
+    memory = target.memory
+    words = [w for w in re.findall(r"[a-z]+", re.sub(r"\{[a-z_0-9]+\}", " ", phrasing).casefold())
+             if w not in _STOP_NAME][:4]
+    sop_name = name or re.sub(r"-+", "-", "-".join(["memory", _slug(memory.app, "app").replace("_", "-"),
+                                                     *words]))[:60].strip("-")
+    front = ["---", f"name: {sop_name}",
+             f"description: {_quote(f'Drafted from the memory of {memory.app}: {target.describe()}'[:300])}",
+             f"apps: [{_quote(memory.app)}, {_quote(memory.package)}]",
+             "phrasings:", f"  - {_quote(phrasing)}"]
+    if params:
+        front.append("params:")
+        front += [f"  {p}: {{description: {_quote(d)}, example: {_quote(v)}}}" for p, (v, d) in params.items()]
+    explored = f", explored {memory.explored_at}" if memory.explored_at else ""
+    front += ["version: 1", "---",
+              f"<!-- drafted by edgepilot sop draft --from-memory from {memory.app} {memory.app_version}{explored}: "
+              "read every step, then `edgepilot sop check` it and `edgepilot sop add` it -->"]
+    text = "\n".join(front + lines) + "\n"
+    notes = [f"the route ends at {target.describe()} (score {target.score:.2f}); other candidates: "
+             + (", ".join(f"{t.describe()} ({t.score:.2f})" for t in targets[1:]) or "none")]
+    notes += [f"step {n} keeps {v!r}: the goal does not say it" for n, v in _fixed_values(lines)]
+    try:
+        sop = parse_sop(text, f"{sop_name}.md")
+    except SopError as exc:
+        raise SopError(f"the drafted procedure does not pass the checks:\n{exc}", exc.problems) from exc
+    return LearnedSop(sop, text, tuple(notes))
+
+
+def _fixed_values(lines: list[str]) -> list[tuple[int, str]]:
+    """Typed values left as the route has them (the goal did not say them)."""
+    out = []
+    for line in lines:
+        number, _, text = line.partition(". ")
+        m = _TYPED.match(text)
+        if m is not None and "{" not in m["value"]:
+            out.append((int(number), m["value"]))
+    return out
