@@ -210,6 +210,23 @@ def test_a_form_gets_the_goals_values_by_shape_and_by_name():
     assert bank[-1].startswith("Finish and answer")
 
 
+def test_a_desktop_is_never_routed_through_a_phones_memory():
+    """"Use Thunar to delete harbor.txt" on a desktop once routed into the phone's Contacts ("Open the
+    Contacts app", "Tap "Thunar" in the list", "Tap "Delete""): a run is offered the memories of its kind."""
+    from types import SimpleNamespace
+
+    from edgepilot.agent.session import memory_route
+    from edgepilot.controllers.base import DeviceInfo
+
+    desktop = SimpleNamespace(info=DeviceInfo(kind="desktop", serial=":1", screen_width=1280, screen_height=800))
+    match, record = memory_route("Use Thunar to delete harbor.txt", desktop)
+    assert match is None and record["apps"] == []
+    assert memory_route("turn the dark theme off", desktop)[0] is None
+    phone = SimpleNamespace(info=DeviceInfo(kind="android", serial="x", screen_width=1080, screen_height=2400))
+    assert memory_route("turn the dark theme off", phone)[0] is not None  # no versions known: every phone memory
+    assert {m.kind for m in shipped()} == {"android"}
+
+
 def test_a_procedure_drafted_from_memory_is_followed_for_another_value():
     """`sop draft --from-memory`: the route for one note, the note's title a parameter; followed without a model
     on a fresh virtual phone for another note, it deletes that one."""

@@ -90,7 +90,8 @@ class Explorer:
             memory.complete = False
             self._actions = memory.actions
         else:
-            memory = AppMemory(app=self.app, package=self.package, app_version=self.app_version,
+            kind = getattr(getattr(self.device, "info", None), "kind", "android")
+            memory = AppMemory(app=self.app, package=self.package, app_version=self.app_version, kind=kind,
                                device=self.device_name)
         obs = self._restart()
         if obs.package != self.package:

@@ -83,6 +83,8 @@ class AppMemory(_Model):
     package: str = Field(min_length=1, max_length=200)
     app_version: str = Field(default="", max_length=100)
     device: str = Field(default="", max_length=200)
+    kind: Literal["android", "desktop"] = "android"
+    """The kind of device it was explored on: a run is offered only the memories of its own kind."""
     explored_at: str = ""
     complete: bool = False
     """Whether exploration finished within its budget (False: an interrupted or cut-short walk)."""

@@ -99,11 +99,13 @@ def for_device(device, folder: Path | None = None) -> tuple[list[AppMemory], lis
 
     A memory of the installed version wins; a memory of another version is still used, with a note saying
     so (screens may have moved); an app the device does not have is left out. A device that cannot say its
-    apps' versions (a desktop) gets every memory.
+    apps' versions (a desktop) gets every memory of its kind. Memories of another kind of device never fit
+    (a phone's Contacts are no route for a desktop's goal).
     """
     by_package: dict[str, list[AppMemory]] = {}
+    kind = getattr(getattr(device, "info", None), "kind", None)
     for s in stored(folder):
-        if s.memory is not None:
+        if s.memory is not None and (kind is None or s.memory.kind == kind):
             by_package.setdefault(s.memory.package, []).append(s.memory)
     version_of = getattr(device, "app_version", None)
     out: list[AppMemory] = []
