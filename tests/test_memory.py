@@ -324,3 +324,29 @@ def test_the_virtual_phone_reports_app_versions():
     with open_device("virtual-local", screenshot=False) as opened:
         assert opened.device.app_version("com.android.settings") == "1.0-virtual"
         assert opened.device.app_version("com.not.installed") == ""
+
+
+@pytest.mark.slow
+def test_exploring_a_desktop_app_on_xvfb(tmp_path):
+    """`edgepilot explore --device desktop:xvfb --app mousepad`: the real GTK application through AT-SPI on a
+    private Xvfb, started afresh in a sandbox for every try; its menus are states, what the policy would ask
+    about is left unpressed, and the window titles do not carry the sandbox's folder."""
+    from edgepilot.memory.model import load
+
+    out = CliRunner().invoke(main, ["explore", "--device", "desktop:xvfb", "--app", "mousepad",
+                                    "--max-presses", "110", "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    (path,) = tmp_path.glob("mousepad@*.json")
+    memory = load(path)
+    assert (memory.app, memory.package, memory.kind) == ("Mousepad", "mousepad", "desktop")
+    launch = memory.states[0]
+    assert launch.title == "notes.txt - Mousepad", launch.title
+    menus = {e.label: e for e in launch.elements}
+    assert {"File", "Edit", "Search", "View", "Document"} <= set(menus)
+    file_menu = memory.state(menus["File"].leads_to)
+    assert {"Save As...", "Open..."} <= {e.label for e in file_menu.elements}
+    edit_menu = memory.state(menus["Edit"].leads_to)
+    deletes = [e for e in edit_menu.elements if e.label.startswith("Delete")]
+    assert deletes and all(e.effect == "unexplored" and e.sensitive for e in deletes)
+    assert not any("edgepilot-explore" in s.title for s in memory.states)
+    assert not (tmp_path / "edgepilot-explore-mousepad").exists()

@@ -15,7 +15,8 @@ from edgepilot.safetext import for_terminal
 @click.option("--app", "apps", multiple=True, help="An app to explore, by label or package (repeatable; default on "
               "the virtual phone: every app).")
 @click.option("--device", "device_spec", default="virtual", show_default=True,
-              help="virtual (a fresh virtual phone), a serial, SERIAL@HOST:PORT.")
+              help="virtual (a fresh virtual phone), a serial, SERIAL@HOST:PORT, or a desktop: desktop:xvfb (a "
+                   "private Xvfb), desktop (this display).")
 @click.option("--max-presses", default=600, show_default=True, type=click.IntRange(1, 100_000),
               help="Presses per app before the walk stops (what is left is resumed next time).")
 @click.option("--max-seconds", default=600.0, show_default=True, type=click.FloatRange(1, 86_400),
@@ -43,18 +44,21 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
       edgepilot explore                             every app of a fresh virtual phone
       edgepilot explore --app Settings --app Clock
       edgepilot explore --device emulator-5554 --app Settings
+      edgepilot explore --device desktop:xvfb --app mousepad --app thunar
+
+    On a desktop each application is started afresh in a sandbox folder for every try (a text file, a
+    table, a picture, a subfolder), with its own settings; nothing the policy would ask about is pressed.
     """
     from edgepilot import paths
     from edgepilot.actions import OpenApp
     from edgepilot.agent.session import load_run_policy
     from edgepilot.config import load_config
     from edgepilot.devices import open_device, parse_desktop_spec
-    from edgepilot.errors import AppMemoryError, ConfigError
+    from edgepilot.errors import ConfigError
     from edgepilot.memory.explore import Budget, Explorer, checkpoint_to
-    from edgepilot.memory.model import file_name, load, save
+    from edgepilot.memory.model import file_name
 
-    if parse_desktop_spec(device_spec) is not None:
-        raise ConfigError("exploring a desktop is not built yet: explore a phone (--device virtual or a serial)")
+    desktop = parse_desktop_spec(device_spec)
     filled = {}
     for item in fills:
         name, sep, text = item.partition("=")
@@ -64,8 +68,17 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
     folder = out or paths.memory_dir()
     judge = policy_judge(load_run_policy(load_config()))
 
+    if desktop is not None:
+        if filled:
+            raise ConfigError("--fill types into fields, which exploration never does on a desktop; drop it")
+        if not apps:
+            raise click.UsageError("name the applications to explore: --app mousepad --app thunar")
     with open_device(device_spec, screenshot=False) as opened:
         device, phone = opened.device, opened.phone
+        if desktop is not None:
+            _explore_desktop(opened, apps, desktop.xvfb or yes, judge, folder, fresh,
+                             Budget(actions=max_presses, seconds=max_seconds))
+            return
         virtual = phone is not None
         if filled and not virtual:
             raise ConfigError("--fill types into fields, which exploration never does on a real phone; drop it")
@@ -90,34 +103,76 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
                     device.force_stop(package)
                 device.act(OpenApp(app=package))
 
-            resume = None
-            path = folder / file_name(package, version)
-            if path.exists() and not fresh:
-                try:
-                    old = load(path)
-                except AppMemoryError as exc:  # a broken partial file is started over, and the user told
-                    click.echo(f"{path}: {exc}; starting over", err=True)
-                    old = None
-                if old is not None and not old.complete:
-                    resume = old
-                    click.echo(f"{label}: resuming a walk cut short after {old.actions} presses", err=True)
             explorer = Explorer(device, label, package, restart, judge=judge, press_all=virtual,
                                 budget=Budget(actions=max_presses, seconds=max_seconds),
                                 progress=lambda msg, label=label: click.echo(f"{label}: {for_terminal(msg)}",
                                                                              err=True),
                                 checkpoint=checkpoint_to(folder), app_version=version,
                                 device_name=opened.description, fills=filled)
-            try:
-                memory = explorer.run(resume)
-            except KeyboardInterrupt:
-                click.echo(f"\n{label}: stopped; what was learned is kept in {folder} and the next "
-                           "`edgepilot explore` resumes it", err=True)
-                raise SystemExit(130) from None
-            written = save(memory, folder)
-            s = memory.summary()
-            done = "complete" if memory.complete else "cut short by the budget (run again to resume)"
-            click.echo(f"{label}: {s['states']} states, {s['elements']} elements, {s['unexplored']} left unpressed,"
-                       f" {memory.actions} presses in {memory.seconds:.1f} s, {done} -> {written}")
+            _walk(explorer, label, folder, folder / file_name(package, version), fresh)
+
+
+DESKTOP_LABELS = {"lxterminal": "LXTerminal"}
+"""Names of desktop applications that are not their command capitalised."""
+
+
+def _walk(explorer, label: str, folder: Path, path: Path, fresh: bool, titles=None) -> None:
+    """Run ``explorer`` (resuming a cut-short walk in ``path`` unless ``fresh``) and save what it learned;
+    ``titles`` rewrites the states' titles before saving (a desktop sandbox's folder taken out of them)."""
+    from edgepilot.errors import AppMemoryError
+    from edgepilot.memory.model import load, save
+
+    resume = None
+    if path.exists() and not fresh:
+        try:
+            old = load(path)
+        except AppMemoryError as exc:  # a broken partial file is started over, and the user told
+            click.echo(f"{path}: {exc}; starting over", err=True)
+            old = None
+        if old is not None and not old.complete:
+            resume = old
+            click.echo(f"{label}: resuming a walk cut short after {old.actions} presses", err=True)
+    try:
+        memory = explorer.run(resume)
+    except KeyboardInterrupt:
+        click.echo(f"\n{label}: stopped; what was learned is kept in {folder} and the next "
+                   "`edgepilot explore` resumes it", err=True)
+        raise SystemExit(130) from None
+    if titles is not None:
+        for state in memory.states:
+            state.title = titles(state.title)
+    written = save(memory, folder)
+    s = memory.summary()
+    done = "complete" if memory.complete else "cut short by the budget (run again to resume)"
+    click.echo(f"{label}: {s['states']} states, {s['elements']} elements, {s['unexplored']} left unpressed,"
+               f" {memory.actions} presses in {memory.seconds:.1f} s, {done} -> {written}")
+
+
+def _explore_desktop(opened, apps: tuple[str, ...], asked: bool, judge, folder: Path, fresh: bool, budget) -> None:
+    """Each application started afresh in a sandbox for every try (sim/desktop/sandbox.py)."""
+    from edgepilot.memory.explore import Explorer, checkpoint_to
+    from edgepilot.memory.model import file_name
+    from edgepilot.sim.desktop.sandbox import DesktopSandbox, app_version
+
+    if not asked:
+        click.echo(f"Exploring {', '.join(apps)} on {opened.description}: each is started many times in a sandbox "
+                   "folder and its menus and buttons are pressed on this screen, except what the policy would ask "
+                   "about (delete, send...); nothing is typed. Keep your hands off the mouse meanwhile.", err=True)
+        if not click.confirm("Go on?", default=False, err=True):
+            raise SystemExit(1)
+    for app in apps:
+        name = app.strip().lower()  # the command, and the application's name on the accessibility bus
+        label = DESKTOP_LABELS.get(name, name.capitalize())
+        version = app_version(name)
+        sandbox = DesktopSandbox(opened.device, name)
+        explorer = Explorer(opened.device, label, name, sandbox.restart, judge=judge, press_all=False,
+                            budget=budget, checkpoint=checkpoint_to(folder), app_version=version,
+                            progress=lambda msg, label=label: click.echo(f"{label}: {for_terminal(msg)}", err=True),
+                            device_name=opened.description)
+        try:
+            _walk(explorer, label, folder, folder / file_name(name, version), fresh, titles=sandbox.plain_title)
+        finally:
+            sandbox.close()
 
 
 def policy_judge(policy):

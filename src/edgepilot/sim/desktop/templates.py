@@ -330,7 +330,7 @@ def _setup_dir(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> Non
 def _setup_launch(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> None:
     app = arg["app"]
     if app in XFCONF_CHANNELS:
-        _reset_xfconf(ctx, XFCONF_CHANNELS[app])
+        reset_xfconf(ctx, XFCONF_CHANNELS[app])
     argv = [*APP_COMMANDS.get(app, [app]), *(str(a) for a in arg.get("args", []))]
     ctx.launch(argv, cwd=task.folder(ctx))
     ready = condition(arg.get("ready") or {"shows": {"package": app}})
@@ -338,7 +338,7 @@ def _setup_launch(task: TemplateTask, ctx: TaskContext, arg: dict[str, Any]) -> 
                  f"{app}'s window", timeout=float(arg.get("timeout", 30)))
 
 
-def _reset_xfconf(ctx: TaskContext, channel: str) -> None:
+def reset_xfconf(ctx: TaskContext, channel: str) -> None:
     if shutil.which("xfconf-query") is None:
         return
     try:
