@@ -86,11 +86,9 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
         if not names:
             raise click.UsageError("name the apps to explore on a real phone: --app Settings --app Clock")
         if not virtual and not yes:
-            click.echo(f"Exploring {', '.join(names)} on {opened.description}: each app is closed and opened "
-                       "many times and its buttons are pressed, except what the policy would ask about (send, "
-                       "pay, delete, call, install, permissions); nothing is typed.", err=True)
-            if not click.confirm("Go on?", default=False, err=True):
-                raise SystemExit(1)
+            _go_on(f"Exploring {', '.join(names)} on {opened.description}: each app is closed and opened many times "
+                   "and its buttons are pressed, except what the policy would ask about (send, pay, delete, call, "
+                   "install, permissions); nothing is typed.")
         for app in names:
             package = device.package_of(app)
             label = _label(phone, package) if virtual else app
@@ -110,6 +108,13 @@ def explore(apps: tuple[str, ...], device_spec: str, max_presses: int, max_secon
                                 checkpoint=checkpoint_to(folder), app_version=version,
                                 device_name=opened.description, fills=filled)
             _walk(explorer, label, folder, folder / file_name(package, version), fresh)
+
+
+def _go_on(what: str) -> None:
+    """Say what exploring will do to a device a person uses, and stop unless they agree."""
+    click.echo(what, err=True)
+    if not click.confirm("Go on?", default=False, err=True):
+        raise SystemExit(1)
 
 
 DESKTOP_LABELS = {"lxterminal": "LXTerminal"}
@@ -155,11 +160,9 @@ def _explore_desktop(opened, apps: tuple[str, ...], asked: bool, judge, folder: 
     from edgepilot.sim.desktop.sandbox import DesktopSandbox, app_version
 
     if not asked:
-        click.echo(f"Exploring {', '.join(apps)} on {opened.description}: each is started many times in a sandbox "
-                   "folder and its menus and buttons are pressed on this screen, except what the policy would ask "
-                   "about (delete, send...); nothing is typed. Keep your hands off the mouse meanwhile.", err=True)
-        if not click.confirm("Go on?", default=False, err=True):
-            raise SystemExit(1)
+        _go_on(f"Exploring {', '.join(apps)} on {opened.description}: each is started many times in a sandbox folder "
+               "and its menus and buttons are pressed on this screen, except what the policy would ask about "
+               "(delete, send...); nothing is typed. Keep your hands off the mouse meanwhile.")
     for app in apps:
         name = app.strip().lower()  # the command, and the application's name on the accessibility bus
         label = DESKTOP_LABELS.get(name, name.capitalize())
