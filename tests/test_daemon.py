@@ -627,6 +627,22 @@ def test_tasks_that_name_no_device_go_to_the_desktop_only_where_there_is_one(mon
     assert configured.device == "desktop:xvfb" and configured.device_reason == "[daemon] device in config.toml"
 
 
+def test_without_a_display_the_windows_are_off_and_never_hold_a_run_up(monkeypatch):
+    from edgepilot.agent.loop import RunControl
+    from edgepilot.daemon.bus import EventBus
+    from edgepilot.daemon.confirm import Confirmations, Notifier
+    from edgepilot.daemon.windows import DesktopWindows
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    windows = DesktopWindows(lambda task: None, "virtual")
+    assert not windows.start() and "cannot open the display" in windows.error and not windows.ready
+    assert windows.dismiss("c1") and windows.clear_notices()  # nothing to wait for
+    confirmations = Confirmations(EventBus(), Notifier("off", "test"), windows)
+    started = time.monotonic()
+    assert confirmations.ask_value("r1", "pin", "the PIN", True, 30, RunControl()) is None
+    assert time.monotonic() - started < 10  # no window to ask in: not the 30 s a window would wait
+
+
 def test_a_result_is_announced_in_words_a_person_reads():
     from edgepilot.daemon.daemon import outcome_lines
 

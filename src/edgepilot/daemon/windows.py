@@ -169,10 +169,15 @@ class DesktopWindows:
                         for window in windows:
                             self._gone(root, window, None)
                         done.set()
-                except tk.TclError as exc:  # a window closed under us: nothing to show any more
-                    log.warning("desktop window %s: %s", what, exc)
+                except Exception as exc:  # noqa: BLE001 - one broken window must not stop the others, or the polling
+                    if isinstance(exc, tk.TclError):  # a window closed under us: nothing to show any more
+                        log.warning("desktop window %s: %s", what, exc)
+                    else:
+                        log.exception("desktop window %s", what)
                     if what in ("dismiss", "clear"):
                         args[-1].set()
+                    elif what == "value":  # nobody will answer it: the run is told there is no value
+                        args[-1](None)
             root.after(50, poll)
 
         root.after(50, poll)
