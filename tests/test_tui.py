@@ -40,7 +40,7 @@ from edgepilot.tui.blocks import BlockImage, block_rows, crop_around, fit_cells
 from edgepilot.tui.confirm import TuiConfirmer
 from edgepilot.tui.devices import DeviceChoice
 from edgepilot.tui.runner import LocalRunner
-from edgepilot.tui.screens import ConfirmScreen, HistoryScreen, PolicyScreen, SopScreen
+from edgepilot.tui.screens import ConfirmScreen, HistoryScreen, PolicyScreen, SopScreen, ValueScreen
 from edgepilot.tui.widgets import StepItem, StepList
 
 SIZE = (120, 40)
@@ -316,6 +316,36 @@ def test_a_confirmation_nobody_answers_is_a_refusal(tmp_path):
     gate = trajectory(app).steps[0].gate
     assert gate.allowed is False and gate.answer == "no"
     assert ("warning", "no answer in time: the step was refused") in app.notes
+
+
+@pytest.mark.parametrize("give", [True, False])
+def test_a_value_the_goal_leaves_out_is_asked_in_a_box(tmp_path, give):
+    """"check my savings balance" leaves out the PIN: the TUI asks for it (typed hidden); given, the run starts on
+    the procedure with it; cancelled, the run ends saying what is missing, and nothing was done."""
+    phones = Phones()
+    app = make_app(tmp_path, lambda: ScriptedBackend(decider=[FINISH], reflector=REFLECT), phones=phones,
+                   max_steps=1)
+
+    async def scenario(pilot: Pilot) -> None:
+        await start(pilot, "check my savings balance")
+        await until(pilot, lambda: isinstance(app.screen, ValueScreen), what="the box asking for the PIN")
+        box = app.screen.query_one("#value", Input)
+        assert box.password and "PIN" in shown(app, "#value-title")
+        if give:
+            await pilot.press(*"2468", "enter")
+        else:
+            await pilot.press("escape")
+        await until(pilot, finished(app), what="the run to end")
+        assert not isinstance(app.screen, ValueScreen)
+
+    drive(app, scenario)
+    if give:
+        traj = trajectory(app)
+        assert traj.meta.sop == "bank-check-balance" and len(traj.steps) == 1
+        assert "2468" not in traj.meta.model_dump_json()  # the PIN is typed where the procedure says, not recorded
+    else:
+        assert app.result["status"] == "needs_input" and "PIN" in app.result["reason"]
+        assert app.trajectory is None
 
 
 def test_stop_ends_a_run_and_nothing_is_done_after_it(tmp_path):

@@ -9,6 +9,8 @@ socket, the TUI's message queue). Every event has ``event`` (its kind) and ``run
   ``gate`` (allowed / verdict / rule / answer), ``outcome`` (kind, note), ``ms`` (per phase), ``elements``
   (the numbered element list the model saw)
 - ``confirm``: ``id`` (answer with it), ``timeout`` (seconds), ``request`` (ConfirmRequest.to_json)
+- ``input``: ``id``, ``name``, ``description``, ``secret``, ``timeout``: a value the goal left out, asked before the
+  run starts (the TUI; the daemon asks in a window on its desktop)
 - ``confirmed``: ``id``, ``answer`` (yes / no / always; a timeout is no)
 - ``paused`` / ``resumed``; ``queued`` (the daemon's: behind the run in progress)
 - ``finished``: ``status``, ``reason``, ``answer``, ``steps``, ``seconds``
@@ -25,6 +27,7 @@ from edgepilot.agent.records import (
     ConfirmedEvent,
     ConfirmEvent,
     FinishedEvent,
+    InputEvent,
     PausedEvent,
     QueuedEvent,
     ResumedEvent,
@@ -52,6 +55,10 @@ def step_event(run: str, step: StepReport) -> Event:
 
 def confirm_event(run: str, *, id: str, timeout: float | None, request: dict[str, Any]) -> Event:
     return ConfirmEvent(run=run, id=id, timeout=timeout, request=request).to_json()
+
+
+def input_event(run: str, *, id: str, name: str, description: str, secret: bool, timeout: float | None) -> Event:
+    return InputEvent(run=run, id=id, name=name, description=description, secret=secret, timeout=timeout).to_json()
 
 
 def confirmed_event(run: str, *, id: str, answer: str, **extra: Any) -> Event:

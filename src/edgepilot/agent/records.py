@@ -168,6 +168,17 @@ class ConfirmEvent(_Event):
     request: dict[str, Any] = Field(default_factory=dict)
 
 
+class InputEvent(_Event):
+    """A value the goal left out (a PIN), asked of the person watching; answered by id (the TUI's value box)."""
+
+    event: Literal["input"] = "input"
+    id: str
+    name: str
+    description: str = ""
+    secret: bool = False
+    timeout: float | None = None
+
+
 class ConfirmedEvent(_Event):
     event: Literal["confirmed"] = "confirmed"
     id: str
@@ -197,8 +208,8 @@ class FinishedEvent(_Event):
     seconds: float | None = None
 
 
-RunEvent = Annotated[StartedEvent | StepEvent | ConfirmEvent | ConfirmedEvent | PausedEvent | ResumedEvent
-                     | QueuedEvent | FinishedEvent, Field(discriminator="event")]
+RunEvent = Annotated[StartedEvent | StepEvent | ConfirmEvent | InputEvent | ConfirmedEvent | PausedEvent
+                     | ResumedEvent | QueuedEvent | FinishedEvent, Field(discriminator="event")]
 _EVENTS: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
 
 

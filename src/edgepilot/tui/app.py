@@ -29,6 +29,7 @@ from edgepilot.agent.records import (
     ConfirmedEvent,
     ConfirmEvent,
     FinishedEvent,
+    InputEvent,
     PausedEvent,
     QueuedEvent,
     ResumedEvent,
@@ -51,6 +52,7 @@ from edgepilot.tui.screens import (
     HistoryScreen,
     PolicyScreen,
     SopScreen,
+    ValueScreen,
     elements_view,
     read_png,
     screenshot_path,
@@ -449,6 +451,17 @@ class EdgepilotApp(App[None]):
                 self._ask_runner("answer", lambda: self.runner.answer(confirm_id, answer))
 
         await self.push_screen(screen, answered)
+
+    async def _on_input(self, event: InputEvent, raw: RunEvent) -> None:
+        """A value the goal left out: asked in a box; the value (or a cancel) goes back to the run."""
+        input_id = event.id
+        screen = ValueScreen(input_id, event.name, event.description, event.secret,
+                             event.timeout if event.timeout is not None else 60.0, self.clock)
+
+        def given(value: str | None) -> None:
+            self._ask_runner("give", lambda: self.runner.give(input_id, value))
+
+        await self.push_screen(screen, given)
 
     async def _on_confirmed(self, event: ConfirmedEvent, raw: RunEvent) -> None:
         confirm_id = event.id

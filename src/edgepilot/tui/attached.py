@@ -108,6 +108,9 @@ class AttachedRunner:
             if exc.code not in ("answered", "not_found"):  # another client answered first, or it timed out
                 raise
 
+    def give(self, input_id: str, value: str | None) -> None:
+        """The daemon asks for values in a window on its own desktop, never through its clients: nothing to do."""
+
     def close(self) -> None:
         """Stop watching; the daemon's run goes on."""
         self._closed.set()

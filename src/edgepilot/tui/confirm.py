@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from edgepilot.agent.events import confirm_event, confirmed_event
+from edgepilot.agent.events import confirm_event, confirmed_event, input_event
 from edgepilot.policy.confirm import Answer, ConfirmRequest, ConfirmResult
 
 ANSWERS: tuple[str, ...] = get_args(Answer)
@@ -28,6 +28,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     answer: Answer | None = None
     note: str = ""
+    value: str | None = None
 
 
 class TuiConfirmer:
@@ -61,6 +62,32 @@ class TuiConfirmer:
             answer, note = "no", f"no answer within {timeout:g} s"
         self._emit(confirmed_event(self.run_id, id=confirm_id, answer=answer))
         return ConfirmResult(answer, note)
+
+    def ask_value(self, name: str, description: str, secret: bool, timeout: float) -> str | None:
+        """Ask for a value the goal left out (an ``input`` event); the value given, or None (no answer within
+        ``timeout``, a cancel, or a stop): the run then ends saying what is missing."""
+        input_id = uuid.uuid4().hex[:12]
+        slot = _Pending()
+        with self._lock:
+            if self._closed:
+                return None
+            self._pending[input_id] = slot
+        self._emit(input_event(self.run_id, id=input_id, name=name, description=description, secret=secret,
+                               timeout=timeout))
+        slot.done.wait(timeout)
+        with self._lock:
+            self._pending.pop(input_id, None)
+        return slot.value
+
+    def give(self, input_id: str, value: str | None) -> bool:
+        """Answer the ``input`` question ``input_id`` (None: cancelled); False when it is no longer waiting."""
+        with self._lock:
+            slot = self._pending.get(input_id)
+            if slot is None or slot.done.is_set():
+                return False
+            slot.value = value
+        slot.done.set()
+        return True
 
     def answer(self, confirm_id: str, answer: str, note: str = "") -> bool:
         """Answer the question ``confirm_id``; False when it is no longer waiting (answered, timed out).

@@ -70,6 +70,9 @@ class Runner(Protocol):
     def answer(self, confirm_id: str, answer: str) -> None:
         """Answer a ``confirm`` event: ``yes``, ``no`` or ``always``."""
 
+    def give(self, input_id: str, value: str | None) -> None:
+        """Answer an ``input`` event with the value (None: cancelled)."""
+
     def close(self) -> None:
         """Stop what runs and let go of models, devices and connections."""
 
@@ -178,6 +181,11 @@ class LocalRunner:
         if confirmer is not None:
             confirmer.answer(confirm_id, answer)
 
+    def give(self, input_id: str, value: str | None) -> None:
+        confirmer = self._confirmer
+        if confirmer is not None:
+            confirmer.give(input_id, value)
+
     def close(self) -> None:
         self._sink = lambda event: None
         self.stop()
@@ -273,8 +281,12 @@ class LocalRunner:
             raise _CannotStart(f"device {device!r} cannot be reached: {exc}") from exc
         try:
             prepared = prepare_run(task, opened, backend, config=self.config, policy=policy, confirmer=confirmer,
-                                   max_steps=self.max_steps, control=control)
-        except MissingInput as exc:  # the goal leaves out a value the procedure needs
+                                   max_steps=self.max_steps, control=control,
+                                   ask_value=lambda name, description, secret: confirmer.ask_value(
+                                       name, description, secret, self.config.confirm_timeout))
+        except MissingInput as exc:  # the goal leaves out a value the procedure needs, and it was not given
+            if control.stopped():
+                raise _CannotStart(control.reason, "stopped") from exc
             raise _CannotStart(str(exc), "needs_input") from exc
         except (EdgepilotError, ValueError) as exc:  # an SOP that does not exist, an audit log that cannot be opened
             raise _CannotStart(str(exc)) from exc

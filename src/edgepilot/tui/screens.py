@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, ListItem, ListView, OptionList, Static
+from textual.widgets import Button, Footer, Header, Input, ListItem, ListView, OptionList, Static
 from textual.widgets.option_list import Option
 
 from edgepilot.agent.trajectory import read_trajectory
@@ -142,6 +142,66 @@ class ConfirmScreen(ModalScreen[str | None]):
         event.stop()
         if event.button.id in ("yes", "no", "always"):
             self._close(event.button.id)
+
+
+class ValueScreen(ModalScreen[str | None]):
+    """A value the goal left out (a PIN): typed, then Enter; Escape cancels (the run then says what is missing).
+    A secret is shown as dots. Dismissed with the value, or None (cancelled, or the time ran out)."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
+    DEFAULT_CSS = """
+    ValueScreen { align: center middle; }
+    #value-dialog { width: 80; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
+    #value-title { text-style: bold; padding-bottom: 1; }
+    #value-countdown { padding-top: 1; color: $text-muted; }
+    """
+
+    def __init__(self, input_id: str, name: str, description: str, secret: bool, timeout: float,
+                 clock: Clock) -> None:
+        super().__init__()
+        self.input_id = input_id
+        self.value_name = name
+        self.description = description
+        self.secret = secret
+        self._clock = clock
+        self._deadline = clock() + timeout
+        self._done = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="value-dialog"):
+            yield Static(f"The task needs {clean(self.description, 200) or clean(self.value_name, 60)}",
+                         id="value-title")
+            yield Static(f"The goal does not say it ({clean(self.value_name, 60)}). Type it and press Enter; "
+                         "Escape leaves the task undone.")
+            yield Input(password=self.secret, id="value")
+            yield Static(self._countdown(), id="value-countdown")
+
+    def on_mount(self) -> None:
+        self.query_one("#value", Input).focus()
+        self.set_interval(0.5, self._tick)
+
+    def _countdown(self) -> str:
+        return f"{max(0, math.ceil(self._deadline - self._clock()))} s to answer"
+
+    def _tick(self) -> None:
+        if self._done:
+            return
+        if self._clock() >= self._deadline:
+            self._close(None)
+            return
+        self.query_one("#value-countdown", Static).update(self._countdown())
+
+    def _close(self, value: str | None) -> None:
+        if not self._done:
+            self._done = True
+            self.dismiss(value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._close(event.value if event.value.strip() else None)
+
+    def action_cancel(self) -> None:
+        self._close(None)
 
 
 # ---------------------------------------------------------------- history
