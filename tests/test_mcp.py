@@ -84,6 +84,8 @@ async def connected(env: dict[str, str], errlog: Path, *, answers: list[str] | N
         answer = client.answers.pop(0)
         if answer == "decline":
             return types.ElicitResult(action="decline")
+        if "value" in params.requested_schema.get("properties", {}):  # a value the goal left out
+            return types.ElicitResult(action="accept", content={"value": answer})
         return types.ElicitResult(action="accept", content={"allow": answer in ("yes", "always"),
                                                             "always": answer == "always"})
 
@@ -303,6 +305,31 @@ def test_run_task_asks_the_client_and_its_trajectory_replays_safely(env, tmp_pat
             assert missing.is_error and f"recent runs: {summary['run_id']}" in missing.content[0].text
             outside = await client.call("read_trajectory", run="../../etc")
             assert outside.is_error and "neither an absolute path nor a run id" in outside.content[0].text
+
+    try:
+        anyio.run(scenario)
+    finally:
+        model.shutdown()
+
+
+def test_run_task_asks_the_client_for_a_value_the_goal_leaves_out_but_never_for_a_secret(env, tmp_path):
+    """"set an alarm" says no time: the client is asked (elicitation) and the run follows the procedure with the
+    answer. "check my savings balance" says no PIN: MCP forbids asking for a secret in a form, so the call ends
+    with an error that says what is missing."""
+    model = FakeModel(decider=[json.dumps({"type": "finish", "status": "success"})] * 4,
+                      reflector=[json.dumps({"outcome": "worked", "note": ""})])
+
+    async def scenario():
+        async with connected(env, tmp_path / "stderr.txt", answers=["7:30"]) as client:
+            result = await client.call("run_task", goal="set an alarm", model=model.url, max_steps=8)
+            assert not result.is_error, result.content
+            assert len(client.asked) == 1 and "(time)" in client.asked[0], client.asked
+            meta = json.loads(Path(result.structured_content["trajectory"], "meta.json").read_text())
+            assert meta["sop"] == "clock-add-alarm", meta["sop"]
+            secret = await client.call("run_task", goal="check my savings balance", model=model.url, max_steps=4)
+            assert secret.is_error and "PIN" in secret.content[0].text and "say it in the goal" in \
+                secret.content[0].text, secret.content
+            assert len(client.asked) == 1  # the PIN was never asked for
 
     try:
         anyio.run(scenario)

@@ -64,6 +64,18 @@ class Consent(BaseModel):
                                                     "rest of this goal.")
 
 
+class GivenValue(BaseModel):
+    """The form a client shows for a value the goal left out (never a secret: MCP forbids asking for those)."""
+
+    value: str = Field(description="The value, as you would have written it in the task.")
+
+
+def value_question(name: str, description: str) -> str:
+    """The question for a value the goal left out."""
+    return (f"The task does not say {description or name} ({name}), which its procedure needs. What is it? "
+            "No answer leaves the task undone.")
+
+
 def question(request: ConfirmRequest) -> str:
     """The question's text: what will happen first, each value on one line with control characters shown as
     escapes (:meth:`ConfirmRequest.lines`)."""

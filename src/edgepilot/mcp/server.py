@@ -44,7 +44,18 @@ from edgepilot import __version__
 from edgepilot.actions import Action
 from edgepilot.agent.loop import RunControl, StepReport
 from edgepilot.errors import EdgepilotError
-from edgepilot.mcp.consent import Asker, Consent, QuestionPending, answer_of, asking, digest, question, why_not
+from edgepilot.mcp.consent import (
+    Asker,
+    Consent,
+    GivenValue,
+    QuestionPending,
+    answer_of,
+    asking,
+    digest,
+    question,
+    value_question,
+    why_not,
+)
 from edgepilot.mcp.tools import ActOutcome, TaskSummary, Toolbox
 from edgepilot.perception.describe import describe_action
 from edgepilot.perception.types import Observation
@@ -143,8 +154,9 @@ class Tools:
         the steps taken, the answer and the saved trajectory (for read_trajectory). Cancelling the call stops the
         run."""
         control = RunControl()
+        asks = _value_asker(ctx, self.toolbox.config.confirm_timeout)
         work = functools.partial(self.toolbox.run_task, goal, device, model, max_steps, control=control,
-                                 on_step=_progress(ctx))
+                                 on_step=_progress(ctx), ask_value=asks)
         with asking(_asker(ctx, round_trip=False)):
             try:
                 return await _in_thread(work, cancellable=True)
@@ -192,6 +204,32 @@ def _asker(ctx: Context, *, round_trip: bool) -> Asker:
         return anyio.from_thread.run(_elicit, ctx, request, timeout)
 
     return ask
+
+
+def _value_asker(ctx: Context, timeout: float) -> Callable[[str, str, bool], str | None]:
+    """Asks the client of this call for a value the goal left out (an elicitation, from the run's worker thread).
+    None, and so a run that ends saying what is missing, for a secret (MCP forbids asking for one in a form: say
+    it in the goal), and where no question can reach the client (:func:`why_not`, MCP 2026-07-28)."""
+    cannot = (is_version_at_least(ctx.protocol_version or "", QUESTION_AS_RESULT)
+              or bool(why_not(ctx.client_capabilities, ctx.session.can_send_request)))
+
+    def ask(name: str, description: str, secret: bool) -> str | None:
+        if cannot or secret:
+            return None
+        return anyio.from_thread.run(_elicit_value, ctx, name, description, timeout)
+
+    return ask
+
+
+async def _elicit_value(ctx: Context, name: str, description: str, timeout: float) -> str | None:
+    with anyio.move_on_after(timeout):
+        try:
+            result = await ctx.elicit(value_question(name, description), GivenValue)
+        except (MCPError, ValueError):
+            return None
+        data = getattr(result, "data", None)
+        return data.value if result.action == "accept" and data is not None and data.value.strip() else None
+    return None
 
 
 def _refuse(why: str) -> Asker:

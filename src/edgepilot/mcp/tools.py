@@ -188,13 +188,15 @@ class Toolbox:
 
     def run_task(self, goal: str, device: str = "virtual", model: str | None = None, max_steps: int | None = None,
                  *, control: RunControl | None = None,
-                 on_step: Callable[[StepReport, int], None] | None = None) -> TaskSummary:
+                 on_step: Callable[[StepReport, int], None] | None = None,
+                 ask_value: Callable[[str, str, bool], str | None] | None = None) -> TaskSummary:
         """Let the local agent do ``goal`` on ``device``, every action through the policy gate, its questions to
         the client; the trajectory is written as it goes.
 
         Args:
             control: stops the run from another thread (the client cancelled the call, the server shuts down).
             on_step: called after each step with the step and the step budget.
+            ask_value: asks the client for a value the goal left out (``edgepilot.agent.session.AskValue``).
 
         Raises:
             ValueError: no goal.
@@ -211,6 +213,7 @@ class Toolbox:
         with model_lock, held.use() as opened:
             prepared = prepare_run(goal, opened, backend, config=self.config, policy=self.policy,
                                    confirmer=self.confirmer, max_steps=max_steps, control=control,
+                                   ask_value=ask_value,
                                    run_id=f"mcp-{uuid.uuid4().hex[:8]}", extra_meta={"front_end": "mcp"})
             with self._running(control):
                 result = execute(prepared, on_step=(lambda step: on_step(step, prepared.max_steps))
