@@ -3,7 +3,8 @@ desktop...``, docs/memory.md).
 
 The phone's explorer (:class:`edgepilot.memory.explore.Explorer`) walks a desktop application as it walks a
 phone's app; only its ``restart`` differs. Here a restart stops the application, rewrites a sandbox folder
-(the same path every time, so window titles stay the same: a text file, a table, a picture, a subfolder),
+(``Documents`` in a private temporary folder, the same path every time, so window titles stay the same: a
+text file, a table, a picture, a subfolder),
 gives the application its own settings folder inside it (XDG_CONFIG_HOME...) and xfconf channel reset, starts
 it on the sandbox (the text file in an editor, the picture in a viewer, the folder in a file manager) and waits
 for its window. Whatever a press does, it does inside the sandbox, and the next try starts clean.
@@ -56,12 +57,13 @@ class DesktopSandbox:
         self.device = device
         self.app = app
         self.timeout = timeout
-        self.root = Path(tempfile.gettempdir()) / f"edgepilot-explore-{app}"
+        self._private = Path(tempfile.mkdtemp(prefix=f"edgepilot-explore-{app}-"))  # 0700, this user's alone
+        self.root = self._private / "Documents"  # the same path for every try: window titles stay the same
         self._ctx: Any = None
 
     def restart(self) -> None:
         """Raises: AppMemoryError: the application does not start, or its window never shows."""
-        self.close()
+        self._stop()
         self._write_samples()
         ctx = self._ctx = TaskContext(self.device, workdir=self.root)
         if self.app in XFCONF_CHANNELS:
@@ -75,20 +77,25 @@ class DesktopSandbox:
             raise AppMemoryError(f"{self.app} did not start for exploring: {exc}") from exc
 
     def plain_title(self, title: str) -> str:
-        """A window title without the sandbox's folder (``/tmp/edgepilot-explore-mousepad/notes.txt - Mousepad``
-        → ``notes.txt - Mousepad``): what a person's own file would show in its place."""
-        return title.replace(f"{self.root}/", "").replace(str(self.root), "folder").replace(self.root.name, "folder")
+        """A window title without the sandbox's path (``/tmp/edgepilot-explore-mousepad-x1/Documents/notes.txt -
+        Mousepad`` → ``notes.txt - Mousepad``): what a person's own file would show in its place."""
+        return title.replace(f"{self.root}/", "").replace(str(self.root), self.root.name)
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self._ctx is not None:
-            self._ctx.close()  # stops what it started, removes the sandbox
+            self._ctx.close()  # stops what it started, removes the sandbox folder
             self._ctx = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the application and remove everything the sandbox wrote."""
+        self._stop()
+        shutil.rmtree(self._private, ignore_errors=True)
 
     def _write_samples(self) -> None:
         from PIL import Image
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700)
         (self.root / "notes.txt").write_text(SAMPLE_TEXT, encoding="utf-8")
         (self.root / "table.csv").write_text(SAMPLE_TABLE, encoding="utf-8")
         Image.new("RGB", (64, 48), "steelblue").save(self.root / "picture.png")
