@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -332,12 +331,9 @@ def test_exploring_a_desktop_app_on_xvfb(tmp_path):
     """`edgepilot explore --device desktop:xvfb --app mousepad`: the real GTK application through AT-SPI on a
     private Xvfb, started afresh in a sandbox for every try; its menus are states, what the policy would ask
     about is left unpressed, and the window titles do not carry the sandbox's folder."""
-    import tempfile
-
     from edgepilot.memory.model import load
+    from edgepilot.paths import cache_dir
 
-    sandboxes = Path(tempfile.gettempdir())
-    before = set(sandboxes.glob("edgepilot-explore-mousepad-*"))
     out = CliRunner().invoke(main, ["explore", "--device", "desktop:xvfb", "--app", "mousepad",
                                     "--max-presses", "110", "--out", str(tmp_path)])
     assert out.exit_code == 0, out.output
@@ -354,4 +350,4 @@ def test_exploring_a_desktop_app_on_xvfb(tmp_path):
     deletes = [e for e in edit_menu.elements if e.label.startswith("Delete")]
     assert deletes and all(e.effect == "unexplored" and e.sensitive for e in deletes)
     assert not any("edgepilot-explore" in s.title for s in memory.states)
-    assert set(sandboxes.glob("edgepilot-explore-mousepad-*")) == before  # the sandbox is gone
+    assert not (cache_dir() / "explore" / "mousepad").exists()  # the sandbox is gone

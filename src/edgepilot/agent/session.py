@@ -117,12 +117,15 @@ def fill_missing(match, ask: AskValue | None):
     return replace(match, params=params)
 
 
-SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "cvv"})
+SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "card_number", "cvv"})
+_SECRET_WORDS = frozenset({"pin", "pincode", "password", "passwd", "passphrase", "passcode", "cvv", "secret"})
+"""A parameter with one of these words in its name (``bank_pin``) is a secret; ``card_name`` is not."""
 
 
 def is_secret(name: str) -> bool:
     """Whether a procedure's parameter holds a secret: asked for hidden, shown masked."""
-    return name in SECRET_PARAMS or "pin" in name or "password" in name
+    parts = set(name.casefold().split("_"))  # pin, bank_pin, wifi_password; not shipping_address or start_typing
+    return name in SECRET_PARAMS or bool(parts & _SECRET_WORDS) or any(p.endswith("password") for p in parts)
 
 
 def _example(match) -> str:

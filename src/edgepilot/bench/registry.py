@@ -193,6 +193,9 @@ def _prepare_desktop(options: BenchOptions) -> BenchOptions:
     if options.split is not None and options.split not in ("train", "test-instances", "test"):
         raise ConfigError(f"--split {options.split}: the desktop suite takes train, test-instances or test "
                           "(none: each template once)")
+    if options.split is None and (options.from_instance or 1) > 1:
+        raise ConfigError("--from-instance needs a --split: without one, the desktop suite runs each template's "
+                          "first instance once")
     return options.filled(agents=(agent,), device="desktop:xvfb", policy=_task_policy(options),
                           sop=resolve_sop(options.sop, agent), split="all", from_instance=1,
                           per_template=1 if options.split is None else 3)

@@ -166,11 +166,12 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
 PHRASING_SPLITS = ("phrasings", "phrasings-train", "phrasings-test")
 
 
-def phrasing_instances(split: str, per_template: int, templates: dict[str, Any], only: Iterable[str] = ()
-                       ) -> list[TaskInstance]:
+def phrasing_instances(split: str, per_template: int, templates: dict[str, Any], only: Iterable[str] = (),
+                       skip: int = 0) -> list[TaskInstance]:
     """Instances of the ``phrasings`` set (the suite's instances with a person's wording of their goal): up to
     ``per_template`` of each template, odd seeds first (the half whose misses are never listed, so never
-    used for fixes), of every template or only of train or test ones."""
+    used for fixes), of every template or only of train or test ones; ``skip``: after the first ``skip`` picked
+    of each template, in that order (``--from-instance``)."""
     from edgepilot.bench.phrasings import load_phrasings
 
     wanted = set(only)
@@ -184,9 +185,11 @@ def phrasing_instances(split: str, per_template: int, templates: dict[str, Any],
         template = templates.get(tid)
         if template is None or (wanted and tid not in wanted) or (kind and template.split != kind):
             continue
-        if counts.get(tid, 0) >= per_template:
+        if counts.get(tid, 0) >= per_template + skip:
             continue
         counts[tid] = counts.get(tid, 0) + 1
+        if counts[tid] <= skip:
+            continue
         out.append(template.instance(int(seed)).model_copy(update={"goal": str(g["goal"])}))
     order = {tid: n for n, tid in enumerate(templates)}
     return sorted(out, key=lambda i: (order[i.template.id], i.seed))
@@ -328,10 +331,10 @@ def run_tasks(*, agent: str = "oracle", baseline: bool = False, model: str | Non
     suite = load_templates(extra_dirs=task_dirs)
     skip = max(0, from_instance - 1)
     if split in PHRASING_SPLITS:
-        todo = phrasing_instances(split, per_template + skip, suite, templates)
+        todo = phrasing_instances(split, per_template, suite, templates, skip=skip)  # skipped in their own order
     else:
-        todo = instances(split, per_template + skip, templates=suite, only=templates)  # type: ignore[arg-type]
-    todo = after_first(todo, skip, lambda inst: inst.template.id)
+        todo = after_first(instances(split, per_template + skip, templates=suite, only=templates),  # type: ignore[arg-type]
+                           skip, lambda inst: inst.template.id)
     config = config or load_config()
     gates = BenchGates.open(policy, config=config, folder=save_to)
     backend, load_ms, model_name = None, 0.0, None

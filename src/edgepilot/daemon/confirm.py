@@ -240,7 +240,7 @@ class Confirmations:
                   control: RunControl) -> str | None:
         """Ask the person at this desktop for a value the goal left out (a PIN, a day), in a window; None when
         there is no window to ask in, or no answer within ``timeout``, a cancel, or a stop of the run (the run then
-        ends saying what is missing). The value is never logged."""
+        ends saying what is missing). The value stays out of the daemon's log."""
         windows = self.windows if self.windows is not None and self.windows.ready else None
         if windows is None:
             return None

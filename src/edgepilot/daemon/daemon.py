@@ -213,6 +213,10 @@ class Daemon:
         mode = self.config.daemon.announce
         if mode == "off" or (mode == "hotkey" and job.source != "hotkey"):
             return
+        current = self.runner.current
+        if current is not None and current is not job:  # a queued run stopped while another looks at the screen
+            log.info("run %s ended while run %s runs: its result is not shown on the screen", job.id, current.id)
+            return
         lines = outcome_lines(job.task, result)
         if self.windows.ready:
             self.windows.notice(lines, self.config.daemon.announce_seconds)

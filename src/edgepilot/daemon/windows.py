@@ -7,8 +7,8 @@
 
 All of tkinter lives on one thread of its own (tkinter objects must not cross
 threads); every method here may be called from any thread and only hands the
-work over. A question or a notice never takes the keyboard focus from the
-application the agent works in, and is gone from the screen before the run
+work over. A question or a notice does not take the keyboard focus from the application the agent works in
+(a window manager may still give a new window the focus), and is gone from the screen before the run
 looks at it again: :meth:`DesktopWindows.dismiss` and :meth:`DesktopWindows.clear_notices`
 wait until the window is unmapped. Every text shown is made safe first
 (:func:`edgepilot.safetext.for_terminal`): a task or a screen's text cannot
@@ -93,7 +93,7 @@ class DesktopWindows:
         self._requests.put(("value", key, list(lines), secret, on_value))
 
     def notice(self, lines: list[str], seconds: float) -> None:
-        """Show a notice for ``seconds`` (or until OK); it never takes the focus."""
+        """Show a notice for ``seconds`` (or until OK); it does not ask for the focus."""
         self.last_notice = [safe(line, 400) for line in lines]
         self._requests.put(("notice", list(lines), seconds))
 
@@ -316,10 +316,14 @@ class DesktopWindows:
 
         buttons = tk.Frame(window)
         buttons.pack(fill="x", padx=12, pady=12)
-        tk.Button(buttons, text="OK", command=lambda: give(text.get())).pack(side="left", padx=(0, 8))
+        def submit(_event: Any = None) -> None:
+            if text.get().strip():  # Enter on an empty box asks again; Cancel or Escape is the way to give up
+                give(text.get())
+
+        tk.Button(buttons, text="OK", command=submit).pack(side="left", padx=(0, 8))
         tk.Button(buttons, text="Cancel", command=lambda: give(None)).pack(side="left")
-        entry.bind("<Return>", lambda _e: give(text.get()))
-        entry.bind("<KP_Enter>", lambda _e: give(text.get()))
+        entry.bind("<Return>", submit)
+        entry.bind("<KP_Enter>", submit)
         window.bind("<Escape>", lambda _e: give(None))
         window.protocol("WM_DELETE_WINDOW", lambda: give(None))
         self._place(window, "middle")

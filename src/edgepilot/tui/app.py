@@ -457,8 +457,10 @@ class EdgepilotApp(App[None]):
         input_id = event.id
         screen = ValueScreen(input_id, event.name, event.description, event.secret,
                              event.timeout if event.timeout is not None else 60.0, self.clock)
+        self.confirms[input_id] = screen  # taken away with the questions when the run ends
 
         def given(value: str | None) -> None:
+            self.confirms.pop(input_id, None)
             self._ask_runner("give", lambda: self.runner.give(input_id, value))
 
         await self.push_screen(screen, given)

@@ -169,10 +169,11 @@ class ValueScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="value-dialog"):
-            yield Static(f"The task needs {clean(self.description, 200) or clean(self.value_name, 60)}",
+            # Text, not markup: a description comes from an SOP, maybe drafted from an app's screen ("[USD]")
+            yield Static(Text(f"The task needs {clean(self.description, 200) or clean(self.value_name, 60)}"),
                          id="value-title")
-            yield Static(f"The goal does not say it ({clean(self.value_name, 60)}). Type it and press Enter; "
-                         "Escape leaves the task undone.")
+            yield Static(Text(f"The goal does not say it ({clean(self.value_name, 60)}). Type it and press Enter; "
+                              "Escape leaves the task undone."))
             yield Input(password=self.secret, id="value")
             yield Static(self._countdown(), id="value-countdown")
 
@@ -198,7 +199,8 @@ class ValueScreen(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self._close(event.value if event.value.strip() else None)
+        if event.value.strip():  # Enter on an empty box asks again; Escape is the way to give up
+            self._close(event.value)
 
     def action_cancel(self) -> None:
         self._close(None)

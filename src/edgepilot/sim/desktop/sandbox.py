@@ -3,8 +3,8 @@ desktop...``, docs/memory.md).
 
 The phone's explorer (:class:`edgepilot.memory.explore.Explorer`) walks a desktop application as it walks a
 phone's app; only its ``restart`` differs. Here a restart stops the application, rewrites a sandbox folder
-(``Documents`` in a private temporary folder, the same path every time, so window titles stay the same: a
-text file, a table, a picture, a subfolder),
+(``Documents`` in the user's cache folder, the same path every time, so window titles stay the same: a text
+file, a table, a picture, a subfolder),
 gives the application its own settings folder inside it (XDG_CONFIG_HOME...) and xfconf channel reset, starts
 it on the sandbox (the text file in an editor, the picture in a viewer, the folder in a file manager) and waits
 for its window. Whatever a press does, it does inside the sandbox, and the next try starts clean.
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from edgepilot.errors import AppMemoryError, EdgepilotError
+from edgepilot.paths import cache_dir
 from edgepilot.sim.desktop.tasks import TaskContext
 from edgepilot.sim.desktop.templates import APP_COMMANDS, XFCONF_CHANNELS, reset_xfconf
 
@@ -57,8 +56,12 @@ class DesktopSandbox:
         self.device = device
         self.app = app
         self.timeout = timeout
-        self._private = Path(tempfile.mkdtemp(prefix=f"edgepilot-explore-{app}-"))  # 0700, this user's alone
-        self.root = self._private / "Documents"  # the same path for every try: window titles stay the same
+        # this user's cache, not /tmp (where another user could put a link in its place); the same path for every
+        # try and every run, so window titles, and the states they mark, stay the same (a walk resumes)
+        self._private = cache_dir() / "explore" / app
+        self._private.mkdir(parents=True, exist_ok=True)
+        self._private.chmod(0o700)
+        self.root = self._private / "Documents"
         self._ctx: Any = None
 
     def restart(self) -> None:
@@ -77,7 +80,7 @@ class DesktopSandbox:
             raise AppMemoryError(f"{self.app} did not start for exploring: {exc}") from exc
 
     def plain_title(self, title: str) -> str:
-        """A window title without the sandbox's path (``/tmp/edgepilot-explore-mousepad-x1/Documents/notes.txt -
+        """A window title without the sandbox's path (``~/.cache/edgepilot/explore/mousepad/Documents/notes.txt -
         Mousepad`` → ``notes.txt - Mousepad``): what a person's own file would show in its place."""
         return title.replace(f"{self.root}/", "").replace(str(self.root), self.root.name)
 
