@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from edgepilot.errors import SopError
 from edgepilot.memory.model import AppMemory
 from edgepilot.memory.routes import recall, route_procedure
-from edgepilot.sop.format import parse_sop
-from edgepilot.sop.learn import LearnedSop
+from edgepilot.sop.format import SopStep, parse_sop
+from edgepilot.sop.learn import LearnedSop, default_name, yaml_scalar
 from edgepilot.sop.values import shape
 
 _TYPED = re.compile(r'^Type "(?P<value>[^"]+)" in the "(?P<field>[^"]+)" field')
@@ -45,11 +45,6 @@ def _in_goal(value: str, goal: str) -> re.Match[str] | None:
     return re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", goal, re.IGNORECASE)
 
 
-def _quote(value: str) -> str:
-    """A YAML scalar for the front matter (double-quoted, escaped)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | None = None) -> LearnedSop:
     """The procedure an app memory's route gives ``goal``, as a draft SOP.
 
@@ -68,12 +63,13 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
     route = route_procedure(goal, target)
     params: dict[str, tuple[str, str]] = {}  # name -> (value, description)
     phrasing = goal.strip()
-    lines = []
+    steps: list[SopStep] = []
     for step in route.sop.steps:
         text = step.text
         for pattern, kind in ((_TYPED, "typed"), (_PICKED, "picked")):
             m = pattern.match(text)
-            if m is None or _in_goal(m["value"], phrasing) is None:
+            found = _in_goal(m["value"], phrasing) if m is not None else None
+            if found is None:
                 continue
             if kind == "typed":
                 known = shape(m["value"])
@@ -86,46 +82,31 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
                 pname += "_2"
             params[pname] = (m["value"], what)
             text = text[:m.start("value")] + "{" + pname + "}" + text[m.end("value"):]
-            found = _in_goal(m["value"], phrasing)
-            if found is not None:
-                start, end = found.start(), found.end()
-                if 0 < start and end < len(phrasing) and phrasing[start - 1] + phrasing[end] in _QUOTES:
-                    start, end = start - 1, end + 1  # a quoted value: the placeholder stands for it, quotes too
-                phrasing = phrasing[:start] + "{" + pname + "}" + phrasing[end:]
-        lines.append(f"{step.number}. {text}" + (f" (screen: {step.screen})" if step.screen else ""))
+            start, end = found.start(), found.end()
+            if 0 < start and end < len(phrasing) and phrasing[start - 1] + phrasing[end] in _QUOTES:
+                start, end = start - 1, end + 1  # a quoted value: the placeholder stands for it, quotes too
+            phrasing = phrasing[:start] + "{" + pname + "}" + phrasing[end:]
+        steps.append(step.model_copy(update={"text": text}))
     memory = target.memory
-    words = [w for w in re.findall(r"[a-z]+", re.sub(r"\{[a-z_0-9]+\}", " ", phrasing).casefold())
-             if w not in _STOP_NAME][:4]
-    sop_name = name or re.sub(r"-+", "-", "-".join(["memory", _slug(memory.app, "app").replace("_", "-"),
-                                                     *words]))[:60].strip("-")
-    front = ["---", f"name: {sop_name}",
-             f"description: {_quote(f'Drafted from the memory of {memory.app}: {target.describe()}'[:300])}",
-             f"apps: [{_quote(memory.app)}, {_quote(memory.package)}]",
-             "phrasings:", f"  - {_quote(phrasing)}"]
+    sop_name = name or default_name(phrasing, [memory.app], prefix="memory")
+    front = ["---", f"name: {yaml_scalar(sop_name)}",
+             f"description: {yaml_scalar(f'Drafted from the memory of {memory.app}: {target.describe()}'[:300])}",
+             f"apps: {yaml_scalar([memory.app, memory.package])}",
+             "phrasings:", f"  - {yaml_scalar(phrasing)}"]
     if params:
         front.append("params:")
-        front += [f"  {p}: {{description: {_quote(d)}, example: {_quote(v)}}}" for p, (v, d) in params.items()]
+        front += [f"  {p}: {yaml_scalar({'description': d, 'example': v})}" for p, (v, d) in params.items()]
     explored = f", explored {memory.explored_at}" if memory.explored_at else ""
     front += ["version: 1", "---",
               f"<!-- drafted by edgepilot sop draft --from-memory from {memory.app} {memory.app_version}{explored}: "
               "read every step, then `edgepilot sop check` it and `edgepilot sop add` it -->"]
-    text = "\n".join(front + lines) + "\n"
+    text = "\n".join(front + [s.render() for s in steps]) + "\n"
     notes = [f"the route ends at {target.describe()} (score {target.score:.2f}); other candidates: "
              + (", ".join(f"{t.describe()} ({t.score:.2f})" for t in targets[1:]) or "none")]
-    notes += [f"step {n} keeps {v!r}: the goal does not say it" for n, v in _fixed_values(lines)]
+    notes += [f"step {s.number} keeps {m['value']!r}: the goal does not say it" for s in steps
+              if (m := _TYPED.match(s.text)) is not None and "{" not in m["value"]]
     try:
         sop = parse_sop(text, f"{sop_name}.md")
     except SopError as exc:
         raise SopError(f"the drafted procedure does not pass the checks:\n{exc}", exc.problems) from exc
     return LearnedSop(sop, text, tuple(notes))
-
-
-def _fixed_values(lines: list[str]) -> list[tuple[int, str]]:
-    """Typed values left as the route has them (the goal did not say them)."""
-    out = []
-    for line in lines:
-        number, _, text = line.partition(". ")
-        m = _TYPED.match(text)
-        if m is not None and "{" not in m["value"]:
-            out.append((int(number), m["value"]))
-    return out

@@ -130,17 +130,19 @@ def _step_line(number: int, move: Move) -> str:
     return line
 
 
-def _scalar(value: object) -> str:
+def yaml_scalar(value: object) -> str:
+    """``value`` as one line of YAML (a string quoted where it must be): for an SOP's front matter."""
     text = yaml.safe_dump(value, allow_unicode=True, width=100_000, default_flow_style=True).strip()
     return text.removesuffix("...").strip()
 
 
-def _default_name(phrasing: str, apps: Sequence[str]) -> str:
+def default_name(phrasing: str, apps: Sequence[str], prefix: str = "learned") -> str:
+    """A drafted SOP's name: ``PREFIX-<app>-<up to four words of the goal>``."""
     words = [w.lower() for w in re.findall(r"[A-Za-z]+", PLACEHOLDER.sub(" ", phrasing))
              if w.lower() not in _NAME_STOPWORDS]
     app = re.sub(r"[^a-z0-9]+", "-", (apps[0] if apps else "task").lower()).strip("-")
     words = [w for w in words if w != app][:4]
-    name = "-".join(["learned", app, *words]).strip("-")
+    name = "-".join([prefix, app, *words]).strip("-")
     return re.sub(r"-+", "-", name)[:60].strip("-")
 
 
@@ -226,15 +228,15 @@ def _render(demos: Sequence[Demo], moves: list[Move], phrasings: list[str], para
     apps = _apps(demos, used)
     front = [
         "---",
-        f"name: {_scalar(name or _default_name(phrasings[0], apps))}",
-        f"description: {_scalar(_description(phrasings[0], len(demos)))}",
-        f"apps: {_scalar(apps)}",
+        f"name: {yaml_scalar(name or default_name(phrasings[0], apps))}",
+        f"description: {yaml_scalar(_description(phrasings[0], len(demos)))}",
+        f"apps: {yaml_scalar(apps)}",
         "phrasings:",
-        *[f"  - {_scalar(p)}" for p in phrasings],
+        *[f"  - {yaml_scalar(p)}" for p in phrasings],
     ]
     if declared:
         front.append("params:")
-        front += [f"  {p.name}: {_scalar({'description': p.description, 'example': p.value})}" for p in declared]
+        front += [f"  {p.name}: {yaml_scalar({'description': p.description, 'example': p.value})}" for p in declared]
     front += ["version: 1", "---"]
     sources = ", ".join(Path(d.source).name or d.source for d in demos)
     body = [f"<!-- drafted by edgepilot sop learn from {len(demos)} demonstration(s): {sources} -->", *lines]
