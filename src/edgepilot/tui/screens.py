@@ -54,7 +54,43 @@ def consequence_text(request: ConfirmRequest) -> Text:
     return Text(clean(request.consequence, 300), style="bold") if request.consequence else Text()
 
 
-class ConfirmScreen(ModalScreen[str | None]):
+class _Timed(ModalScreen[str | None]):
+    """A question with a deadline: it counts down in the widget ``COUNTDOWN`` (:meth:`_countdown` says what)
+    and is dismissed once, with None when the time runs out (the run then goes on without an answer)."""
+
+    COUNTDOWN = "#countdown"
+
+    def __init__(self, timeout: float, clock: Clock) -> None:
+        super().__init__()
+        self._clock = clock
+        self._deadline = clock() + timeout
+        self._answered = False
+
+    def seconds_left(self) -> int:
+        return max(0, math.ceil(self._deadline - self._clock()))
+
+    def _countdown(self) -> str:
+        return f"{self.seconds_left()} s to answer"
+
+    def _tick(self) -> None:
+        if self._answered:
+            return
+        if self.seconds_left() <= 0:
+            self._close(None)
+            return
+        self.query_one(self.COUNTDOWN, Static).update(self._countdown())
+
+    def _close(self, answer: str | None) -> None:
+        """Dismiss once: a second tick, or a key pressed as time runs out, would pop the screen below (seen in
+        CI: ``ScreenStackError`` from a tick after the timeout's dismissal). Not ``_closed``: Textual's message
+        pump owns that name, and setting it stops the screen's messages."""
+        if self._answered:
+            return
+        self._answered = True
+        self.dismiss(answer)
+
+
+class ConfirmScreen(_Timed):
     """Allow one sensitive step? ``y`` approve, ``n`` or Escape refuse, ``a`` always for this task.
 
     Dismissed with the answer, or with None when the time ran out (the run refuses on its own then).
@@ -82,14 +118,11 @@ class ConfirmScreen(ModalScreen[str | None]):
     """
 
     def __init__(self, confirm_id: str, request: ConfirmRequest, timeout: float, clock: Clock) -> None:
-        super().__init__()
+        super().__init__(timeout, clock)
         self.confirm_id = confirm_id
         self.request = request
         self.timeout = timeout
-        self._clock = clock
-        self._deadline = clock() + timeout
         self._timer: Timer | None = None
-        self._answered = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -112,28 +145,8 @@ class ConfirmScreen(ModalScreen[str | None]):
             message="no screenshot (a secure screen, or none was taken)")
         self._timer = self.set_interval(0.5, self._tick)
 
-    def seconds_left(self) -> int:
-        return max(0, math.ceil(self._deadline - self._clock()))
-
     def _countdown(self) -> str:
-        return f"{self.seconds_left()} s to answer; no answer is a refusal.  y approve · n refuse · a always"
-
-    def _tick(self) -> None:
-        if self._answered:
-            return
-        if self.seconds_left() <= 0:
-            self._close(None)
-            return
-        self.query_one("#countdown", Static).update(self._countdown())
-
-    def _close(self, answer: str | None) -> None:
-        """Dismiss once: a second tick, or a key pressed as time runs out, would pop the screen below (seen in
-        CI: ``ScreenStackError`` from a tick after the timeout's dismissal). Not ``_closed``: Textual's message
-        pump owns that name, and setting it stops the screen's messages."""
-        if self._answered:
-            return
-        self._answered = True
-        self.dismiss(answer)
+        return f"{super()._countdown()}; no answer is a refusal.  y approve · n refuse · a always"
 
     def action_answer(self, answer: str) -> None:
         self._close(answer)
@@ -144,11 +157,12 @@ class ConfirmScreen(ModalScreen[str | None]):
             self._close(event.button.id)
 
 
-class ValueScreen(ModalScreen[str | None]):
+class ValueScreen(_Timed):
     """A value the goal left out (a PIN): typed, then Enter; Escape cancels (the run then says what is missing).
     A secret is shown as dots. Dismissed with the value, or None (cancelled, or the time ran out)."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
+    COUNTDOWN = "#value-countdown"
     DEFAULT_CSS = """
     ValueScreen { align: center middle; }
     #value-dialog { width: 80; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
@@ -158,14 +172,11 @@ class ValueScreen(ModalScreen[str | None]):
 
     def __init__(self, input_id: str, name: str, description: str, secret: bool, timeout: float,
                  clock: Clock) -> None:
-        super().__init__()
+        super().__init__(timeout, clock)
         self.input_id = input_id
         self.value_name = name
         self.description = description
         self.secret = secret
-        self._clock = clock
-        self._deadline = clock() + timeout
-        self._done = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="value-dialog"):
@@ -180,22 +191,6 @@ class ValueScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#value", Input).focus()
         self.set_interval(0.5, self._tick)
-
-    def _countdown(self) -> str:
-        return f"{max(0, math.ceil(self._deadline - self._clock()))} s to answer"
-
-    def _tick(self) -> None:
-        if self._done:
-            return
-        if self._clock() >= self._deadline:
-            self._close(None)
-            return
-        self.query_one("#value-countdown", Static).update(self._countdown())
-
-    def _close(self, value: str | None) -> None:
-        if not self._done:
-            self._done = True
-            self.dismiss(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
