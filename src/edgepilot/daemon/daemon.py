@@ -222,7 +222,6 @@ class Daemon:
             self.windows.notice(lines, self.config.daemon.announce_seconds)
         self.notifier.announce(lines, self.config.daemon.announce_seconds)
 
-
     # ------------------------------------------------------------ requests
 
     def handle(self, conn: Connection, request: Request) -> dict[str, Any] | None:

@@ -156,10 +156,7 @@ class DesktopWindows:
                     elif what == "value":
                         self._value(tk, root, state, *args)
                     elif what == "dismiss":
-                        confirm_id, done = args
-                        window = state["questions"].pop(confirm_id, None)
-                        self._gone(root, window, done)
-                        self.asking = list(state["questions"])
+                        self._take_away(root, state, *args)
                     elif what == "notice":
                         self._notice(tk, root, state, *args)
                     elif what == "clear":
@@ -187,6 +184,11 @@ class DesktopWindows:
             root.destroy()
         except tk.TclError:
             pass
+
+    def _take_away(self, root: Any, state: dict[str, Any], key: str, done: threading.Event | None = None) -> None:
+        """A question or a value box answered or given up: off the screen, out of ``asking``."""
+        self._gone(root, state["questions"].pop(key, None), done)
+        self.asking = list(state["questions"])
 
     @staticmethod
     def _gone(root: Any, window: Any, done: threading.Event | None) -> None:
@@ -279,9 +281,7 @@ class DesktopWindows:
         deadline = time.monotonic() + seconds
 
         def answer(choice: str) -> None:
-            if state["questions"].pop(confirm_id, None) is not None:
-                window.destroy()
-                self.asking = list(state["questions"])
+            self._take_away(root, state, confirm_id)
             on_answer(choice)
 
         for label, choice in ANSWERS:
@@ -309,9 +309,7 @@ class DesktopWindows:
         entry.pack(fill="x", padx=12, pady=(8, 0))
 
         def give(value: str | None) -> None:
-            if state["questions"].pop(key, None) is not None:
-                window.destroy()
-                self.asking = list(state["questions"])
+            self._take_away(root, state, key)
             on_value(value)
 
         buttons = tk.Frame(window)
