@@ -31,7 +31,7 @@ from edgepilot.agent.events import (
 )
 from edgepilot.agent.loop import RunControl, StepReport
 from edgepilot.agent.records import RunRecord
-from edgepilot.agent.session import execute, load_run_policy, prepare_run
+from edgepilot.agent.session import AskValue, execute, load_run_policy, prepare_run
 from edgepilot.config import Config
 from edgepilot.daemon.bus import EventBus
 from edgepilot.daemon.confirm import Confirmations, DaemonConfirmer
@@ -318,7 +318,7 @@ class Runner:
                                                  reason=f"internal error: {type(exc).__name__}: {exc}"))
             raise
 
-    def _asker(self, job: Job) -> Callable[[str, str, bool], str | None]:
+    def _asker(self, job: Job) -> AskValue:
         """How a run asks for a value its goal left out: a window on this desktop, where there is one."""
         def ask(name: str, description: str, secret: bool) -> str | None:
             return self.confirmations.ask_value(job.id, name, description, secret, self.config.confirm_timeout,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -61,6 +61,9 @@ from edgepilot.perception.describe import describe_action
 from edgepilot.perception.types import Observation
 from edgepilot.policy.confirm import ConfirmRequest, ConfirmResult
 from edgepilot.safetext import for_terminal
+
+if TYPE_CHECKING:
+    from edgepilot.agent.session import AskValue
 
 T = TypeVar("T")
 
@@ -206,7 +209,7 @@ def _asker(ctx: Context, *, round_trip: bool) -> Asker:
     return ask
 
 
-def _value_asker(ctx: Context, timeout: float) -> Callable[[str, str, bool], str | None]:
+def _value_asker(ctx: Context, timeout: float) -> AskValue:
     """Asks the client of this call for a value the goal left out (an elicitation, from the run's worker thread).
     None, and so a run that ends saying what is missing, for a secret (MCP forbids asking for one in a form: say
     it in the goal), and where no question can reach the client (:func:`why_not`, MCP 2026-07-28)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +33,9 @@ from edgepilot.perception.types import Observation
 from edgepilot.policy import Confirmer, Policy, PolicyGate, gate_for
 from edgepilot.policy.gate import GateDecision
 from edgepilot.safetext import for_terminal
+
+if TYPE_CHECKING:
+    from edgepilot.agent.session import AskValue
 
 MAX_GATES = 32
 """Gates kept for (device, goal) pairs; the least recently used is dropped past this (it only forgets answers)."""
@@ -189,7 +192,7 @@ class Toolbox:
     def run_task(self, goal: str, device: str = "virtual", model: str | None = None, max_steps: int | None = None,
                  *, control: RunControl | None = None,
                  on_step: Callable[[StepReport, int], None] | None = None,
-                 ask_value: Callable[[str, str, bool], str | None] | None = None) -> TaskSummary:
+                 ask_value: AskValue | None = None) -> TaskSummary:
         """Let the local agent do ``goal`` on ``device``, every action through the policy gate, its questions to
         the client; the trajectory is written as it goes.
 
