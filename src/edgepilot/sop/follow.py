@@ -57,7 +57,7 @@ from edgepilot.actions import (
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
 from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
-from edgepilot.sop.keys import HOTKEY_FORM, hotkey_action
+from edgepilot.sop.keys import HOTKEY_FORM, WAYS, hotkey_action
 from edgepilot.sop.learn import ANSWER_WORDS
 from edgepilot.sop.retrieve import Retriever
 from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, in_list, next_to
@@ -119,9 +119,6 @@ def read_instruction(text: str) -> Instruction | None:
     return None
 
 
-_OR = re.compile(r",\s+or\s+", re.IGNORECASE)
-
-
 def read_alternatives(text: str) -> list[Instruction]:
     """Every way a step's words give to do it: the first form, then each one after ``, or `` (outside
     quotes) that fits a form of its own. Empty when the first words fit no form (a step to read, say).
@@ -134,7 +131,7 @@ def read_alternatives(text: str) -> list[Instruction]:
     if first is None:
         return []
     ways = [first]
-    for m in _OR.finditer(text):
+    for m in WAYS.finditer(text):
         if text.count('"', 0, m.start()) % 2 == 0:  # not inside a quoted value
             other = read_instruction(text[m.end():])
             if other is not None:

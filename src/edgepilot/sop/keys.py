@@ -16,7 +16,8 @@ HOTKEY_FORM = (r"^press (?:the )?(?:hotkey |keys? )?(?P<keys>(?:(?:ctrl|alt|shif
                r"(?![\w+])")
 """A step that presses keys together (the follower's ``hotkey`` form)."""
 _HOTKEY = re.compile(HOTKEY_FORM, re.IGNORECASE)
-_OR = re.compile(r",\s+or\s+", re.IGNORECASE)
+WAYS = re.compile(r",\s+or\s+", re.IGNORECASE)
+"""What separates a step's ways of being done (``Tap "Mia", or type "Mia" in the "To" field``)."""
 
 
 def hotkey_action(keys: str) -> Hotkey:
@@ -42,7 +43,7 @@ def hotkey_action(keys: str) -> Hotkey:
 
 def hotkey_problem(step: str) -> str | None:
     """What is wrong with a hotkey a step's words press (any of its ``, or`` ways), or None."""
-    for way in _OR.split(" ".join(step.split())):
+    for way in WAYS.split(" ".join(step.split())):
         m = _HOTKEY.match(way.strip())
         if m is None or "{" in m["keys"]:
             continue
