@@ -25,14 +25,17 @@ The steps, all rules and lookups in pure Python (no model call: a decider call o
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
 from edgepilot.errors import GoalError
+from edgepilot.sop.actions import VERB, actions_in, plain_verb, unmet
 from edgepilot.sop.format import PLACEHOLDER, Sop
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
@@ -288,7 +291,7 @@ def clean_goal(goal: str) -> str:
 
 
 def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
-              proper: dict[str, str] | None = None) -> Normalised:
+              proper: dict[str, str] | None = None, verbs: frozenset[str] = frozenset()) -> Normalised:
     """The goal rewritten for retrieval (see the module docs), with a map back to what was typed.
 
     Args:
@@ -296,6 +299,8 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
         vocabulary: lower-case words a typo may be corrected to (the procedures' words).
         proper: lower-case → capitalised spelling of the names the procedures know (app labels, the choices
             a parameter lists: ``chrome`` → ``Chrome``, ``savings`` → ``Savings``).
+        verbs: lower-case words of the procedures' names, descriptions and phrasings: a verb they never use is
+            rewritten to the one they use for the same action (:func:`~edgepilot.sop.actions.plain_verb`).
     """
     rw = _Rewriter(goal)
     rw.sub(re.compile(r"(?<![\w#])#(?!\s*\d)"), lambda m: "number")
@@ -319,6 +324,8 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
            lambda m: _SHORT_DAYS[m.group(0).rstrip(".").lower()]
            if m.group(0)[:1].islower() or m.group(0).rstrip(".").lower() not in ("sun", "sat") else None)
     rw.sub(re.compile(r"\b(" + "|".join(WEEKDAYS) + r")s?\b", re.I), lambda m: m[1].capitalize())
+    if verbs:
+        rw.sub(VERB, lambda m: plain_verb(m.group(0), verbs))
     if proper:
         rw.sub(re.compile(r"\b[a-z]+\b"), lambda m: proper.get(m.group(0)))
     if vocabulary:
@@ -387,10 +394,24 @@ _SUM_WORDS = frozenset({"times", "plus", "minus", "divided", "multiplied", "mult
 """Words of a sum: never a slip of a procedure's word (``224 times 98`` is not ``224 time 98``)."""
 
 
+ENGLISH_WORDS = Path(__file__).with_name("data") / "english-words.txt.gz"
+"""Frequent English words (scripts/english-words.py): a word people use is not a slip of the keys."""
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The frequent English words of :data:`ENGLISH_WORDS` (empty, and no word is spared, if the file is gone)."""
+    try:
+        with gzip.open(ENGLISH_WORDS, "rt", encoding="utf-8") as f:
+            return frozenset(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    except OSError:
+        return frozenset()
+
+
 def _corrected(word: str, vocabulary: frozenset[str]) -> str | None:
     low = word.lower()
-    if low in vocabulary or low in STOPWORDS or low in _SUM_WORDS:
-        return None
+    if low in vocabulary or low in STOPWORDS or low in _SUM_WORDS or low in english_words():
+        return None  # "lunch" is a word of its own, not a slip of "launch"
     best = _nearest(low, vocabulary)
     if best is None or (word[:1].isupper() and _inflected(low, best)):  # "the Shared folder" is a name, not "Share"
         return None
@@ -510,6 +531,13 @@ def vocabulary_of(retriever: Retriever) -> frozenset[str]:
 
 
 @lru_cache(maxsize=8)
+def verbs_of(retriever: Retriever) -> frozenset[str]:
+    """The words retrieval scores: those of the procedures' names, descriptions and phrasings."""
+    return frozenset(w.lower() for sop in retriever.sops for w in _WORD.findall(" ".join(
+        [sop.name.replace("-", " "), sop.description, *(PLACEHOLDER.sub(" ", p) for p in sop.phrasings)])))
+
+
+@lru_cache(maxsize=8)
 def proper_names_of(retriever: Retriever) -> dict[str, str]:
     """Lower-case → capitalised spelling of the names the procedures know: app labels and the choices their
     parameters list (``Checking or Savings``)."""
@@ -539,6 +567,8 @@ RECALL_ACCEPT = 0.99
 phrasings (a long or chatty sentence around the request), above this floor."""
 MARGIN = 0.08
 """A procedure this close below the best one wins when the goal gives more of its parameters."""
+RANKED = 8
+"""How many of the best-scored procedures are looked at before those doing another action are passed over."""
 
 
 def understand(goal: str, library: object | None = None, *, threshold: float | None = None,
@@ -556,10 +586,18 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     start = time.perf_counter()
     typed = clean_goal(goal)
     retriever = retriever_for(library)
-    norm = normalise(typed, vocabulary_of(retriever), proper_names_of(retriever))
+    norm = normalise(typed, vocabulary_of(retriever), proper_names_of(retriever), verbs_of(retriever))
     question = is_question(norm.text)
-    ranked = retriever.rank(norm.text, k=max(1, k))
-    candidates = tuple((m.sop.name, m.score) for m in ranked)
+    ranked = retriever.rank(norm.text, k=max(1, k, RANKED))
+    candidates = tuple((m.sop.name, m.score) for m in ranked[:max(1, k)])
+    wanted = actions_in(norm.text)
+    agreeing = [m for m in ranked if not unmet(wanted, m.sop)]
+    if ranked and not agreeing:
+        return Understanding(typed, norm.text, None, question,
+                             f"the goal asks to {' or '.join(sorted(wanted))}, and no procedure does that (closest: "
+                             f"{ranked[0].sop.name}, which does not)", candidates, norm.changes,
+                             (time.perf_counter() - start) * 1000)
+    ranked = agreeing[:max(1, k)]
     limit = THRESHOLD if threshold is None else threshold
 
     def done(match: Match | None, reason: str = "", notes: tuple[str, ...] = ()) -> Understanding:

@@ -1,0 +1,119 @@
+"""What a goal asks to *do*, as a few kinds of action, so a procedure that does something else is not forced on it.
+
+Retrieval ranks procedures by the words a goal shares with them; a goal that shares its objects but asks for
+another action ("change my bank PIN" against *check the balance*, "move the file" against *copy it into a
+folder*, "add lunch to my calendar" against *open an app*) can score high on its nouns alone. This module
+names the action a goal's verbs ask for and the actions a procedure's own name, description and phrasings
+offer; :func:`edgepilot.sop.understand.understand` passes over a procedure whose actions do not meet the goal's.
+
+The verbs are everyday English, grouped by the effect they ask for; a verb whose effect depends on its object
+(``make``, ``set``, ``put``, ``get``, ``do``, ``show``, ``tell``, ``write``, ``start``) belongs to no kind and so
+never rules a procedure out. The list was written from the meaning of the verbs, not from any evaluation set.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from edgepilot.sop.format import PLACEHOLDER, Sop
+
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "remove": ("delete", "remove", "erase", "trash", "discard", "get rid of", "wipe", "clear",
+               "cancel", "dismiss"),
+    "create": ("add", "create", "jot", "insert", "append", "schedule", "compose", "draft"),
+    "change": ("change", "rename", "edit", "update", "modify", "replace", "fix", "correct", "relabel", "retitle",
+               "adjust", "swap"),
+    "send": ("send", "text", "message", "reply", "respond", "forward", "share", "email", "write back"),
+    "call": ("call", "ring", "dial"),
+    "open": ("open", "launch", "bring up", "go to", "visit", "browse", "navigate"),
+    "read": ("check", "read", "look up", "find", "see", "view", "look at", "search", "count", "how many",
+             "how much", "what", "which", "when", "who"),
+    "switch": ("turn", "switch", "enable", "disable", "toggle", "activate", "deactivate", "mute", "unmute"),
+    "connect": ("connect", "pair", "join", "hook", "link", "disconnect", "unpair", "log on"),
+    "buy": ("buy", "order", "purchase", "checkout", "pay for"),
+    "move": ("move", "relocate", "drag"),
+    "copy": ("copy", "duplicate", "paste", "clone"),
+    "compute": ("compute", "calculate", "multiply", "divide", "subtract", "sum"),
+    "run": ("run", "execute"),
+    "save": ("save", "store", "export"),
+    "transfer": ("transfer", "pay", "wire"),
+    "install": ("install", "uninstall", "reinstall", "download"),
+    "sign": ("sign in", "log in", "log into", "login", "sign into", "unlock"),
+}
+"""A kind of action → the verbs (and short verb phrases) that ask for it, in their base form."""
+
+_ENDINGS = r"(?:s|es|ed|d|ing)?"
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
+
+
+def _pattern(verb: str) -> str:
+    words = verb.split()
+    if len(words) == 1:
+        head = re.escape(words[0])
+        stem = head[:-1] if words[0].endswith("e") else head  # delete → deleting
+        tail = re.escape(words[0][-1]) + "?" if not words[0].endswith("e") else ""
+        return rf"(?:{head}{_ENDINGS}|{stem}{tail}ing)"
+    first, rest = words[0], words[1:]
+    return rf"(?:{re.escape(first)}{_ENDINGS})" + "".join(rf"\s+{re.escape(w)}" for w in rest)
+
+
+# "a note called Groceries" names, it does not call; "going to be" is a future, not a place to go to
+_NOT_ACTIONS = re.compile(r"\b(?:called|going to|gonna)\b", re.IGNORECASE)
+_VERBS = [(kind, re.compile(rf"(?<![\w'-]){_pattern(verb)}(?![\w'-])", re.IGNORECASE))
+          for kind, verbs in ACTIONS.items() for verb in sorted(verbs, key=len, reverse=True)]
+
+
+def actions_in(text: str) -> frozenset[str]:
+    """The kinds of action that ``text``'s verbs ask for (quoted text left out: it is a value)."""
+    text = _NOT_ACTIONS.sub(" ", _QUOTED.sub(" ", text))
+    return frozenset(kind for kind, pattern in _VERBS if pattern.search(text))
+
+
+def actions_of(sop: Sop) -> frozenset[str]:
+    """The kinds of action a procedure offers: those its name, description and phrasings ask for."""
+    return _actions_of_text(" ".join([sop.name.replace("-", " "), sop.description,
+                                      *(PLACEHOLDER.sub(" ", p) for p in sop.phrasings)]))
+
+
+@lru_cache(maxsize=1024)
+def _actions_of_text(text: str) -> frozenset[str]:
+    return actions_in(text)
+
+
+def unmet(goal_actions: frozenset[str], sop: Sop) -> frozenset[str]:
+    """The goal's kinds of action when ``sop`` offers none of them; empty when the two meet, or when the goal
+    names no action (``need Ann's number``, ``dark mode on``)."""
+    if not goal_actions or goal_actions & actions_of(sop):
+        return frozenset()
+    return goal_actions
+
+
+_NOT_REWRITTEN = frozenset({"what", "which", "when", "who", "how many", "how much", "see", "look at"})
+_REWRITABLE = [(kind, verb, re.compile(rf"{_pattern(verb)}", re.IGNORECASE))
+               for kind, verbs in ACTIONS.items() for verb in verbs if verb not in _NOT_REWRITTEN]
+VERB = re.compile(r"(?<![\w'-])(?:" + "|".join(p.pattern for _, _, p in
+                                               sorted(_REWRITABLE, key=lambda t: -len(t[1]))) + r")(?![\w'-])",
+                  re.IGNORECASE)
+"""Any verb (or verb phrase) of :data:`ACTIONS`, in any of its forms."""
+
+
+def plain_verb(said: str, known: frozenset[str]) -> str | None:
+    """The verb the procedures use for the action ``said`` asks for, when they never use ``said`` itself
+    (``get rid of`` → ``delete`` where procedures say delete, ``hook`` → ``connect``); None when they use it,
+    or use no verb of its kind.
+
+    Args:
+        said: a match of :data:`VERB` in a goal.
+        known: the lower-case words of the procedures' names, descriptions and phrasings.
+    """
+    for kind, verb, pattern in _REWRITABLE:
+        if not pattern.fullmatch(said):
+            continue
+        if all(word in known for word in verb.split()):
+            return None
+        for other in ACTIONS[kind]:
+            if " " not in other and other in known and other not in _NOT_REWRITTEN:
+                return other.capitalize() if said[:1].isupper() else other
+        return None
+    return None
