@@ -116,6 +116,16 @@ def test_a_word_people_use_is_not_taken_for_a_typo(library):
     assert understand("delte my alram for 6am", library).sop == "clock-delete-alarm"  # slips are still mended
 
 
+def test_text_after_a_closing_colon_is_the_value(library):
+    from edgepilot.sop.understand import normalise
+
+    assert normalise("text Ben Ortiz: the train is late").text == 'text Ben Ortiz: "the train is late"'
+    assert normalise("wake me at 7:30").text == "wake me at 07:30"  # a time's colon is not one
+    u = understand("send a message to Ben Ortiz: The train is late, start without me", library)
+    assert u.sop == "messages-send" and u.params == {"name": "Ben Ortiz",
+                                                     "message": "The train is late, start without me"}
+
+
 def test_actions_are_read_in_every_form_and_outside_quotes():
     from edgepilot.sop.actions import actions_in
 

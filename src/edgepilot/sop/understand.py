@@ -160,6 +160,8 @@ class _Rewriter:
 
 
 _QUOTED = re.compile(r'"[^"]*"')
+_COLON_TAIL = re.compile(r'^(?=(?:\S+\s+){1,}\S*[A-Za-z]\S*:\s)[^"]*?[A-Za-z]:\s+(?P<tail>[^"\s][^"]*?)\s*$')
+"""Text after a colon that ends the goal (``reply to her: please bring the charger``) is a value, as if quoted."""
 """Quoted text (a cleaned goal has straight quotes only)."""
 
 
@@ -303,6 +305,7 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
             rewritten to the one they use for the same action (:func:`~edgepilot.sop.actions.plain_verb`).
     """
     rw = _Rewriter(goal)
+    rw.sub(_COLON_TAIL, lambda m: (m.start("tail"), m.end("tail"), f'"{m["tail"]}"'))
     rw.sub(re.compile(r"(?<![\w#])#(?!\s*\d)"), lambda m: "number")
     rw.sub(re.compile(r"(?<!\w)w/(?=\s)"), lambda m: "with")
     rw.sub(re.compile(r"(?<=\w)\s*&\s*(?=\w)"), lambda m: " and ")
