@@ -88,6 +88,7 @@ def test_none_rather_than_a_wrong_procedure(library, goal):
     ("did Vera Novak ring me yesterday", None),
     ("add dentist on friday to my calendar", "system-open-app"),
     ("RENAME my bank account to Holidays", "bank-check-balance"),
+    ("what was the PIN of my bank app again?", None),  # a question for the secret a procedure needs
 ])
 def test_a_procedure_that_does_another_action_is_not_forced(library, goal, not_this):
     u = understand(goal, library)

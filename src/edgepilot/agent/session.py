@@ -23,6 +23,7 @@ from edgepilot.errors import MissingInput, SopError
 from edgepilot.policy import load_policy, policy_path
 from edgepilot.policy.gate import Gate, allow_all
 from edgepilot.sop import load_library, rank
+from edgepilot.sop.format import is_secret
 from edgepilot.sop.understand import clean_goal, understand
 
 
@@ -115,17 +116,6 @@ def fill_missing(match, ask: AskValue | None):
         raise MissingInput(f"the goal does not say {described}, which {match.sop.name} needs; say it in the goal "
                            f"(the procedure's example: \"{_example(match)}\")", missing=tuple(still))
     return replace(match, params=params)
-
-
-SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "card_number", "cvv"})
-_SECRET_WORDS = frozenset({"pin", "pincode", "password", "passwd", "passphrase", "passcode", "cvv", "secret"})
-"""A parameter with one of these words in its name (``bank_pin``) is a secret; ``card_name`` is not."""
-
-
-def is_secret(name: str) -> bool:
-    """Whether a procedure's parameter holds a secret: asked for hidden, shown masked."""
-    parts = set(name.casefold().split("_"))  # pin, bank_pin, wifi_password; not shipping_address or start_typing
-    return name in SECRET_PARAMS or bool(parts & _SECRET_WORDS) or any(p.endswith("password") for p in parts)
 
 
 def _example(match) -> str:

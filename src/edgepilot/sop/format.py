@@ -523,3 +523,14 @@ def _undeclared(name: str, declared: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
     hint = f"; did you mean {{{close[0]}}}?" if close else ""
     return f"placeholder {{{name}}} is not declared under params{hint}"
+
+
+SECRET_PARAMS = frozenset({"pin", "password", "passcode", "card", "card_number", "cvv"})
+_SECRET_WORDS = frozenset({"pin", "pincode", "password", "passwd", "passphrase", "passcode", "cvv", "secret"})
+"""A parameter with one of these words in its name (``bank_pin``) is a secret; ``card_name`` is not."""
+
+
+def is_secret(name: str) -> bool:
+    """Whether a procedure's parameter holds a secret: asked for hidden, shown masked, never told."""
+    parts = set(name.casefold().split("_"))  # pin, bank_pin, wifi_password; not shipping_address or start_typing
+    return name in SECRET_PARAMS or bool(parts & _SECRET_WORDS) or any(p.endswith("password") for p in parts)

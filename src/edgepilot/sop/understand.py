@@ -36,7 +36,7 @@ from pathlib import Path
 
 from edgepilot.errors import GoalError
 from edgepilot.sop.actions import VERB, actions_in, plain_verb, unmet
-from edgepilot.sop.format import PLACEHOLDER, Sop
+from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
 
@@ -641,6 +641,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     if chosen.score < strict and chosen.missing:
         return done(None, f"{chosen.sop.name} fits only loosely, and the goal does not give its "
                           f"{', '.join(chosen.missing)}")
+    secrets = [n for n in chosen.sop.params if is_secret(n) and n not in chosen.params]
+    told = [w for w in re.findall(r"[a-z]+", norm.text.lower()) if is_secret(w)] if question and secrets else []
+    if told:  # "what's my bank PIN": the procedure needs the PIN, it never tells it
+        return done(None, f"the goal asks for the {told[0]} itself, which {chosen.sop.name} needs rather than tells")
     every = [v for v in chosen.params.values() if v.lower() in _QUANTIFIERS]
     if every:
         return done(None, f"the goal asks for {every[0]!r} of something; {chosen.sop.name} does one at a time")
