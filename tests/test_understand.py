@@ -122,6 +122,7 @@ def test_text_after_a_closing_colon_is_the_value(library):
 
     assert normalise("text Ben Ortiz: the train is late").text == 'text Ben Ortiz: "the train is late"'
     assert normalise("wake me at 7:30").text == "wake me at 07:30"  # a time's colon is not one
+    assert '"' not in normalise("Read /tmp/a/dentist.txt: what time does it start?").text  # a question goes on
     u = understand("send a message to Ben Ortiz: The train is late, start without me", library)
     assert u.sop == "messages-send" and u.params == {"name": "Ben Ortiz",
                                                      "message": "The train is late, start without me"}

@@ -160,8 +160,10 @@ class _Rewriter:
 
 
 _QUOTED = re.compile(r'"[^"]*"')
-_COLON_TAIL = re.compile(r'^(?=(?:\S+\s+){1,}\S*[A-Za-z]\S*:\s)[^"]*?[A-Za-z]:\s+(?P<tail>[^"\s][^"]*?)\s*$')
-"""Text after a colon that ends the goal (``reply to her: please bring the charger``) is a value, as if quoted."""
+_COLON_TAIL = re.compile(r'^(?=(?:\S+\s+){1,}\S*[A-Za-z]\S*:\s)[^"]*?[A-Za-z]:\s+'
+                         r'(?!(?:what|when|where|which|who|whose|how|why)\b)(?P<tail>[^"\s][^"]*?)\s*$', re.I)
+"""Text after a colon that ends the goal (``reply to her: please bring the charger``) is a value, as if quoted;
+not a question the goal goes on to ask (``read notes.txt: what time does it start?``)."""
 """Quoted text (a cleaned goal has straight quotes only)."""
 
 
