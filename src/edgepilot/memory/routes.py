@@ -39,11 +39,13 @@ _READ = re.compile(r"^\s*(what|what's|whats|which|who|when|where|how|is|are|does
 SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard": "delete", "ring": "call",
             "dial": "call", "sms": "message", "text": "message", "msg": "message", "modify": "edit",
             "change": "edit", "alter": "edit", "amend": "edit", "create": "add", "new": "add", "toggle": "switch",
-            "mode": "theme", "respond": "reply", "answer": "reply", "transfer": "transfer", "send": "send"}
+            "mode": "theme", "respond": "reply", "answer": "reply", "transfer": "transfer", "send": "send",
+            "wake": "alarm", "rid": "delete"}
 """Everyday words for what a screen's buttons say (an app says Delete where a person says remove)."""
 CHATTER = frozenset("""open go use using launch tap press click please want need get show find look tell give let know
-app apps phone's my screen thing turn on off enable disable activate deactivate""".split())
+app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring""".split())
 """Words that say how to ask, not what: they never pick a target (``open`` is not "opening hours")."""
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 _ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
 _OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
 _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
@@ -73,9 +75,13 @@ class Target:
     element: ElementMemo | None
     score: float
     words: tuple[str, ...] = ()
+    launch: bool = False
+    """The goal only names the app (``open Chrome``): the target is the app itself, on its launch screen."""
 
     def describe(self) -> str:
         where = f"{self.memory.app} › {self.state.title or self.state.id}"
+        if self.launch:
+            return f"{self.memory.app} (open it)"
         return f"{where} › {self.element.label or self.element.role}" if self.element else f"{where} (read it)"
 
 
@@ -87,8 +93,13 @@ class _Doc:
     weights: dict[str, float] = field(default_factory=dict)
 
     def add(self, text: str, weight: float) -> None:
-        for word in tokenize(text):
+        for word in _terms(text):
             self.weights[word] = max(self.weights.get(word, 0.0), weight)
+
+
+def _terms(text: str) -> list[str]:
+    """Words as recall compares them: the index's stems, without ``called`` (it names rather than calls)."""
+    return tokenize(re.sub(r"\bcalled\b", " ", text, flags=re.IGNORECASE))
 
 
 def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
@@ -128,23 +139,28 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     docs = _docs(pool)
     if not docs:
         return []
-    app_words = {w for m in named for w in tokenize(m.app)}
+    app_words = {w for m in named for w in _terms(m.app)}
     frequency = Counter(w for d in docs for w in d.weights)
-    # the goal's words that the memories know: the rest are values (names, messages, times) or chatter
-    words = [w for w in tokenize(goal) if w not in CHATTER]
+    # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
+    # number or a quoted text is a value, never a word of what to press ("22:30" is no link to "$2,230.00")
+    words = [w for w in _terms(_QUOTED.sub(" ", goal)) if w not in CHATTER and not any(c.isdigit() for c in w)]
     words += [SYNONYMS[w] for w in words if w in SYNONYMS]
     goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency]
     if not goal_words:
+        if len(named) == 1 and not [w for w in words if w not in app_words] and not _READ.search(goal):
+            launch = next((st for st in named[0].states if st.parent is None), None)
+            if launch is not None:  # "open Chrome": the app is the target
+                return [Target(named[0], launch, None, 1.0, tuple(sorted(app_words)), launch=True)]
         return []
     idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
     # a word that is neither a value nor known to any memory says the goal is about something else
     found = spans(goal, IMPERATIVES)
-    value_words = {w for v in found for w in tokenize(v.text)}
+    value_words = {w for v in found for w in _terms(v.text)}
     strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
                and w not in SYNONYMS}
     total = (sum(idf.values()) + 0.5 * math.log(1 + len(docs)) * len(strange)) or 1.0
     reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
-    named_thing = any(v.shape == "name" and not any(w in frequency for w in tokenize(v.text)) for v in found)
+    named_thing = any(v.shape == "name" and not any(w in frequency for w in _terms(v.text)) for v in found)
     switching = bool(_ON.search(goal) or _OFF.search(goal))
     scored = []
     for d in docs:
@@ -171,9 +187,10 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
 
 
 def _names_app(goal: str, memory: AppMemory) -> bool:
-    words = set(tokenize(goal))
-    label = tokenize(memory.app)
-    return bool(label) and all(w in words for w in label)
+    """Whether the goal names the app by its label, as a word (``settings``, ``the Setting app``; not ``set``,
+    which a stem of "Settings" would also match)."""
+    label = memory.app.strip().rstrip("sS") if len(memory.app.strip()) > 3 else memory.app.strip()
+    return bool(label) and re.search(rf"(?<![\w-]){re.escape(label)}s?(?![\w-])", goal, re.IGNORECASE) is not None
 
 
 # ---------------------------------------------------------------- routes as steps
@@ -187,10 +204,14 @@ def route_procedure(goal: str, target: Target) -> Match:
     used: set[str] = set()
     want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = [(f"Open the {memory.app} app.", None)]
-    for state, element in memory.route(target.state.id):
+    if target.launch:
+        lines.append((f"Finish when the {memory.app} app is on screen.", None))
+    for state, element in ([] if target.launch else memory.route(target.state.id)):
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
-    if end is None:
+    if target.launch:
+        pass
+    elif end is None:
         screen = _screen(memory, state)
         lines.append(("Read the value the goal asks for on this screen.", screen))
         lines.append(("Finish and answer with that value.", screen))
