@@ -195,7 +195,7 @@ def test_a_finish_along_a_memory_route_does_not_claim_a_check(served):
 
     phone, _, device = served
     device.act(Key(key="home"))
-    match = memory_route("turn on airplane mode", None, shipped())[0]
+    match = memory_route("turn on airplane mode", None, shipped("android"))[0]
     assert match is not None and match.sop.name == "memory-settings"
     agent = RoleAgent("turn on airplane mode", ScriptedBackend(decider=[FINISH], reflector=[WORKED]), sop=match)
     result = run_agent(device, agent, agent.goal, max_steps=12)

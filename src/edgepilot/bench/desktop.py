@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,24 @@ DESKTOP_AGENTS = ("reference", "model", "baseline")
 MAX_STEPS = 30
 
 
-def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False) -> DesktopAgentFactory:
+def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False,
+                  memories: Sequence[Any] = ()) -> DesktopAgentFactory:
     """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop; with
-    ``sop`` the model agent follows the SOP its goal retrieves, as ``edgepilot run`` does."""
+    ``sop`` the model agent follows the SOP its goal retrieves, and where none fits (or without ``sop``) the
+    route ``memories`` suggest, as ``edgepilot run`` does."""
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
-    if sop:
-        library = procedures_for("desktop")
-        return lambda goal: RoleAgent(goal, backend, device_kind="desktop", sop=desktop_procedure(goal, library))
-    return lambda goal: RoleAgent(goal, backend, device_kind="desktop")
+    library = procedures_for("desktop") if sop else None
+
+    def make(goal: str) -> StepAgent:
+        match = desktop_procedure(goal, library) if library is not None else None
+        if match is None and memories:
+            from edgepilot.agent.session import memory_route
+
+            match = memory_route(goal, None, list(memories))[0]
+        return RoleAgent(goal, backend, device_kind="desktop", sop=match)
+
+    return make
 
 
 def desktop_procedure(goal: str, library: Any) -> Any:
@@ -239,7 +248,7 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
                   config: Any = None, only: Iterable[str] = (), split: str = "all", per_template: int = 1,
                   from_instance: int = 1, max_steps: int | None = None,
                   save_to: Path | None = None, factory: DesktopAgentFactory | None = None,
-                  sop: str | None = None, policy: str = "on",
+                  sop: str | None = None, policy: str = "on", memory: str = "on",
                   progress: Callable[[EpisodeResult, int, int], None] | None = None) -> dict[str, Any]:
     """Open a desktop (``desktop``, ``desktop:DISPLAY``, ``desktop:xvfb``) and run the suite with an agent.
 
@@ -248,7 +257,9 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
     ``factory`` replaces the agent ``model``/``baseline`` would build (tests
     pass one with a scripted backend). As in ``edgepilot run``: ``sop``
     ``on`` (the default for the model agent: it follows the SOP its goal
-    retrieves) or ``off``; ``policy`` ``on`` (the default: every action
+    retrieves) or ``off``; ``memory`` ``on`` (the default for the model
+    agent: where no procedure fits, it follows the route the shipped desktop
+    memories suggest, docs/memory.md) or ``off``; ``policy`` ``on`` (the default: every action
     passes the policy gate, the simulated user answers; the audit log goes to
     ``save_to`` or a temporary folder) or ``off``.
 
@@ -271,14 +282,23 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         raise ConfigError("the desktop suite runs --sop on or off, not both")
     config = config or load_config()
     gates = BenchGates.open(policy, config=config, folder=save_to)
-    meta: dict[str, Any] = {"model": None, "model_load_ms": 0.0, "sop": sop}
+    if memory not in ("on", "off"):
+        raise ConfigError(f"--memory takes on or off, not {memory!r}")
+    remember = memory == "on" and agent == "model"
+    meta: dict[str, Any] = {"model": None, "model_load_ms": 0.0, "sop": sop, "memory": "on" if remember else "off"}
+    memories: list[Any] = []
+    if remember:
+        from edgepilot.memory.store import shipped
+
+        memories = shipped("desktop")
+        meta["memory_apps"] = sorted(m.app for m in memories)
     if agent != "reference" and factory is None:
         from edgepilot.models.registry import open_model
 
         start = time.perf_counter()
         backend = open_model(model, config)
         meta.update(model=backend.name, model_load_ms=round((time.perf_counter() - start) * 1000, 1))
-        factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on")
+        factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on", memories=memories)
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
                                    only=only, split=split, per_template=per_template,

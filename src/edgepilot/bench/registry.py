@@ -197,7 +197,8 @@ def _prepare_desktop(options: BenchOptions) -> BenchOptions:
         raise ConfigError("--from-instance needs a --split: without one, the desktop suite runs each template's "
                           "first instance once")
     return options.filled(agents=(agent,), device="desktop:xvfb", policy=_task_policy(options),
-                          sop=resolve_sop(options.sop, agent), split="all", from_instance=1,
+                          sop=resolve_sop(options.sop, agent), memory=_task_memory(options.memory, agent),
+                          split="all", from_instance=1,
                           per_template=1 if options.split is None else 3)
 
 
@@ -209,6 +210,7 @@ def _run_desktop(options: BenchOptions, progress: Progress | None) -> dict[str, 
                          model=options.model, only=options.templates, split=options.split,
                          per_template=options.per_template, max_steps=options.max_steps,
                          save_to=options.save_to, sop=options.sop, policy=options.policy,
+                         memory=options.memory or "off",
                          from_instance=options.from_instance or 1, progress=_episodes(progress))
 
 

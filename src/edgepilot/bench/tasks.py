@@ -146,7 +146,7 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
     if memory and memories is None:
         from edgepilot.memory.store import shipped
 
-        memories = shipped()
+        memories = shipped("android")
     out: dict[str, Any] = {}
     for i in todo:
         match = None

@@ -59,8 +59,8 @@ Examples:
                    "`edgepilot run`), not (off), or tasks: both side by side; train-only: as on, with the "
                    "procedures of held-out kinds hidden. The oracle and the baseline follow none.")
 @click.option("--memory", type=click.Choice(["on", "off"]), default=None,
-              help="tasks, model agent: where no procedure fits, follow the route the app memories suggest "
-                   "(on: the default, as `edgepilot run`; docs/memory.md) or not (off).")
+              help="tasks, desktop, model agent: where no procedure fits, follow the route the shipped app "
+                   "memories suggest (on: the default, as `edgepilot run`; docs/memory.md) or not (off).")
 @click.option("--calls", type=click.Choice(["needed", "every", "both"]), default=None,
               help="tasks, model agent: ask a role only where the runtime cannot tell the answer (needed: the "
                    "default, as `edgepilot run`), ask every role at every step (every), or both side by side on "

@@ -121,11 +121,12 @@ DESKTOP_LABELS = {"lxterminal": "LXTerminal"}
 """Names of desktop applications that are not their command capitalised."""
 
 
-def _walk(explorer, label: str, folder: Path, path: Path, fresh: bool, titles=None) -> None:
+def _walk(explorer, label: str, folder: Path, path: Path, fresh: bool, plain=None) -> None:
     """Run ``explorer`` (resuming a cut-short walk in ``path`` unless ``fresh``) and save what it learned;
-    ``titles`` rewrites the states' titles before saving (a desktop sandbox's folder taken out of them)."""
+    ``plain`` rewrites every text of it before saving (a desktop sandbox's folder, this machine's user and host
+    taken out: titles, screen texts, labels and the states' keys)."""
     from edgepilot.errors import AppMemoryError
-    from edgepilot.memory.model import load, save
+    from edgepilot.memory.model import AppMemory, load, save
 
     resume = None
     if path.exists() and not fresh:
@@ -143,14 +144,24 @@ def _walk(explorer, label: str, folder: Path, path: Path, fresh: bool, titles=No
         click.echo(f"\n{label}: stopped; what was learned is kept in {folder} and the next "
                    "`edgepilot explore` resumes it", err=True)
         raise SystemExit(130) from None
-    if titles is not None:
-        for state in memory.states:
-            state.title = titles(state.title)
+    if plain is not None:
+        memory = AppMemory.model_validate(_rewrite(memory.model_dump(mode="json"), plain))
     written = save(memory, folder)
     s = memory.summary()
     done = "complete" if memory.complete else "cut short by the budget (run again to resume)"
     click.echo(f"{label}: {s['states']} states, {s['elements']} elements, {s['unexplored']} left unpressed,"
                f" {memory.actions} presses in {memory.seconds:.1f} s, {done} -> {written}")
+
+
+def _rewrite(data, plain):
+    """Every string of a JSON-like structure (keys too) through ``plain``."""
+    if isinstance(data, str):
+        return plain(data)
+    if isinstance(data, list):
+        return [_rewrite(x, plain) for x in data]
+    if isinstance(data, dict):
+        return {plain(k) if isinstance(k, str) else k: _rewrite(v, plain) for k, v in data.items()}
+    return data
 
 
 def _explore_desktop(opened, apps: tuple[str, ...], asked: bool, judge, folder: Path, fresh: bool, budget) -> None:
@@ -173,7 +184,7 @@ def _explore_desktop(opened, apps: tuple[str, ...], asked: bool, judge, folder: 
                             progress=lambda msg, label=label: click.echo(f"{label}: {for_terminal(msg)}", err=True),
                             device_name=opened.description)
         try:
-            _walk(explorer, label, folder, folder / file_name(name, version), fresh, titles=sandbox.plain_title)
+            _walk(explorer, label, folder, folder / file_name(name, version), fresh, plain=sandbox.plain_text)
         finally:
             sandbox.close()
 

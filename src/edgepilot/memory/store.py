@@ -51,9 +51,11 @@ def _cached(path: Path, _mtime: int) -> AppMemory:
     return load(path)
 
 
-def shipped() -> list[AppMemory]:
-    """The memories shipped for the virtual phone's apps (what benchmarks use, whatever the user explored)."""
-    return [_cached(p, p.stat().st_mtime_ns) for p in sorted(BUNDLED.glob("*.json"))]
+def shipped(kind: str | None = None) -> list[AppMemory]:
+    """The memories shipped with edgepilot (what benchmarks use, whatever the user explored): the virtual phone's
+    apps and the desktop suite's applications; ``kind`` (``android``, ``desktop``) keeps those of one kind."""
+    found = [_cached(p, p.stat().st_mtime_ns) for p in sorted(BUNDLED.glob("*.json"))]
+    return [m for m in found if kind is None or m.kind == kind]
 
 
 def _matches(memory: AppMemory, app: str) -> bool:

@@ -15,8 +15,11 @@ menus reach beyond its sandbox (Home, File System).
 
 from __future__ import annotations
 
+import getpass
 import shutil
+import socket
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from edgepilot.errors import AppMemoryError, EdgepilotError
@@ -79,10 +82,20 @@ class DesktopSandbox:
         except EdgepilotError as exc:
             raise AppMemoryError(f"{self.app} did not start for exploring: {exc}") from exc
 
-    def plain_title(self, title: str) -> str:
-        """A window title without the sandbox's path (``~/.cache/edgepilot/explore/mousepad/Documents/notes.txt -
-        Mousepad`` → ``notes.txt - Mousepad``): what a person's own file would show in its place."""
-        return title.replace(f"{self.root}/", "").replace(str(self.root), self.root.name)
+    def plain_text(self, text: str) -> str:
+        """A text of the explored screens without the sandbox's path (``~/.cache/edgepilot/explore/mousepad/
+        Documents/notes.txt - Mousepad`` → ``notes.txt - Mousepad``, in a state's lower-cased key too) and without
+        this machine's user, host and home folder (a terminal's ``me@mybox:~$``): what a person's own file would
+        show in its place, and nothing of the machine that explored."""
+        root, private = str(self.root), str(self._private)
+        for path, name in ((root, self.root.name), (root.casefold(), self.root.name.casefold())):
+            text = text.replace(f"{path}/", "").replace(path, name)
+        text = text.replace(private, "~").replace(private.casefold(), "~")  # the folder above, as a person's home
+        home = str(Path.home())
+        if len(home) > 1:
+            text = text.replace(home, "~").replace(home.casefold(), "~")
+        user, host = getpass.getuser(), socket.gethostname()
+        return text.replace(f"{user}@{host}", "user@host").replace(f"{user}@{host}".casefold(), "user@host")
 
     def _stop(self) -> None:
         if self._ctx is not None:
