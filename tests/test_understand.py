@@ -139,6 +139,17 @@ def test_actions_are_read_in_every_form_and_outside_quotes():
     assert actions_in("dark mode on") == frozenset()  # no verb: nothing is ruled out
 
 
+def test_a_procedure_that_does_only_the_first_part_is_not_forced():
+    from edgepilot.sop.actions import further_actions
+
+    assert further_actions("work out 6 × 7, then paste it into a new file and save it") == {"copy", "save"}
+    assert further_actions("salt and pepper") == frozenset()
+    desktop = load_library().for_device("desktop")
+    u = understand("Multiply 12 by 9 in Galculator and then copy the answer", desktop)
+    assert u.match is None, (u.sop, u.reason)
+    assert understand("Multiply 12 by 9 in Galculator", desktop).sop == "galculator-compute"
+
+
 def test_a_desktop_move_is_not_a_copy_and_a_delete_is_not_a_resize():
     desktop = load_library().for_device("desktop")
     assert understand("Use Thunar to move silver.txt into the Inbox folder", desktop).match is None

@@ -81,12 +81,28 @@ def _actions_of_text(text: str) -> frozenset[str]:
     return actions_in(text)
 
 
-def unmet(goal_actions: frozenset[str], sop: Sop) -> frozenset[str]:
-    """The goal's kinds of action when ``sop`` offers none of them; empty when the two meet, or when the goal
-    names no action (``need Ann's number``, ``dark mode on``)."""
-    if not goal_actions or goal_actions & actions_of(sop):
-        return frozenset()
-    return goal_actions
+_THEN = re.compile(r"\b(?:and|then)\s+(?:then\s+|also\s+|please\s+)*", re.IGNORECASE)
+
+
+def further_actions(text: str) -> frozenset[str]:
+    """The kinds of action a goal asks for in a clause of its own after ``and`` or ``then`` ("compute 4 × 5 and
+    copy the result", "..., then save it"): a second thing to do, where the first verbs may be chatter."""
+    text = _NOT_ACTIONS.sub(" ", _QUOTED.sub(" ", text))
+    found: set[str] = set()
+    for m in _THEN.finditer(text):
+        found.update(kind for kind, pattern in _VERBS if pattern.match(text, m.end()))
+    return frozenset(found)
+
+
+def unmet(goal_actions: frozenset[str], sop: Sop, further: frozenset[str] = frozenset()) -> frozenset[str]:
+    """What the goal asks for that ``sop`` does not do: the goal's kinds of action when ``sop`` offers none of
+    them, or a kind asked in a further clause (``further``, :func:`further_actions`) that it does not offer (the
+    procedure would do only the first part). Empty when they meet, or when the goal names no action (``need
+    Ann's number``, ``dark mode on``)."""
+    offered = actions_of(sop)
+    if goal_actions and not goal_actions & offered:
+        return goal_actions
+    return further - offered
 
 
 _NOT_REWRITTEN = frozenset({"what", "which", "when", "who", "how many", "how much", "see", "look at"})

@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgepilot.errors import GoalError
-from edgepilot.sop.actions import VERB, actions_in, plain_verb, unmet
+from edgepilot.sop.actions import VERB, actions_in, further_actions, plain_verb, unmet
 from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
@@ -595,11 +595,12 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     question = is_question(norm.text)
     ranked = retriever.rank(norm.text, k=max(1, k, RANKED))
     candidates = tuple((m.sop.name, m.score) for m in ranked[:max(1, k)])
-    wanted = actions_in(norm.text)
-    agreeing = [m for m in ranked if not unmet(wanted, m.sop)]
+    wanted, further = actions_in(norm.text), further_actions(norm.text)
+    agreeing = [m for m in ranked if not unmet(wanted, m.sop, further)]
     if ranked and not agreeing:
+        asked = unmet(wanted, ranked[0].sop, further)
         return Understanding(typed, norm.text, None, question,
-                             f"the goal asks to {' or '.join(sorted(wanted))}, and no procedure does that (closest: "
+                             f"the goal asks to {' and '.join(sorted(asked))}, and no procedure does that (closest: "
                              f"{ranked[0].sop.name}, which does not)", candidates, norm.changes,
                              (time.perf_counter() - start) * 1000)
     ranked = agreeing[:max(1, k)]
