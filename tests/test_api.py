@@ -15,12 +15,13 @@ from edgepilot.errors import PolicyError
 
 
 def test_agent_runs_a_task_with_a_given_backend_and_keeps_the_trajectory(tmp_path):
-    backend = ScriptedBackend(decider=['{"type": "open_app", "app": "Settings"}',
-                                       '{"type": "finish", "status": "success", "answer": "done"}'])
+    backend = ScriptedBackend(decider=['{"type": "finish", "status": "success", "answer": "done"}'])
     with Agent(device="virtual", model=backend, sop="off") as agent:
         result = agent.run("open the settings", out=tmp_path / "run")
-        # no procedure (sop off): the run ends, but nothing checked it, and the result says so
+        # no procedure (sop off): the app memory's route opens Settings (the runtime's step, no model call), the
+        # model finishes; the run ends, but nothing checked it, and the result says so
         assert isinstance(result, AgentResult) and result.status == "unverified" and not result.finished
+        assert "memory" in result.reason
         assert result.steps == 2 and result.answer == "done" and result.trajectory == tmp_path / "run"
         assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "unverified"
         assert agent._device().phone.foreground == agent._device().phone.app("settings").package

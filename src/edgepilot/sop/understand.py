@@ -329,8 +329,8 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
            lambda m: _SHORT_DAYS[m.group(0).rstrip(".").lower()]
            if m.group(0)[:1].islower() or m.group(0).rstrip(".").lower() not in ("sun", "sat") else None)
     rw.sub(re.compile(r"\b(" + "|".join(WEEKDAYS) + r")s?\b", re.I), lambda m: m[1].capitalize())
-    if verbs:
-        rw.sub(VERB, lambda m: plain_verb(m.group(0), verbs))
+    if verbs:  # a capitalised word past the first is a name ("the Shared folder"), not a verb to put plainly
+        rw.sub(VERB, lambda m: plain_verb(m.group(0), verbs) if m.start() == 0 or m.group(0)[:1].islower() else None)
     if proper:
         rw.sub(re.compile(r"\b[a-z]+\b"), lambda m: proper.get(m.group(0)))
     if vocabulary:
