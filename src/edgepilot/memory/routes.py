@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from edgepilot.memory.model import AppMemory, ElementMemo, StateMemo
 from edgepilot.sop.format import Sop, SopStep
-from edgepilot.sop.retrieve import Match, tokenize
+from edgepilot.sop.retrieve import QUOTED, Match, tokenize
 from edgepilot.sop.values import Span, spans
 
 MIN_SCORE = 0.35
@@ -45,7 +45,6 @@ SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard":
 CHATTER = frozenset("""open go use using launch tap press click please want need get show find look tell give let know
 app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring""".split())
 """Words that say how to ask, not what: they never pick a target (``open`` is not "opening hours")."""
-_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 _ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
 _OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
 _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
@@ -143,11 +142,11 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     frequency = Counter(w for d in docs for w in d.weights)
     # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
     # number or a quoted text is a value, never a word of what to press ("22:30" is no link to "$2,230.00")
-    words = [w for w in _terms(_QUOTED.sub(" ", goal)) if w not in CHATTER and not any(c.isdigit() for c in w)]
+    words = [w for w in _terms(QUOTED.sub(" ", goal)) if w not in CHATTER and not any(c.isdigit() for c in w)]
     words += [SYNONYMS[w] for w in words if w in SYNONYMS]
     goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency]
     if not goal_words:
-        if len(named) == 1 and not [w for w in words if w not in app_words] and not _READ.search(goal):
+        if len(named) == 1 and all(w in app_words for w in words) and not _READ.search(goal):
             launch = next((st for st in named[0].states if st.parent is None), None)
             if launch is not None:  # "open Chrome": the app is the target
                 return [Target(named[0], launch, None, 1.0, tuple(sorted(app_words)), launch=True)]
@@ -200,18 +199,30 @@ def route_procedure(goal: str, target: Target) -> Match:
     """The steps that reach ``target`` from the app's launch screen and do what the goal asks there, as a
     procedure the agent follows like a written one (named ``memory-APP``)."""
     memory = target.memory
-    values = _values(goal, memory)
-    used: set[str] = set()
-    want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = [(f"Open the {memory.app} app.", None)]
     if target.launch:
         lines.append((f"Finish when the {memory.app} app is on screen.", None))
-    for state, element in ([] if target.launch else memory.route(target.state.id)):
+    else:
+        lines.extend(_route_lines(goal, target))
+    steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
+                  for n, (text, screen) in enumerate(lines[:40], start=1))
+    sop = Sop(name=f"{ROUTE_PREFIX}{_slug(memory.app)}",
+              description=f"A route through {memory.app} from its memory to {target.describe()}",
+              apps=(memory.app, memory.package), phrasings=(), steps=steps)
+    return Match(sop=sop, score=target.score)
+
+
+def _route_lines(goal: str, target: Target) -> list[tuple[str, str | None]]:
+    """The steps after opening the app: the presses along the route, then what the goal asks at its end."""
+    memory = target.memory
+    values = _values(goal, memory)
+    used: set[str] = set()
+    want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
+    lines: list[tuple[str, str | None]] = []
+    for state, element in memory.route(target.state.id):
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
-    if target.launch:
-        pass
-    elif end is None:
+    if end is None:
         screen = _screen(memory, state)
         lines.append(("Read the value the goal asks for on this screen.", screen))
         lines.append(("Finish and answer with that value.", screen))
@@ -226,12 +237,7 @@ def route_procedure(goal: str, target: Target) -> Match:
             lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
         else:
             lines.extend(_then(memory, nxt, end, values, used, want, goal))
-    steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
-                  for n, (text, screen) in enumerate(lines[:40], start=1))
-    sop = Sop(name=f"{ROUTE_PREFIX}{_slug(memory.app)}",
-              description=f"A route through {memory.app} from its memory to {target.describe()}",
-              apps=(memory.app, memory.package), phrasings=(), steps=steps)
-    return Match(sop=sop, score=target.score)
+    return lines
 
 
 def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values: list[Span], used: set[str],

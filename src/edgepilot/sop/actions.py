@@ -17,6 +17,7 @@ import re
 from functools import lru_cache
 
 from edgepilot.sop.format import PLACEHOLDER, Sop
+from edgepilot.sop.retrieve import QUOTED
 
 ACTIONS: dict[str, tuple[str, ...]] = {
     "remove": ("delete", "remove", "erase", "trash", "discard", "get rid of", "wipe", "clear",
@@ -44,7 +45,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 """A kind of action → the verbs (and short verb phrases) that ask for it, in their base form."""
 
 _ENDINGS = r"(?:s|es|ed|d|ing)?"
-_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 
 
 def _pattern(verb: str) -> str:
@@ -64,16 +64,25 @@ _VERBS = [(kind, re.compile(rf"(?<![\w'-]){_pattern(verb)}(?![\w'-])", re.IGNORE
           for kind, verbs in ACTIONS.items() for verb in sorted(verbs, key=len, reverse=True)]
 
 
+def _verbs_only(text: str) -> str:
+    """``text`` without what is not a request: quoted values, a naming "called", a future's "going to"."""
+    return _NOT_ACTIONS.sub(" ", QUOTED.sub(" ", text))
+
+
 def actions_in(text: str) -> frozenset[str]:
     """The kinds of action that ``text``'s verbs ask for (quoted text left out: it is a value)."""
-    text = _NOT_ACTIONS.sub(" ", _QUOTED.sub(" ", text))
+    text = _verbs_only(text)
     return frozenset(kind for kind, pattern in _VERBS if pattern.search(text))
+
+
+def own_text(sop: Sop) -> str:
+    """A procedure's own words for what it does: its name, description and phrasings (placeholders left out)."""
+    return " ".join([sop.name.replace("-", " "), sop.description, *(PLACEHOLDER.sub(" ", p) for p in sop.phrasings)])
 
 
 def actions_of(sop: Sop) -> frozenset[str]:
     """The kinds of action a procedure offers: those its name, description and phrasings ask for."""
-    return _actions_of_text(" ".join([sop.name.replace("-", " "), sop.description,
-                                      *(PLACEHOLDER.sub(" ", p) for p in sop.phrasings)]))
+    return _actions_of_text(own_text(sop))
 
 
 @lru_cache(maxsize=1024)
@@ -87,7 +96,7 @@ _THEN = re.compile(r"\b(?:and|then)\s+(?:then\s+|also\s+|please\s+)*", re.IGNORE
 def further_actions(text: str) -> frozenset[str]:
     """The kinds of action a goal asks for in a clause of its own after ``and`` or ``then`` ("compute 4 × 5 and
     copy the result", "..., then save it"): a second thing to do, where the first verbs may be chatter."""
-    text = _NOT_ACTIONS.sub(" ", _QUOTED.sub(" ", text))
+    text = _verbs_only(text)
     found: set[str] = set()
     for m in _THEN.finditer(text):
         found.update(kind for kind, pattern in _VERBS if pattern.match(text, m.end()))

@@ -64,7 +64,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 _RAW_WORD = re.compile(r"[A-Za-z0-9]+")
 _FILLER = r"(?:(?:" + "|".join(FILLERS) + r")[\W_]+)?"
 _SPLIT = re.compile(r"(\{[a-z_][a-z0-9_]*\})")
-_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
+QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
+"""Quoted text, straight or curly: a value, never words of what to do."""
 _STRIP = " \t\"'“”‘’.,;:!?()[]"
 
 
@@ -211,7 +212,7 @@ class Retriever:
         """The task's words that an SOP could contain: not quoted text, numbers, addresses, or
         capitalised words that no SOP uses (names: ``Ann Lee``, ``Spotify``)."""
         out = []
-        chunks = _QUOTED.sub(" ", task).split()
+        chunks = QUOTED.sub(" ", task).split()
         for n, chunk in enumerate(chunks):
             if "@" in chunk or re.search(r"\w\.\w", chunk):
                 continue

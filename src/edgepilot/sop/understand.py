@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgepilot.errors import GoalError
-from edgepilot.sop.actions import VERB, actions_in, further_actions, plain_verb, unmet
+from edgepilot.sop.actions import VERB, actions_in, further_actions, own_text, plain_verb, unmet
 from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
@@ -160,11 +160,11 @@ class _Rewriter:
 
 
 _QUOTED = re.compile(r'"[^"]*"')
+"""Quoted text (a cleaned goal has straight quotes only)."""
 _COLON_TAIL = re.compile(r'^(?=(?:\S+\s+){1,}\S*[A-Za-z]\S*:\s)[^"]*?[A-Za-z]:\s+'
                          r'(?!(?:what|when|where|which|who|whose|how|why)\b)(?P<tail>[^"\s][^"]*?)\s*$', re.I)
 """Text after a colon that ends the goal (``reply to her: please bring the charger``) is a value, as if quoted;
 not a question the goal goes on to ask (``read notes.txt: what time does it start?``)."""
-"""Quoted text (a cleaned goal has straight quotes only)."""
 
 
 _FILE_NAME = re.compile(rf"(?<![\w/~.]){PATH.pattern}|"
@@ -538,8 +538,7 @@ def vocabulary_of(retriever: Retriever) -> frozenset[str]:
 @lru_cache(maxsize=8)
 def verbs_of(retriever: Retriever) -> frozenset[str]:
     """The words retrieval scores: those of the procedures' names, descriptions and phrasings."""
-    return frozenset(w.lower() for sop in retriever.sops for w in _WORD.findall(" ".join(
-        [sop.name.replace("-", " "), sop.description, *(PLACEHOLDER.sub(" ", p) for p in sop.phrasings)])))
+    return frozenset(w.lower() for sop in retriever.sops for w in _WORD.findall(own_text(sop)))
 
 
 @lru_cache(maxsize=8)
@@ -595,20 +594,19 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     question = is_question(norm.text)
     ranked = retriever.rank(norm.text, k=max(1, k, RANKED))
     candidates = tuple((m.sop.name, m.score) for m in ranked[:max(1, k)])
-    wanted, further = actions_in(norm.text), further_actions(norm.text)
-    agreeing = [m for m in ranked if not unmet(wanted, m.sop, further)]
-    if ranked and not agreeing:
-        asked = unmet(wanted, ranked[0].sop, further)
-        return Understanding(typed, norm.text, None, question,
-                             f"the goal asks to {' and '.join(sorted(asked))}, and no procedure does that (closest: "
-                             f"{ranked[0].sop.name}, which does not)", candidates, norm.changes,
-                             (time.perf_counter() - start) * 1000)
-    ranked = agreeing[:max(1, k)]
-    limit = THRESHOLD if threshold is None else threshold
 
     def done(match: Match | None, reason: str = "", notes: tuple[str, ...] = ()) -> Understanding:
         return Understanding(typed, norm.text, match, question, reason, candidates, norm.changes,
                              (time.perf_counter() - start) * 1000, notes)
+
+    wanted, further = actions_in(norm.text), further_actions(norm.text)
+    agreeing = [m for m in ranked if not unmet(wanted, m.sop, further)]
+    if ranked and not agreeing:
+        asked = unmet(wanted, ranked[0].sop, further)
+        return done(None, f"the goal asks to {' and '.join(sorted(asked))}, and no procedure does that (closest: "
+                          f"{ranked[0].sop.name}, which does not)")
+    ranked = agreeing[:max(1, k)]
+    limit = THRESHOLD if threshold is None else threshold
 
     best = ranked[0] if ranked else None
     strict = limit

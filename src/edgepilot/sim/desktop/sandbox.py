@@ -87,15 +87,14 @@ class DesktopSandbox:
         Documents/notes.txt - Mousepad`` → ``notes.txt - Mousepad``, in a state's lower-cased key too) and without
         this machine's user, host and home folder (a terminal's ``me@mybox:~$``): what a person's own file would
         show in its place, and nothing of the machine that explored."""
-        root, private = str(self.root), str(self._private)
-        for path, name in ((root, self.root.name), (root.casefold(), self.root.name.casefold())):
-            text = text.replace(f"{path}/", "").replace(path, name)
-        text = text.replace(private, "~").replace(private.casefold(), "~")  # the folder above, as a person's home
-        home = str(Path.home())
-        if len(home) > 1:
-            text = text.replace(home, "~").replace(home.casefold(), "~")
-        user, host = getpass.getuser(), socket.gethostname()
-        return text.replace(f"{user}@{host}", "user@host").replace(f"{user}@{host}".casefold(), "user@host")
+        root, home = str(self.root), str(Path.home())
+        swaps = [(f"{root}/", ""), (root, self.root.name),
+                 (str(self._private), "~"),  # the folder above, as a person's home
+                 *([(home, "~")] if len(home) > 1 else []),
+                 (f"{getpass.getuser()}@{socket.gethostname()}", "user@host")]
+        for old, new in swaps:  # as shown, and in a state's lower-cased key
+            text = text.replace(old, new).replace(old.casefold(), new.casefold())
+        return text
 
     def _stop(self) -> None:
         if self._ctx is not None:
