@@ -67,6 +67,7 @@ from edgepilot.perception.render import (
 )
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
+from edgepilot.sop.carry import KEEPS, keeps, kept_choices
 from edgepilot.sop.follow import step_subgoals, switch_step
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
@@ -466,15 +467,17 @@ class RoleAgent(_Checked, AgentBase):
             return None
         return f"the last action did its step ({self._last_kind}); step {self.sop.current} is next"
 
-    def decide(self, obs: Observation) -> Decision:
+    def decide(self, obs: Observation, *, resumed: tuple[str, list[RoleCall]] | None = None) -> Decision:
+        """The next action on ``obs``. ``resumed``: this screen's decision goes on past a step done without an
+        action (a switch already right, a value kept), with why and the model calls it took so far."""
         self._follow_sop(obs)
-        calls: list[RoleCall] = []
+        calls: list[RoleCall] = list(resumed[1]) if resumed is not None else []
         planned, without = False, {}
-        track = self.on_track()
+        track = resumed[0] if resumed is not None else self.on_track()
         if track is not None:
             self.plan, planned = self.plan.model_copy(update={"subgoal": NEXT_STEP,
                                                               "progress": progress_text(self.subgoals_done)}), True
-            if self.history:  # at the start no planner is asked either way
+            if self.history and not any(c.role == "planner" for c in calls):  # at the start no planner is asked
                 without["planner"] = track
         elif self.history or self.notes:  # before the first action (and word from the loop) the subgoal is the task
             plan, plan_call = self.ask(PLANNER, obs, should_stop=self.should_stop,
@@ -496,10 +499,15 @@ class RoleAgent(_Checked, AgentBase):
                 schema = self.unworded_step(schema, number, obs)
         switch = (switch_step(self.sop.steps[pointed[0] - 1].text, obs)
                   if pointed is not None and self.sop is not None and self.calls == "needed" else None)
-        if switch == "skip" and self.sop is not None and not calls:  # the switch already shows it: the step is done
+        if switch == "skip" and self.sop is not None:  # the switch already shows it: the step is done
             self.sop = self.sop.advance(pointed[0] + 1)
             self._passed.append(f"step {pointed[0]} was done already (the switch showed the state it wants)")
-            return self.decide(obs)
+            return self.decide(obs, resumed=(f"step {pointed[0]} was done already; step {self.sop.current} is next",
+                                             calls))
+        if pointed is not None and self.sop is not None and keeps(self.sop.steps[pointed[0] - 1].text):
+            kept = self._keep(obs, schema, pointed[0], calls)
+            if kept is not None:
+                return kept
         grounded = self.grounding(schema, self.plan.subgoal, obs) if planned and self.ground else None
         if grounded is None and pointed is not None and self.ground:
             grounded = ground_open(schema, self.plan.subgoal)
@@ -536,6 +544,39 @@ class RoleAgent(_Checked, AgentBase):
             ({"screen": self.screen.record()} if self.screen is not None and self.screen.left_out else {})
         return Decision(action, thought=self.plan.subgoal, plan=plan, calls=calls, error=decide_error,
                         without=without)
+
+    def _keep(self, obs: Observation, schema: dict, number: int, calls: list[RoleCall]) -> Decision | None:
+        """Reading step ``number`` keeps a value for a later step (``Read the code ... and remember it``;
+        :mod:`edgepilot.sop.carry`): the value is read off this screen, the procedure's later steps that use it
+        say it, and the decision goes on with the next step. The value is the one choice of the kind the step
+        reads (:func:`~edgepilot.sop.carry.kept_choices`), else the decider's pick among the choices, with a
+        grammar that allows only them. None where this screen shows nothing to read (the decider acts: the
+        value may be further down, or on the screen the step expects)."""
+        if self.sop is None:
+            return None
+        step = self.sop.steps[number - 1].text
+        choices = kept_choices(obs, step, answer_choices(obs, step, (), self.goal))
+        if not choices:
+            return None
+        if len(choices) == 1:
+            value, how = choices[0], "the one value of its kind on the screen"
+        else:
+            values = {"progress": self.plan.progress, "subgoal": step, "memory": self.memory_text(),
+                      "history": self.history_text(), "notes": self.notes_text()}
+            action, call = self.ask(DECIDER, obs, should_stop=self.should_stop,
+                                    schema=finishing(schema, answer=True, choices=choices),
+                                    system=self.system_prompt, images=screen_image(obs, self.backend.vision), **values)
+            calls.append(call)
+            value, how = getattr(action, "answer", None), f"the decider's pick of {len(choices)}"
+            if not value:
+                return None
+        self.sop = self.sop.keep(number, value)
+        m = KEEPS.match(" ".join(step.split()))
+        what = " ".join((m["what"] if m else "").split()) or "value"
+        if f"{what}: {value}" not in self.memory:
+            self.memory.append(f"{what}: {value}")
+        self._passed.append(f"step {number} kept {value!r} for later ({how})")
+        return self.decide(obs, resumed=(f"step {number} kept what it read; step {self.sop.current} is next", calls))
 
     def _as_answered(self, obs: Observation, schema: dict, values: dict[str, Any], action: Action) -> RoleCall:
         """The decider's turn as if it had been asked and answered ``action`` (not a call: nothing ran), so that a

@@ -11,8 +11,9 @@ from typing import Any
 
 from edgepilot.actions import Action, Click, DoubleClick, Hotkey, Key, LongPress, OpenApp, RightClick, Tap, Type
 from edgepilot.perception.types import Observation
+from edgepilot.sop.carry import uses, with_kept
 from edgepilot.sop.follow import Instruction, read_alternatives, read_instruction, read_loosely
-from edgepilot.sop.format import Sop, SopStep, render_steps
+from edgepilot.sop.format import MAX_STEP_CHARS, Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen, find
 
@@ -27,6 +28,9 @@ class SopProgress:
     current: int = 1
     departed: str | None = None
     """Why the run left the procedure (the reflector's reason), or None while it follows it."""
+    floor: int = 1
+    """The first step the run may return to: past a step that kept a value (:meth:`keep`), the screen it read
+    does not take the run back to it."""
 
     @classmethod
     def start(cls, match: Match) -> SopProgress:
@@ -46,6 +50,14 @@ class SopProgress:
         """Move to step ``to`` (default: the next one); clamped to 1..len+1."""
         target = self.current + 1 if to is None else to
         return replace(self, current=max(1, min(len(self.steps) + 1, target)), departed=None)
+
+    def keep(self, number: int, value: str) -> SopProgress:
+        """Past reading step ``number``, which kept ``value`` for later (``Read the code ... and remember it``):
+        the steps after it that use the value say it, quoted (:func:`~edgepilot.sop.carry.with_kept`), and the
+        run is on the next step."""
+        steps = tuple(step.model_copy(update={"text": with_kept(step.text, value)[:MAX_STEP_CHARS]})
+                      if i > number and uses(step.text) else step for i, step in enumerate(self.steps, start=1))
+        return replace(self, steps=steps, floor=number + 1).advance(number + 1)
 
     def done_by(self, action: Action, before: Observation | None = None) -> bool:
         """Whether ``action``, having worked on the screen ``before``, may count as the current step done.
@@ -99,10 +111,10 @@ class SopProgress:
         ahead = next((i for i in range(self.current - 1, len(on)) if on[i]), None)
         if ahead is not None:
             return ahead + 1
-        back = next((i for i in range(self.current - 2, -1, -1) if on[i]), None)
+        back = next((i for i in range(self.current - 2, self.floor - 2, -1) if on[i]), None)
         if back is None:
             return None
-        while back > 0 and on[back - 1]:
+        while back > self.floor - 1 and on[back - 1]:
             back -= 1
         return back + 1
 

@@ -1,0 +1,93 @@
+"""Values a procedure reads on one screen and uses on another: the focus memory of a task across apps.
+
+A step that reads a value to keep says so: ``Read the balance shown under "Savings" and remember it``. A later
+step uses it by the words ``the WHAT you remembered``: ``Type the code you remembered in the "Note" field``,
+``Type "Ann Lee: " followed by the number you remembered in the "Text message" field``. The agent takes the value
+off the screen at the reading step (:func:`kept_choices` gives what it can be; the model chooses where more than
+one fits) and the procedure's later steps are rewritten with it quoted (:func:`with_kept`), so that they are
+grounded, shown and checked like any step that quotes its text (docs/sops.md, "Values kept for later").
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgepilot.perception.types import Observation
+from edgepilot.sop.screen import Screen, find
+from edgepilot.sop.values import shape
+
+KEEPS = re.compile(r"^read\b(?P<what>.*?)\band (?:remember|keep) it\b", re.IGNORECASE)
+"""A step that reads a value and keeps it for a later step (``Read the code ... and remember it``)."""
+
+USES = re.compile(r'(?:"(?P<prefix>[^"]*)" followed by )?\bthe (?P<what>[\w ]+?) you remembered\b'
+                  r'(?:,? as shown(?: \([^)]*\))?,?)?', re.IGNORECASE)
+"""Where a step uses a kept value (``the code you remembered``; ``"Ann: " followed by the number you remembered``;
+``the balance you remembered, as shown (like $1,234.56),``)."""
+
+_FIELD = re.compile(r'\bin the "(?P<field>[^"]+)" field\b', re.IGNORECASE)
+_WORD_SHAPES = (("code", "digits"), ("pin", "digits"), ("phone", "phone"), ("number", "phone"),
+                ("balance", "amount"), ("amount", "amount"), ("price", "amount"), ("total", "amount"),
+                ("time", "time"), ("email", "email"), ("address", "email"), ("website", "domain"))
+"""The words of a reading step that name the shape of what it reads (``Read the code ...``: digits)."""
+
+
+def keeps(text: str) -> bool:
+    """Whether a procedure step reads a value and keeps it for later (:data:`KEEPS`)."""
+    return KEEPS.match(" ".join(text.split())) is not None
+
+
+def uses(text: str) -> bool:
+    """Whether a procedure step uses a value kept earlier (:data:`USES`)."""
+    return USES.search(" ".join(text.split())) is not None
+
+
+def wanted_shape(text: str) -> str | None:
+    """The shape of the value a reading step keeps, from the words before ``and remember it`` (a ``code`` is
+    digits, a ``number`` a phone number, a ``balance`` an amount, a ``time`` a time); None when they name none
+    (``the text in the "Note" field``, ``the line "Monday: ..."``)."""
+    m = KEEPS.match(" ".join(text.split()))
+    if m is None:
+        return None
+    words = re.findall(r"[a-z]+", re.sub(r'"[^"]*"', " ", m["what"]).casefold())
+    return next((wanted for word in words for name, wanted in _WORD_SHAPES if word == name), None)
+
+
+def kept_choices(obs: Observation, text: str, choices: list[str]) -> list[str]:
+    """What the value kept at reading step ``text`` can be, best first, out of the screen's ``choices`` (the
+    answer choices for the step: :func:`edgepilot.agent.roles.answer_choices`).
+
+    A step that reads ``in the "F" field`` reads the text of that field. Else the choices of the shape the step
+    names (:func:`wanted_shape`), when some have it; else all of them.
+    """
+    flat = " ".join(text.split())
+    field = _FIELD.search(flat)
+    if field is not None:
+        texts = field_texts(obs, field["field"])
+        if texts:
+            return texts
+    wanted = wanted_shape(flat)
+    fitting = [c for c in choices if wanted is not None and shape(c) == wanted]
+    return fitting or choices
+
+
+def field_texts(obs: Observation, name: str) -> list[str]:
+    """The texts of the filled fields that ``name`` names: by their hint (a filled field keeps it, though the
+    screen shows its text instead: ``Note`` names the note's text), else by the rules of a step's quoted words
+    (:func:`~edgepilot.sop.screen.find`)."""
+    key = " ".join(name.split()).casefold()
+    texts = [node.text.strip() for node in obs.elements
+             if node.editable and not node.password and node.text.strip()
+             and " ".join(node.hint.split()).casefold() == key]
+    if not texts:
+        screen = Screen.from_observation(obs)
+        texts = [e.text.strip() for e in find(screen, name, want="type") if e.editable and not e.password
+                 and e.text.strip()]
+    return list(dict.fromkeys(texts))
+
+
+def with_kept(text: str, value: str) -> str:
+    """Step ``text`` with the kept ``value`` quoted where it says to use it (:data:`USES`); the text unchanged
+    where it does not. ``Type the code you remembered in the "Note" field.`` becomes ``Type "482913" in the "Note"
+    field.``"""
+    flat = " ".join(text.split())
+    return USES.sub(lambda m: '"' + (m["prefix"] or "") + value.replace('"', "'") + '"', flat)
