@@ -611,12 +611,12 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     best = ranked[0] if ranked else None
     strict = limit
     lenient = limit <= THRESHOLD  # a caller who raised the threshold gets no lower bars
-    typed: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
+    params_of: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
 
     def typed_of(m: Match) -> tuple[dict[str, str], tuple[str, ...]]:
-        if m.sop.name not in typed:
-            typed[m.sop.name] = typed_params(m, norm)
-        return typed[m.sop.name]
+        if m.sop.name not in params_of:
+            params_of[m.sop.name] = typed_params(m, norm)
+        return params_of[m.sop.name]
 
     if lenient and best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
         params, _ = typed_of(best)
@@ -649,20 +649,39 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     every = [v for v in chosen.params.values() if v.lower() in _QUANTIFIERS]
     if every:
         return done(None, f"the goal asks for {every[0]!r} of something; {chosen.sop.name} does one at a time")
+    chosen, loose = _placed(chosen, norm.text)
+    if loose:  # the next procedure above the bar whose parameters the goal gives, every one, and that has a
+        # place for every value the goal gives, close behind ("add a contact named X with the phone number N": not
+        # the library's number saved as a contact)
+        for m in ranked:
+            if m.sop.name == chosen.sop.name or m.score < max(limit, chosen.score - 2 * MARGIN) \
+                    or (question and not answers(m.sop)):
+                continue
+            params, other_notes = typed_of(m)
+            other, other_loose = _placed(replace(m, params=params), norm.text)
+            if not other_loose and not other.missing and other.params == params:
+                chosen, notes, loose = other, other_notes, []
+                break
+    if loose:
+        return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
+                          "something else than asked)")
+    return done(chosen, notes=notes)
+
+
+def _placed(chosen: Match, text: str) -> tuple[Match, list[str]]:
+    """``chosen`` and the values of a telling shape (a time, an amount, a phone number, an email, a card) that
+    the goal ``text`` gives and the procedure has no place for: neither its own words nor a parameter hold them.
+    One such value and one free-text parameter left open: the value fills it (``delete my alarm for 6am``)."""
     own = " ".join([chosen.sop.description, *chosen.sop.phrasings, *(step.text for step in chosen.sop.steps)])
-    loose = [v for v in values_in(norm.text) if shape(v) in ("time", "amount", "phone", "email", "card")
+    loose = [v for v in values_in(text) if shape(v) in ("time", "amount", "phone", "email", "card")
              and v.casefold() not in own.casefold()
              and not any(v.casefold() in p.casefold() or p.casefold() in v.casefold()
                          for p in chosen.params.values())]
     open_text = [n for n, p in chosen.sop.params.items() if n not in chosen.params
                  and shape(p.example or "") in ("text", "name")]
-    if len(loose) == 1 and len(open_text) == 1:  # "delete my alarm for 6am": the value is the one left open
-        chosen = replace(chosen, params={**chosen.params, open_text[0]: loose[0]})
-        loose = []
-    if loose:
-        return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
-                          "something else than asked)")
-    return done(chosen, notes=notes)
+    if len(loose) == 1 and len(open_text) == 1:
+        return replace(chosen, params={**chosen.params, open_text[0]: loose[0]}), []
+    return chosen, loose
 
 
 def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[str, ...]]:
