@@ -70,6 +70,23 @@ def test_the_shipped_model_turns_on_airplane_mode_following_its_sop(tmp_path):
     assert report["success_rate"] == 1.0, (episode["status"], episode["reason"], episode["failed_checks"])
 
 
+@pytest.mark.timeout(900)
+def test_the_shipped_model_carries_a_value_from_one_app_to_another(tmp_path):
+    """A two-app task (read a contact's number, save it in a new note): the procedure's reading step keeps the number
+    it reads off the contact's page and the note gets it (sop/carry.py)."""
+    out = tmp_path / "runs"
+    proc = run("bench", "--agent", "model", "--split", "train", "--template", "contacts_phone_to_note",
+               "--per-template", "1", "--json", "--save", str(out), timeout=800,
+               env={"EDGEPILOT_CONFIG": str(tmp_path / "none.toml")})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    episode = report["results"][0]
+    assert report["success_rate"] == 1.0, (episode["status"], episode["reason"], episode["failed_checks"])
+    steps = [json.loads(line) for run_dir in out.iterdir() if run_dir.is_dir()
+             for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    assert any("kept '555-5" in step.get("without", {}).get("procedure", "") for step in steps)
+
+
 def test_bench_model_and_baseline_side_by_side(tmp_path):
     """The model agent both ways (skipping what the runtime can tell, and asking every role) and the baseline, on
     the same episode in one invocation: the report carries all three and the speed-up."""
