@@ -95,7 +95,7 @@ def test_a_value_read_in_a_field_is_the_fields_text_or_the_value_of_the_named_sh
                     hint="Note"))
     every = ["Edit note", "Flight", "Flight tomorrow. Alarm at 07:45", "07:45"]
     assert kept_choices(obs, 'Read the text in the "Note" field and remember it.', every) == [
-        "Flight tomorrow. Alarm at 07:45", "07:45"]
+        "Flight tomorrow. Alarm at 07:45"]  # all of it: no value inside
     assert kept_choices(obs, 'Read the time (HH:MM) in the "Note" field and remember it.', every) == ["07:45"]
     code = "Read the code in the newest message (the last one) and remember it."
     assert kept_choices(obs, code, ["PostHub", "Your code is 305112", "305112", "09:41"]) == ["305112"]
@@ -129,17 +129,26 @@ def test_the_agent_keeps_the_one_value_of_its_kind_without_asking_the_model_and_
 
 
 def test_where_the_screen_shows_several_values_the_decider_picks_one_of_them(served):
-    task, device = _on_note(served, "note_to_message#0")
-    body = task.params["note"]["body"]
-    answer = json.dumps({"type": "finish", "status": "success", "answer": body})
+    phone, _, device = served
+    task = load_templates()["messages_code_to_note"].instance(0)
+    apply_setup(phone, task)
+    sender, code = task.params["src"]["sender"], task.params["code"]
+    with phone.lock:  # an older code from the same sender, above the newest one
+        phone.app("messages").setup_incoming_message(contact=sender, text="Your old code 111222 has expired.")
+        phone.app("messages").setup_incoming_message(contact=sender, text=task.params["src"]["text"])
+        phone.changed()
+    device.act(OpenApp(app="Messages"))
+    obs = device.observe()
+    device.act(Tap(target=next(i for i, n in enumerate(obs.elements) if n.text.startswith(sender))))
+    answer = json.dumps({"type": "finish", "status": "success", "answer": code})
     backend = ScriptedBackend(planner=[_plan("next step")], decider=[answer])
-    params = {"title": task.params["note"]["title"], "name": task.params["name"]}
-    agent = RoleAgent(task.goal, backend, sop=Match(load_library().get("notes-send-note"), 1.0, params))
+    params = {"sender": sender, "title": task.params["title"]}
+    agent = RoleAgent(task.goal, backend, sop=Match(load_library().get("messages-code-to-note"), 1.0, params))
     agent.sop = agent.sop.advance(3)
     agent.history.append("tap -> worked")
     decision = agent.decide(device.observe())
     grammar = next(s for role, s in backend.schemas if role == "decider")
     assert grammar["anyOf"] == [{"$ref": "#/$defs/Finish"}]
-    assert body in grammar["$defs"]["Finish"]["properties"]["answer"]["enum"]
-    assert decision.action == OpenApp(app="Messages")
-    assert agent.sop.steps[6].text == f'Type "{body}" in the "Text message" field.'
+    assert {code, "111222"} <= set(grammar["$defs"]["Finish"]["properties"]["answer"]["enum"])
+    assert decision.action == OpenApp(app="Notes")
+    assert agent.sop.steps[6].text == f'Type "{code}" in the "Note" field.'

@@ -690,6 +690,23 @@ def test_eval_map_covers_every_template_and_names_real_sops():
     assert {v for v in mapping.values() if v} <= names and unrelated
 
 
+def test_the_desktop_eval_map_covers_every_desktop_template_and_train_only_hides_the_held_out_kinds():
+    from edgepilot.bench.evalmap import load_desktop_map
+    from edgepilot.bench.tasks import train_only_library
+    from edgepilot.sim.desktop.templates import desktop_templates
+
+    mapping, templates = load_desktop_map(), desktop_templates()
+    assert set(mapping) == set(templates)
+    library = load_library([Folder("bundled", BUNDLED_DIR)])
+    assert {v for v in mapping.values() if v} <= set(library.entries)
+    assert all(library.get(v).device == "desktop" for v in mapping.values() if v)
+    kept = set(train_only_library(library, kind="desktop").entries)
+    held = {v for t, v in mapping.items() if v and templates[t].split == "test"}
+    trained = {v for t, v in mapping.items() if v and templates[t].split == "train"}
+    assert held and not (held - trained) & kept and trained <= kept
+    assert set(train_only_library(library).entries) >= trained  # the phone's own map leaves desktop procedures be
+
+
 @pytest.mark.parametrize("split, floor", [("test", 0.8), ("test-instances", 0.95), ("train", 0.95)])
 def test_held_out_retrieval_accuracy(split, floor):
     """Measured live with the settings of `edgepilot sop eval` (docs/sops.md has the figures: 85.2%,

@@ -26,7 +26,14 @@ from edgepilot.agent.loop import run_agent
 from edgepilot.agent.trajectory import TrajectoryWriter
 from edgepilot.bench.episode import EpisodeResult
 from edgepilot.bench.gate import POLICY_OFF, BenchGates, SimulatedUser
-from edgepilot.bench.tasks import format_tasks, peak_rss_mb, procedures_for, resolve_sop, summarise
+from edgepilot.bench.tasks import (
+    format_tasks,
+    peak_rss_mb,
+    procedures_for,
+    resolve_sop,
+    summarise,
+    train_only_library,
+)
 from edgepilot.config import load_config
 from edgepilot.controllers.base import ActResult, DeviceInfo
 from edgepilot.devices import open_device, parse_desktop_spec
@@ -45,14 +52,16 @@ DESKTOP_AGENTS = ("reference", "model", "baseline")
 MAX_STEPS = 30
 
 
-def model_factory(backend: Any, *, baseline: bool = False, sop: bool = False,
+def model_factory(backend: Any, *, baseline: bool = False, sop: bool | str = False,
                   memories: Sequence[Any] = ()) -> DesktopAgentFactory:
     """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop; with
-    ``sop`` the model agent follows the SOP its goal retrieves, and where none fits (or without ``sop``) the
-    route ``memories`` suggest, as ``edgepilot run`` does."""
+    ``sop`` the model agent follows the SOP its goal retrieves (``train-only``: none that serves a held-out kind),
+    and where none fits (or without ``sop``) the route ``memories`` suggest, as ``edgepilot run`` does."""
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
-    library = procedures_for("desktop") if sop else None
+    library = None
+    if sop:
+        library = procedures_for("desktop", train_only_library(kind="desktop") if sop == "train-only" else None)
 
     def make(goal: str) -> StepAgent:
         match = desktop_procedure(goal, library) if library is not None else None
@@ -298,7 +307,8 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         start = time.perf_counter()
         backend = open_model(model, config)
         meta.update(model=backend.name, model_load_ms=round((time.perf_counter() - start) * 1000, 1))
-        factory = model_factory(backend, baseline=agent == "baseline", sop=sop == "on", memories=memories)
+        factory = model_factory(backend, baseline=agent == "baseline", sop=sop if sop != "off" else False,
+                                memories=memories)
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
                                    only=only, split=split, per_template=per_template,

@@ -24,3 +24,16 @@ def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[st
     if not isinstance(templates, dict) or not isinstance(unrelated, list):
         raise SopError(f"{path}: expected a mapping `templates: {{id: sop-name or null}}` and a list `unrelated`")
     return {str(k): (str(v) if v is not None else None) for k, v in templates.items()}, [str(u) for u in unrelated]
+
+
+def load_desktop_map(path: Path = EVAL_MAP) -> dict[str, str | None]:
+    """The desktop template → SOP map of an evaluation file (its ``desktop`` mapping; empty without one).
+
+    Raises:
+        SopError: the file is missing or malformed.
+    """
+    data = yamltext.load_file(path, "evaluation map", SopError)
+    desktop = data.get("desktop", {}) if isinstance(data, dict) else None
+    if not isinstance(desktop, dict):
+        raise SopError(f"{path}: expected a mapping `desktop: {{id: sop-name or null}}`")
+    return {str(k): (str(v) if v is not None else None) for k, v in desktop.items()}

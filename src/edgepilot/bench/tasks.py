@@ -85,18 +85,22 @@ SOP_MODES: dict[str, tuple[bool, ...]] = {"off": (False,), "on": (True,), "both"
 measured as tasks nobody wrote a procedure for."""
 
 
-def train_only_library(library: Any = None) -> Any:
+def train_only_library(library: Any = None, kind: str = "android") -> Any:
     """The SOP library without the procedures that serve held-out (test) templates (bench/sop_eval_map.yaml):
-    what a phone has when nobody wrote a procedure for the held-out kinds.
+    what a phone (``kind`` android) or a desktop has when nobody wrote a procedure for the held-out kinds.
 
     Raises:
         SopError: the evaluation map is missing or malformed.
     """
-    from edgepilot.bench.evalmap import load_eval_map
+    from edgepilot.bench.evalmap import load_desktop_map, load_eval_map
 
     library = library if library is not None else load_library()
-    mapping = load_eval_map()[0]
-    suite = load_templates()
+    if kind == "desktop":
+        from edgepilot.sim.desktop.templates import desktop_templates
+
+        mapping, suite = load_desktop_map(), desktop_templates()
+    else:
+        mapping, suite = load_eval_map()[0], load_templates()
     held = {mapping[t] for t, template in suite.items() if template.split == "test" and mapping.get(t)}
     trained = {mapping[t] for t, template in suite.items() if template.split == "train" and mapping.get(t)}
     hidden = held - trained

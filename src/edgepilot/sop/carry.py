@@ -56,17 +56,20 @@ def kept_choices(obs: Observation, text: str, choices: list[str]) -> list[str]:
     """What the value kept at reading step ``text`` can be, best first, out of the screen's ``choices`` (the
     answer choices for the step: :func:`edgepilot.agent.roles.answer_choices`).
 
-    A step that reads ``in the "F" field`` reads the text of that field (and the values inside it). Of those, the
-    ones of the shape the step names (:func:`wanted_shape`: ``the time in the "Note" field`` is the time the note
-    says, not the whole note), when some have it; else all of them.
+    A step that reads ``in the "F" field`` reads the text of that field: all of it, or where the step names a
+    shape (:func:`wanted_shape`), the values of that shape inside it (``the time in the "Note" field`` is the time
+    the note gives, not the note). Else the choices of the shape the step names, when some have it; else all of
+    them.
     """
     flat = " ".join(text.split())
     field = _FIELD.search(flat)
+    wanted = wanted_shape(flat)
     if field is not None:
         texts = field_texts(obs, field["field"])
+        if texts and wanted is None:
+            return texts
         if texts:
             choices = list(dict.fromkeys(c for t in texts for c in (t, *values_in(t))))
-    wanted = wanted_shape(flat)
     fitting = [c for c in choices if wanted is not None and shape(c) == wanted]
     return fitting or choices
 
