@@ -16,7 +16,7 @@ from edgepilot.perception.types import Bounds, Observation, UINode
 from edgepilot.sim.tasks.model import apply_setup
 from edgepilot.sim.tasks.suite import load_templates
 from edgepilot.sop import load_library
-from edgepilot.sop.carry import keeps, kept_choices, uses, wanted_shape, with_kept
+from edgepilot.sop.carry import keeps, kept_choices, uses, wanted_shapes, with_kept
 from edgepilot.sop.follow import step_subgoals
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
@@ -26,16 +26,16 @@ def _plan(subgoal: str) -> str:
     return json.dumps({"progress": "working", "subgoal": subgoal, "memory": ""})
 
 
-@pytest.mark.parametrize(("step", "shape"), [
-    ('Read the balance shown under "Checking" and remember it.', "amount"),
-    ("Read the code in the newest message (the last one) and remember it.", "digits"),
-    ('Read the number above "Mobile" and remember it.', "phone"),
-    ('Read the time (HH:MM) in the "Note" field and remember it.', "time"),
-    ('Read the text in the "Note" field and remember it.', None),
-    ('Read the line "Monday: ..." under "Opening hours" and remember it (scroll if needed).', None),
+@pytest.mark.parametrize(("step", "shapes"), [
+    ('Read the balance shown under "Checking" and remember it.', ("amount",)),
+    ("Read the code in the newest message (the last one) and remember it.", ("digits",)),
+    ('Read the number above "Mobile" and remember it.', ("phone", "digits", "amount")),
+    ('Read the time (HH:MM) in the "Note" field and remember it.', ("time",)),
+    ('Read the text in the "Note" field and remember it.', ()),
+    ('Read the line "Monday: ..." under "Opening hours" and remember it (scroll if needed).', ()),
 ])
-def test_a_reading_step_that_keeps_its_value_and_the_shape_it_names(step, shape):
-    assert keeps(step) and wanted_shape(step) == shape
+def test_a_reading_step_that_keeps_its_value_and_the_shapes_it_names(step, shapes):
+    assert keeps(step) and wanted_shapes(step) == shapes
 
 
 @pytest.mark.parametrize("step", ['Read the value under "Android version".', "Finish and answer with the code only.",
@@ -99,7 +99,10 @@ def test_a_value_read_in_a_field_is_the_fields_text_or_the_value_of_the_named_sh
     assert kept_choices(obs, 'Read the time (HH:MM) in the "Note" field and remember it.', every) == ["07:45"]
     code = "Read the code in the newest message (the last one) and remember it."
     assert kept_choices(obs, code, ["PostHub", "Your code is 305112", "305112", "09:41"]) == ["305112"]
-    assert kept_choices(obs, code, ["PostHub", "hello"]) == ["PostHub", "hello"]  # none of its shape: all stay
+    assert kept_choices(obs, code, ["PostHub", "hello"]) == []  # no code on this screen: nothing to keep here
+    number = "Read the number the display shows and remember it."
+    assert kept_choices(obs, number, ["galculator", "216"]) == ["216"]  # a plain number where no phone number shows
+    assert kept_choices(obs, 'Read the number above "Mobile" and remember it.', ["555-0102", "2"]) == ["555-0102"]
 
 
 def _on_note(served, instance: str):
@@ -152,3 +155,22 @@ def test_where_the_screen_shows_several_values_the_decider_picks_one_of_them(ser
     assert {code, "111222"} <= set(grammar["$defs"]["Finish"]["properties"]["answer"]["enum"])
     assert decision.action == OpenApp(app="Notes")
     assert agent.sop.steps[6].text == f'Type "{code}" in the "Note" field.'
+
+
+def test_on_the_screen_another_step_expects_nothing_is_kept(served):
+    """The planner pointed at the reading step while the run is still on the list: the value is not read there."""
+    phone, _, device = served
+    task = load_templates()["note_time_to_alarm"].instance(0)
+    apply_setup(phone, task)
+    device.act(OpenApp(app="Notes"))  # the list, titled "Notes": step 2's screen, not the note's
+    backend = ScriptedBackend(planner=[_plan("step 3")], decider=['{"type": "key", "key": "back"}'])
+    agent = RoleAgent(task.goal, backend, sop=Match(load_library().get("notes-time-to-alarm"), 1.0,
+                                                    {"title": task.params["title"]}))
+    agent.sop = agent.sop.advance(3)
+    obs = device.observe()
+    assert any(task.params["time"] in n.text for n in obs.elements)  # the list's row shows the note's first line
+    assert agent._keep(obs, {}, 3, []) is None and agent.sop.current == 3 and not agent.memory
+    agent.history.append("tap -> worked")
+    agent.decide(obs)  # the screen's title takes the procedure back to step 2: nothing kept either
+    assert agent.sop.current == 2 and not agent.memory
+    assert all(task.params["time"] not in step.text for step in agent.sop.steps)

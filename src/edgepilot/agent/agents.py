@@ -550,11 +550,17 @@ class RoleAgent(_Checked, AgentBase):
         :mod:`edgepilot.sop.carry`): the value is read off this screen, the procedure's later steps that use it
         say it, and the decision goes on with the next step. The value is the one choice of the kind the step
         reads (:func:`~edgepilot.sop.carry.kept_choices`), else the decider's pick among the choices, with a
-        grammar that allows only them. None where this screen shows nothing to read (the decider acts: the
-        value may be further down, or on the screen the step expects)."""
+        grammar that allows only them. None where this screen shows nothing of the kind to read, or is the screen
+        another step expects (the decider acts: the value may be further down, or on the screen the step
+        expects)."""
         if self.sop is None:
             return None
         step = self.sop.steps[number - 1].text
+        expected = (self.sop.steps[number - 1].screen or "").strip().casefold()
+        title = (Screen.from_observation(obs).title or "").strip().casefold()
+        if expected and title and title != expected and title in {(s.screen or "").strip().casefold()
+                                                                   for s in self.sop.steps}:
+            return None  # the screen another step expects: what the step reads is not here yet
         choices = kept_choices(obs, step, answer_choices(obs, step, (), self.goal))
         if not choices:
             return None

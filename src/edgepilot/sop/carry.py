@@ -25,10 +25,12 @@ USES = re.compile(r'(?:"(?P<prefix>[^"]*)" followed by )?\bthe (?P<what>[\w ]+?)
 ``the balance you remembered, as shown (like $1,234.56),``)."""
 
 _FIELD = re.compile(r'\bin the "(?P<field>[^"]+)" field\b', re.IGNORECASE)
-_WORD_SHAPES = (("code", "digits"), ("pin", "digits"), ("phone", "phone"), ("number", "phone"),
-                ("balance", "amount"), ("amount", "amount"), ("price", "amount"), ("total", "amount"),
-                ("time", "time"), ("email", "email"), ("address", "email"), ("website", "domain"))
-"""The words of a reading step that name the shape of what it reads (``Read the code ...``: digits)."""
+_WORD_SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("code", ("digits",)), ("pin", ("digits",)), ("phone", ("phone",)), ("number", ("phone", "digits", "amount")),
+    ("balance", ("amount",)), ("amount", ("amount",)), ("price", ("amount",)), ("total", ("amount", "digits")),
+    ("time", ("time",)), ("email", ("email",)), ("address", ("email",)), ("website", ("domain",)))
+"""The words of a reading step that name the shape of what it reads, likeliest first (``Read the code ...``:
+digits; a ``number`` is a phone number above "Mobile", a plain number on a calculator's display)."""
 
 
 def keeps(text: str) -> bool:
@@ -41,15 +43,15 @@ def uses(text: str) -> bool:
     return USES.search(" ".join(text.split())) is not None
 
 
-def wanted_shape(text: str) -> str | None:
-    """The shape of the value a reading step keeps, from the words before ``and remember it`` (a ``code`` is
-    digits, a ``number`` a phone number, a ``balance`` an amount, a ``time`` a time); None when they name none
-    (``the text in the "Note" field``, ``the line "Monday: ..."``)."""
+def wanted_shapes(text: str) -> tuple[str, ...]:
+    """The shapes the value a reading step keeps may have, likeliest first, from the words before ``and remember
+    it`` (a ``code`` is digits, a ``number`` a phone number or a plain number, a ``balance`` an amount, a ``time``
+    a time); empty when they name none (``the text in the "Note" field``, ``the line "Monday: ..."``)."""
     m = KEEPS.match(" ".join(text.split()))
     if m is None:
-        return None
+        return ()
     words = re.findall(r"[a-z]+", re.sub(r'"[^"]*"', " ", m["what"]).casefold())
-    return next((wanted for word in words for name, wanted in _WORD_SHAPES if word == name), None)
+    return next((wanted for word in words for name, wanted in _WORD_SHAPES if word == name), ())
 
 
 def kept_choices(obs: Observation, text: str, choices: list[str]) -> list[str]:
@@ -57,21 +59,24 @@ def kept_choices(obs: Observation, text: str, choices: list[str]) -> list[str]:
     answer choices for the step: :func:`edgepilot.agent.roles.answer_choices`).
 
     A step that reads ``in the "F" field`` reads the text of that field: all of it, or where the step names a
-    shape (:func:`wanted_shape`), the values of that shape inside it (``the time in the "Note" field`` is the time
-    the note gives, not the note). Else the choices of the shape the step names, when some have it; else all of
-    them.
+    shape (:func:`wanted_shapes`), the values of that shape inside it (``the time in the "Note" field`` is the time
+    the note gives, not the note). Else the choices of the likeliest shape the step names that some have. Empty
+    where the step names shapes and no choice has one of them (the value is not on this screen); all the choices
+    where it names none.
     """
     flat = " ".join(text.split())
     field = _FIELD.search(flat)
-    wanted = wanted_shape(flat)
+    wanted = wanted_shapes(flat)
     if field is not None:
         texts = field_texts(obs, field["field"])
-        if texts and wanted is None:
+        if texts and not wanted:
             return texts
         if texts:
             choices = list(dict.fromkeys(c for t in texts for c in (t, *values_in(t))))
-    fitting = [c for c in choices if wanted is not None and shape(c) == wanted]
-    return fitting or choices
+    if not wanted:
+        return choices
+    return next(([c for c in choices if shape(c) == one] for one in wanted if any(shape(c) == one for c in choices)),
+                [])
 
 
 def field_texts(obs: Observation, name: str) -> list[str]:
