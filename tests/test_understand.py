@@ -12,6 +12,7 @@ from edgepilot.agent.loop import EXIT_STATUS, exit_status
 from edgepilot.agent.session import fill_missing
 from edgepilot.agent.verify import check_result, nothing_found
 from edgepilot.bench.phrasings import load_phrasings
+from edgepilot.bench.tasks import train_only_library
 from edgepilot.bench.sop import evaluate_phrasings, same_value
 from edgepilot.errors import GoalError, MissingInput
 from edgepilot.perception.nodes import Bounds, UINode
@@ -145,16 +146,32 @@ def test_a_procedure_that_does_only_the_first_part_is_not_forced():
     assert further_actions("work out 6 × 7, then paste it into a new file and save it") == {"copy", "save"}
     assert further_actions("salt and pepper") == frozenset()
     desktop = load_library().for_device("desktop")
-    u = understand("Multiply 12 by 9 in Galculator and then copy the answer", desktop)
+    trained = train_only_library(load_library(), kind="desktop").for_device("desktop")  # no copy-the-result one
+    u = understand("Multiply 12 by 9 in Galculator and then copy the answer", trained)
     assert u.match is None, (u.sop, u.reason)
-    assert understand("Multiply 12 by 9 in Galculator", desktop).sop == "galculator-compute"
+    assert understand("Multiply 12 by 9 in Galculator", trained).sop == "galculator-compute"
+    assert understand("Multiply 12 by 9 in Galculator and then copy the answer", desktop).sop == \
+        "galculator-copy-result"
 
 
 def test_a_desktop_move_is_not_a_copy_and_a_delete_is_not_a_resize():
     desktop = load_library().for_device("desktop")
-    assert understand("Use Thunar to move silver.txt into the Inbox folder", desktop).match is None
-    assert understand("In the image viewer, delete blurry.png", desktop).match is None
-    assert understand("Use Thunar to copy silver.txt into the Inbox folder", desktop).sop == "thunar-copy-into"
+    trained = train_only_library(load_library(), kind="desktop").for_device("desktop")  # no move, no delete
+    assert understand("Use Thunar to move silver.txt into the Inbox folder", trained).match is None
+    assert understand("In the image viewer, delete blurry.png", trained).match is None
+    assert understand("Use Thunar to copy silver.txt into the Inbox folder", trained).sop == "thunar-copy-into"
+    assert understand("Use Thunar to move silver.txt into the Inbox folder", desktop).sop == "thunar-move-into"
+    assert understand("In the image viewer, delete blurry.png", desktop).sop == "ristretto-delete-image"
+
+
+def test_a_procedure_that_leaves_a_value_out_gives_way_to_one_close_behind_that_the_goal_gives_in_full():
+    desktop = load_library().for_device("desktop")
+    u = understand("what is 6 times 7 on the calculator", desktop)  # not: read a file the goal never names
+    assert u.sop == "galculator-compute" and u.params == {"sum": "6*7"}, (u.sop, u.candidates)
+    assert u.goal == "what is 6 times 7 on the calculator"  # the goal as typed (it was a cache's dict)
+    phone = load_library().for_device("android")
+    u = understand("Add a contact named Tara Fischer with the phone number 555-2945", phone)
+    assert u.sop == "contacts-add", u.candidates  # not the library's number saved as a contact
 
 
 def test_a_missing_value_is_missing_not_made_up(library):

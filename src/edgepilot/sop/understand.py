@@ -637,6 +637,15 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     for m in fitting:
         params, notes = typed_of(m)
         typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
+    if min(t[0] for t in typed_matches):  # each leaves a value out: one close behind that the goal gives in full
+        # ("what is 6 times 7 on the calculator": compute it, not read a file the goal never names)
+        for m in ranked:
+            if m.score < max(limit, best.score - 2 * MARGIN) or any(m is f for f in fitting) \
+                    or (question and not answers(m.sop)):
+                continue
+            params, notes = typed_of(m)
+            if len(params) == len(m.sop.params):
+                typed_matches.append((0, -m.score, replace(m, params=params), notes))
     typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
     _, _, chosen, notes = typed_matches[0]
     if chosen.score < strict and chosen.missing:
