@@ -67,7 +67,7 @@ from edgepilot.perception.render import (
 )
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
-from edgepilot.sop.carry import KEEPS, keeps, kept_choices
+from edgepilot.sop.carry import keeps, kept_choices, what_kept
 from edgepilot.sop.follow import step_subgoals, switch_step
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
@@ -577,8 +577,7 @@ class RoleAgent(_Checked, AgentBase):
             if not value:
                 return None
         self.sop = self.sop.keep(number, value)
-        m = KEEPS.match(" ".join(step.split()))
-        what = " ".join((m["what"] if m else "").split()) or "value"
+        what = what_kept(step) or "value"
         if f"{what}: {value}" not in self.memory:
             self.memory.append(f"{what}: {value}")
         self._passed.append(f"step {number} kept {value!r} for later ({how})")

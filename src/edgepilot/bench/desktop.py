@@ -52,16 +52,16 @@ DESKTOP_AGENTS = ("reference", "model", "baseline")
 MAX_STEPS = 30
 
 
-def model_factory(backend: Any, *, baseline: bool = False, sop: bool | str = False,
+def model_factory(backend: Any, *, baseline: bool = False, sop: str = "off",
                   memories: Sequence[Any] = ()) -> DesktopAgentFactory:
-    """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop; with
-    ``sop`` the model agent follows the SOP its goal retrieves (``train-only``: none that serves a held-out kind),
-    and where none fits (or without ``sop``) the route ``memories`` suggest, as ``edgepilot run`` does."""
+    """The model agent (planner, decider, reflector) or the ReAct baseline, set up for a desktop. ``sop`` is the
+    run's ``--sop``: ``on``, the model agent follows the SOP its goal retrieves; ``train-only``, the same without
+    those that serve a held-out kind; ``off``, none. Where none fits, it follows the route ``memories`` suggest,
+    as ``edgepilot run`` does."""
     if baseline:
         return lambda goal: ReactAgent(goal, backend, device_kind="desktop")
-    library = None
-    if sop:
-        library = procedures_for("desktop", train_only_library(kind="desktop") if sop == "train-only" else None)
+    library = None if sop == "off" else procedures_for(
+        "desktop", train_only_library(kind="desktop") if sop == "train-only" else None)
 
     def make(goal: str) -> StepAgent:
         match = desktop_procedure(goal, library) if library is not None else None
@@ -307,8 +307,7 @@ def desktop_bench(*, device: str = "desktop:xvfb", agent: str = "reference", mod
         start = time.perf_counter()
         backend = open_model(model, config)
         meta.update(model=backend.name, model_load_ms=round((time.perf_counter() - start) * 1000, 1))
-        factory = model_factory(backend, baseline=agent == "baseline", sop=sop if sop != "off" else False,
-                                memories=memories)
+        factory = model_factory(backend, baseline=agent == "baseline", sop=sop, memories=memories)
     with open_device(device) as opened:
         report = run_desktop_suite(opened.device, agent=agent, factory=None if agent == "reference" else factory,
                                    only=only, split=split, per_template=per_template,

@@ -23,7 +23,7 @@ def load_eval_map(path: Path = EVAL_MAP) -> tuple[dict[str, str | None], list[st
     unrelated = data.get("unrelated", []) if isinstance(data, dict) else None
     if not isinstance(templates, dict) or not isinstance(unrelated, list):
         raise SopError(f"{path}: expected a mapping `templates: {{id: sop-name or null}}` and a list `unrelated`")
-    return {str(k): (str(v) if v is not None else None) for k, v in templates.items()}, [str(u) for u in unrelated]
+    return _names(templates), [str(u) for u in unrelated]
 
 
 def load_desktop_map(path: Path = EVAL_MAP) -> dict[str, str | None]:
@@ -36,4 +36,9 @@ def load_desktop_map(path: Path = EVAL_MAP) -> dict[str, str | None]:
     desktop = data.get("desktop", {}) if isinstance(data, dict) else None
     if not isinstance(desktop, dict):
         raise SopError(f"{path}: expected a mapping `desktop: {{id: sop-name or null}}`")
-    return {str(k): (str(v) if v is not None else None) for k, v in desktop.items()}
+    return _names(desktop)
+
+
+def _names(mapping: dict) -> dict[str, str | None]:
+    """A template → SOP mapping as read from YAML, its ids and names as strings (null stays None)."""
+    return {str(k): (str(v) if v is not None else None) for k, v in mapping.items()}

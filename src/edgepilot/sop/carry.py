@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from edgepilot.perception.types import Observation
+from edgepilot.sop.retrieve import QUOTED
 from edgepilot.sop.screen import Screen, find
 from edgepilot.sop.values import shape, values_in
 
@@ -33,9 +34,16 @@ _WORD_SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
 digits; a ``number`` is a phone number above "Mobile", a plain number on a calculator's display)."""
 
 
+def what_kept(text: str) -> str | None:
+    """What a procedure step reads and keeps for later, in its words (``the code in the newest message``), or None
+    for a step that keeps nothing (:data:`KEEPS`)."""
+    m = KEEPS.match(" ".join(text.split()))
+    return None if m is None else " ".join(m["what"].split())
+
+
 def keeps(text: str) -> bool:
     """Whether a procedure step reads a value and keeps it for later (:data:`KEEPS`)."""
-    return KEEPS.match(" ".join(text.split())) is not None
+    return what_kept(text) is not None
 
 
 def uses(text: str) -> bool:
@@ -47,10 +55,10 @@ def wanted_shapes(text: str) -> tuple[str, ...]:
     """The shapes the value a reading step keeps may have, likeliest first, from the words before ``and remember
     it`` (a ``code`` is digits, a ``number`` a phone number or a plain number, a ``balance`` an amount, a ``time``
     a time); empty when they name none (``the text in the "Note" field``, ``the line "Monday: ..."``)."""
-    m = KEEPS.match(" ".join(text.split()))
-    if m is None:
+    what = what_kept(text)
+    if what is None:
         return ()
-    words = re.findall(r"[a-z]+", re.sub(r'"[^"]*"', " ", m["what"]).casefold())
+    words = re.findall(r"[a-z]+", QUOTED.sub(" ", what).casefold())
     return next((wanted for word in words for name, wanted in _WORD_SHAPES if word == name), ())
 
 

@@ -29,7 +29,7 @@ import gzip
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -618,6 +618,14 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
             params_of[m.sop.name] = typed_params(m, norm)
         return params_of[m.sop.name]
 
+    def close_behind(score: float) -> Iterator[tuple[Match, tuple[str, ...]]]:
+        """The procedures above the bar within two margins of ``score`` that may serve the goal (an answer where
+        it is a question), best first, with their parameters typed, and the notes of the typing."""
+        for m in ranked:
+            if m.score >= max(limit, score - 2 * MARGIN) and not (question and not answers(m.sop)):
+                params, m_notes = typed_of(m)
+                yield replace(m, params=params), m_notes
+
     if lenient and best is not None and best.score < limit and best.score >= LOW_THRESHOLD and best.sop.params:
         params, _ = typed_of(best)
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
@@ -639,13 +647,8 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
     if min(t[0] for t in typed_matches):  # each leaves a value out: one close behind that the goal gives in full
         # ("what is 6 times 7 on the calculator": compute it, not read a file the goal never names)
-        for m in ranked:
-            if m.score < max(limit, best.score - 2 * MARGIN) or any(m is f for f in fitting) \
-                    or (question and not answers(m.sop)):
-                continue
-            params, notes = typed_of(m)
-            if len(params) == len(m.sop.params):
-                typed_matches.append((0, -m.score, replace(m, params=params), notes))
+        typed_matches += [(0, -m.score, m, m_notes) for m, m_notes in close_behind(best.score)
+                          if not m.missing and not any(m.sop.name == f.sop.name for f in fitting)]
     typed_matches.sort(key=lambda t: (t[0], -len(t[2].params), t[1]))
     _, _, chosen, notes = typed_matches[0]
     if chosen.score < strict and chosen.missing:
@@ -662,14 +665,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     if loose:  # the next procedure above the bar whose parameters the goal gives, every one, and that has a
         # place for every value the goal gives, close behind ("add a contact named X with the phone number N": not
         # the library's number saved as a contact)
-        for m in ranked:
-            if m.sop.name == chosen.sop.name or m.score < max(limit, chosen.score - 2 * MARGIN) \
-                    or (question and not answers(m.sop)):
-                continue
-            params, other_notes = typed_of(m)
-            other, other_loose = _placed(replace(m, params=params), norm.text)
-            if not other_loose and not other.missing and other.params == params:
-                chosen, notes, loose = other, other_notes, []
+        for m, m_notes in close_behind(chosen.score):
+            other, other_loose = _placed(m, norm.text)
+            if m.sop.name != chosen.sop.name and not other_loose and not other.missing and other.params == m.params:
+                chosen, notes, loose = other, m_notes, []
                 break
     if loose:
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
