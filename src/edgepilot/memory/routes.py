@@ -32,26 +32,37 @@ ROUTE_PREFIX = "memory-"
 procedure, so nothing in it holds a finish to the goal's values."""
 
 SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "confirm", "add", "apply", "next",
-          "search", "update", "set", "create")
-_READ = re.compile(r"^\s*(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|check|look|read|"
-                   r"give|get|say)\b|\b(what|what's|whats|which|who|when|where|how much|how many|tell me|let me know|"
+          "search", "update", "set", "create", "connect", "join", "pair")
+DISMISS = ("cancel", "back", "close", "delete", "remove", "log out", "sign out", "discard", "clear", "no", "skip")
+"""Buttons that leave a form without doing it: never the form's submit button."""
+_READ = re.compile(r"^\s*(?!get rid\b)(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|"
+                   r"check|look|read|give|get|say)\b|\b(what|what's|whats|which|who|when|where|how much|how many|tell me|let me know|"
                    r"find out|look up|read|check|show me)\b", re.IGNORECASE)
 SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard": "delete", "ring": "call",
             "dial": "call", "sms": "message", "text": "message", "msg": "message", "modify": "edit",
             "change": "edit", "alter": "edit", "amend": "edit", "create": "add", "new": "add", "toggle": "switch",
             "mode": "theme", "respond": "reply", "answer": "reply", "transfer": "transfer", "send": "send",
-            "wake": "alarm", "rid": "delete"}
+            "wake": "alarm", "rid": "delete", "+": "add", "write": "add", "compose": "add",
+            "rename": "edit"}
 """Everyday words for what a screen's buttons say (an app says Delete where a person says remove)."""
 CHATTER = frozenset("""open go use using launch tap press click please want need get show find look tell give let know
-app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring""".split())
+app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring down up""".split())
 """Words that say how to ask, not what: they never pick a target (``open`` is not "opening hours")."""
+QUIET = frozenset(tokenize("""what what's whats which who whom whose when where why how is are was were does did can could
+would will should say says saying titled named called labelled labeled"""))
+"""Words of a question or of a value's lead-in: not a sign that the goal is about something the memories lack."""
+_LEADS = re.compile(r"\b(titled|named|called|labell?ed)\s+(\"[^\"]+\"|'[^']+'|[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*)")
+"""``titled "Garden plan"``, ``named Library``: a value for the field the lead word names (Title, Name, Label)."""
+_CREATE = re.compile(r"\b(a|an|new|another)\b", re.IGNORECASE)
+"""``Set an alarm``, ``a new contact``: the goal makes something, so its route does not go through an existing
+item of a list (``my alarm``, ``the note`` name one that exists)."""
 _ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
 _OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
 _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
                          re.IGNORECASE)
 _FIELD_SHAPES = {"phone": ("phone", "digits"), "number": ("phone", "digits"), "time": ("time",),
-                 "hh": ("time",), "amount": ("amount", "digits"), "email": ("email",), "pin": ("digits",),
-                 "url": ("domain",), "address": ("domain", "email")}
+                 "hh": ("time",), "amount": ("amount", "digits"), "name": ("name",), "email": ("email",),
+                 "pin": ("digits",), "url": ("domain",), "address": ("domain", "email")}
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,16 @@ class _Doc:
     weights: dict[str, float] = field(default_factory=dict)
 
     def add(self, text: str, weight: float) -> None:
-        for word in _terms(text):
+        words = _terms(text) + (["add"] if text.strip() == "+" else [])  # a "+" button adds
+        for word in words + [SYNONYMS[w] for w in words if w in SYNONYMS]:
             self.weights[word] = max(self.weights.get(word, 0.0), weight)
+
+
+_SHOWS = ((re.compile(r"^\+?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}$|^\d{3}-\d{4}$"), "phone number"),
+          (re.compile(r"^[\w.+-]+@[\w-]+\.[\w.]+$"), "email address"),
+          (re.compile(r"^-?\$\s?[\d,]+(\.\d\d)?$"), "amount money"))
+"""What a text of a screen's shape is, in words a goal uses for it (a screen showing ``555-0101`` shows a phone
+number)."""
 
 
 def _terms(text: str) -> list[str]:
@@ -110,6 +129,13 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
             read.add(state.title, 1.0)
             for text in state.texts:
                 read.add(text, 0.9)
+                for shape, words in _SHOWS:  # a screen showing 555-0101 shows a phone number
+                    if shape.search(text):
+                        read.add(words, 0.8)
+            via = by_id[state.parent].elements[state.via] if state.parent in by_id and state.via is not None else None
+            if via is not None and via.collection:  # the page of any item of the list ("Checking" or "Savings")
+                for example in via.examples:
+                    read.add(example, 0.8)
             docs.append(read)
             for element in state.elements:
                 if element.role == "scroll" or element.effect == "nothing":
@@ -142,7 +168,12 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     frequency = Counter(w for d in docs for w in d.weights)
     # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
     # number or a quoted text is a value, never a word of what to press ("22:30" is no link to "$2,230.00")
-    words = [w for w in _terms(QUOTED.sub(" ", goal)) if w not in CHATTER and not any(c.isdigit() for c in w)]
+    asked = QUOTED.sub(" ", _LEADS.sub(" ", goal))  # "titled X" names a value, not a target
+    for v in spans(asked, IMPERATIVES):  # nor is an address, a number or a time a word of what to press
+        if v.shape in ("email", "phone", "domain", "amount", "time", "digits", "card"):
+            asked = asked.replace(v.text, " ")
+    words = [w for w in _terms(asked) if w not in CHATTER and not any(c.isdigit() for c in w)]
+    words = [_known(w, frequency) for w in words]
     words += [SYNONYMS[w] for w in words if w in SYNONYMS]
     goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency]
     if not goal_words:
@@ -155,12 +186,16 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     # a word that is neither a value nor known to any memory says the goal is about something else
     found = spans(goal, IMPERATIVES)
     value_words = {w for v in found for w in _terms(v.text)}
+    vocabulary = {w for m in pool for st in m.states for e in st.elements for w in _terms(e.label)}
     strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
-               and w not in SYNONYMS}
+               and w not in SYNONYMS and w not in QUIET and w not in vocabulary}
     total = (sum(idf.values()) + 0.5 * math.log(1 + len(docs)) * len(strange)) or 1.0
     reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
     named_thing = any(v.shape == "name" and not any(w in frequency for w in _terms(v.text)) for v in found)
     switching = bool(_ON.search(goal) or _OFF.search(goal))
+    creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
+    changing = not creating and bool({"edit", "delete"} & set(words))
+    lowered = goal.casefold()
     scored = []
     for d in docs:
         if d.element is None and not reading:
@@ -171,9 +206,20 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
         score = sum(idf[w] * d.weights[w] for w in hit) / total
         if len(hit) == 1 and len(goal_words) == 1:
             score *= 0.8  # one word of evidence
-        way = d.memory.route(d.state.id)
-        if named_thing and any(e.collection for _, e in way):
+        way = _way(d.memory, d.state.id, creating)
+        listed = any(e.collection for _, e in way) or bool(d.element and d.element.collection)
+        if named_thing and listed:
             score += 0.15  # a name the memories do not know is an item of some list: a contact, a note
+        elif named_thing and reading and d.element is None:
+            score -= 0.15  # what is read about a named contact or note is on its page, not on a page of its own
+        if any(_names_example(lowered, e) for _, e in way):
+            score += 0.15  # the goal names an item the memory saw in a list on the way ("my Savings balance")
+        if creating and listed:
+            score -= 0.1  # a new one is not made from an existing item's page
+        elif changing and listed:
+            score += 0.1  # what is edited or deleted exists: it is an item of a list
+        if d.element is None and any(e.sensitive for _, e in way):
+            score -= 0.3  # reading has no side effects: no call, send or payment on the way to what is read
         score -= 0.02 * len(way)
         if d.element is not None and d.element.effect in ("opens", "leaves_app") and d.element.leads_to is None:
             score -= 0.05
@@ -182,7 +228,69 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
         scored.append(Target(d.memory, d.state, d.element, round(score, 4), tuple(hit)))
     scored.sort(key=lambda t: -t.score)
     best = [t for t in scored if t.score >= MIN_SCORE]
-    return best[:k]
+    return _by_values(goal, best)[:k]
+
+
+def _known(word: str, frequency: Counter) -> str:
+    """A goal's word as the memories spell it, where only its ending differs (``titled`` → ``title``)."""
+    if word in frequency or len(word) < 4:
+        return word
+    near = [k for k in frequency if len(k) >= 4 and abs(len(k) - len(word)) <= 2
+            and (k.startswith(word) or word.startswith(k))]
+    return min(near, key=lambda k: (abs(len(k) - len(word)), k)) if len(near) == 1 else word
+
+
+def _names_example(goal: str, element: ElementMemo) -> bool:
+    return element.collection and any(
+        len(x) >= 3 and re.search(rf"(?<!\w){re.escape(x.casefold())}(?!\w)", goal) for x in element.examples)
+
+
+def _way(memory: AppMemory, sid: str, creating: bool = False) -> list[tuple[StateMemo, ElementMemo]]:
+    """The presses from the launch screen to ``sid``: the route exploration found first, or, for a goal that
+    makes something new, the shortest one that passes through no item of a list (the alarm editor that
+    "Add alarm" opens rather than an existing alarm's)."""
+    way = memory.route(sid)
+    if not creating or not any(e.collection for _, e in way):
+        return way
+    launch = next((s for s in memory.states if s.parent is None), None)
+    if launch is None:
+        return way
+    by_id = {s.id: s for s in memory.states}
+    paths: dict[str, list[tuple[StateMemo, ElementMemo]]] = {launch.id: []}
+    frontier = [launch.id]
+    while frontier:
+        nxt = []
+        for state_id in frontier:
+            state = by_id[state_id]
+            for e in state.elements:
+                if e.collection or e.effect != "opens" or e.leads_to not in by_id or e.leads_to in paths:
+                    continue
+                paths[e.leads_to] = paths[state_id] + [(state, e)]
+                nxt.append(e.leads_to)
+        frontier = nxt
+    return paths.get(sid, way)
+
+
+def _by_values(goal: str, targets: list[Target]) -> list[Target]:
+    """Targets close in score, the one whose route places more of the goal's values first (a message to a
+    new name goes where there is a field for the name)."""
+    if len(targets) < 2:
+        return targets
+    top = targets[0].score
+
+    def placed(t: Target) -> float:
+        if t.launch or t.score < top - 0.1:
+            return 0.0
+        values = _values(goal, t.memory)
+        if not values:
+            return 0.0
+        text = " ".join(line for line, _ in _route_lines(goal, t))
+        seen = {x.casefold() for st in t.memory.states for e in st.elements for x in e.examples}
+        # a name typed where there is a field for it counts; one looked for in a list, only if the list has it
+        return sum(0.0 if f'"{v.text}"' not in text else 0.5 if f'"{v.text}" in the list' in text
+                   and v.text.casefold() not in seen else 1.0 for v in values) / len(values)
+
+    return sorted(targets, key=lambda t: (-placed(t), -t.score)) if top - targets[1].score <= 0.1 else targets
 
 
 def _names_app(goal: str, memory: AppMemory) -> bool:
@@ -219,7 +327,8 @@ def _route_lines(goal: str, target: Target) -> list[tuple[str, str | None]]:
     used: set[str] = set()
     want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = []
-    for state, element in memory.route(target.state.id):
+    creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
+    for state, element in _way(memory, target.state.id, creating):
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
     if end is None:
@@ -322,11 +431,15 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
                 out.append((f'Type the text the goal gives in the "{f.label}" field.', screen))
             continue
         out.append((f'Type "{value}" in the "{f.label}" field.', screen))
-    submit = submit or next((e for e in state.elements if e.role == "button" and e.label.casefold() in SUBMIT), None)
+    buttons = [e for e in state.elements if e.role == "button" and not e.collection]
+    submit = submit or next((e for e in buttons if e.label.casefold() in SUBMIT), None)
+    if submit is None:  # the one button that does not leave the form (a Wi-Fi dialog's Connect)
+        doing = [e for e in buttons if e.label.casefold() not in DISMISS and e.effect != "leaves_app"]
+        submit = doing[0] if len(doing) == 1 else None
     if submit is not None:
         out.append((f'Tap "{submit.label}".', screen))
     elif out:  # the button that sends appears once there is text (a chat's Send)
-        out.append(("Tap the button that sends or saves it (Send, Save, OK).", screen))
+        out.append(('Tap "Send", or tap "Save", or tap "Done", or tap "OK".', screen))
     out.append(("Finish when the screen shows it is done.", None))
     return out
 
@@ -344,16 +457,27 @@ reply save say search see send set share show start stop switch take tell text t
 
 
 def _values(goal: str, memory: AppMemory) -> list[Span]:
-    app_words = {memory.app.casefold()}
-    found = [s for s in spans(goal, IMPERATIVES) if s.text.casefold() not in app_words]
+    app_words = set(_terms(memory.app))
+    found = [s for s in spans(goal, IMPERATIVES) if not set(_terms(s.text)) <= app_words]  # not "In Notes"
     labels = {_norm_label(e.label) for st in memory.states for e in st.elements if e.role == "field" and e.label}
     for label in sorted(labels, key=len, reverse=True):
         if not label:
             continue
-        m = re.search(rf"\b{re.escape(label)}\b(?:\s+(?:is|was|should be|will be|of))?\s*[:=]?\s*"
+        m = re.search(rf"\b{re.escape(label)}\b(\s+(?:is|was|should be|will be|of))?\s*([:=])?\s*"
                       r"(\"[^\"]+\"|[^\s,;.()]+(?:\.[^\s,;.()]+)*)", goal, re.IGNORECASE)
-        if m is not None and m.group(1).casefold() not in ("is", "the", "a", "to", "my"):
-            found.insert(0, _Labelled(m.group(1).strip('"'), "labelled", m.start(1), m.end(1), label=label))
+        if m is None or m.group(3).casefold() in ("is", "the", "a", "to", "my"):
+            continue
+        value = m.group(3)
+        # "PIN 3133", "password is quarterly88": a value by its field's name; not "a note titled ..."
+        if m.group(1) or m.group(2) or value[0] in "\"'" or value[0].isupper() or any(c.isdigit() for c in value):
+            found.insert(0, _Labelled(value.strip('"'), "labelled", m.start(3), m.end(3), label=label))
+    for m in _LEADS.finditer(goal):  # "titled X" is for the Title field, "named X" for Name
+        stem = {"call": "name"}.get(m.group(1).casefold()[:4], m.group(1).casefold()[:4])
+        label = next((lab for lab in sorted(labels) if lab.startswith(stem)), None)
+        if label is not None and not any(isinstance(v, _Labelled) and v.label == label for v in found):
+            value = m.group(2).strip("\"'")
+            found = [v for v in found if v.text != value]
+            found.insert(0, _Labelled(value, "labelled", m.start(2), m.end(2), label=label))
     m = _VALUE_LEAD.search(goal)
     if m is not None and not any(s.quoted for s in found):
         text = m.group(1).strip().strip("\"'“”.")
