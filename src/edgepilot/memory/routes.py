@@ -36,8 +36,8 @@ SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "co
 DISMISS = ("cancel", "back", "close", "delete", "remove", "log out", "sign out", "discard", "clear", "no", "skip")
 """Buttons that leave a form without doing it: never the form's submit button."""
 _READ = re.compile(r"^\s*(?!get rid\b)(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|"
-                   r"check|look|read|give|get|say)\b|\b(what|what's|whats|which|who|when|where|how much|how many|tell me|let me know|"
-                   r"find out|look up|read|check|show me)\b", re.IGNORECASE)
+                   r"check|look|read|give|get|say)\b|\b(what|what's|whats|which|who|when|where|how much|how many|"
+                   r"tell me|let me know|find out|look up|read|check|show me)\b", re.IGNORECASE)
 SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard": "delete", "ring": "call",
             "dial": "call", "sms": "message", "text": "message", "msg": "message", "modify": "edit",
             "change": "edit", "alter": "edit", "amend": "edit", "create": "add", "new": "add", "toggle": "switch",
@@ -46,10 +46,11 @@ SYNONYMS = {"remove": "delete", "erase": "delete", "trash": "delete", "discard":
             "rename": "edit"}
 """Everyday words for what a screen's buttons say (an app says Delete where a person says remove)."""
 CHATTER = frozenset("""open go use using launch tap press click please want need get show find look tell give let know
-app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring down up""".split())
+app apps phone's my screen thing turn on off enable disable activate deactivate set make put do bring down
+up""".split())
 """Words that say how to ask, not what: they never pick a target (``open`` is not "opening hours")."""
-QUIET = frozenset(tokenize("""what what's whats which who whom whose when where why how is are was were does did can could
-would will should say says saying titled named called labelled labeled"""))
+QUIET = frozenset(tokenize("""what what's whats which who whom whose when where why how is are was were does did can
+could would will should say says saying titled named called labelled labeled"""))
 """Words of a question or of a value's lead-in: not a sign that the goal is about something the memories lack."""
 _LEADS = re.compile(r"\b(titled|named|called|labell?ed)\s+(\"[^\"]+\"|'[^']+'|[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*)")
 """``titled "Garden plan"``, ``named Library``: a value for the field the lead word names (Title, Name, Label)."""
