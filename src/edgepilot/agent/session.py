@@ -77,6 +77,7 @@ def memory_route(task: str, device, memories=None):
 
     ``memories`` defaults to those fitting ``device`` (:func:`edgepilot.memory.store.for_device`)."""
     from edgepilot.memory import recall, route_procedure
+    from edgepilot.memory.routes import two_app_route
     from edgepilot.memory.store import for_device
 
     notes: list[str] = []
@@ -85,9 +86,13 @@ def memory_route(task: str, device, memories=None):
     targets = recall(task, memories)
     record = {"apps": sorted(m.app for m in memories), "notes": notes,
               "candidates": [{"target": t.describe(), "score": t.score} for t in targets]}
-    if not targets:
+    match = two_app_route(task, memories)  # a value read in one app and used in another
+    if match is not None:
+        record["candidates"].insert(0, {"target": match.sop.description, "score": match.score})
+    elif not targets:
         return None, record
-    match = route_procedure(task, targets[0])
+    else:
+        match = route_procedure(task, targets[0])
     record["route"] = [s.text for s in match.sop.steps]
     return match, record
 

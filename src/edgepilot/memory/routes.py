@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgepilot.memory.model import AppMemory, ElementMemo, StateMemo
+from edgepilot.sop.carry import wanted_shapes
 from edgepilot.sop.format import Sop, SopStep
 from edgepilot.sop.retrieve import QUOTED, Match, tokenize
 from edgepilot.sop.values import Span, spans
@@ -71,6 +72,23 @@ class _Labelled(Span):
     """A value the goal gives right after a field's name (``PIN 3133``, ``password is quarterly88``)."""
 
     label: str = ""
+
+
+class _Kept(str):
+    """The value read in one app and used in another, as a step names it (``the number you remembered``)."""
+
+    what: str = ""
+    shape = "kept"
+    quoted = False
+
+    def __new__(cls, what: str) -> _Kept:
+        out = super().__new__(cls, f"the {what} you remembered")
+        out.what = what
+        return out
+
+    @property
+    def text(self) -> str:
+        return str(self)
 
 
 def _norm_label(label: str) -> str:
@@ -157,15 +175,20 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
     return docs
 
 
-def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]:
-    """The ``k`` likeliest targets of ``goal`` in ``memories``, best first (empty: nothing fits well)."""
+def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | None = None,
+           floor: float = MIN_SCORE, within_named: bool = True, without: Iterable[str] = ()) -> list[Target]:
+    """The ``k`` likeliest targets of ``goal`` in ``memories``, best first (empty: nothing fits well).
+
+    ``want``: ``read`` (only screens to read, as if the goal asked a question) or ``act`` (only elements); by
+    default what the goal asks. ``floor``: the least score kept. ``within_named``: an app the goal names keeps
+    the search inside it. ``without``: words of the goal left out (those another target already explains)."""
     memories = list(memories)
     named = [m for m in memories if _names_app(goal, m)]
-    pool = named or memories
+    pool = (named if within_named else []) or memories
     docs = _docs(pool)
     if not docs:
         return []
-    app_words = {w for m in named for w in _terms(m.app)}
+    app_words = {w for m in named for w in _terms(m.app)} if within_named else set()
     frequency = Counter(w for d in docs for w in d.weights)
     # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
     # number or a quoted text is a value, never a word of what to press ("22:30" is no link to "$2,230.00")
@@ -176,7 +199,8 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     words = [w for w in _terms(asked) if w not in CHATTER and not any(c.isdigit() for c in w)]
     words = [_known(w, frequency) for w in words]
     words += [SYNONYMS[w] for w in words if w in SYNONYMS]
-    goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency]
+    left_out = set(without)
+    goal_words = [w for w in dict.fromkeys(words) if w not in app_words and w in frequency and w not in left_out]
     if not goal_words:
         if len(named) == 1 and all(w in app_words for w in words) and not _READ.search(goal):
             launch = next((st for st in named[0].states if st.parent is None), None)
@@ -191,15 +215,16 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
     strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
                and w not in SYNONYMS and w not in QUIET and w not in vocabulary}
     total = (sum(idf.values()) + 0.5 * math.log(1 + len(docs)) * len(strange)) or 1.0
-    reading = bool(_READ.search(goal)) or goal.rstrip().endswith("?")
-    named_thing = any(v.shape == "name" and not any(w in frequency for w in _terms(v.text)) for v in found)
+    reading = want == "read" or (want is None and (bool(_READ.search(goal)) or goal.rstrip().endswith("?")))
+    named_thing = not left_out and any(v.shape == "name" and not any(w in frequency for w in _terms(v.text))
+                                       for v in found)  # (with words left out, the name is the other target's)
     switching = bool(_ON.search(goal) or _OFF.search(goal))
     creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
     changing = not creating and bool({"edit", "delete"} & set(words))
     lowered = goal.casefold()
     scored = []
     for d in docs:
-        if d.element is None and not reading:
+        if (d.element is None and not reading) or (d.element is not None and want == "read"):
             continue
         hit = [w for w in goal_words if w in d.weights]
         if not any(d.weights[w] >= 0.8 for w in hit):
@@ -228,7 +253,7 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3) -> list[Target]
             score += 0.1  # "turn X on": the thing that flips, not the page about it
         scored.append(Target(d.memory, d.state, d.element, round(score, 4), tuple(hit)))
     scored.sort(key=lambda t: -t.score)
-    best = [t for t in scored if t.score >= MIN_SCORE]
+    best = [t for t in scored if t.score >= floor]
     return _by_values(goal, best)[:k]
 
 
@@ -321,10 +346,61 @@ def route_procedure(goal: str, target: Target) -> Match:
     return Match(sop=sop, score=target.score)
 
 
-def _route_lines(goal: str, target: Target) -> list[tuple[str, str | None]]:
-    """The steps after opening the app: the presses along the route, then what the goal asks at its end."""
+_WHAT = re.compile(r"\b(?:verification )?(code|pin|phone number|number|balance|amount|price|total|time|email address|"
+                   r"email|address)\b", re.IGNORECASE)
+"""What a goal may ask to read in one app and use in another (the words :mod:`edgepilot.sop.carry` knows)."""
+
+
+def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
+    """A route for a goal that reads a value in one app and uses it in another ("look up Ann's number and save
+    it in a note", "text Bo the code from BankAlert"): the route to the screen that shows the value, a step that
+    reads and remembers it, then the route in the other app with the value where its shape fits. None unless
+    the goal names what it carries (a number, a code, a balance...) and the best screen to read it and the best
+    thing to do with it are in two apps, the second chosen by words the first does not explain."""
+    plain = QUOTED.sub(lambda q: " " * len(q.group(0)), goal)
+    # what is carried, not a value the goal gives by its name ("PIN 0714")
+    m = next((m for m in _WHAT.finditer(plain) if not re.match(r"\s*[:=(]?\s*\d", plain[m.end():])), None)
+    if m is None:
+        return None
+    memories = list(memories)
+    wanted = set(wanted_shapes(f"Read the {m.group(1)} and remember it"))
+    if any(v.shape in wanted and not v.quoted for v in spans(goal, IMPERATIVES)):
+        return None  # the goal gives the number itself
+    reads = recall(goal, memories, k=1, want="read", floor=0.2, within_named=False)
+    if not reads:
+        return None
+    read = reads[0]
+    acts = [t for t in recall(goal, memories, k=8, want="act", floor=0.2, within_named=False, without=read.words)
+            if t.memory.app != read.memory.app]
+    if not acts:
+        return None
+    act = min(acts, key=lambda t: (not _names_app(goal, t.memory), -t.score))  # a note goes in the app it names
+    what = m.group(1).casefold()
+    everything = _values(goal, read.memory)
+    # the item read about is the one named beside what is read ("Ann's number", "the number of Ann Lee")
+    near = [v for v in everything if v.shape == "name" and (0 <= m.start() - v.end <= 3 or 0 <= v.start - m.end() <= 4)]
+    about = near[:1]
+    used = {v.text for v in about}
+    lines: list[tuple[str, str | None]] = [(f"Open the {read.memory.app} app.", None)]
+    lines += _route_lines(goal, read, values=about + [v for v in everything if v.shape == "labelled"], keep=what)
+    rest = [v for v in _values(goal, act.memory) if v.text not in used]
+    lines.append((f"Open the {act.memory.app} app.", None))
+    lines += _route_lines(goal, act, values=rest + [_Kept(what)])  # type: ignore[list-item]
+    steps = tuple(SopStep(number=n, text=text[:200], screen=screen)
+                  for n, (text, screen) in enumerate(lines[:40], start=1))
+    sop = Sop(name=f"{ROUTE_PREFIX}{_slug(read.memory.app)}-{_slug(act.memory.app)}",
+              description=f"A route from {read.describe()} to {act.describe()}, carrying the {what}",
+              apps=(read.memory.app, read.memory.package, act.memory.app, act.memory.package), phrasings=(),
+              steps=steps)
+    return Match(sop=sop, score=min(read.score, act.score))
+
+
+def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
+                 keep: str | None = None) -> list[tuple[str, str | None]]:
+    """The steps after opening the app: the presses along the route, then what the goal asks at its end
+    (``values``: the goal's, by default; ``keep``: at a screen to read, read that and remember it)."""
     memory = target.memory
-    values = _values(goal, memory)
+    values = _values(goal, memory) if values is None else values
     used: set[str] = set()
     want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = []
@@ -332,7 +408,9 @@ def _route_lines(goal: str, target: Target) -> list[tuple[str, str | None]]:
     for state, element in _way(memory, target.state.id, creating):
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
-    if end is None:
+    if end is None and keep:
+        lines.append((f"Read the {keep} and remember it.", _screen(memory, state)))
+    elif end is None:
         screen = _screen(memory, state)
         lines.append(("Read the value the goal asks for on this screen.", screen))
         lines.append(("Finish and answer with that value.", screen))
@@ -431,7 +509,8 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
             if f is end:
                 out.append((f'Type the text the goal gives in the "{f.label}" field.', screen))
             continue
-        out.append((f'Type "{value}" in the "{f.label}" field.', screen))
+        out.append((f'Type {value} in the "{f.label}" field.' if isinstance(value, _Kept) else
+                    f'Type "{value}" in the "{f.label}" field.', screen))
     buttons = [e for e in state.elements if e.role == "button" and not e.collection]
     submit = submit or next((e for e in buttons if e.label.casefold() in SUBMIT), None)
     if submit is None:  # the one button that does not leave the form (a Wi-Fi dialog's Connect)
@@ -502,6 +581,14 @@ def _item_value(element: ElementMemo, values: list[Span], used: set[str]) -> str
 
 
 def _value_for(f: ElementMemo, values: list[Span], used: set[str]) -> str | None:
+    words = set(re.findall(r"[a-z]+", (f.label + " " + f.rid.replace("_", " ")).casefold()))
+    shapes = {s for w in words for s in _FIELD_SHAPES.get(w, ())}
+    kept = next((v for v in values if isinstance(v, _Kept) and v.text not in used), None)
+    if kept is not None and f.label.casefold() not in ("name", "title") and (
+            set(wanted_shapes(f"Read the {kept.what} and remember it")) & shapes
+            or (not shapes and "search" not in words and not re.search(r"\.[a-z]{2,}", f.label))):
+        used.add(kept.text)  # the value read in another app goes where its shape fits, else in the text field
+        return kept
     for v in values:  # "the password is quarterly88", "PIN 3133": the value the goal gives by the field's name
         if v.text not in used and v.shape == "labelled" and v.label == _norm_label(f.label):
             used.add(v.text)
@@ -511,9 +598,7 @@ def _value_for(f: ElementMemo, values: list[Span], used: set[str]) -> str | None
         if pick is not None:
             used.add(pick.text)
         return pick.text if pick else None
-    words = set(re.findall(r"[a-z]+", (f.label + " " + f.rid.replace("_", " ")).casefold()))
-    shapes = {s for w in words for s in _FIELD_SHAPES.get(w, ())}
-    free = [v for v in values if v.text not in used]
+    free = [v for v in values if v.text not in used and not isinstance(v, _Kept)]
     pick = next((v for v in free if v.shape in shapes), None) if shapes else None
     if pick is None and not shapes:
         pick = next((v for v in free if v.quoted), None) or next(
