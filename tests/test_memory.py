@@ -402,3 +402,91 @@ def test_exploring_a_desktop_app_on_xvfb(tmp_path):
     assert deletes and all(e.effect == "unexplored" and e.sensitive for e in deletes)
     assert not any("edgepilot-explore" in s.title for s in memory.states)
     assert not (cache_dir() / "explore" / "mousepad").exists()  # the sandbox is gone
+
+
+def test_a_new_thing_is_made_with_the_add_button_and_an_existing_one_opened_from_its_list():
+    """Goals written for this test: "an alarm" is made new (the time is not an alarm of the list), "my ...
+    alarm" and "the ... note" exist; "titled"/"named" give a field's value and are no words of what to press."""
+    made = _steps('Set an alarm for 21:40 labelled "Gym"')
+    assert made[1] == 'Tap "Add alarm".' and not any("in the list" in s for s in made)
+    assert 'Type "21:40" in the "HH:MM" field.' in made and 'Type "Gym" in the "Label" field.' in made
+    note = _steps('jot down a new note titled "Bikes" that says "oil the chain"')
+    assert note[:2] == ["Open the Notes app.", 'Tap "+".']
+    assert 'Type "Bikes" in the "Title" field.' in note and 'Type "oil the chain" in the "Note" field.' in note
+    gone = _steps('Please remove the note titled "Chores"')
+    assert gone[1:4] == ['Tap "Chores" in the list.', 'Tap "Delete".', 'Tap "Delete" to confirm.']
+
+
+def test_what_is_read_is_reached_without_a_call_and_on_the_named_items_page():
+    steps = _steps("What's Bruno Costa's number?")
+    assert steps[:2] == ["Open the Contacts app.", 'Tap "Bruno Costa" in the list.'] and "Call" not in " ".join(steps)
+    savings = _steps("sign in to the bank with pin 2468 and tell me how much is in Savings")
+    assert 'Tap "Savings" in the list.' in savings and savings[-1].startswith("Finish and answer")
+
+
+def test_a_wifi_form_is_submitted_with_its_one_button_that_does_it():
+    steps = _steps("hook up to the Library_Guest wifi, password is books4all")
+    assert steps[-3:-1] == ['Type "books4all" in the "Password" field.', 'Tap "Connect".']
+
+
+def _follow_route(sop, instance, phone_device):
+    """Follow a route without a model, a reading step kept as the SOP checker's first choice on its screen."""
+    from edgepilot.agent.agents import FnAgent
+    from edgepilot.agent.roles import answer_choices
+    from edgepilot.bench.episode import run_episode
+    from edgepilot.sop import carry
+    from edgepilot.sop.follow import SopFollower
+
+    follower = SopFollower(sop, instance.goal)
+
+    def next_action(obs):
+        step = follower.step
+        if step is not None and carry.keeps(step.text):
+            value = carry.kept_choices(obs, step.text, answer_choices(obs, step.text))[0]
+            steps = tuple(s.model_copy(update={"text": carry.with_kept(s.text, value)}) if i > follower.pos else s
+                          for i, s in enumerate(follower.sop.steps))
+            follower.sop = follower.sop.model_copy(update={"steps": steps})
+            follower.done.append(follower.pos + 1)
+            follower.pos += 1
+        return follower.next_action(obs)
+
+    return run_episode(phone_device.device, phone_device.phone, instance,
+                       lambda i: FnAgent("route", next_action, i.goal), max_steps=25)
+
+
+@pytest.mark.parametrize("goal", [
+    "note down Carmen Ruiz's phone number in a new note titled \"Carmen\"",
+    "put the phone number from the Riverside library's web page into a new contact named Library",
+])
+def test_a_value_carried_from_one_app_to_another_is_read_kept_and_used(goal):
+    """Goals written for this test. The route reads the value in the first app, keeps it, and types it in the
+    second; followed without a model on the virtual phone, the second app holds the first app's value."""
+    from edgepilot.memory.routes import two_app_route
+    from edgepilot.sim.tasks.suite import instances
+
+    match = two_app_route(goal, shipped("android"))
+    assert match is not None
+    texts = [s.text for s in match.sop.steps]
+    assert any(t.endswith("and remember it.") for t in texts) and any("you remembered in the" in t for t in texts)
+    template = "contacts_phone_to_note" if "note" in goal else "browser_phone_to_contact"
+    instance = instances("train", 1, only=[template])[0]
+    if template == "contacts_phone_to_note":  # the same task, for Carmen Ruiz, titled as the goal says
+        instance = instance.model_copy(update={"goal": goal, "params": {**instance.params, "name": "Carmen Ruiz",
+                                                                       "title": "Carmen"}})
+    with open_device("virtual-local", screenshot=False) as opened:
+        result = _follow_route(match.sop, instance.model_copy(update={"goal": goal}), opened)
+        state = opened.phone.snapshot()
+    if template == "contacts_phone_to_note":
+        phone = next(c["phone"] for c in state["contacts"]["contacts"] if c["name"] == "Carmen Ruiz")
+        assert any(n["title"] == "Carmen" and phone in n["body"] for n in state["notes"]["notes"]), result.reason
+    else:
+        assert result.success, (result.failed_checks, result.reason)
+
+
+@pytest.mark.parametrize("goal", ["Save Sami Diaz's number, 555-2283, as a new contact",
+                                  "What is Chloe Okafor's phone number?", "Turn on Bluetooth",
+                                  "Sign in to the Bank with PIN 3133 and tell me the Checking balance"])
+def test_a_goal_that_carries_nothing_gets_no_two_app_route(goal):
+    from edgepilot.memory.routes import two_app_route
+
+    assert two_app_route(goal, shipped("android")) is None

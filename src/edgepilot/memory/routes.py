@@ -151,6 +151,10 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
                 for shape, words in _SHOWS:  # a screen showing 555-0101 shows a phone number
                     if shape.search(text):
                         read.add(words, 0.8)
+            gate = [(st, e) for st, e in memory.route(state.id) if e.needs]  # a login on the way
+            gates = [label for st, e in gate for label in (*e.needs, e.label, *st.texts)]
+            for text in gates:
+                read.add(text, 0.5)
             via = by_id[state.parent].elements[state.via] if state.parent in by_id and state.via is not None else None
             if via is not None and via.collection:  # the page of any item of the list ("Checking" or "Savings")
                 for example in via.examples:
@@ -161,6 +165,8 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
                     continue
                 doc = _Doc(memory, state, element)
                 doc.add(state.title, 0.4)
+                for text in gates:
+                    doc.add(text, 0.5)
                 if element.collection:
                     doc.add(element.role, 0.3)
                 else:
@@ -209,7 +215,7 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
         return []
     idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
     # a word that is neither a value nor known to any memory says the goal is about something else
-    found = spans(goal, IMPERATIVES)
+    found = spans(goal, _NOT_NAMES)
     value_words = {w for v in found for w in _terms(v.text)}
     vocabulary = {w for m in pool for st in m.states for e in st.elements for w in _terms(e.label)}
     strange = {w for w in words if w not in frequency and w not in value_words and w not in app_words
@@ -364,7 +370,7 @@ def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
         return None
     memories = list(memories)
     wanted = set(wanted_shapes(f"Read the {m.group(1)} and remember it"))
-    if any(v.shape in wanted and not v.quoted for v in spans(goal, IMPERATIVES)):
+    if any(v.shape in wanted and not v.quoted for v in spans(goal, _NOT_NAMES)):
         return None  # the goal gives the number itself
     reads = recall(goal, memories, k=1, want="read", floor=0.2, within_named=False)
     if not reads:
@@ -534,11 +540,14 @@ find forward get give go join let look make mark message move note open pay phon
 reply save say search see send set share show start stop switch take tell text turn type update use write
 """.split())
 """Verbs that start a request: a capitalised first word among them is not a name (``Find Alice Morgan``)."""
+_NOT_NAMES = IMPERATIVES | frozenset("""what what's whats who who's where when which how is are can could would will
+please the in on at my""".split())
+"""First words that do not start a name (``What's Bruno Costa's number``, ``The Laundry alarm``)."""
 
 
 def _values(goal: str, memory: AppMemory) -> list[Span]:
     app_words = set(_terms(memory.app))
-    found = [s for s in spans(goal, IMPERATIVES) if not set(_terms(s.text)) <= app_words]  # not "In Notes"
+    found = [s for s in spans(goal, _NOT_NAMES) if not set(_terms(s.text)) <= app_words]  # not "In Notes"
     labels = {_norm_label(e.label) for st in memory.states for e in st.elements if e.role == "field" and e.label}
     for label in sorted(labels, key=len, reverse=True):
         if not label:
