@@ -34,6 +34,8 @@ procedure, so nothing in it holds a finish to the goal's values."""
 
 SUBMIT = ("save", "send", "done", "ok", "go", "log in", "sign in", "submit", "confirm", "add", "apply", "next",
           "search", "update", "set", "create", "connect", "join", "pair")
+BACKWARD = frozenset(("cancel", "back", "close", "no", "skip", "not now", "navigate up", "dismiss"))
+"""Buttons that only go back the way they came: never what a goal is about."""
 DISMISS = ("cancel", "back", "close", "delete", "remove", "log out", "sign out", "discard", "clear", "no", "skip")
 """Buttons that leave a form without doing it: never the form's submit button."""
 _READ = re.compile(r"^\s*(?!get rid\b)(what|what's|whats|which|who|when|where|how|is|are|does|do|tell|show|find|"
@@ -58,6 +60,16 @@ _LEADS = re.compile(r"\b(titled|named|called|labell?ed)\s+(\"[^\"]+\"|'[^']+'|[A
 _CREATE = re.compile(r"\b(a|an|new|another)\b", re.IGNORECASE)
 """``Set an alarm``, ``a new contact``: the goal makes something, so its route does not go through an existing
 item of a list (``my alarm``, ``the note`` name one that exists)."""
+_QUESTION = re.compile(r"^\s*(what|what's|whats|which|who|whose|when|where|how|is|are|do|does|can)\b|\?\s*$",
+                       re.IGNORECASE)
+_CARRY_VERBS = re.compile(r"\b(save|send|text|put|add|create|make|note|write|type|set|share|forward|paste|enter|store|"
+                          r"message|email|jot|copy|fill|use)\b", re.IGNORECASE)
+"""Verbs of the second half of a goal that carries a value to another app (``... and save it in a note``)."""
+_NOT_VALUES = frozenset("""is the a an to my of in on at for and that which with from as by it titled named called
+labelled labeled saying says""".split())
+"""Words after a field's name that are not its value (``a note titled ...``, ``the PIN is ...``)."""
+_APPEND = re.compile(r"\b(append|add\b.*\bto\b|at the end|to the end|also say)", re.IGNORECASE)
+"""A goal that adds to what a field holds (``append "eggs" to my list``), rather than replacing it."""
 _ON = re.compile(r"\b(on|enable|enabled|activate|start)\b", re.IGNORECASE)
 _OFF = re.compile(r"\b(off|disable|disabled|deactivate|stop|turn off|switch off)\b", re.IGNORECASE)
 _VALUE_LEAD = re.compile(r"\b(?:saying|says|that says|to say|with the text|with text|reading|:)\s+(.+?)\s*$",
@@ -161,14 +173,18 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
                     read.add(example, 0.8)
             docs.append(read)
             for element in state.elements:
-                if element.role == "scroll" or element.effect == "nothing":
-                    continue
+                if element.role == "scroll" or (element.effect == "nothing" and not element.collection):
+                    continue  # (an item of a list that changes nothing seen, such as a device to connect, stays)
+                if element.label.casefold() in BACKWARD:
+                    continue  # no goal asks to cancel its way back
                 doc = _Doc(memory, state, element)
                 doc.add(state.title, 0.4)
                 for text in gates:
                     doc.add(text, 0.5)
                 if element.collection:
                     doc.add(element.role, 0.3)
+                    for example in (element.examples if element.role != "switch" else ()):
+                        doc.add(example, 0.8)  # the items seen: "connect my Headphones" (not a list of options)
                 else:
                     doc.add(element.label, 1.0)
                     doc.add(element.rid.replace("_", " "), 0.6)
@@ -194,6 +210,7 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
     docs = _docs(pool)
     if not docs:
         return []
+    by_state = {(m.package, s.id): s for m in pool for s in m.states}
     app_words = {w for m in named for w in _terms(m.app)} if within_named else set()
     frequency = Counter(w for d in docs for w in d.weights)
     # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
@@ -212,7 +229,7 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
             launch = next((st for st in named[0].states if st.parent is None), None)
             if launch is not None:  # "open Chrome": the app is the target
                 return [Target(named[0], launch, None, 1.0, tuple(sorted(app_words)), launch=True)]
-        return []
+        return _app_as_word(goal, memories, k, want, floor, without) if app_words else []
     idf = {w: math.log(1 + len(docs) / (1 + frequency[w])) for w in goal_words}
     # a word that is neither a value nor known to any memory says the goal is about something else
     found = spans(goal, _NOT_NAMES)
@@ -235,10 +252,13 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
         hit = [w for w in goal_words if w in d.weights]
         if not any(d.weights[w] >= 0.8 for w in hit):
             continue  # a word in passing (a caption, a page it leads to) is not enough to go there
-        score = sum(idf[w] * d.weights[w] for w in hit) / total
+        way = _way(d.memory, d.state.id, creating)
+        around = _around(d, way, by_state)
+        weights = {w: max(d.weights.get(w, 0.0), around.get(w, 0.0)) for w in goal_words}
+        hit = [w for w in goal_words if weights[w] > 0]
+        score = sum(idf[w] * weights[w] for w in hit) / total
         if len(hit) == 1 and len(goal_words) == 1:
             score *= 0.8  # one word of evidence
-        way = _way(d.memory, d.state.id, creating)
         listed = any(e.collection for _, e in way) or bool(d.element and d.element.collection)
         if named_thing and listed:
             score += 0.15  # a name the memories do not know is an item of some list: a contact, a note
@@ -260,7 +280,49 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
         scored.append(Target(d.memory, d.state, d.element, round(score, 4), tuple(hit)))
     scored.sort(key=lambda t: -t.score)
     best = [t for t in scored if t.score >= floor]
+    if not best and app_words:
+        return _app_as_word(goal, memories, k, want, floor, without)
     return _by_values(goal, best)[:k]
+
+
+def _app_as_word(goal: str, memories: list[AppMemory], k: int, want: str | None, floor: float,
+                 without: Iterable[str]) -> list[Target]:
+    """Recall again, the app's name a word of what to do in it (``send Ann a message saying ...``: nothing
+    else in the goal names the Messages app's message field)."""
+    named = [m for m in memories if _names_app(goal, m)]
+    words = {w for m in named for w in _terms(m.app)}
+    if len(named) != 1 or not words:
+        return []
+    return recall(goal, named, k, want=want, floor=floor, within_named=False, without=without)
+
+
+_FIELD_WORDS = {"phone": "number", "hh": "time", "pin": "code", "amount": "money", "email": "address"}
+"""What a goal calls the value a field takes, besides the field's own name (a Phone field takes a number)."""
+
+
+def _around(doc: _Doc, way: list[tuple[StateMemo, ElementMemo]],
+            by_state: dict[tuple[str, str], StateMemo]) -> dict[str, float]:
+    """The words a goal may use for the rest of a target's route, at a lower weight than the target's own: the
+    buttons pressed on the way there, and the fields of the form it is in or opens (the goal's other values go
+    in them: "with number 555-3785 and email ...")."""
+    out: dict[str, float] = {}
+
+    def add(text: str, weight: float) -> None:
+        for w in _terms(text):
+            out[w] = max(out.get(w, 0.0), weight)
+            if w in _FIELD_WORDS:
+                out[_FIELD_WORDS[w]] = max(out.get(_FIELD_WORDS[w], 0.0), weight)
+
+    for _, e in way:
+        if not e.collection:
+            add(e.label, 0.5)
+    if doc.element is not None:
+        forms = [doc.state, by_state.get((doc.memory.package, doc.element.leads_to or ""))]
+        for state in forms:
+            for e in (state.elements if state is not None else []):
+                if e.role == "field":
+                    add(_norm_label(e.label), 0.6)
+    return out
 
 
 def _known(word: str, frequency: Counter) -> str:
@@ -304,20 +366,25 @@ def _way(memory: AppMemory, sid: str, creating: bool = False) -> list[tuple[Stat
 
 
 def _by_values(goal: str, targets: list[Target]) -> list[Target]:
-    """Targets close in score, the one whose route places more of the goal's values first (a message to a
+    """Targets close in score, reordered by how much of the goal's values their routes place (a message to a
     new name goes where there is a field for the name)."""
     if len(targets) < 2:
         return targets
     top = targets[0].score
+    app = targets[0].memory.app
+    words = {SYNONYMS.get(w, w) for w in _terms(QUOTED.sub(" ", goal))}
+    changing = not _CREATE.search(QUOTED.sub(" ", goal)) and bool({"edit", "delete"} & words)
 
     def placed(t: Target) -> float:
-        if t.launch or t.score < top - 0.1:
-            return 0.0
+        if t.launch or t.score < top - 0.1 or t.memory.app != app:
+            return 0.0  # (other ways in the same app; never another app for its values)
         values = _values(goal, t.memory)
         if not values:
             return 0.0
         text = " ".join(line for line, _ in _route_lines(goal, t))
         seen = {x.casefold() for st in t.memory.states for e in st.elements for x in e.examples}
+        if changing:  # what is edited or deleted is in its list, seen while exploring or not
+            seen |= {v.text.casefold() for v in values}
         # a name typed where there is a field for it counts; one looked for in a list, only if the list has it
         return sum(0.0 if f'"{v.text}"' not in text else 0.5 if f'"{v.text}" in the list' in text
                    and v.text.casefold() not in seen else 1.0 for v in values) / len(values)
@@ -363,6 +430,8 @@ def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
     reads and remembers it, then the route in the other app with the value where its shape fits. None unless
     the goal names what it carries (a number, a code, a balance...) and the best screen to read it and the best
     thing to do with it are in two apps, the second chosen by words the first does not explain."""
+    if _QUESTION.search(goal) or not _CARRY_VERBS.search(QUOTED.sub(" ", goal)):
+        return None  # a question is answered, not carried elsewhere; nothing is carried without a verb to do so
     plain = QUOTED.sub(lambda q: " " * len(q.group(0)), goal)
     # what is carried, not a value the goal gives by its name ("PIN 0714")
     m = next((m for m in _WHAT.finditer(plain) if not re.match(r"\s*[:=(]?\s*\d", plain[m.end():])), None)
@@ -411,9 +480,13 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
     want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = []
     creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
-    for state, element in _way(memory, target.state.id, creating):
+    way = _way(memory, target.state.id, creating)
+    for state, element in way:
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
+    # a form of an item that exists holds its values: the goal's replace them, unless it says to add to them
+    replace = ((any(e.collection for _, e in way) or bool(end and end.collection))
+               and not _APPEND.search(QUOTED.sub(" ", goal)))
     if end is None and keep:
         lines.append((f"Read the {keep} and remember it.", _screen(memory, state)))
     elif end is None:
@@ -421,28 +494,34 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
         lines.append(("Read the value the goal asks for on this screen.", screen))
         lines.append(("Finish and answer with that value.", screen))
     elif end.role == "field":
-        lines.extend(_fill_form(memory, state, end, values, used))
+        lines.extend(_fill_form(memory, state, end, values, used, replace=replace))
     elif _fields_with_values(state, values, used) and end.label.casefold() in SUBMIT:
-        lines.extend(_fill_form(memory, state, None, values, used, submit=end))
+        lines.extend(_fill_form(memory, state, None, values, used, submit=end, replace=replace))
     else:
         lines.extend(_press(memory, state, end, values, used, want, last=True))
         nxt = next((s for s in memory.states if s.id == end.leads_to), None)
         if want and (end.role == "switch" or end.effect == "toggles"):
-            lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
+            # a switch that shows a list when on ("Use Bluetooth" and its devices): the one the goal names
+            choice = _choice(nxt or state, goal, values, used)
+            if choice is not None:
+                lines.append((f'Tap "{choice}".', _screen(memory, nxt or state)))
+                lines.append(("Finish when the screen shows it is done.", None))
+            else:
+                lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
         else:
-            lines.extend(_then(memory, nxt, end, values, used, want, goal))
+            lines.extend(_then(memory, nxt, end, values, used, want, goal, replace=replace))
     return lines
 
 
 def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values: list[Span], used: set[str],
-          want: str | None, goal_text: str) -> list[tuple[str, str | None]]:
+          want: str | None, goal_text: str, *, replace: bool = False) -> list[tuple[str, str | None]]:
     """What follows the goal's press on the screen it opens: a form to fill, a switch to set, the same
     button again to confirm (a "Delete?" dialog); else the run is done."""
     done = [("Finish when the screen shows it is done.", None)]
     if nxt is None:
         return done
     if _fields_with_values(nxt, values, used):
-        return _fill_form(memory, nxt, None, values, used)
+        return _fill_form(memory, nxt, None, values, used, replace=replace)
     toggles = [e for e in nxt.elements if e.effect == "toggles" and not e.collection]
     if want and toggles:
         return _press(memory, nxt, toggles[0], values, used, want, last=True) + [
@@ -451,19 +530,27 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
                  None)
     if again is not None:
         return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt))] + done
-    choice = _choice(nxt, goal_text)
+    choice = _choice(nxt, goal_text, values, used)
     if choice is not None:
         return [(f'Tap "{choice}".', _screen(memory, nxt))] + done
     return done
 
 
-def _choice(state: StateMemo, goal: str) -> str | None:
-    """An option of ``state`` that the goal names word for word (``15 seconds`` on a list of timeouts)."""
+def _choice(state: StateMemo, goal: str, values: list[Span] = (), used: set[str] = frozenset()) -> str | None:
+    """An option of ``state`` that the goal names word for word (``15 seconds`` on a list of timeouts), or an
+    item of its list that the goal names and nothing else has used (a device, ``Headphones``)."""
     text = goal.casefold()
     for e in state.elements:
         for option in (e.examples if e.collection else [e.label]):
             if len(option) >= 3 and re.search(rf"(?<!\w){re.escape(option.casefold())}(?!\w)", text):
                 return option
+    if any(e.collection for e in state.elements):
+        label = {e.label.casefold() for e in state.elements}
+        free = [v for v in values if v.shape == "name" and v.text not in used and v.text.casefold() not in label
+                and v.text.casefold() not in text[:0]]
+        if free:
+            used.add(free[-1].text)
+            return free[-1].text
     return None
 
 
@@ -504,8 +591,9 @@ def _press(memory: AppMemory, state: StateMemo, element: ElementMemo, values: li
 
 
 def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, values: list[Span], used: set[str],
-               *, submit: ElementMemo | None = None) -> list[tuple[str, str | None]]:
-    """Type the goal's values into the state's fields (the one aimed at first), then press its submit button."""
+               *, submit: ElementMemo | None = None, replace: bool = False) -> list[tuple[str, str | None]]:
+    """Type the goal's values into the state's fields (the one aimed at first), then press its submit button;
+    with ``replace``, a value replaces the text a field holds (the form of an item that exists)."""
     screen = _screen(memory, state)
     out = []
     fields = [e for e in state.elements if e.role == "field"]
@@ -515,8 +603,9 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
             if f is end:
                 out.append((f'Type the text the goal gives in the "{f.label}" field.', screen))
             continue
-        out.append((f'Type {value} in the "{f.label}" field.' if isinstance(value, _Kept) else
-                    f'Type "{value}" in the "{f.label}" field.', screen))
+        said = value if isinstance(value, _Kept) else f'"{value}"'
+        out.append((f'Replace the text in the "{f.label}" field with {said}.' if replace else
+                    f'Type {said} in the "{f.label}" field.', screen))
     buttons = [e for e in state.elements if e.role == "button" and not e.collection]
     submit = submit or next((e for e in buttons if e.label.casefold() in SUBMIT), None)
     if submit is None:  # the one button that does not leave the form (a Wi-Fi dialog's Connect)
@@ -554,11 +643,11 @@ def _values(goal: str, memory: AppMemory) -> list[Span]:
             continue
         m = re.search(rf"\b{re.escape(label)}\b(\s+(?:is|was|should be|will be|of))?\s*([:=])?\s*"
                       r"(\"[^\"]+\"|[^\s,;.()]+(?:\.[^\s,;.()]+)*)", goal, re.IGNORECASE)
-        if m is None or m.group(3).casefold() in ("is", "the", "a", "to", "my"):
+        if m is None:
             continue
         value = m.group(3)
         # "PIN 3133", "password is quarterly88": a value by its field's name; not "a note titled ..."
-        if m.group(1) or m.group(2) or value[0] in "\"'" or value[0].isupper() or any(c.isdigit() for c in value):
+        if value.casefold() not in _NOT_VALUES:
             found.insert(0, _Labelled(value.strip('"'), "labelled", m.start(3), m.end(3), label=label))
     for m in _LEADS.finditer(goal):  # "titled X" is for the Title field, "named X" for Name
         stem = {"call": "name"}.get(m.group(1).casefold()[:4], m.group(1).casefold()[:4])
