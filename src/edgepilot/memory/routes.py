@@ -441,7 +441,9 @@ def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
     wanted = set(wanted_shapes(f"Read the {m.group(1)} and remember it"))
     if any(v.shape in wanted and not v.quoted for v in spans(goal, _NOT_NAMES)):
         return None  # the goal gives the number itself
-    reads = recall(goal, memories, k=1, want="read", floor=0.2, within_named=False)
+    what_words = set(_terms(m.group(0))) | {w for w in _terms(m.group(0)) for w in [_FIELD_WORDS.get(w, w)]}
+    reads = [t for t in recall(goal, memories, k=6, want="read", floor=0.2, within_named=False)
+             if what_words & set(t.words)]  # a screen that shows what is carried
     if not reads:
         return None
     read = reads[0]
@@ -487,10 +489,15 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
     # a form of an item that exists holds its values: the goal's replace them, unless it says to add to them
     replace = ((any(e.collection for _, e in way) or bool(end and end.collection))
                and not _APPEND.search(QUOTED.sub(" ", goal)))
+    asking = bool(_QUESTION.search(goal) or re.search(r"^\s*(show me|tell me|let me know|read me)\b", goal, re.I))
     if end is None and keep:
         lines.append((f"Read the {keep} and remember it.", _screen(memory, state)))
     elif end is None:
         screen = _screen(memory, state)
+        lines.append(("Read the value the goal asks for on this screen.", screen))
+        lines.append(("Finish and answer with that value.", screen))
+    elif end.role == "field" and asking and _value_for(end, values, set(used)) is None:
+        screen = _screen(memory, state)  # a question about a page is read off it, not typed in its address bar
         lines.append(("Read the value the goal asks for on this screen.", screen))
         lines.append(("Finish and answer with that value.", screen))
     elif end.role == "field":
@@ -508,6 +515,9 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
                 lines.append(("Finish when the screen shows it is done.", None))
             else:
                 lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
+        elif asking and nxt is not None and not keep:  # a question: the page the press opens answers it
+            lines.append(("Read the value the goal asks for on this screen.", _screen(memory, nxt)))
+            lines.append(("Finish and answer with that value.", _screen(memory, nxt)))
         else:
             lines.extend(_then(memory, nxt, end, values, used, want, goal, replace=replace))
     return lines
@@ -526,8 +536,9 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
     if want and toggles:
         return _press(memory, nxt, toggles[0], values, used, want, last=True) + [
             (f"Finish when the switch shows {want}.", _screen(memory, nxt))]
+    dialog = nxt.title.rstrip().endswith("?") or any(e.label.casefold() == "cancel" for e in nxt.elements)
     again = next((e for e in nxt.elements if e.role == "button" and e.label.casefold() == pressed.label.casefold()),
-                 None)
+                 None) if dialog else None
     if again is not None:
         return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt))] + done
     choice = _choice(nxt, goal_text, values, used)
@@ -541,6 +552,8 @@ def _choice(state: StateMemo, goal: str, values: list[Span] = (), used: set[str]
     item of its list that the goal names and nothing else has used (a device, ``Headphones``)."""
     text = goal.casefold()
     for e in state.elements:
+        if e.role == "field":
+            continue
         for option in (e.examples if e.collection else [e.label]):
             if len(option) >= 3 and re.search(rf"(?<!\w){re.escape(option.casefold())}(?!\w)", text):
                 return option
