@@ -490,3 +490,13 @@ def test_a_goal_that_carries_nothing_gets_no_two_app_route(goal):
     from edgepilot.memory.routes import two_app_route
 
     assert two_app_route(goal, shipped("android")) is None
+
+
+def test_a_draft_from_memory_carries_a_value_across_apps():
+    from edgepilot.memory.draft import draft_from_memory
+
+    drafted = draft_from_memory("look up Bruno Costa's email and text it to Carmen Ruiz", shipped("android"))
+    texts = [s.text for s in drafted.sop.steps]
+    assert texts[:3] == ["Open the Contacts app.", 'Tap "{item}" in the list.', "Read the email and remember it."]
+    assert "Open the Messages app." in texts and any("the email you remembered" in t for t in texts)
+    assert drafted.sop.phrasings == ("look up {item}'s email and text it to {item_2}",)

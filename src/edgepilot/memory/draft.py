@@ -15,12 +15,13 @@ from collections.abc import Iterable
 
 from edgepilot.errors import SopError
 from edgepilot.memory.model import AppMemory
-from edgepilot.memory.routes import recall, route_procedure
+from edgepilot.memory.routes import recall, route_procedure, two_app_route
 from edgepilot.sop.format import SopStep, parse_sop
 from edgepilot.sop.learn import LearnedSop, default_name, yaml_scalar
 from edgepilot.sop.values import shape
 
 _TYPED = re.compile(r'^Type "(?P<value>[^"]+)" in the "(?P<field>[^"]+)" field')
+_REPLACED = re.compile(r'^Replace the text in the "(?P<field>[^"]+)" field with "(?P<value>[^"]+)"')
 _PICKED = re.compile(r'^Tap "(?P<value>[^"]+)" in the list')
 _STOP_NAME = frozenset({"the", "a", "an", "my", "to", "in", "on", "of", "for", "and", "or", "please", "pls", "it"})
 _QUOTES = frozenset({'""', "''", "“”", "‘’", "«»"})
@@ -55,18 +56,20 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
     if not memories:
         raise SopError("no app memories: explore an app first (`edgepilot explore --app NAME`)")
     targets = recall(goal, memories)
-    if not targets:
+    carried = two_app_route(goal, memories)  # a value read in one app and used in another
+    if not targets and carried is None:
         apps = ", ".join(sorted(m.app for m in memories))
         raise SopError(f"nothing in the memories of {apps} fits {goal!r}; explore the app the goal is about "
                        "(`edgepilot explore --app NAME`), or word the goal as its screens do")
-    target = targets[0]
-    route = route_procedure(goal, target)
+    route = carried or route_procedure(goal, targets[0])
+    memory = next(m for m in memories if m.app == route.sop.apps[0])
+    described = route.sop.description if carried is not None else targets[0].describe()
     params: dict[str, tuple[str, str]] = {}  # name -> (value, description)
     phrasing = goal.strip()
     steps: list[SopStep] = []
     for step in route.sop.steps:
         text = step.text
-        for pattern, kind in ((_TYPED, "typed"), (_PICKED, "picked")):
+        for pattern, kind in ((_TYPED, "typed"), (_REPLACED, "typed"), (_PICKED, "picked")):
             m = pattern.match(text)
             found = _in_goal(m["value"], phrasing) if m is not None else None
             if found is None:
@@ -87,11 +90,11 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
                 start, end = start - 1, end + 1  # a quoted value: the placeholder stands for it, quotes too
             phrasing = phrasing[:start] + "{" + pname + "}" + phrasing[end:]
         steps.append(step.model_copy(update={"text": text}))
-    memory = target.memory
-    sop_name = name or default_name(phrasing, [memory.app], prefix="memory")
+    apps = list(route.sop.apps)
+    sop_name = name or default_name(phrasing, apps[::2], prefix="memory")
     front = ["---", f"name: {yaml_scalar(sop_name)}",
-             f"description: {yaml_scalar(f'Drafted from the memory of {memory.app}: {target.describe()}'[:300])}",
-             f"apps: {yaml_scalar([memory.app, memory.package])}",
+             f"description: {yaml_scalar(f'Drafted from the memory of {memory.app}: {described}'[:300])}",
+             f"apps: {yaml_scalar(apps)}",
              "phrasings:", f"  - {yaml_scalar(phrasing)}"]
     if params:
         front.append("params:")
@@ -101,8 +104,9 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
               f"<!-- drafted by edgepilot sop draft --from-memory from {memory.app} {memory.app_version}{explored}: "
               "read every step, then `edgepilot sop check` it and `edgepilot sop add` it -->"]
     text = "\n".join(front + [s.render() for s in steps]) + "\n"
-    notes = [f"the route ends at {target.describe()} (score {target.score:.2f}); other candidates: "
-             + (", ".join(f"{t.describe()} ({t.score:.2f})" for t in targets[1:]) or "none")]
+    notes = [f"{'the route is' if carried else 'the route ends at'} {described} (score {route.score:.2f}); other "
+             "candidates: "
+             + (", ".join(f"{t.describe()} ({t.score:.2f})" for t in targets[(0 if carried else 1):]) or "none")]
     notes += [f"step {s.number} keeps {m['value']!r}: the goal does not say it" for s in steps
               if (m := _TYPED.match(s.text)) is not None and "{" not in m["value"]]
     try:
