@@ -527,7 +527,7 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
           want: str | None, goal_text: str, *, replace: bool = False) -> list[tuple[str, str | None]]:
     """What follows the goal's press on the screen it opens: a form to fill, a switch to set, the same
     button again to confirm (a "Delete?" dialog); else the run is done."""
-    done = [("Finish when the screen shows it is done.", None)]
+    done = [("Finish when the screen shows it is done.", _screen(memory, nxt) if nxt is not None else None)]
     if nxt is None:
         return done
     if _fields_with_values(nxt, values, used):
@@ -540,7 +540,7 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
     again = next((e for e in nxt.elements if e.role == "button" and e.label.casefold() == pressed.label.casefold()),
                  None) if dialog else None
     if again is not None:
-        return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt))] + done
+        return [(f'Tap "{again.label}" to confirm.', _screen(memory, nxt)), _done(memory, again)]
     choice = _choice(nxt, goal_text, values, used)
     if choice is not None:
         return [(f'Tap "{choice}".', _screen(memory, nxt))] + done
@@ -626,10 +626,20 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
         submit = doing[0] if len(doing) == 1 else None
     if submit is not None:
         out.append((f'Tap "{submit.label}".', screen))
-    elif out:  # the button that sends appears once there is text (a chat's Send)
+        out.append(_done(memory, submit))
+    elif out:  # the button that sends appears once there is text (a chat's Send); the chat stays
         out.append(('Tap "Send", or tap "Save", or tap "Done", or tap "OK".', screen))
-    out.append(("Finish when the screen shows it is done.", None))
+        out.append(("Finish when the screen shows it is done.", screen))
+    else:
+        out.append(("Finish when the screen shows it is done.", None))
     return out
+
+
+def _done(memory: AppMemory, pressed: ElementMemo) -> tuple[str, str | None]:
+    """The last step, on the screen the last press leads to where the memory knows it: a run back on the
+    list after Save is done, not at the list's first step again."""
+    lands = next((s for s in memory.states if s.id == pressed.leads_to), None)
+    return ("Finish when the screen shows it is done.", _screen(memory, lands) if lands is not None else None)
 
 
 def _fields_with_values(state: StateMemo, values: list[Span], used: set[str]) -> bool:
