@@ -495,11 +495,11 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
     elif end is None:
         screen = _screen(memory, state)
         lines.append(("Read the value the goal asks for on this screen.", screen))
-        lines.append(("Finish and answer with that value.", screen))
+        lines.append((_answer_step(goal), screen))
     elif end.role == "field" and asking and _value_for(end, values, set(used)) is None:
         screen = _screen(memory, state)  # a question about a page is read off it, not typed in its address bar
         lines.append(("Read the value the goal asks for on this screen.", screen))
-        lines.append(("Finish and answer with that value.", screen))
+        lines.append((_answer_step(goal), screen))
     elif end.role == "field":
         lines.extend(_fill_form(memory, state, end, values, used, replace=replace))
     elif _fields_with_values(state, values, used) and end.label.casefold() in SUBMIT:
@@ -517,7 +517,7 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
                 lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
         elif asking and nxt is not None and not keep:  # a question: the page the press opens answers it
             lines.append(("Read the value the goal asks for on this screen.", _screen(memory, nxt)))
-            lines.append(("Finish and answer with that value.", _screen(memory, nxt)))
+            lines.append((_answer_step(goal), _screen(memory, nxt)))
         else:
             lines.extend(_then(memory, nxt, end, values, used, want, goal, replace=replace))
     return lines
@@ -633,6 +633,19 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
     else:
         out.append(("Finish when the screen shows it is done.", None))
     return out
+
+
+_ANSWER_SHAPES = (("amount", ("balance", "amount", "price", "total", "cost")), ("number", ("code", "pin")),
+                  ("time", ("time",)))
+"""What a question asks for, by the word for it, in the words a finish step names an answer's shape."""
+
+
+def _answer_step(goal: str) -> str:
+    """The step that answers: ``Finish and answer with the amount.`` where the goal asks for a balance (the
+    agent then offers only amounts on the screen, not the battery's "87%"), else ``... with that value.``"""
+    words = set(re.findall(r"[a-z]+", QUOTED.sub(" ", goal).casefold()))
+    said = next((shape for shape, names in _ANSWER_SHAPES if words & set(names)), None)
+    return f"Finish and answer with the {said}." if said else "Finish and answer with that value."
 
 
 def _done(memory: AppMemory, pressed: ElementMemo) -> tuple[str, str | None]:
