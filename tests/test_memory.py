@@ -500,3 +500,18 @@ def test_a_draft_from_memory_carries_a_value_across_apps():
     assert texts[:3] == ["Open the Contacts app.", 'Tap "{item}" in the list.', "Read the email and remember it."]
     assert "Open the Messages app." in texts and any("the email you remembered" in t for t in texts)
     assert drafted.sop.phrasings == ("look up {item}'s email and text it to {item_2}",)
+
+
+def test_a_route_done_does_not_start_again_on_the_screen_of_its_first_steps():
+    """Followed to its end, a route's first screens show the result (the alarm list after Save, the contact
+    list after a delete): they no longer move the run back to the start, which once made an agent add the same
+    alarm five times and delete three contacts."""
+    from edgepilot.agent.session import memory_route
+    from edgepilot.sop.progress import SopProgress
+
+    alarm = SopProgress.start(memory_route("Create a new alarm at 17:30", None, shipped("android"))[0])
+    assert alarm.steps[-1].screen == "Alarm" and alarm.advance(len(alarm.steps)).locate("Alarm") == len(alarm.steps)
+    contact = SopProgress.start(memory_route("Save Sami Diaz's number, 555-2283, as a new contact", None,
+                                             shipped("android"))[0])
+    last = len(contact.steps)
+    assert contact.locate("Contacts") == 2 and contact.advance(last).locate("Contacts") is None

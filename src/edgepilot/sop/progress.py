@@ -103,7 +103,8 @@ class SopProgress:
         """The step a screen titled ``screen_title`` (case-insensitive) belongs to: the first step from
         the current one on that expects it; else, when the run is back on a screen it had left (a back
         press, a wrong tap undone), the first of the latest steps before the current one that expect
-        it; None when no step names that screen."""
+        it; None when no step names that screen, and None past the last step that acts (its screens then
+        show the result: the list after a Save is not the list of step 2 again)."""
         title = screen_title.strip().casefold()
         if not title:
             return None
@@ -111,6 +112,9 @@ class SopProgress:
         ahead = next((i for i in range(self.current - 1, len(on)) if on[i]), None)
         if ahead is not None:
             return ahead + 1
+        if self.done or (self.current == len(self.steps) and _finishes(self.steps[-1].text)
+                         and not _answers(self.steps[-1].text)):
+            return None  # every step is done: a screen of an early step does not start the procedure again
         back = next((i for i in range(self.current - 2, self.floor - 2, -1) if on[i]), None)
         if back is None:
             return None
