@@ -346,6 +346,11 @@ def test_train_only_hides_the_procedures_of_held_out_kinds():
     hidden = set(full.entries) - set(train.entries)
     assert {"settings-dark-theme", "contacts-edit", "notes-append", "bank-transfer"} <= hidden
     assert "settings-wifi-toggle" in train.entries and "notes-delete" in train.entries
+    # what a run on a phone is offered hides them too, whichever view of the full library was built first
+    full.for_device("android")
+    phone = {s.name for s in train_only_library(full).for_device("android")}
+    assert not phone & hidden and "settings-wifi-toggle" in phone
+    assert "settings-dark-theme" in {s.name for s in full.for_device("android")}
 
 
 # ---------------------------------------------------------------- commands

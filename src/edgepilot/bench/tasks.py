@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def train_only_library(library: Any = None, kind: str = "android") -> Any:
     held = {mapping[t] for t, template in suite.items() if template.split == "test" and mapping.get(t)}
     trained = {mapping[t] for t, template in suite.items() if template.split == "train" and mapping.get(t)}
     hidden = held - trained
-    return replace(library, entries={n: e for n, e in library.entries.items() if n not in hidden})
+    return library.without(hidden)
 
 
 def sop_runs(sop: str) -> tuple[bool, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -65,6 +65,13 @@ class SopLibrary:
     problems: list[SopProblem] = field(default_factory=list)
     index: object | None = field(default=None, repr=False)  # the retriever built over it (sop.retrieve), once
     _views: dict[str, SopLibrary] = field(default_factory=dict, repr=False)
+
+    def without(self, names: Iterable[str]) -> SopLibrary:
+        """The library less the procedures named, with an index and device views of its own (a copy made with
+        :func:`dataclasses.replace` would share this one's cached views, and offer what it hides)."""
+        gone = set(names)
+        return SopLibrary(self.folders, {n: e for n, e in self.entries.items() if n not in gone}, self.shadowed,
+                          self.problems)
 
     def for_device(self, kind: str) -> SopLibrary:
         """The procedures for a device of this kind (``android``, ``desktop``): a phone's procedure is never
