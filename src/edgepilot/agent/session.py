@@ -97,6 +97,18 @@ def memory_route(task: str, device, memories=None):
     return match, record
 
 
+def over_procedure(task: str, match, device, memories=None):
+    """The procedure understood for ``task``, or the memory's route where it goes to apps the procedure never
+    opens (:func:`edgepilot.memory.routes.overrides`), with what was recalled (None when the procedure stays)."""
+    from edgepilot.memory.routes import overrides
+
+    route, recalled = memory_route(task, device, memories)
+    if route is None or not overrides(match, route):
+        return match, None
+    recalled["over"] = match.sop.name
+    return route, recalled
+
+
 AskValue = Callable[[str, str, bool], "str | None"]
 """Asks the person for a value the goal left out: (parameter, its description, secret?) → the value or None."""
 
@@ -179,10 +191,12 @@ def prepare_run(task: str, opened, backend, *, config: Config, policy=None, conf
     budget = max_steps or config.max_steps
     info = opened.device.info
     match, understood = (None, None) if baseline else understand_goal(task, sop, info.kind)
-    match = fill_missing(match, ask_value)
     recalled = None
-    if match is None and memory and not baseline and sop in ("auto", "off"):
+    if memory and not baseline and (sop == "off" or (sop == "auto" and match is None)):
         match, recalled = memory_route(task, opened.device)
+    elif memory and not baseline and sop == "auto":  # a procedure for another app's task loses to the memory
+        match, recalled = over_procedure(task, match, opened.device)
+    match = fill_missing(match, ask_value)
     control = control or RunControl()
     agent = (ReactAgent(task, backend, device_kind=info.kind, should_stop=control.stopped) if baseline
              else RoleAgent(task, backend, sop=match, device_kind=info.kind, should_stop=control.stopped,

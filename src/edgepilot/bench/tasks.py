@@ -142,7 +142,7 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
     rather than one with a hole. ``library`` defaults to :func:`edgepilot.sop.load_library`'s. With ``memory``,
     a goal no procedure fits (or every goal, without ``procedures``) follows the route the app memories
     suggest (``memories``: default, the shipped ones of the virtual phone's apps), as ``edgepilot run`` does."""
-    from edgepilot.agent.session import fill_missing, memory_route
+    from edgepilot.agent.session import fill_missing, memory_route, over_procedure
     from edgepilot.errors import GoalError
     from edgepilot.sop.understand import understand
 
@@ -157,6 +157,8 @@ def retrieve_sops(todo: Iterable[TaskInstance], library: Any = None, *, procedur
         try:
             if procedures:
                 match = understand(i.goal, library).match
+                if match is not None and memory:  # as `edgepilot run`: a procedure for other apps loses
+                    match = over_procedure(i.goal, match, None, memories)[0]
                 match = fill_missing(match, lambda name, _d, _s, i=i: (str(i.params[name]) if name in i.params
                                                                        else None))
         except GoalError:

@@ -424,6 +424,27 @@ _WHAT = re.compile(r"\b(?:verification )?(code|pin|phone number|number|balance|a
 """What a goal may ask to read in one app and use in another (the words :mod:`edgepilot.sop.carry` knows)."""
 
 
+ROUTE_OVER = 0.5
+"""The least route score at which a route in other apps wins over the written procedure understood for a goal."""
+LAUNCHERS = frozenset(("home", "com.android.launcher3", "launcher"))
+"""Apps of a procedure that opens any app (``system-open-app``): every route's app fits it."""
+
+
+def overrides(procedure: Match, route: Match) -> bool:
+    """Whether the memory's route should be followed instead of the written procedure the goal was understood
+    to ask for: the route goes to an app the procedure never opens, and fits the goal well (at least
+    :data:`ROUTE_OVER`). A procedure for another kind of task, forced onto a goal nobody wrote one for ("delete
+    the contact ..." understood as the Clock's delete-alarm procedure), names other apps than the screens the
+    goal's words lead to. Measured leaving one train kind's procedure out at a time (docs/memory.md)."""
+    if route.score < ROUTE_OVER or not route.sop.name.startswith(ROUTE_PREFIX):
+        return False
+    opened = {a.casefold() for a in procedure.sop.apps}
+    if opened & LAUNCHERS:
+        return False
+    pairs = list(zip(route.sop.apps[::2], route.sop.apps[1::2], strict=False))
+    return any(name.casefold() not in opened and package.casefold() not in opened for name, package in pairs)
+
+
 def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
     """A route for a goal that reads a value in one app and uses it in another ("look up Ann's number and save
     it in a note", "text Bo the code from BankAlert"): the route to the screen that shows the value, a step that
