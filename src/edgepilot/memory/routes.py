@@ -365,6 +365,11 @@ def _way(memory: AppMemory, sid: str, creating: bool = False) -> list[tuple[Stat
     return paths.get(sid, way)
 
 
+CLOSE = 0.2
+"""Targets within this of the best are ordered by the values their routes place (more than a name's bonus for
+going through a list, so that a list that lacks the name does not win over a form that takes it)."""
+
+
 def _by_values(goal: str, targets: list[Target]) -> list[Target]:
     """Targets close in score, reordered by how much of the goal's values their routes place (a message to a
     new name goes where there is a field for the name)."""
@@ -376,7 +381,7 @@ def _by_values(goal: str, targets: list[Target]) -> list[Target]:
     changing = not _CREATE.search(QUOTED.sub(" ", goal)) and bool({"edit", "delete"} & words)
 
     def placed(t: Target) -> float:
-        if t.launch or t.score < top - 0.1 or t.memory.app != app:
+        if t.launch or t.element is None or t.score < top - CLOSE or t.memory.app != app:
             return 0.0  # (other ways in the same app; never another app for its values)
         values = _values(goal, t.memory)
         if not values:
@@ -389,7 +394,9 @@ def _by_values(goal: str, targets: list[Target]) -> list[Target]:
         return sum(0.0 if f'"{v.text}"' not in text else 0.5 if f'"{v.text}" in the list' in text
                    and v.text.casefold() not in seen else 1.0 for v in values) / len(values)
 
-    return sorted(targets, key=lambda t: (-placed(t), -t.score)) if top - targets[1].score <= 0.1 else targets
+    if targets[0].element is None or top - targets[1].score > CLOSE:
+        return targets  # (a question is answered on a screen, not by where values go)
+    return sorted(targets, key=lambda t: (-placed(t), -t.score))
 
 
 def _names_app(goal: str, memory: AppMemory) -> bool:
@@ -640,7 +647,8 @@ def _fill_form(memory: AppMemory, state: StateMemo, end: ElementMemo | None, val
         said = value if isinstance(value, _Kept) else f'"{value}"'
         out.append((f'Replace the text in the "{f.label}" field with {said}.' if replace else
                     f'Type {said} in the "{f.label}" field.', screen))
-    buttons = [e for e in state.elements if e.role == "button" and not e.collection]
+    data = {x.casefold() for st in memory.states for e in st.elements if e.collection for x in e.examples}
+    buttons = [e for e in state.elements if e.role == "button" and not e.collection and e.label.casefold() not in data]
     submit = submit or next((e for e in buttons if e.label.casefold() in SUBMIT), None)
     if submit is None:  # the one button that does not leave the form (a Wi-Fi dialog's Connect)
         doing = [e for e in buttons if e.label.casefold() not in DISMISS and e.effect != "leaves_app"]
