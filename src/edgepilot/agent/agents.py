@@ -417,7 +417,11 @@ class RoleAgent(_Checked, AgentBase):
             return schema
         if not self.sop.closes(number):
             return without_finish(schema)
-        choices = answer_choices(obs, self.sop.steps[number - 1].text, self.memory, self.goal)
+        step = self.sop.steps[number - 1].text
+        then = self.sop.steps[number].text if number < len(self.sop.steps) else ""
+        if then.lower().startswith("finish and answer"):  # ``Read the value ...`` then ``... with the amount.``
+            step = f"{step} {then}"
+        choices = answer_choices(obs, step, self.memory, self.goal)
         return finishing(schema, answer=self.sop.answers(number), choices=choices)
 
     def grounding(self, schema: dict, subgoal: str, obs: Observation) -> dict | None:

@@ -24,7 +24,7 @@ from edgepilot.memory.model import AppMemory, ElementMemo, StateMemo
 from edgepilot.sop.carry import wanted_shapes
 from edgepilot.sop.format import Sop, SopStep
 from edgepilot.sop.retrieve import QUOTED, Match, tokenize
-from edgepilot.sop.values import Span, spans
+from edgepilot.sop.values import Span, shape, spans
 
 MIN_SCORE = 0.35
 """Below this share of the goal's weight, no remembered element is taken to be what the goal means."""
@@ -84,6 +84,8 @@ class _Labelled(Span):
     """A value the goal gives right after a field's name (``PIN 3133``, ``password is quarterly88``)."""
 
     label: str = ""
+    lead: bool = False
+    """Given after a lead word (``titled "Packing list"``): also the name of the item it titles."""
 
 
 class _Kept(str):
@@ -160,8 +162,8 @@ def _docs(memories: Iterable[AppMemory]) -> list[_Doc]:
             read.add(state.title, 1.0)
             for text in state.texts:
                 read.add(text, 0.9)
-                for shape, words in _SHOWS:  # a screen showing 555-0101 shows a phone number
-                    if shape.search(text):
+                for shown, words in _SHOWS:  # a screen showing 555-0101 shows a phone number
+                    if shown.search(text):
                         read.add(words, 0.8)
             gate = [(st, e) for st, e in memory.route(state.id) if e.needs]  # a login on the way
             gates = [label for st, e in gate for label in (*e.needs, e.label, *st.texts)]
@@ -460,9 +462,7 @@ def two_app_route(goal: str, memories: Iterable[AppMemory]) -> Match | None:
     thing to do with it are in two apps, the second chosen by words the first does not explain."""
     if _QUESTION.search(goal) or not _CARRY_VERBS.search(QUOTED.sub(" ", goal)):
         return None  # a question is answered, not carried elsewhere; nothing is carried without a verb to do so
-    plain = QUOTED.sub(lambda q: " " * len(q.group(0)), goal)
-    # what is carried, not a value the goal gives by its name ("PIN 0714")
-    m = next((m for m in _WHAT.finditer(plain) if not re.match(r"\s*[:=(]?\s*\d", plain[m.end():])), None)
+    m = _asked_for(goal)
     if m is None:
         return None
     memories = list(memories)
@@ -519,14 +519,14 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
                and not _APPEND.search(QUOTED.sub(" ", goal)))
     asking = bool(_QUESTION.search(goal) or re.search(r"^\s*(show me|tell me|let me know|read me)\b", goal, re.I))
     if end is None and keep:
-        lines.append((f"Read the {keep} and remember it.", _screen(memory, state)))
+        lines.append((f"Read the {keep}{_where(state, keep)} and remember it.", _screen(memory, state)))
     elif end is None:
         screen = _screen(memory, state)
-        lines.append(("Read the value the goal asks for on this screen.", screen))
+        lines.append((_read_step(goal, state), screen))
         lines.append((_answer_step(goal), screen))
     elif end.role == "field" and asking and _value_for(end, values, set(used)) is None:
         screen = _screen(memory, state)  # a question about a page is read off it, not typed in its address bar
-        lines.append(("Read the value the goal asks for on this screen.", screen))
+        lines.append((_read_step(goal, state), screen))
         lines.append((_answer_step(goal), screen))
     elif end.role == "field":
         lines.extend(_fill_form(memory, state, end, values, used, replace=replace))
@@ -544,7 +544,7 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
             else:
                 lines.append((f"Finish when the switch shows {want}.", _screen(memory, state)))
         elif asking and nxt is not None and not keep:  # a question: the page the press opens answers it
-            lines.append(("Read the value the goal asks for on this screen.", _screen(memory, nxt)))
+            lines.append((_read_step(goal, nxt), _screen(memory, nxt)))
             lines.append((_answer_step(goal), _screen(memory, nxt)))
         else:
             lines.extend(_then(memory, nxt, end, values, used, want, goal, replace=replace))
@@ -669,11 +669,42 @@ _ANSWER_SHAPES = (("amount", ("balance", "amount", "price", "total", "cost")), (
 """What a question asks for, by the word for it, in the words a finish step names an answer's shape."""
 
 
+def _read_step(goal: str, state: StateMemo) -> str:
+    """The step that reads the answer: ``Read the balance under "Available balance".`` where the memory saw what
+    the goal asks for labelled on the screen (the agent then reads the line the label points to, not any amount
+    of the page), else ``Read the value the goal asks for on this screen.``"""
+    m = _asked_for(goal)
+    where = _where(state, m.group(1)) if m is not None else ""
+    return f"Read the {m.group(1).casefold()}{where}." if where else "Read the value the goal asks for on this screen."
+
+
+def _asked_for(goal: str) -> re.Match[str] | None:
+    """Where the goal names what it reads (:data:`_WHAT`), not a value it gives by its name (``PIN 0714``)."""
+    plain = QUOTED.sub(lambda q: " " * len(q.group(0)), goal)
+    return next((m for m in _WHAT.finditer(plain) if not re.match(r"\s*[:=(]?\s*\d", plain[m.end():])), None)
+
+
+def _where(state: StateMemo, what: str) -> str:
+    """`` under "LABEL"`` (or `` above "LABEL"``) where ``state`` showed a text naming ``what`` beside a value of
+    the shape ``what`` has (``Available balance`` above ``$2,418.35``); empty where it showed none."""
+    wanted = set(wanted_shapes(f"Read the {what} and remember it"))
+    names = set(_terms(what)) | {_FIELD_WORDS.get(w, w) for w in _terms(what)}
+    texts = state.texts
+    for i, text in enumerate(texts):
+        if any(c.isdigit() for c in text) or not names & set(_terms(text)) or '"' in text:
+            continue
+        if i + 1 < len(texts) and shape(texts[i + 1]) in wanted:
+            return f' under "{text}"'
+        if i > 0 and shape(texts[i - 1]) in wanted:
+            return f' above "{text}"'
+    return ""
+
+
 def _answer_step(goal: str) -> str:
     """The step that answers: ``Finish and answer with the amount.`` where the goal asks for a balance (the
     agent then offers only amounts on the screen, not the battery's "87%"), else ``... with that value.``"""
     words = set(re.findall(r"[a-z]+", QUOTED.sub(" ", goal).casefold()))
-    said = next((shape for shape, names in _ANSWER_SHAPES if words & set(names)), None)
+    said = next((kind for kind, names in _ANSWER_SHAPES if words & set(names)), None)
     return f"Finish and answer with the {said}." if said else "Finish and answer with that value."
 
 
@@ -711,8 +742,11 @@ def _values(goal: str, memory: AppMemory) -> list[Span]:
         if m is None:
             continue
         value = m.group(3)
-        # "PIN 3133", "password is quarterly88": a value by its field's name; not "a note titled ..."
-        if value.casefold() not in _NOT_VALUES:
+        wanted = {s for w in re.findall(r"[a-z]+", label) for s in _FIELD_SHAPES.get(w, ())}
+        # "PIN 3133", "password is quarterly88": a value by its field's name; not "a note titled ...", nor
+        # "email address" (a value of the field's shape, where it has one)
+        if value.casefold() not in _NOT_VALUES and (not wanted or shape(value.strip('"')) in wanted
+                                                     or "digits" in wanted and value.isdigit()):
             found.insert(0, _Labelled(value.strip('"'), "labelled", m.start(3), m.end(3), label=label))
     for m in _LEADS.finditer(goal):  # "titled X" is for the Title field, "named X" for Name
         stem = {"call": "name"}.get(m.group(1).casefold()[:4], m.group(1).casefold()[:4])
@@ -720,7 +754,7 @@ def _values(goal: str, memory: AppMemory) -> list[Span]:
         if label is not None and not any(isinstance(v, _Labelled) and v.label == label for v in found):
             value = m.group(2).strip("\"'")
             found = [v for v in found if v.text != value]
-            found.insert(0, _Labelled(value, "labelled", m.start(2), m.end(2), label=label))
+            found.insert(0, _Labelled(value, "labelled", m.start(2), m.end(2), label=label, lead=True))
     m = _VALUE_LEAD.search(goal)
     if m is not None and not any(s.quoted for s in found):
         text = m.group(1).strip().strip("\"'“”.")
@@ -737,7 +771,7 @@ def _item_value(element: ElementMemo, values: list[Span], used: set[str]) -> str
             used.add(v.text)
             return examples[v.text.casefold()]
     for v in values:
-        if v.text not in used and (v.shape in ("name", "time") or v.quoted):
+        if v.text not in used and (v.shape in ("name", "time") or v.quoted or getattr(v, "lead", False)):
             used.add(v.text)
             return v.text
     return None
