@@ -43,7 +43,7 @@ def follower(sop):
                     f.pos += 1
             try:
                 return f.next_action(obs)
-            except SopError as exc:
+            except SopError:
                 if f.step is None or not f.step.text.startswith("Read the"):
                     raise
                 return Finish(answer=" | ".join(t for e in obs.elements for t in (e.text, e.content_desc) if t))

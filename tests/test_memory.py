@@ -502,7 +502,8 @@ def test_a_draft_from_memory_carries_a_value_across_apps():
 
     drafted = draft_from_memory("look up Bruno Costa's email and text it to Carmen Ruiz", shipped("android"))
     texts = [s.text for s in drafted.sop.steps]
-    assert texts[:3] == ["Open the Contacts app.", 'Tap "{item}" in the list.', 'Read the email above "Email" and remember it.']
+    assert texts[:3] == ["Open the Contacts app.", 'Tap "{item}" in the list.',
+                         'Read the email above "Email" and remember it.']
     assert "Open the Messages app." in texts and any("the email you remembered" in t for t in texts)
     assert drafted.sop.phrasings == ("look up {item}'s email and text it to {item_2}",)
 
