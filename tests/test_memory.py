@@ -540,3 +540,33 @@ def test_a_procedure_for_another_apps_task_gives_way_to_the_memory_route():
     assert [s.text for s in route.sop.steps][1:3] == ['Tap "Carmen Ruiz" in the list.', 'Tap "Delete".']
     own = understand(goal, procedures_for("android", library)).match
     assert own.sop.name == "contacts-delete" and over_procedure(goal, own, None, shipped("android")) == (own, None)
+
+
+def test_a_page_without_what_a_reading_step_keeps_makes_the_goal_impossible():
+    """Bruno Costa's contact has no email: on his page (the route's tap led there, and it does not scroll) the
+    step "Read the email ... and remember it" has nothing to read, so the run ends as impossible and says why,
+    where it once opened Contacts again and again until it was stuck. Alice Morgan's page shows hers."""
+    from edgepilot.actions import OpenApp, Tap
+    from edgepilot.agent.agents import RoleAgent
+    from edgepilot.agent.session import memory_route
+    from edgepilot.sop.progress import SopProgress
+    from scripted import ScriptedBackend
+
+    def page_of(opened, name):
+        opened.device.act(OpenApp(app="Contacts"))
+        obs = opened.device.observe()
+        row = next(i for i, n in enumerate(obs.elements) if n.clickable and n.text.startswith(name))
+        opened.device.act(Tap(target=row))
+        return opened.device.observe()
+
+    for name, blocked in (("Bruno Costa", True), ("Alice Morgan", False)):
+        goal = f"look up {name}'s email and text it to Carmen Ruiz"
+        route = memory_route(goal, None, shipped("android"))[0]
+        agent = RoleAgent(goal, ScriptedBackend(), sop=route)
+        agent.sop = SopProgress.start(route).advance(3)
+        assert agent.sop.step.text.startswith("Read the email")
+        with open_device("virtual-local", screenshot=False) as opened:
+            why = agent.impossible(Tap(target=0), page_of(opened, name))
+        assert (why is not None) == blocked, why
+        if blocked:
+            assert why.startswith("'Bruno Costa' shows no email to read")

@@ -67,7 +67,7 @@ from edgepilot.perception.render import (
 )
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
-from edgepilot.sop.carry import keeps, kept_choices, what_kept
+from edgepilot.sop.carry import keeps, kept_choices, wanted_shapes, what_kept
 from edgepilot.sop.follow import step_subgoals, switch_step
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
@@ -659,6 +659,29 @@ class RoleAgent(_Checked, AgentBase):
             elif verdict.kind == "wrong_screen":
                 self.sop = self.sop.depart(verdict.note or "the screen disagrees with the procedure")
         return verdict
+
+    def impossible(self, action: Any, after: Any, before: Any = None) -> str | None:
+        """Why the goal cannot be done here (:func:`~edgepilot.agent.verify.nothing_found`), or: the run is on the
+        page a reading step reads (the one its procedure expects, or the page of the item the step before tapped)
+        and the page, which does not scroll, shows nothing of the kind the step keeps (a contact with no email to
+        send on); else None."""
+        found = super().impossible(action, after, before)
+        if found or self.sop is None or self.sop.done or after is None:
+            return found
+        step = self.sop.step
+        if step is None or not keeps(step.text) or not wanted_shapes(step.text):
+            return None
+        title = (Screen.from_observation(after).title or "").strip()
+        before_step = self.sop.steps[self.sop.current - 2].text if self.sop.current >= 2 else ""
+        tapped = re.match(r'Tap "([^"]+)" in the list', before_step)
+        on_page = bool(title) and (title.casefold() == (step.screen or "").strip().casefold()
+                                   or (tapped is not None and title.casefold() == tapped.group(1).casefold()))
+        if not on_page or any(node.scrollable for node in after.elements):
+            return None
+        if kept_choices(after, step.text, answer_choices(after, step.text, (), self.goal)):
+            return None
+        what = re.sub(r'\s+(?:under|above|below|in|on|of)\b.*$', "", what_kept(step.text) or "the value")
+        return f"{title!r} shows no {what.removeprefix('the ')} to read (step {self.sop.current}: {step.text})"
 
     def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
         """A verdict from the screens alone, where they decide it, else None (the reflector is asked): a field
