@@ -546,11 +546,12 @@ def test_a_page_without_what_a_reading_step_keeps_makes_the_goal_impossible():
     """Bruno Costa's contact has no email: on his page (the route's tap led there, and it does not scroll) the
     step "Read the email ... and remember it" has nothing to read, so the run ends as impossible and says why,
     where it once opened Contacts again and again until it was stuck. Alice Morgan's page shows hers."""
+    from scripted import ScriptedBackend
+
     from edgepilot.actions import OpenApp, Tap
     from edgepilot.agent.agents import RoleAgent
     from edgepilot.agent.session import memory_route
     from edgepilot.sop.progress import SopProgress
-    from scripted import ScriptedBackend
 
     def page_of(opened, name):
         opened.device.act(OpenApp(app="Contacts"))
