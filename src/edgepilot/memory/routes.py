@@ -55,8 +55,14 @@ up""".split())
 QUIET = frozenset(tokenize("""what what's whats which who whom whose when where why how is are was were does did can
 could would will should say says saying titled named called labelled labeled"""))
 """Words of a question or of a value's lead-in: not a sign that the goal is about something the memories lack."""
-_LEADS = re.compile(r"\b(titled|named|called|labell?ed)\s+(\"[^\"]+\"|'[^']+'|[A-Z][\w'&-]*(?:\s+[A-Z][\w'&-]*)*)")
-"""``titled "Garden plan"``, ``named Library``: a value for the field the lead word names (Title, Name, Label)."""
+_ENDS = r"(?:that|which|with|and|saying|says|to|for|at|on|in|now|please|then|from)"
+_LEADS = re.compile(r"\b(titled|named|called|labell?ed)\s+(\"[^\"]+\"|'[^']+'|(?!" + _ENDS + r"\b)[^\s\"',.;:!?]+"
+                    r"(?:\s+(?!" + _ENDS + r"\b)[^\s\"',.;:!?]+){0,3})", re.IGNORECASE)
+"""``titled "Garden plan"``, ``named Library``, ``called gym``: a value for the field the lead word names (Title,
+Name, Label), up to four words unquoted, ending before a word that starts another part of the goal."""
+_LEAD_FIELDS = {"titl": ("titl", "name", "label"), "name": ("name", "titl", "label"), "call": ("name", "label", "titl"),
+                "labe": ("label", "titl", "name")}
+"""The fields a lead word fills, first choice first (a note's Title, a contact's Name, an alarm's Label)."""
 _CREATE = re.compile(r"\b(a|an|new|another)\b", re.IGNORECASE)
 """``Set an alarm``, ``a new contact``: the goal makes something, so its route does not go through an existing
 item of a list (``my alarm``, ``the note`` name one that exists)."""
@@ -218,6 +224,8 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
     # the goal's words that the memories know: the rest are values (names, messages, times) or chatter; a
     # number or a quoted text is a value, never a word of what to press ("22:30" is no link to "$2,230.00")
     asked = QUOTED.sub(" ", _LEADS.sub(" ", goal))  # "titled X" names a value, not a target
+    said = _VALUE_LEAD.search(asked)  # nor does "that says remember the garden"
+    asked = asked[:said.start(1)] if said is not None else asked
     for v in spans(asked, IMPERATIVES):  # nor is an address, a number or a time a word of what to press
         if v.shape in ("email", "phone", "domain", "amount", "time", "digits", "card"):
             asked = asked.replace(v.text, " ")
@@ -749,8 +757,8 @@ def _values(goal: str, memory: AppMemory) -> list[Span]:
                                                      or "digits" in wanted and value.isdigit()):
             found.insert(0, _Labelled(value.strip('"'), "labelled", m.start(3), m.end(3), label=label))
     for m in _LEADS.finditer(goal):  # "titled X" is for the Title field, "named X" for Name
-        stem = {"call": "name"}.get(m.group(1).casefold()[:4], m.group(1).casefold()[:4])
-        label = next((lab for lab in sorted(labels) if lab.startswith(stem)), None)
+        stems = _LEAD_FIELDS[m.group(1).casefold()[:4]]  # "called gym" on an alarm is its label
+        label = next((lab for stem in stems for lab in sorted(labels) if lab.startswith(stem)), None)
         if label is not None and not any(isinstance(v, _Labelled) and v.label == label for v in found):
             value = m.group(2).strip("\"'")
             found = [v for v in found if v.text != value]
