@@ -571,3 +571,41 @@ def test_a_page_without_what_a_reading_step_keeps_makes_the_goal_impossible():
         assert (why is not None) == blocked, why
         if blocked:
             assert why.startswith("'Bruno Costa' shows no email to read")
+
+
+def test_items_typed_in_lower_case_are_the_items_a_route_taps():
+    """Goals written for this test, as people type them: an item the memory saw ("chores"), or two to four words
+    it does not know (a contact it never saw), is the list item."""
+    assert _steps("delete my chores note")[1:3] == ['Tap "Chores" in the list.', 'Tap "Delete".']
+    assert _steps("delete contact nora walsh")[1] == 'Tap "nora walsh" in the list.'
+    assert _steps("set an alarm for 6:40 called gym")[2:4] == ['Type "6:40" in the "HH:MM" field.',
+                                                               'Type "gym" in the "Label" field.']
+
+
+def test_an_item_the_list_lacks_ends_the_run_as_impossible_not_on_another_item():
+    """"delete contact olivia brown" on a phone without her: once the list was scrolled to both ends for her, the
+    run ends as impossible, where the model once tapped Ivan Petrov and deleted him. One end is not enough."""
+    from scripted import ScriptedBackend
+
+    from edgepilot.actions import OpenApp, Swipe
+    from edgepilot.agent.agents import RoleAgent
+    from edgepilot.agent.session import memory_route
+    from edgepilot.sop.progress import SopProgress
+
+    goal = "delete contact olivia brown"
+    route = memory_route(goal, None, shipped("android"))[0]
+    agent = RoleAgent(goal, ScriptedBackend(), sop=route)
+    agent.sop = SopProgress.start(route).advance(2)
+    assert agent.sop.step.text == 'Tap "olivia brown" in the list.'
+    with open_device("virtual-local", screenshot=False) as opened:
+        opened.device.act(OpenApp(app="Contacts"))
+        contacts = opened.device.observe()
+    agent.list_ends['tap "olivia brown"'] = {"up"}
+    assert agent.impossible(Swipe(direction="up"), contacts) is None
+    agent.list_ends['tap "olivia brown"'].add("down")
+    assert "nothing named 'olivia brown'" in agent.impossible(Swipe(direction="down"), contacts)
+    # an item on the screen is never missing, whatever the swipes did
+    agent.sop = SopProgress.start(memory_route("delete contact alice morgan", None, shipped("android"))[0]).advance(2)
+    assert agent.sop.step.text == 'Tap "Alice Morgan" in the list.'
+    agent.list_ends['tap "Alice Morgan"'] = {"up", "down"}
+    assert agent.impossible(Swipe(direction="down"), contacts) is None

@@ -669,6 +669,9 @@ class RoleAgent(_Checked, AgentBase):
         if found or self.sop is None or self.sop.done or after is None:
             return found
         step = self.sop.step
+        missing = self._not_in_list(step.text if step is not None else "", after)
+        if missing:
+            return missing
         if step is None or not keeps(step.text) or not wanted_shapes(step.text):
             return None
         title = (Screen.from_observation(after).title or "").strip()
@@ -682,6 +685,20 @@ class RoleAgent(_Checked, AgentBase):
             return None
         what = re.sub(r'\s+(?:under|above|below|in|on|of)\b.*$', "", what_kept(step.text) or "the value")
         return f"{title!r} shows no {what.removeprefix('the ')} to read (step {self.sop.current}: {step.text})"
+
+    def _not_in_list(self, step: str, obs: Observation) -> str | None:
+        """Why the goal cannot be done here when the step taps a named item of a list (``Tap "Olivia Brown" in
+        the list``) and the list was scrolled to both of its ends for it without showing it (the run would
+        otherwise pick another item, and delete or call the wrong one); else None."""
+        named = re.match(r'Tap "([^"]+)" in the list', step)
+        if named is None:
+            return None
+        name = named.group(1).casefold()
+        ends = set().union(*(d for subgoal, d in self.list_ends.items() if name in subgoal.casefold()))
+        if not {"up", "down"} <= ends or any(name in f"{n.text} {n.content_desc}".casefold() for n in obs.elements):
+            return None
+        app = getattr(obs, "package", "") or "this app"
+        return f"nothing named {named.group(1)!r} was found in {app}'s list, scrolled to both ends"
 
     def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
         """A verdict from the screens alone, where they decide it, else None (the reflector is asked): a field

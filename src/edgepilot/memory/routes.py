@@ -768,7 +768,41 @@ def _values(goal: str, memory: AppMemory) -> list[Span]:
         text = m.group(1).strip().strip("\"'“”.")
         if text:
             found.append(Span(text, "text", m.start(1), m.end(1), quoted=True))
-    return found
+    return found + _named_in_lower_case(goal, memory, found)
+
+
+def _named_in_lower_case(goal: str, memory: AppMemory, found: list[Span]) -> list[Span]:
+    """Items a goal typed in lower case names ("delete my chores note", "delete contact vera zhou"): an item the
+    memory saw in a list, else two to four words in a row that the memory does not know (a name it never saw),
+    where the goal gives no other name or text."""
+    text = goal.casefold()
+    given = {v.text.casefold() for v in found}
+    seen = [x for st in memory.states for e in st.elements if e.collection for x in e.examples]
+    out = []
+    for example in sorted(set(seen), key=len, reverse=True):
+        m = re.search(rf"(?<!\w){re.escape(example.casefold())}(?!\w)", text)
+        if len(example) >= 3 and m is not None and example.casefold() not in given \
+                and not any(example.casefold() in g for g in given):
+            out.append(Span(example, "name", m.start(), m.end()))
+            given.add(example.casefold())
+    if out or any(v.shape in ("name", "text") or v.quoted or isinstance(v, _Labelled) for v in found):
+        return out
+    known = {w for st in memory.states for w in _terms(" ".join([st.title, *st.texts]))} | {
+        w for st in memory.states for e in st.elements for w in _terms(f"{e.label} {e.rid.replace('_', ' ')}")}
+    run: list[re.Match[str]] = []
+    best: list[re.Match[str]] = []
+    for word in re.finditer(r"[a-z][a-z'-]*", text):
+        terms = _terms(word.group(0))
+        if terms and not any(t in known or t in CHATTER or t in QUIET or t in SYNONYMS for t in terms) \
+                and word.group(0) not in _NOT_NAMES:
+            run.append(word)
+            continue
+        best = run if len(run) > len(best) else best
+        run = []
+    best = run if len(run) > len(best) else best
+    if 2 <= len(best) <= 4:
+        return [Span(goal[best[0].start():best[-1].end()], "name", best[0].start(), best[-1].end())]
+    return []
 
 
 def _item_value(element: ElementMemo, values: list[Span], used: set[str]) -> str | None:
