@@ -68,6 +68,7 @@ _CREATE = re.compile(r"\b(a|an|new|another)\b", re.IGNORECASE)
 item of a list (``my alarm``, ``the note`` name one that exists)."""
 _QUESTION = re.compile(r"^\s*(what|what's|whats|which|who|whose|when|where|how|is|are|do|does|can)\b|\?\s*$",
                        re.IGNORECASE)
+"""A goal that asks rather than tells: answered on a screen, never carried to another app."""
 _CARRY_VERBS = re.compile(r"\b(save|send|text|put|add|create|make|note|write|type|set|share|forward|paste|enter|store|"
                           r"message|email|jot|copy|fill|use)\b", re.IGNORECASE)
 """Verbs of the second half of a goal that carries a value to another app (``... and save it in a note``)."""
@@ -583,7 +584,7 @@ def _then(memory: AppMemory, nxt: StateMemo | None, pressed: ElementMemo, values
     return done
 
 
-def _choice(state: StateMemo, goal: str, values: list[Span] = (), used: set[str] = frozenset()) -> str | None:
+def _choice(state: StateMemo, goal: str, values: Iterable[Span] = (), used: set[str] | None = None) -> str | None:
     """An option of ``state`` that the goal names word for word (``15 seconds`` on a list of timeouts), or an
     item of its list that the goal names and nothing else has used (a device, ``Headphones``)."""
     text = goal.casefold()
@@ -594,9 +595,9 @@ def _choice(state: StateMemo, goal: str, values: list[Span] = (), used: set[str]
             if len(option) >= 3 and re.search(rf"(?<!\w){re.escape(option.casefold())}(?!\w)", text):
                 return option
     if any(e.collection for e in state.elements):
+        used = used if used is not None else set()
         label = {e.label.casefold() for e in state.elements}
-        free = [v for v in values if v.shape == "name" and v.text not in used and v.text.casefold() not in label
-                and v.text.casefold() not in text[:0]]
+        free = [v for v in values if v.shape == "name" and v.text not in used and v.text.casefold() not in label]
         if free:
             used.add(free[-1].text)
             return free[-1].text
