@@ -68,7 +68,7 @@ from edgepilot.perception.render import (
 from edgepilot.perception.signature import screen_key
 from edgepilot.perception.types import Observation
 from edgepilot.sop.carry import keeps, kept_choices, wanted_shapes, what_kept
-from edgepilot.sop.follow import step_subgoals, switch_step
+from edgepilot.sop.follow import LIST_TAP, step_subgoals, switch_step
 from edgepilot.sop.progress import SopProgress
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen
@@ -565,7 +565,7 @@ class RoleAgent(_Checked, AgentBase):
         if expected and title and title != expected and title in {(s.screen or "").strip().casefold()
                                                                    for s in self.sop.steps}:
             return None  # the screen another step expects: what the step reads is not here yet
-        choices = kept_choices(obs, step, answer_choices(obs, step, (), self.goal))
+        choices = self._keepable(obs, step)
         if not choices:
             return None
         if len(choices) == 1:
@@ -586,6 +586,10 @@ class RoleAgent(_Checked, AgentBase):
             self.memory.append(f"{what}: {value}")
         self._passed.append(f"step {number} kept {value!r} for later ({how})")
         return self.decide(obs, resumed=(f"step {number} kept what it read; step {self.sop.current} is next", calls))
+
+    def _keepable(self, obs: Observation, step: str) -> list[str]:
+        """What reading step ``step`` may keep off ``obs`` (:func:`~edgepilot.sop.carry.kept_choices`)."""
+        return kept_choices(obs, step, answer_choices(obs, step, (), self.goal))
 
     def _as_answered(self, obs: Observation, schema: dict, values: dict[str, Any], action: Action) -> RoleCall:
         """The decider's turn as if it had been asked and answered ``action`` (not a call: nothing ran), so that a
@@ -676,12 +680,12 @@ class RoleAgent(_Checked, AgentBase):
             return None
         title = (Screen.from_observation(after).title or "").strip()
         before_step = self.sop.steps[self.sop.current - 2].text if self.sop.current >= 2 else ""
-        tapped = re.match(r'Tap "([^"]+)" in the list', before_step)
+        tapped = LIST_TAP.match(before_step)
         on_page = bool(title) and (title.casefold() == (step.screen or "").strip().casefold()
-                                   or (tapped is not None and title.casefold() == tapped.group(1).casefold()))
+                                   or (tapped is not None and title.casefold() == tapped["value"].casefold()))
         if not on_page or any(node.scrollable for node in after.elements):
             return None
-        if kept_choices(after, step.text, answer_choices(after, step.text, (), self.goal)):
+        if self._keepable(after, step.text):
             return None
         what = re.sub(r'\s+(?:under|above|below|in|on|of)\b.*$', "", what_kept(step.text) or "the value")
         return f"{title!r} shows no {what.removeprefix('the ')} to read (step {self.sop.current}: {step.text})"
@@ -690,15 +694,15 @@ class RoleAgent(_Checked, AgentBase):
         """Why the goal cannot be done here when the step taps a named item of a list (``Tap "Olivia Brown" in
         the list``) and the list was scrolled to both of its ends for it without showing it (the run would
         otherwise pick another item, and delete or call the wrong one); else None."""
-        named = re.match(r'Tap "([^"]+)" in the list', step)
+        named = LIST_TAP.match(step)
         if named is None:
             return None
-        name = named.group(1).casefold()
+        name = named["value"].casefold()
         ends = set().union(*(d for subgoal, d in self.list_ends.items() if name in subgoal.casefold()))
         if not {"up", "down"} <= ends or any(name in f"{n.text} {n.content_desc}".casefold() for n in obs.elements):
             return None
         app = getattr(obs, "package", "") or "this app"
-        return f"nothing named {named.group(1)!r} was found in {app}'s list, scrolled to both ends"
+        return f"nothing named {named['value']!r} was found in {app}'s list, scrolled to both ends"
 
     def settled(self, before: Observation, action: Action, after: Observation) -> Reflection | None:
         """A verdict from the screens alone, where they decide it, else None (the reflector is asked): a field

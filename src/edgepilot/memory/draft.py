@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from edgepilot.errors import SopError
 from edgepilot.memory.model import AppMemory
 from edgepilot.memory.routes import recall, route_procedure, two_app_route
+from edgepilot.sop.follow import LIST_TAP
 from edgepilot.sop.format import SopStep, parse_sop
 from edgepilot.sop.learn import LearnedSop, default_name, yaml_scalar
 from edgepilot.sop.values import shape
 
 _TYPED = re.compile(r'^Type "(?P<value>[^"]+)" in the "(?P<field>[^"]+)" field')
 _REPLACED = re.compile(r'^Replace the text in the "(?P<field>[^"]+)" field with "(?P<value>[^"]+)"')
-_PICKED = re.compile(r'^Tap "(?P<value>[^"]+)" in the list')
 _STOP_NAME = frozenset({"the", "a", "an", "my", "to", "in", "on", "of", "for", "and", "or", "please", "pls", "it"})
 _QUOTES = frozenset({'""', "''", "“”", "‘’", "«»"})
 _SHAPE_NAMES = frozenset({"phone", "email", "time", "amount", "url", "pin", "date"})
@@ -69,7 +69,7 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
     steps: list[SopStep] = []
     for step in route.sop.steps:
         text = step.text
-        for pattern, kind in ((_TYPED, "typed"), (_REPLACED, "typed"), (_PICKED, "picked")):
+        for pattern, kind in ((_TYPED, "typed"), (_REPLACED, "typed"), (LIST_TAP, "picked")):
             m = pattern.match(text)
             found = _in_goal(m["value"], phrasing) if m is not None else None
             if found is None:

@@ -253,7 +253,7 @@ def recall(goal: str, memories: Iterable[AppMemory], k: int = 3, *, want: str | 
     named_thing = not left_out and any(v.shape == "name" and not any(w in frequency for w in _terms(v.text))
                                        for v in found)  # (with words left out, the name is the other target's)
     switching = bool(_ON.search(goal) or _OFF.search(goal))
-    creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
+    creating = _creating(goal)
     changing = not creating and bool({"edit", "delete"} & set(words))
     lowered = goal.casefold()
     scored = []
@@ -336,6 +336,16 @@ def _around(doc: _Doc, way: list[tuple[StateMemo, ElementMemo]],
     return out
 
 
+def _creating(goal: str) -> bool:
+    """Whether the goal makes something new (:data:`_CREATE`, outside quoted text)."""
+    return bool(_CREATE.search(QUOTED.sub(" ", goal)))
+
+
+def _says(text: str, phrase: str) -> re.Match[str] | None:
+    """Where lower-cased ``text`` says ``phrase`` as whole words, in any case."""
+    return re.search(rf"(?<!\w){re.escape(phrase.casefold())}(?!\w)", text)
+
+
 def _known(word: str, frequency: Counter) -> str:
     """A goal's word as the memories spell it, where only its ending differs (``titled`` → ``title``)."""
     if word in frequency or len(word) < 4:
@@ -347,7 +357,7 @@ def _known(word: str, frequency: Counter) -> str:
 
 def _names_example(goal: str, element: ElementMemo) -> bool:
     return element.collection and any(
-        len(x) >= 3 and re.search(rf"(?<!\w){re.escape(x.casefold())}(?!\w)", goal) for x in element.examples)
+        len(x) >= 3 and _says(goal, x) for x in element.examples)
 
 
 def _way(memory: AppMemory, sid: str, creating: bool = False) -> list[tuple[StateMemo, ElementMemo]]:
@@ -389,7 +399,7 @@ def _by_values(goal: str, targets: list[Target]) -> list[Target]:
     top = targets[0].score
     app = targets[0].memory.app
     words = {SYNONYMS.get(w, w) for w in _terms(QUOTED.sub(" ", goal))}
-    changing = not _CREATE.search(QUOTED.sub(" ", goal)) and bool({"edit", "delete"} & words)
+    changing = not _creating(goal) and bool({"edit", "delete"} & words)
 
     def placed(t: Target) -> float:
         if t.launch or t.element is None or t.score < top - CLOSE or t.memory.app != app:
@@ -518,8 +528,7 @@ def _route_lines(goal: str, target: Target, values: list[Span] | None = None,
     used: set[str] = set()
     want = "off" if _OFF.search(goal) else "on" if _ON.search(goal) else None
     lines: list[tuple[str, str | None]] = []
-    creating = bool(_CREATE.search(QUOTED.sub(" ", goal)))
-    way = _way(memory, target.state.id, creating)
+    way = _way(memory, target.state.id, _creating(goal))
     for state, element in way:
         lines.extend(_press(memory, state, element, values, used, want))
     end, state = target.element, target.state
@@ -592,7 +601,7 @@ def _choice(state: StateMemo, goal: str, values: Iterable[Span] = (), used: set[
         if e.role == "field":
             continue
         for option in (e.examples if e.collection else [e.label]):
-            if len(option) >= 3 and re.search(rf"(?<!\w){re.escape(option.casefold())}(?!\w)", text):
+            if len(option) >= 3 and _says(text, option):
                 return option
     if any(e.collection for e in state.elements):
         used = used if used is not None else set()
@@ -781,7 +790,7 @@ def _named_in_lower_case(goal: str, memory: AppMemory, found: list[Span]) -> lis
     seen = [x for st in memory.states for e in st.elements if e.collection for x in e.examples]
     out = []
     for example in sorted(set(seen), key=len, reverse=True):
-        m = re.search(rf"(?<!\w){re.escape(example.casefold())}(?!\w)", text)
+        m = _says(text, example)
         if len(example) >= 3 and m is not None and example.casefold() not in given \
                 and not any(example.casefold() in g for g in given):
             out.append(Span(example, "name", m.start(), m.end()))

@@ -64,6 +64,9 @@ from edgepilot.sop.screen import LINE_JOIN, Screen, ScreenElement, find, in_list
 from edgepilot.sop.values import shape, spans
 
 MAX_SCROLLS = 5
+LIST_TAP = re.compile(r'^Tap "(?P<value>[^"]+)" in the list')
+"""A step that taps the item of a list a task names (``Tap "Recipes" in the list.``), as app-memory routes write
+it: its value is an item the goal names, which the list may lack."""
 _SHAPE_OF_WORDS = {word: shape for shape, word in ANSWER_WORDS.items()}
 _Q = r'"(?P<{}>[^"]+)"'
 FORMS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in (
