@@ -16,14 +16,13 @@ import sys
 
 from edgepilot.actions import Finish
 from edgepilot.agent.agents import FnAgent
-from edgepilot.agent.roles import answer_choices
 from edgepilot.agent.session import memory_route
 from edgepilot.bench.episode import run_episode
+from edgepilot.bench.sop import keep_first
 from edgepilot.devices import open_device
 from edgepilot.errors import SopError
 from edgepilot.memory.store import shipped
 from edgepilot.sim.tasks.suite import instances
-from edgepilot.sop import carry
 from edgepilot.sop.follow import SopFollower
 
 
@@ -32,15 +31,7 @@ def follower(sop):
         f = SopFollower(sop, instance.goal)
 
         def next_action(obs):
-            step = f.step
-            if step is not None and carry.keeps(step.text):
-                kept = carry.kept_choices(obs, step.text, answer_choices(obs, step.text))
-                if kept:
-                    steps = tuple(s.model_copy(update={"text": carry.with_kept(s.text, kept[0])}) if i > f.pos
-                                  else s for i, s in enumerate(f.sop.steps))
-                    f.sop = f.sop.model_copy(update={"steps": steps})
-                    f.done.append(f.pos + 1)
-                    f.pos += 1
+            keep_first(f, obs)
             try:
                 return f.next_action(obs)
             except SopError:

@@ -436,27 +436,11 @@ def test_a_wifi_form_is_submitted_with_its_one_button_that_does_it():
 
 def _follow_route(sop, instance, phone_device):
     """Follow a route without a model, a reading step kept as the SOP checker's first choice on its screen."""
-    from edgepilot.agent.agents import FnAgent
-    from edgepilot.agent.roles import answer_choices
     from edgepilot.bench.episode import run_episode
-    from edgepilot.sop import carry
-    from edgepilot.sop.follow import SopFollower
+    from edgepilot.bench.sop import follower_factory
 
-    follower = SopFollower(sop, instance.goal)
-
-    def next_action(obs):
-        step = follower.step
-        if step is not None and carry.keeps(step.text):
-            value = carry.kept_choices(obs, step.text, answer_choices(obs, step.text))[0]
-            steps = tuple(s.model_copy(update={"text": carry.with_kept(s.text, value)}) if i > follower.pos else s
-                          for i, s in enumerate(follower.sop.steps))
-            follower.sop = follower.sop.model_copy(update={"steps": steps})
-            follower.done.append(follower.pos + 1)
-            follower.pos += 1
-        return follower.next_action(obs)
-
-    return run_episode(phone_device.device, phone_device.phone, instance,
-                       lambda i: FnAgent("route", next_action, i.goal), max_steps=25)
+    return run_episode(phone_device.device, phone_device.phone, instance, follower_factory(sop, keep=True),
+                       max_steps=25)
 
 
 @pytest.mark.parametrize("goal", [

@@ -19,6 +19,7 @@ from typing import Any
 
 from edgepilot.agent.agents import FnAgent
 from edgepilot.agent.learn import demo_from_trajectory, policy_classifier
+from edgepilot.agent.roles import answer_choices
 from edgepilot.agent.trajectory import read_trajectory
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.evalmap import EVAL_MAP, load_eval_map
@@ -27,6 +28,7 @@ from edgepilot.bench.tasks import agent_factory, procedures_for
 from edgepilot.devices import open_device
 from edgepilot.errors import EdgepilotError, GoalError, SopError
 from edgepilot.sim.tasks.suite import instances, load_templates
+from edgepilot.sop.carry import keeps, kept_choices
 from edgepilot.sop.follow import SopFollower
 from edgepilot.sop.learn import learn_sop
 from edgepilot.sop.library import load_library
@@ -276,14 +278,35 @@ def _suite_goals(split: str, per_template: int, mapping: dict[str, str | None],
     return goals
 
 
-def follower_factory(sop, library=()):
-    """The episode runner's agent factory for the SOP checker: a fresh :class:`SopFollower` per task."""
+def follower_factory(sop, library=(), *, keep: bool = False):
+    """The episode runner's agent factory for the SOP checker: a fresh :class:`SopFollower` per task. With
+    ``keep``, a step that reads a value to keep takes it as :func:`keep_first` does."""
 
     def make(instance):
         follower = SopFollower(sop, instance.goal, library=library)
-        return FnAgent(follower.name, follower.next_action, instance.goal)
+        if not keep:
+            return FnAgent(follower.name, follower.next_action, instance.goal)
+
+        def next_action(obs):
+            keep_first(follower, obs)
+            return follower.next_action(obs)
+
+        return FnAgent(follower.name, next_action, instance.goal)
 
     return make
+
+
+def keep_first(follower: SopFollower, obs) -> bool:
+    """Where ``follower`` is on a step that reads a value to keep, keep the first value the agent would be
+    offered on ``obs`` (:func:`~edgepilot.sop.carry.kept_choices`; with one, the agent takes it without a model
+    call); whether one was kept (not where the screen shows none)."""
+    step = follower.step
+    if step is None or not keeps(step.text):
+        return False
+    kept = kept_choices(obs, step.text, answer_choices(obs, step.text))
+    if kept:
+        follower.keep(kept[0])
+    return bool(kept)
 
 
 def learn_eval(*, templates: tuple[str, ...] = (), demos: int = 1, variants: int = 3, device: str = "virtual",
