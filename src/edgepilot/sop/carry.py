@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from edgepilot.perception.types import Observation
+from edgepilot.sop.format import MAX_STEP_CHARS, SopStep
 from edgepilot.sop.retrieve import QUOTED
 from edgepilot.sop.screen import Screen, find
 from edgepilot.sop.values import shape, values_in
@@ -85,6 +86,13 @@ def kept_choices(obs: Observation, text: str, choices: list[str]) -> list[str]:
         return choices
     return next(([c for c in choices if shape(c) == one] for one in wanted if any(shape(c) == one for c in choices)),
                 [])
+
+
+def steps_with_kept(steps: tuple[SopStep, ...], after: int, value: str) -> tuple[SopStep, ...]:
+    """``steps`` with the kept ``value`` said (:func:`with_kept`) in each step past the first ``after`` that uses
+    it: what the agent's progress and the SOP checker do once a reading step kept a value."""
+    return tuple(step.model_copy(update={"text": with_kept(step.text, value)[:MAX_STEP_CHARS]})
+                 if i > after and uses(step.text) else step for i, step in enumerate(steps, start=1))
 
 
 def field_texts(obs: Observation, name: str) -> list[str]:

@@ -56,8 +56,8 @@ from edgepilot.actions import (
 )
 from edgepilot.errors import ActionError, SopError
 from edgepilot.perception.types import Observation
-from edgepilot.sop.carry import uses, with_kept
-from edgepilot.sop.format import MAX_STEP_CHARS, PLACEHOLDER, Sop, SopStep, fill_text
+from edgepilot.sop.carry import steps_with_kept
+from edgepilot.sop.format import PLACEHOLDER, Sop, SopStep, fill_text
 from edgepilot.sop.keys import HOTKEY_FORM, WAYS, hotkey_action
 from edgepilot.sop.learn import ANSWER_WORDS
 from edgepilot.sop.retrieve import Retriever
@@ -281,9 +281,7 @@ class SopFollower:
     def keep(self, value: str) -> None:
         """The current step read ``value`` and keeps it (``Read the code ... and remember it``: docs/sops.md,
         "Values kept for later"): the later steps that use it say it, quoted, and the follower moves on."""
-        steps = tuple(s.model_copy(update={"text": with_kept(s.text, value)[:MAX_STEP_CHARS]})
-                      if i > self.pos and uses(s.text) else s for i, s in enumerate(self.sop.steps))
-        self.sop = self.sop.model_copy(update={"steps": steps})
+        self.sop = self.sop.model_copy(update={"steps": steps_with_kept(self.sop.steps, self.pos + 1, value)})
         self._next()
 
     # ------------------------------------------------------------ one step

@@ -11,9 +11,9 @@ from typing import Any
 
 from edgepilot.actions import Action, Click, DoubleClick, Hotkey, Key, LongPress, OpenApp, RightClick, Tap, Type
 from edgepilot.perception.types import Observation
-from edgepilot.sop.carry import uses, with_kept
+from edgepilot.sop.carry import steps_with_kept
 from edgepilot.sop.follow import Instruction, read_alternatives, read_instruction, read_loosely
-from edgepilot.sop.format import MAX_STEP_CHARS, Sop, SopStep, render_steps
+from edgepilot.sop.format import Sop, SopStep, render_steps
 from edgepilot.sop.retrieve import Match
 from edgepilot.sop.screen import Screen, find
 
@@ -55,9 +55,7 @@ class SopProgress:
         """Past reading step ``number``, which kept ``value`` for later (``Read the code ... and remember it``):
         the steps after it that use the value say it, quoted (:func:`~edgepilot.sop.carry.with_kept`), and the
         run is on the next step."""
-        steps = tuple(step.model_copy(update={"text": with_kept(step.text, value)[:MAX_STEP_CHARS]})
-                      if i > number and uses(step.text) else step for i, step in enumerate(self.steps, start=1))
-        return replace(self, steps=steps, floor=number + 1).advance(number + 1)
+        return replace(self, steps=steps_with_kept(self.steps, number, value), floor=number + 1).advance(number + 1)
 
     def done_by(self, action: Action, before: Observation | None = None) -> bool:
         """Whether ``action``, having worked on the screen ``before``, may count as the current step done.
