@@ -481,6 +481,15 @@ def test_a_goal_that_carries_nothing_gets_no_two_app_route(goal):
     assert two_app_route(goal, shipped("android")) is None
 
 
+def test_a_draft_from_memory_of_a_bad_goal_is_a_clear_error():
+    """A goal of 20,000 characters once took 7 s and came back whole in the error; now it is refused at once,
+    as `edgepilot run` refuses it."""
+    out = CliRunner().invoke(main, ["sop", "draft", "--from-memory", "a" * 20_000])
+    assert out.exit_code != 0 and "at most 2,000 characters" in out.output and "a" * 3000 not in out.output
+    out = CliRunner().invoke(main, ["sop", "draft", "--from-memory", " \x07 "])
+    assert out.exit_code != 0 and "the goal is empty" in out.output
+
+
 def test_a_draft_from_memory_carries_a_value_across_apps():
     from edgepilot.memory.draft import draft_from_memory
 

@@ -19,6 +19,7 @@ from edgepilot.memory.routes import recall, route_procedure, two_app_route
 from edgepilot.sop.follow import LIST_TAP
 from edgepilot.sop.format import SopStep, parse_sop
 from edgepilot.sop.learn import LearnedSop, default_name, yaml_scalar
+from edgepilot.sop.understand import clean_goal
 from edgepilot.sop.values import shape
 
 _TYPED = re.compile(r'^Type "(?P<value>[^"]+)" in the "(?P<field>[^"]+)" field')
@@ -50,8 +51,10 @@ def draft_from_memory(goal: str, memories: Iterable[AppMemory], *, name: str | N
     """The procedure an app memory's route gives ``goal``, as a draft SOP.
 
     Raises:
+        GoalError: the goal is empty, far too long, or has no words.
         SopError: nothing remembered fits the goal (explore the app first), or the draft fails the SOP checks.
     """
+    goal = clean_goal(goal)  # an empty, far too long or wordless goal is a clear error, as for `edgepilot run`
     memories = list(memories)
     if not memories:
         raise SopError("no app memories: explore an app first (`edgepilot explore --app NAME`)")
