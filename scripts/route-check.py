@@ -20,7 +20,7 @@ from edgepilot.agent.session import memory_route
 from edgepilot.bench.episode import run_episode
 from edgepilot.bench.sop import keep_first
 from edgepilot.devices import open_device
-from edgepilot.errors import SopError
+from edgepilot.errors import EdgepilotError, SopError
 from edgepilot.memory.store import shipped
 from edgepilot.sim.tasks.suite import instances
 from edgepilot.sop.follow import SopFollower
@@ -79,6 +79,9 @@ def main(split: str, per_template: int, only: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    if len(sys.argv) < 3 or not sys.argv[2].isdigit():
         sys.exit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    try:
+        main(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    except EdgepilotError as exc:  # an unknown split or template
+        sys.exit(f"error: {exc}")
