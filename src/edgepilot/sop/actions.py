@@ -69,6 +69,11 @@ def _verbs_only(text: str) -> str:
     return _NOT_ACTIONS.sub(" ", QUOTED.sub(" ", text))
 
 
+def is_action_verb(word: str) -> bool:
+    """Whether one word is a verb of a kind of action, in any form (``deleting``, ``texted``)."""
+    return any(pattern.fullmatch(word) for _, pattern in _VERBS)
+
+
 def actions_in(text: str) -> frozenset[str]:
     """The kinds of action that ``text``'s verbs ask for (quoted text left out: it is a value)."""
     text = _verbs_only(text)

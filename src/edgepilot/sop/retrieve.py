@@ -525,7 +525,7 @@ def _suffixes(sop: Sop) -> list[tuple[str, tuple[str, ...]]]:
     after it that hold a word other than a stopword (``'s number`` → ``s``, ``number``), at most two."""
     out: dict[tuple[str, tuple[str, ...]], None] = {}
     for phrasing in sop.phrasings:
-        for name, _, after in _placeholders(phrasing):
+        for name, _, after in placeholders(phrasing):
             if _shape_of(sop, name) == "text":
                 continue
             words = [w.lower() for w in after[:2]]
@@ -536,7 +536,7 @@ def _suffixes(sop: Sop) -> list[tuple[str, tuple[str, ...]]]:
 
 
 @lru_cache(maxsize=4096)
-def _placeholders(phrasing: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+def placeholders(phrasing: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
     """Each placeholder of a phrasing: its name, and the words of the text before and after it (up to the
     neighbouring placeholders)."""
     parts = _SPLIT.split(phrasing)
@@ -550,7 +550,7 @@ def _phrasing_anchors(phrasing: str) -> tuple[_Anchor, ...]:
     """For each placeholder, patterns of up to three words before it and one after, with their strength
     (how many of those words are not stopwords; anchors of fillers alone are useless)."""
     out: list[_Anchor] = []
-    for name, before, after in _placeholders(phrasing):
+    for name, before, after in placeholders(phrasing):
         for b, a in ((3, 1), (2, 1), (1, 1), (3, 0), (2, 0), (1, 0)):
             words_before, words_after = before[-b:] if len(before) >= b else (), after[:a]
             strength = sum(w.lower() not in _WEAK for w in words_before + words_after)

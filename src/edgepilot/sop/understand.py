@@ -35,9 +35,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgepilot.errors import GoalError
-from edgepilot.sop.actions import VERB, actions_in, further_actions, own_text, plain_verb, unmet
+from edgepilot.sop.actions import VERB, actions_in, further_actions, is_action_verb, own_text, plain_verb, unmet
 from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
-from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, retriever_for
+from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, placeholders, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
 
 MAX_GOAL_CHARS = 2_000
@@ -556,6 +556,14 @@ def proper_names_of(retriever: Retriever) -> dict[str, str]:
     return names
 
 
+def _without_choices(text: str, retriever: Retriever) -> str:
+    """``text`` without the capitalised values that the procedures' parameters list (``Checking``)."""
+    listed = {c for sop in retriever.sops for p in sop.params.values() for c in choices(p.description)}
+    if not listed:
+        return text
+    return re.sub(r"\b(?:" + "|".join(sorted(map(re.escape, listed), key=len, reverse=True)) + r")\b", " ", text)
+
+
 def choices(description: str) -> tuple[str, ...]:
     """The values a parameter's description lists (``the account, Checking or Savings`` → both)."""
     m = re.search(r"\b([A-Z][a-z]+(?:, [A-Z][a-z]+)* or [A-Z][a-z]+)\b", description or "")
@@ -592,14 +600,15 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     retriever = retriever_for(library)
     norm = normalise(typed, vocabulary_of(retriever), proper_names_of(retriever), verbs_of(retriever))
     question = is_question(norm.text)
-    ranked = retriever.rank(norm.text, k=max(1, k, RANKED))
+    ranked = _by_evidence(retriever.rank(norm.text, k=len(retriever.sops)), norm.text)[:max(1, k, RANKED)]
     candidates = tuple((m.sop.name, m.score) for m in ranked[:max(1, k)])
 
     def done(match: Match | None, reason: str = "", notes: tuple[str, ...] = ()) -> Understanding:
         return Understanding(typed, norm.text, match, question, reason, candidates, norm.changes,
                              (time.perf_counter() - start) * 1000, notes)
 
-    wanted, further = actions_in(norm.text), further_actions(norm.text)
+    named = _without_choices(norm.text, retriever)  # "from Checking" names an account, it does not check
+    wanted, further = actions_in(named), further_actions(named)
     agreeing = [m for m in ranked if not unmet(wanted, m.sop, further)]
     if ranked and not agreeing:
         asked = unmet(wanted, ranked[0].sop, further)
@@ -673,7 +682,57 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     if loose:
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")
-    return done(chosen, notes=notes)
+    chosen = _named_before_noun(chosen, norm)
+    chosen, filled = _with_leftover(chosen, norm)
+    return done(chosen, notes=(*notes, filled) if filled else notes)
+
+
+EVIDENCE = 0.1
+"""How much a procedure's score grows when the goal gives values of the shapes its parameters take: a goal's
+times, amounts, card and phone numbers, days and listed choices (``Savings``) tell which procedure it is
+even in words no procedure uses (``$71 to kira silva from savings pin 9362``)."""
+_EVIDENT = ("time", "email", "card", "phone", "domain", "amount", "digits", "weekday", "arithmetic")
+
+
+def _goal_values(text: str) -> list[str]:
+    """The values of a telling shape in a goal, days of the week among them."""
+    days = [m.group(0) for m in re.finditer(r"\b(?:" + "|".join(WEEKDAYS) + r")\b", text, re.I)]
+    found = values_in(text)
+    if keyed_sum(text) is not None:  # the numbers of a sum are one value, the sum
+        found = [v for v in found if shape(v) != "digits"] + ["sum"]
+    return [*found, *days]
+
+
+def evidence(sop: Sop, values: list[str], text: str) -> float:
+    """How well the goal's telling values (:func:`_goal_values`) and the listed choices it names fit ``sop``: the
+    share of its parameters they fill, each value one parameter (0 for a procedure without parameters)."""
+    free = list(values)
+    placed = 0
+    for param in sop.params.values():
+        listed = choices(param.description)
+        if listed:
+            placed += any(re.search(rf"\b{re.escape(c)}\b", text, re.I) for c in listed)
+            continue
+        want = shape(param.example) if param.example else "text"
+        if want not in _EVIDENT:
+            continue
+        for v in free:
+            got = "weekday" if v.lower() in WEEKDAYS else "arithmetic" if v == "sum" else shape(v)
+            if got == want or (want in ("amount", "phone") and got == "digits"):
+                free.remove(v)
+                placed += 1
+                break
+    return placed / len(sop.params) if sop.params else 0.0
+
+
+def _by_evidence(ranked: list[Match], text: str) -> list[Match]:
+    """``ranked`` with each score moved by :data:`EVIDENCE` times its :func:`evidence`, best first."""
+    values = _goal_values(text)
+    if not values and not any(choices(p.description) for m in ranked for p in m.sop.params.values()):
+        return ranked
+    moved = [replace(m, score=round(min(1.0, m.score + EVIDENCE * evidence(m.sop, values, text)), 4))
+             for m in ranked]
+    return sorted(moved, key=lambda m: -m.score)
 
 
 def _placed(chosen: Match, text: str) -> tuple[Match, list[str]]:
@@ -749,6 +808,121 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
             continue
         out[name] = typed
     return out, tuple(notes)
+
+
+_BOUNDARY = frozenset("my the a an your our this that these those his her their from in into to of for on at with "
+                      "by about".split())
+
+
+def _named_before_noun(match: Match, norm: Normalised) -> Match:
+    """``match`` with a name or free-text parameter that its phrasings put right before a noun of the procedure's
+    name (``my {title} note``, ``the {alarm} alarm``) taken as the words between that noun and the small word or
+    the start before them in the goal (``the time from Early shift note`` → ``Early shift``; ``groceries note can go`` →
+    ``groceries``), unless the goal quotes the value. Words the procedure says itself are never such a name."""
+    own = _own_words(match.sop)
+    object_words = {w.removesuffix("s") for w in match.sop.name.split("-") if len(w) >= 3}
+    params = dict(match.params)
+    quoted = [m.group(0).strip('"').casefold() for m in _QUOTED.finditer(norm.text)]
+    for name, param in match.sop.params.items():
+        if choices(param.description) or (shape(param.example) if param.example else "text") not in ("name", "text"):
+            continue
+        if params.get(name, "").casefold() in quoted or shape(params.get(name, "")) in _TELLING:
+            continue
+        nouns = {after[0].lower() for phrasing in match.sop.phrasings for n, _, after in placeholders(phrasing)
+                 if n == name and after and after[0].lower().removesuffix("s") in object_words}
+        for noun in sorted(nouns):
+            for m in re.finditer(rf"\b{re.escape(noun)}s?\b", norm.text, re.I):
+                run: list[str] = []
+                for word in reversed(norm.text[:m.start()].split()):
+                    low = word.lower()
+                    if not re.fullmatch(r"[A-Za-z][\w'-]*", word) or low in _BOUNDARY or low in _CHATTER \
+                            or len(run) == 3:
+                        break
+                    run.insert(0, word)
+                while run and is_action_verb(run[0]):
+                    run.pop(0)  # "delete groceries note": the verb is not the name
+                if run and not all(w.lower() in own or w.lower() in STOPWORDS for w in run):
+                    value = _typed(" ".join(run), shape(param.example or ""), norm)
+                    if value and value.casefold() not in {v.casefold() for k, v in params.items() if k != name}:
+                        params[name] = value
+                        break
+            else:
+                continue
+            break
+    return replace(match, params=params) if params != match.params else match
+
+
+def _with_leftover(match: Match, norm: Normalised) -> tuple[Match, str | None]:
+    """``match`` with its one open name or free-text parameter filled by the words of the goal nothing else
+    explains (:func:`leftover`), and a note saying so; itself when not one such parameter is open."""
+    open_names = [n for n, p in match.sop.params.items() if n not in match.params and not choices(p.description)
+                  and (shape(p.example) if p.example else "text") in ("name", "text")]
+    if len(open_names) != 1:
+        return match, None
+    rest = leftover(match.sop, norm.text, tuple(match.params.values()))
+    typed = _typed(rest, shape(match.sop.params[open_names[0]].example or ""), norm) if rest else None
+    if not typed:
+        return match, None
+    return (replace(match, params={**match.params, open_names[0]: typed}),
+            f"{open_names[0]}={typed!r}: the words of the goal nothing else explains")
+
+
+_CHATTER = frozenset("""
+hey hi hello yo ok okay so pls please thanks thank thx need needs want wanna real quick quickly just right away now
+asap for me can could would you u mind kindly actually maybe also too again
+""".split())
+_LINKS = frozenset("over via through using off out onto into with from to at in on by of for about up down".split())
+
+
+def _own_words(sop: Sop) -> frozenset[str]:
+    """The lower-case words a procedure says itself: name, description, apps, phrasings, steps, parameters."""
+    return _words_of_text(" ".join([sop.name.replace("-", " "), sop.description, *sop.app_labels, *sop.phrasings,
+                                    *(step.text for step in sop.steps),
+                                    *(p.description for p in sop.params.values())]))
+
+
+@lru_cache(maxsize=256)
+def _words_of_text(text: str) -> frozenset[str]:
+    words = {w.lower() for w in _WORD.findall(PLACEHOLDER.sub(" ", text))}
+    return frozenset(words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words})
+
+
+def leftover(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> str | None:
+    """The run of words in a goal that nothing else explains: not the procedure's own words, not a verb of an
+    action, not a value already taken, not a small word or a courtesy. With one parameter left open, that run is
+    its value (``whats the bankalert code`` → ``bankalert``; ``hook my phone up to the car audio`` → ``car
+    audio``). Runs with a word that is no frequent English word (a name) come first, then the longest; None
+    when there is none, or several equally good."""
+    own = _own_words(sop)
+    blocked = [False] * len(text)
+    for value in taken:  # type: ignore[attr-defined]
+        for m in re.finditer(re.escape(str(value)), text, re.I):
+            blocked[m.start():m.end()] = [True] * (m.end() - m.start())
+    for m in _QUOTED.finditer(text):
+        blocked[m.start():m.end()] = [True] * (m.end() - m.start())
+    runs: list[list[re.Match[str]]] = [[]]
+    for m in re.finditer(r"[A-Za-z][A-Za-z'-]*|[^\sA-Za-z]+", text):
+        word = m.group(0).lower().removesuffix("'s")
+        free = (m.group(0)[:1].isalpha() and not any(blocked[m.start():m.end()]) and word not in own
+                and word not in STOPWORDS and word not in _CHATTER and word not in _LINKS
+                and word not in _WORDS_TO_HOURS and not is_action_verb(m.group(0)))
+        if free:
+            runs[-1].append(m)
+        elif runs[-1]:
+            runs.append([])
+    runs = [r for r in runs if r and len(r) <= 4]
+    if not runs:
+        return None
+    english = english_words()
+
+    def rank(run: list[re.Match[str]]) -> tuple[bool, int]:
+        return (any(m.group(0).lower().removesuffix("'s") not in english for m in run), len(run))
+
+    best = max(rank(r) for r in runs)
+    top = [r for r in runs if rank(r) == best]
+    if len(top) != 1:
+        return None
+    return text[top[0][0].start():top[0][-1].end()].removesuffix("'s")
 
 
 _TELLING = ("time", "email", "card", "phone", "domain", "amount")
