@@ -90,6 +90,7 @@ def test_none_rather_than_a_wrong_procedure(library, goal):
     ("add dentist on friday to my calendar", "system-open-app"),
     ("RENAME my bank account to Holidays", "bank-check-balance"),
     ("what was the PIN of my bank app again?", None),  # a question for the secret a procedure needs
+    ("please erase the login text Zapmail sent me", "messages-read-code"),  # the command's verb is erase
 ])
 def test_a_procedure_that_does_another_action_is_not_forced(library, goal, not_this):
     u = understand(goal, library)
@@ -103,6 +104,7 @@ def test_a_procedure_that_does_another_action_is_not_forced(library, goal, not_t
     ("get rid of the 6am alarm", "clock-delete-alarm"),
     ("how warm is it going to get on saturday", "chrome-weather"),   # "going to" is not "go to"
     ("Erase the note called Groceries, please", "notes-delete"),  # "called" names, it does not call
+    ("switch bluetooth on and pair the speaker", "settings-bluetooth-connect"),  # the first verb is a step to it
 ])
 def test_the_same_action_in_other_words_still_fits(library, goal, sop):
     u = understand(goal, library)

@@ -108,14 +108,34 @@ def further_actions(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def unmet(goal_actions: frozenset[str], sop: Sop, further: frozenset[str] = frozenset()) -> frozenset[str]:
+_COURTESY = re.compile(r"^(?:(?:hey|hi|ok|okay|so|yo|please|pls|plz|just|kindly|now|can|could|would|will|you|u|"
+                       r"ya)\b[,!]?\s*)*", re.IGNORECASE)
+MEANS = frozenset({"open", "read", "sign", "run"})
+"""Kinds of action that are a means on the way to most tasks (open the app, log in, read what is there): a goal
+that starts with one may go on to what it is for."""
+
+
+def head_action(text: str) -> str | None:
+    """The kind of action of the verb a command starts with, after courtesies (``please delete ...``, ``can you
+    text ...``): what the goal is, whatever else its words mention; None when it starts otherwise."""
+    text = _verbs_only(text).strip()
+    at = _COURTESY.match(text)
+    start = at.end() if at else 0
+    return next((kind for kind, pattern in _VERBS if pattern.match(text, start)), None)
+
+
+def unmet(goal_actions: frozenset[str], sop: Sop, further: frozenset[str] = frozenset(),
+          head: str | None = None) -> frozenset[str]:
     """What the goal asks for that ``sop`` does not do: the goal's kinds of action when ``sop`` offers none of
-    them, or a kind asked in a further clause (``further``, :func:`further_actions`) that it does not offer (the
-    procedure would do only the first part). Empty when they meet, or when the goal names no action (``need
-    Ann's number``, ``dark mode on``)."""
+    them, the kind of the verb the command starts with (``head``, :func:`head_action`) unless it is a means
+    (:data:`MEANS`) or a further clause asks for what ``sop`` does ("turn on Bluetooth and connect ..."), or a kind asked in a further clause (``further``, :func:`further_actions`) that it does not
+    offer (the procedure would do only the first part). Empty when they meet, or when the goal names no action
+    (``need Ann's number``, ``dark mode on``)."""
     offered = actions_of(sop)
     if goal_actions and not goal_actions & offered:
         return goal_actions
+    if head is not None and head not in MEANS and head not in offered and not further & offered:
+        return frozenset({head})
     return further - offered
 
 

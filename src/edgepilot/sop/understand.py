@@ -35,7 +35,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from edgepilot.errors import GoalError
-from edgepilot.sop.actions import VERB, actions_in, further_actions, is_action_verb, own_text, plain_verb, unmet
+from edgepilot.sop.actions import (
+    VERB,
+    actions_in,
+    further_actions,
+    head_action,
+    is_action_verb,
+    own_text,
+    plain_verb,
+    unmet,
+)
 from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
 from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, placeholders, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
@@ -609,9 +618,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
 
     named = _without_choices(norm.text, retriever)  # "from Checking" names an account, it does not check
     wanted, further = actions_in(named), further_actions(named)
-    agreeing = [m for m in ranked if not unmet(wanted, m.sop, further)]
+    head = None if question else head_action(named)
+    agreeing = [m for m in ranked if not unmet(wanted, m.sop, further, head)]
     if ranked and not agreeing:
-        asked = unmet(wanted, ranked[0].sop, further)
+        asked = unmet(wanted, ranked[0].sop, further, head)
         return done(None, f"the goal asks to {' and '.join(sorted(asked))}, and no procedure does that (closest: "
                           f"{ranked[0].sop.name}, which does not)")
     ranked = agreeing[:max(1, k)]
