@@ -530,6 +530,8 @@ def is_question(text: str) -> bool:
     text = _QUOTED.sub(" ", text).strip().strip("\"'").strip()  # a quoted question is a value
     if _REQUEST_START.match(text):
         return False
+    if head_action(text) not in (None, "read"):  # "reply to Ann with can you call me back?": a command
+        return False
     return bool(_QUESTION_START.match(text)) or text.endswith("?")
 
 
