@@ -147,6 +147,13 @@ def test_a_name_before_the_noun_it_names(library):
     assert understand("remove the 7am alarm", library).params == {"alarm": "07:00"}  # a time stays a time
 
 
+def test_words_to_the_assistant_at_the_end_are_not_the_task(library):
+    u = understand("would you launch the clock for me, if you can?", library)
+    assert (u.sop, u.params) == ("system-open-app", {"app": "Clock"}), (u.reason, u.candidates)
+    u = understand("text Ann Lee: keep a seat for me", library)  # a message keeps its own words
+    assert u.params.get("message") == "keep a seat for me"
+
+
 def test_a_word_people_use_is_not_taken_for_a_typo(library):
     from edgepilot.sop.understand import english_words
 

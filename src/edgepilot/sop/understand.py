@@ -183,6 +183,12 @@ _FILE_NAME = re.compile(rf"(?<![\w/~.]){PATH.pattern}|"
 ``gnumeric`` not the app)."""
 
 
+_COURTESY_TAIL = re.compile(r"(?:[,;]?\s+(?:for me|real quick|if you can|if you could|if possible)\b)+\s*"
+                            r"(?P<end>[.!?]*)\s*$", re.IGNORECASE)
+"""Words to the assistant that end a goal (``open Chrome for me?``): not words of what to do. (``thanks``,
+``please`` and ``now`` stay: a message may end with them.)"""
+
+
 def _quoted_ranges(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in (*_QUOTED.finditer(text), *_FILE_NAME.finditer(text))]
 
@@ -317,6 +323,8 @@ def normalise(goal: str, vocabulary: frozenset[str] = frozenset(),
     """
     rw = _Rewriter(goal)
     rw.sub(_COLON_TAIL, lambda m: (m.start("tail"), m.end("tail"), f'"{m["tail"]}"'))
+    if "send" not in actions_in(rw.text):  # "text mom save some cake for me": the message's own words
+        rw.sub(_COURTESY_TAIL, lambda m: m.group("end"))
     rw.sub(re.compile(r"(?<![\w#])#(?!\s*\d)"), lambda m: "number")
     rw.sub(re.compile(r"(?<!\w)w/(?=\s)"), lambda m: "with")
     rw.sub(re.compile(r"(?<=\w)\s*&\s*(?=\w)"), lambda m: " and ")
