@@ -126,11 +126,15 @@ def head_action(text: str) -> str | None:
 
 def unmet(goal_actions: frozenset[str], sop: Sop, further: frozenset[str] = frozenset(),
           head: str | None = None) -> frozenset[str]:
-    """What the goal asks for that ``sop`` does not do: the goal's kinds of action when ``sop`` offers none of
-    them, the kind of the verb the command starts with (``head``, :func:`head_action`) unless it is a means
-    (:data:`MEANS`) or a further clause asks for what ``sop`` does ("turn on Bluetooth and connect ..."), or a kind asked in a further clause (``further``, :func:`further_actions`) that it does not
-    offer (the procedure would do only the first part). Empty when they meet, or when the goal names no action
-    (``need Ann's number``, ``dark mode on``)."""
+    """What the goal asks for that ``sop`` does not do:
+
+    - the goal's kinds of action, when ``sop`` offers none of them;
+    - the kind of the verb the command starts with (``head``, :func:`head_action`), unless it is a means
+      (:data:`MEANS`) or a further clause asks for what ``sop`` does ("turn on Bluetooth and connect ...");
+    - a kind asked in a further clause (``further``, :func:`further_actions`) that it does not offer (the
+      procedure would do only the first part).
+
+    Empty when they meet, or when the goal names no action (``need Ann's number``, ``dark mode on``)."""
     offered = actions_of(sop)
     if goal_actions and not goal_actions & offered:
         return goal_actions
