@@ -144,6 +144,8 @@ def test_a_name_before_the_noun_it_names(library):
     u = understand("set an alarm at the time in my Dentist trip note", library)
     assert (u.sop, u.params) == ("notes-time-to-alarm", {"title": "Dentist trip"}), u.reason
     assert understand('remove the "Old stuff" note', library).params == {"title": "Old stuff"}  # quoted wins
+    assert understand('set an alarm for the time in my "Day one" note', library).params == {"title": "Day one"}
+    assert understand("what code did Zapmail SMS me", library).params == {"sender": "Zapmail"}  # SMS is text
     assert understand("remove the 7am alarm", library).params == {"alarm": "07:00"}  # a time stays a time
 
 

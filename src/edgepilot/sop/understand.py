@@ -46,7 +46,7 @@ from edgepilot.sop.actions import (
     unmet,
 )
 from edgepilot.sop.format import PLACEHOLDER, Sop, is_secret
-from edgepilot.sop.retrieve import STOPWORDS, THRESHOLD, Match, Retriever, placeholders, retriever_for
+from edgepilot.sop.retrieve import CANONICAL, STOPWORDS, THRESHOLD, Match, Retriever, placeholders, retriever_for
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
 
 MAX_GOAL_CHARS = 2_000
@@ -848,10 +848,16 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
             continue
         if params.get(name, "").casefold() in quoted or shape(params.get(name, "")) in _TELLING:
             continue
+        if name in params and (shape(param.example) if param.example else "") == "name":
+            params[name] = _without_own_words(params[name], own)
         nouns = {after[0].lower() for phrasing in match.sop.phrasings for n, _, after in placeholders(phrasing)
                  if n == name and after and after[0].lower().removesuffix("s") in object_words}
         for noun in sorted(nouns):
             for m in re.finditer(rf"\b{re.escape(noun)}s?\b", norm.text, re.I):
+                before = re.search(r'"([^"]+)"\s*$', norm.text[:m.start()])
+                if before:  # 'from "Early shift" note'
+                    params[name] = before[1].strip()
+                    break
                 run: list[str] = []
                 for word in reversed(norm.text[:m.start()].split()):
                     low = word.lower()
@@ -870,6 +876,15 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
                 continue
             break
     return replace(match, params=params) if params != match.params else match
+
+
+def _without_own_words(value: str, own: frozenset[str]) -> str:
+    """A name without another spelling of one of the procedure's own words at its end (``CloudDrive SMS`` →
+    ``CloudDrive``: ``SMS`` is ``text``); itself when nothing else would be left."""
+    words = value.split()
+    while len(words) > 1 and words[-1].lower() in CANONICAL and CANONICAL[words[-1].lower()] in own:
+        words.pop()
+    return " ".join(words)
 
 
 def _with_leftover(match: Match, norm: Normalised) -> tuple[Match, str | None]:
