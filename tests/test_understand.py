@@ -62,6 +62,7 @@ def test_money_and_phone_numbers():
     ("delte my alram for 6am", "clock-delete-alarm", {"alarm": "06:00"}),
     ("screen timeout 30 sec", "settings-screen-timeout", {"timeout": "30 seconds"}),
     ("open chrome", "system-open-app", {"app": "Chrome"}),
+    ("send ann lee's number to omar diaz", "messages-share-contact", {"contact": "Ann Lee", "name": "Omar Diaz"}),
 ])
 def test_goals_as_people_type_them(library, goal, sop, params):
     u = understand(goal, library)

@@ -365,7 +365,8 @@ _NAME_LEADS = ("call", "ring", "phone", "dial", "text", "message", "tell", "to",
                "reply", "answer", "respond", "share", "give", "named", "called", "is", "update", "edit", "change",
                "forward", "new", "sms", "ping", "name", "under", "what's", "need", "find", "get", "ask", "remind")
 _NAME_AFTER = re.compile(r"(?:\b(?P<lead>" + "|".join(_NAME_LEADS) + r")\s+|(?<![\w'])(?=[a-z]+\s+[a-z]))"
-                         r"(?P<name>[a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)"
+                         r"(?P<name>(?!(?:to|from|with|for)\b)"
+                         r"[a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)"
                          r"|(?P<owner>\b[a-z][a-z-]+(?:\s+[a-z][a-z-]+)?)(?='s\b)")
 MESSAGE_WORDS = frozenset("""
 able again ago almost already also always around asap away back bad be been before being best better big bit
