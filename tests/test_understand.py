@@ -150,6 +150,14 @@ def test_a_name_before_the_noun_it_names(library):
     assert understand("remove the 7am alarm", library).params == {"alarm": "07:00"}  # a time stays a time
 
 
+def test_a_setting_named_without_on_or_off_is_asked_on_unless_something_says_otherwise(library):
+    assert understand("switch the phone to airplane mode", library).params == {"state": "on"}
+    assert understand("dark theme pls", library).params == {"state": "on"}
+    assert understand("dark theme off", library).params == {"state": "off"}
+    assert understand("toggle dark theme", library).params == {}  # a flip: which way is not said
+    assert understand("Schalte den dunklen Modus aus", library).params.get("state") != "on"  # not read: no guess
+
+
 def test_words_to_the_assistant_at_the_end_are_not_the_task(library):
     u = understand("would you launch the clock for me, if you can?", library)
     assert (u.sop, u.params) == ("system-open-app", {"app": "Clock"}), (u.reason, u.candidates)

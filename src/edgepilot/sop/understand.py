@@ -63,7 +63,8 @@ ABBREVIATIONS = {
     "passwd": "password", "acct": "account", "acc": "account", "addr": "address", "bt": "bluetooth",
     "pic": "picture", "convo": "conversation", "info": "information", "asap": "now", "rn": "now", "pin#": "PIN",
     "ppl": "people", "sec": "seconds", "secs": "seconds", "min": "minutes", "mins": "minutes", "hr": "hour",
-    "hrs": "hours", "nite": "night", "tonite": "tonight", "alarms": "alarms", "contcts": "contacts",
+    "hrs": "hours", "notifs": "notifications", "notif": "notification", "nite": "night", "tonite": "tonight",
+    "alarms": "alarms", "contcts": "contacts",
 }
 """Short forms people type → words (applied to whole words, outside quotes)."""
 
@@ -806,7 +807,7 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
                 notes.append(f"dropped {name}: the goal gives no sum of two numbers")
             continue
         if value is None and want == "switch":
-            value = _switch(norm.text)
+            value = _switch(norm.text) or ("on" if not _NOT_ON.search(norm.text) and _all_read(norm.text) else None)
         if value is None and want in _TELLING:
             used = set(match.params.values()) | set(out.values())
             found = [v for v in values_in(norm.text) if shape(v) == want and v not in used]
@@ -982,6 +983,18 @@ def _refers_elsewhere(value: str, sop: Sop) -> bool:
     bare = re.sub(rf"\s+(?:in|on|into|with|using)\s+(?:the\s+)?(?:{apps})(?:\s+app)?$", "", value.strip(),
                   flags=re.IGNORECASE) if apps else value.strip()
     return bare.casefold() in _REFERENTS
+
+
+_NOT_ON = re.compile(r"\b(?:toggle|flip|not|no|never|without|is|are|was|were)\b|n't\b|\?", re.IGNORECASE)
+"""Words after which a setting named without on or off is not simply asked to be on: a toggle, a negation, a
+question. Otherwise it is (``put the phone in dark mode``, ``airplane mode pls``)."""
+
+
+def _all_read(text: str) -> bool:
+    """Whether every word of ``text`` is one this step knows (a frequent English word or one of the procedures'):
+    nothing is guessed for a goal it cannot read whole ("Schalte Bluetooth aus" is not *on*)."""
+    known = english_words() | COMMON_WORDS
+    return bool(known) and all(w.lower() in known or w.lower() in STOPWORDS for w in _WORD.findall(text))
 
 
 def _switch(text: str) -> str | None:
