@@ -158,6 +158,21 @@ def test_a_setting_named_without_on_or_off_is_asked_on_unless_something_says_oth
     assert understand("Schalte den dunklen Modus aus", library).params.get("state") != "on"  # not read: no guess
 
 
+def test_a_card_number_typed_without_spaces_is_the_card(library):
+    u = understand("order the yoga mat, card 4111111111111111, Omar Diaz", library)
+    assert u.sop == "chrome-shop-buy" and u.params.get("card") == "4111 1111 1111 1111", (u.reason, u.params)
+
+
+def test_a_goal_every_word_of_which_a_procedure_explains_is_taken_below_the_bar(library):
+    from edgepilot.sop.understand import EXPLAINED_FLOOR, _all_explained, normalise
+
+    u = understand("hey which android is this phone running", library)  # 0.41: every word explained
+    assert u.sop == "settings-about-phone" and u.match.score >= EXPLAINED_FLOOR, (u.reason, u.candidates)
+    sop = next(s for s in library.sops if s.name == "contacts-edit")
+    assert not _all_explained(sop, normalise("change my ringtone"), {"name": "Ringtone"})  # not typed as a name
+    assert not _all_explained(sop, normalise("change Ann Lee's ringtone"), {"name": "Ann Lee"})  # ringtone?
+
+
 def test_words_to_the_assistant_at_the_end_are_not_the_task(library):
     u = understand("would you launch the clock for me, if you can?", library)
     assert (u.sop, u.params) == ("system-open-app", {"app": "Clock"}), (u.reason, u.candidates)

@@ -598,6 +598,10 @@ RECALL_FLOOR = 0.15
 RECALL_ACCEPT = 0.99
 """Below the threshold, a procedure is still chosen when the goal holds every content word of one of its
 phrasings (a long or chatty sentence around the request), above this floor."""
+EXPLAINED_FLOOR = 0.35
+"""Below the threshold but above this, a procedure is chosen when the goal gives every one of its parameters,
+each name as a name is typed, and every other word of the goal is the procedure's own, a small word or a
+courtesy (:func:`_all_explained`)."""
 MARGIN = 0.08
 """A procedure this close below the best one wins when the goal gives more of its parameters."""
 RANKED = 8
@@ -662,6 +666,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
         if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
             limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
+    if lenient and best is not None and best.score < limit and best.score >= EXPLAINED_FLOOR:
+        params, _ = typed_of(best)
+        if len(params) == len(best.sop.params) and _all_explained(best.sop, norm, params):
+            limit = best.score  # every value given, and every word of the goal a value or the procedure's own
     if lenient and best is not None and best.score < limit and best.score >= RECALL_FLOOR \
             and retriever.phrasing_recall(best.sop, norm.text) >= RECALL_ACCEPT:
         limit = best.score  # the goal says all of one of its phrasings, in other words around it
@@ -762,10 +770,14 @@ def _placed(chosen: Match, text: str) -> tuple[Match, list[str]]:
     the goal ``text`` gives and the procedure has no place for: neither its own words nor a parameter hold them.
     One such value and one free-text parameter left open: the value fills it (``delete my alarm for 6am``)."""
     own = " ".join([chosen.sop.description, *chosen.sop.phrasings, *(step.text for step in chosen.sop.steps)])
+    def same(a: str, b: str) -> bool:  # "4664803391657862" is the card "4664 8033 9165 7862"
+        a, b = a.casefold(), b.casefold()
+        if re.fullmatch(r"[\d\s.,:$+()-]+", a) and re.fullmatch(r"[\d\s.,:$+()-]+", b):
+            return re.sub(r"\D", "", a) == re.sub(r"\D", "", b)
+        return bool(a and b) and (a in b or b in a)
+
     loose = [v for v in values_in(text) if shape(v) in ("time", "amount", "phone", "email", "card")
-             and v.casefold() not in own.casefold()
-             and not any(v.casefold() in p.casefold() or p.casefold() in v.casefold()
-                         for p in chosen.params.values())]
+             and v.casefold() not in own.casefold() and not any(same(v, p) for p in chosen.params.values())]
     open_text = [n for n, p in chosen.sop.params.items() if n not in chosen.params
                  and shape(p.example or "") in ("text", "name")]
     if len(loose) == 1 and len(open_text) == 1:
@@ -889,6 +901,22 @@ def _without_own_words(value: str, own: frozenset[str]) -> str:
     return " ".join(words)
 
 
+def _all_explained(sop: Sop, norm: Normalised, params: dict[str, str]) -> bool:
+    """Whether every word of the goal is explained by ``sop`` and its ``params``, each name of which was typed
+    capitalised (``ringtone`` is no contact), and the goal is read whole (:func:`_all_read`, values aside)."""
+    for name, value in params.items():
+        param = sop.params[name]
+        if (shape(param.example) if param.example else "") == "name":
+            if not all(w[:1].isupper() for w in norm.as_typed(value).split()):
+                return False
+    if unexplained(sop, norm.text, tuple(params.values())):
+        return False
+    rest = norm.text
+    for value in params.values():
+        rest = re.sub(re.escape(value), " ", rest, flags=re.I)
+    return _all_read(_QUOTED.sub(" ", rest))
+
+
 def _with_leftover(match: Match, norm: Normalised) -> tuple[Match, str | None]:
     """``match`` with its one open name or free-text parameter filled by the words of the goal nothing else
     explains (:func:`leftover`), and a note saying so; itself when not one such parameter is open."""
@@ -907,8 +935,12 @@ def _with_leftover(match: Match, norm: Normalised) -> tuple[Match, str | None]:
 _CHATTER = frozenset("""
 hey hi hello yo ok okay so pls please thanks thank thx need needs want wanna real quick quickly just right away now
 asap for me can could would you u mind kindly actually maybe also too again
+he him his she her hers they them their theirs it its we us our i i'm i'll i've i'd
+say says saying said titled called named labelled labeled entitled
 """.split())
 _LINKS = frozenset("over via through using off out onto into with from to at in on by of for about up down".split())
+_SMALL_WORDS = STOPWORDS | _CHATTER | _LINKS | COMMON_WORDS | MESSAGE_WORDS | frozenset(
+    w.lower() for full in ABBREVIATIONS.values() for w in _WORD.findall(full))
 
 
 def _own_words(sop: Sop) -> frozenset[str]:
@@ -924,12 +956,9 @@ def _words_of_text(text: str) -> frozenset[str]:
     return frozenset(words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words})
 
 
-def leftover(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> str | None:
-    """The run of words in a goal that nothing else explains: not the procedure's own words, not a verb of an
-    action, not a value already taken, not a small word or a courtesy. With one parameter left open, that run is
-    its value (``whats the bankalert code`` → ``bankalert``; ``hook my phone up to the car audio`` → ``car
-    audio``). Runs with a word that is no frequent English word (a name) come first, then the longest; None
-    when there is none, or several equally good."""
+def unexplained(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> list[list[re.Match[str]]]:
+    """The runs of words of a goal that nothing explains: not ``sop``'s own words, not a verb of an action, not
+    a value ``taken`` or quoted, not a small word or a courtesy."""
     own = _own_words(sop)
     blocked = [False] * len(text)
     for value in taken:  # type: ignore[attr-defined]
@@ -947,7 +976,16 @@ def leftover(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> str | N
             runs[-1].append(m)
         elif runs[-1]:
             runs.append([])
-    runs = [r for r in runs if r and len(r) <= 4]
+    return [r for r in runs if r]
+
+
+def leftover(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> str | None:
+    """The run of words in a goal that nothing else explains: not the procedure's own words, not a verb of an
+    action, not a value already taken, not a small word or a courtesy. With one parameter left open, that run is
+    its value (``whats the bankalert code`` → ``bankalert``; ``hook my phone up to the car audio`` → ``car
+    audio``). Runs with a word that is no frequent English word (a name) come first, then the longest; None
+    when there is none, or several equally good."""
+    runs = [r for r in unexplained(sop, text, taken) if len(r) <= 4]
     if not runs:
         return None
     english = english_words()
@@ -993,8 +1031,8 @@ question. Otherwise it is (``put the phone in dark mode``, ``airplane mode pls``
 def _all_read(text: str) -> bool:
     """Whether every word of ``text`` is one this step knows (a frequent English word or one of the procedures'):
     nothing is guessed for a goal it cannot read whole ("Schalte Bluetooth aus" is not *on*)."""
-    known = english_words() | COMMON_WORDS
-    return bool(known) and all(w.lower() in known or w.lower() in STOPWORDS for w in _WORD.findall(text))
+    known = english_words()
+    return bool(known) and all(w.lower() in known or w.lower() in _SMALL_WORDS for w in _WORD.findall(text))
 
 
 def _switch(text: str) -> str | None:
