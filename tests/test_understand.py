@@ -173,6 +173,11 @@ def test_a_goal_every_word_of_which_a_procedure_explains_is_taken_below_the_bar(
     assert not _all_explained(sop, normalise("change Ann Lee's ringtone"), {"name": "Ann Lee"})  # ringtone?
 
 
+def test_unquoted_text_at_the_end_after_the_word_that_leads_it_in(library):
+    u = understand("reply to the newest message with are we still on for lunch?", library)
+    assert u.sop == "messages-reply" and u.params.get("message") == "are we still on for lunch?", u.params
+
+
 def test_words_to_the_assistant_at_the_end_are_not_the_task(library):
     u = understand("would you launch the clock for me, if you can?", library)
     assert (u.sop, u.params) == ("system-open-app", {"app": "Clock"}), (u.reason, u.candidates)

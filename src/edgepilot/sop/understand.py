@@ -713,6 +713,7 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")
     chosen = _named_before_noun(chosen, norm)
+    chosen = _trailing_text(chosen, norm)
     chosen, filled = _with_leftover(chosen, norm)
     return done(chosen, notes=(*notes, filled) if filled else notes)
 
@@ -890,6 +891,27 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
                 continue
             break
     return replace(match, params=params) if params != match.params else match
+
+
+def _trailing_text(match: Match, norm: Normalised) -> Match:
+    """``match`` with an open free-text parameter that its phrasings end with, after a word that leads it in
+    (``Reply to {name} with "{message}"``), taken as the goal's words after the last such word (``reply to the
+    last text with can you call me back?`` → ``can you call me back?``)."""
+    for name, param in match.sop.params.items():
+        if name in match.params or choices(param.description) or shape(param.example or "") != "text":
+            continue
+        leads = {before[-1].lower() for phrasing in match.sop.phrasings
+                 for n, before, after in placeholders(phrasing.strip().rstrip(".!?\"'"))
+                 if n == name and before and not after and before[-1].lower() not in ("the", "a", "an", "my")}
+        found = [m for lead in leads for m in re.finditer(rf"\b{re.escape(lead)}\s+", norm.text, re.I)]
+        if not found:
+            continue
+        start = max(m.end() for m in found)
+        value = norm.typed_span(start, len(norm.text)).strip().strip('"').strip()
+        others = [v.casefold() for v in match.params.values()]
+        if value and len(value.split()) <= 40 and not any(o in value.casefold() for o in others):
+            return replace(match, params={**match.params, name: value})
+    return match
 
 
 def _without_own_words(value: str, own: frozenset[str]) -> str:
