@@ -174,7 +174,7 @@ def test_a_goal_every_word_of_which_a_procedure_explains_is_taken_below_the_bar(
 
 
 def test_unquoted_text_at_the_end_after_the_word_that_leads_it_in(library):
-    u = understand("reply to the newest message with are we still on for lunch?", library)
+    u = understand("reply to Ann Lee with are we still on for lunch?", library)
     assert u.sop == "messages-reply" and u.params.get("message") == "are we still on for lunch?", u.params
 
 

@@ -650,7 +650,8 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
 
     def typed_of(m: Match) -> tuple[dict[str, str], tuple[str, ...]]:
         if m.sop.name not in params_of:
-            params_of[m.sop.name] = typed_params(m, norm)
+            params, m_notes = typed_params(m, norm)
+            params_of[m.sop.name] = (_trailing_text(replace(m, params=params), norm).params, m_notes)
         return params_of[m.sop.name]
 
     def close_behind(score: float) -> Iterator[tuple[Match, tuple[str, ...]]]:
@@ -713,7 +714,6 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")
     chosen = _named_before_noun(chosen, norm)
-    chosen = _trailing_text(chosen, norm)
     chosen, filled = _with_leftover(chosen, norm)
     return done(chosen, notes=(*notes, filled) if filled else notes)
 
