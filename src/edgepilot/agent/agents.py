@@ -419,8 +419,11 @@ class RoleAgent(_Checked, AgentBase):
             return without_finish(schema)
         step = self.sop.steps[number - 1].text
         then = self.sop.steps[number].text if number < len(self.sop.steps) else ""
+        before = self.sop.steps[number - 2].text if number >= 2 else ""
         if then.lower().startswith("finish and answer"):  # ``Read the value ...`` then ``... with the amount.``
             step = f"{step} {then}"
+        elif '"' not in step and before.lower().startswith("read") and '"' in before:
+            step = f"{before} {step}"  # ``Finish and answer with that value.``: the value the step before reads
         choices = answer_choices(obs, step, self.memory, self.goal)
         return finishing(schema, answer=self.sop.answers(number), choices=choices)
 

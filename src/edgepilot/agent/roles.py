@@ -512,14 +512,24 @@ def answer_choices(obs: Observation, step: str, remembered: Iterable[str] = (), 
     :func:`~edgepilot.sop.values.values_in`), then what the planner remembered that the screen shows. A quoted
     label itself is never an answer (it names where to look).
     Where ``goal`` asks for an email address or a phone number and some choices have that shape, only those
-    stay (``Read the number above "Mobile" or the address above "Email", whichever was asked``). Empty when
-    the screen has no text.
+    stay (``Read the number above "Mobile" or the address above "Email", whichever was asked``), and of several
+    quoted labels only those whose words the goal says (``under "Android version", "Device name" or "Phone
+    number"`` for "what Android version"). Empty when the screen has no text.
     """
 
     lines = [line for node in obs.elements for line in _lines(node.text)]
     folded = [line.casefold() for line in lines]
     quotes = [(m[1].strip().casefold(), step[:m.start()].split()[-1:]) for m in re.finditer(r'"([^"]+)"', step)]
     labels = {q for q, _ in quotes}
+    asked_words = set(re.findall(r"[a-z]{4,}", goal.casefold()))
+
+    def said(label: str) -> float:  # the share of a label's words that the goal says
+        words = set(re.findall(r"[a-z]{4,}", label))
+        return len(words & asked_words) / len(words) if words else 0.0
+
+    best = max((said(q) for q, _ in quotes), default=0.0)
+    if best > 0 and len(quotes) > 1:  # ``under "Android version", "Device name" or ...``: the one asked
+        quotes = [(q, b) for q, b in quotes if said(q) == best]
     starting: list[str] = []
     near: list[str] = []
     for quote, before in quotes:
