@@ -178,6 +178,12 @@ def test_unquoted_text_at_the_end_after_the_word_that_leads_it_in(library):
     assert u.sop == "messages-reply" and u.params.get("message") == "are we still on for lunch?", u.params
 
 
+def test_the_possessive_says_whose_number_is_sent(library):
+    for goal in ("Omar Diaz wants Ann Lee's number, text it to him", "pls txt ann lee's # to omar diaz"):
+        u = understand(goal, library)
+        assert (u.sop, u.params) == ("messages-share-contact", {"contact": "Ann Lee", "name": "Omar Diaz"}), goal
+
+
 def test_words_to_the_assistant_at_the_end_are_not_the_task(library):
     u = understand("would you launch the clock for me, if you can?", library)
     assert (u.sop, u.params) == ("system-open-app", {"app": "Clock"}), (u.reason, u.candidates)

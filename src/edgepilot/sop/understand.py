@@ -713,7 +713,7 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     if loose:
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")
-    chosen = _named_before_noun(chosen, norm)
+    chosen = _named_before_noun(_owner_by_possessive(chosen, norm), norm)
     chosen, filled = _with_leftover(chosen, norm)
     return done(chosen, notes=(*notes, filled) if filled else notes)
 
@@ -890,6 +890,24 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
             else:
                 continue
             break
+    return replace(match, params=params) if params != match.params else match
+
+
+def _owner_by_possessive(match: Match, norm: Normalised) -> Match:
+    """``match`` with two names swapped where the goal's possessive says which is which: a procedure whose
+    phrasings say ``{contact}'s number`` takes as its contact the name the goal writes before ``'s number``
+    (``Maya wants Chloe Zhou's number, text it to her``), wherever retrieval put it."""
+    params = dict(match.params)
+    for name in match.sop.params:
+        after = {tuple(w.lower() for w in a[:2]) for phrasing in match.sop.phrasings
+                 for n, _, a in placeholders(phrasing) if n == name and len(a) >= 2 and a[0].lower() == "s"}
+        for _, noun in after:
+            for m in re.finditer(rf"([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)'s\s+(?:\w+\s+)?{re.escape(noun)}\b", norm.text):
+                owner = m[1]
+                other = next((k for k, v in params.items() if k != name and v.casefold() == owner.casefold()), None)
+                if other is not None and name in params:
+                    params[name], params[other] = params[other], params[name]
+                break
     return replace(match, params=params) if params != match.params else match
 
 
