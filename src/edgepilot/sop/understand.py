@@ -651,7 +651,8 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     def typed_of(m: Match) -> tuple[dict[str, str], tuple[str, ...]]:
         if m.sop.name not in params_of:
             params, m_notes = typed_params(m, norm)
-            params_of[m.sop.name] = (_trailing_text(replace(m, params=params), norm).params, m_notes)
+            params_of[m.sop.name] = (_named_before_noun(_trailing_text(replace(m, params=params), norm),
+                                                        norm).params, m_notes)
         return params_of[m.sop.name]
 
     def close_behind(score: float) -> Iterator[tuple[Match, tuple[str, ...]]]:
