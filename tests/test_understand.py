@@ -178,6 +178,13 @@ def test_unquoted_text_at_the_end_after_the_word_that_leads_it_in(library):
     assert u.sop == "messages-reply" and u.params.get("message") == "are we still on for lunch?", u.params
 
 
+def test_the_words_of_a_procedures_name_weigh(library):
+    phone = library.for_device("android")
+    u = understand("Omar Diaz keeps texting me and I never answer, so please delete his contact", phone)
+    assert (u.sop, u.params) == ("contacts-delete", {"name": "Omar Diaz"}), (u.reason, u.candidates)
+    assert "Rid" not in understand("get rid of omar diaz from my contacts", phone).text  # a verb, not a name
+
+
 def test_the_possessive_says_whose_number_is_sent(library):
     for goal in ("Omar Diaz wants Ann Lee's number, text it to him", "pls txt ann lee's # to omar diaz"):
         u = understand(goal, library)
