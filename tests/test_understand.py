@@ -185,6 +185,11 @@ def test_the_words_of_a_procedures_name_weigh(library):
     assert "Rid" not in understand("get rid of omar diaz from my contacts", phone).text  # a verb, not a name
 
 
+def test_a_value_is_not_taken_twice(library):
+    u = understand("Gym should be the new name of my 6 am alarm", library)  # the time is not also the label
+    assert (u.sop, u.params) == ("clock-rename-alarm", {"time": "06:00", "label": "Gym"}), (u.reason, u.notes)
+
+
 def test_the_possessive_says_whose_number_is_sent(library):
     for goal in ("Omar Diaz wants Ann Lee's number, text it to him", "pls txt ann lee's # to omar diaz"):
         u = understand(goal, library)
@@ -344,8 +349,16 @@ def test_a_finish_is_checked_against_the_goal(library):
     wrong = [_Step(notes, Tap(target=0)), _Step(notes, Finish(status="success"))]
     why = check_result(match, "delete the note titled Groceries", wrong, None)
     assert why is not None and "Groceries" in why
-    right = [_Step(notes, Tap(target=1)), _Step(notes, Finish(status="success"))]
+    after = _screen("Packing list")
+    right = [_Step(notes, Tap(target=1)), _Step(after, Finish(status="success"))]
     assert check_result(match, "delete the note titled Groceries", right, None) is None
+    # the procedure ends with the note gone from the list: a finish with it still there is no success
+    kept = [_Step(notes, Tap(target=1)), _Step(notes, Finish(status="success"))]
+    assert "still shows" in check_result(match, "delete the note titled Groceries", kept, None)
+    alarm = understand("delete my 8:30 alarm", library).match  # its step taps the alarm unquoted
+    alarms = _screen("Alarm", "08:30 · Laundry", "Clock")
+    tabs = [_Step(alarms, Tap(target=2)), _Step(alarms, Finish(status="success"))]
+    assert "nothing named '08:30' was tapped" in check_result(alarm, "delete my 8:30 alarm", tabs, None)
 
 
 def test_an_answer_must_be_of_the_kind_asked_and_read_off_a_screen(library):

@@ -25,7 +25,7 @@ from edgepilot.perception.describe import describe_action
 from edgepilot.sop.understand import answers
 from edgepilot.sop.values import shape, values_in
 
-_STEP_TAP = re.compile(r"\bTap (?:the [a-z ]+ )?\"\{([a-z_][a-z0-9_]*)\}\"", re.I)
+_STEP_TAP = re.compile(r"\bTap (?:the [a-z ]+ )?\"?\{([a-z_][a-z0-9_]*)\}\"?", re.I)
 _STEP_TYPE = re.compile(r"\bType \"\{([a-z_][a-z0-9_]*)\}\"", re.I)
 _KINDS: tuple[tuple[re.Pattern[str], tuple[str, ...], str], ...] = (
     (re.compile(r"\bbalance\b", re.I), ("amount",), "an amount of money"),
@@ -101,6 +101,9 @@ def check_result(match: Any | None, goal: str, steps: Sequence[Any], answer: str
             name, how = failures[0]
             return (f"the goal's {name} {params[name]!r} was never typed" if how == "typed"
                     else f"nothing named {params[name]!r} was tapped (the goal's {name})")
+    unmet = finish_unmet(match, steps)
+    if unmet:
+        return unmet
     if not answers(match.sop):
         return None
     if not answer or not answer.strip():
@@ -117,6 +120,34 @@ def check_result(match: Any | None, goal: str, steps: Sequence[Any], answer: str
     if made_up:
         return f"the answer's {made_up[0]!r} was not on any screen the run saw"
     return None
+
+
+_GONE = re.compile(r"\b(?:is|are) gone\b|\bno longer (?:shows?|in|listed)\b|\bdisappears?\b", re.I)
+
+
+def finish_unmet(match: Any, steps: Sequence[Any]) -> str | None:
+    """What the screen the agent finished on shows against the procedure's last step, ``Finish when ...``: a
+    value it says is gone (``Finish when "{title}" is gone from the list``; ``the alarm is gone``: the value
+    its steps tap) still shown, or a quoted text it says shows (``"{network}" shows "Connected"``) not shown.
+    None when they agree, or when the last step says nothing this can check."""
+    filled = match.steps[-1].text if match.sop.steps else ""
+    m = re.match(r"\s*Finish when (.*?)(?:\s*\(screen:[^)]*\))?\.?\s*$", filled, re.I)
+    if m is None or not steps:
+        return None
+    cond = m[1]
+    final = _words(" \n ".join(x for node in getattr(steps[-1].obs, "nodes", ())
+                               for x in (getattr(node, "text", ""), getattr(node, "content_desc", "")) if x))
+    if not final:
+        return None
+    quoted = [q for q in re.findall(r'"([^"]+)"', cond) if q.strip()]
+    params = dict(match.params)
+    if _GONE.search(cond):
+        named = quoted or [v for v in params.values() if v and _words(v) in _words(cond)] or [
+            params[n] for raw in match.sop.steps for n in _STEP_TAP.findall(raw.text) if params.get(n)]
+        still = next((v for v in named if _words(v) in final), None)
+        return f"{still!r} still shows, where the procedure ends with it gone" if still else None
+    missing = next((q for q in quoted if _words(q) not in final), None)
+    return f"the screen it finished on does not show {missing!r} ({cond})" if missing else None
 
 
 def nothing_found(match: Any | None, action: Any, after: Any, before: Any = None) -> str | None:

@@ -696,9 +696,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         return done(None, f"a question, and the closest procedure ({best.sop.name}) does something rather than "
                           "answer")
     typed_matches = []
-    for m in fitting:
+    for m in fitting:  # above the bar, the words nothing else explains count as the one open value
         params, notes = typed_of(m)
-        typed_matches.append((len(m.sop.params) - len(params), -m.score, replace(m, params=params), notes))
+        filled, _ = _with_leftover(replace(m, params=params), norm)
+        typed_matches.append((len(m.sop.params) - len(filled.params), -m.score, replace(m, params=params), notes))
     if min(t[0] for t in typed_matches):  # each leaves a value out: one close behind that the goal gives in full
         # ("what is 6 times 7 on the calculator": compute it, not read a file the goal never names)
         typed_matches += [(0, -m.score, m, m_notes) for m, m_notes in close_behind(best.score)
@@ -867,6 +868,11 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
             notes.append(f"dropped {name}={value!r}: not {_SHAPE_WORDS.get(want, want)}")
             continue
         out[name] = typed
+    for name in [n for n in out if shape(match.sop.params[n].example or "") in ("text", "name")]:
+        others = {form.casefold() for other, value in out.items() if other != name
+                  for form in (value, norm.as_typed(value))}
+        if out[name].casefold() in others:  # "my 8 am alarm": the time, not also the label
+            notes.append(f"dropped {name}={out.pop(name)!r}: it is the value of another parameter")
     return out, tuple(notes)
 
 
@@ -951,8 +957,9 @@ def _trailing_text(match: Match, norm: Normalised) -> Match:
             continue
         start = max(m.end() for m in found)
         value = norm.typed_span(start, len(norm.text)).strip().strip('"').strip()
+        tail = norm.text[start:].casefold()
         others = [v.casefold() for v in match.params.values()]
-        if value and len(value.split()) <= 40 and not any(o in value.casefold() for o in others):
+        if value and len(value.split()) <= 40 and not any(o in tail for o in others):
             return replace(match, params={**match.params, name: value})
     return match
 
