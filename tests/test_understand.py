@@ -185,6 +185,14 @@ def test_the_words_of_a_procedures_name_weigh(library):
     assert "Rid" not in understand("get rid of omar diaz from my contacts", phone).text  # a verb, not a name
 
 
+def test_a_name_after_a_naming_word_ends_with_its_clause(library):
+    goal = ("log into my bank with 1111, check the Checking balance and write it down in a new note with the "
+            "title Rent money so I remember")
+    u = understand(goal, library)
+    assert (u.sop, u.params) == ("bank-balance-to-note", {"pin": "1111", "account": "Checking",
+                                                          "title": "Rent money"}), (u.reason, u.candidates)
+
+
 def test_a_value_is_not_taken_twice(library):
     u = understand("Gym should be the new name of my 6 am alarm", library)  # the time is not also the label
     assert (u.sop, u.params) == ("clock-rename-alarm", {"time": "06:00", "label": "Gym"}), (u.reason, u.notes)

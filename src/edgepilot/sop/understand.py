@@ -664,8 +664,9 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     def typed_of(m: Match) -> tuple[dict[str, str], tuple[str, ...]]:
         if m.sop.name not in params_of:
             params, m_notes = typed_params(m, norm)
-            params_of[m.sop.name] = (_named_before_noun(_trailing_text(replace(m, params=params), norm),
-                                                        norm).params, m_notes)
+            params_of[m.sop.name] = (_named_before_noun(_trailing_text(_named_after(replace(m, params=params),
+                                                                                    norm), norm), norm).params,
+                                     m_notes)
         return params_of[m.sop.name]
 
     def close_behind(score: float) -> Iterator[tuple[Match, tuple[str, ...]]]:
@@ -681,6 +682,10 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
         telling = [v for v in params.values() if shape(v) in (*_TELLING, "digits")]
         if len(params) == len(best.sop.params) and (telling or len(params) >= 2):
             limit = best.score  # the goal gives every value this procedure needs, one at least of a telling shape
+            for m in ranked[1:]:  # one close behind that takes every value too and more: it does more of the goal
+                if m.score >= best.score - MARGIN and len(m.sop.params) > len(params) \
+                        and len(typed_of(m)[0]) == len(m.sop.params):
+                    limit = min(limit, m.score)
     if lenient and best is not None and best.score < limit and best.score >= EXPLAINED_FLOOR:
         params, _ = typed_of(best)
         if len(params) == len(best.sop.params) and _all_explained(best.sop, norm, params):
@@ -940,6 +945,30 @@ def _owner_by_possessive(match: Match, norm: Normalised) -> Match:
                     params[name], params[other] = params[other], params[name]
                 break
     return replace(match, params=params) if params != match.params else match
+
+
+_NAMING = re.compile(r"\b(?:titled|entitled|called|named|labell?ed|with the (?:title|name|label)|title|name)\s+"
+                     r"(?P<v>(?!(?:of|for|to|in|on|at|with|from|it|is|was)\b)[^\s\"][^,;.!?\"]*?)(?=\s+(?:so|and|then|because|since|to|for|with|in|on|please|thanks)\b"
+                     r"|\s*[,;.!?]|\s*$)", re.IGNORECASE)
+
+
+def _named_after(match: Match, norm: Normalised) -> Match:
+    """``match`` with its one open name or free-text parameter that its phrasings lead in with a naming word
+    (``titled {title}``, ``called {name}``) taken as the goal's words after such a word, up to the end of the
+    clause (``with the title Savings balance so I have it handy`` → ``Savings balance``)."""
+    leads = {n for phrasing in match.sop.phrasings for n, before, _ in placeholders(phrasing)
+             if before and before[-1].lower() in ("titled", "entitled", "called", "named", "labelled", "labeled",
+                                                  "title", "name", "label")}
+    open_names = [n for n in leads if n not in match.params and n in match.sop.params
+                  and shape(match.sop.params[n].example or "") in ("text", "name")]
+    if len(open_names) != 1:
+        return match
+    taken = {v.casefold() for v in match.params.values()}
+    for m in _NAMING.finditer(norm.text):
+        value = norm.as_typed(m["v"].strip())
+        if value and len(value.split()) <= 6 and not any(t in m["v"].casefold() for t in taken):
+            return replace(match, params={**match.params, open_names[0]: value})
+    return match
 
 
 def _trailing_text(match: Match, norm: Normalised) -> Match:
