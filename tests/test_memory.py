@@ -517,8 +517,8 @@ def test_a_route_done_does_not_start_again_on_the_screen_of_its_first_steps():
 
 
 def test_a_procedure_for_another_apps_task_gives_way_to_the_memory_route():
-    """With contacts-delete missing, "delete ... from my contacts" is understood as the Clock's delete-alarm
-    procedure; the memory's route goes to Contacts, an app that procedure never opens, and wins. With
+    """With contacts-delete missing, "delete ... from my contacts" is understood as another app's delete
+    procedure (the Clock's or the Notes'); the memory's route goes to Contacts, an app that procedure never opens, and wins. With
     contacts-delete there, it stays. (Goal written for this test.)"""
     from edgepilot.agent.session import over_procedure
     from edgepilot.bench.tasks import procedures_for, train_only_library
@@ -527,9 +527,9 @@ def test_a_procedure_for_another_apps_task_gives_way_to_the_memory_route():
     goal = "Please delete Carmen Ruiz from my contacts"
     library = train_only_library()
     forced = understand(goal, procedures_for("android", library.without(["contacts-delete"]))).match
-    assert forced is not None and forced.sop.name == "clock-delete-alarm"
+    assert forced is not None and forced.sop.name in ("clock-delete-alarm", "notes-delete")  # another app's delete
     route, recalled = over_procedure(goal, forced, None, shipped("android"))
-    assert route.sop.name == "memory-contacts" and recalled["over"] == "clock-delete-alarm"
+    assert route.sop.name == "memory-contacts" and recalled["over"] == forced.sop.name
     assert [s.text for s in route.sop.steps][1:3] == ['Tap "Carmen Ruiz" in the list.', 'Tap "Delete".']
     own = understand(goal, procedures_for("android", library)).match
     assert own.sop.name == "contacts-delete" and over_procedure(goal, own, None, shipped("android")) == (own, None)
