@@ -193,6 +193,11 @@ def test_a_name_after_a_naming_word_ends_with_its_clause(library):
                                                           "title": "Rent money"}), (u.reason, u.candidates)
 
 
+def test_a_quoted_name_after_a_naming_word(library):
+    u = understand('Make a contact called "Town Pool" with the number shown on the library website', library)
+    assert u.params.get("name") == "Town Pool", (u.sop, u.params)
+
+
 def test_a_value_is_not_taken_twice(library):
     u = understand("Gym should be the new name of my 6 am alarm", library)  # the time is not also the label
     assert (u.sop, u.params) == ("clock-rename-alarm", {"time": "06:00", "label": "Gym"}), (u.reason, u.notes)

@@ -948,8 +948,9 @@ def _owner_by_possessive(match: Match, norm: Normalised) -> Match:
 
 
 _NAMING = re.compile(r"\b(?:titled|entitled|called|named|labell?ed|with the (?:title|name|label)|title|name)\s+"
-                     r"(?P<v>(?!(?:of|for|to|in|on|at|with|from|it|is|was)\b)[^\s\"][^,;.!?\"]*?)(?=\s+(?:so|and|then|because|since|to|for|with|in|on|please|thanks)\b"
-                     r"|\s*[,;.!?]|\s*$)", re.IGNORECASE)
+                     r"(?:\"(?P<q>[^\"]+)\"|(?P<v>(?!(?:of|for|to|in|on|at|with|from|it|is|was)\b)[^\s\"][^,;.!?\"]*?)"
+                     r"(?=\s+(?:so|and|then|because|since|to|for|with|in|on|please|thanks)\b|\s*[,;.!?]|\s*$))",
+                     re.IGNORECASE)
 
 
 def _named_after(match: Match, norm: Normalised) -> Match:
@@ -965,8 +966,9 @@ def _named_after(match: Match, norm: Normalised) -> Match:
         return match
     taken = {v.casefold() for v in match.params.values()}
     for m in _NAMING.finditer(norm.text):
-        value = norm.as_typed(m["v"].strip())
-        if value and len(value.split()) <= 6 and not any(t in m["v"].casefold() for t in taken):
+        said = (m["q"] or m["v"]).strip()
+        value = said if m["q"] else norm.as_typed(said)
+        if value and len(value.split()) <= 6 and not any(t in said.casefold() for t in taken):
             return replace(match, params={**match.params, open_names[0]: value})
     return match
 
