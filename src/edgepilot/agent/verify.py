@@ -135,8 +135,7 @@ def finish_unmet(match: Any, steps: Sequence[Any]) -> str | None:
     if m is None or not steps:
         return None
     cond = m[1]
-    final = _words(" \n ".join(x for node in getattr(steps[-1].obs, "nodes", ())
-                               for x in (getattr(node, "text", ""), getattr(node, "content_desc", "")) if x))
+    final = _seen_text(steps[-1:])
     if not final:
         return None
     quoted = [q for q in re.findall(r'"([^"]+)"', cond) if q.strip()]

@@ -314,7 +314,7 @@ class Retriever:
         params = dict(values)
         quoted = {span.text.casefold() for span in found if span.quoted}
         for name, (value, strength) in anchored.items():
-            if _shape_of(sop, name) != "text" or (strength >= 2 and (not quoted or value.casefold() in quoted)):
+            if shape_of(sop, name) != "text" or (strength >= 2 and (not quoted or value.casefold() in quoted)):
                 params.setdefault(name, value)
         for name, value in self._followed(i, task, params, found).items():
             params.setdefault(name, value)
@@ -341,7 +341,7 @@ class Retriever:
         for name, words in self._suffixes[i]:
             if name in params or name in out:
                 continue
-            want = _shape_of(sop, name)
+            want = shape_of(sop, name)
             for span in found:
                 if span.quoted or span.text.casefold() in used or not fits(span.text, want) \
                         or _known(span.text, self._vocabulary):
@@ -355,7 +355,7 @@ class Retriever:
 
     def _shaped(self, sop: Sop, name: str, params: dict[str, str], found: list[Span]) -> str | None:
         """The first value of the task, not used yet, with the shape of the parameter's example."""
-        want = _shape_of(sop, name)
+        want = shape_of(sop, name)
         used = [v.casefold() for v in params.values()]
         for span in found:
             if any(span.text.casefold() in u for u in used):
@@ -421,7 +421,8 @@ def _known(text: str, vocabulary: frozenset[str]) -> bool:
     return bool(words) and all(w in vocabulary for w in words)
 
 
-def _shape_of(sop: Sop, name: str) -> str:
+def shape_of(sop: Sop, name: str) -> str:
+    """The shape of parameter ``name``'s example (:func:`~edgepilot.sop.values.shape`); ``text`` without one."""
     param = sop.params.get(name)
     return shape(param.example) if param is not None and param.example else "text"
 
@@ -526,7 +527,7 @@ def _suffixes(sop: Sop) -> list[tuple[str, tuple[str, ...]]]:
     out: dict[tuple[str, tuple[str, ...]], None] = {}
     for phrasing in sop.phrasings:
         for name, _, after in placeholders(phrasing):
-            if _shape_of(sop, name) == "text":
+            if shape_of(sop, name) == "text":
                 continue
             words = [w.lower() for w in after[:2]]
             strong = next((n for n, w in enumerate(words) if w not in _WEAK), None)

@@ -29,7 +29,7 @@ import gzip
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +54,7 @@ from edgepilot.sop.retrieve import (
     Retriever,
     placeholders,
     retriever_for,
+    shape_of,
     tokenize,
 )
 from edgepilot.sop.values import PATH, WEEKDAYS, keyed_sum, shape, values_in
@@ -592,12 +593,19 @@ def proper_names_of(retriever: Retriever) -> dict[str, str]:
 
 def _without_choices(text: str, retriever: Retriever) -> str:
     """``text`` without the capitalised values that the procedures' parameters list (``Checking``)."""
+    pattern = _choices_pattern(retriever)
+    return pattern.sub(" ", text) if pattern is not None else text
+
+
+@lru_cache(maxsize=8)
+def _choices_pattern(retriever: Retriever) -> re.Pattern[str] | None:
     listed = {c for sop in retriever.sops for p in sop.params.values() for c in choices(p.description)}
     if not listed:
-        return text
-    return re.sub(r"\b(?:" + "|".join(sorted(map(re.escape, listed), key=len, reverse=True)) + r")\b", " ", text)
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, listed), key=len, reverse=True)) + r")\b")
 
 
+@lru_cache(maxsize=1024)
 def choices(description: str) -> tuple[str, ...]:
     """The values a parameter's description lists (``the account, Checking or Savings`` → both)."""
     m = re.search(r"\b([A-Z][a-z]+(?:, [A-Z][a-z]+)* or [A-Z][a-z]+)\b", description or "")
@@ -733,7 +741,7 @@ def understand(goal: str, library: object | None = None, *, threshold: float | N
     if loose:
         return done(None, f"the goal gives {loose[0]!r}, which {chosen.sop.name} has no place for (it does "
                           "something else than asked)")
-    chosen = _named_before_noun(_owner_by_possessive(chosen, norm), norm)
+    chosen = _owner_by_possessive(chosen, norm)
     chosen, filled = _with_leftover(chosen, norm)
     return done(chosen, notes=(*notes, filled) if filled else notes)
 
@@ -873,7 +881,7 @@ def typed_params(match: Match, norm: Normalised) -> tuple[dict[str, str], tuple[
             notes.append(f"dropped {name}={value!r}: not {_SHAPE_WORDS.get(want, want)}")
             continue
         out[name] = typed
-    for name in [n for n in out if shape(match.sop.params[n].example or "") in ("text", "name")]:
+    for name in [n for n in out if shape_of(match.sop, n) in ("text", "name")]:
         others = {form.casefold() for other, value in out.items() if other != name
                   for form in (value, norm.as_typed(value))}
         if out[name].casefold() in others:  # "my 8 am alarm": the time, not also the label
@@ -895,11 +903,11 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
     params = dict(match.params)
     quoted = [m.group(0).strip('"').casefold() for m in _QUOTED.finditer(norm.text)]
     for name, param in match.sop.params.items():
-        if choices(param.description) or (shape(param.example) if param.example else "text") not in ("name", "text"):
+        if choices(param.description) or shape_of(match.sop, name) not in ("name", "text"):
             continue
         if params.get(name, "").casefold() in quoted or shape(params.get(name, "")) in _TELLING:
             continue
-        if name in params and (shape(param.example) if param.example else "") == "name":
+        if name in params and shape_of(match.sop, name) == "name":
             params[name] = _without_own_words(params[name], own)
         nouns = {after[0].lower() for phrasing in match.sop.phrasings for n, _, after in placeholders(phrasing)
                  if n == name and after and after[0].lower().removesuffix("s") in object_words}
@@ -919,7 +927,7 @@ def _named_before_noun(match: Match, norm: Normalised) -> Match:
                 while run and is_action_verb(run[0]):
                     run.pop(0)  # "delete groceries note": the verb is not the name
                 if run and not all(w.lower() in own or w.lower() in STOPWORDS for w in run):
-                    value = _typed(" ".join(run), shape(param.example or ""), norm)
+                    value = _typed(" ".join(run), shape_of(match.sop, name), norm)
                     if value and value.casefold() not in {v.casefold() for k, v in params.items() if k != name}:
                         params[name] = value
                         break
@@ -935,9 +943,9 @@ def _owner_by_possessive(match: Match, norm: Normalised) -> Match:
     (``Maya wants Chloe Zhou's number, text it to her``), wherever retrieval put it."""
     params = dict(match.params)
     for name in match.sop.params:
-        after = {tuple(w.lower() for w in a[:2]) for phrasing in match.sop.phrasings
+        nouns = {a[1].lower() for phrasing in match.sop.phrasings
                  for n, _, a in placeholders(phrasing) if n == name and len(a) >= 2 and a[0].lower() == "s"}
-        for _, noun in after:
+        for noun in nouns:
             for m in re.finditer(rf"([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)'s\s+(?:\w+\s+)?{re.escape(noun)}\b", norm.text):
                 owner = m[1]
                 other = next((k for k, v in params.items() if k != name and v.casefold() == owner.casefold()), None)
@@ -961,7 +969,7 @@ def _named_after(match: Match, norm: Normalised) -> Match:
              if before and before[-1].lower() in ("titled", "entitled", "called", "named", "labelled", "labeled",
                                                   "title", "name", "label")}
     open_names = [n for n in leads if n not in match.params and n in match.sop.params
-                  and shape(match.sop.params[n].example or "") in ("text", "name")]
+                  and shape_of(match.sop, n) in ("text", "name")]
     if len(open_names) != 1:
         return match
     taken = {v.casefold() for v in match.params.values()}
@@ -978,7 +986,7 @@ def _trailing_text(match: Match, norm: Normalised) -> Match:
     (``Reply to {name} with "{message}"``), taken as the goal's words after the last such word (``reply to the
     last text with can you call me back?`` → ``can you call me back?``)."""
     for name, param in match.sop.params.items():
-        if name in match.params or choices(param.description) or shape(param.example or "") != "text":
+        if name in match.params or choices(param.description) or shape_of(match.sop, name) != "text":
             continue
         leads = {before[-1].lower() for phrasing in match.sop.phrasings
                  for n, before, after in placeholders(phrasing.strip().rstrip(".!?\"'"))
@@ -1008,8 +1016,7 @@ def _all_explained(sop: Sop, norm: Normalised, params: dict[str, str]) -> bool:
     """Whether every word of the goal is explained by ``sop`` and its ``params``, each name of which was typed
     capitalised (``ringtone`` is no contact), and the goal is read whole (:func:`_all_read`, values aside)."""
     for name, value in params.items():
-        param = sop.params[name]
-        if (shape(param.example) if param.example else "") == "name":
+        if shape_of(sop, name) == "name":
             if not all(w[:1].isupper() for w in norm.as_typed(value).split()):
                 return False
     if unexplained(sop, norm.text, tuple(params.values())):
@@ -1024,11 +1031,11 @@ def _with_leftover(match: Match, norm: Normalised) -> tuple[Match, str | None]:
     """``match`` with its one open name or free-text parameter filled by the words of the goal nothing else
     explains (:func:`leftover`), and a note saying so; itself when not one such parameter is open."""
     open_names = [n for n, p in match.sop.params.items() if n not in match.params and not choices(p.description)
-                  and (shape(p.example) if p.example else "text") in ("name", "text")]
+                  and shape_of(match.sop, n) in ("name", "text")]
     if len(open_names) != 1:
         return match, None
     rest = leftover(match.sop, norm.text, tuple(match.params.values()))
-    typed = _typed(rest, shape(match.sop.params[open_names[0]].example or ""), norm) if rest else None
+    typed = _typed(rest, shape_of(match.sop, open_names[0]), norm) if rest else None
     if not typed:
         return match, None
     return (replace(match, params={**match.params, open_names[0]: typed}),
@@ -1059,13 +1066,13 @@ def _words_of_text(text: str) -> frozenset[str]:
     return frozenset(words | {w[:-1] for w in words if w.endswith("s")} | {w + "s" for w in words})
 
 
-def unexplained(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> list[list[re.Match[str]]]:
+def unexplained(sop: Sop, text: str, taken: Iterable[str] = ()) -> list[list[re.Match[str]]]:
     """The runs of words of a goal that nothing explains: not ``sop``'s own words, not a verb of an action, not
     a value ``taken`` or quoted, not a small word or a courtesy."""
     own = _own_words(sop)
     blocked = [False] * len(text)
-    for value in taken:  # type: ignore[attr-defined]
-        for m in re.finditer(re.escape(str(value)), text, re.I):
+    for value in taken:
+        for m in re.finditer(re.escape(value), text, re.I):
             blocked[m.start():m.end()] = [True] * (m.end() - m.start())
     for m in _QUOTED.finditer(text):
         blocked[m.start():m.end()] = [True] * (m.end() - m.start())
@@ -1082,7 +1089,7 @@ def unexplained(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> list
     return [r for r in runs if r]
 
 
-def leftover(sop: Sop, text: str, taken: Iterator[str] | object = ()) -> str | None:
+def leftover(sop: Sop, text: str, taken: Iterable[str] = ()) -> str | None:
     """The run of words in a goal that nothing else explains: not the procedure's own words, not a verb of an
     action, not a value already taken, not a small word or a courtesy. With one parameter left open, that run is
     its value (``whats the bankalert code`` → ``bankalert``; ``hook my phone up to the car audio`` → ``car
@@ -1132,8 +1139,9 @@ question. Otherwise it is (``put the phone in dark mode``, ``airplane mode pls``
 
 
 def _all_read(text: str) -> bool:
-    """Whether every word of ``text`` is one this step knows (a frequent English word or one of the procedures'):
-    nothing is guessed for a goal it cannot read whole ("Schalte Bluetooth aus" is not *on*)."""
+    """Whether every word of ``text`` is one this step knows (a frequent English word, or a small word, courtesy,
+    everyday phone word or message word of its lists): nothing is guessed for a goal it cannot read whole
+    ("Schalte Bluetooth aus" is not *on*)."""
     known = english_words()
     return bool(known) and all(w.lower() in known or w.lower() in _SMALL_WORDS for w in _WORD.findall(text))
 
